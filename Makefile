@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test test-embedded serve worker clean
+
+# Install pinned requirements into .venv (re-run only when requirements.txt changes).
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+var/secret_key:
+	mkdir -p var
+	$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	chmod 600 $@
+
+# Embedded demo: SQLite, ORM broker, no Redis. Serves on http://$(HOST):$(PORT)/
+run: setup var/secret_key
+	export SECRET_KEY=$$(cat var/secret_key); \
+	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
+	$(PY) manage.py load_demo && \
+	$(PY) manage.py qcluster & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	export SECRET_KEY=$$(cat var/secret_key); \
+	echo; echo "PD-L1 platform: http://$(HOST):$(PORT)/"; \
+	echo "Demo logins (user / password): admin / demo-admin-pass, pathologist / demo-path-pass,"; \
+	echo "  annotator / demo-annot-pass, clinician / demo-clin-pass"; echo; \
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pdl1site.asgi:application
+
+# The whole suite. With DATABASE_URL/REDIS_URL set it runs against PostgreSQL and Redis;
+# tests/test_embedded_mode.py covers the embedded SQLite mode either way.
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf var/media/tmp .pytest_cache

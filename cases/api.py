@@ -1,0 +1,169 @@
+"""REST API for patients, cases, slides and reports. Thin: logic lives in services/access."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from cases import access, services
+from cases.audit import log_access
+from cases.choices import Role
+from cases.models import Case, Patient, Report, Slide
+from cases.permissions import CLINICAL_ROLES, HasRole
+from cases.views import thumbnail_response
+from cases.serializers import (
+    CaseSerializer,
+    PatientSerializer,
+    PseudonymousSlideSerializer,
+    ReportSerializer,
+    SlideMppSerializer,
+    SlideSerializer,
+    SlideUploadSerializer,
+)
+
+
+class AuditedRetrieveMixin:
+    """Log an ACCESS audit entry for every record shown, in lists and details alike."""
+
+    def retrieve(self, request, *args, **kwargs):
+        instance = self.get_object()
+        log_access(instance)
+        return Response(self.get_serializer(instance).data)
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        rows = page if page is not None else list(queryset)
+        log_access(*rows)
+        data = self.get_serializer(rows, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+
+class PatientViewSet(AuditedRetrieveMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                     viewsets.ReadOnlyModelViewSet):
+    serializer_class = PatientSerializer
+    permission_classes = [HasRole]
+    allowed_roles = CLINICAL_ROLES
+    filterset_fields = ["mrn", "sex", "department__code", "birth_date"]
+    search_fields = ["mrn", "family_name", "given_name"]
+    ordering_fields = ["family_name", "mrn", "birth_date", "created_at"]
+
+    def get_queryset(self):
+        return access.visible_patients(self.request.user).select_related("department")
+
+
+class CaseViewSet(AuditedRetrieveMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                  viewsets.ReadOnlyModelViewSet):
+    serializer_class = CaseSerializer
+    permission_classes = [HasRole]
+    allowed_roles = CLINICAL_ROLES
+    filterset_fields = ["accession", "indication", "assay_clone", "status", "patient", "department__code"]
+    search_fields = ["accession", "patient__mrn", "patient__family_name"]
+    ordering_fields = ["created_at", "accession", "status"]
+
+    def get_queryset(self):
+        return access.visible_cases(self.request.user).select_related("patient", "department")
+
+    def perform_create(self, serializer):
+        case = serializer.save(created_by=self.request.user)
+        case.assigned_to.add(self.request.user)
+
+
+class SlideViewSet(AuditedRetrieveMixin, mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = SlideSerializer
+    permission_classes = [HasRole]
+    allowed_roles = CLINICAL_ROLES
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    filterset_fields = ["case", "case__accession", "format", "marker", "sha256", "mpp_source"]
+    search_fields = ["original_name", "case__accession"]
+    ordering_fields = ["created_at", "original_name"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return access.visible_slides(self.request.user).select_related("case")
+
+    def perform_update(self, serializer):
+        case = serializer.validated_data.get("case")
+        if case is not None and not access.visible_cases(self.request.user).filter(pk=case.pk).exists():
+            raise ValidationError({"case": "no such case"})
+        serializer.save()
+
+    @extend_schema(request={"multipart/form-data": SlideUploadSerializer},
+                   responses={201: SlideSerializer, 200: SlideSerializer, 400: OpenApiResponse(description="Bad input")})
+    def create(self, request):
+        """Upload a slide (multipart field `files`, repeated for a DICOM series)."""
+        data = request.data  # parses the body: the upload handler streams files to disk here
+        if getattr(request._request, "upload_too_large", False):
+            return Response({"detail": "The upload is larger than the configured limit."},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        uploads = request.FILES.getlist("files") + request.FILES.getlist("file")
+        form = SlideUploadSerializer(data={**{k: data.get(k) for k in ("name", "case", "mpp", "marker") if data.get(k)},
+                                           "files": uploads})
+        form.is_valid(raise_exception=True)
+        params = form.validated_data
+        case = None
+        try:
+            if "case" in params:
+                case = services.check_case_for_user(params["case"], request.user)
+            sources = services.sources_from_uploads(uploads, rename=params.get("name"))
+            result = services.do_ingest_slide(sources, case=case, uploaded_by=request.user, mpp=params.get("mpp"),
+                                              marker=params.get("marker", "PD-L1"))
+        except services.IngestError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        body = {**SlideSerializer(result.slide, context={"request": request}).data, "duplicate": result.duplicate}
+        if result.duplicate:
+            body["detail"] = "This file is already stored; the existing slide is returned."
+        return Response(body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
+
+    @extend_schema(request=SlideMppSerializer, responses=SlideSerializer)
+    @action(detail=True, methods=["post"])
+    def mpp(self, request, pk=None):
+        """Set the resolution of a slide whose file carries none (or a wrong one)."""
+        slide = self.get_object()
+        form = SlideMppSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            services.do_set_slide_mpp(slide, form.validated_data["mpp_x"], form.validated_data.get("mpp_y"))
+        except services.IngestError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(SlideSerializer(slide, context={"request": request}).data)
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request, pk=None):
+        slide = self.get_object()
+        log_access(slide)
+        return thumbnail_response(slide)
+
+
+class PseudonymousSlideViewSet(viewsets.ReadOnlyModelViewSet):
+    """Slides by pseudonymous id, for annotation work: no patient or case identifiers."""
+
+    serializer_class = PseudonymousSlideSerializer
+    permission_classes = [HasRole]
+    allowed_roles = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
+    lookup_field = "pseudo_id"
+    filterset_fields = ["marker", "format"]
+    ordering_fields = ["created_at"]
+
+    def get_queryset(self):
+        return access.pseudonymous_slides(self.request.user)
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    @action(detail=True, methods=["get"])
+    def thumbnail(self, request, pseudo_id=None):
+        return thumbnail_response(self.get_object())
+
+
+class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = ReportSerializer
+    permission_classes = [HasRole]
+    allowed_roles = (Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
+    filterset_fields = ["case", "status"]
+    ordering_fields = ["signed_at", "created_at"]
+
+    def get_queryset(self):
+        return access.visible_reports(self.request.user).select_related("case__patient")
+

@@ -1,0 +1,58 @@
+from django.db import models
+
+
+class Role(models.TextChoices):
+    """Django groups that carry each persona's permissions."""
+
+    PATHOLOGIST = "pathologist", "Pathologist"
+    ANNOTATOR = "annotator", "Annotator"
+    CLINICIAN = "clinician", "Clinician"
+    ADMIN = "admin", "Administrator"
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Indication(models.TextChoices):
+    LUNG_SQUAMOUS = "lung_squamous", "Lung squamous cell carcinoma"
+    BREAST_DUCTAL = "breast_ductal", "Breast ductal carcinoma"
+    OTHER = "other", "Other"
+
+
+class AssayClone(models.TextChoices):
+    C22C3 = "22C3", "22C3"
+    SP263 = "SP263", "SP263"
+    SP142 = "SP142", "SP142"
+    C28_8 = "28-8", "28-8"
+    OTHER = "other", "Other"
+
+
+class CaseStatus(models.TextChoices):
+    REGISTERED = "registered", "Registered"
+    ANALYSING = "analysing", "Analysing"
+    IN_REVIEW = "in_review", "In review"
+    SIGNED = "signed", "Signed"
+    CLOSED = "closed", "Closed"
+
+
+class Marker(models.TextChoices):
+    PDL1 = "PD-L1", "PD-L1"
+    KI67 = "Ki67", "Ki67"
+    HE = "H&E", "H&E"
+    OTHER = "other", "Other"
+
+
+class MppSource(models.TextChoices):
+    SCANNER = "scanner", "From the scanner's metadata"
+    USER = "user", "Set by a user"
+    MISSING = "missing", "Missing: set it before analysis"
+
+
+class ReportStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SIGNED = "signed", "Signed"
+    AMENDED = "amended", "Amended (superseded)"

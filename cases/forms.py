@@ -1,0 +1,65 @@
+from django import forms
+
+from cases.access import is_admin, visible_patients
+from cases.choices import Marker
+from cases.models import Case, Department, Patient
+
+
+def _departments_for(user):
+    if is_admin(user):
+        return Department.objects.all()
+    return user.profile.departments.all() if hasattr(user, "profile") else Department.objects.none()
+
+
+class PatientForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = ["mrn", "family_name", "given_name", "birth_date", "sex", "department"]
+        widgets = {"birth_date": forms.DateInput(attrs={"type": "date"})}
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["department"].queryset = _departments_for(user)
+
+
+class CaseForm(forms.ModelForm):
+    class Meta:
+        model = Case
+        fields = ["accession", "patient", "department", "indication", "assay_clone", "specimen"]
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["patient"].queryset = visible_patients(user)
+        self.fields["department"].queryset = _departments_for(user)
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        files = [single(item, initial) for item in data] if isinstance(data, (list, tuple)) else [single(data, initial)]
+        return [f for f in files if f]
+
+
+class SlideUploadForm(forms.Form):
+    files = MultipleFileField(label="Slide file(s)", help_text="One slide file, or every file of a DICOM series.")
+    mpp = forms.FloatField(label="µm per pixel", required=False,
+                           help_text="Only needed when the file does not store its resolution.")
+    marker = forms.ChoiceField(choices=Marker.choices, initial=Marker.PDL1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # An empty file is rejected by the ingest service with a clear message, not here.
+        self.fields["files"].allow_empty_file = True
+
+
+class MppForm(forms.Form):
+    mpp_x = forms.FloatField(label="µm per pixel (x)")
+    mpp_y = forms.FloatField(label="µm per pixel (y)", required=False, help_text="Leave empty if square pixels.")

@@ -1,0 +1,103 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from cases.access import visible_patients
+from cases.models import Case, Department, Patient, Report, Slide
+
+
+class DepartmentField(serializers.SlugRelatedField):
+    """A department given by code; users may only file records into their own departments."""
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="code", queryset=Department.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        from cases.access import is_admin
+
+        user = self.context["request"].user
+        if is_admin(user):
+            return Department.objects.all()
+        return user.profile.departments.all() if hasattr(user, "profile") else Department.objects.none()
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    department = DepartmentField()
+
+    class Meta:
+        model = Patient
+        fields = ["id", "mrn", "family_name", "given_name", "birth_date", "sex", "department", "created_at"]
+
+
+class VisiblePatientField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return visible_patients(self.context["request"].user)
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    patient = VisiblePatientField()
+    department = DepartmentField()
+    slide_count = serializers.IntegerField(source="slides.count", read_only=True)
+
+    class Meta:
+        model = Case
+        fields = [
+            "id", "accession", "patient", "department", "indication", "assay_clone", "specimen",
+            "status", "slide_count", "created_at", "updated_at",
+        ]
+        read_only_fields = ["status"]
+
+
+class SlideSerializer(serializers.ModelSerializer):
+    thumbnail_url = serializers.SerializerMethodField()
+    needs_mpp = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Slide
+        fields = [
+            "id", "pseudo_id", "case", "original_name", "file_count", "sha256", "size_bytes", "format",
+            "vendor", "width", "height", "level_count", "level_dimensions", "level_downsamples",
+            "mpp_x", "mpp_y", "mpp_source", "needs_mpp", "objective_power", "marker",
+            "associated_images", "thumbnail_url", "created_at",
+        ]
+        read_only_fields = [f for f in fields if f not in ("case", "marker")]
+
+    def get_thumbnail_url(self, slide) -> str:
+        return reverse("api:slide-thumbnail", args=[slide.pk])
+
+
+class SlideUploadSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), min_length=1,
+                                  help_text="The slide file, or every file of a DICOM series")
+    name = serializers.CharField(required=False, help_text="File name to store instead of the uploaded one")
+    case = serializers.CharField(required=False, help_text="Case accession number")
+    mpp = serializers.FloatField(required=False, help_text="µm per pixel, when the file has none")
+    marker = serializers.CharField(required=False)
+
+
+class SlideMppSerializer(serializers.Serializer):
+    mpp_x = serializers.FloatField()
+    mpp_y = serializers.FloatField(required=False, allow_null=True)
+
+
+class PseudonymousSlideSerializer(serializers.ModelSerializer):
+    """What annotators see: pixels and geometry, nothing that identifies a patient."""
+
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Slide
+        fields = ["pseudo_id", "format", "width", "height", "level_count", "level_dimensions", "mpp_x",
+                  "mpp_y", "marker", "thumbnail_url"]
+
+    def get_thumbnail_url(self, slide) -> str:
+        return reverse("api:pseudo-slide-thumbnail", args=[slide.pseudo_id])
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    accession = serializers.CharField(source="case.accession", read_only=True)
+    patient_mrn = serializers.CharField(source="case.patient.mrn", read_only=True)
+
+    class Meta:
+        model = Report
+        fields = ["id", "case", "accession", "patient_mrn", "version", "status", "signed_by", "signed_at",
+                  "created_at"]

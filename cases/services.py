@@ -1,0 +1,256 @@
+"""Clinical-record services shared by the web pages, the REST API and management commands."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from cases.choices import Marker, MppSource
+from cases.models import Case, Slide
+from cases.slidefile import PLAUSIBLE_MPP, SlideError, inspect_slide, write_thumbnail
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4 * 1024 * 1024
+MAX_NAME_LENGTH = 200
+
+
+class IngestError(Exception):
+    """Bad input for slide ingest; the message is meant for the user."""
+
+
+@dataclass
+class IngestSource:
+    """One file to ingest: its user-facing name and where its bytes are now."""
+
+    name: str
+    path: Path
+    movable: bool = False  # a temporary upload we may move instead of copy
+
+
+@dataclass
+class IngestResult:
+    slide: Slide
+    created: bool
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.created
+
+
+def check_file_name(name: str) -> str:
+    """A plain file name: no directories, no traversal, nothing hidden or unprintable."""
+    if not name or not name.strip():
+        raise IngestError("the file has no name")
+    if "/" in name or "\\" in name or name in (".", "..") or os.path.isabs(name):
+        raise IngestError(f"file name {name!r} must not contain path parts")
+    if name.startswith(".") or any(ord(ch) < 32 for ch in name):
+        raise IngestError(f"file name {name!r} is not allowed")
+    if len(name) > MAX_NAME_LENGTH:
+        raise IngestError(f"file name is longer than {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def check_mpp(value) -> float:
+    try:
+        mpp = float(value)
+    except (TypeError, ValueError):
+        raise IngestError(f"mpp {value!r} is not a number") from None
+    if not (PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]):
+        raise IngestError(f"mpp {mpp} µm/px is outside the plausible range {PLAUSIBLE_MPP[0]}–{PLAUSIBLE_MPP[1]}")
+    return mpp
+
+
+def do_ingest_slide(
+    sources: list[IngestSource],
+    *,
+    case: Case | None = None,
+    uploaded_by=None,
+    mpp: float | None = None,
+    marker: str = Marker.PDL1,
+) -> IngestResult:
+    """Validate, store and register a slide (one file, or a DICOM series of several).
+
+    Bad input raises IngestError and leaves no Slide row and no file in storage. A file whose
+    sha256 is already stored is not stored again: the existing slide comes back, created=False.
+    """
+    if not sources:
+        raise IngestError("no file was given")
+
+    staging = Path(settings.MEDIA_ROOT) / "tmp" / f"ingest-{uuid.uuid4().hex}"
+    try:
+        names = [check_file_name(src.name) for src in sources]
+        if len(set(names)) != len(names):
+            raise IngestError("two files of the series have the same name")
+        if mpp is not None:
+            mpp = check_mpp(mpp)
+        if marker not in Marker.values:
+            raise IngestError(f"unknown marker {marker!r}; choose one of {', '.join(Marker.values)}")
+        staging.mkdir(parents=True)
+        digests, total = _stage(sources, staging)
+        sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
+        existing = Slide.objects.filter(sha256=sha256).first()
+        if existing is not None:
+            return IngestResult(existing, created=False)
+        main = staging / _main_file(names)
+        try:
+            info = inspect_slide(main)
+            write_thumbnail(main, staging / "thumbnail.png")
+        except SlideError as exc:
+            raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None
+        return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        for src in sources:  # temporary uploads not moved into storage are ours to delete
+            if src.movable:
+                Path(src.path).unlink(missing_ok=True)
+
+
+def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:
+    mpp_x = check_mpp(mpp_x)
+    mpp_y = check_mpp(mpp_y) if mpp_y not in (None, "") else None
+    slide.set_mpp(mpp_x, mpp_y)
+    slide.save(update_fields=["mpp_x", "mpp_y", "mpp_source"])
+    return slide
+
+
+def _stage(sources: list[IngestSource], staging: Path) -> tuple[list[str], int]:
+    """Bring every file into the staging folder, hashing as it goes; reject empty files."""
+    digests, total = [], 0
+    for src in sources:
+        target = staging / src.name
+        try:
+            size = os.path.getsize(src.path)
+        except OSError:
+            raise IngestError(f"{src.name}: file not found or unreadable") from None
+        if size == 0:
+            raise IngestError(f"{src.name}: the file is empty (0 bytes)")
+        if size > settings.SLIDE_UPLOAD_MAX_BYTES:
+            raise IngestError(f"{src.name}: larger than the limit of {settings.SLIDE_UPLOAD_MAX_BYTES} bytes")
+        if src.movable:
+            shutil.move(src.path, target)
+            digests.append(_sha256_of(target))
+        else:
+            digests.append(_copy_hashing(src.path, target))
+        total += size
+    return digests, total
+
+
+def _copy_hashing(source: Path, target: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as fin, open(target, "wb") as fout:
+            while chunk := fin.read(_CHUNK):
+                digest.update(chunk)
+                fout.write(chunk)
+    except IsADirectoryError:
+        raise IngestError(f"{source.name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise IngestError(f"{source.name}: cannot read the file ({exc.strerror})") from None
+    return digest.hexdigest()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _series_digest(digests: list[str]) -> str:
+    # Independent of file names and upload order: the same series is the same slide.
+    return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
+
+
+def _main_file(names: list[str]) -> str:
+    """The file OpenSlide opens; for a DICOM series any member finds its siblings."""
+    return sorted(names)[0]
+
+
+def _register(staging, main_name, sha256, total, file_count, info, case, uploaded_by, mpp, marker) -> IngestResult:
+    relative_dir = Path("slides") / sha256[:2] / f"{sha256}-{uuid.uuid4().hex[:8]}"
+    final_dir = Path(settings.MEDIA_ROOT) / relative_dir
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, final_dir)
+    mpp_x, mpp_y, source = info.mpp_x, info.mpp_y, MppSource.SCANNER
+    if mpp is not None:
+        mpp_x, mpp_y, source = mpp, mpp, MppSource.USER
+    elif mpp_x is None:
+        source = MppSource.MISSING
+    try:
+        with transaction.atomic():
+            slide = Slide.objects.create(
+                case=case,
+                file=str(relative_dir / main_name),
+                original_name=main_name,
+                file_count=file_count,
+                sha256=sha256,
+                size_bytes=total,
+                format=info.format,
+                vendor=info.vendor,
+                width=info.width,
+                height=info.height,
+                level_count=info.level_count,
+                level_dimensions=info.level_dimensions,
+                level_downsamples=info.level_downsamples,
+                mpp_x=mpp_x,
+                mpp_y=mpp_y,
+                mpp_source=source,
+                objective_power=info.objective_power,
+                marker=marker,
+                properties=info.properties,
+                associated_images=info.associated_images,
+                thumbnail=str(relative_dir / "thumbnail.png"),
+                uploaded_by=uploaded_by,
+            )
+    except IntegrityError:
+        # The same file arrived concurrently and the other upload won: keep one copy.
+        shutil.rmtree(final_dir, ignore_errors=True)
+        existing = Slide.objects.filter(sha256=sha256).first()
+        if existing is None:
+            raise
+        return IngestResult(existing, created=False)
+    except BaseException:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        raise
+    log.info("slide %s stored (%s, %dx%d)", slide.pk, info.format, info.width, info.height)
+    return IngestResult(slide, created=True)
+
+
+def check_case_for_user(accession: str, user) -> Case:
+    """A case the user may file slides into, by accession number."""
+    from cases.access import can_edit_clinical_record, visible_cases
+
+    case = visible_cases(user).filter(accession=accession).first() if user is not None else Case.objects.filter(
+        accession=accession).first()
+    if case is None or (user is not None and not can_edit_clinical_record(user)):
+        raise IngestError(f"no case with accession {accession!r} that you may add slides to")
+    return case
+
+
+def sources_from_uploads(uploads, rename: str | None = None) -> list[IngestSource]:
+    """Ingest sources from Django uploaded files (always on disk: see cases.uploads)."""
+    if rename is not None and len(uploads) != 1:
+        raise IngestError("a name can only be given for a single file")
+    sources = []
+    for upload in uploads:
+        name = rename if rename is not None else upload.name
+        if hasattr(upload, "temporary_file_path"):
+            sources.append(IngestSource(name=name, path=Path(upload.temporary_file_path()), movable=True))
+        else:  # small in-memory uploads (tests, custom handlers): spill to disk first
+            spill = Path(settings.FILE_UPLOAD_TEMP_DIR) / f"spill-{uuid.uuid4().hex}"
+            spill.parent.mkdir(parents=True, exist_ok=True)
+            with open(spill, "wb") as fh:
+                for chunk in upload.chunks():
+                    fh.write(chunk)
+            sources.append(IngestSource(name=name, path=spill, movable=True))
+    return sources

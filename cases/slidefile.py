@@ -1,0 +1,214 @@
+"""Open and validate whole-slide files.
+
+OpenSlide (openslide-python + openslide-bin) reads the vendor formats; plain PNG/JPEG/TIFF fields
+open as single-level slides through openslide's ImageSlide; OME-TIFF that OpenSlide refuses is
+read with tifffile. openslide is imported lazily: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Outside this range an "mpp" is not a microscope resolution (e.g. a TIFF's 72 dpi default).
+PLAUSIBLE_MPP = (0.05, 20.0)
+THUMBNAIL_SIZE = (512, 512)
+
+
+class SlideError(Exception):
+    """A file that cannot be used as a slide; the message is shown to the user."""
+
+
+@dataclass
+class SlideInfo:
+    format: str
+    vendor: str
+    width: int
+    height: int
+    level_count: int
+    level_dimensions: list[list[int]]
+    level_downsamples: list[float]
+    mpp_x: float | None
+    mpp_y: float | None
+    objective_power: float | None
+    properties: dict[str, str] = field(default_factory=dict)
+    associated_images: list[str] = field(default_factory=list)
+
+
+def open_slide(path: str | os.PathLike):
+    """An OpenSlide-like handle for any supported file; raises SlideError."""
+    import openslide
+    from PIL import Image, UnidentifiedImageError
+
+    path = str(path)
+    try:
+        fmt = openslide.OpenSlide.detect_format(path)
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"OpenSlide could not read the file: {exc}") from None
+    # OpenSlide's generic-tiff driver opens an OME-TIFF as one flat level without its
+    # resolution; tifffile reads its SubIFD pyramid and physical pixel size.
+    if fmt in (None, "generic-tiff") and _is_ome_tiff(path):
+        from cases.ometiff import OmeTiffSlide
+
+        try:
+            return OmeTiffSlide(path)
+        except Exception as exc:
+            raise SlideError(f"OME-TIFF could not be read: {_clean(exc, path)}") from None
+    if fmt is not None:
+        try:
+            return openslide.OpenSlide(path)
+        except openslide.OpenSlideUnsupportedFormatError:
+            raise SlideError("unsupported slide format") from None
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"{fmt} slide could not be opened: {_clean(exc, path)}") from None
+    try:
+        return openslide.ImageSlide(path)
+    except UnidentifiedImageError:
+        raise SlideError("not a slide or image file that this platform can read") from None
+    except Image.DecompressionBombError:
+        raise SlideError("image too large for a single-level field; convert it to a tiled pyramidal TIFF") from None
+    except OSError as exc:
+        raise SlideError(f"image could not be opened: {_clean(exc, path)}") from None
+
+
+def inspect_slide(path: str | os.PathLike) -> SlideInfo:
+    """Read a slide's metadata and prove its pixel data decodes; raises SlideError."""
+    import openslide
+
+    path = str(path)
+    _check_tiff_structure(path)
+    slide = open_slide(path)
+    try:
+        props = dict(slide.properties)
+        width, height = slide.dimensions
+        if width < 1 or height < 1:
+            raise SlideError("the image has no pixels")
+        _probe_pixels(slide)
+        fmt = props.get(openslide.PROPERTY_NAME_VENDOR) or _fallback_format(slide, path)
+        mpp_x = _plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
+        mpp_y = _plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_Y)) or mpp_x
+        if mpp_x is None:
+            mpp_y = None
+        return SlideInfo(
+            format=fmt,
+            vendor=_vendor_name(fmt),
+            width=int(width),
+            height=int(height),
+            level_count=int(slide.level_count),
+            level_dimensions=[list(map(int, d)) for d in slide.level_dimensions],
+            level_downsamples=[float(d) for d in slide.level_downsamples],
+            mpp_x=mpp_x,
+            mpp_y=mpp_y,
+            objective_power=_float_or_none(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)),
+            properties={k: v for k, v in props.items() if len(v) < 2000},
+            associated_images=sorted(slide.associated_images),
+        )
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"the slide's image data is corrupt or truncated: {_clean(exc, path)}") from None
+    except OSError as exc:
+        raise SlideError(f"the image data is corrupt or truncated: {_clean(exc, path)}") from None
+    finally:
+        slide.close()
+
+
+def write_thumbnail(path: str | os.PathLike, out_path: str | os.PathLike) -> None:
+    slide = open_slide(path)
+    try:
+        slide.get_thumbnail(THUMBNAIL_SIZE).convert("RGB").save(out_path, format="PNG")
+    finally:
+        slide.close()
+
+
+def _probe_pixels(slide) -> None:
+    """Decode the lowest level and level-0 tiles at the corners and centre.
+
+    A truncated or corrupt file often opens fine and only fails when its pixels are read.
+    """
+    slide.get_thumbnail((256, 256))
+    width, height = slide.dimensions
+    size = 256
+    for x, y in [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1), (width // 2, height // 2)]:
+        x0, y0 = max(0, min(x, width - size)), max(0, min(y, height - size))
+        slide.read_region((x0, y0), 0, (min(size, width), min(size, height)))
+
+
+def _check_tiff_structure(path: str) -> None:
+    """For TIFF-based files, every tile/strip must lie inside the file (catches truncation)."""
+    import tifffile
+
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise SlideError(f"cannot read the file: {exc.strerror}") from None
+    if magic[:2] not in (b"II", b"MM"):
+        return
+    size = os.path.getsize(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                offsets, counts = page.dataoffsets, page.databytecounts
+                if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
+                    raise SlideError("the file is truncated: image data runs past its end")
+    except SlideError:
+        raise
+    except Exception as exc:  # tifffile raises many types on a damaged header
+        raise SlideError(f"the TIFF structure is damaged: {exc}") from None
+
+
+def _is_ome_tiff(path: str) -> bool:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_ome)
+    except Exception:
+        return False
+
+
+def _fallback_format(slide, path: str) -> str:
+    from cases.ometiff import OmeTiffSlide
+
+    if isinstance(slide, OmeTiffSlide):
+        return "ome-tiff"
+    return "image-" + (Path(path).suffix.lower().lstrip(".") or "unknown")
+
+
+def _vendor_name(fmt: str) -> str:
+    names = {
+        "aperio": "Leica Aperio",
+        "hamamatsu": "Hamamatsu",
+        "dicom": "DICOM",
+        "generic-tiff": "Generic tiled TIFF",
+        "ome-tiff": "OME-TIFF",
+        "leica": "Leica",
+        "mirax": "3DHISTECH MIRAX",
+        "philips": "Philips",
+        "sakura": "Sakura",
+        "trestle": "Trestle",
+        "ventana": "Roche Ventana",
+        "zeiss": "Zeiss",
+    }
+    return names.get(fmt, "Plain image" if fmt.startswith("image-") else fmt)
+
+
+def _plausible_mpp(value) -> float | None:
+    number = _float_or_none(value)
+    if number is None or not (PLAUSIBLE_MPP[0] <= number <= PLAUSIBLE_MPP[1]):
+        return None
+    return number
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _clean(exc: Exception, path: str) -> str:
+    """Error text without the server-side path, which means nothing to the user."""
+    return str(exc).replace(f"Reading {path}: ", "").replace(path, "<file>")

@@ -1,0 +1,161 @@
+"""HTML pages of the clinical record. Thin: access rules and ingest live in access/services."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+
+from cases import access, services
+from cases.audit import log_access
+from cases.choices import Role
+from cases.forms import CaseForm, MppForm, PatientForm, SlideUploadForm
+
+
+def role_required(*roles):
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapper(request, *args, **kwargs):
+            if not access.has_role(request.user, *roles):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+clinical = role_required(Role.ADMIN, Role.PATHOLOGIST)
+
+
+@login_required
+def home(request):
+    user = request.user
+    if access.has_role(user, Role.ADMIN, Role.PATHOLOGIST):
+        return redirect("cases:case-list")
+    if access.has_role(user, Role.ANNOTATOR):
+        return redirect("cases:annotator-slides")
+    if access.has_role(user, Role.CLINICIAN):
+        return redirect("cases:report-list")
+    raise PermissionDenied("Your account has no role yet; ask an administrator.")
+
+
+@clinical
+def case_list(request):
+    cases = access.visible_cases(request.user).select_related("patient", "department")
+    query = request.GET.get("q", "").strip()
+    if query:
+        cases = cases.filter(accession__icontains=query) | cases.filter(patient__mrn__icontains=query)
+    cases = list(cases[:200])
+    log_access(*{case.patient for case in cases})
+    return render(request, "cases/case_list.html", {"cases": cases, "query": query})
+
+
+@clinical
+def case_create(request):
+    form = CaseForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        case = form.save(commit=False)
+        case.created_by = request.user
+        case.save()
+        case.assigned_to.add(request.user)
+        messages.success(request, f"Case {case.accession} created.")
+        return redirect(case)
+    return render(request, "cases/form.html", {"form": form, "title": "New case"})
+
+
+@clinical
+def case_detail(request, pk):
+    case = get_object_or_404(access.visible_cases(request.user).select_related("patient"), pk=pk)
+    form = SlideUploadForm()
+    if request.method == "POST":
+        if getattr(request, "upload_too_large", False):
+            messages.error(request, "The upload is larger than the configured limit.")
+            return redirect(case)
+        form = SlideUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                sources = services.sources_from_uploads(form.cleaned_data["files"])
+                result = services.do_ingest_slide(sources, case=case, uploaded_by=request.user,
+                                                  mpp=form.cleaned_data["mpp"], marker=form.cleaned_data["marker"])
+            except services.IngestError as exc:
+                form.add_error("files", str(exc))
+            else:
+                if result.duplicate:
+                    messages.warning(request, "This file is already stored; showing the existing slide.")
+                else:
+                    messages.success(request, "Slide uploaded.")
+                return redirect(result.slide)
+    log_access(case, case.patient)
+    return render(request, "cases/case_detail.html", {"case": case, "slides": case.slides.all(), "form": form})
+
+
+@clinical
+def patient_list(request):
+    patients = list(access.visible_patients(request.user).select_related("department")[:200])
+    log_access(*patients)
+    return render(request, "cases/patient_list.html", {"patients": patients})
+
+
+@clinical
+def patient_create(request):
+    form = PatientForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        patient = form.save()
+        messages.success(request, f"Patient {patient.mrn} registered.")
+        return redirect("cases:case-create")
+    return render(request, "cases/form.html", {"form": form, "title": "New patient"})
+
+
+@clinical
+def slide_detail(request, pk):
+    slide = get_object_or_404(access.visible_slides(request.user).select_related("case__patient"), pk=pk)
+    form = MppForm(request.POST or None, initial={"mpp_x": slide.mpp_x, "mpp_y": slide.mpp_y})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.do_set_slide_mpp(slide, form.cleaned_data["mpp_x"], form.cleaned_data["mpp_y"])
+        except services.IngestError as exc:
+            form.add_error("mpp_x", str(exc))
+        else:
+            messages.success(request, "Resolution saved.")
+            return redirect(slide)
+    log_access(slide)
+    return render(request, "cases/slide_detail.html", {"slide": slide, "form": form})
+
+
+@clinical
+def slide_thumbnail(request, pk):
+    slide = get_object_or_404(access.visible_slides(request.user), pk=pk)
+    return thumbnail_response(slide)
+
+
+@role_required(Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
+def annotator_slides(request):
+    slides = access.pseudonymous_slides(request.user)[:200]
+    return render(request, "cases/annotator_slides.html", {"slides": slides})
+
+
+@role_required(Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
+def pseudo_slide_thumbnail(request, pseudo_id):
+    return thumbnail_response(get_object_or_404(access.pseudonymous_slides(request.user), pseudo_id=pseudo_id))
+
+
+@role_required(Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
+def report_list(request):
+    reports = list(access.visible_reports(request.user).select_related("case__patient")[:200])
+    log_access(*reports)
+    return render(request, "cases/report_list.html", {"reports": reports})
+
+
+def thumbnail_response(slide):
+    if not slide.thumbnail:
+        raise Http404("no thumbnail")
+    try:
+        response = FileResponse(slide.thumbnail.open("rb"), content_type="image/png")
+    except FileNotFoundError:
+        raise Http404("thumbnail file missing") from None
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,12 @@
+"""The REST API router: every app's viewsets under /api/."""
+
+from rest_framework.routers import DefaultRouter
+
+from cases.api import CaseViewSet, PatientViewSet, PseudonymousSlideViewSet, ReportViewSet, SlideViewSet
+
+router = DefaultRouter()
+router.register("patients", PatientViewSet, basename="patient")
+router.register("cases", CaseViewSet, basename="case")
+router.register("slides", SlideViewSet, basename="slide")
+router.register("pseudo-slides", PseudonymousSlideViewSet, basename="pseudo-slide")
+router.register("reports", ReportViewSet, basename="report")
