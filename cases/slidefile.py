@@ -7,14 +7,19 @@ read with tifffile. openslide is imported lazily: importing this module stays ch
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Outside this range an "mpp" is not a microscope resolution (e.g. a TIFF's 72 dpi default).
 PLAUSIBLE_MPP = (0.05, 20.0)
 THUMBNAIL_SIZE = (512, 512)
+# Vendor slide formats: never fall back to reading such a file as a plain image.
+VENDOR_SUFFIXES = {".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".dcm", ".svslide", ".czi", ".isyntax"}
 
 
 class SlideError(Exception):
@@ -63,6 +68,8 @@ def open_slide(path: str | os.PathLike):
             raise SlideError("unsupported slide format") from None
         except openslide.OpenSlideError as exc:
             raise SlideError(f"{fmt} slide could not be opened: {_clean(exc, path)}") from None
+    if Path(path).suffix.lower() in VENDOR_SUFFIXES:
+        raise SlideError(f"not a readable {Path(path).suffix} slide: OpenSlide does not recognise it (damaged or unsupported)")
     try:
         return openslide.ImageSlide(path)
     except UnidentifiedImageError:
@@ -146,9 +153,16 @@ def _check_tiff_structure(path: str) -> None:
     if magic[:2] not in (b"II", b"MM"):
         return
     size = os.path.getsize(path)
+    if _first_ifd_offset(path, magic) >= size:
+        raise SlideError("the file is truncated: its image directory lies past its end")
+    problems = _TifffileProblems()
+    logging.getLogger("tifffile").addHandler(problems)
     try:
         with tifffile.TiffFile(path) as tif:
-            for page in tif.pages:
+            pages = list(tif.pages)
+            if problems.messages:  # tifffile logs and skips IFDs it cannot reach
+                raise SlideError(f"the file is truncated or damaged: {problems.messages[0]}")
+            for page in pages:
                 offsets, counts = page.dataoffsets, page.databytecounts
                 if offsets and max(o + c for o, c in zip(offsets, counts)) > size:
                     raise SlideError("the file is truncated: image data runs past its end")
@@ -156,6 +170,29 @@ def _check_tiff_structure(path: str) -> None:
         raise
     except Exception as exc:  # tifffile raises many types on a damaged header
         raise SlideError(f"the TIFF structure is damaged: {exc}") from None
+    finally:
+        logging.getLogger("tifffile").removeHandler(problems)
+
+
+class _TifffileProblems(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(re.sub(r"<tifffile\.\w+ @\d+> ", "", record.getMessage()))
+
+
+def _first_ifd_offset(path: str, magic: bytes) -> int:
+    order = "<" if magic[:2] == b"II" else ">"
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if len(header) < 8:
+        return 1 << 62
+    version = struct.unpack(order + "H", header[2:4])[0]
+    if version == 43 and len(header) >= 16:  # BigTIFF
+        return struct.unpack(order + "Q", header[8:16])[0]
+    return struct.unpack(order + "I", header[4:8])[0]
 
 
 def _is_ome_tiff(path: str) -> bool:

@@ -1,0 +1,204 @@
+"""Slide ingest through the service: every shared slide format, and every kind of bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cases.choices import MppSource
+from cases.models import Slide
+from cases.services import IngestError, IngestSource, do_ingest_slide, do_set_slide_mpp
+from tests.conftest import SLIDES, shared_slide, stored_files
+
+pytestmark = pytest.mark.django_db
+
+# name, format, (width, height), levels, mpp or None
+READABLE = [
+    ("CMU-1-Small-Region.svs", "aperio", (2220, 2967), 1, 0.499),
+    ("small.svs", "aperio", (16, 16), 1, 0.499),
+    ("boxes.tiff", "generic-tiff", (300, 250), 4, None),  # its TIFF resolution (352 µm/px) is not a scan's
+    ("test3-DAPI-2-387.ndpi", "hamamatsu", (3968, 4864), 7, 0.2282),
+    ("sm_image.dcm", "dicom", (50, 50), 1, 0.499),
+]
+
+
+def ingest(path, **kwargs):
+    return do_ingest_slide([IngestSource(name=path.name, path=path)], **kwargs)
+
+
+@pytest.mark.parametrize("name,fmt,size,levels,mpp", READABLE)
+def test_every_shared_slide_ingests_with_its_metadata(media_root, name, fmt, size, levels, mpp):
+    result = ingest(shared_slide(name))
+    slide = result.slide
+    assert result.created
+    assert (slide.format, (slide.width, slide.height), slide.level_count) == (fmt, size, levels)
+    assert len(slide.level_dimensions) == levels
+    if mpp is None:
+        assert slide.mpp_x is None and slide.needs_mpp and slide.mpp_source == MppSource.MISSING
+    else:
+        assert slide.mpp_x == pytest.approx(mpp, abs=1e-3) and slide.mpp_source == MppSource.SCANNER
+    assert len(slide.sha256) == 64
+    stored = media_root / slide.file.name
+    assert stored.read_bytes() == shared_slide(name).read_bytes()
+    thumb = Image.open(media_root / slide.thumbnail.name)
+    assert max(thumb.size) <= 512 and min(thumb.size) >= 1
+
+
+def test_aperio_metadata_includes_objective_and_associated_images():
+    slide = ingest(shared_slide("CMU-1-Small-Region.svs")).slide
+    assert slide.objective_power == 20
+    assert set(slide.associated_images) == {"label", "macro", "thumbnail"}
+    assert slide.vendor == "Leica Aperio"
+    assert slide.properties["openslide.vendor"] == "aperio"
+
+
+def test_same_file_twice_is_stored_once(media_root):
+    first = ingest(shared_slide("small.svs"))
+    files_after_first = sorted(stored_files(media_root))
+    second = ingest(shared_slide("small.svs"))
+    assert second.duplicate and second.slide.pk == first.slide.pk
+    assert Slide.objects.count() == 1
+    assert sorted(stored_files(media_root)) == files_after_first
+
+
+def test_slide_without_mpp_is_flagged_and_mpp_can_be_set():
+    slide = ingest(shared_slide("boxes.tiff")).slide
+    assert slide.needs_mpp
+    do_set_slide_mpp(slide, 0.25)
+    slide.refresh_from_db()
+    assert (slide.mpp_x, slide.mpp_y, slide.mpp_source) == (0.25, 0.25, MppSource.USER)
+    with pytest.raises(IngestError, match="plausible"):
+        do_set_slide_mpp(slide, -1)
+    with pytest.raises(IngestError, match="plausible"):
+        do_set_slide_mpp(slide, float("nan"))
+
+
+def test_mpp_given_at_ingest_overrides_missing_one():
+    slide = ingest(shared_slide("boxes.tiff"), mpp=0.5).slide
+    assert (slide.mpp_x, slide.mpp_source) == (0.5, MppSource.USER)
+
+
+def test_plain_png_jpeg_and_striped_tiff_fields_are_single_level_slides(tmp_path):
+    rgb = (np.random.default_rng(1).random((300, 400, 3)) * 255).astype(np.uint8)
+    for suffix in ("png", "jpg", "tif"):
+        path = tmp_path / f"field.{suffix}"
+        Image.fromarray(rgb).save(path)
+        slide = ingest(path).slide
+        assert (slide.width, slide.height, slide.level_count) == (400, 300, 1)
+        assert slide.needs_mpp
+        assert slide.format == f"image-{suffix}"
+
+
+def test_ome_tiff_pyramid_is_read_with_tifffile(tmp_path):
+    """Synthetic OME-TIFF (random pixels): OpenSlide sees one flat level, tifffile the pyramid."""
+    import tifffile
+
+    rgb = (np.random.default_rng(2).random((1024, 768, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "synthetic.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(rgb, tile=(256, 256), subifds=1, photometric="rgb",
+                  metadata={"axes": "YXS", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.25})
+        tif.write(rgb[::2, ::2], tile=(256, 256), subfiletype=1, photometric="rgb")
+    slide = ingest(path).slide
+    assert slide.format == "ome-tiff"
+    assert slide.level_dimensions == [[768, 1024], [384, 512]]
+    assert slide.mpp_x == pytest.approx(0.25)
+
+
+def test_dicom_series_folder_is_one_slide_whatever_the_file_order(tmp_path):
+    series = [IngestSource(name="sm_image.dcm", path=shared_slide("sm_image.dcm"))]
+    first = do_ingest_slide(series)
+    again = do_ingest_slide(list(reversed(series)))
+    assert again.duplicate and again.slide.pk == first.slide.pk
+
+
+# --- bad input: a clear message, no Slide row, no file left in storage ----------------------
+
+def _truncated(tmp_path, name, keep=0.5):
+    source = shared_slide(name)
+    data = source.read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def _corrupt(tmp_path, name):
+    source = shared_slide(name)
+    data = bytearray(source.read_bytes())
+    start = len(data) // 3
+    data[start:start + 200000] = bytes(len(data[start:start + 200000]))
+    path = tmp_path / ("corrupt-" + name)
+    path.write_bytes(bytes(data))
+    return path
+
+
+BAD_INPUTS = {
+    "text file": (lambda tmp: _write(tmp / "notes.svs", b"this is not a slide\n" * 100), "not a readable .svs slide"),
+    "text file as png": (lambda tmp: _write(tmp / "notes.png", b"this is not an image\n" * 100), "not a slide"),
+    "zero bytes": (lambda tmp: _write(tmp / "empty.svs", b""), "empty"),
+    "truncated svs": (lambda tmp: _truncated(tmp, "CMU-1-Small-Region.svs"), "truncated"),
+    "truncated ndpi": (lambda tmp: _truncated(tmp, "test3-DAPI-2-387.ndpi", 0.7), "truncated"),
+    "corrupt svs tiles": (lambda tmp: _corrupt(tmp, "CMU-1-Small-Region.svs"), "corrupt"),
+    "unsupported codec": (lambda tmp: _copy(shared_slide("sm_image_jpegls.dcm"), tmp), "Unsupported transfer syntax"),
+    "truncated png": (lambda tmp: _truncated_png(tmp), "truncated|corrupt"),
+}
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _copy(source, folder):
+    return shutil.copy(source, folder / source.name) and folder / source.name
+
+
+def _truncated_png(tmp):
+    path = tmp / "field.png"
+    Image.fromarray((np.random.default_rng(3).random((400, 400, 3)) * 255).astype(np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:20000])
+    return path
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+def test_bad_input_is_rejected_and_leaves_nothing(media_root, tmp_path, kind):
+    make, message = BAD_INPUTS[kind]
+    source_dir = tmp_path / "src"
+    source_dir.mkdir()
+    path = make(source_dir)
+    with pytest.raises(IngestError, match=message):
+        ingest(path)
+    assert Slide.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd.svs", "a/b.svs", "..\\x.svs", "/abs.svs", "..", ".hidden.svs", ""])
+def test_file_names_with_path_parts_are_rejected(media_root, name):
+    with pytest.raises(IngestError):
+        do_ingest_slide([IngestSource(name=name, path=shared_slide("small.svs"))])
+    assert Slide.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_bad_mpp_and_marker_are_rejected_before_anything_is_stored(media_root):
+    for kwargs, message in [({"mpp": 0}, "plausible"), ({"mpp": float("nan")}, "plausible"),
+                            ({"marker": "CD8"}, "unknown marker")]:
+        with pytest.raises(IngestError, match=message):
+            ingest(shared_slide("small.svs"), **kwargs)
+    assert Slide.objects.count() == 0 and stored_files(media_root) == []
+
+
+def test_failed_database_write_removes_the_stored_files(media_root, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(Slide.objects, "create", fail)
+    with pytest.raises(RuntimeError):
+        ingest(shared_slide("small.svs"))
+    assert stored_files(media_root) == []
+
+
+def test_shared_slides_folder_is_present():
+    """The suite reads real slides from ../shared; fail loudly (not skip) if CI lost them."""
+    assert SLIDES.is_dir(), f"{SLIDES} missing"

@@ -1,0 +1,15 @@
+"""Test settings: the real settings module, with overrides for speed and isolation.
+
+DATABASE_URL and REDIS_URL still choose the services, so CI runs this suite on PostgreSQL and
+Redis, and a plain `make test` on a fresh machine runs it embedded (SQLite, no Redis).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+
+from pdl1site.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405  tasks run inline unless a test starts workers
