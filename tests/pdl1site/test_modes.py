@@ -1,0 +1,83 @@
+"""Embedded mode (SQLite, ORM broker, no Redis) and production mode (PostgreSQL, Redis) settings.
+
+Settings are evaluated in a fresh interpreter with a controlled environment, as a deployment
+would start them.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = (
+    "import json; from django.conf import settings as s; import django; django.setup(); "
+    "print(json.dumps({'engine': s.DATABASES['default']['ENGINE'], 'name': str(s.DATABASES['default']['NAME']),"
+    " 'q': {k: v for k, v in s.Q_CLUSTER.items() if k in ('orm', 'redis')},"
+    " 'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'media': str(s.MEDIA_ROOT), 'debug': s.DEBUG,"
+    " 'hosts': s.ALLOWED_HOSTS}))"
+)
+
+
+def settings_with(tmp_path, **env):
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY",
+                                                             "MEDIA_ROOT", "ALLOWED_HOSTS")}
+    base.update({"DJANGO_SETTINGS_MODULE": "pdl1site.settings", "PDL1_VAR_DIR": str(tmp_path), **env})
+    return subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=base, capture_output=True, text=True)
+
+
+def test_embedded_default_needs_no_service(tmp_path):
+    result = settings_with(tmp_path, SECRET_KEY="k")
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert got["engine"] == "django.db.backends.sqlite3" and got["name"] == str(tmp_path / "db.sqlite3")
+    assert got["q"] == {"orm": "default"}
+    assert got["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert got["media"] == str(tmp_path / "media") and got["debug"] is False
+
+
+def test_production_mode_from_environment(tmp_path):
+    result = settings_with(tmp_path, SECRET_KEY="k", DATABASE_URL="postgres://u:p@db.internal:5432/pdl1",
+                           REDIS_URL="redis://cache.internal:6379/2", MEDIA_ROOT="/srv/slides",
+                           ALLOWED_HOSTS="pdl1.hospital.example")
+    got = json.loads(result.stdout)
+    assert got["engine"] == "django.db.backends.postgresql" and got["name"] == "pdl1"
+    assert got["q"] == {"redis": "redis://cache.internal:6379/2"}
+    assert got["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert (got["media"], got["hosts"]) == ("/srv/slides", ["pdl1.hospital.example"])
+
+
+@pytest.mark.parametrize("env,message", [
+    ({}, "SECRET_KEY must be set"),
+    ({"SECRET_KEY": "k", "DEBUG": "perhaps"}, "DEBUG='perhaps' is not a boolean"),
+    ({"SECRET_KEY": "k", "DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
+    ({"SECRET_KEY": "k", "SLIDE_UPLOAD_MAX_BYTES": "huge"}, "SLIDE_UPLOAD_MAX_BYTES"),
+])
+def test_bad_configuration_stops_start_up(tmp_path, env, message):
+    result = settings_with(tmp_path, **env)
+    assert result.returncode != 0 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_embedded_mode_end_to_end(tmp_path):
+    """A fresh embedded deployment migrates, loads the demo and runs a queued task on the ORM broker."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update({"DJANGO_SETTINGS_MODULE": "pdl1site.settings", "PDL1_VAR_DIR": str(tmp_path), "SECRET_KEY": "k"})
+    run = lambda *args: subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    assert run("migrate", "-v0").returncode == 0
+    demo = run("load_demo")
+    assert demo.returncode == 0, demo.stderr
+    assert json.loads(demo.stdout)["case"] == "DEMO-2026-0001"
+    assert (tmp_path / "db.sqlite3").exists()
+    script = (
+        "import django; django.setup();"
+        "from django_q.tasks import async_task, result; from django_q.brokers import get_broker;"
+        "tid = async_task('math.sqrt', 16.0);"
+        "b = get_broker(); print(type(b).__name__, b.queue_size())"
+    )
+    queued = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert queued.stdout.split() == ["ORM", "1"], queued.stderr
