@@ -23,17 +23,16 @@ var/secret_key:
 	chmod 600 $@
 
 # Embedded demo: SQLite, ORM broker, no Redis. Serves on http://$(HOST):$(PORT)/
+run: export SECRET_KEY = $(file < var/secret_key)
 run: setup var/secret_key
-	export SECRET_KEY=$$(cat var/secret_key); \
-	$(PY) manage.py migrate --noinput && \
-	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
-	$(PY) manage.py load_demo && \
-	$(PY) manage.py qcluster & worker=$$!; \
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py load_demo
+	@$(PY) manage.py qcluster & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	export SECRET_KEY=$$(cat var/secret_key); \
 	echo; echo "PD-L1 platform: http://$(HOST):$(PORT)/"; \
-	echo "Demo logins (user / password): admin / demo-admin-pass, pathologist / demo-path-pass,"; \
-	echo "  annotator / demo-annot-pass, clinician / demo-clin-pass"; echo; \
+	echo "Demo logins (user / password): pathologist / demo-path-pass, annotator / demo-annot-pass,"; \
+	echo "  clinician / demo-clin-pass, admin / demo-admin-pass"; echo; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pdl1site.asgi:application
 
 # The whole suite. With DATABASE_URL/REDIS_URL set it runs against PostgreSQL and Redis;
