@@ -3,15 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from analysis.loss import LossWeights, point_supervised_loss
 
 BG, POS, NEG = 0, 1, 2
 
-
-@pytest.fixture(autouse=True)
-def media_root():
-    """Shadows the Django fixture of tests/conftest.py: these tests run with -p no:django."""
 
 
 def logits_with(shape=(8, 8), blobs=(), batch=1):
@@ -79,10 +76,13 @@ def test_two_points_in_one_blob_give_a_split_line_between_them():
     assert terms.targets.n_split_blobs == 1
     assert terms.blob_split.item() > 0
     line = terms.targets.blob_split[0] > 0
-    rows, cols = np.nonzero(line)
-    assert line.sum() > 0
-    assert set(rows) <= {2, 3, 4, 5} and set(cols) <= {3, 4}  # inside the blob, strictly between the points
+    blob = np.zeros((8, 8), bool)
+    blob[2:6, 1:7] = True
+    assert line.sum() > 0 and not (line & ~blob).any()
     assert not line[3, 2] and not line[4, 5]  # clicked pixels are never pushed to background
+    # The line cuts the blob: without it the two points lie in different pieces.
+    pieces, _ = ndimage.label(blob & ~line)
+    assert pieces[3, 2] > 0 and pieces[4, 5] > 0 and pieces[3, 2] != pieces[4, 5]
     assert np.all(terms.targets.blob_split[0][line] == 3.0)  # LCFCN weight: points in blob + 1
 
 
@@ -100,7 +100,8 @@ def test_touching_nuclei_of_different_classes_are_also_split():
 
 
 def test_global_split_separates_all_points_even_without_a_merged_blob():
-    logits = logits_with(shape=(8, 16), blobs=[(0, POS, slice(3, 6), slice(1, 4)), (0, NEG, slice(3, 6), slice(12, 15))])
+    blobs = [(0, POS, slice(3, 6), slice(1, 4)), (0, NEG, slice(3, 6), slice(12, 15))]
+    logits = logits_with(shape=(8, 16), blobs=blobs)
     terms = loss_of(logits, point_map([(0, POS, 4, 2), (0, NEG, 4, 13)], shape=(8, 16)))
     line = terms.targets.global_split[0] > 0
     assert terms.global_split.item() > 0
@@ -168,7 +169,8 @@ def test_ignored_pixels_neither_count_points_nor_blobs():
 def test_batch_loss_is_the_mean_of_per_image_losses():
     blobs = [(0, POS, slice(1, 4), slice(1, 4)), (1, NEG, slice(4, 7), slice(2, 6)), (1, POS, 0, 7)]
     points = [(0, POS, 2, 2), (1, NEG, 5, 3), (1, NEG, 5, 5)]
-    logits = logits_with(blobs=blobs, batch=2) + 0.3 * torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    logits = logits_with(blobs=blobs, batch=2) + 0.3 * noise
     batch = loss_of(logits, point_map(points, batch=2))
     singles = [
         loss_of(logits[i : i + 1], point_map([(0, c, r, k) for b, c, r, k in points if b == i])) for i in range(2)

@@ -20,10 +20,6 @@ from analysis.nets import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def media_root():
-    """Shadows the Django fixture of tests/conftest.py: these tests run with -p no:django."""
-
 
 @pytest.fixture(autouse=True)
 def seeded():
@@ -82,6 +78,7 @@ def test_dilation_keeps_every_3x3_conv_size_preserving_in_the_last_stages():
             assert block.conv2.padding == (dilation, dilation)
 
 
+@pytest.mark.slow
 def test_every_architecture_builds_without_downloading(no_downloads):
     for arch in ARCHS:
         for backbone in BACKBONES if arch != "unet" else ["resnet18"]:

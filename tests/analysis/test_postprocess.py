@@ -1,0 +1,210 @@
+"""Probability maps to points: peaks, plateaus, NMS, batched inference."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.nets import DetectorConfig, build_detector
+from analysis.postprocess import PointSet, extract_points, nms_keep, predict
+
+MPP = 0.5  # with the default 3 µm radius: 6 px
+
+
+
+def prob_map(blobs, shape=(64, 64), sigma=3.0):
+    """(C=3, H, W) softmax-like map from blobs = [(row, col, class, height)]; foreground is clipped at 0.98."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    per_class = np.zeros((3, *shape))
+    for row, col, cls, height in blobs:
+        per_class[cls] += height * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * sigma**2))
+    foreground = per_class[1:].sum(0)
+    scale = np.where(foreground > 0.98, 0.98 / np.maximum(foreground, 1e-12), 1.0)
+    per_class[1:] *= scale
+    per_class[0] = 1.0 - per_class[1:].sum(0)
+    return per_class.astype(np.float32)
+
+
+def spikes(positions, shape=(32, 32), height=0.9, cls=1):
+    """Single-pixel peaks of equal height: only NMS can separate them."""
+    probs = np.zeros((3, *shape), np.float32)
+    probs[0] = 1.0
+    for row, col in positions:
+        probs[0, row, col] = 1.0 - height
+        probs[cls, row, col] = height
+    return probs
+
+
+def test_each_gaussian_blob_gives_one_point_of_its_class_at_its_centre():
+    blobs = [(10, 40, 1, 0.9), (40, 12, 2, 0.8), (50, 50, 1, 0.7)]
+    (found,) = extract_points(prob_map(blobs)[None], MPP)
+    assert isinstance(found, PointSet) and len(found) == 3
+    assert found.xy.dtype == np.float32 and found.labels.dtype == np.int8 and found.scores.dtype == np.float32
+    by_row = np.argsort(found.xy[:, 1])
+    np.testing.assert_allclose(found.xy[by_row], [[40, 10], [12, 40], [50, 50]], atol=0.5)  # (x=col, y=row)
+    assert found.labels[by_row].tolist() == [1, 2, 1]
+    np.testing.assert_allclose(found.scores[by_row], [0.9, 0.8, 0.7], atol=1e-5)
+    assert np.all(np.diff(found.scores) <= 0)  # best first
+
+
+def test_a_plateau_wider_than_the_radius_still_gives_one_point_at_its_centre():
+    probs = prob_map([(30, 20, 2, 3.0)], sigma=5.0)  # clipped at 0.98 over a disc ~15 px wide
+    plateau = (1 - probs[0]) == (1 - probs[0]).max()
+    assert plateau.sum() > 100
+    (found,) = extract_points(probs[None], MPP)
+    assert len(found) == 1 and found.labels[0] == 2
+    np.testing.assert_allclose(found.xy[0], [20, 30], atol=0.5)
+
+
+def test_an_even_sized_plateau_gives_its_sub_pixel_centre():
+    probs = spikes([(10, 10), (10, 11), (11, 10), (11, 11)])
+    (found,) = extract_points(probs[None], MPP)
+    np.testing.assert_allclose(found.xy, [[10.5, 10.5]])
+
+
+@pytest.mark.parametrize("distance, expected", [(4, 1), (5, 1), (7, 2), (20, 2)])
+def test_equal_peaks_closer_than_the_radius_merge(distance, expected):
+    probs = spikes([(10, 5), (10, 5 + distance)])
+    (found,) = extract_points(probs[None], MPP, nms_radius_um=3.0)
+    assert len(found) == expected
+    assert found.xy[0].tolist() == [5.0, 10.0]  # tie: the first in row-major order wins
+
+
+def test_neighbouring_blobs_merge_within_the_radius_and_stay_apart_beyond_it():
+    (close,) = extract_points(prob_map([(30, 30, 1, 0.9), (30, 34, 2, 0.8)], sigma=2.0)[None], MPP)
+    (apart,) = extract_points(prob_map([(30, 20, 1, 0.9), (30, 40, 2, 0.8)], sigma=2.0)[None], MPP)
+    assert len(close) == 1
+    assert len(apart) == 2 and sorted(apart.labels.tolist()) == [1, 2]
+
+
+def test_suppression_ignores_class():
+    probs = spikes([(10, 5)], cls=1) + spikes([(10, 9)], cls=2, height=0.8)
+    probs[0] = 1.0 - probs[1:].sum(0)
+    (found,) = extract_points(probs[None], MPP)
+    assert found.labels.tolist() == [1]
+
+
+def test_peaks_below_min_score_are_dropped():
+    probs = prob_map([(10, 10, 1, 0.4), (40, 40, 1, 0.9)])[None]
+    assert len(extract_points(probs, MPP, min_score=0.5)[0]) == 1
+    assert len(extract_points(probs, MPP, min_score=0.3)[0]) == 2
+
+
+def test_radius_is_in_micrometres():
+    probs = spikes([(10, 5), (10, 12)])[None]  # 7 px apart
+    assert len(extract_points(probs, mpp=0.5, nms_radius_um=3.0)[0]) == 2  # 6 px radius
+    assert len(extract_points(probs, mpp=0.25, nms_radius_um=3.0)[0]) == 1  # 12 px radius
+
+
+def test_nms_is_exact_greedy():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 60, size=(300, 2))
+    scores = rng.choice([0.5, 0.6, 0.7, 0.8], size=300)  # many ties
+    kept = []
+    for i in sorted(range(300), key=lambda i: -scores[i]):  # Python's sort is stable too
+        if all(np.sum((xy[i] - xy[j]) ** 2) >= 16.0 for j in kept):
+            kept.append(i)
+    got = nms_keep(torch.from_numpy(xy), torch.from_numpy(scores), 4.0)
+    assert got.tolist() == kept
+
+
+def test_nms_across_blocks_matches_one_block(monkeypatch):
+    import analysis.postprocess as postprocess
+
+    rng = np.random.default_rng(1)
+    xy, scores = torch.from_numpy(rng.uniform(0, 40, (200, 2))), torch.from_numpy(rng.uniform(size=200))
+    whole = nms_keep(xy, scores, 3.0)
+    monkeypatch.setattr(postprocess, "NMS_BLOCK", 16)
+    assert torch.equal(nms_keep(xy, scores, 3.0), whole)
+
+
+def test_batch_keeps_images_apart():
+    batch = np.stack([prob_map([(10, 10, 1, 0.9)]), prob_map([]), prob_map([(50, 20, 2, 0.9), (10, 50, 1, 0.9)])])
+    first, empty, third = extract_points(batch, MPP)
+    assert first.labels.tolist() == [1]
+    assert len(empty) == 0 and empty.xy.shape == (0, 2)
+    assert sorted(third.labels.tolist()) == [1, 2]
+
+
+def test_same_input_gives_identical_output_and_numpy_equals_tensor():
+    rng = np.random.default_rng(2)
+    rows, cols, classes = rng.integers(0, 64, 40), rng.integers(0, 64, 40), rng.integers(1, 3, 40)
+    blobs = [(r, c, k, 0.6 + 0.3 * rng.random()) for r, c, k in zip(rows, cols, classes)]
+    probs = prob_map(blobs)[None]
+    a, b = extract_points(probs, MPP)[0], extract_points(torch.from_numpy(probs), MPP)[0]
+    assert len(a) > 5
+    for field in ("xy", "labels", "scores"):
+        assert np.array_equal(getattr(a, field), getattr(b, field))
+    # every kept pair is at least the radius apart
+    d = np.linalg.norm(a.xy[:, None] - a.xy[None], axis=-1) + np.eye(len(a)) * 1e9
+    assert d.min() >= 6.0
+
+
+class DarkSpotModel(torch.nn.Module):
+    """Stub detector: dark pixels are positive nuclei, and it insists on the padded size."""
+
+    def forward(self, x):
+        assert x.shape[-1] % 8 == 0 and x.shape[-2] % 8 == 0
+        darkness = -x.mean(dim=1)
+        return torch.stack([-4 * darkness, 4 * darkness, torch.zeros_like(darkness)], dim=1)
+
+
+def test_predict_returns_points_in_input_pixels_for_odd_sizes():
+    images = np.full((2, 60, 52, 3), 230, np.uint8)
+    images[0, 20:25, 40:45] = 10  # a dark nucleus centred at row 22, col 42
+    images[1, 50:53, 5:8] = 10  # row 51, col 6
+    config = DetectorConfig(arch="unet")
+    first, second = predict(DarkSpotModel(), images, config)
+    np.testing.assert_allclose(first.xy, [[42, 22]])
+    np.testing.assert_allclose(second.xy, [[6, 51]])
+    assert first.labels.tolist() == [1]
+
+
+def test_predict_normalises_with_the_config():
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen["x"] = x.clone()
+            return torch.zeros(x.shape[0], 3, *x.shape[-2:])
+
+    images = np.zeros((1, 16, 16, 3), np.uint8)
+    images[..., 0] = 255
+    predict(Recorder(), images, DetectorConfig(mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.5)))
+    assert torch.allclose(seen["x"][0, :, 0, 0], torch.tensor([2.0, -1.0, -1.0]))
+
+
+def test_predict_with_a_tiny_resnet18_fcn_is_deterministic_on_cpu():
+    torch.manual_seed(0)
+    model = build_detector("fcn", "resnet18")
+    config = DetectorConfig(backbone="resnet18")
+    images = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = predict(model, images, config, min_score=0.0)
+        second = predict(model, torch.from_numpy(images), config, min_score=0.0)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert len(first) == 2 and all(isinstance(p, PointSet) for p in first)
+    assert not model.training
+    assert sum(len(p) for p in first) > 0  # min_score=0 keeps every peak of an untrained net
+    for a, b in zip(first, second):
+        assert np.array_equal(a.xy, b.xy) and np.array_equal(a.labels, b.labels) and np.array_equal(a.scores, b.scores)
+        assert ((a.xy >= 0) & (a.xy <= 63)).all()
+
+
+def test_predict_refuses_channels_first_or_float_images():
+    with pytest.raises(ValueError):
+        predict(DarkSpotModel(), np.zeros((1, 3, 16, 16), np.uint8), DetectorConfig())
+    with pytest.raises(ValueError):
+        predict(DarkSpotModel(), np.zeros((1, 16, 16, 3), np.float32), DetectorConfig())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_extraction_matches_cpu_and_predict_runs_in_bf16():
+    probs = prob_map([(10, 40, 1, 0.9), (40, 12, 2, 0.8), (30, 20, 2, 3.0)])[None]
+    cpu, gpu = extract_points(probs, MPP)[0], extract_points(torch.from_numpy(probs).cuda(), MPP)[0]
+    assert np.array_equal(cpu.xy, gpu.xy) and np.array_equal(cpu.labels, gpu.labels)
+    images = np.full((2, 60, 52, 3), 230, np.uint8)
+    images[0, 20:25, 40:45] = 10
+    found = predict(DarkSpotModel(), images, DetectorConfig(), device="cuda")
+    np.testing.assert_allclose(found[0].xy, [[42, 22]])
