@@ -25,6 +25,14 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# Behind the hospital's TLS-terminating proxy: trust its X-Forwarded-Proto and send cookies over
+# HTTPS only. Off by default so the embedded demo works on plain http://127.0.0.1.
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)  # one working day
+
 INSTALLED_APPS = [
     "daphne",  # first, so runserver is the ASGI server too
     "django.contrib.admin",
