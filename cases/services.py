@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 
 from cases.choices import Marker, MppSource
 from cases.models import Case, Slide
-from cases.slidefile import PLAUSIBLE_MPP, SlideError, inspect_slide, write_thumbnail
+from cases.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, inspect_slide, write_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,10 @@ def do_ingest_slide(
         existing = Slide.objects.filter(sha256=sha256).first()
         if existing is not None:
             return IngestResult(existing, created=False)
-        main = staging / _main_file(names)
+        main = staging / _main_file(staging, names)
         try:
+            if len(names) > 1:
+                check_series_members([staging / name for name in names])
             info = inspect_slide(main)
             write_thumbnail(main, staging / "thumbnail.png")
         except SlideError as exc:
@@ -171,9 +173,10 @@ def _series_digest(digests: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(digests)).encode()).hexdigest()
 
 
-def _main_file(names: list[str]) -> str:
-    """The file OpenSlide opens; for a DICOM series any member finds its siblings."""
-    return sorted(names)[0]
+def _main_file(staging: Path, names: list[str]) -> str:
+    """The file OpenSlide opens. Any member of a DICOM series finds its siblings; the largest is
+    the full-resolution volume, whose name is the one users recognise."""
+    return max(sorted(names), key=lambda name: (staging / name).stat().st_size)
 
 
 def _register(staging, main_name, sha256, total, file_count, info, case, uploaded_by, mpp, marker) -> IngestResult:

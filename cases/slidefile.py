@@ -129,16 +129,45 @@ def write_thumbnail(path: str | os.PathLike, out_path: str | os.PathLike) -> Non
 
 
 def _probe_pixels(slide) -> None:
-    """Decode the lowest level and level-0 tiles at the corners and centre.
+    """Decode the lowest level, level-0 tiles at the corners and centre, and every level's corners.
 
-    A truncated or corrupt file often opens fine and only fails when its pixels are read.
+    A truncated or corrupt file often opens fine and only fails when its pixels are read; in a
+    DICOM series each level is a file of its own, so every level is read where its data ends.
     """
     slide.get_thumbnail((256, 256))
-    width, height = slide.dimensions
     size = 256
-    for x, y in [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1), (width // 2, height // 2)]:
-        x0, y0 = max(0, min(x, width - size)), max(0, min(y, height - size))
-        slide.read_region((x0, y0), 0, (min(size, width), min(size, height)))
+    for level, (width, height) in enumerate(slide.level_dimensions):
+        points = [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]
+        if level == 0:
+            points.append((width // 2, height // 2))
+        downsample = slide.level_downsamples[level]
+        for x, y in points:
+            x0, y0 = max(0, min(x, width - size)), max(0, min(y, height - size))
+            slide.read_region((int(x0 * downsample), int(y0 * downsample)), level,
+                              (min(size, width), min(size, height)))
+
+
+def check_series_members(paths: list[str | os.PathLike]) -> None:
+    """Every file of a multi-file slide must be a DICOM instance of the one slide OpenSlide opens.
+
+    OpenSlide's DICOM driver opens one file and adds the siblings of its series from the same
+    folder, silently skipping files it cannot parse and files of another series; so each file is
+    opened on its own here, and all must give the same series and pyramid. Raises SlideError.
+    """
+    import openslide
+
+    seen = {}
+    for path in paths:
+        path, name = str(path), Path(path).name
+        try:
+            if openslide.OpenSlide.detect_format(path) != "dicom":
+                raise SlideError(f"{name} is not a DICOM slide file; only a DICOM series can be several files")
+            with openslide.OpenSlide(path) as slide:
+                seen[name] = (slide.properties.get("dicom.SeriesInstanceUID"), tuple(slide.level_dimensions))
+        except openslide.OpenSlideError as exc:
+            raise SlideError(f"{name} is not a readable file of the series: {_clean(exc, path)}") from None
+    if len(set(seen.values())) > 1:
+        raise SlideError("the files belong to different slides (DICOM series); upload one series at a time")
 
 
 def _check_tiff_structure(path: str) -> None:

@@ -28,7 +28,9 @@ class Command(BaseCommand):
         if not source.exists():
             raise CommandError(f"{path}: no such file or folder")
         if source.is_dir():
-            files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+            # A DICOMDIR index is not part of the slide: skip it, and hidden files.
+            files = sorted(p for p in source.iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p.name.upper() != "DICOMDIR")
             if not files:
                 raise CommandError(f"{path}: the folder holds no files")
         else:
