@@ -113,7 +113,7 @@ def test_a_label_image_of_the_series_becomes_an_associated_image(tmp_path):
     slide = do_ingest_slide(sources(series.files)).slide
     assert_the_synthetic_slide(slide, series, file_count=3)
     assert slide.associated_images == ["label"]
-    # the main file is the first name, here the label's: OpenSlide still finds the pyramid from it
+    # the main file is the largest (the full-resolution volume), not the first name (the label)
     assert slide.original_name == "synthetic-level0.dcm"
     with openslide.OpenSlide(slide.path) as stored:
         assert stored.level_count == 2
