@@ -72,10 +72,11 @@ def case_detail(request, pk):
     case = get_object_or_404(access.visible_cases(request.user).select_related("patient"), pk=pk)
     form = SlideUploadForm()
     if request.method == "POST":
+        uploads = request.FILES  # parses the body; the upload handler flags an oversized one
         if getattr(request, "upload_too_large", False):
             messages.error(request, "The upload is larger than the configured limit.")
             return redirect(case)
-        form = SlideUploadForm(request.POST, request.FILES)
+        form = SlideUploadForm(request.POST, uploads)
         if form.is_valid():
             try:
                 sources = services.sources_from_uploads(form.cleaned_data["files"])

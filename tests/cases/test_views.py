@@ -112,3 +112,13 @@ def test_every_model_of_the_platform_is_in_the_admin():
     missing = [m.__name__ for label in ours for m in apps.get_app_config(label).get_models()
                if not admin.site.is_registered(m)]
     assert missing == []
+
+
+def test_oversized_upload_through_the_page_is_refused(personas, media_root, settings):
+    settings.SLIDE_UPLOAD_MAX_BYTES = 50_000
+    web = Client()
+    web.force_login(personas["pathologist"])
+    with open(shared_slide("CMU-1-Small-Region.svs"), "rb") as fh:
+        response = web.post(f"/cases/{personas['case'].pk}/", {"files": fh, "marker": "PD-L1"}, follow=True)
+    assert "larger than the configured limit" in response.content.decode()
+    assert Slide.objects.count() == 0 and stored_files(media_root) == []
