@@ -1,0 +1,12 @@
+"""Choices of the analysis app (kept apart from models so compute modules can import them cheaply)."""
+
+from django.db import models
+
+# Not a network: the classic colour-deconvolution pipeline (analysis.classic).
+CLASSIC_DETECTOR = "classic"
+
+
+class ModelOrigin(models.TextChoices):
+    TRAINED = "trained", "Trained here (train_detector)"
+    SHIPPED = "shipped", "Shipped with the platform (starter)"
+    IMPORTED = "imported", "Imported checkpoint"

@@ -1,0 +1,82 @@
+"""Train the point detector: thin wrapper over analysis.training.train."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from analysis import datasets, registry
+from analysis.nets import ARCHS, BACKBONES
+from analysis.training import TrainConfig, TrainingError, train
+from cases.choices import Indication, Marker
+
+
+class Command(BaseCommand):
+    help = "Train the PD-L1 point detector from synthetic, exported-folder or DeepLIIF data."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--source", action="append", required=True,
+                            help="synthetic | folder:PATH | deepliif | db (repeatable)")
+        parser.add_argument("--arch", default="fcn", choices=ARCHS)
+        parser.add_argument("--backbone", default="resnet18", choices=BACKBONES)
+        parser.add_argument("--steps", type=int, default=1000)
+        parser.add_argument("--batch-size", type=int, default=8)
+        parser.add_argument("--crop", type=int, default=256)
+        parser.add_argument("--mpp", type=float, default=0.5, help="working resolution, µm/px")
+        parser.add_argument("--lr", type=float, default=1e-3)
+        parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, model card)")
+        parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+        parser.add_argument("--checkpoint-every", type=int, default=100)
+        parser.add_argument("--register", metavar="NAME", help="register the trained model under this name")
+        parser.add_argument("--activate", metavar="INDICATION:MARKER",
+                            help="activate the registered model, e.g. lung_squamous:PD-L1 or :PD-L1 for any")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+        parser.add_argument("--synthetic-fields", type=int, default=64, help="synthetic training fields")
+        parser.add_argument("--synthetic-val", type=int, default=8, help="held-out synthetic fields")
+        parser.add_argument("--synthetic-size", type=int, default=384, help="side of synthetic fields, px")
+        parser.add_argument("--half", action="store_true", help="store the final model in fp16")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **opts):
+        activation = self._parse_activate(opts["activate"]) if opts["activate"] else None
+        if activation and not opts["register"]:
+            raise CommandError("--activate needs --register NAME")
+        for spec in opts["source"]:
+            try:
+                datasets.parse_source(spec)
+            except datasets.DatasetError as exc:
+                raise CommandError(str(exc)) from None
+        config = TrainConfig(
+            out_dir=opts["out"], sources=tuple(opts["source"]), name=opts["register"] or "",
+            arch=opts["arch"], backbone=opts["backbone"], steps=opts["steps"], batch_size=opts["batch_size"],
+            crop=opts["crop"], mpp=opts["mpp"], lr=opts["lr"], seed=opts["seed"], device=opts["device"],
+            checkpoint_every=opts["checkpoint_every"], resume=opts["resume"],
+            synthetic_train=opts["synthetic_fields"], synthetic_val=opts["synthetic_val"],
+            synthetic_size=opts["synthetic_size"], half=opts["half"], progress=not opts["no_progress"],
+        )
+        try:
+            result = train(config)
+        except (TrainingError, datasets.DatasetError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"trained {result.steps_done} steps: {result.model_path}, card {result.card_path}")
+        if opts["register"]:
+            try:
+                version = registry.register_checkpoint(
+                    result.model_path, opts["register"], metrics=result.card["metrics"],
+                    training_data=result.card["training_data"],
+                )
+            except registry.RegistryError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"registered {version.name} (sha256 {version.sha256[:12]})")
+            if activation:
+                version.activate(*activation)
+                self.stdout.write(f"activated for {activation[0] or 'any indication'} / {activation[1]}")
+
+    @staticmethod
+    def _parse_activate(value: str) -> tuple[str, str]:
+        indication, sep, marker = value.partition(":")
+        if not sep:
+            raise CommandError("--activate must be INDICATION:MARKER, e.g. lung_squamous:PD-L1")
+        if indication and indication not in Indication.values:
+            raise CommandError(f"unknown indication {indication!r}; choose from {', '.join(Indication.values)}")
+        if marker not in Marker.values:
+            raise CommandError(f"unknown marker {marker!r}; choose from {', '.join(Marker.values)}")
+        return indication, marker

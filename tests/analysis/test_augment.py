@@ -1,0 +1,85 @@
+"""Augmentations move each point with its pixel and keep labels aligned."""
+
+import numpy as np
+import pytest
+
+from analysis import augment
+
+H, W = 40, 56  # not square, so a rotation that swapped width and height would show
+
+
+def dotted(n=12, seed=0):
+    """Grey image with a uniquely coloured dot at each point; label = 1 + i % 2."""
+    rng = np.random.default_rng(seed)
+    rgb = np.full((H, W, 3), 200, np.uint8)
+    xy = np.stack([rng.choice(W, n, replace=False), rng.choice(H, n, replace=False)], axis=1).astype(float)
+    colours = np.stack([np.arange(n) * 10 + 5, np.arange(n) * 7 + 3, np.full(n, 17)], axis=1).astype(np.uint8)
+    rgb[xy[:, 1].astype(int), xy[:, 0].astype(int)] = colours
+    labels = 1 + np.arange(n) % 2
+    return rgb, xy, labels, colours
+
+
+def colour_at(rgb, xy):
+    cols, rows = np.floor(np.asarray(xy) + 0.5).astype(int).T
+    return rgb[rows, cols]
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [augment.hflip, augment.vflip] + [lambda r, p, k=k: augment.rot90(r, p, k) for k in range(4)],
+    ids=["hflip", "vflip", "rot0", "rot1", "rot2", "rot3"],
+)
+def test_geometric_transforms_keep_points_on_their_dots(transform):
+    rgb, xy, _, colours = dotted()
+    out_rgb, out_xy = transform(rgb, xy)
+    assert np.array_equal(colour_at(out_rgb, out_xy), colours)
+    assert sorted(out_rgb.shape[:2]) == sorted(rgb.shape[:2])
+
+
+def test_rot90_matches_numpy_and_changes_shape():
+    rgb, xy, _, _ = dotted()
+    out, _ = augment.rot90(rgb, xy, 1)
+    assert np.array_equal(out, np.rot90(rgb)) and out.shape[:2] == (W, H)
+
+
+def test_crop_drops_outside_points_and_keeps_labels_aligned():
+    rgb, xy, labels, colours = dotted()
+    out = augment.crop(rgb, xy, labels, x0=10, y0=5, height=20, width=30)
+    inside = (xy[:, 0] >= 10) & (xy[:, 0] < 40) & (xy[:, 1] >= 5) & (xy[:, 1] < 25)
+    assert 0 < len(out.xy) == inside.sum() < len(xy)
+    assert np.array_equal(out.labels, labels[inside])
+    assert np.array_equal(colour_at(out.rgb, out.xy), colours[inside])
+
+
+def test_crop_beyond_the_image_pads_with_white():
+    rgb, xy, labels, colours = dotted()
+    out = augment.crop(rgb, xy, labels, x0=-8, y0=-4, height=64, width=64)
+    assert out.rgb.shape == (64, 64, 3) and (out.rgb[:4] == 255).all() and len(out.xy) == len(xy)
+    assert np.array_equal(colour_at(out.rgb, out.xy), colours)
+
+
+def test_point_on_the_crop_border_follows_its_pixel():
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    xy = np.array([[4.4, 4.0], [4.6, 4.0]])  # pixels 4 and 5
+    out = augment.crop(rgb, xy, [1, 2], x0=5, y0=0, height=10, width=5)
+    assert out.labels.tolist() == [2]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_augment_with_crop_flips_rotations(seed):
+    rgb, xy, labels, colours = dotted(seed=seed)
+    out = augment.augment(rgb, xy, labels, np.random.default_rng(seed), crop_size=32, stain_sigma=0, stain_bias=0)
+    assert out.rgb.shape == (32, 32, 3)
+    # Each surviving point still sits on its own dot and keeps its own label.
+    idx = [int(np.flatnonzero((colours == c).all(1))[0]) for c in colour_at(out.rgb, out.xy)]
+    assert np.array_equal(out.labels, labels[idx])
+    assert len(set(idx)) == len(idx)
+
+
+def test_stain_jitter_changes_colour_not_geometry_and_is_reproducible():
+    rgb, xy, labels, _ = dotted()
+    a = augment.augment(rgb, xy, labels, np.random.default_rng(3), stain_sigma=0.2, stain_bias=0.1)
+    b = augment.augment(rgb, xy, labels, np.random.default_rng(3), stain_sigma=0.2, stain_bias=0.1)
+    plain = augment.augment(rgb, xy, labels, np.random.default_rng(3), stain_sigma=0, stain_bias=0)
+    assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.xy, plain.xy)
+    assert not np.array_equal(a.rgb, plain.rgb)

@@ -1,0 +1,178 @@
+"""Model registry: registration, path resolution, activation per (indication, marker), the starter."""
+
+import json
+
+import factory
+import pytest
+from django.db import IntegrityError, transaction
+
+from analysis import registry
+from analysis.models import ActiveModel, ModelVersion
+from analysis.nets import DetectorConfig, build_detector, save_checkpoint
+from cases.choices import Indication, Marker
+
+pytestmark = pytest.mark.django_db
+
+
+def tiny_checkpoint(path, seed=0, mpp=0.5):
+    """A real checkpoint of a very small U-Net: fast to build, same format as the shipped ones."""
+    import torch
+
+    torch.manual_seed(seed)
+    config = DetectorConfig(arch="unet", unet_width=4, mpp=mpp)
+    save_checkpoint(path, build_detector("unet", unet_width=4), config)
+    return path
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    """A registered version without a file: enough for activation logic."""
+
+    class Meta:
+        model = ModelVersion
+
+    name = factory.Sequence(lambda n: f"fcn-r18-test-{n}")
+    file = factory.LazyAttribute(lambda o: f"models/{o.name}.pt")
+    sha256 = factory.Sequence(lambda n: f"{n:064x}")
+    arch, backbone, mpp = "fcn", "resnet18", 0.5
+
+
+@pytest.fixture
+def version(media_root):
+    path = tiny_checkpoint(media_root / "v1.pt")
+    return registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data={"synthetic": True})
+
+
+@pytest.fixture
+def no_starter(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "STARTER_FILE", tmp_path / "absent.pt")
+
+
+def test_register_reads_config_and_hash(version, media_root):
+    assert version.file == "v1.pt"  # relative to MEDIA_ROOT
+    assert version.sha256 == registry.sha256_file(media_root / "v1.pt")
+    assert (version.arch, version.mpp, version.synthetic) == ("unet", 0.5, True)
+    assert version.normalisation["mean"] == list(DetectorConfig().mean)
+    assert version.path() == media_root / "v1.pt"
+
+
+def test_register_reads_the_card_beside_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    tiny_checkpoint(out / "model.pt")
+    (out / "model_card.json").write_text(json.dumps({"metrics": {"x": 1}, "training_data": {"synthetic": False}}))
+    v = registry.register_checkpoint(out / "model.pt", "from-card")
+    assert v.metrics == {"x": 1} and v.training_data == {"synthetic": False}
+    assert v.file == str((out / "model.pt").resolve())  # outside MEDIA_ROOT: absolute
+
+
+def test_register_same_name_is_idempotent_but_new_weights_need_a_new_name(version, media_root):
+    assert registry.register_checkpoint(media_root / "v1.pt", "unet-v1") == version
+    tiny_checkpoint(media_root / "v2.pt", seed=1)
+    with pytest.raises(registry.RegistryError, match="already registered"):
+        registry.register_checkpoint(media_root / "v2.pt", "unet-v1")
+
+
+@pytest.mark.parametrize("name", ["has space", "classic"])
+def test_register_rejects_bad_names(media_root, name):
+    tiny_checkpoint(media_root / "v.pt")
+    with pytest.raises(registry.RegistryError):
+        registry.register_checkpoint(media_root / "v.pt", name)
+
+
+def test_register_rejects_a_non_checkpoint(media_root):
+    (media_root / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(registry.RegistryError, match="not a readable checkpoint"):
+        registry.register_checkpoint(media_root / "junk.pt", "junk")
+
+
+def test_resolve_by_name_or_path(version, media_root):
+    assert registry.resolve_detector_path("unet-v1") == media_root / "v1.pt"
+    assert registry.resolve_detector_path(str(media_root / "v1.pt")) == media_root / "v1.pt"
+
+
+@pytest.mark.parametrize("name", ["nope", "classic", "/no/such/file.pt"])
+def test_resolve_unknown_is_a_clear_error(version, name):
+    with pytest.raises(registry.UnknownDetector, match="unknown detector .*unet-v1"):
+        registry.resolve_detector_path(name)
+
+
+def test_resolve_registered_but_missing_file(version, media_root):
+    (media_root / "v1.pt").unlink()
+    with pytest.raises(registry.UnknownDetector, match="file .* is missing"):
+        registry.resolve_detector_path("unet-v1")
+
+
+def test_one_active_model_per_indication_and_marker(version):
+    v2 = ModelVersionFactory()
+    lung = Indication.LUNG_SQUAMOUS
+    version.activate(lung, Marker.PDL1)
+    v2.activate(lung, Marker.PDL1)
+    version.activate(Indication.BREAST_DUCTAL, Marker.PDL1)
+    assert ActiveModel.objects.filter(indication=lung, marker=Marker.PDL1).count() == 1
+    assert registry.active_model(lung) == v2
+    assert registry.active_model(Indication.BREAST_DUCTAL) == version
+    assert registry.active_model(lung, Marker.KI67) is None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ActiveModel.objects.create(indication=lung, marker=Marker.PDL1, model_version=version)
+
+
+def test_any_indication_is_the_fallback(version, no_starter):
+    assert registry.default_detector_name(Indication.OTHER) == "classic"
+    version.activate("", Marker.PDL1)
+    assert registry.active_model(Indication.OTHER) == version
+    assert registry.default_detector_name(Indication.OTHER) == "unet-v1"
+    assert registry.default_detector_name() == "unet-v1"
+
+
+def test_activate_validates_its_arguments(version):
+    with pytest.raises(ValueError):
+        version.activate("lungs", Marker.PDL1)
+    with pytest.raises(ValueError):
+        version.activate(Indication.OTHER, "CD8")
+
+
+def test_activation_is_audited(version, media_root):
+    from auditlog.models import LogEntry
+
+    version.activate(Indication.OTHER, Marker.PDL1)
+    assert LogEntry.objects.get_for_model(ActiveModel).count() == 1
+    assert LogEntry.objects.get_for_model(ModelVersion).count() == 1
+
+
+@pytest.fixture
+def shipped_starter(monkeypatch, tmp_path):
+    starter = tmp_path / "starter"
+    starter.mkdir()
+    tiny_checkpoint(starter / "s.pt")
+    (starter / "model_card.json").write_text(json.dumps({"metrics": {"m": 1}, "training_data": {"synthetic": True}}))
+    monkeypatch.setattr(registry, "STARTER_FILE", starter / "s.pt")
+    monkeypatch.setattr(registry, "STARTER_CARD", starter / "model_card.json")
+    return starter / "s.pt"
+
+
+def test_starter_is_the_default_once_shipped(shipped_starter, no_starter):
+    # no_starter ran last, so the file is absent here.
+    assert registry.default_detector_name() == "classic"
+    assert registry.ensure_starter_registered() is None
+
+
+def test_starter_default_and_idempotent_registration(shipped_starter):
+    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == registry.STARTER_NAME
+    assert registry.resolve_detector_path(registry.STARTER_NAME) == shipped_starter  # before registration
+    first = registry.ensure_starter_registered()
+    second = registry.ensure_starter_registered()
+    assert first == second and ModelVersion.objects.count() == 1
+    assert first.origin == "shipped" and first.metrics == {"m": 1} and first.synthetic
+    assert registry.resolve_detector_path(registry.STARTER_NAME) == shipped_starter
+
+
+def test_real_starter_file_if_shipped():
+    """The checkpoint in analysis/starter/, when present, loads and has a card that says SYNTHETIC."""
+    if not registry.STARTER_FILE.is_file():
+        pytest.skip("starter model not shipped yet")
+    assert registry.STARTER_FILE.stat().st_size <= 25 * 1024**2
+    config = registry.read_checkpoint_config(registry.STARTER_FILE)
+    assert config["mpp"] == 0.5
+    card = (registry.STARTER_DIR / "MODEL_CARD.md").read_text()
+    assert "SYNTHETIC" in card and "non-commercial" in card
+    assert registry.ensure_starter_registered().origin == "shipped"

@@ -1,0 +1,193 @@
+"""Training loop, resumable checkpoints, the train_detector command and dataset sources."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+from skimage import io
+
+from analysis import datasets
+from analysis.models import ActiveModel, ModelVersion
+from analysis.training import TrainConfig, TrainingError, train
+
+TINY = dict(sources=("synthetic",), backbone="resnet18", steps=4, batch_size=2, crop=64, synthetic_train=3,
+            synthetic_val=1, synthetic_size=96, checkpoint_every=2, warmup_steps=2, progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def few_threads():
+    # Bit-identical resume needs the same reduction order: one fixed thread count for
+    # every run here (module scope, so it also covers the module-scoped tiny_run).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return train(TrainConfig(out_dir=str(out), name="tiny", **TINY))
+
+
+def test_tiny_run_writes_model_checkpoint_and_card(tiny_run):
+    from analysis.nets import load_checkpoint
+
+    assert tiny_run.finished and tiny_run.steps_done == 4
+    assert tiny_run.checkpoint_path.is_file() and tiny_run.model_path.is_file()
+    model, config, extra = load_checkpoint(tiny_run.model_path)
+    assert (config.arch, config.backbone, config.mpp, extra["steps"]) == ("fcn", "resnet18", 0.5, 4)
+    card = json.loads(tiny_run.card_json_path.read_text())
+    assert card["torch_version"] == torch.__version__ and card["training"]["steps"] == 4
+    assert card["training_data"]["synthetic"] is True
+    assert card["training_data"]["sources"][0]["fields"] == {"train": 3, "val": 1}
+    assert set(card["metrics"]["synthetic"]["per_class"]) == {"positive", "negative"}
+    md = tiny_run.card_path.read_text()
+    assert "SYNTHETIC" in md and "0.5 µm/px" in md and "fcn / resnet18" in md
+
+
+def test_resume_reaches_the_same_weights(tiny_run, tmp_path):
+    config = dict(TINY, synthetic_val=0)
+    stopped = train(TrainConfig(out_dir=str(tmp_path), stop_at_step=2, **config))
+    assert not stopped.finished and stopped.steps_done == 2
+    resumed = train(TrainConfig(out_dir=str(tmp_path), resume=True, **config))
+    assert resumed.finished and resumed.steps_done == 4
+    full = torch.load(tiny_run.checkpoint_path, weights_only=True)
+    again = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert full["step"] == again["step"] == 4
+    for key, value in full["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+
+
+def test_existing_checkpoint_needs_resume_and_same_config(tiny_run):
+    out = str(tiny_run.model_path.parent)
+    with pytest.raises(TrainingError, match="pass resume"):
+        train(TrainConfig(out_dir=out, **TINY))
+    with pytest.raises(TrainingError, match="cannot resume: checkpoint has crop=64"):
+        train(TrainConfig(out_dir=out, resume=True, **dict(TINY, crop=96)))
+
+
+@pytest.mark.parametrize("change, message", [({"crop": 60}, "multiple of 8"), ({"backbone": "vgg"}, "backbone"),
+                                             ({"steps": 0}, "steps")])
+def test_bad_config(tmp_path, change, message):
+    with pytest.raises(TrainingError, match=message):
+        train(TrainConfig(out_dir=str(tmp_path), **dict(TINY, **change)))
+
+
+def test_resnet101_configuration_builds():
+    # One training step of FCN-ResNet101 takes ~30 s on this CPU; it is trained on a GPU.
+    from analysis.nets import build_detector_from_config
+    from analysis.training import validate_config
+
+    config = TrainConfig(out_dir="unused", backbone="resnet101", crop=64)
+    validate_config(config)
+    model = build_detector_from_config(config.detector_config())
+    assert sum(p.numel() for p in model.parameters()) > 40_000_000
+
+
+# ---------------------------------------------------------------------------- command
+
+
+@pytest.mark.django_db
+def test_command_trains_registers_and_activates(tmp_path, media_root):
+    call_command("train_detector", "--source", "synthetic", "--steps", "2", "--batch-size", "1", "--crop", "64",
+                 "--synthetic-fields", "2", "--synthetic-val", "1", "--synthetic-size", "96", "--out", str(tmp_path / "out"), "--register", "cmd-v1",
+                 "--activate", "lung_squamous:PD-L1", "--no-progress", "--device", "cpu")
+    version = ModelVersion.objects.get(name="cmd-v1")
+    assert version.training_data["synthetic"] is True and "synthetic" in version.metrics
+    assert version.path() == (tmp_path / "out" / "model.pt").resolve()
+    assert ActiveModel.objects.get(indication="lung_squamous", marker="PD-L1").model_version == version
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args, message", [
+    (["--source", "bogus"], "unknown source"),
+    (["--source", "db"], "annotation issue"),
+    (["--source", "folder:"], "needs a path"),
+    (["--source", "synthetic", "--crop", "60"], "multiple of 8"),
+    (["--source", "synthetic", "--activate", "lung_squamous:PD-L1"], "needs --register"),
+    (["--source", "synthetic", "--register", "x", "--activate", "lungs:PD-L1"], "unknown indication"),
+    (["--source", "synthetic", "--register", "x", "--activate", "PD-L1"], "INDICATION:MARKER"),
+])
+def test_command_bad_arguments(tmp_path, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("train_detector", *args, "--out", str(tmp_path), "--steps", "1", "--no-progress")
+
+
+# ---------------------------------------------------------------------------- dataset folder
+
+
+def write_folder(root, csv_text="x,y,label\n3,4,positive\n10.5,2,negative\n", mpp=0.25, split="train"):
+    root.mkdir(parents=True, exist_ok=True)
+    io.imsave(root / "f1.png", np.full((20, 30, 3), 180, np.uint8), check_contrast=False)
+    (root / "f1.csv").write_text(csv_text)
+    manifest = {"format": "pdl1-point-dataset", "version": 1, "name": "t",
+                "fields": [{"id": "f1", "image": "f1.png", "points": "f1.csv", "mpp": mpp, "split": split}]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_folder_loads_and_resamples_to_the_working_resolution(tmp_path):
+    [sample] = datasets.folder_samples(write_folder(tmp_path / "d"))
+    assert sample.labels.tolist() == [1, 2] and sample.split == "train" and not sample.synthetic
+    half = datasets.resample(sample, 0.5)
+    assert half.rgb.shape == (10, 15, 3)
+    # Pixel-centre convention: x' = (x + 0.5) / 2 - 0.5.
+    assert np.allclose(half.xy, [[1.25, 1.75], [5.0, 0.75]])
+
+
+@pytest.mark.parametrize("csv_text, message", [
+    ("col,row,class\n1,1,positive\n", "header must be 'x,y,label'"),
+    ("x,y,label\n1,1,positive\n2,2,tumour\n", "line 3: unknown label 'tumour'"),
+    ("x,y,label\n1,1,positive\n35,2,negative\n", r"line 3: point \(35.0, 2.0\) outside the 30x20 image"),
+    ("x,y,label\none,1,positive\n", "must be numbers"),
+])
+def test_folder_bad_points(tmp_path, csv_text, message):
+    with pytest.raises(datasets.DatasetError, match=message):
+        datasets.folder_samples(write_folder(tmp_path / "d", csv_text))
+
+
+def test_folder_lists_every_problem(tmp_path):
+    root = write_folder(tmp_path / "d", "x,y,label\n-3,1,positive\n2,2,maybe\n", mpp=None, split="holdout")
+    with pytest.raises(datasets.DatasetError) as err:
+        datasets.folder_samples(root)
+    text = str(err.value)
+    assert "4 problem(s)" in text and "split must be" in text and "mpp" in text
+    assert "line 2: point" in text and "line 3: unknown label" in text
+
+
+def test_folder_missing_manifest_and_files(tmp_path):
+    with pytest.raises(datasets.DatasetError, match="no such folder"):
+        datasets.folder_samples(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(datasets.DatasetError, match="missing manifest.json"):
+        datasets.folder_samples(tmp_path / "empty")
+    root = write_folder(tmp_path / "d")
+    (root / "f1.png").unlink()
+    with pytest.raises(datasets.DatasetError, match="image file 'f1.png' not found"):
+        datasets.folder_samples(root)
+    (root / "manifest.json").write_text("{not json")
+    with pytest.raises(datasets.DatasetError, match="not valid JSON"):
+        datasets.folder_samples(root)
+
+
+def test_synthetic_source_is_labelled_and_splits_are_disjoint():
+    train_ = datasets.synthetic_samples(2, "train", size=64)
+    val = datasets.synthetic_samples(2, "val", size=64)
+    assert all(s.synthetic and "SYNTHETIC" in s.licence for s in train_ + val)
+    assert not {s.name for s in train_} & {s.name for s in val}
+
+
+def test_deepliif_fields_if_available():
+    if not datasets.DEEPLIIF_DIR.is_dir():
+        pytest.skip("shared DeepLIIF data not available")
+    samples = datasets.deepliif_samples()
+    assert {s.split for s in samples} == {"train", "val"} and not any(s.synthetic for s in samples)
+    for s in samples:
+        assert s.rgb.shape == (512, 256, 3) and len(s.xy) > 0
+        assert (s.xy[:, 0] >= -0.5).all() and (s.xy[:, 0] < 255.5).all()
+        assert "non-commercial" in s.licence
+    resampled = datasets.resample(samples[0], 0.5)
+    assert resampled.rgb.shape == (256, 128, 3)
