@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ActiveModel, ModelVersion
+from .models import ActiveModel, AnalysisJob, JobBatch, ModelVersion
 
 
 @admin.register(ModelVersion)
@@ -17,3 +17,18 @@ class ActiveModelAdmin(admin.ModelAdmin):
     list_display = ("indication", "marker", "model_version", "activated_at")
     list_filter = ("marker",)
     autocomplete_fields = ("model_version",)
+
+
+@admin.register(AnalysisJob)
+class AnalysisJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "slide", "detector", "status", "tiles_done", "tiles_total", "created_at")
+    list_filter = ("status", "detector")
+    raw_id_fields = ("slide", "model_version", "created_by")
+    readonly_fields = ("timings", "summary", "result_file", "error")
+
+
+@admin.register(JobBatch)
+class JobBatchAdmin(admin.ModelAdmin):
+    list_display = ("job", "index", "status", "attempts", "points", "seconds", "deadline")
+    list_filter = ("status",)
+    raw_id_fields = ("job",)

@@ -10,3 +10,21 @@ class ModelOrigin(models.TextChoices):
     TRAINED = "trained", "Trained here (train_detector)"
     SHIPPED = "shipped", "Shipped with the platform (starter)"
     IMPORTED = "imported", "Imported checkpoint"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    MERGING = "merging", "Merging"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_JOB_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    LEASED = "leased", "Being detected"
+    DONE = "done", "Done"

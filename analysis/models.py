@@ -11,10 +11,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models, transaction
+from django.utils import timezone
 
 from cases.choices import Indication, Marker
 
-from .choices import ModelOrigin
+from .choices import FINAL_JOB_STATUSES, BatchStatus, JobStatus, ModelOrigin
 
 ANY_INDICATION = ""  # an ActiveModel with this indication applies when none is set for the case's
 
@@ -86,3 +87,123 @@ class ActiveModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.indication or 'any indication'} / {self.marker}: {self.model_version}"
+
+
+class JobStateError(RuntimeError):
+    """A transition that the job's current state does not allow."""
+
+
+class AnalysisJob(models.Model):
+    """One analysis of one slide: split into tiles → detect in batches → merge.
+
+    State transitions live here; each pipeline stage (workers.tasks) locks the row, checks the
+    state it expects and calls one of these.
+    """
+
+    slide = models.ForeignKey("cases.Slide", on_delete=models.PROTECT, related_name="analysis_jobs")
+    detector = models.CharField(max_length=100, help_text='"classic" or a ModelVersion name')
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="jobs")
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    tiles_total = models.PositiveIntegerField(default=0)
+    tiles_done = models.PositiveIntegerField(default=0)
+    batches_total = models.PositiveIntegerField(default=0)
+    batches_done = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
+    error = models.TextField(blank=True)
+    tissue_area_mm2 = models.FloatField(null=True, blank=True)
+    result_file = models.CharField(max_length=500, blank=True, help_text="detection store, relative to MEDIA_ROOT")
+    summary = models.JSONField(default=dict, blank=True, help_text="counts per class, TPS, counts per region")
+    attempt = models.PositiveIntegerField(default=1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} on slide {self.slide_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_JOB_STATUSES
+
+    def _require(self, *allowed):
+        if self.status not in allowed:
+            raise JobStateError(f"job {self.pk} is {self.status}; expected {' or '.join(allowed)}")
+
+    def mark_running(self, tiles_total: int, batches_total: int, tissue_area_mm2: float, split_seconds: float):
+        self._require(JobStatus.QUEUED)
+        self.status = JobStatus.RUNNING
+        self.tiles_total, self.batches_total = tiles_total, batches_total
+        self.tissue_area_mm2 = tissue_area_mm2
+        self.timings = {**self.timings, "split": split_seconds}
+        self.started_at = self.started_at or timezone.now()
+
+    def record_batch_done(self, tiles_done: int, batches_done: int, detect_seconds: float):
+        self._require(JobStatus.RUNNING)
+        self.tiles_done, self.batches_done = tiles_done, batches_done
+        self.timings = {**self.timings, "detect": detect_seconds}
+
+    @property
+    def all_batches_done(self) -> bool:
+        return self.batches_total > 0 and self.batches_done >= self.batches_total
+
+    def mark_merging(self):
+        self._require(JobStatus.RUNNING)
+        self.status = JobStatus.MERGING
+
+    def mark_done(self, result_file: str, summary: dict, merge_seconds: float):
+        self._require(JobStatus.MERGING)
+        self.status = JobStatus.DONE
+        self.result_file, self.summary = result_file, summary
+        self.timings = {**self.timings, "merge": merge_seconds}
+        self.finished_at = timezone.now()
+
+    def mark_failed(self, reason: str):
+        if self.is_final:
+            return
+        self.status, self.error, self.finished_at = JobStatus.FAILED, reason[:2000], timezone.now()
+
+    def cancel(self):
+        self._require(JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING)
+        self.status, self.finished_at = JobStatus.CANCELLED, timezone.now()
+
+    def reset_for_retry(self):
+        """Back to queued, keeping the slide and parameters; earlier batch results are discarded."""
+        self._require(JobStatus.FAILED, JobStatus.CANCELLED)
+        self.status, self.error = JobStatus.QUEUED, ""
+        self.tiles_total = self.tiles_done = self.batches_total = self.batches_done = 0
+        self.timings, self.summary, self.result_file = {}, {}, ""
+        self.started_at = self.finished_at = None
+        self.attempt += 1
+
+
+class JobBatch(models.Model):
+    """One map task: a list of tiles, leased by a worker, with its result file once done.
+
+    Rerunning a batch replaces its file and row (unique per job and index), never duplicates.
+    A batch not done by its deadline (worker killed, task lost) goes back in the queue.
+    """
+
+    job = models.ForeignKey(AnalysisJob, on_delete=models.CASCADE, related_name="batches")
+    index = models.PositiveIntegerField()
+    tiles = models.JSONField(help_text="tile descriptions (analysis.tiling.Tile as dicts)")
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.PENDING)
+    deadline = models.DateTimeField(null=True, blank=True,
+                                    help_text="requeued if not done by then (its worker died or its task was lost)")
+    attempts = models.PositiveIntegerField(default=0)
+    result_file = models.CharField(max_length=500, blank=True)
+    points = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="one_batch_per_job_index")]
+
+    def __str__(self) -> str:
+        return f"Batch {self.index} of job {self.job_id} ({self.status})"

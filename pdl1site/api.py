@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from cases.api import CaseViewSet, PatientViewSet, PseudonymousSlideViewSet, ReportViewSet, SlideViewSet
+from workers.api import AnalysisJobViewSet
 
 router = DefaultRouter()
 router.register("patients", PatientViewSet, basename="patient")
@@ -10,3 +11,4 @@ router.register("cases", CaseViewSet, basename="case")
 router.register("slides", SlideViewSet, basename="slide")
 router.register("pseudo-slides", PseudonymousSlideViewSet, basename="pseudo-slide")
 router.register("reports", ReportViewSet, basename="report")
+router.register("jobs", AnalysisJobViewSet, basename="job")

@@ -116,6 +116,10 @@ Q_CLUSTER = {
     "catch_up": False,
     "label": "Task queue",
 }
+# A detect batch not finished this long after it was queued or started goes back in the queue
+# (its worker was killed, or the Redis broker lost its task). Longer than the slowest batch.
+BATCH_DEADLINE_SECONDS = env_int("BATCH_DEADLINE_SECONDS", 900, minimum=2)
+
 if EMBEDDED_BROKER:
     Q_CLUSTER["orm"] = "default"
 else:

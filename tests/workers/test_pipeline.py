@@ -1,0 +1,143 @@
+"""The split → detect → merge pipeline on a SYNTHETIC slide, run through the task functions."""
+
+import numpy as np
+import pytest
+
+from analysis.choices import BatchStatus, JobStatus
+from analysis.detection_store import open_store
+from analysis.models import AnalysisJob, JobBatch
+from workers import queue, tasks
+from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PARAMS = {"batch_size": 4, "tile_px": 256}
+
+
+def run_all(pending):
+    while pending:
+        func, args = pending.pop(0)
+        queue.run(func, args)
+
+
+def start(slide, **kwargs):
+    with queue.collecting() as pending:
+        job = do_start_job(slide, detector="classic", parameters=PARAMS, **kwargs)
+        run_all(pending)
+    job.refresh_from_db()
+    return job
+
+
+def test_job_runs_to_done_with_counts_tps_and_stored_detections(synthetic_slide, media_root, synthetic_slide_file):
+    job = start(synthetic_slide)
+    assert job.status == JobStatus.DONE, job.error
+    assert job.tiles_done == job.tiles_total > 0 and job.batches_done == job.batches_total
+    counts = job.summary["counts"]
+    truth = synthetic_slide_file.labels
+    assert abs(counts["positive"] + counts["negative"] - len(truth)) < 0.15 * len(truth)
+    true_tps = 100 * np.mean(truth == 1)
+    assert abs(job.summary["tps"] - true_tps) < 10
+    store = open_store(media_root / job.result_file)
+    assert len(store) == job.summary["detections"]
+    assert set(job.timings) >= {"split", "detect", "merge"} and job.tissue_area_mm2 > 0
+
+
+def test_rerunning_a_batch_replaces_its_result_and_never_duplicates(synthetic_slide, media_root):
+    with queue.collecting() as pending:
+        job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
+        queue.run(*pending.pop(0))  # split
+        func, args = pending.pop(0)
+        queue.run(func, args)
+        batch = JobBatch.objects.get(job=job, index=args[1])
+        first = np.load(media_root / batch.result_file)["xy"]
+        JobBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.PENDING)  # as if redelivered
+        queue.run(func, args)
+        again = np.load(media_root / JobBatch.objects.get(pk=batch.pk).result_file)["xy"]
+        np.testing.assert_array_equal(first, again)
+        assert len(list((media_root / batch.result_file).parent.glob("batch-*.npz"))) == 1
+        job.refresh_from_db()
+        assert job.batches_done == 1
+
+
+def test_cancel_stops_the_remaining_batches(synthetic_slide):
+    with queue.collecting() as pending:
+        job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
+        queue.run(*pending.pop(0))  # split
+        queue.run(*pending.pop(0))  # one batch
+        do_cancel_job(job)
+        run_all(pending)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert JobBatch.objects.filter(job=job, status=BatchStatus.DONE).count() == 1
+    with pytest.raises(JobError):
+        do_cancel_job(job)
+
+
+def test_unreadable_slide_fails_the_job_with_a_clear_message(synthetic_slide, media_root):
+    path = media_root / synthetic_slide.file.name
+    path.write_bytes(path.read_bytes()[:5000])
+    from workers.pipeline import _open_cached
+
+    _open_cached.cache_clear()
+    job = start(synthetic_slide)
+    assert job.status == JobStatus.FAILED and "cannot be read" in job.error
+
+
+def test_no_tissue_fails_the_job(white_slide):
+    job = start(white_slide)
+    assert job.status == JobStatus.FAILED and job.error == "no tissue found on the slide"
+
+
+def test_failed_job_can_be_retried(white_slide, media_root):
+    job = start(white_slide)
+    with queue.collecting() as pending:
+        job = do_retry_job(job)
+        assert job.status == JobStatus.QUEUED and job.attempt == 2
+        run_all(pending)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.attempt == 2  # the same blank slide fails again
+
+
+def test_slide_without_mpp_cannot_start(db, tmp_path):
+    from PIL import Image
+
+    from cases.services import IngestSource, do_ingest_slide
+
+    path = tmp_path / "field.png"
+    Image.new("RGB", (300, 300), "white").save(path)
+    slide = do_ingest_slide([IngestSource(name=path.name, path=path)]).slide
+    with pytest.raises(JobError, match="no resolution"):
+        do_start_job(slide, detector="classic")
+    assert AnalysisJob.objects.count() == 0
+
+
+@pytest.mark.parametrize("params,message", [({"tile_px": -1}, "positive"), ({"colour": 1}, "unknown"),
+                                            ({"compartment": "cytoplasm"}, "compartment")])
+def test_bad_parameters_are_refused(synthetic_slide, params, message):
+    with pytest.raises(JobError, match=message):
+        do_start_job(synthetic_slide, detector="classic", parameters=params)
+    assert AnalysisJob.objects.count() == 0
+
+
+def test_overdue_batches_are_requeued(synthetic_slide):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with queue.collecting() as pending:
+        job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
+        queue.run(*pending.pop(0))  # split: batches queued
+        pending.clear()  # the queued tasks are lost (a killed worker, a Redis restart)
+        JobBatch.objects.filter(job=job, index=0).update(deadline=timezone.now() - timedelta(seconds=1))
+        assert tasks.requeue_overdue_batches() == 1
+        assert pending == [("workers.tasks.detect_batch", (job.pk, 0))]
+
+
+def test_progress_events_are_sent_after_commit(synthetic_slide, monkeypatch):
+    sent = []
+    monkeypatch.setattr("workers.progress._send", lambda groups, event: sent.append((groups, event)))
+    job = start(synthetic_slide)
+    statuses = [event["state"]["status"] for _, event in sent]
+    assert statuses[0] == "queued" and statuses[-1] == "done" and "running" in statuses
+    assert all(groups == [f"job-{job.pk}", f"slide-{synthetic_slide.pk}"] for groups, _ in sent)
+    assert any("points" in event for _, event in sent)

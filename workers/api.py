@@ -1,0 +1,64 @@
+"""REST API for analysis jobs: list, start, cancel, retry. Thin: logic in workers.services."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from analysis.models import AnalysisJob
+from cases import access
+from cases.permissions import CLINICAL_ROLES, HasRole
+from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
+
+
+class AnalysisJobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AnalysisJob
+        fields = ["id", "slide", "detector", "parameters", "status", "tiles_done", "tiles_total", "batches_done",
+                  "batches_total", "timings", "error", "tissue_area_mm2", "summary", "attempt", "created_at",
+                  "started_at", "finished_at"]
+        read_only_fields = [f for f in fields if f not in ("slide", "detector", "parameters")]
+        extra_kwargs = {"detector": {"required": False}}
+
+
+class AnalysisJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = AnalysisJobSerializer
+    permission_classes = [HasRole]
+    allowed_roles = CLINICAL_ROLES
+    filterset_fields = ["slide", "status"]
+    ordering_fields = ["created_at"]
+
+    def get_queryset(self):
+        return AnalysisJob.objects.filter(slide__in=access.visible_slides(self.request.user))
+
+    def create(self, request, *args, **kwargs):
+        form = self.get_serializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        slide = form.validated_data["slide"]
+        if not access.visible_slides(request.user).filter(pk=slide.pk).exists():
+            return Response({"slide": ["no such slide"]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            job = do_start_job(slide, user=request.user, detector=form.validated_data.get("detector") or None,
+                               parameters=form.validated_data.get("parameters") or {})
+        except JobError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._transition(do_cancel_job)
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        return self._transition(do_retry_job)
+
+    def _transition(self, service):
+        try:
+            job = service(self.get_object())
+        except JobError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data)

@@ -1,0 +1,160 @@
+"""python manage.py analyze_slide SLIDE [--mpp X] [--detector NAME] [--indication ...] [--workers N]
+--json result.json — the whole pipeline, embedded: no server and no queue needed."""
+
+import json
+import math
+import multiprocessing
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from analysis.models import AnalysisJob
+from cases.choices import Indication
+from cases.models import Slide
+from cases.services import IngestError, IngestSource, do_ingest_slide
+from workers import queue
+from workers.services import JobError, do_start_job
+
+
+class Command(BaseCommand):
+    help = "Analyse a slide (a path, or the id of an imported slide) and write the result as JSON."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slide", help="slide file path, or the id of an imported slide")
+        parser.add_argument("--mpp", type=float, help="µm per pixel, for a slide that does not store it")
+        parser.add_argument("--detector", help='"classic", a registered model name or a checkpoint path')
+        parser.add_argument("--indication", choices=Indication.values, help="picks the active model when "
+                                                                             "no --detector is given")
+        parser.add_argument("--workers", type=int, default=1, help="processes detecting tiles in parallel")
+        parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
+        parser.add_argument("--queue", action="store_true", dest="use_queue",
+                            help="send the job to running qcluster workers instead, and wait for it")
+        parser.add_argument("--json", required=True, dest="json_path", help="where to write the result")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, slide, mpp, detector, indication, workers, batch_size, use_queue, json_path,
+               no_progress, **options):
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+            raise CommandError("--mpp must be a positive number")
+        slide_obj = self._slide(slide, mpp)
+        if indication is None and slide_obj.case_id:
+            indication = slide_obj.case.indication
+        params = {"batch_size": batch_size, **({"mpp": mpp} if mpp else {})}
+        try:
+            if detector is None and indication:
+                from analysis.registry import default_detector_name
+
+                detector = default_detector_name(indication, slide_obj.marker)
+            with queue.collecting() as pending:
+                job = do_start_job(slide_obj, detector=detector, parameters=params)
+                if not use_queue:
+                    self._run(pending, job, workers, not no_progress)
+            if use_queue:
+                for func, task_args in pending:
+                    queue.enqueue(func, *task_args)
+                job = self._wait(job, not no_progress)
+        except JobError as exc:
+            raise CommandError(str(exc)) from None
+        job.refresh_from_db()
+        if job.status != "done":
+            raise CommandError(f"analysis {job.status}: {job.error or 'see the job in the admin'}")
+        result = result_json(job)
+        Path(json_path).write_text(json.dumps(result, indent=2))
+        self.stdout.write(json.dumps({k: result[k] for k in ("counts", "tps", "tps_category", "tiles")}))
+
+    def _slide(self, slide: str, mpp):
+        if slide.isdigit() and not Path(slide).exists():
+            found = Slide.objects.filter(pk=int(slide)).first()
+            if found is None:
+                raise CommandError(f"no imported slide with id {slide}")
+            return found
+        path = Path(slide)
+        if not path.is_file():
+            raise CommandError(f"{slide}: no such file")
+        try:
+            return do_ingest_slide([IngestSource(name=path.name, path=path)], mpp=mpp).slide
+        except IngestError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _run(self, pending, job, workers: int, progress: bool):
+        """Run the queued stages here: split, then every detect batch (in N processes), then merge."""
+        while pending:
+            func, task_args = pending.pop(0)
+            if not func.endswith("detect_batch"):
+                queue.run(func, task_args)
+                continue
+            batches = [(func, task_args)] + [call for call in pending if call[0].endswith("detect_batch")]
+            pending[:] = [call for call in pending if not call[0].endswith("detect_batch")]
+            pending.extend(_run_batches(batches, workers, bar_for(job, progress)))
+
+    def _wait(self, job, progress: bool):
+        import time
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, unit="batch", disable=not progress, file=sys.stderr)
+        while True:
+            job.refresh_from_db()
+            bar.total = job.batches_total or None
+            bar.n = job.batches_done
+            bar.refresh()
+            if job.is_final:
+                bar.close()
+                return job
+            time.sleep(1)
+
+
+def bar_for(job, progress: bool):
+    from tqdm import tqdm
+
+    job.refresh_from_db()
+    return tqdm(total=job.batches_total, unit="batch", desc=f"job {job.pk}", disable=not progress, file=sys.stderr)
+
+
+def _batch_in_child(call):
+    """Run one detect batch in a worker process; hand back the stages it queued (the merge)."""
+    func, task_args = call
+    with queue.collecting() as pending:
+        queue.run(func, task_args)
+    return list(pending)
+
+
+def _run_batches(calls, workers: int, bar):
+    queued = []
+    if workers == 1:
+        for call in calls:
+            queued.extend(_batch_in_child(call))
+            bar.update(1)
+    else:
+        connections.close_all()  # forked children open their own database connections
+        with multiprocessing.get_context("fork").Pool(processes=workers) as pool:
+            for more in pool.imap_unordered(_batch_in_child, calls):
+                queued.extend(more)
+                bar.update(1)
+    bar.close()
+    return queued
+
+
+def result_json(job: AnalysisJob) -> dict:
+    from django.conf import settings
+
+    from analysis.scoring import tps_category
+
+    summary = job.summary
+    return {
+        "slide": job.slide_id,
+        "job": job.pk,
+        "counts": summary.get("counts", {}),
+        "tps": summary.get("tps"),
+        "tps_category": tps_category(summary.get("tps"), job.slide.case.assay_clone if job.slide.case_id else None),
+        "tiles": job.tiles_total,
+        "tissue_area_mm2": job.tissue_area_mm2,
+        "timings_s": job.timings,
+        "detector": job.detector,
+        "detector_version": job.model_version.sha256[:12] if job.model_version else "classic",
+        "detections_file": str(Path(settings.MEDIA_ROOT) / job.result_file),
+    }

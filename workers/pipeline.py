@@ -1,0 +1,151 @@
+"""The compute of each pipeline stage, over a job's slide: plain functions, no queue, no locks.
+
+workers.tasks wraps these in django-q2 tasks; analyze_slide calls the same tasks inline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from analysis import detection_store, merge, tiling, tissue
+from analysis.detectors import load_detector
+from analysis.scoring import tps
+from cases.slidefile import SlideError, open_slide
+
+DEFAULTS = {"tile_px": 512, "overlap_px": 32, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
+            "dedupe_radius_um": 3.0}
+
+
+class PipelineError(Exception):
+    """A job that cannot go on; the message is shown to the user."""
+
+
+@dataclass
+class Plan:
+    tiles: list[tiling.Tile]
+    batches: list[list[dict]]
+    tissue_area_mm2: float
+
+
+def job_parameters(job) -> dict:
+    return {**DEFAULTS, **job.parameters}
+
+
+def slide_mpp(job) -> float:
+    mpp = job.parameters.get("mpp") or job.slide.mpp_x
+    if not mpp:
+        raise PipelineError("the slide has no resolution (mpp): set it on the slide before analysis")
+    return float(mpp)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(path: str, mtime_ns: int):
+    return open_slide(path)
+
+
+def open_job_slide(job):
+    """Each worker process keeps a few slides open: reopening costs more than reading a tile."""
+    path = job.slide.path
+    try:
+        return _open_cached(path, os.stat(path).st_mtime_ns)
+    except FileNotFoundError:
+        raise PipelineError("the slide file is missing from storage") from None
+    except SlideError as exc:
+        raise PipelineError(f"the slide cannot be read: {exc}") from None
+
+
+def plan_job(job) -> Plan:
+    """Tissue mask, then the tile grid at the detector's working resolution, in batches."""
+    params = job_parameters(job)
+    mpp = slide_mpp(job)
+    slide = open_job_slide(job)
+    try:
+        mask = tissue.tissue_mask(slide, slide_mpp=mpp)
+    except Exception as exc:  # OpenSlide/tifffile raise their own types from read_region
+        raise PipelineError(f"the slide cannot be read: {exc}") from None
+    if not mask.mask.any():
+        raise PipelineError("no tissue found on the slide")
+    tiles = tiling.tile_grid(slide.level_dimensions, slide.level_downsamples, slide_mpp=mpp,
+                             working_mpp=params["working_mpp"], tile_px=params["tile_px"],
+                             overlap_px=params["overlap_px"], mask=mask)
+    if not tiles:
+        raise PipelineError("no tissue found on the slide")
+    as_dicts = [dataclasses.asdict(tile) for tile in tiles]
+    size = max(1, int(params["batch_size"]))
+    batches = [as_dicts[i:i + size] for i in range(0, len(as_dicts), size)]
+    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2))
+
+
+@dataclass
+class BatchDetections:
+    xy: np.ndarray  # float32 (N, 2), level-0 pixels
+    labels: np.ndarray  # int8
+    scores: np.ndarray  # float32
+    seconds: float
+
+
+def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
+    """Read this batch's tiles from the slide, detect, keep points in each tile's core (level 0)."""
+    params = job_parameters(job)
+    detector = load_detector(job.detector, compartment=params["compartment"])
+    slide = open_job_slide(job)
+    started = time.perf_counter()
+    xys, labels, scores = [], [], []
+    for tile in (tiling.Tile(**d) for d in tile_dicts):
+        try:
+            rgb = tiling.read_tile(slide, tile)
+        except Exception as exc:  # OpenSlide/tifffile raise their own types on damaged data
+            raise PipelineError(f"tile {tile.index} could not be read: {exc}") from None
+        found = detector.detect(rgb, params["working_mpp"])
+        xy0 = tiling.to_level0(tile, found.xy, slide.level_downsamples)
+        keep = tiling.in_core(tile, xy0)
+        xys.append(xy0[keep])
+        labels.append(np.asarray(found.labels)[keep])
+        scores.append(np.asarray(found.scores)[keep])
+    return BatchDetections(
+        xy=np.concatenate(xys).astype(np.float32) if xys else np.zeros((0, 2), np.float32),
+        labels=np.concatenate(labels).astype(np.int8) if labels else np.zeros(0, np.int8),
+        scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def job_folder(job) -> Path:
+    return Path(settings.MEDIA_ROOT) / "results" / f"job-{job.pk}"
+
+
+def write_batch_file(job, index: int, found: BatchDetections) -> str:
+    """Atomically (re)write one batch's points; a rerun replaces, never duplicates."""
+    folder = job_folder(job)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"batch-{index:05d}.npz"
+    partial = folder / f".batch-{index:05d}.{os.getpid()}.npz"
+    np.savez(partial, xy=found.xy, labels=found.labels, scores=found.scores)
+    os.replace(partial, final)
+    return str(final.relative_to(settings.MEDIA_ROOT))
+
+
+def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
+    """Merge every batch, store all detections compactly, and summarise counts and TPS."""
+    params = job_parameters(job)
+    mpp = slide_mpp(job)
+    parts = []
+    for name in batch_files:
+        with np.load(Path(settings.MEDIA_ROOT) / name) as data:
+            parts.append((data["xy"], data["labels"], data["scores"]))
+    merged = merge.merge_detections(parts, dedupe_radius_px=params["dedupe_radius_um"] / mpp)
+    store = job_folder(job) / "detections.store"
+    detection_store.write_store(store, merged.xy, merged.labels, merged.scores,
+                                width=job.slide.width, height=job.slide.height, mpp=mpp)
+    counts = merge.counts(merged.labels)
+    summary = {"counts": counts, "tps": tps(counts["positive"], counts["negative"]),
+               "detections": int(len(merged.labels))}
+    return str(store.relative_to(settings.MEDIA_ROOT)), summary

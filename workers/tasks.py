@@ -1,0 +1,127 @@
+"""django-q2 tasks, one per pipeline stage: split → detect batch (map) → merge (reduce).
+
+Each takes `job_id`, locks the job row, checks the state it expects, and queues the next stage
+in `transaction.on_commit`. The compute lives in workers.pipeline.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from analysis.choices import BatchStatus, JobStatus
+from analysis.models import AnalysisJob, JobBatch
+from workers import pipeline
+from workers.progress import emit_job_progress
+from workers.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def _deadline():
+    return timezone.now() + timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)
+
+
+def split_job(job_id: int) -> None:
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
+        if job.status != JobStatus.QUEUED:
+            return  # already split by an earlier delivery, or cancelled
+        started = time.perf_counter()
+        try:
+            plan = pipeline.plan_job(job)
+        except pipeline.PipelineError as exc:
+            job.mark_failed(str(exc))
+            job.save()
+            emit_job_progress(job)
+            return
+        JobBatch.objects.filter(job=job).delete()  # a retried job starts from a clean slate
+        JobBatch.objects.bulk_create(
+            JobBatch(job=job, index=i, tiles=tiles, deadline=_deadline()) for i, tiles in enumerate(plan.batches)
+        )
+        job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
+        job.save()
+        emit_job_progress(job)
+        count = len(plan.batches)
+        transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", job_id, i) for i in range(count)])
+
+
+def detect_batch(job_id: int, index: int) -> None:
+    with transaction.atomic():
+        batch = JobBatch.objects.select_for_update().select_related("job__slide").get(job_id=job_id, index=index)
+        if batch.job.status != JobStatus.RUNNING or batch.status == BatchStatus.DONE:
+            return  # cancelled or failed meanwhile, or a redelivered duplicate of a finished batch
+        batch.status, batch.deadline, batch.attempts = BatchStatus.LEASED, _deadline(), batch.attempts + 1
+        batch.save(update_fields=["status", "deadline", "attempts"])
+    job = batch.job
+    try:
+        found = pipeline.detect_batch(job, batch.tiles)
+    except pipeline.PipelineError as exc:
+        _fail(job_id, str(exc))
+        return
+    result_file = pipeline.write_batch_file(job, index, found)
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update().get(pk=job_id)
+        if job.status != JobStatus.RUNNING:
+            return
+        JobBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.DONE, result_file=result_file,
+                                                    points=len(found.labels), seconds=found.seconds)
+        done = JobBatch.objects.filter(job=job, status=BatchStatus.DONE)
+        tiles_done = sum(len(tiles) for tiles in done.values_list("tiles", flat=True))
+        detect_seconds = sum(done.values_list("seconds", flat=True))
+        job.record_batch_done(tiles_done, done.count(), detect_seconds)
+        if job.all_batches_done:
+            job.mark_merging()
+            transaction.on_commit(lambda: enqueue("workers.tasks.merge_job", job_id))
+        job.save()
+        emit_job_progress(job, new_points={"xy": found.xy[:5000].round(1).tolist(),
+                                           "labels": found.labels[:5000].tolist()})
+    requeue_overdue_batches(job_id)
+
+
+def merge_job(job_id: int) -> None:
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
+        if job.status != JobStatus.MERGING:
+            return
+        started = time.perf_counter()
+        files = list(job.batches.order_by("index").values_list("result_file", flat=True))
+        try:
+            result_file, summary = pipeline.merge_job(job, files)
+        except (pipeline.PipelineError, OSError) as exc:
+            job.mark_failed(f"merge failed: {exc}")
+        else:
+            job.mark_done(result_file, summary, time.perf_counter() - started)
+        job.save()
+        emit_job_progress(job)
+
+
+def requeue_overdue_batches(job_id: int | None = None) -> int:
+    """Queue again every unfinished batch past its deadline: its worker died or its task was lost
+    (the Redis broker does not redeliver a task whose worker was killed). Runs after each batch
+    and on a schedule (workers/migrations)."""
+    overdue = JobBatch.objects.filter(job__status=JobStatus.RUNNING, deadline__lt=timezone.now()).exclude(
+        status=BatchStatus.DONE)
+    if job_id is not None:
+        overdue = overdue.filter(job_id=job_id)
+    requeued = []
+    with transaction.atomic():
+        for batch in overdue.select_for_update():
+            batch.status, batch.deadline = BatchStatus.PENDING, _deadline()
+            batch.save(update_fields=["status", "deadline"])
+            requeued.append((batch.job_id, batch.index))
+        transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", j, i) for j, i in requeued])
+    if requeued:
+        log.warning("requeued overdue batches %s", requeued)
+    return len(requeued)
+
+
+def _fail(job_id: int, reason: str) -> None:
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update().get(pk=job_id)
+        job.mark_failed(reason)
+        job.save()
+        emit_job_progress(job)
