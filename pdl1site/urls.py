@@ -18,5 +18,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include((api_patterns, "api"))),
+    path("", include("workers.urls")),
     path("", include("cases.urls")),
 ]
