@@ -25,6 +25,9 @@ POSITIVE, NEGATIVE = 1, 2
 # Distance-to-background (um) worth as much as the brightest nucleus signal in
 # the watershed relief; tuned on synthetic fields and DeepLIIF Bladder1/Lung1.
 _DIST_SCALE_UM = 2.0
+# Fixed, not the image's own maximum: a per-image scale made splitting depend on what else a
+# tile holds, so tiled and whole-image detection disagreed.
+_BLOB_SCALE_OD = 0.9
 # DAB thresholds when ClassicParams.dab_threshold is None: the mean over a 4 um
 # ring dilutes a thin membrane, so "membrane" needs a lower cut than a stained
 # nucleus does.  Tuned on synthetic fields / DeepLIIF Ki67; calibrate per assay.
@@ -118,7 +121,7 @@ def _segment_nuclei(rgb, mpp, p: ClassicParams):
     # lines in the intensity valleys / shape necks between nuclei.
     blob = ndimage.gaussian_filter(det, p.seed_sigma_um / mpp)
     dist = ndimage.distance_transform_edt(fg) * mpp  # um
-    relief = blob / max(float(blob[fg].max()) if fg.any() else 1.0, 1e-6) + dist / _DIST_SCALE_UM
+    relief = blob / _BLOB_SCALE_OD + dist / _DIST_SCALE_UM
     md = max(int(round(p.split_um / mpp)), 1)
     comps, _ = ndimage.label(fg)
     peaks = peak_local_max(relief, min_distance=md, labels=comps, exclude_border=False)

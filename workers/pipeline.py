@@ -20,7 +20,7 @@ from analysis.detectors import load_detector
 from analysis.scoring import tps
 from cases.slidefile import SlideError, open_slide
 
-DEFAULTS = {"tile_px": 512, "overlap_px": 32, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
+DEFAULTS = {"tile_px": 512, "overlap_px": 64, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
             "dedupe_radius_um": 3.0}
 
 

@@ -34,7 +34,7 @@ def check_parameters(parameters: dict) -> dict:
         if not number > 0 or number != number or number == float("inf"):
             raise JobError(f"{key} must be a positive number")
         checked[key] = int(number) if key in ("tile_px", "overlap_px", "batch_size") else number
-    if checked.get("tile_px", 512) < 64 or checked.get("overlap_px", 32) * 2 >= checked.get("tile_px", 512):
+    if checked.get("tile_px", 512) < 64 or checked.get("overlap_px", 64) * 2 >= checked.get("tile_px", 512):
         raise JobError("tile_px must be at least 64 and more than twice overlap_px")
     return checked
 

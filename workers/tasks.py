@@ -54,6 +54,8 @@ def detect_batch(job_id: int, index: int) -> None:
         batch = JobBatch.objects.select_for_update().select_related("job__slide").get(job_id=job_id, index=index)
         if batch.job.status != JobStatus.RUNNING or batch.status == BatchStatus.DONE:
             return  # cancelled or failed meanwhile, or a redelivered duplicate of a finished batch
+        if batch.status == BatchStatus.LEASED and batch.deadline and batch.deadline > timezone.now():
+            return  # a duplicate delivery while another worker holds a live lease on it
         batch.status, batch.deadline, batch.attempts = BatchStatus.LEASED, _deadline(), batch.attempts + 1
         batch.save(update_fields=["status", "deadline", "attempts"])
     job = batch.job
