@@ -191,3 +191,25 @@ def test_deepliif_fields_if_available():
         assert "non-commercial" in s.licence
     resampled = datasets.resample(samples[0], 0.5)
     assert resampled.rgb.shape == (256, 128, 3)
+
+
+def test_far_background_term_pushes_only_pixels_far_from_clicks():
+    from analysis.training import far_background_term
+
+    logits = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    points = torch.zeros(1, 32, 32, dtype=torch.long)
+    points[0, 16, 16] = 1
+    far_background_term(logits, points, radius_px=4.0).backward()
+    grad_bg = logits.grad[0, 0]
+    assert (grad_bg[14:19, 14:19] == 0).all()  # within the radius: nothing said
+    assert (grad_bg[:8] < 0).all()  # far away: background made more likely
+
+
+def test_init_from_reads_model_and_training_checkpoints(tiny_run, tmp_path):
+    from analysis.training import _weights_from
+
+    model_weights = _weights_from(tiny_run.model_path)
+    state_weights = _weights_from(tiny_run.checkpoint_path)
+    assert model_weights.keys() == state_weights.keys()
+    with pytest.raises(TrainingError, match="init_from checkpoint .* not found"):
+        train(TrainConfig(out_dir=str(tmp_path), init_from=str(tmp_path / "absent.pt"), **TINY))

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=8)
         parser.add_argument("--crop", type=int, default=256)
         parser.add_argument("--mpp", type=float, default=0.5, help="working resolution, µm/px")
-        parser.add_argument("--lr", type=float, default=1e-3)
+        parser.add_argument("--lr", type=float, default=1e-4)
         parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, model card)")
         parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
         parser.add_argument("--checkpoint-every", type=int, default=100)
@@ -32,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--synthetic-fields", type=int, default=64, help="synthetic training fields")
         parser.add_argument("--synthetic-val", type=int, default=8, help="held-out synthetic fields")
         parser.add_argument("--synthetic-size", type=int, default=384, help="side of synthetic fields, px")
+        parser.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights (fine-tuning)")
+        parser.add_argument("--background-weight", type=float, default=1.0,
+                            help="weight of the far-from-every-click background term; 0 for sparsely clicked data")
         parser.add_argument("--half", action="store_true", help="store the final model in fp16")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -50,7 +53,8 @@ class Command(BaseCommand):
             crop=opts["crop"], mpp=opts["mpp"], lr=opts["lr"], seed=opts["seed"], device=opts["device"],
             checkpoint_every=opts["checkpoint_every"], resume=opts["resume"],
             synthetic_train=opts["synthetic_fields"], synthetic_val=opts["synthetic_val"],
-            synthetic_size=opts["synthetic_size"], half=opts["half"], progress=not opts["no_progress"],
+            synthetic_size=opts["synthetic_size"], init_from=opts["init_from"],
+            background_weight=opts["background_weight"], half=opts["half"], progress=not opts["no_progress"],
         )
         try:
             result = train(config)
