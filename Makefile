@@ -8,13 +8,18 @@ PORT ?= 8000
 
 .PHONY: setup run test test-embedded serve worker clean
 
-# Install pinned requirements into .venv (re-run only when requirements.txt changes).
-setup: $(VENV)/.installed
+# Install pinned requirements into .venv and the pinned browser assets (OpenSeadragon, from the npm
+# registry: package-lock.json) into node_modules; each re-runs only when its lock file changes.
+setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
 	touch $@
 
 var/secret_key:

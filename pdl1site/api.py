@@ -3,6 +3,7 @@
 from rest_framework.routers import DefaultRouter
 
 from cases.api import CaseViewSet, PatientViewSet, PseudonymousSlideViewSet, ReportViewSet, SlideViewSet
+from viewer.api import ViewerJobViewSet
 from workers.api import AnalysisJobViewSet
 
 router = DefaultRouter()
@@ -12,3 +13,4 @@ router.register("slides", SlideViewSet, basename="slide")
 router.register("pseudo-slides", PseudonymousSlideViewSet, basename="pseudo-slide")
 router.register("reports", ReportViewSet, basename="report")
 router.register("jobs", AnalysisJobViewSet, basename="job")
+router.register("viewer/jobs", ViewerJobViewSet, basename="viewer-job")

@@ -19,5 +19,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include((api_patterns, "api"))),
     path("", include("workers.urls")),
+    path("", include("viewer.urls")),
     path("", include("cases.urls")),
 ]

@@ -4,6 +4,7 @@
 import json
 import math
 import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -123,6 +124,13 @@ def _batch_in_child(call):
     return list(pending)
 
 
+def _limit_threads(threads: int) -> None:
+    """Pool initializer: N workers share the cores instead of each starting one torch thread per core."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:  # imported before the fork: the variables are only read at import
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def _run_batches(calls, workers: int, bar):
     queued = []
     if workers == 1:
@@ -131,7 +139,9 @@ def _run_batches(calls, workers: int, bar):
             bar.update(1)
     else:
         connections.close_all()  # forked children open their own database connections
-        with multiprocessing.get_context("fork").Pool(processes=workers) as pool:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with multiprocessing.get_context("fork").Pool(processes=workers, initializer=_limit_threads,
+                                                      initargs=(threads,)) as pool:
             for more in pool.imap_unordered(_batch_in_child, calls):
                 queued.extend(more)
                 bar.update(1)

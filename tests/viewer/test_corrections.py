@@ -1,0 +1,202 @@
+"""Corrections: counts and TPS, overlay on top of the model output, undo, conflicts, bad input, export."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from auditlog.models import LogEntry
+
+from analysis.detection_store import open_store
+from analysis.scoring import tps
+from tests.viewer import client_for, job_with_result
+from viewer.models import Correction, CorrectionSet
+
+pytestmark = pytest.mark.django_db
+
+
+def url(job, action="corrections"):
+    return f"/api/viewer/jobs/{job.pk}/{action}/"
+
+
+@pytest.fixture
+def job(personas, media_root):
+    return job_with_result(personas["case"], n=3000, seed=5)
+
+
+@pytest.fixture
+def client(personas):
+    return client_for(personas["pathologist"])
+
+
+def post(client, job, **data):
+    return client.post(url(job), data, content_type="application/json")
+
+
+def store_of(job, media_root):
+    return open_store(media_root / job.result_file)
+
+
+def first_of_label(job, media_root, label, skip=0):
+    return int(np.flatnonzero(store_of(job, media_root).all().labels == label)[skip])
+
+
+def test_empty_corrections_give_the_model_scores(client, job):
+    body = client.get(url(job)).json()
+    counts = job.summary["counts"]
+    assert body["version"] == 0 and body["items"] == []
+    assert body["scores"]["counts"] == counts
+    assert body["scores"]["tps"] == pytest.approx(tps(counts["positive"], counts["negative"]), abs=0.01)
+    assert body["scores"]["tps_category"] == ("TPS >= 50%" if body["scores"]["tps"] >= 50 else "TPS 1-49%")
+
+
+def test_add_delete_reclassify_change_counts_and_tps(client, job, media_root, personas):
+    pos, neg = job.summary["counts"]["positive"], job.summary["counts"]["negative"]
+    added = post(client, job, base_version=0, op="add", x=100.25, y=200.5, label="positive")
+    assert added.status_code == 201, added.content
+    body = added.json()
+    assert body["version"] == 1 and body["item"]["op"] == "add" and body["item"]["author"] == "pathologist"
+    assert body["scores"]["counts"] == {"positive": pos + 1, "negative": neg, "other": 0}
+
+    victim = first_of_label(job, media_root, 2)
+    body = post(client, job, base_version=1, op="delete", detection=victim).json()
+    assert body["scores"]["counts"] == {"positive": pos + 1, "negative": neg - 1, "other": 0}
+
+    flipped = first_of_label(job, media_root, 2, skip=1)
+    body = post(client, job, base_version=2, op="reclassify", detection=flipped, label="positive").json()
+    assert body["version"] == 3
+    assert body["scores"]["counts"] == {"positive": pos + 2, "negative": neg - 2, "other": 0}
+    assert body["scores"]["tps"] == pytest.approx(100 * (pos + 2) / (pos + neg), abs=0.01)
+
+    # the overlay shows the corrected result: deleted gone, reclassified relabelled, added included
+    points = client.get(url(job, "points"), {"x0": 0, "y0": 0, "x1": 8000, "y1": 6000, "max": 100000}).json()
+    ids = points["ids"]
+    assert victim not in ids and points["total"] == pos + neg
+    assert points["labels"][ids.index(flipped)] == 1 and points["corrected"][ids.index(flipped)] is True
+    added_id = f"c{added.json()['item']['id']}"
+    at = ids.index(added_id)
+    assert points["xy"][at] == [100.2, 200.5] or points["xy"][at] == [100.3, 200.5]
+    assert points["labels"][at] == 1 and points["corrected"][at] is True
+    assert client.get(url(job, f"points/{added_id}")).json()["corrected"] is True
+    assert client.get(url(job, f"points/{victim}")).status_code == 404
+    # density follows the corrections too
+    density = client.get(url(job, "density"), {"grid_px": 1000}).json()
+    assert np.sum(density["positive"]) == pos + 2 and np.sum(density["negative"]) == neg - 2
+
+    # the detection store is never modified
+    assert len(store_of(job, media_root)) == 3000
+    assert store_of(job, media_root).counts == {1: pos, 2: neg}
+
+    # corrections on an added point, then the full history
+    body = post(client, job, base_version=3, op="reclassify", detection=added_id, label="negative").json()
+    assert body["scores"]["counts"]["negative"] == neg - 1
+    body = post(client, job, base_version=4, op="delete", detection=added_id).json()
+    assert body["scores"]["counts"] == {"positive": pos + 1, "negative": neg - 2, "other": 0}
+    history = client.get(url(job)).json()
+    assert history["version"] == 5 and [i["op"] for i in history["items"]] == [
+        "add", "delete", "reclassify", "reclassify", "delete"]
+    assert LogEntry.objects.get_for_model(Correction).count() == 5  # audited
+
+
+def test_undo_is_an_inverse_correction_and_keeps_history(client, job, media_root):
+    pos, neg = job.summary["counts"]["positive"], job.summary["counts"]["negative"]
+    victim = first_of_label(job, media_root, 1)
+    deleted = post(client, job, base_version=0, op="delete", detection=victim).json()["item"]
+    body = post(client, job, base_version=1, op="undo", target=deleted["id"]).json()
+    assert body["scores"]["counts"] == {"positive": pos, "negative": neg, "other": 0}
+    items = client.get(url(job)).json()["items"]
+    assert [(i["op"], i["active"]) for i in items] == [("delete", False), ("undo", False)]
+    assert items[0]["undone_by"] == items[1]["id"]
+    assert client.get(url(job, f"points/{victim}")).status_code == 200
+    again = post(client, job, base_version=2, op="undo", target=deleted["id"])
+    assert again.status_code == 400 and "already undone" in again.json()["detail"]
+
+
+def test_a_stale_version_is_a_409_with_who_and_when(personas, job, media_root):
+    from django.contrib.auth.models import Group
+
+    colleague = personas["admin"]
+    colleague.groups.add(Group.objects.get(name="pathologist"))
+    first, second = client_for(personas["pathologist"]), client_for(colleague)
+    assert post(first, job, base_version=0, op="add", x=10, y=10, label="negative").status_code == 201
+    stale = post(second, job, base_version=0, op="delete", detection=first_of_label(job, media_root, 1))
+    assert stale.status_code == 409
+    body = stale.json()
+    assert body["version"] == 1
+    assert body["detail"].startswith("This slide was corrected by pathologist at ")
+    assert body["detail"].endswith(" since you loaded it; reload to see their change.")
+    assert Correction.objects.count() == 1 and CorrectionSet.objects.get(job=job).version == 1
+    assert post(second, job, base_version=1, op="delete", detection=first_of_label(job, media_root, 1)).status_code == 201
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"op": "add", "x": 1, "y": 1, "label": "positive"}, "base_version is required"),
+    ({"base_version": "x", "op": "add", "x": 1, "y": 1, "label": "positive"}, "base_version must be an integer"),
+    ({"base_version": 0, "op": "move"}, "op must be one of"),
+    ({"base_version": 0, "op": "add", "x": 1, "y": 1, "label": "stroma"}, "label must be positive or negative"),
+    ({"base_version": 0, "op": "add", "x": 8000, "y": 1, "label": "positive"}, "outside the slide"),
+    ({"base_version": 0, "op": "add", "x": -1, "y": 1, "label": "positive"}, "outside the slide"),
+    ({"base_version": 0, "op": "add", "x": "a", "y": 1, "label": "positive"}, "x must be a number"),
+    ({"base_version": 0, "op": "delete", "detection": 3000}, "does not exist"),
+    ({"base_version": 0, "op": "delete"}, "detection is required"),
+    ({"base_version": 0, "op": "delete", "detection": "c77"}, "does not exist"),
+    ({"base_version": 0, "op": "reclassify", "detection": 0, "label": None}, "label must be"),
+    ({"base_version": 0, "op": "undo", "target": 12345}, "does not exist"),
+])
+def test_bad_input_is_a_400_and_saves_nothing(client, job, data, message):
+    response = client.post(url(job), data, content_type="application/json")
+    assert response.status_code == 400 and message in response.json()["detail"], response.json()
+    assert Correction.objects.count() == 0 and CorrectionSet.objects.filter(version__gt=0).count() == 0
+
+
+def test_deleting_twice_and_reclassifying_to_the_same_label_are_400(client, job, media_root):
+    victim = first_of_label(job, media_root, 2)
+    assert post(client, job, base_version=0, op="delete", detection=victim).status_code == 201
+    again = post(client, job, base_version=1, op="delete", detection=victim)
+    assert again.status_code == 400 and "already deleted" in again.json()["detail"]
+    same = post(client, job, base_version=1, op="reclassify", detection=first_of_label(job, media_root, 1),
+                label="positive")
+    assert same.status_code == 400 and "already positive" in same.json()["detail"]
+    assert Correction.objects.count() == 1
+
+
+def test_permissions_for_corrections(personas, job):
+    data = {"base_version": 0, "op": "add", "x": 1, "y": 1, "label": "positive"}
+    for persona, code in {"outsider": 404, "annotator": 403, "clinician": 403, "norole": 403}.items():
+        response = client_for(personas[persona]).post(url(job), data, content_type="application/json")
+        assert response.status_code == code, persona
+    assert client_for(None).post(url(job), data, content_type="application/json").status_code == 401
+    assert client_for(None).get(url(job, "corrections/export")).status_code == 401
+    assert client_for(personas["outsider"]).get(url(job, "corrections/export")).status_code == 404
+    assert Correction.objects.count() == 0
+
+
+def test_export_is_the_full_corrected_point_set(client, job, media_root):
+    pos, neg = job.summary["counts"]["positive"], job.summary["counts"]["negative"]
+    victim = first_of_label(job, media_root, 2)
+    post(client, job, base_version=0, op="delete", detection=victim)
+    post(client, job, base_version=1, op="add", x=50, y=60, label="positive")
+
+    response = client.get(url(job, "corrections/export"), {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert len(rows) == pos + neg and set(rows[0]) == {"x", "y", "label"}
+    assert sum(r["label"] == "positive" for r in rows) == pos + 1
+    assert {"x": "50.0", "y": "60.0", "label": "positive"} in rows
+    victim_xy = store_of(job, media_root).all().xy[victim].round(1)
+    assert not any(float(r["x"]) == victim_xy[0] and float(r["y"]) == victim_xy[1] for r in rows)
+
+    geo = client.get(url(job, "corrections/export"), {"format": "geojson"})
+    assert geo.status_code == 200 and geo["Content-Type"] == "application/geo+json"
+    body = json.loads(geo.content)
+    assert body["type"] == "FeatureCollection" and body["properties"]["corrections_version"] == 2
+    by_class = {f["properties"]["classification"]["name"]: f for f in body["features"]}
+    assert set(by_class) == {"Positive", "Negative"}
+    assert by_class["Positive"]["geometry"]["type"] == "MultiPoint"
+    assert len(by_class["Positive"]["geometry"]["coordinates"]) == pos + 1
+    assert len(by_class["Negative"]["geometry"]["coordinates"]) == neg - 1
+    assert all(f["properties"]["objectType"] == "annotation" for f in body["features"])
+
+    assert client.get(url(job, "corrections/export")).status_code == 200  # csv by default

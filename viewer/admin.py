@@ -1,0 +1,26 @@
+from django.contrib import admin
+
+from viewer.models import Correction, CorrectionSet
+
+
+@admin.register(CorrectionSet)
+class CorrectionSetAdmin(admin.ModelAdmin):
+    list_display = ["job", "version", "updated_by", "updated_at"]
+    readonly_fields = ["job", "version", "updated_by", "updated_at"]
+
+
+@admin.register(Correction)
+class CorrectionAdmin(admin.ModelAdmin):
+    """Read-only: corrections are history; undo is a correction of its own, made in the viewer."""
+
+    list_display = ["job", "version", "op", "detection", "target", "label", "author", "created_at", "undone_by"]
+    list_filter = ["op"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

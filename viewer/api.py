@@ -1,0 +1,146 @@
+"""REST API of the viewer: overlay points, density, job state, corrections. Thin: logic in services.
+
+Routes (registered as "viewer/jobs" in pdl1site/api.py):
+    GET  /api/viewer/jobs/<id>/points/?x0=&y0=&x1=&y1=&max=&layers=
+    GET  /api/viewer/jobs/<id>/points/<point id>/
+    GET  /api/viewer/jobs/<id>/density/?grid_px=
+    GET  /api/viewer/jobs/<id>/state/
+    GET  /api/viewer/jobs/<id>/corrections/
+    POST /api/viewer/jobs/<id>/corrections/
+    GET  /api/viewer/jobs/<id>/corrections/export/?format=csv|geojson
+"""
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from cases.audit import log_access
+from cases.permissions import CLINICAL_ROLES, HasRole
+from viewer import services
+
+
+class _FileRenderer(BaseRenderer):
+    """Lets ?format=csv|geojson through content negotiation; the view returns the bytes itself."""
+
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else JSONRenderer().render(data)
+
+
+class CSVRenderer(_FileRenderer):
+    media_type, format = "text/csv", "csv"
+
+
+class GeoJSONRenderer(_FileRenderer):
+    media_type, format = "application/geo+json", "geojson"
+
+
+def _bad(exc):
+    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _no_result(exc):
+    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+
+
+class ViewerJobViewSet(viewsets.GenericViewSet):
+    permission_classes = [HasRole]
+    allowed_roles = CLINICAL_ROLES
+    lookup_value_regex = r"\d+"
+    pagination_class = None
+    filter_backends = []
+
+    def get_queryset(self):
+        return services.viewable_jobs(self.request.user)
+
+    @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
+                   + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
+    @action(detail=True, methods=["get"])
+    def points(self, request, pk=None):
+        """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
+        job = self.get_object()
+        try:
+            params = services.check_viewport_params(request.query_params)
+            store = services.job_store(job)
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        state = services.correction_state(job)
+        return Response(services.viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
+                                          params["max_points"], params["layers"]))
+
+    @extend_schema(responses=dict)
+    @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")
+    def point(self, request, pk=None, point_id=None):
+        job = self.get_object()
+        try:
+            store = services.job_store(job)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        found = services.point_detail(store, services.correction_state(job), point_id)
+        if found is None:
+            return Response({"detail": f"no point {point_id} in the corrected result"},
+                            status=status.HTTP_404_NOT_FOUND)
+        return Response(found)
+
+    @extend_schema(parameters=[OpenApiParameter("grid_px", int)], responses=dict)
+    @action(detail=True, methods=["get"])
+    def density(self, request, pk=None):
+        job = self.get_object()
+        try:
+            store = services.job_store(job)
+            grid_px = services.check_grid_px(request.query_params, store)
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        return Response(services.corrected_density(store, services.correction_state(job), grid_px))
+
+    @extend_schema(responses=dict)
+    @action(detail=True, methods=["get"])
+    def state(self, request, pk=None):
+        """The job's progress (as in websocket messages) with eta_s: the polling fallback."""
+        return Response(services.job_state_with_eta(self.get_object()))
+
+    @extend_schema(request=dict, responses=dict)
+    @action(detail=True, methods=["get", "post"])
+    def corrections(self, request, pk=None):
+        job = self.get_object()
+        try:
+            if request.method == "GET":
+                return Response(services.corrections_overview(job))
+            result = services.do_add_correction(job, request.user, request.data)
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        except services.CorrectionConflict as exc:
+            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+        return Response(result, status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "geojson"])],
+                   responses={(200, "text/csv"): bytes, (200, "application/geo+json"): bytes})
+    @action(detail=True, methods=["get"], url_path="corrections/export",
+            renderer_classes=[JSONRenderer, CSVRenderer, GeoJSONRenderer])
+    def export(self, request, pk=None):
+        """Training annotations: the full corrected point set (model output + corrections)."""
+        job = self.get_object()
+        try:
+            fmt = services.check_export_format(request.query_params)
+            store = services.job_store(job)
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        log_access(job.slide)
+        meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job.slide.mpp_x,
+                "corrections_version": services.correction_version(job)}
+        body, content_type = services.export_annotations(store, services.correction_state(job), fmt, meta)
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-corrected.{fmt}"'
+        return response

@@ -1,0 +1,28 @@
+"""Choices of the viewer app (kept apart from models so compute code can import them cheaply)."""
+
+from django.db import models
+
+from analysis.detectors import NEGATIVE, POSITIVE
+
+
+class CorrectionOp(models.TextChoices):
+    ADD = "add", "Add a cell the model missed"
+    DELETE = "delete", "Delete a false detection"
+    RECLASSIFY = "reclassify", "Change a cell's class"
+    UNDO = "undo", "Undo an earlier correction"
+
+
+class CellLabel(models.IntegerChoices):
+    """Codes as in the detection store (analysis.detectors)."""
+
+    POSITIVE = POSITIVE, "positive"
+    NEGATIVE = NEGATIVE, "negative"
+
+
+LABEL_NAMES = {CellLabel.POSITIVE.value: "positive", CellLabel.NEGATIVE.value: "negative"}
+LABEL_CODES = {name: code for code, name in LABEL_NAMES.items()}
+
+
+class ExportFormat(models.TextChoices):
+    CSV = "csv", "CSV (x,y,label)"
+    GEOJSON = "geojson", "QuPath GeoJSON points"

@@ -1,0 +1,130 @@
+"""Live job progress for the viewer: /ws/jobs/<job_id>/ and /ws/slides/<slide_id>/.
+
+Authenticated users who may see the slide only: anonymous → close 4401, no access (or no such
+job/slide) → close 4403. On connect the current state is sent at once; then every `job.progress`
+event of the Channels group (workers.progress) is forwarded as
+{"type": "progress", "state": {...}, "points": {...} (if any), "eta_s": ...}.
+Where the channel layer cannot carry worker events (embedded mode), the page polls
+/api/viewer/jobs/<id>/state/ instead.
+"""
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from viewer import services
+from workers.progress import job_group, slide_group
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@database_sync_to_async
+def _visible_job(user, job_id):
+    if not services.check_may_view_slides(user):
+        return None
+    return services.viewable_jobs(user).filter(pk=job_id).first()
+
+
+@database_sync_to_async
+def _visible_slide_latest_job(user, slide_id):
+    """(may see the slide, its latest job or None)."""
+    if not services.check_may_view_slides(user) or not services.viewable_slides(user).filter(pk=slide_id).exists():
+        return False, None
+    from analysis.models import AnalysisJob
+
+    return True, AnalysisJob.objects.filter(slide_id=slide_id).order_by("-created_at", "-pk").first()
+
+
+@database_sync_to_async
+def _started_at(job_id):
+    from analysis.models import AnalysisJob
+
+    return AnalysisJob.objects.filter(pk=job_id).values_list("started_at", flat=True).first()
+
+
+@database_sync_to_async
+def _current_state(job_id):
+    from analysis.models import AnalysisJob
+
+    return services.job_state_with_eta(AnalysisJob.objects.get(pk=job_id))
+
+
+class _ProgressConsumer(AsyncJsonWebsocketConsumer):
+    groups_to_join: list[str] = []
+
+    async def _join(self, group):
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_to_join = [*self.groups_to_join, group]
+
+    async def disconnect(self, code):
+        for group in self.groups_to_join:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        pass  # read-only stream
+
+    def _remember(self, job):
+        self.started = {**getattr(self, "started", {}), job.pk: job.started_at}
+
+    async def _eta(self, state: dict):
+        started = getattr(self, "started", {})
+        job_id = state.get("job")
+        if started.get(job_id) is None and state.get("status") not in (None, "queued"):
+            started = {**started, job_id: await _started_at(job_id)}
+            self.started = started
+        elapsed = None
+        if started.get(job_id) is not None:
+            from django.utils import timezone
+
+            elapsed = (timezone.now() - started[job_id]).total_seconds()
+        return services.estimate_eta(state.get("status"), state.get("tiles_done") or 0, state.get("tiles_total") or 0,
+                                     elapsed)
+
+    async def job_progress(self, event):
+        message = {"type": "progress", "state": event["state"]}
+        if event.get("points"):
+            message["points"] = event["points"]
+        message["eta_s"] = await self._eta(event["state"])
+        await self.send_json(message)
+
+    async def _send_current(self, job):
+        state = await _current_state(job.pk)
+        eta = state.pop("eta_s")
+        await self.send_json({"type": "progress", "state": state, "eta_s": eta})
+
+
+class JobProgressConsumer(_ProgressConsumer):
+    async def connect(self):
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        job = await _visible_job(user, self.scope["url_route"]["kwargs"]["job_id"])
+        if job is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self._remember(job)
+        # Join before reading the state: an event between the two is then sent, never lost.
+        await self._join(job_group(job.pk))
+        await self.accept()
+        await self._send_current(job)
+
+
+class SlideProgressConsumer(_ProgressConsumer):
+    """Every job of a slide; on connect, the state of its latest job (if any)."""
+
+    async def connect(self):
+        user = self.scope["user"]
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        slide_id = self.scope["url_route"]["kwargs"]["slide_id"]
+        allowed, job = await _visible_slide_latest_job(user, slide_id)
+        if not allowed:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self._join(slide_group(slide_id))
+        await self.accept()
+        if job is not None:
+            self._remember(job)
+            await self._send_current(job)

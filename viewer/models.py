@@ -1,0 +1,76 @@
+"""Pathologists' corrections of a job's detections.
+
+Model detections stay in the job's detection store and are never modified; a correction is a
+row on top of them, and the corrected result is always "store + active corrections". Nothing is
+ever deleted: an undo is a correction of its own that marks its target as undone.
+A per-job CorrectionSet carries the version counter used for optimistic concurrency.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from viewer.choices import CellLabel, CorrectionOp
+
+
+class CorrectionSet(models.Model):
+    """Version counter of a job's corrections: each accepted correction increments it."""
+
+    job = models.OneToOneField("analysis.AnalysisJob", on_delete=models.PROTECT, related_name="correction_set")
+    version = models.PositiveIntegerField(default=0)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Corrections of job {self.job_id} (v{self.version})"
+
+    def is_stale(self, base_version: int) -> bool:
+        return int(base_version) != self.version
+
+    def bump(self, user, when) -> int:
+        self.version += 1
+        self.updated_by, self.updated_at = user, when
+        return self.version
+
+
+class Correction(models.Model):
+    job = models.ForeignKey("analysis.AnalysisJob", on_delete=models.PROTECT, related_name="corrections")
+    version = models.PositiveIntegerField(help_text="the CorrectionSet version this correction created")
+    op = models.CharField(max_length=16, choices=CorrectionOp.choices)
+    detection = models.BigIntegerField(null=True, blank=True,
+                                       help_text="index of the model detection in the job's store (delete, reclassify)")
+    target = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                               help_text="an added point (delete, reclassify) or the correction undone (undo)")
+    x = models.FloatField(null=True, blank=True, help_text="level-0 px (add)")
+    y = models.FloatField(null=True, blank=True, help_text="level-0 px (add)")
+    label = models.SmallIntegerField(choices=CellLabel.choices, null=True, blank=True)
+    undone_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job", "version"]
+        constraints = [models.UniqueConstraint(fields=["job", "version"], name="one_correction_per_job_version")]
+
+    def __str__(self):
+        return f"{self.op} (job {self.job_id}, v{self.version})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.undone_by_id is None and self.op != CorrectionOp.UNDO
+
+    def mark_undone(self, undo: "Correction"):
+        if self.undone_by_id is not None:
+            raise ValueError(f"correction {self.pk} is already undone")
+        self.undone_by = undo
+
+
+def _register_audit():
+    # Here rather than in an audit module: viewer/apps.py stays as generated.
+    from auditlog.registry import auditlog
+
+    auditlog.register(Correction)
+    auditlog.register(CorrectionSet)
+
+
+_register_audit()
