@@ -38,6 +38,7 @@ class Points:
     labels: np.ndarray  # (n,) int8
     scores: np.ndarray  # (n,) float32, quantised to 1/255
     total: int  # points in the box before thinning to max_points
+    ids: np.ndarray | None = None  # (n,) int64 storage index of each point: its stable id
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -181,8 +182,16 @@ class DetectionStore:
         With `max_points`, an evenly spaced subset of the hits (storage order is cell order,
         so the subset spreads over the box); `total` still gives the full count.
         """
+        idx = self.indices(x0, y0, x1, y1)
+        total = len(idx)
+        if max_points is not None and total > max_points:
+            idx = idx[np.linspace(0, total - 1, max(int(max_points), 0)).round().astype(np.int64)]
+        return self._points(idx, total)
+
+    def indices(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Storage indices (ascending) of the points with x0 <= x < x1 and y0 <= y < y1."""
         if len(self) == 0 or x1 <= x0 or y1 <= y0:
-            return self._points(np.zeros(0, np.int64), 0)
+            return np.zeros(0, np.int64)
         c0 = int(np.clip(np.floor(x0 / self.cell_px), 0, self.grid_w - 1))
         c1 = int(np.clip(np.floor(x1 / self.cell_px), 0, self.grid_w - 1))
         r0 = int(np.clip(np.floor(y0 / self.cell_px), 0, self.grid_h - 1))
@@ -193,23 +202,26 @@ class DetectionStore:
         lo = np.asarray(start[rows * self.grid_w + c0])
         hi = np.asarray(start[rows * self.grid_w + c1 + 1])
         runs = [np.arange(a, b) for a, b in zip(lo, hi) if b > a]
-        idx = np.concatenate(runs) if runs else np.zeros(0, np.int64)
-        if len(idx):
-            # Fancy indexing a memmap touches only the pages of these runs.
-            x, y = np.asarray(self._columns["x"][idx]), np.asarray(self._columns["y"][idx])
-            idx = idx[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
-        total = len(idx)
-        if max_points is not None and total > max_points:
-            idx = idx[np.linspace(0, total - 1, max(int(max_points), 0)).round().astype(np.int64)]
-        return self._points(idx, total)
+        if not runs:
+            return np.zeros(0, np.int64)
+        idx = np.concatenate(runs)
+        # Fancy indexing a memmap touches only the pages of these runs.
+        x, y = np.asarray(self._columns["x"][idx]), np.asarray(self._columns["y"][idx])
+        return idx[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
+
+    def take(self, idx: np.ndarray) -> Points:
+        """The points at these storage indices (ids), e.g. from `indices`."""
+        idx = np.asarray(idx, np.int64)
+        return self._points(idx, len(idx))
 
     def _points(self, idx: np.ndarray, total: int) -> Points:
         cols = self._columns
         if len(idx) == 0:
-            return Points(np.zeros((0, 2), np.float32), np.zeros(0, np.int8), np.zeros(0, np.float32), total)
+            return Points(np.zeros((0, 2), np.float32), np.zeros(0, np.int8), np.zeros(0, np.float32), total,
+                          np.zeros(0, np.int64))
         xy = np.stack([np.asarray(cols["x"][idx]), np.asarray(cols["y"][idx])], axis=1).astype(np.float32)
         scores = np.asarray(cols["score"][idx]).astype(np.float32) / SCORE_LEVELS
-        return Points(xy, np.asarray(cols["label"][idx]).astype(np.int8), scores, total)
+        return Points(xy, np.asarray(cols["label"][idx]).astype(np.int8), scores, total, idx)
 
     def density(self, grid_px: float, chunk: int = 1 << 22) -> dict[int, np.ndarray]:
         """Per label, a (rows, cols) count of points per `grid_px` square of level 0 (for heatmaps)."""

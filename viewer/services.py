@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analysis.choices import FINAL_JOB_STATUSES, JobStatus
-from analysis.detection_store import SCORE_LEVELS, DetectionStore, open_store
+from analysis.detection_store import DetectionStore, open_store
 from analysis.models import AnalysisJob
 from analysis.scoring import tps, tps_category
 from cases import access
@@ -183,33 +183,6 @@ def job_store(job) -> DetectionStore:
         raise NoResult(f"the detections of job {job.pk} cannot be read: {exc}") from None
 
 
-def _column(store: DetectionStore, name: str) -> np.ndarray:
-    # The store keeps its memory-mapped columns private; the viewer needs each point's storage
-    # index (its stable id), which DetectionStore.query does not return.
-    return store._columns[name]
-
-
-def viewport_indices(store: DetectionStore, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
-    """Storage indices (ascending) of the points with x0 <= x < x1 and y0 <= y < y1."""
-    if len(store) == 0 or x1 <= x0 or y1 <= y0:
-        return np.zeros(0, np.int64)
-    grid_w, grid_h, cell = store.grid_w, store.grid_h, store.cell_px
-    c0 = int(np.clip(math.floor(x0 / cell), 0, grid_w - 1))
-    c1 = int(np.clip(math.floor(x1 / cell), 0, grid_w - 1))
-    r0 = int(np.clip(math.floor(y0 / cell), 0, grid_h - 1))
-    r1 = int(np.clip(math.floor(y1 / cell), 0, grid_h - 1))
-    start = _column(store, "cell_start")
-    rows = np.arange(r0, r1 + 1)
-    lo = np.asarray(start[rows * grid_w + c0])
-    hi = np.asarray(start[rows * grid_w + c1 + 1])
-    runs = [np.arange(a, b) for a, b in zip(lo, hi) if b > a]
-    if not runs:
-        return np.zeros(0, np.int64)
-    idx = np.concatenate(runs)
-    x, y = np.asarray(_column(store, "x")[idx]), np.asarray(_column(store, "y")[idx])
-    return idx[(x >= x0) & (x < x1) & (y >= y0) & (y < y1)]
-
-
 # --- Corrections: pure folding and queries -----------------------------------------------------
 
 @dataclass
@@ -256,7 +229,7 @@ def fold_corrections(rows) -> CorrectionState:
 
 def _apply_to_indices(store, state: CorrectionState, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(kept indices, their effective labels) for ascending store indices `idx`."""
-    labels = np.asarray(_column(store, "label")[idx]).astype(np.int8) if len(idx) else np.zeros(0, np.int8)
+    labels = store.take(idx).labels
     if state.relabelled and len(idx):
         keys, values = state.relabel_arrays()
         pos = np.searchsorted(idx, keys)
@@ -271,7 +244,7 @@ def _apply_to_indices(store, state: CorrectionState, idx: np.ndarray) -> tuple[n
 
 def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, layers: set[int]) -> dict:
     """Corrected points in a box: model points (thinned evenly to fit `max_points`) plus added ones."""
-    idx, labels = _apply_to_indices(store, state, viewport_indices(store, x0, y0, x1, y1))
+    idx, labels = _apply_to_indices(store, state, store.indices(x0, y0, x1, y1))
     wanted = np.isin(labels, np.asarray(sorted(layers), np.int8))
     idx, labels = idx[wanted], labels[wanted]
     added = [(cid, p) for cid, p in state.added.items()
@@ -282,9 +255,8 @@ def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, lay
     if len(idx) > room:
         pick = np.linspace(0, len(idx) - 1, room).round().astype(np.int64) if room > 0 else np.zeros(0, np.int64)
         idx, labels = idx[pick], labels[pick]
-    xy = np.stack([np.asarray(_column(store, "x")[idx]), np.asarray(_column(store, "y")[idx])], axis=1) \
-        if len(idx) else np.zeros((0, 2), np.float32)
-    scores = np.asarray(_column(store, "score")[idx]).astype(np.float64) / SCORE_LEVELS
+    points = store.take(idx)
+    xy, scores = points.xy, points.scores.astype(np.float64)
     relabelled = np.isin(idx, np.asarray(sorted(state.relabelled), np.int64)) if state.relabelled else None
     out = {
         "total": int(total),
@@ -318,12 +290,13 @@ def point_detail(store, state: CorrectionState, point_id: str) -> dict | None:
         return None
     if not 0 <= index < len(store) or index in state.deleted:
         return None
-    original = int(_column(store, "label")[index])
+    point = store.take([index])
+    original = int(point.labels[0])
     label = state.relabelled.get(index, original)
-    return {"id": index, "x": round(float(_column(store, "x")[index]), 1),
-            "y": round(float(_column(store, "y")[index]), 1), "label": label,
+    return {"id": index, "x": round(float(point.xy[0, 0]), 1),
+            "y": round(float(point.xy[0, 1]), 1), "label": label,
             "label_name": LABEL_NAMES.get(label, str(label)),
-            "score": round(float(_column(store, "score")[index]) / SCORE_LEVELS, 3),
+            "score": round(float(point.scores[0]), 3),
             "corrected": index in state.relabelled, "model_label": original}
 
 
@@ -331,7 +304,7 @@ def corrected_counts(store, state: CorrectionState) -> dict[str, int]:
     """Counts per class of the model's detections with the corrections applied."""
     codes = {code: int(n) for code, n in store.counts.items()}
     touched = np.asarray(sorted(state.deleted | set(state.relabelled)), np.int64)
-    original = np.asarray(_column(store, "label")[touched]).astype(int) if len(touched) else []
+    original = store.take(touched).labels.astype(int)
     for index, label in zip(touched.tolist(), list(original)):
         codes[label] = codes.get(label, 0) - 1
         if index not in state.deleted:
@@ -358,10 +331,9 @@ def corrected_density(store, state: CorrectionState, grid_px: float) -> dict:
     def cell(x, y):
         return (min(max(int(y // grid_px), 0), rows_n - 1), min(max(int(x // grid_px), 0), cols_n - 1))
 
-    touched = sorted(state.deleted | set(state.relabelled))
-    for index in touched:
-        original = int(_column(store, "label")[index])
-        where = cell(float(_column(store, "x")[index]), float(_column(store, "y")[index]))
+    touched = store.take(sorted(state.deleted | set(state.relabelled)))
+    for index, (x, y), original in zip(touched.ids.tolist(), touched.xy.tolist(), touched.labels.tolist()):
+        where = cell(x, y)
         if original in layers:
             layers[original][where] -= 1
         new = None if index in state.deleted else state.relabelled[index]
@@ -392,8 +364,7 @@ def _base_density(store, grid_px: float) -> dict[int, np.ndarray]:
 def corrected_points(store, state: CorrectionState) -> tuple[np.ndarray, np.ndarray]:
     """Every point of the corrected result: (xy level-0 px, label codes), model points then added ones."""
     idx, labels = _apply_to_indices(store, state, np.arange(len(store), dtype=np.int64))
-    xy = np.stack([np.asarray(_column(store, "x")[idx]), np.asarray(_column(store, "y")[idx])], axis=1) \
-        .astype(np.float64) if len(idx) else np.zeros((0, 2))
+    xy = store.take(idx).xy.astype(np.float64)
     if state.added:
         extra = np.asarray([[p[0], p[1]] for p in state.added.values()], np.float64)
         xy = np.concatenate([xy.reshape(-1, 2), extra])
@@ -613,7 +584,7 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
             raise ViewerInputError(f"detection {index} does not exist (the result has {len(store)})")
         if index in state.deleted:
             raise ViewerInputError(f"detection {index} is already deleted")
-        current = state.relabelled.get(index, int(_column(store, "label")[index]))
+        current = state.relabelled.get(index, int(store.take([index]).labels[0]))
         fields = {"op": op, "detection": index}
     if op == CorrectionOp.RECLASSIFY:
         label = _label(data.get("label"))
