@@ -125,7 +125,7 @@ class ModelDetector:
         ycore, xcore = _core_bounds(ys, th, height), _core_bounds(xs, tw, width)
         boxes = [(y0, x0, yc, xc) for y0, yc in zip(ys, ycore) for x0, xc in zip(xs, xcore)]
         tiles = np.stack([rgb[y0:y0 + th, x0:x0 + tw] for y0, x0, _, _ in boxes])
-        points = predict(self.model, tiles, self.config, device=_device(self.device),
+        points = predict(self.model, tiles, self.config, device=resolve_device(self.device),
                          nms_radius_um=self.nms_radius_um, min_score=self.min_score, batch_size=self.batch_size)
         all_xy, all_labels, all_scores = [], [], []
         for (y0, x0, (ylo, yhi), (xlo, xhi)), p in zip(boxes, points):
@@ -177,7 +177,7 @@ def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
 
 
-def _device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device != "auto":
         return device
     import torch

@@ -16,7 +16,7 @@ import numpy as np
 from django.conf import settings
 
 from analysis import detection_store, merge, tiling, tissue
-from analysis.detectors import load_detector
+from analysis.detectors import ModelDetector, load_detector, resolve_device
 from analysis.scoring import tps
 from cases.slidefile import SlideError, open_slide
 
@@ -98,6 +98,16 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
     detector = load_detector(job.detector, compartment=params["compartment"])
     slide = open_job_slide(job)
     started = time.perf_counter()
+    if _use_gpu_stream(detector, params):
+        from workers.gpu_runtime import TileReadError, stream_detector_for
+
+        try:
+            found = stream_detector_for(detector).detect_tiles(
+                job.slide.path, tile_dicts, level_downsamples=slide.level_downsamples, tile_mpp=params["working_mpp"])
+        except TileReadError as exc:
+            raise PipelineError(str(exc)) from None
+        return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
+                               seconds=time.perf_counter() - started)
     xys, labels, scores = [], [], []
     for tile in (tiling.Tile(**d) for d in tile_dicts):
         try:
@@ -116,6 +126,16 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
         seconds=time.perf_counter() - started,
     )
+
+
+def _use_gpu_stream(detector, params) -> bool:
+    """Networks on a GPU (or PDL1_GPU_STREAM=1) stream tiles through workers.gpu_runtime: reader
+    processes, pinned copies overlapped with compute, peaks and NMS on the GPU. The stream runs a
+    tile in one forward pass, so it needs tiles no larger than the detector's own."""
+    if not isinstance(detector, ModelDetector) or int(params["tile_px"]) > detector.tile:
+        return False
+    return (os.environ.get("PDL1_GPU_STREAM") == "1" or bool(os.environ.get("PDL1_GPU_INDEX"))
+            or resolve_device(detector.device).startswith("cuda"))
 
 
 def job_folder(job) -> Path:
