@@ -45,7 +45,7 @@ Sources, named as on the ``train_detector`` command line:
     Each field is split spatially: left half train, right half val.
 
 ``db``
-    Annotations stored in the database: arrives with the annotation issue.
+    Accepted annotation sessions in the database (annotations.dataset.db_samples), split by slide.
 
 Every sample is resampled to the model's working resolution (µm/px) with
 ``skimage.transform.rescale``; points are scaled with the same pixel-centre
@@ -78,10 +78,6 @@ class DatasetError(ValueError):
     """A source cannot be read; the message says what is wrong and where."""
 
 
-class SourceNotAvailable(DatasetError):
-    """A source that exists on the command line but is not implemented yet."""
-
-
 @dataclass
 class Sample:
     rgb: np.ndarray  # (H, W, 3) uint8
@@ -110,11 +106,6 @@ def parse_source(spec: str) -> tuple[str, str | None]:
         raise DatasetError("source 'folder' needs a path: folder:PATH")
     if kind != "folder" and arg:
         raise DatasetError(f"source {kind!r} takes no argument (got {spec!r})")
-    if kind == "db":
-        raise SourceNotAvailable(
-            "source 'db' (annotations stored in the database) arrives with the annotation issue; "
-            "meanwhile export annotations to a folder and use folder:PATH"
-        )
     return kind, arg or None
 
 
@@ -127,6 +118,12 @@ def load_source(spec: str, mpp: float, seed: int = 0, synthetic_train: int = 64,
         samples += synthetic_samples(synthetic_val, "val", mpp, seed, synthetic_size)
     elif kind == "folder":
         samples = folder_samples(arg)
+    elif kind == "db":
+        from annotations.dataset import db_samples  # accepted annotation sessions (Django)
+
+        samples = db_samples()
+        if not samples:
+            raise DatasetError("source 'db' has no accepted annotation sessions on slides with a resolution")
     else:
         samples = deepliif_samples()
     return [resample(s, mpp) for s in samples]

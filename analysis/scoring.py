@@ -1,6 +1,27 @@
-"""PD-L1 scores from counts. TPS = positive tumour cells / all viable tumour cells × 100."""
+"""PD-L1 scores from counts: pure functions, no database.
+
+TPS (tumour proportion score) = PD-L1-positive viable tumour cells / all viable tumour cells × 100.
+CPS (combined positive score) = (PD-L1-positive tumour cells + PD-L1-positive lymphocytes and
+macrophages) / viable tumour cells × 100, capped at 100. Our detectors label tumour nuclei only
+(positive/negative): there is no immune-cell class, so CPS is always "unavailable" for now.
+
+A score is interpreted with a cut-off table (assay clone × indication × score type; admin-editable
+rows in cases.models.CutoffTable, passed here as plain lists). Without an *approved* table the
+value is reported for research use only, with no clinical category.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Fewer viable tumour cells than this: the specimen is insufficient for scoring (22C3 and SP263
+# interpretation guides both require at least 100 viable tumour cells).
+MIN_VIABLE_TUMOUR_CELLS = 100
+
+INSUFFICIENT = "insufficient for scoring"
+RESEARCH_USE = "research use only: no approved cut-off for this assay and indication"
+CPS_UNAVAILABLE = ("unavailable: immune cells (lymphocytes, macrophages) are not labelled by the detector, "
+                   "which detects tumour nuclei only")
 
 
 def tps(positive: int, negative: int) -> float | None:
@@ -8,15 +29,88 @@ def tps(positive: int, negative: int) -> float | None:
     return None if total == 0 else 100.0 * positive / total
 
 
-# 22C3 pharmDx in NSCLC (the FDA/EMA label): TPS < 1 %, 1–49 %, ≥ 50 %.
+def cps(positive_tumour: int, positive_immune: int | None, viable_tumour: int) -> float | None:
+    """Combined positive score, capped at 100; None when immune cells were not labelled or no tumour."""
+    if positive_immune is None or viable_tumour <= 0:
+        return None
+    return min(100.0, 100.0 * (positive_tumour + positive_immune) / viable_tumour)
+
+
+# 22C3 pharmDx in NSCLC (the FDA/EMA label): TPS < 1 %, 1–49 %, ≥ 50 %. As ordered lower bounds.
+CUTOFFS_22C3_NSCLC_TPS = ((0.0, "TPS < 1%"), (1.0, "TPS 1-49%"), (50.0, "TPS >= 50%"))
+# Kept for callers of the former representation (upper bounds).
 TPS_CUTOFFS_22C3 = ((1.0, "TPS < 1%"), (50.0, "TPS 1-49%"), (float("inf"), "TPS >= 50%"))
 
 
-def tps_category(value: float | None, assay_clone: str | None = None) -> str | None:
-    """The 22C3 NSCLC category; admin-editable tables per assay and indication come with reports."""
-    if value is None:
+def categorize(value: float | None, cutoffs: Sequence) -> str | None:
+    """The label of the highest threshold that `value` reaches.
+
+    `cutoffs` are ordered (lower_bound, label) pairs, or dicts with "lower" and "label"; a value
+    below the first bound gets the first label.
+    """
+    if value is None or not cutoffs:
         return None
-    for upper, label in TPS_CUTOFFS_22C3:
-        if value < upper:
-            return label
-    return TPS_CUTOFFS_22C3[-1][1]
+    pairs = [(float(c["lower"]), c["label"]) if isinstance(c, dict) else (float(c[0]), c[1]) for c in cutoffs]
+    pairs.sort(key=lambda p: p[0])
+    label = pairs[0][1]
+    for lower, name in pairs:
+        if value >= lower:
+            label = name
+    return label
+
+
+def tps_category(value: float | None, assay_clone: str | None = None) -> str | None:
+    """The 22C3 NSCLC category (the platform's default). Reports use the admin-edited tables instead
+    (cases.reports.score_snapshot → `score_summary`)."""
+    return categorize(value, CUTOFFS_22C3_NSCLC_TPS)
+
+
+def adequacy(viable_tumour: int, minimum: int = MIN_VIABLE_TUMOUR_CELLS) -> dict:
+    adequate = viable_tumour >= minimum
+    return {"adequate": adequate, "viable_tumour_cells": int(viable_tumour), "minimum": minimum,
+            "statement": (f"adequate: {viable_tumour} viable tumour cells (at least {minimum} required)" if adequate
+                          else f"{INSUFFICIENT}: {viable_tumour} viable tumour cells, fewer than {minimum}")}
+
+
+def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dict:
+    """A score with its category under `table` ({"cutoffs": [...], "approved": bool, ...} or None)."""
+    out = {"value": None if value is None else round(value, 2), "category": None, "cutoffs": [],
+           "approved": False, "table": None, "source": ""}
+    if table:
+        out.update(cutoffs=[{"lower": float(c["lower"]), "label": c["label"]} for c in table["cutoffs"]],
+                   approved=bool(table.get("approved")), table=table.get("name"), source=table.get("source", ""))
+    if value is None:
+        out["status"] = "unavailable"
+    elif not adequate:
+        out["status"] = INSUFFICIENT
+    elif not out["approved"] or not out["cutoffs"]:
+        out["status"] = RESEARCH_USE
+    else:
+        out["status"] = "reportable"
+        out["category"] = categorize(value, out["cutoffs"])
+    return out
+
+
+def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict | None = None,
+                  positive_immune: int | None = None) -> dict:
+    """Everything a report states about the scores, from tumour counts and the cut-off tables.
+
+    counts: {"positive": n, "negative": n, ...} tumour nuclei. positive_immune: PD-L1-positive
+    lymphocytes and macrophages, or None when not labelled (always, with today's detectors).
+    """
+    positive, negative = int(counts.get("positive", 0)), int(counts.get("negative", 0))
+    viable = positive + negative
+    fit = adequacy(viable)
+    tps_part = _interpreted(tps(positive, negative), tps_table, fit["adequate"])
+    cps_part = _interpreted(cps(positive, positive_immune, viable), cps_table, fit["adequate"])
+    if positive_immune is None:
+        cps_part["status"] = CPS_UNAVAILABLE
+    research = not (tps_part["approved"] or cps_part["approved"])
+    return {
+        "counts": {"positive": positive, "negative": negative, "other": int(counts.get("other", 0))},
+        "viable_tumour_cells": viable,
+        "adequacy": fit,
+        "tps": tps_part,
+        "cps": cps_part,
+        "research_use": research,
+    }

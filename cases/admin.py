@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
 from cases.audit import log_access
-from cases.models import Case, Department, Patient, Report, Slide, UserProfile
+from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, Slide, UserProfile
 
 
 class AuditedAccessAdmin(admin.ModelAdmin):
@@ -59,6 +59,40 @@ class SlideAdmin(AuditedAccessAdmin):
 
 @admin.register(Report)
 class ReportAdmin(AuditedAccessAdmin):
+    """Signed and superseded versions are read-only (the model refuses changes too)."""
+
     list_display = ["case", "version", "status", "signed_by", "signed_at"]
     list_filter = ["status"]
-    raw_id_fields = ["case"]
+    raw_id_fields = ["case", "job", "supersedes"]
+    readonly_fields = ["status", "signed_by", "signed_at", "created_by", "created_at", "supersedes"]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_locked:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_locked:
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+class CutoffInline(admin.TabularInline):
+    model = Cutoff
+    extra = 1
+
+
+@admin.register(CutoffTable)
+class CutoffTableAdmin(admin.ModelAdmin):
+    """Score interpretation per assay clone × indication × score type. Only approved tables give
+    clinical categories; reports signed earlier keep the cut-offs they were signed with."""
+
+    list_display = ["assay_clone", "indication", "score_type", "approved", "source", "updated_at"]
+    list_filter = ["assay_clone", "indication", "score_type", "approved"]
+    inlines = [CutoffInline]
+
+
+@admin.register(Cutoff)
+class CutoffAdmin(admin.ModelAdmin):
+    list_display = ["table", "lower_bound", "label"]
+    list_filter = ["table__assay_clone", "table__indication", "table__score_type"]

@@ -7,17 +7,23 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from cases import access, services
+from django.http import HttpResponse
+
+from cases import access, reports, services
 from cases.audit import log_access
 from cases.choices import Role
-from cases.models import Case, Patient, Report, Slide
+from cases.models import Case, Patient, Report, ReportError, Slide
 from cases.permissions import CLINICAL_ROLES, HasRole
 from cases.views import thumbnail_response
 from cases.serializers import (
     CaseSerializer,
     PatientSerializer,
     PseudonymousSlideSerializer,
+    ReportAmendSerializer,
+    ReportCommentSerializer,
+    ReportDraftSerializer,
     ReportSerializer,
+    ReportSignSerializer,
     SlideMppSerializer,
     SlideSerializer,
     SlideUploadSerializer,
@@ -157,13 +163,113 @@ class PseudonymousSlideViewSet(viewsets.ReadOnlyModelViewSet):
         return thumbnail_response(self.get_object())
 
 
+def _report_error(exc) -> Response:
+    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+
+
 class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
+    """Report versions. Pathologists create drafts, sign (re-entering their password) and amend;
+    clinicians read and download the signed reports of their patients. Signed versions never change."""
+
     serializer_class = ReportSerializer
     permission_classes = [HasRole]
     allowed_roles = (Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
     filterset_fields = ["case", "status"]
-    ordering_fields = ["signed_at", "created_at"]
+    ordering_fields = ["signed_at", "created_at", "version"]
 
     def get_queryset(self):
-        return access.visible_reports(self.request.user).select_related("case__patient")
+        return access.visible_reports(self.request.user).select_related("case__patient", "signed_by", "job")
 
+    def _authoring(self):
+        if not access.has_role(self.request.user, Role.PATHOLOGIST):
+            self.permission_denied(self.request, message="Only pathologists create, sign and amend reports.")
+
+    @extend_schema(request=ReportDraftSerializer, responses={201: ReportSerializer})
+    def create(self, request):
+        """Create the case's draft (or refill its open draft) from a finished analysis job."""
+        self._authoring()
+        form = ReportDraftSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        from analysis.models import AnalysisJob
+
+        case = access.visible_cases(request.user).filter(pk=form.validated_data["case"]).first()
+        if case is None:
+            raise ValidationError({"case": "no such case"})
+        job = AnalysisJob.objects.filter(pk=form.validated_data["job"]).first()
+        try:
+            report = reports.do_create_draft(case, job, request.user, comment=form.validated_data.get("comment"))
+        except ReportError as exc:
+            return _report_error(exc)
+        return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReportCommentSerializer, responses=ReportSerializer)
+    @action(detail=True, methods=["post"])
+    def comment(self, request, pk=None):
+        """Edit a draft's comment."""
+        self._authoring()
+        form = ReportCommentSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            report = reports.do_update_draft(self.get_object(), request.user, form.validated_data["comment"])
+        except ReportError as exc:
+            return _report_error(exc)
+        return Response(ReportSerializer(report).data)
+
+    @extend_schema(request=ReportSignSerializer, responses=ReportSerializer)
+    @action(detail=True, methods=["post"])
+    def sign(self, request, pk=None):
+        """Sign a draft; the pathologist re-enters their password (wrong: 400, nothing changes)."""
+        self._authoring()
+        form = ReportSignSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            report = reports.do_sign(self.get_object(), request.user, form.validated_data["password"])
+        except ReportError as exc:
+            return _report_error(exc)
+        return Response(ReportSerializer(report).data)
+
+    @extend_schema(request=ReportAmendSerializer, responses={201: ReportSerializer})
+    @action(detail=True, methods=["post"])
+    def amend(self, request, pk=None):
+        """Start an amendment of a signed version: a new draft version with a reason."""
+        self._authoring()
+        form = ReportAmendSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            report = reports.do_amend(self.get_object(), request.user, form.validated_data["reason"],
+                                      comment=form.validated_data.get("comment"))
+        except ReportError as exc:
+            return _report_error(exc)
+        return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "application/pdf"): bytes})
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        report = self.get_object()
+        log_access(report, report.case.patient)
+        return pdf_response(report)
+
+    @extend_schema(responses={(200, "application/fhir+json"): dict})
+    @action(detail=True, methods=["get"])
+    def fhir(self, request, pk=None):
+        report = self.get_object()
+        log_access(report, report.case.patient)
+        return fhir_response(report)
+
+
+def pdf_response(report) -> HttpResponse:
+    from cases.report_pdf import build_pdf
+
+    response = HttpResponse(build_pdf(report), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{report.case.accession}-v{report.version}.pdf"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def fhir_response(report) -> HttpResponse:
+    import json
+
+    response = HttpResponse(json.dumps(reports.fhir_bundle(report), indent=2), content_type="application/fhir+json")
+    response["Content-Disposition"] = f'attachment; filename="{report.case.accession}-v{report.version}.fhir.json"'
+    response["Cache-Control"] = "private, no-store"
+    return response

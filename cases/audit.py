@@ -7,9 +7,9 @@ of patient data are logged as ACCESS entries through `log_access`.
 from auditlog.registry import auditlog
 from auditlog.signals import accessed
 
-from cases.models import Case, Department, Patient, Report, Slide, UserProfile
+from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, Slide, UserProfile
 
-for model in (Department, UserProfile, Patient, Case, Slide, Report):
+for model in (Department, UserProfile, Patient, Case, Slide, Report, CutoffTable, Cutoff):
     auditlog.register(model, m2m_fields=_m2m if (_m2m := {f.name for f in model._meta.many_to_many}) else None)
 
 

@@ -56,3 +56,8 @@ class ReportStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     SIGNED = "signed", "Signed"
     AMENDED = "amended", "Amended (superseded)"
+
+
+class ScoreType(models.TextChoices):
+    TPS = "TPS", "Tumour proportion score (TPS)"
+    CPS = "CPS", "Combined positive score (CPS)"

@@ -63,3 +63,29 @@ class SlideUploadForm(forms.Form):
 class MppForm(forms.Form):
     mpp_x = forms.FloatField(label="µm per pixel (x)")
     mpp_y = forms.FloatField(label="µm per pixel (y)", required=False, help_text="Leave empty if square pixels.")
+
+
+class ReportDraftForm(forms.Form):
+    job = forms.ModelChoiceField(queryset=None, label="Analysis", empty_label=None)
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def __init__(self, *args, jobs=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["job"].queryset = jobs
+        self.fields["job"].label_from_instance = lambda job: (
+            f"Job {job.pk} · {job.slide.original_name} · {job.detector} · {job.finished_at:%Y-%m-%d %H:%M}"
+            if job.finished_at else f"Job {job.pk} · {job.slide.original_name} · {job.detector}")
+
+
+class ReportCommentForm(forms.Form):
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class ReportSignForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+                               strip=False, label="Your password (confirms your identity)")
+
+
+class ReportAmendForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for the amendment")
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)

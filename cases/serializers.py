@@ -94,10 +94,46 @@ class PseudonymousSlideSerializer(serializers.ModelSerializer):
 
 
 class ReportSerializer(serializers.ModelSerializer):
+    """Reports are read-only through this serializer: drafts change only through the actions."""
+
     accession = serializers.CharField(source="case.accession", read_only=True)
     patient_mrn = serializers.CharField(source="case.patient.mrn", read_only=True)
+    signed_by_name = serializers.SerializerMethodField()
+    pdf_url = serializers.SerializerMethodField()
+    fhir_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Report
-        fields = ["id", "case", "accession", "patient_mrn", "version", "status", "signed_by", "signed_at",
-                  "created_at"]
+        fields = ["id", "case", "accession", "patient_mrn", "version", "status", "job", "scores", "comment",
+                  "amendment_reason", "supersedes", "signed_by", "signed_by_name", "signed_at", "created_at",
+                  "pdf_url", "fhir_url"]
+        read_only_fields = fields
+
+    def get_signed_by_name(self, report) -> str:
+        user = report.signed_by
+        return (user.get_full_name() or user.get_username()) if user else ""
+
+    def get_pdf_url(self, report) -> str:
+        return reverse("api:report-pdf", args=[report.pk])
+
+    def get_fhir_url(self, report) -> str:
+        return reverse("api:report-fhir", args=[report.pk])
+
+
+class ReportDraftSerializer(serializers.Serializer):
+    case = serializers.IntegerField()
+    job = serializers.IntegerField()
+    comment = serializers.CharField(required=False, allow_blank=True)
+
+
+class ReportSignSerializer(serializers.Serializer):
+    password = serializers.CharField(trim_whitespace=False, style={"input_type": "password"})
+
+
+class ReportAmendSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    comment = serializers.CharField(required=False, allow_blank=True)
+
+
+class ReportCommentSerializer(serializers.Serializer):
+    comment = serializers.CharField(allow_blank=True)

@@ -15,4 +15,6 @@ urlpatterns = [
     path("annotate/", views.annotator_slides, name="annotator-slides"),
     path("annotate/<uuid:pseudo_id>/thumbnail.png", views.pseudo_slide_thumbnail, name="pseudo-slide-thumbnail"),
     path("reports/", views.report_list, name="report-list"),
+    path("reports/<int:pk>/", views.report_detail, name="report-detail"),
+    path("cases/<int:pk>/report/", views.case_report, name="case-report"),
 ]

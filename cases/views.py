@@ -8,10 +8,20 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
-from cases import access, services
+from cases import access, reports, services
 from cases.audit import log_access
 from cases.choices import Role
-from cases.forms import CaseForm, MppForm, PatientForm, SlideUploadForm
+from cases.forms import (
+    CaseForm,
+    MppForm,
+    PatientForm,
+    ReportAmendForm,
+    ReportCommentForm,
+    ReportDraftForm,
+    ReportSignForm,
+    SlideUploadForm,
+)
+from cases.models import ReportError
 
 
 def role_required(*roles):
@@ -149,6 +159,61 @@ def report_list(request):
     reports = list(access.visible_reports(request.user).select_related("case__patient")[:200])
     log_access(*reports)
     return render(request, "cases/report_list.html", {"reports": reports})
+
+
+@clinical
+def case_report(request, pk):
+    """The case's report: versions, the open draft (comment, sign), a new draft, an amendment."""
+    case = get_object_or_404(access.visible_cases(request.user).select_related("patient"), pk=pk)
+    versions = list(case.reports.select_related("signed_by", "job").order_by("-version"))
+    latest = versions[0] if versions else None
+    jobs = reports.case_jobs(case)
+    forms = {"draft": ReportDraftForm(jobs=jobs), "comment": ReportCommentForm(initial={"comment": latest.comment}
+                                                                                 if latest else None),
+             "sign": ReportSignForm(), "amend": ReportAmendForm()}
+    if request.method == "POST":
+        step = request.POST.get("step")
+        try:
+            if step == "draft":
+                forms["draft"] = form = ReportDraftForm(request.POST, jobs=jobs)
+                if form.is_valid():
+                    reports.do_create_draft(case, form.cleaned_data["job"], request.user,
+                                            comment=form.cleaned_data["comment"] or None)
+                    messages.success(request, "Draft report prepared from the analysis.")
+                    return redirect("cases:case-report", pk=case.pk)
+            elif step in ("comment", "sign", "amend") and latest is not None:
+                form_class = {"comment": ReportCommentForm, "sign": ReportSignForm, "amend": ReportAmendForm}[step]
+                forms[step] = form = form_class(request.POST)
+                if form.is_valid():
+                    if step == "comment":
+                        reports.do_update_draft(latest, request.user, form.cleaned_data["comment"])
+                        messages.success(request, "Comment saved.")
+                    elif step == "sign":
+                        reports.do_sign(latest, request.user, form.cleaned_data["password"])
+                        messages.success(request, f"Version {latest.version} signed.")
+                    else:
+                        new = reports.do_amend(latest, request.user, form.cleaned_data["reason"],
+                                               comment=form.cleaned_data["comment"] or None)
+                        messages.success(request, f"Amendment started: draft version {new.version}.")
+                    return redirect("cases:case-report", pk=case.pk)
+        except ReportError as exc:
+            messages.error(request, str(exc))
+            if step in forms:
+                forms[step].add_error(None, str(exc))
+    log_access(case, case.patient, *versions)
+    return render(request, "cases/case_report.html", {
+        "case": case, "versions": versions, "latest": latest, "jobs": jobs, "forms": forms,
+        "may_author": access.has_role(request.user, Role.PATHOLOGIST),
+    })
+
+
+@role_required(Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
+def report_detail(request, pk):
+    """One report version (earlier versions stay viewable), with its downloads."""
+    report = get_object_or_404(access.visible_reports(request.user).select_related("case__patient", "signed_by"),
+                               pk=pk)
+    log_access(report, report.case.patient)
+    return render(request, "cases/report_detail.html", {"report": report})
 
 
 def thumbnail_response(slide):

@@ -2,6 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
+from annotations.api import FieldViewSet, ProjectViewSet, SessionViewSet
 from cases.api import CaseViewSet, PatientViewSet, PseudonymousSlideViewSet, ReportViewSet, SlideViewSet
 from viewer.api import ViewerJobViewSet
 from workers.api import AnalysisJobViewSet
@@ -14,3 +15,6 @@ router.register("pseudo-slides", PseudonymousSlideViewSet, basename="pseudo-slid
 router.register("reports", ReportViewSet, basename="report")
 router.register("jobs", AnalysisJobViewSet, basename="job")
 router.register("viewer/jobs", ViewerJobViewSet, basename="viewer-job")
+router.register("annotation/projects", ProjectViewSet, basename="annotation-project")
+router.register("annotation/fields", FieldViewSet, basename="annotation-field")
+router.register("annotation/sessions", SessionViewSet, basename="annotation-session")

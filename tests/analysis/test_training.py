@@ -104,7 +104,7 @@ def test_command_trains_registers_and_activates(tmp_path, media_root):
 @pytest.mark.django_db
 @pytest.mark.parametrize("args, message", [
     (["--source", "bogus"], "unknown source"),
-    (["--source", "db"], "annotation issue"),
+    (["--source", "db"], "no accepted annotation sessions"),
     (["--source", "folder:"], "needs a path"),
     (["--source", "synthetic", "--crop", "60"], "multiple of 8"),
     (["--source", "synthetic", "--activate", "lung_squamous:PD-L1"], "needs --register"),

@@ -1,5 +1,5 @@
 """python manage.py analyze_slide SLIDE [--mpp X] [--detector NAME] [--indication ...] [--workers N]
---json result.json — the whole pipeline, embedded: no server and no queue needed."""
+--json result.json [--report report.pdf] — the whole pipeline, embedded: no server and no queue needed."""
 
 import json
 import math
@@ -33,10 +33,13 @@ class Command(BaseCommand):
         parser.add_argument("--queue", action="store_true", dest="use_queue",
                             help="send the job to running qcluster workers instead, and wait for it")
         parser.add_argument("--json", required=True, dest="json_path", help="where to write the result")
+        parser.add_argument("--report", dest="report_path",
+                            help="also write the draft report PDF here (a draft Report row when the slide "
+                                 "belongs to a case without a signed report)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, slide, mpp, detector, indication, workers, batch_size, use_queue, json_path,
-               no_progress, **options):
+               no_progress, report_path=None, **options):
         if workers < 1:
             raise CommandError("--workers must be at least 1")
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
@@ -65,6 +68,8 @@ class Command(BaseCommand):
             raise CommandError(f"analysis {job.status}: {job.error or 'see the job in the admin'}")
         result = result_json(job)
         Path(json_path).write_text(json.dumps(result, indent=2))
+        if report_path:
+            Path(report_path).write_bytes(draft_report_pdf(job))
         self.stdout.write(json.dumps({k: result[k] for k in ("counts", "tps", "tps_category", "tiles")}))
 
     def _slide(self, slide: str, mpp):
@@ -147,6 +152,25 @@ def _run_batches(calls, workers: int, bar):
                 bar.update(1)
     bar.close()
     return queued
+
+
+def draft_report_pdf(job: AnalysisJob) -> bytes:
+    """The draft report of `job`: saved as the case's draft when possible, else a transient one."""
+    from analysis.scoring import score_summary
+    from cases.models import Report, ReportError
+    from cases.report_pdf import build_pdf
+    from cases.reports import do_create_draft, method_of, score_snapshot
+
+    case = job.slide.case if job.slide.case_id else None
+    if case is not None:
+        try:
+            return build_pdf(do_create_draft(case, job, user=None))
+        except ReportError:  # a signed report exists: changes go through an amendment, not here
+            latest = case.reports.order_by("-version").first()
+            report = Report(case=case, version=latest.version + 1, job=job, scores=score_snapshot(case, job))
+            return build_pdf(report, job=job)
+    scores = {**score_summary(job.summary.get("counts", {})), "corrections_version": 0, "method": method_of(job)}
+    return build_pdf(Report(version=1, job=job, scores=scores), job=job)
 
 
 def result_json(job: AnalysisJob) -> dict:

@@ -1,0 +1,259 @@
+"""REST API of point annotation. Thin: logic lives in annotations.services."""
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from annotations import dataset, formats, services
+from annotations.models import TransitionError
+from annotations.serializers import (AnnotatorsSerializer, FieldCreateSerializer, FieldSerializer,
+                                     PointsSerializer, ProjectCreateSerializer, ProjectSerializer, ReviewSerializer,
+                                     SessionSerializer, users_by_name)
+from cases import access
+from cases.choices import Role
+from cases.permissions import HasRole
+
+ANNOTATION_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
+MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
+
+
+def problem(exc, code=status.HTTP_400_BAD_REQUEST, **extra):
+    body = {"detail": str(exc), **extra}
+    if isinstance(exc, services.AnnotationError):
+        body["problems"] = exc.problems
+    return Response(body, status=code)
+
+
+def answers_errors(view):
+    """Service errors -> 400 (listing offenders), 403, 409."""
+
+    @functools.wraps(view)
+    def wrapper(self, request, *args, **kwargs):
+        try:
+            return view(self, request, *args, **kwargs)
+        except services.AnnotationError as exc:
+            return problem(exc)
+        except services.NotAllowed as exc:
+            return problem(exc, status.HTTP_403_FORBIDDEN)
+        except TransitionError as exc:
+            return problem(exc, status.HTTP_409_CONFLICT)
+        except services.ConflictError as exc:
+            return problem(exc, status.HTTP_409_CONFLICT, current_version=exc.current_version, sent_version=exc.sent)
+
+    return wrapper
+
+
+def _radius(request):
+    try:
+        return float(request.query_params.get("radius_um", services.DEFAULT_RADIUS_UM))
+    except ValueError:
+        raise ValidationError({"radius_um": "must be a number (µm)"}) from None
+
+
+class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
+    """Annotation projects: pathologists and admins create them and assign annotators."""
+
+    serializer_class = ProjectSerializer
+    permission_classes = [HasRole]
+    allowed_roles = ANNOTATION_ROLES
+
+    def get_queryset(self):
+        return services.visible_projects(self.request.user).select_related("created_by").prefetch_related("annotators")
+
+    def _managed(self):
+        project = self.get_object()
+        if not services.can_manage(self.request.user, project):
+            raise PermissionDenied("only the project's pathologists and administrators may do this")
+        return project
+
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    @answers_errors
+    def create(self, request):
+        if not access.has_role(request.user, *MANAGER_ROLES):
+            raise PermissionDenied("only pathologists and administrators create annotation projects")
+        form = ProjectCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        project = services.do_create_project(request.user, data["name"], data["indication"], data["marker"],
+                                             data["extra_labels"], users_by_name(data["annotators"]))
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AnnotatorsSerializer, responses=ProjectSerializer)
+    @action(detail=True, methods=["post"])
+    @answers_errors
+    def annotators(self, request, pk=None):
+        """Add annotators (usernames): each gets a session on every field of the project."""
+        project = self._managed()
+        form = AnnotatorsSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        services.do_assign_annotators(project, users_by_name(form.validated_data["annotators"]))
+        return Response(ProjectSerializer(project).data)
+
+    @action(detail=True, methods=["post"], url_path="export-dataset")
+    @answers_errors
+    def export_dataset(self, request, pk=None):
+        """Write the accepted sessions as a training dataset folder under MEDIA_ROOT/datasets/."""
+        project = self._managed()
+        try:
+            mpp = float(request.data.get("mpp", 0.5))
+        except (TypeError, ValueError):
+            raise ValidationError({"mpp": "must be a number (µm/px)"}) from None
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(settings.MEDIA_ROOT) / "datasets" / f"project-{project.pk}-{stamp}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix=out.name + "-", dir=out.parent))
+        manifest = dataset.do_export_dataset(dataset.accepted_sessions(project), out, mpp=mpp, name=project.name)
+        return Response({"folder": str(out), "source": f"folder:{out}", "fields": len(manifest["fields"])},
+                        status=status.HTTP_201_CREATED)
+
+
+class FieldViewSet(viewsets.ReadOnlyModelViewSet):
+    """Fields (level-0 regions) to annotate; created from a drawn region or sampled from tissue."""
+
+    serializer_class = FieldSerializer
+    permission_classes = [HasRole]
+    allowed_roles = ANNOTATION_ROLES
+    filterset_fields = ["project"]
+
+    def get_queryset(self):
+        return services.visible_fields(self.request.user).select_related("slide")
+
+    def _reviewable(self):
+        field = self.get_object()
+        if not services.can_manage(self.request.user, field.project):
+            raise PermissionDenied("only the project's pathologists and administrators review fields")
+        return field
+
+    @extend_schema(request=FieldCreateSerializer, responses={201: FieldSerializer(many=True)})
+    @answers_errors
+    def create(self, request):
+        form = FieldCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        project = services.managed_projects(request.user).filter(pk=data["project"]).first()
+        if project is None:
+            raise ValidationError({"project": "no such project that you manage"})
+        slide = access.pseudonymous_slides(request.user).filter(pseudo_id=data["slide"]).first()
+        if slide is None:
+            raise ValidationError({"slide": "no such slide"})
+        if "sample" in data:
+            fields = services.do_sample_fields(project, slide, data["sample"], data["size_px"], data["mpp"],
+                                               data["seed"], user=request.user)
+        else:
+            fields = [services.do_create_field(project, slide, data["x"], data["y"], data["width"], data["height"],
+                                               request.user)]
+        return Response(FieldSerializer(fields, many=True).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["get"])
+    @answers_errors
+    def agreement(self, request, pk=None):
+        """Inter-annotator agreement (?radius_um=4): matched-point F1 and positive-% difference per pair."""
+        return Response(services.field_agreement(self._reviewable(), _radius(request)))
+
+    @action(detail=True, methods=["get"])
+    @answers_errors
+    def consensus(self, request, pk=None):
+        """Consensus points: matched by a majority of annotators, label by majority vote (?fmt=geojson: QuPath)."""
+        field = self._reviewable()
+        result = services.field_consensus(field, _radius(request))
+        if request.query_params.get("fmt") == "geojson":
+            return Response(formats.to_geojson(result["points"], field.project.labels))
+        return Response(result)
+
+
+class SessionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Annotation sessions: annotators see only their own; pseudonymous (no patient data)."""
+
+    serializer_class = SessionSerializer
+    permission_classes = [HasRole]
+    allowed_roles = ANNOTATION_ROLES
+    filterset_fields = ["status", "field", "field__project"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self):
+        return services.visible_sessions(self.request.user).select_related(
+            "field__slide", "field__project", "annotator", "reviewed_by")
+
+    @extend_schema(methods=["get"], responses=PointsSerializer)
+    @extend_schema(methods=["put"], request=PointsSerializer, responses=PointsSerializer)
+    @action(detail=True, methods=["get", "put"])
+    @answers_errors
+    def points(self, request, pk=None):
+        """GET the point set and its version; PUT {"version": n, "points": [...]} replaces it (409 when stale)."""
+        session = self.get_object()
+        if request.method == "PUT":
+            form = PointsSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            session = services.do_save_points(session, request.user, form.validated_data["version"],
+                                              form.validated_data["points"])
+        return Response({"version": session.version, "status": session.status,
+                         "points": [{"x": x, "y": y, "label": label} for x, y, label in session.points]})
+
+    @action(detail=True, methods=["post"])
+    @answers_errors
+    def submit(self, request, pk=None):
+        return Response(SessionSerializer(services.do_submit(self.get_object(), request.user)).data)
+
+    @extend_schema(request=ReviewSerializer)
+    @action(detail=True, methods=["post"])
+    @answers_errors
+    def accept(self, request, pk=None):
+        form = ReviewSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        session = services.do_accept(self.get_object(), request.user, form.validated_data["comment"])
+        return Response(SessionSerializer(session).data)
+
+    @extend_schema(request=ReviewSerializer)
+    @action(detail=True, methods=["post"], url_path="return")
+    @answers_errors
+    def return_(self, request, pk=None):
+        form = ReviewSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        session = services.do_return(self.get_object(), request.user, form.validated_data["comment"])
+        return Response(SessionSerializer(session).data)
+
+    @action(detail=True, methods=["get"], url_path="export")
+    @answers_errors
+    def export_points(self, request, pk=None):
+        """?fmt=geojson (QuPath) or ?fmt=csv (x,y,label), level-0 slide pixels."""
+        session = self.get_object()
+        fmt = request.query_params.get("fmt", "geojson")
+        body = services.export_points(session, fmt)
+        name = f"field-{session.field_id}-session-{session.pk}"
+        if fmt == "csv":
+            response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            return response
+        response = Response(body)
+        response["Content-Disposition"] = f'attachment; filename="{name}.geojson"'
+        return response
+
+    @action(detail=True, methods=["post"], url_path="import")
+    @answers_errors
+    def import_points(self, request, pk=None):
+        """Replace the points with a file: fields `fmt` (geojson|csv), `version`, and `file` or `content`."""
+        session = self.get_object()
+        upload = request.FILES.get("file")
+        content = upload.read() if upload is not None else request.data.get("content")
+        if content is None:
+            raise ValidationError({"file": "send the GeoJSON/CSV as a file upload 'file' or as 'content'"})
+        if not isinstance(content, (str, bytes)):
+            content = json.dumps(content)
+        try:
+            version = int(request.data.get("version"))
+        except (TypeError, ValueError):
+            raise ValidationError({"version": "the version the import replaces (an integer) is required"}) from None
+        fmt = request.data.get("fmt") or ("csv" if upload is not None and upload.name.lower().endswith(".csv") else "geojson")
+        session = services.do_import_points(session, request.user, version, content, fmt)
+        return Response({"version": session.version, "status": session.status, "counts": session.counts()})

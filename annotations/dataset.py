@@ -1,0 +1,170 @@
+"""Export accepted annotation sessions as a training dataset folder (analysis.datasets "folder:PATH").
+
+Layout (exactly what analysis.datasets.folder_samples reads)::
+
+    OUT/manifest.json
+    OUT/images/<id>.png     the field resampled to the training mpp
+    OUT/points/<id>.csv     x,y,label in pixels of that image (pixel centres at integers)
+
+One entry per accepted session (two annotators on one field give two entries on the same
+image: both sit in the same split, since splits are drawn per slide).  Only the training labels
+(positive, negative) go into the CSV; every label is counted in the manifest.  Extra manifest
+keys (slide pseudo id, region, annotator, counts) are ignored by the reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from annotations import formats
+from annotations.choices import TRAINING_LABELS, SessionStatus
+from annotations.models import AnnotationSession
+
+DATASET_FORMAT, DATASET_VERSION = "pdl1-point-dataset", 1
+
+
+def split_by_slide(slide_keys, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, str]:
+    """Deterministic train/val/test per slide (pure): fields of one slide never straddle splits."""
+    keys = sorted(set(slide_keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    n = len(keys)
+    n_test = int(round(n * test)) if n >= 3 else 0
+    n_val = int(round(n * val)) if n >= 2 else 0
+    if n - n_test - n_val < 1:
+        n_val = max(min(n_val, n - 1 - n_test), 0)
+    out = {}
+    for i, k in enumerate(keys):
+        out[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return out
+
+
+def field_to_image_points(points, x0: int, y0: int, scale: float, out_w: int, out_h: int):
+    """Level-0 slide points -> pixels of the resampled crop (pure; pixel-centre convention)."""
+    rows = []
+    for x, y, label in points:
+        if label not in TRAINING_LABELS:
+            continue
+        u = (x - x0 + 0.5) * scale - 0.5
+        v = (y - y0 + 0.5) * scale - 0.5
+        # rounding of the output size can push a border point a hair outside: keep it on the image
+        u = min(max(u, -0.5), out_w - 0.5 - 1e-3)
+        v = min(max(v, -0.5), out_h - 0.5 - 1e-3)
+        rows.append((round(u, 3), round(v, 3), label))
+    return rows
+
+
+def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, float]:
+    """The field as RGB uint8 at `mpp` µm/px, and the scale (output px per level-0 px)."""
+    from PIL import Image
+
+    from analysis.tiling import choose_level
+    from cases.slidefile import open_slide
+
+    scale = slide.mpp_x / mpp
+    out_w, out_h = max(int(round(field.width * scale)), 1), max(int(round(field.height * scale)), 1)
+    handle = open_slide(slide.path)
+    try:
+        level, _ = choose_level(handle.level_downsamples, slide.mpp_x, mpp)
+        ds = float(handle.level_downsamples[level])
+        region = handle.read_region((field.x, field.y), level,
+                                    (max(int(math.ceil(field.width / ds)), 1), max(int(math.ceil(field.height / ds)), 1)))
+    finally:
+        handle.close()
+    region = region.convert("RGBA")
+    white = Image.new("RGBA", region.size, (255, 255, 255, 255))
+    rgb = Image.alpha_composite(white, region).convert("RGB")
+    if rgb.size != (out_w, out_h):
+        rgb = rgb.resize((out_w, out_h), Image.BILINEAR)
+    return np.asarray(rgb), out_w / field.width
+
+
+def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licence: str = "internal",
+                      val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict:
+    """Write the accepted sessions as a dataset folder; returns the manifest.
+
+    Raises AnnotationError (listing offenders) before writing anything when a session is not
+    accepted, a slide has no mpp, or the folder already holds a manifest.
+    """
+    from PIL import Image
+
+    from annotations.services import AnnotationError
+
+    sessions = list(sessions.select_related("field__slide", "field__project", "annotator")
+                    if hasattr(sessions, "select_related") else sessions)
+    out = Path(out_dir)
+    problems = []
+    if not sessions:
+        problems.append("no sessions to export")
+    if (out / "manifest.json").exists():
+        problems.append(f"{out} already holds a dataset (manifest.json): choose a new folder")
+    for s in sessions:
+        if s.status != SessionStatus.ACCEPTED:
+            problems.append(f"session {s.pk}: is {s.status}, only accepted sessions are exported")
+        if not s.field.slide.mpp_x:
+            problems.append(f"session {s.pk}: slide {s.field.slide.pseudo_id} has no resolution (mpp)")
+    if not (isinstance(mpp, (int, float)) and 0.05 <= mpp <= 20):
+        problems.append(f"mpp must be in [0.05, 20], got {mpp!r}")
+    if problems:
+        raise AnnotationError("dataset not exported", problems)
+
+    splits = split_by_slide([str(s.field.slide.pseudo_id) for s in sessions], val, test, seed)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    entries, images = [], {}
+    for s in sessions:
+        f, slide = s.field, s.field.slide
+        if f.pk not in images:
+            rgb, scale = read_field_rgb(slide, f, mpp)
+            image_rel = f"images/field-{f.pk}.png"
+            Image.fromarray(rgb).save(out / image_rel)
+            images[f.pk] = (image_rel, scale, rgb.shape[1], rgb.shape[0])
+        image_rel, scale, w, h = images[f.pk]
+        rows = field_to_image_points(s.points, f.x, f.y, scale, w, h)
+        entry_id = f"field-{f.pk}-session-{s.pk}"
+        points_rel = f"points/{entry_id}.csv"
+        (out / points_rel).write_text(formats.to_csv(rows), encoding="utf-8")
+        entries.append({
+            "id": entry_id, "image": image_rel, "points": points_rel, "mpp": float(mpp),
+            "split": splits[str(slide.pseudo_id)],
+            "slide": str(slide.pseudo_id), "region": f.region, "slide_mpp": slide.mpp_x,
+            "project": f.project.name, "annotator": s.annotator.username, "session": s.pk, "version": s.version,
+            "counts": s.counts(),
+        })
+    manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "name": name or "annotation-export",
+                "synthetic": False, "licence": licence, "mpp": float(mpp), "fields": entries}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def accepted_sessions(project=None):
+    qs = AnnotationSession.objects.filter(status=SessionStatus.ACCEPTED)
+    return qs.filter(field__project=project) if project is not None else qs
+
+
+def db_samples(sessions=None) -> list:
+    """Accepted sessions as analysis.datasets.Sample objects at each slide's own mpp (in memory).
+
+    The "db" source of analysis.datasets (train_detector --source db); splits are drawn per
+    slide as in the export.
+    """
+    from analysis.datasets import LABEL_NAMES, Sample
+
+    sessions = list((sessions if sessions is not None else accepted_sessions())
+                    .select_related("field__slide", "field__project", "annotator"))
+    sessions = [s for s in sessions if s.status == SessionStatus.ACCEPTED and s.field.slide.mpp_x]
+    splits = split_by_slide([str(s.field.slide.pseudo_id) for s in sessions])
+    out = []
+    for s in sessions:
+        f, slide = s.field, s.field.slide
+        rgb, scale = read_field_rgb(slide, f, slide.mpp_x)
+        rows = field_to_image_points(s.points, f.x, f.y, scale, rgb.shape[1], rgb.shape[0])
+        xy = np.asarray([[u, v] for u, v, _ in rows], np.float64).reshape(-1, 2)
+        labels = np.asarray([LABEL_NAMES[lab] for _, _, lab in rows], np.int64)
+        out.append(Sample(rgb, xy, labels, float(slide.mpp_x), "db", f"field-{f.pk}-session-{s.pk}",
+                          splits[str(slide.pseudo_id)], False, "internal",
+                          {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username}))
+    return out

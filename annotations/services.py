@@ -1,0 +1,420 @@
+"""Annotation work: projects, fields, point sessions, review, import/export, training datasets.
+
+check_* functions validate and raise AnnotationError listing every offender (nothing is
+changed); do_* functions change the database.  Geometry is in level-0 slide pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from annotations import formats, review
+from annotations.choices import EDITABLE_STATUSES, FieldSource, SessionStatus
+from annotations.models import (AnnotationProject, AnnotationRevision, AnnotationSession, Field, TransitionError,
+                                default_labels)
+from cases import access
+from cases.choices import Role
+
+MAX_POINTS = 100_000
+DEFAULT_RADIUS_UM = 4.0  # as analysis.matching.evaluate
+
+
+class AnnotationError(ValueError):
+    """Bad input; ``problems`` lists every offending item.  Nothing was changed."""
+
+    def __init__(self, summary: str, problems: list[str] | None = None):
+        self.summary, self.problems = summary, list(problems or [])
+        super().__init__(formats.FormatError(summary, self.problems).message)
+
+
+class ConflictError(Exception):
+    """A save based on a stale version: someone (or another tab) saved since."""
+
+    def __init__(self, session: AnnotationSession, sent: int):
+        self.current_version, self.sent = session.version, sent
+        super().__init__(
+            f"Conflict: these points were based on version {sent}, but version {session.version} was saved "
+            f"since (another tab or person). Nothing was overwritten: reload the current version "
+            f"({len(session.points)} points), redo your changes on it and save again."
+        )
+
+
+class NotAllowed(Exception):
+    """The user's role or relation to the object does not permit the action."""
+
+
+# ----------------------------------------------------------------------------
+# Who sees what
+# ----------------------------------------------------------------------------
+
+
+def managed_projects(user):
+    """Projects a user may manage and review: admins all; pathologists theirs and their departments'."""
+    if access.is_admin(user):
+        return AnnotationProject.objects.all()
+    if access.has_role(user, Role.PATHOLOGIST):
+        depts = user.profile.departments.all() if hasattr(user, "profile") else []
+        return AnnotationProject.objects.filter(
+            Q(created_by=user) | Q(created_by__profile__departments__in=depts)).distinct()
+    return AnnotationProject.objects.none()
+
+
+def visible_projects(user):
+    return AnnotationProject.objects.filter(
+        Q(pk__in=managed_projects(user).values("pk")) | Q(pk__in=AnnotationProject.objects.filter(annotators=user).values("pk"))
+    ) if user.is_authenticated else AnnotationProject.objects.none()
+
+
+def visible_fields(user):
+    if not user.is_authenticated:
+        return Field.objects.none()
+    own = Q(sessions__annotator=user, slide__in=access.pseudonymous_slides(user).values("pk"))
+    return Field.objects.filter(Q(project__in=managed_projects(user).values("pk")) | own).distinct()
+
+
+def visible_sessions(user):
+    """Annotators: their own sessions only; managers: every session of their projects."""
+    if not user.is_authenticated:
+        return AnnotationSession.objects.none()
+    own = Q(annotator=user, field__slide__in=access.pseudonymous_slides(user).values("pk"))
+    return AnnotationSession.objects.filter(own | Q(field__project__in=managed_projects(user).values("pk")))
+
+
+def can_manage(user, project) -> bool:
+    return managed_projects(user).filter(pk=project.pk).exists()
+
+
+# ----------------------------------------------------------------------------
+# Projects
+# ----------------------------------------------------------------------------
+
+
+def check_labels(extra_labels) -> list[dict]:
+    """Positive and negative always, then the extra labels [{"name", "title"?, "colour"?}]."""
+    labels = default_labels()
+    problems = []
+    for n, lab in enumerate(extra_labels or []):
+        if isinstance(lab, str):
+            lab = {"name": lab}
+        if not isinstance(lab, dict) or not isinstance(lab.get("name"), str) or not lab["name"].strip():
+            problems.append(f"label {n}: needs a name")
+            continue
+        name = lab["name"].strip().lower()
+        colour = lab.get("colour", "#00aaff")
+        if not (isinstance(colour, str) and len(colour) == 7 and colour.startswith("#")
+                and all(c in "0123456789abcdefABCDEF" for c in colour[1:])):
+            problems.append(f"label {name!r}: colour must be #rrggbb, got {colour!r}")
+            continue
+        if name in [x["name"] for x in labels]:
+            problems.append(f"label {name!r}: given twice (positive and negative are always there)")
+            continue
+        labels.append({"name": name, "title": str(lab.get("title") or name), "colour": colour.lower()})
+    if problems:
+        raise AnnotationError("bad label set", problems)
+    return labels
+
+
+def do_create_project(user, name, indication, marker, extra_labels=(), annotators=()) -> AnnotationProject:
+    labels = check_labels(extra_labels)
+    if not access.has_role(user, Role.ADMIN, Role.PATHOLOGIST):
+        raise NotAllowed("only pathologists and administrators create annotation projects")
+    check_annotators(annotators)
+    with transaction.atomic():
+        project = AnnotationProject.objects.create(name=name, indication=indication, marker=marker, labels=labels,
+                                                   created_by=user)
+        do_assign_annotators(project, annotators)
+    return project
+
+
+def check_annotators(users, fields=()):
+    problems = []
+    for u in users:
+        if not access.has_role(u, Role.ANNOTATOR, Role.PATHOLOGIST, Role.ADMIN):
+            problems.append(f"user {u.username!r} is not an annotator")
+            continue
+        allowed = access.pseudonymous_slides(u)
+        for f in fields:
+            if not allowed.filter(pk=f.slide_id).exists():
+                problems.append(f"user {u.username!r} has no access to slide {f.slide.pseudo_id} (field {f.pk})")
+    if problems:
+        raise AnnotationError("cannot assign these annotators", problems)
+
+
+def do_assign_annotators(project, users) -> list[AnnotationSession]:
+    """Add annotators to the project; each gets a session on every field of the project."""
+    fields = list(project.fields.select_related("slide"))
+    check_annotators(users, fields)
+    created = []
+    with transaction.atomic():
+        project.annotators.add(*users)
+        for u in users:
+            for f in fields:
+                session, new = AnnotationSession.objects.get_or_create(field=f, annotator=u)
+                if new:
+                    created.append(session)
+    return created
+
+
+# ----------------------------------------------------------------------------
+# Fields
+# ----------------------------------------------------------------------------
+
+
+def check_region(slide, x, y, width, height) -> tuple[int, int, int, int]:
+    problems = []
+    try:
+        x, y, width, height = (int(v) for v in (x, y, width, height))
+    except (TypeError, ValueError):
+        raise AnnotationError("bad region", ["x, y, width and height must be integers (level-0 pixels)"]) from None
+    if width < 1 or height < 1:
+        problems.append(f"width and height must be positive, got {width}x{height}")
+    if x < 0 or y < 0 or x + width > slide.width or y + height > slide.height:
+        problems.append(f"region ({x}, {y}, {width}x{height}) is not inside the {slide.width}x{slide.height} slide")
+    if problems:
+        raise AnnotationError("bad region", problems)
+    return x, y, width, height
+
+
+def do_create_field(project, slide, x, y, width, height, user=None, source=FieldSource.DRAWN,
+                    tissue_fraction=None) -> Field:
+    x, y, width, height = check_region(slide, x, y, width, height)
+    annotators = list(project.annotators.all())
+    with transaction.atomic():
+        field = Field.objects.create(project=project, slide=slide, x=x, y=y, width=width, height=height,
+                                     source=source, created_by=user, tissue_fraction=tissue_fraction)
+        check_annotators(annotators, [field])  # rolls back the field when one cannot see the slide
+        for u in annotators:
+            AnnotationSession.objects.create(field=field, annotator=u)
+    return field
+
+
+def sample_boxes(mask, width0: int, height0: int, n: int, size0: int, seed: int = 0, min_tissue: float = 0.5,
+                 existing=(), tries: int = 2000) -> list[tuple[int, int, float]]:
+    """Up to n non-overlapping size0 x size0 boxes (x, y, tissue fraction) mostly on tissue.
+
+    Pure: ``mask`` is an analysis.tissue.TissueMask.  Candidates are centred on random tissue
+    pixels of the mask, so sampling stays fast on a mostly empty slide.
+    """
+    if size0 > width0 or size0 > height0:
+        return []
+    rng = np.random.default_rng(seed)
+    rows, cols = np.nonzero(mask.mask)
+    boxes: list[tuple[int, int, float]] = []
+    taken = list(existing)
+    if rows.size == 0:
+        return boxes
+    for _ in range(tries):
+        if len(boxes) >= n:
+            break
+        k = rng.integers(rows.size)
+        cx = (cols[k] + rng.random()) * mask.downsample
+        cy = (rows[k] + rng.random()) * mask.downsample
+        x = int(min(max(round(cx - size0 / 2), 0), width0 - size0))
+        y = int(min(max(round(cy - size0 / 2), 0), height0 - size0))
+        if any(x < bx + bw and bx < x + size0 and y < by + bh and by < y + size0 for bx, by, bw, bh in taken):
+            continue
+        frac = mask.fraction_in_box(x, y, x + size0, y + size0)
+        if frac < min_tissue:
+            continue
+        boxes.append((x, y, frac))
+        taken.append((x, y, size0, size0))
+    return boxes
+
+
+def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | None = None, seed: int = 0,
+                     min_tissue: float = 0.5, user=None) -> list[Field]:
+    """Sample n square fields on tissue, size_px wide at `mpp` µm/px (default: level 0).
+
+    E.g. 1024x1024 at 40x: size_px=1024, mpp=0.25.  New fields never overlap the project's
+    existing fields on this slide.  Raises AnnotationError when fewer than n fit.
+    """
+    from analysis import tissue
+    from cases.slidefile import open_slide
+
+    if n < 1 or size_px < 1:
+        raise AnnotationError("bad sampling request", [f"n and size_px must be >= 1, got n={n}, size_px={size_px}"])
+    if mpp is not None:
+        if not slide.mpp_x:
+            raise AnnotationError("bad sampling request", ["the slide has no resolution (mpp): set it first"])
+        size0 = int(round(size_px * mpp / slide.mpp_x))
+    else:
+        size0 = int(size_px)
+    if size0 > slide.width or size0 > slide.height:
+        raise AnnotationError("bad sampling request",
+                              [f"a {size0}x{size0} px field does not fit the {slide.width}x{slide.height} slide"])
+    handle = open_slide(slide.path)
+    try:
+        mask = tissue.tissue_mask(handle, slide_mpp=slide.mpp_x)
+    finally:
+        handle.close()
+    existing = [(f.x, f.y, f.width, f.height) for f in project.fields.filter(slide=slide)]
+    boxes = sample_boxes(mask, slide.width, slide.height, n, size0, seed, min_tissue, existing)
+    if len(boxes) < n:
+        raise AnnotationError("cannot sample fields", [
+            f"only {len(boxes)} non-overlapping {size0}x{size0} px field(s) with >= {min_tissue:.0%} tissue fit "
+            f"(asked for {n})"])
+    with transaction.atomic():
+        return [do_create_field(project, slide, x, y, size0, size0, user, FieldSource.SAMPLED, frac)
+                for x, y, frac in boxes]
+
+
+# ----------------------------------------------------------------------------
+# Points
+# ----------------------------------------------------------------------------
+
+
+def check_points(field, label_names, points) -> list[list]:
+    """Normalised [[x, y, label]]; every point outside the field or with an unknown label is listed."""
+    if not isinstance(points, list):
+        raise AnnotationError("bad points", ["'points' must be a list of {x, y, label}"])
+    if len(points) > MAX_POINTS:
+        raise AnnotationError("bad points", [f"at most {MAX_POINTS} points per field, got {len(points)}"])
+    known = {name.lower(): name for name in label_names}
+    out, problems = [], []
+    for n, p in enumerate(points):
+        if isinstance(p, dict):
+            x, y, label = p.get("x"), p.get("y"), p.get("label")
+        elif isinstance(p, (list, tuple)) and len(p) == 3:
+            x, y, label = p
+        else:
+            problems.append(f"point {n}: must be {{x, y, label}}, got {p!r}")
+            continue
+        if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(y, (int, float)) \
+                or not (math.isfinite(x) and math.isfinite(y)):
+            problems.append(f"point {n}: x and y must be numbers, got {x!r}, {y!r}")
+            continue
+        bad = []
+        name = known.get(label.strip().lower()) if isinstance(label, str) else None
+        if name is None:
+            bad.append(f"unknown label {label!r} (labels: {', '.join(label_names)})")
+        if not field.contains(x, y):
+            bad.append(f"({x}, {y}) is outside the field [{field.x}, {field.x + field.width}) x "
+                       f"[{field.y}, {field.y + field.height})")
+        if bad:
+            problems.append(f"point {n}: " + "; ".join(bad))
+            continue
+        out.append([float(x), float(y), name])
+    if problems:
+        raise AnnotationError("points rejected, nothing saved", problems)
+    return out
+
+
+def check_can_edit(session, user):
+    if session.annotator_id != user.pk:
+        raise NotAllowed("only the session's annotator may change its points")
+    if session.status not in EDITABLE_STATUSES:
+        raise TransitionError(f"the session is {session.get_status_display().lower()}: its points are locked")
+
+
+def do_save_points(session, user, version, points, source="api") -> AnnotationSession:
+    """Replace the whole point set if `version` is current (compare-and-set); keep a revision."""
+    check_can_edit(session, user)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise AnnotationError("bad request", ["'version' (the version the points are based on) must be an integer"])
+    clean = check_points(session.field, session.field.project.label_names, points)
+    status = SessionStatus.IN_PROGRESS if session.status == SessionStatus.ASSIGNED else session.status
+    with transaction.atomic():
+        updated = AnnotationSession.objects.filter(
+            pk=session.pk, version=version, status__in=EDITABLE_STATUSES
+        ).update(points=clean, version=F("version") + 1, status=status, updated_at=timezone.now())
+        session.refresh_from_db()
+        if not updated:
+            if session.status not in EDITABLE_STATUSES:
+                raise TransitionError(f"the session is {session.get_status_display().lower()}: its points are locked")
+            raise ConflictError(session, version)
+        AnnotationRevision.objects.create(session=session, version=session.version, points=clean, saved_by=user,
+                                          source=source)
+    return session
+
+
+def parse_points(text, fmt: str) -> list[tuple]:
+    if fmt == "geojson":
+        return formats.parse_geojson(text)
+    if fmt == "csv":
+        return formats.parse_csv(text)
+    raise AnnotationError("bad request", [f"format must be geojson or csv, got {fmt!r}"])
+
+
+def do_import_points(session, user, version, text, fmt: str) -> AnnotationSession:
+    """Replace the session's points by a GeoJSON/CSV file; all or nothing."""
+    check_can_edit(session, user)
+    try:
+        parsed = parse_points(text, fmt)
+    except formats.FormatError as exc:
+        raise AnnotationError(exc.summary + ", nothing imported", exc.problems) from None
+    try:
+        clean = check_points(session.field, session.field.project.label_names, [list(p) for p in parsed])
+    except AnnotationError as exc:
+        raise AnnotationError(f"{fmt} import rejected, nothing imported", exc.problems) from None
+    return do_save_points(session, user, version, clean, source=fmt)
+
+
+def export_points(session, fmt: str):
+    if fmt == "geojson":
+        return formats.to_geojson(session.points, session.field.project.labels)
+    if fmt == "csv":
+        return formats.to_csv(session.points)
+    raise AnnotationError("bad request", [f"format must be geojson or csv, got {fmt!r}"])
+
+
+# ----------------------------------------------------------------------------
+# Submit and review
+# ----------------------------------------------------------------------------
+
+
+def do_submit(session, user):
+    if session.annotator_id != user.pk:
+        raise NotAllowed("only the session's annotator may submit it")
+    session.submit()
+    return session
+
+
+def check_reviewer(session, user):
+    if not can_manage(user, session.field.project):
+        raise NotAllowed("only the project's pathologists and administrators review sessions")
+    if session.annotator_id == user.pk:
+        raise NotAllowed("an annotator cannot review their own session")
+
+
+def do_accept(session, reviewer, comment=""):
+    check_reviewer(session, reviewer)
+    session.accept(reviewer, comment or "")
+    return session
+
+
+def do_return(session, reviewer, comment):
+    check_reviewer(session, reviewer)
+    session.return_(reviewer, comment or "")
+    return session
+
+
+REVIEW_STATUSES = (SessionStatus.SUBMITTED, SessionStatus.ACCEPTED)
+
+
+def _sets(field, statuses) -> dict[str, list]:
+    sessions = field.sessions.filter(status__in=statuses).select_related("annotator").order_by("annotator__username")
+    return {s.annotator.username: s.points for s in sessions}
+
+
+def _radius_px(field, radius_um):
+    if not field.slide.mpp_x:
+        raise AnnotationError("bad request", ["the slide has no resolution (mpp): a radius in µm cannot be used"])
+    if not (isinstance(radius_um, (int, float)) and 0 < radius_um <= 100):
+        raise AnnotationError("bad request", [f"radius_um must be in (0, 100], got {radius_um!r}"])
+    return float(radius_um) / field.slide.mpp_x
+
+
+def field_agreement(field, radius_um=DEFAULT_RADIUS_UM, statuses=REVIEW_STATUSES) -> dict:
+    return {"field": field.pk, "radius_um": radius_um,
+            **review.agreement(_sets(field, statuses), _radius_px(field, radius_um))}
+
+
+def field_consensus(field, radius_um=DEFAULT_RADIUS_UM, statuses=REVIEW_STATUSES, min_votes=None) -> dict:
+    return {"field": field.pk, "radius_um": radius_um,
+            **review.consensus(_sets(field, statuses), _radius_px(field, radius_um), field.project.label_names,
+                               min_votes)}

@@ -1,0 +1,224 @@
+"""Reports: score snapshots, the draft → signed → amended services, and the FHIR R4 export.
+
+Thin callers (API, pages, analyze_slide) use the check_*/do_* functions; transitions themselves
+live on cases.models.Report (sign, amend). The PDF is built in cases.report_pdf.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from analysis.choices import JobStatus
+from analysis.scoring import score_summary
+from cases import access
+from cases.choices import ReportStatus, Role, ScoreType
+from cases.models import Case, CutoffTable, Report, ReportError
+
+# LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
+LOINC = "http://loinc.org"
+LOINC_PDL1_22C3 = "85147-7"
+MRN_SYSTEM = getattr(settings, "FHIR_MRN_SYSTEM", "urn:pdl1:mrn")
+ACCESSION_SYSTEM = getattr(settings, "FHIR_ACCESSION_SYSTEM", "urn:pdl1:accession")
+LOCAL_CODES = "urn:pdl1:codes"
+
+__all__ = ["ReportError", "check_may_author", "do_create_draft", "do_sign", "do_amend", "score_snapshot",
+           "cutoff_table", "fhir_bundle", "case_jobs"]
+
+
+def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | None:
+    table = (CutoffTable.objects.filter(assay_clone=assay_clone, indication=indication, score_type=score_type)
+             .prefetch_related("cutoffs").first())
+    return table.as_dict() if table else None
+
+
+def method_of(job) -> dict:
+    version = job.model_version
+    return {
+        "detector": job.detector,
+        "model_version": version.name if version else "classic colour deconvolution (no trained weights)",
+        "model_sha256": version.sha256[:12] if version else "",
+        "architecture": version.architecture if version else "classic",
+        "synthetic_training_data": bool(version and version.synthetic),
+        "job": job.pk,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "tissue_area_mm2": job.tissue_area_mm2,
+    }
+
+
+def score_snapshot(case: Case, job) -> dict:
+    """The scores a report states: the job's result with pathologists' corrections applied,
+    interpreted with the cut-off tables configured for the case's assay and indication."""
+    from viewer.services import NoResult, correction_version, job_scores
+
+    try:
+        counts = job_scores(job)["counts"]
+        corrections = correction_version(job)
+    except NoResult:  # no readable store: the merged summary (no corrections can exist without one)
+        counts, corrections = dict(job.summary.get("counts", {})), 0
+    summary = score_summary(counts,
+                            tps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.TPS),
+                            cps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.CPS))
+    return {**summary, "corrections_version": corrections, "method": method_of(job),
+            "assay_clone": case.assay_clone, "indication": case.indication}
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+def check_may_author(user, case: Case | None = None):
+    """Pathologists with access to the case write and sign its reports."""
+    if not access.has_role(user, Role.PATHOLOGIST):
+        raise ReportError("Only pathologists create, sign and amend reports.")
+    if case is not None and not access.visible_cases(user).filter(pk=case.pk).exists():
+        raise ReportError("no such case")
+
+
+def case_jobs(case: Case):
+    from analysis.models import AnalysisJob
+
+    return AnalysisJob.objects.filter(slide__case=case, status=JobStatus.DONE).select_related("slide", "model_version")
+
+
+def check_job_for_case(case: Case, job):
+    if job is None or not case_jobs(case).filter(pk=job.pk).exists():
+        raise ReportError("the analysis must be a finished job on a slide of this case")
+    return job
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+def do_create_draft(case: Case, job, user=None, comment: str | None = None) -> Report:
+    """The case's open draft, (re)filled from `job`; a new version 1 when the case has no report.
+
+    A case with a signed report is changed through an amendment (do_amend), never a new draft.
+    `user` None: a system draft (analyze_slide on the command line).
+    """
+    if user is not None:
+        check_may_author(user, case)
+    check_job_for_case(case, job)
+    with transaction.atomic():
+        reports = Report.objects.select_for_update().filter(case=case).order_by("-version")
+        latest = reports.first()
+        if latest is not None and latest.status != ReportStatus.DRAFT:
+            raise ReportError("This case already has a signed report: amend it (with a reason) instead.")
+        draft = latest or Report(case=case, version=1, created_by=user)
+        draft.job, draft.scores = job, score_snapshot(case, job)
+        if comment is not None:
+            draft.comment = comment
+        draft.save()
+    return draft
+
+
+def do_update_draft(report: Report, user, comment: str) -> Report:
+    check_may_author(user, report.case)
+    if report.status != ReportStatus.DRAFT:
+        raise ReportError("only a draft can be edited")
+    report.comment = comment
+    report.save()
+    return report
+
+
+def do_sign(report: Report, user, password: str) -> Report:
+    check_may_author(user, report.case)
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().get(pk=report.pk)
+        locked.sign(user, password)
+    report.refresh_from_db()
+    return report
+
+
+def do_amend(report: Report, user, reason: str, comment: str | None = None) -> Report:
+    check_may_author(user, report.case)
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().get(pk=report.pk)
+        return locked.amend(reason, user=user, comment=comment)
+
+
+# --- FHIR R4 --------------------------------------------------------------------------------------
+
+def _observation(report: Report, key: str, part: dict, code: dict) -> dict:
+    obs = {
+        "resourceType": "Observation",
+        "id": f"report-{report.pk}-{key}",
+        "status": report.fhir_status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "code": code,
+        "subject": _subject(report),
+        "method": {"text": _method_text(report)},
+    }
+    if report.signed_at:
+        obs["issued"] = report.signed_at.isoformat()
+    if part.get("value") is None:
+        obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                               "code": "not-performed"}], "text": part.get("status", "")}
+    elif not report.scores["adequacy"]["adequate"]:
+        obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                               "code": "error"}], "text": report.scores["adequacy"]["statement"]}
+    else:
+        obs["valueQuantity"] = {"value": part["value"], "unit": "%", "system": "http://unitsofmeasure.org",
+                                "code": "%"}
+        obs["interpretation"] = [{"text": part["category"] or part["status"]}]
+        if part.get("cutoffs"):
+            obs["note"] = [{"text": "Cut-offs ({}{}): {}".format(
+                part.get("table") or "", "" if part.get("approved") else ", not approved",
+                "; ".join(f">= {c['lower']:g}%: {c['label']}" for c in part["cutoffs"]))}]
+    return obs
+
+
+def _subject(report: Report) -> dict:
+    patient = report.case.patient
+    return {"identifier": {"system": MRN_SYSTEM, "value": patient.mrn,
+                           "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                                "code": "MR"}]}},
+            "display": f"{patient.family_name}, {patient.given_name}".strip(", ")}
+
+
+def _method_text(report: Report) -> str:
+    method = report.scores.get("method", {})
+    return (f"Automated nucleus detection ({method.get('detector', '?')}, model {method.get('model_version', '?')}), "
+            f"reviewed by a pathologist; assay {report.case.assay_clone}")
+
+
+def fhir_bundle(report: Report) -> dict:
+    """A FHIR R4 collection Bundle: one DiagnosticReport and its Observations (TPS, CPS)."""
+    case, scores = report.case, report.scores
+    tps_code = ({"coding": [{"system": LOINC, "code": LOINC_PDL1_22C3,
+                             "display": "PD-L1 by clone 22C3 [Interpretation] in Tissue by Immune stain"}],
+                 "text": "PD-L1 tumour proportion score (22C3)"}
+                if case.assay_clone == "22C3" else
+                {"coding": [{"system": LOCAL_CODES, "code": f"pdl1-tps-{case.assay_clone}"}],
+                 "text": f"PD-L1 tumour proportion score ({case.assay_clone})"})
+    cps_code = {"coding": [{"system": LOCAL_CODES, "code": f"pdl1-cps-{case.assay_clone}"}],
+                "text": f"PD-L1 combined positive score ({case.assay_clone})"}
+    observations = [_observation(report, "tps", scores["tps"], tps_code),
+                    _observation(report, "cps", scores["cps"], cps_code)]
+    conclusion = [f"TPS {scores['tps']['value']}%: {scores['tps']['category'] or scores['tps']['status']}",
+                  f"CPS: {scores['cps']['status'] if scores['cps']['value'] is None else scores['cps']['value']}",
+                  scores["adequacy"]["statement"]]
+    if scores.get("research_use"):
+        conclusion.append("Research use only: no approved cut-off for this assay and indication.")
+    diagnostic = {
+        "resourceType": "DiagnosticReport",
+        "id": f"report-{report.pk}",
+        "identifier": [{"system": ACCESSION_SYSTEM, "value": f"{case.accession}-v{report.version}"}],
+        "status": report.fhir_status,
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "SP",
+                                  "display": "Surgical Pathology"}]}],
+        "code": {"coding": [{"system": LOINC, "code": LOINC_PDL1_22C3}] if case.assay_clone == "22C3" else [],
+                 "text": f"PD-L1 IHC ({case.assay_clone}) report"},
+        "subject": _subject(report),
+        "conclusion": "; ".join(conclusion) + (f". {report.comment}" if report.comment else ""),
+        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+    }
+    if report.signed_at:
+        diagnostic["issued"] = report.signed_at.isoformat()
+        diagnostic["effectiveDateTime"] = report.signed_at.isoformat()
+    if report.signed_by:
+        name = report.signed_by.get_full_name() or report.signed_by.get_username()
+        diagnostic["resultsInterpreter"] = [{"display": name}]
+    if report.supersedes_id:
+        diagnostic["extension"] = [{"url": "urn:pdl1:amendment-reason", "valueString": report.amendment_reason}]
+    entries = [diagnostic, *observations]
+    return {"resourceType": "Bundle", "type": "collection",
+            "entry": [{"fullUrl": f"urn:pdl1:{r['resourceType']}/{r['id']}", "resource": r} for r in entries]}

@@ -1,0 +1,178 @@
+"""Fields sampled from tissue and the training-dataset export read back by analysis.datasets."""
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis import datasets
+from annotations import dataset, services
+from annotations.choices import FieldSource
+from tests.annotations import client_for, session_of
+from tests.workers.conftest import synthetic_slide, synthetic_slide_file  # noqa: F401  fixtures
+
+pytestmark = pytest.mark.django_db
+
+
+def make_project(personas):
+    return services.do_create_project(personas["pathologist"], "export", "lung_squamous", "PD-L1", ["immune"],
+                                      [personas["annotator"]])
+
+
+def test_sample_fields_on_tissue_without_overlap(personas, synthetic_slide):  # noqa: F811
+    project = make_project(personas)
+    fields = services.do_sample_fields(project, synthetic_slide, 3, size_px=128, mpp=1.0, seed=1)
+    assert len(fields) == 3
+    for f in fields:
+        assert f.width == f.height == 256  # 128 px at 1 µm/px on a 0.5 µm/px slide
+        assert f.source == FieldSource.SAMPLED and f.tissue_fraction >= 0.5
+        assert 0 <= f.x <= synthetic_slide.width - 256 and 0 <= f.y <= synthetic_slide.height - 256
+        assert f.sessions.filter(annotator=personas["annotator"]).exists()
+    boxes = [(f.x, f.y) for f in fields]
+    for i, (x1, y1) in enumerate(boxes):
+        for x2, y2 in boxes[i + 1:]:
+            assert abs(x1 - x2) >= 256 or abs(y1 - y2) >= 256
+    with pytest.raises(services.AnnotationError, match="does not fit"):
+        services.do_sample_fields(project, synthetic_slide, 1, size_px=4000)
+    with pytest.raises(services.AnnotationError, match="only .* fit"):
+        services.do_sample_fields(project, synthetic_slide, 500, size_px=256)
+    assert project.fields.count() == 3
+
+
+def test_sample_fields_over_the_api(personas, synthetic_slide):  # noqa: F811
+    project = make_project(personas)
+    r = client_for(personas["pathologist"]).post(
+        "/api/annotation/fields/", {"project": project.pk, "slide": str(synthetic_slide.pseudo_id), "sample": 2,
+                                    "size_px": 256}, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert len(r.json()) == 2 and r.json()[0]["source"] == "sampled"
+    r = client_for(personas["annotator"]).post(
+        "/api/annotation/fields/", {"project": project.pk, "slide": str(synthetic_slide.pseudo_id), "sample": 2},
+        content_type="application/json")
+    assert r.status_code == 400 and project.fields.count() == 2
+
+
+def test_split_by_slide_is_deterministic_and_covers_every_split():
+    keys = [f"slide-{i}" for i in range(20)]
+    a, b = dataset.split_by_slide(keys, seed=3), dataset.split_by_slide(list(reversed(keys)), seed=3)
+    assert a == b and sorted(set(a.values())) == ["test", "train", "val"]
+    assert list(a.values()).count("test") == 3 and list(a.values()).count("val") == 3
+    assert set(dataset.split_by_slide(["one"]).values()) == {"train"}
+
+
+def test_point_conversion_to_the_crop():
+    rows = dataset.field_to_image_points([[100, 200, "positive"], [101, 200, "immune"], [355, 455, "negative"]],
+                                         100, 200, 0.5, 128, 128)
+    assert rows == [(-0.25, -0.25, "positive"), (127.25, 127.25, "negative")]
+
+
+def accepted_session(personas, project, slide, region, points):
+    field = services.do_create_field(project, slide, *region)
+    session = session_of(field, personas["annotator"])
+    services.do_save_points(session, personas["annotator"], 0, points)
+    services.do_submit(session, personas["annotator"])
+    services.do_accept(session, personas["pathologist"])
+    return session
+
+
+def test_export_is_read_by_analysis_datasets(personas, synthetic_slide, tmp_path):  # noqa: F811
+    project = make_project(personas)
+    s1 = accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256),
+                          [[110, 210, "positive"], [300, 400, "negative"], [200, 300, "immune"], [355, 455, "negative"]])
+    s2 = accepted_session(personas, project, synthetic_slide, (600, 600, 200, 100), [[700, 650, "positive"]])
+    out = tmp_path / "export"
+    manifest = dataset.do_export_dataset(dataset.accepted_sessions(project), out, mpp=1.0, name="lung batch")
+    assert manifest["format"] == "pdl1-point-dataset" and len(manifest["fields"]) == 2
+    entry = next(e for e in manifest["fields"] if e["session"] == s1.pk)
+    assert entry["slide"] == str(synthetic_slide.pseudo_id) and entry["region"] == [100, 200, 256, 256]
+    assert entry["annotator"] == "annotator" and entry["counts"] == {"positive": 1, "negative": 2, "immune": 1}
+    assert entry["split"] == "train"  # one slide: train
+    assert json.loads((out / "manifest.json").read_text())["fields"][0]["mpp"] == 1.0
+
+    samples = {s.meta.get("id", s.name): s for s in datasets.folder_samples(out)}
+    sample = samples[entry["id"]]
+    assert sample.rgb.shape == (128, 128, 3) and sample.mpp == 1.0 and not sample.synthetic
+    np.testing.assert_allclose(sample.xy, [[4.75, 4.75], [99.75, 99.75], [127.25, 127.25]])
+    assert sample.labels.tolist() == [datasets.POSITIVE, datasets.NEGATIVE, datasets.NEGATIVE]
+    assert samples[f"field-{s2.field_id}-session-{s2.pk}"].rgb.shape == (50, 100, 3)
+    # the crop shows the slide: same pixels as reading level 0 and shrinking
+    assert sample.rgb.std() > 5
+    # the loader used by train_detector accepts it too, resampled to its working mpp
+    loaded = datasets.load_source(f"folder:{out}", mpp=0.5)
+    assert {s.rgb.shape for s in loaded} == {(256, 256, 3), (100, 200, 3)}
+
+
+def test_export_refuses_unaccepted_sessions_and_existing_folders(personas, synthetic_slide, tmp_path):  # noqa: F811
+    project = make_project(personas)
+    field = services.do_create_field(project, synthetic_slide, 0, 0, 64, 64)
+    with pytest.raises(services.AnnotationError, match="only accepted sessions are exported"):
+        dataset.do_export_dataset(field.sessions.all(), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(services.AnnotationError, match="no sessions"):
+        dataset.do_export_dataset(dataset.accepted_sessions(project), tmp_path / "x")
+    accepted_session(personas, project, synthetic_slide, (100, 100, 64, 64), [[110, 110, "positive"]])
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "manifest.json").write_text("{}")
+    with pytest.raises(services.AnnotationError, match="already holds a dataset"):
+        dataset.do_export_dataset(dataset.accepted_sessions(project), tmp_path / "y")
+
+
+def test_export_over_the_api(personas, synthetic_slide, settings):  # noqa: F811
+    project = make_project(personas)
+    accepted_session(personas, project, synthetic_slide, (100, 100, 64, 64), [[110, 110, "positive"]])
+    r = client_for(personas["annotator"]).post(f"/api/annotation/projects/{project.pk}/export-dataset/")
+    assert r.status_code == 403
+    r = client_for(personas["pathologist"]).post(f"/api/annotation/projects/{project.pk}/export-dataset/",
+                                                 {"mpp": 0.5}, content_type="application/json")
+    assert r.status_code == 201, r.content
+    assert len(datasets.folder_samples(r.json()["folder"])) == 1
+
+
+def test_db_samples_match_the_folder_export(personas, synthetic_slide, tmp_path):  # noqa: F811
+    project = make_project(personas)
+    accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256), [[110, 210, "positive"]])
+    (sample,) = dataset.db_samples()
+    assert sample.source == "db" and sample.mpp == 0.5 and sample.rgb.shape == (256, 256, 3)
+    np.testing.assert_allclose(sample.xy, [[10, 10]])
+    dataset.do_export_dataset(dataset.accepted_sessions(project), tmp_path / "e", mpp=0.5)
+    (folder,) = datasets.folder_samples(tmp_path / "e")
+    np.testing.assert_array_equal(folder.rgb, sample.rgb)
+
+
+def test_export_command(personas, synthetic_slide, tmp_path):  # noqa: F811
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    project = make_project(personas)
+    with pytest.raises(CommandError, match="no sessions"):
+        call_command("export_annotations", str(tmp_path / "a"), "--project", str(project.pk))
+    with pytest.raises(CommandError, match="no annotation project"):
+        call_command("export_annotations", str(tmp_path / "a"), "--project", "999")
+    accepted_session(personas, project, synthetic_slide, (100, 100, 64, 64), [[110, 110, "positive"]])
+    out = StringIO()
+    call_command("export_annotations", str(tmp_path / "a"), "--mpp", "0.5", stdout=out)
+    assert "1 field(s) written" in out.getvalue() and f"folder:{tmp_path / 'a'}" in out.getvalue()
+    assert len(datasets.folder_samples(tmp_path / "a")) == 1
+
+
+def test_consensus_as_geojson(personas):
+    from tests.annotations import project_with_field
+
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    services.do_save_points(session, personas["annotator"], 0, [[1100, 1100, "positive"]])
+    services.do_submit(session, personas["annotator"])
+    r = client_for(personas["pathologist"]).get(f"/api/annotation/fields/{field.pk}/consensus/?fmt=geojson")
+    assert r.json()["features"][0]["geometry"]["coordinates"] == [[1100.0, 1100.0]]
+
+
+def test_annotator_loses_sessions_when_slide_access_is_withdrawn(personas):
+    from tests.annotations import project_with_field
+
+    _, field = project_with_field(personas)
+    client = client_for(personas["annotator"])
+    assert len(client.get("/api/annotation/sessions/").json()["results"]) == 1
+    personas["annotator"].profile.departments.clear()
+    assert client.get("/api/annotation/sessions/").json()["results"] == []
+    assert client.get("/api/annotation/fields/").json()["results"] == []
