@@ -113,6 +113,7 @@ def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
             for dy in (-1, 0, 1):
                 dots[np.clip(py[sel] + dy, 0, th - 1), np.clip(px[sel] + dx, 0, tw - 1)] = rgb
     dots_image = Image.fromarray(dots)
+    _draw_regions(dots_image, job, sx, sy)
 
     cell = max(4, round(max(tw, th) / 48))
     gh, gw = -(-th // cell), -(-tw // cell)
@@ -130,6 +131,32 @@ def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
         colour = hue * np.array(POSITIVE_RGB, np.float32) + (1 - hue) * np.array(NEGATIVE_RGB, np.float32)
         heat = heat * (1 - alpha) + colour * alpha
     return dots_image, Image.fromarray(heat.clip(0, 255).astype(np.uint8))
+
+
+REGION_RGB = {"include": (0, 150, 60), "exclude": (20, 20, 20)}
+
+
+def _regions(job) -> list:
+    """Active drawn regions of the job as (include?, [(x, y), ...] level-0 px)."""
+    if job is None or not job.pk:
+        return []
+    from viewer.choices import INCLUDE_REGION_KINDS
+    from viewer.models import Region
+
+    return [(r.kind in INCLUDE_REGION_KINDS, r.vertices)
+            for r in Region.objects.filter(job=job, deleted_at__isnull=True).only("kind", "vertices")]
+
+
+def _draw_regions(image: Image.Image, job, sx: float, sy: float) -> int:
+    """The region map: include regions outlined green, exclude regions black, on the thumbnail."""
+    from PIL import ImageDraw
+
+    regions = _regions(job)
+    draw = ImageDraw.Draw(image)
+    for include, vertices in regions:
+        ring = [(x * sx, y * sy) for x, y in vertices]
+        draw.line(ring + ring[:1], fill=REGION_RGB["include" if include else "exclude"], width=2)
+    return len(regions)
 
 
 def _rl_image(image: Image.Image, width: float) -> RLImage:
@@ -231,7 +258,9 @@ def build_pdf(report, job=None) -> bytes:
     story.append(_p("Slide", styles["Heading3"]))
     dots, heat = overlay_images(slide, job)
     story.append(_table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
-                         [_p("Detections: red PD-L1-positive, blue negative tumour nuclei", small),
+                         [_p("Detections: red PD-L1-positive, blue negative tumour nuclei"
+                             + ("; region map: scored areas outlined green (include), excluded areas black"
+                                if _regions(job) else ""), small),
                           _p("Heatmap: cell density (opacity), positive fraction (blue to red)", small)]],
                         [90 * mm, 90 * mm]))
 

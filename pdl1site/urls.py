@@ -20,5 +20,6 @@ urlpatterns = [
     path("api/", include((api_patterns, "api"))),
     path("", include("workers.urls")),
     path("", include("viewer.urls")),
+    path("", include("annotations.urls")),
     path("", include("cases.urls")),
 ]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from viewer.models import Correction, CorrectionSet
+from viewer.models import Correction, CorrectionSet, Region
 
 
 @admin.register(CorrectionSet)
@@ -15,6 +15,23 @@ class CorrectionAdmin(admin.ModelAdmin):
 
     list_display = ["job", "version", "op", "detection", "target", "label", "author", "created_at", "undone_by"]
     list_filter = ["op"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Region)
+class RegionAdmin(admin.ModelAdmin):
+    """Read-only: regions are history; they are drawn and (soft-)deleted in the viewer."""
+
+    list_display = ["job", "version", "kind", "author", "created_at", "deleted_version", "deleted_by"]
+    list_filter = ["kind"]
 
     def has_add_permission(self, request):
         return False

@@ -8,6 +8,10 @@ Routes (registered as "viewer/jobs" in pdl1site/api.py):
     GET  /api/viewer/jobs/<id>/corrections/
     POST /api/viewer/jobs/<id>/corrections/
     GET  /api/viewer/jobs/<id>/corrections/export/?format=csv|geojson
+    GET  /api/viewer/jobs/<id>/regions/[?all=1]
+    POST /api/viewer/jobs/<id>/regions/           {base_version, kind, vertices}
+    DELETE /api/viewer/jobs/<id>/regions/<rid>/   {base_version} (or ?base_version=)
+    GET  /api/viewer/jobs/<id>/hotspots/?field_mm2=&min_cells=
 """
 
 from django.http import HttpResponse
@@ -144,3 +148,51 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-corrected.{fmt}"'
         return response
+
+    @extend_schema(request=dict, responses=dict)
+    @action(detail=True, methods=["get", "post"])
+    def regions(self, request, pk=None):
+        """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
+        job = self.get_object()
+        try:
+            if request.method == "GET":
+                return Response(services.regions_overview(job, request.query_params.get("all") in ("1", "true")))
+            result = services.do_add_region(job, request.user, request.data)
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        except services.CorrectionConflict as exc:
+            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+        return Response(result, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=dict, responses=dict)
+    @action(detail=True, methods=["delete"], url_path=r"regions/(?P<region_id>\d+)")
+    def region(self, request, pk=None, region_id=None):
+        """Soft-delete a region (it stays in the history); base_version in the body or the query."""
+        job = self.get_object()
+        data = request.data if isinstance(request.data, dict) and "base_version" in request.data \
+            else {"base_version": request.query_params.get("base_version")}
+        try:
+            return Response(services.do_delete_region(job, request.user, int(region_id), data))
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)
+        except services.CorrectionConflict as exc:
+            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+
+    @extend_schema(parameters=[OpenApiParameter("field_mm2", float), OpenApiParameter("min_cells", int)],
+                   responses=dict)
+    @action(detail=True, methods=["get"])
+    def hotspots(self, request, pk=None):
+        """TPS per field (default 1 mm²) of the corrected points inside the regions; null where a field
+        has fewer than min_cells tumour cells; "top" is the field with the highest TPS."""
+        job = self.get_object()
+        try:
+            params = services.check_hotspot_params(request.query_params)
+            return Response(services.job_hotspots(job, params["field_mm2"], params["min_cells"]))
+        except services.ViewerInputError as exc:
+            return _bad(exc)
+        except services.NoResult as exc:
+            return _no_result(exc)

@@ -26,3 +26,15 @@ LABEL_CODES = {name: code for code, name in LABEL_NAMES.items()}
 class ExportFormat(models.TextChoices):
     CSV = "csv", "CSV (x,y,label)"
     GEOJSON = "geojson", "QuPath GeoJSON points"
+
+
+class RegionKind(models.TextChoices):
+    """Drawn regions: tumour area includes, the others exclude."""
+
+    TUMOUR = "tumour", "tumour area (include)"
+    NECROSIS = "necrosis", "necrosis (exclude)"
+    ARTEFACT = "artefact", "artefact (exclude)"
+    CONTROL = "control", "control tissue (exclude)"
+
+
+INCLUDE_REGION_KINDS = frozenset({RegionKind.TUMOUR.value})

@@ -9,7 +9,7 @@ A per-job CorrectionSet carries the version counter used for optimistic concurre
 from django.conf import settings
 from django.db import models
 
-from viewer.choices import CellLabel, CorrectionOp
+from viewer.choices import CellLabel, CorrectionOp, RegionKind
 
 
 class CorrectionSet(models.Model):
@@ -65,12 +65,47 @@ class Correction(models.Model):
         self.undone_by = undo
 
 
+class Region(models.Model):
+    """A pathologist's include (tumour area) or exclude (necrosis, artefact, control tissue) polygon.
+
+    Scores count only points inside include regions (all points when there are none) and outside
+    every exclude region. Creating or deleting one bumps the job's CorrectionSet version (the same
+    optimistic concurrency as corrections); deletion is soft: the row stays, with deleted_* set.
+    """
+
+    job = models.ForeignKey("analysis.AnalysisJob", on_delete=models.PROTECT, related_name="regions")
+    kind = models.CharField(max_length=16, choices=RegionKind.choices)
+    vertices = models.JSONField(help_text="[[x, y], ...] level-0 px, at least 3, not closed, not self-intersecting")
+    version = models.PositiveIntegerField(help_text="the CorrectionSet version this region created")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    deleted_version = models.PositiveIntegerField(null=True, blank=True)
+    deleted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "version"]
+
+    def __str__(self):
+        return f"{self.kind} region (job {self.job_id}, v{self.version})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.deleted_at is None
+
+    @property
+    def includes(self) -> bool:
+        return self.kind == RegionKind.TUMOUR
+
+
 def _register_audit():
     # Here rather than in an audit module: viewer/apps.py stays as generated.
     from auditlog.registry import auditlog
 
     auditlog.register(Correction)
     auditlog.register(CorrectionSet)
+    auditlog.register(Region)
 
 
 _register_audit()

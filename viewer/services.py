@@ -31,12 +31,15 @@ from analysis.models import AnalysisJob
 from analysis.scoring import tps, tps_category
 from cases import access
 from cases.choices import Role
-from viewer.choices import LABEL_CODES, LABEL_NAMES, CorrectionOp, ExportFormat
+from viewer.choices import INCLUDE_REGION_KINDS, LABEL_CODES, LABEL_NAMES, CorrectionOp, ExportFormat, RegionKind
 
 MAX_POINTS_LIMIT = 100_000
 DEFAULT_MAX_POINTS = 20_000
 GRID_PX_RANGE = (16, 1 << 20)
 MAX_DENSITY_CELLS = 1 << 20
+MAX_REGION_VERTICES = 1000
+HOTSPOT_FIELD_MM2 = 1.0
+HOTSPOT_MIN_CELLS = 20
 VIEWER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
 PSEUDO_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 
@@ -300,8 +303,15 @@ def point_detail(store, state: CorrectionState, point_id: str) -> dict | None:
             "corrected": index in state.relabelled, "model_label": original}
 
 
-def corrected_counts(store, state: CorrectionState) -> dict[str, int]:
-    """Counts per class of the model's detections with the corrections applied."""
+def corrected_counts(store, state: CorrectionState, regions: "Regions | None" = None) -> dict[str, int]:
+    """Counts per class of the model's detections with the corrections applied; with `regions`
+    (drawn include/exclude polygons), only the points they keep count."""
+    if regions:
+        xy, labels = corrected_points(store, state)
+        labels = labels[regions.mask(xy)]
+        positive = int((labels == LABEL_CODES["positive"]).sum())
+        negative = int((labels == LABEL_CODES["negative"]).sum())
+        return {"positive": positive, "negative": negative, "other": int(len(labels)) - positive - negative}
     codes = {code: int(n) for code, n in store.counts.items()}
     touched = np.asarray(sorted(state.deleted | set(state.relabelled)), np.int64)
     original = store.take(touched).labels.astype(int)
@@ -476,11 +486,16 @@ def correction_version(job) -> int:
     return CorrectionSet.objects.filter(job=job).values_list("version", flat=True).first() or 0
 
 
-def job_scores(job, store=None, state=None) -> dict:
+def job_scores(job, store=None, state=None, regions=None) -> dict:
+    """The corrected scores of a job: corrections applied, counted inside its drawn regions only.
+
+    The one place viewer, reports and the report PDF get their counts from.
+    """
     store = store or job_store(job)
     state = state if state is not None else correction_state(job)
+    regions = regions if regions is not None else job_regions(job)
     assay = job.slide.case.assay_clone if job.slide.case_id else None
-    return scores_from_counts(corrected_counts(store, state), assay)
+    return scores_from_counts(corrected_counts(store, state, regions), assay)
 
 
 def correction_item(row) -> dict:
@@ -637,3 +652,253 @@ def do_add_correction(job, user, data: dict) -> dict:
         state = correction_state(job)
     row.author = user
     return {"version": version, "scores": job_scores(job, store, state), "item": correction_item(row)}
+
+
+# --- Regions: include / exclude polygons ---------------------------------------------------------
+
+@dataclass
+class Regions:
+    """Active drawn regions of a job: include polygons (tumour area) and exclude polygons."""
+
+    include: list = field(default_factory=list)  # [np.ndarray (n, 2)]
+    exclude: list = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.include or self.exclude)
+
+    def mask(self, xy: np.ndarray) -> np.ndarray:
+        """Points that count: inside some include polygon (any point when there is none) and
+        outside every exclude polygon."""
+        from analysis.merge import _points_in_polygon
+
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        keep = np.zeros(len(xy), bool) if self.include else np.ones(len(xy), bool)
+        for poly in self.include:
+            keep |= _inside(xy, poly, _points_in_polygon)
+        for poly in self.exclude:
+            if keep.any():
+                keep &= ~_inside(xy, poly, _points_in_polygon)
+        return keep
+
+
+def _inside(xy, poly, test) -> np.ndarray:
+    (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
+    near = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
+    out = np.zeros(len(xy), bool)
+    out[near[test(xy[near], poly)]] = True
+    return out
+
+
+def regions_from_rows(rows) -> Regions:
+    regions = Regions()
+    for row in rows:
+        if getattr(row, "deleted_at", None) is not None:
+            continue
+        poly = np.asarray(row.vertices, np.float64).reshape(-1, 2)
+        (regions.include if row.kind in INCLUDE_REGION_KINDS else regions.exclude).append(poly)
+    return regions
+
+
+def job_regions(job) -> Regions:
+    from viewer.models import Region
+
+    return regions_from_rows(Region.objects.filter(job=job, deleted_at__isnull=True).only("kind", "vertices"))
+
+
+def region_item(row) -> dict:
+    return {"id": row.pk, "kind": row.kind, "include": row.kind in INCLUDE_REGION_KINDS,
+            "vertices": row.vertices, "version": row.version, "author": row.author.get_username(),
+            "created_at": row.created_at.isoformat(), "active": row.deleted_at is None,
+            "deleted_version": row.deleted_version,
+            "deleted_by": row.deleted_by.get_username() if row.deleted_by_id else None,
+            "deleted_at": row.deleted_at.isoformat() if row.deleted_at else None}
+
+
+def _segments_cross(poly: np.ndarray) -> bool:
+    """Whether any two non-adjacent edges of the closed polygon intersect (touching counts)."""
+    n = len(poly)
+    p, q = poly, np.roll(poly, -1, axis=0)
+
+    def orient(a, b, c):  # sign of the cross product (b - a) x (c - a), pairwise over edges i (a, b), j (c)
+        return np.sign((b[:, None, 0] - a[:, None, 0]) * (c[None, :, 1] - a[:, None, 1])
+                       - (b[:, None, 1] - a[:, None, 1]) * (c[None, :, 0] - a[:, None, 0]))
+
+    o1, o2 = orient(p, q, p), orient(p, q, q)  # [i, j]: edge i against the ends of edge j
+    o3, o4 = o1.T, o2.T  # [i, j]: edge j against the ends of edge i
+    crossing = (o1 * o2 <= 0) & (o3 * o4 <= 0)
+    i, j = np.indices((n, n))
+    adjacent = (i == j) | (j == (i + 1) % n) | (i == (j + 1) % n)
+    collinear = (o1 == 0) & (o2 == 0)
+    # collinear non-adjacent edges cross only when their projections overlap
+    if collinear.any():
+        lo_i, hi_i = np.minimum(p, q), np.maximum(p, q)
+        overlap = ((lo_i[:, None, 0] <= hi_i[None, :, 0]) & (lo_i[None, :, 0] <= hi_i[:, None, 0])
+                   & (lo_i[:, None, 1] <= hi_i[None, :, 1]) & (lo_i[None, :, 1] <= hi_i[:, None, 1]))
+        crossing &= ~collinear | overlap
+    return bool((crossing & ~adjacent).any())
+
+
+def check_region(job, data: dict) -> dict:
+    """Validate a drawn region; returns {"kind", "vertices"} (rounded to 0.1 px, unclosed)."""
+    kind = data.get("kind")
+    if kind not in RegionKind.values:
+        raise ViewerInputError(f"kind must be one of {', '.join(RegionKind.values)}")
+    raw = data.get("vertices")
+    if not isinstance(raw, list):
+        raise ViewerInputError("vertices must be a list of [x, y] level-0 px")
+    width, height = job.slide.width, job.slide.height
+    vertices = []
+    for i, v in enumerate(raw):
+        if not (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v)):
+            raise ViewerInputError(f"vertex {i} must be [x, y] (numbers, level-0 px)")
+        x, y = float(v[0]), float(v[1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ViewerInputError(f"vertex {i} must be finite")
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise ViewerInputError(f"vertex {i} ({x:g}, {y:g}) is outside the slide (0 to {width} x 0 to {height} px)")
+        vertices.append([round(x, 1), round(y, 1)])
+    if len(vertices) > 1 and vertices[0] == vertices[-1]:
+        vertices.pop()  # a closed ring: drop the repeated first vertex
+    if len(vertices) < 3:
+        raise ViewerInputError(f"a region needs at least 3 vertices, got {len(vertices)}")
+    if len(vertices) > MAX_REGION_VERTICES:
+        raise ViewerInputError(f"a region has at most {MAX_REGION_VERTICES} vertices, got {len(vertices)}")
+    if len({tuple(v) for v in vertices}) != len(vertices):
+        raise ViewerInputError("the region repeats a vertex")
+    poly = np.asarray(vertices, np.float64)
+    area = 0.5 * abs(float(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1))))
+    if _segments_cross(poly):
+        raise ViewerInputError("the region's outline crosses itself; draw it without crossing edges")
+    if area < 1.0:
+        raise ViewerInputError("the region has no area (its vertices are on one line)")
+    return {"kind": kind, "vertices": vertices}
+
+
+def _base_version(data) -> int:
+    base = data.get("base_version")
+    if isinstance(base, bool) or base is None:
+        raise ViewerInputError("base_version is required: the version of the corrections you loaded")
+    try:
+        return int(base)
+    except (TypeError, ValueError):
+        raise ViewerInputError("base_version must be an integer") from None
+
+
+def regions_overview(job, include_deleted: bool = False) -> dict:
+    from viewer.models import Region
+
+    rows = Region.objects.filter(job=job).select_related("author", "deleted_by")
+    if not include_deleted:
+        rows = rows.filter(deleted_at__isnull=True)
+    rows = list(rows)
+    store = job_store(job)
+    return {"version": correction_version(job), "items": [region_item(r) for r in rows],
+            "scores": job_scores(job, store, regions=regions_from_rows(rows))}
+
+
+def _locked_set(job, base: int):
+    from viewer.models import CorrectionSet
+
+    correction_set = CorrectionSet.objects.select_for_update(of=("self",)).select_related("updated_by").get(job=job)
+    if correction_set.is_stale(base):
+        raise CorrectionConflict(conflict_message(correction_set), correction_set.version)
+    return correction_set
+
+
+def do_add_region(job, user, data) -> dict:
+    """Save a region if data["base_version"] is current: {"version", "scores", "item"}."""
+    from viewer.models import CorrectionSet, Region
+
+    if not isinstance(data, dict):
+        raise ViewerInputError("expected a JSON object")
+    base = _base_version(data)
+    store = job_store(job)
+    fields = check_region(job, data)
+    CorrectionSet.objects.get_or_create(job=job)
+    with transaction.atomic():
+        correction_set = _locked_set(job, base)
+        version = correction_set.bump(user, timezone.now())
+        correction_set.save()
+        row = Region.objects.create(job=job, version=version, author=user, **fields)
+    row.author = user
+    return {"version": version, "scores": job_scores(job, store), "item": region_item(row)}
+
+
+def do_delete_region(job, user, region_id, data) -> dict:
+    """Soft-delete a region if data["base_version"] is current: {"version", "scores", "item"}."""
+    from viewer.models import CorrectionSet, Region
+
+    base = _base_version(data if isinstance(data, dict) else {})
+    store = job_store(job)
+    CorrectionSet.objects.get_or_create(job=job)
+    with transaction.atomic():
+        correction_set = _locked_set(job, base)
+        row = Region.objects.select_for_update(of=("self",)).filter(job=job, pk=region_id).first()
+        if row is None:
+            raise ViewerInputError(f"region {region_id} does not exist on this job")
+        if row.deleted_at is not None:
+            raise ViewerInputError(f"region {region_id} is already deleted")
+        now = timezone.now()
+        version = correction_set.bump(user, now)
+        correction_set.save()
+        row.deleted_version, row.deleted_by, row.deleted_at = version, user, now
+        row.save(update_fields=["deleted_version", "deleted_by", "deleted_at"])
+    row = Region.objects.select_related("author", "deleted_by").get(pk=row.pk)
+    return {"version": version, "scores": job_scores(job, store), "item": region_item(row)}
+
+
+# --- Hot spots: TPS per field -------------------------------------------------------------------
+
+def check_hotspot_params(params) -> dict:
+    field_mm2 = _number(params, "field_mm2", HOTSPOT_FIELD_MM2)
+    if not 0.01 <= field_mm2 <= 100:
+        raise ViewerInputError("field_mm2 must be between 0.01 and 100")
+    min_cells = _number(params, "min_cells", HOTSPOT_MIN_CELLS, integer=True)
+    if not 1 <= min_cells <= 100_000:
+        raise ViewerInputError("min_cells must be between 1 and 100000")
+    return {"field_mm2": field_mm2, "min_cells": min_cells}
+
+
+def hotspot_grid(xy, labels, width: int, height: int, field_px: float, min_cells: int) -> dict:
+    """TPS per square field of `field_px` level-0 px (row-major grid over the slide); None where a
+    field has fewer than `min_cells` tumour cells. "top": the field with the highest TPS (ties: more cells)."""
+    rows_n, cols_n = max(1, math.ceil(height / field_px)), max(1, math.ceil(width / field_px))
+    if rows_n * cols_n > MAX_DENSITY_CELLS:
+        raise ViewerInputError("the field is too small for this slide: the grid would have over a million cells")
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    col = np.clip((xy[:, 0] // field_px).astype(np.int64), 0, cols_n - 1)
+    row = np.clip((xy[:, 1] // field_px).astype(np.int64), 0, rows_n - 1)
+    cell = row * cols_n + col
+    pos = np.bincount(cell[labels == LABEL_CODES["positive"]], minlength=rows_n * cols_n).reshape(rows_n, cols_n)
+    neg = np.bincount(cell[labels == LABEL_CODES["negative"]], minlength=rows_n * cols_n).reshape(rows_n, cols_n)
+    total = pos + neg
+    valid = total >= min_cells
+    value = np.divide(100.0 * pos, total, out=np.zeros(total.shape), where=total > 0)
+    grid = [[round(float(value[r, c]), 2) if valid[r, c] else None for c in range(cols_n)] for r in range(rows_n)]
+    top = None
+    if valid.any():
+        order = np.lexsort((-total.ravel(), -np.where(valid, value, -1.0).ravel()))
+        r, c = divmod(int(order[0]), cols_n)
+        top = {"row": r, "col": c, "tps": round(float(value[r, c]), 2), "positive": int(pos[r, c]),
+               "negative": int(neg[r, c]), "x0": round(c * field_px, 1), "y0": round(r * field_px, 1),
+               "x1": round(min((c + 1) * field_px, width), 1), "y1": round(min((r + 1) * field_px, height), 1)}
+    return {"field_px": round(field_px, 3), "shape": [rows_n, cols_n], "min_cells": min_cells, "tps": grid,
+            "positive": pos.tolist(), "negative": neg.tolist(), "valid_fields": int(valid.sum()), "top": top}
+
+
+def job_hotspots(job, field_mm2: float = HOTSPOT_FIELD_MM2, min_cells: int = HOTSPOT_MIN_CELLS) -> dict:
+    """The TPS hot-spot map of a job: corrected points, restricted to its regions, per field of `field_mm2`."""
+    store = job_store(job)
+    mpp = job.slide.mpp_x or getattr(store, "mpp", None)
+    if not mpp:
+        raise ViewerInputError("the slide has no pixel size (mpp): fields in mm² cannot be laid out")
+    field_px = math.sqrt(field_mm2) * 1000.0 / float(mpp)
+    xy, labels = corrected_points(store, correction_state(job))
+    regions = job_regions(job)
+    if regions:
+        keep = regions.mask(xy)
+        xy, labels = xy[keep], labels[keep]
+    out = hotspot_grid(xy, labels, job.slide.width, job.slide.height, field_px, min_cells)
+    return {"field_mm2": field_mm2, "regions_applied": bool(regions), **out}

@@ -49,6 +49,11 @@
     density: function (job, gridPx) { return "/api/viewer/jobs/" + job + "/density/?grid_px=" + gridPx; },
     state: function (job) { return "/api/viewer/jobs/" + job + "/state/"; },
     corrections: function (job) { return "/api/viewer/jobs/" + job + "/corrections/"; },
+    regions: function (job) { return "/api/viewer/jobs/" + job + "/regions/"; },
+    region: function (job, id, version) {
+      return "/api/viewer/jobs/" + job + "/regions/" + id + "/?base_version=" + version;
+    },
+    hotspots: function (job) { return "/api/viewer/jobs/" + job + "/hotspots/"; },
     startJob: "/api/jobs/",
     ws: function (job) {
       return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/jobs/" + job + "/";
@@ -74,6 +79,9 @@
     stateHistory: [], // [status, tiles_done, tiles_total, "ws" | "poll"]
     lastState: null,
     correctionsVersion: null,
+    regions: [], // active drawn regions {id, kind, include, vertices}
+    drawing: null, // the region being drawn: {kind, vertices}
+    hotspots: null, // the last /hotspots/ reply
     selected: null,
     errors: [],
     drawStats: { count: 0, totalMs: 0, maxMs: 0 }, // time spent drawing the overlay
@@ -207,12 +215,18 @@
   }
 
   // ---- state ---------------------------------------------------------------------------------
-  var layers = { positive: true, negative: true, heatmap: true };
+  var layers = { positive: true, negative: true, heatmap: true, hotspots: false };
   var density = null; // {grid_px, rows, cols, positive, negative, max, images: {}}
   var densityJob = null;
   var densityLoading = false;
   var selected = null; // {index, id, x, y, label, score, corrected}
   var addMode = false;
+  var regions = [];
+  var drawing = null; // {kind, vertices: [[x, y], ...]} while drawing a region
+  var hotspots = null;
+  var hotspotsLoading = false;
+  var REGION_COLORS = { tumour: "rgba(0, 170, 70, 0.95)", necrosis: "rgba(40, 40, 40, 0.95)",
+                        artefact: "rgba(120, 60, 160, 0.95)", control: "rgba(0, 110, 200, 0.95)" };
   var corrections = { version: null, count: null };
   var viewer = null;
   var overlay = null;
@@ -293,6 +307,11 @@
     viewer.addHandler("viewport-change", function () { scheduleQuery(false); });
     viewer.addHandler("animation-finish", function () { scheduleQuery(false); });
     viewer.addHandler("canvas-click", onCanvasClick);
+    viewer.addHandler("canvas-double-click", function (e) {
+      if (!drawing) { return; }
+      e.preventDefaultAction = true; // no zoom: the double-click closes the region
+      finishRegion();
+    });
 
     viewer.addControl($("scalebar"), { anchor: OpenSeadragon.ControlAnchor.BOTTOM_LEFT });
     viewer.addControl(document.querySelector(".viewer-toolbar"), { anchor: OpenSeadragon.ControlAnchor.TOP_RIGHT });
@@ -423,7 +442,7 @@
     var w = overlay.width, h = overlay.height;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    var counts = { positive: 0, negative: 0, live: 0, heatmapCells: 0 };
+    var counts = { positive: 0, negative: 0, live: 0, heatmapCells: 0, regions: 0, hotspotFields: 0 };
     var t = affine();
     var heat = wantHeatmap() && density;
     if (heat) {
@@ -436,6 +455,8 @@
       debug.mode = "none";
     }
     if (live.xs.length) { counts.live = drawLive(t); }
+    counts.hotspotFields = drawHotspots(t);
+    counts.regions = drawRegions(t);
     drawSelection(t);
     debug.drawnCounts = counts;
     updateScalebar();
@@ -715,6 +736,8 @@
     live = { xs: [], ys: [], labels: [] };
     scheduleQuery(true);
     loadCorrections();
+    hotspots = null;
+    loadRegions();
   }
 
   // ---- layers --------------------------------------------------------------------------------
@@ -778,6 +801,8 @@
         corrections.count = (corrections.count || 0) + 1;
         showScores(res.data.scores);
         showCorrectionsLine();
+        hotspots = null; // the fields' TPS changed
+        if (layers.hotspots) { loadHotspots(); }
         applyLocally(body, res.data.item || {});
         if (density) { density = null; densityJob = null; } // counts changed: refetch when needed
         scheduleQuery(true);
@@ -825,6 +850,7 @@
   $("conflict-reload").addEventListener("click", function () {
     hideConflict();
     loadCorrections();
+    loadRegions();
     scheduleQuery(true);
   });
 
@@ -852,11 +878,200 @@
   $("delete-detection").addEventListener("click", deleteSelected);
   $("add-mode").addEventListener("click", function () { setAddMode(!addMode); });
 
+  // ---- regions: include / exclude polygons, TPS hot spots --------------------------------------
+  function loadRegions() {
+    var job = cfg.job;
+    if (!job) { return Promise.resolve(); }
+    return fetchJSON(api.regions(job)).then(function (res) {
+      if (!res.ok) { setText("region-line", "Regions unavailable: " + describeDetail(res.data, res.status)); return; }
+      regions = debug.regions = res.data.items || [];
+      showRegionList();
+      requestDraw();
+    }).catch(function (err) { setText("region-line", "Regions unavailable: " + err); });
+  }
+
+  function showRegionList() {
+    var list = $("region-list");
+    list.innerHTML = "";
+    regions.forEach(function (r) {
+      var li = document.createElement("li");
+      li.dataset.region = r.id;
+      var sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = REGION_COLORS[r.kind] || "#888";
+      li.appendChild(sw);
+      li.appendChild(document.createTextNode(" " + r.kind + (r.include ? " (include)" : " (exclude)") +
+        " · " + r.vertices.length + " vertices · " + r.author + " "));
+      var del = document.createElement("button");
+      del.type = "button";
+      del.className = "region-delete";
+      del.textContent = "Delete";
+      del.addEventListener("click", function () { deleteRegion(r.id); });
+      li.appendChild(del);
+      list.appendChild(li);
+    });
+  }
+
+  function setDrawMode(on) {
+    if (on && !cfg.job) { return; }
+    drawing = debug.drawing = on ? { kind: $("region-kind").value, vertices: [] } : null;
+    if (on) { setAddMode(false); }
+    $("draw-region").setAttribute("aria-pressed", on ? "true" : "false");
+    $("draw-region").classList.toggle("active", on);
+    page.classList.toggle("drawing", on);
+    setText("region-line", on ? "Click the vertices; double-click or Enter closes the region, Esc cancels."
+      : "Scores count points inside tumour areas (the whole slide without any) and outside exclusions.");
+    requestDraw();
+  }
+
+  function addVertex(p) {
+    if (!drawing || !info) { return; }
+    var x = Math.min(Math.max(p.x, 0), info.width), y = Math.min(Math.max(p.y, 0), info.height);
+    var v = drawing.vertices;
+    var last = v[v.length - 1];
+    var near = 3 / Math.max(imageZoom(), 1e-9); // 3 screen px: the clicks of a double-click
+    if (last && Math.abs(last[0] - x) <= near && Math.abs(last[1] - y) <= near) { return; }
+    v.push([Math.round(x * 10) / 10, Math.round(y * 10) / 10]);
+    requestDraw();
+  }
+
+  function finishRegion() {
+    if (!drawing) { return; }
+    var body = { kind: drawing.kind, vertices: drawing.vertices.slice(), base_version: corrections.version };
+    if (body.vertices.length < 3) {
+      setText("region-line", "A region needs at least 3 vertices; keep clicking, or Esc to cancel.");
+      return;
+    }
+    setDrawMode(false);
+    hideConflict();
+    return fetchJSON(api.regions(cfg.job), { body: body }).then(function (res) {
+      if (res.status === 201) { regionSaved(res.data); return true; }
+      if (res.status === 409) {
+        if (res.data && res.data.version !== undefined) { corrections.version = res.data.version; }
+        showConflict((res.data && res.data.detail) || "Someone else changed this slide's regions.");
+        return false;
+      }
+      showConflict("The region was not saved: " + describeDetail(res.data, res.status));
+      return false;
+    }).catch(function (err) { showConflict("The region was not saved: " + err); });
+  }
+
+  function deleteRegion(id) {
+    hideConflict();
+    return fetchJSON(api.region(cfg.job, id, corrections.version),
+      { method: "DELETE", body: { base_version: corrections.version } }).then(function (res) {
+      if (res.ok) { regionSaved(res.data); return true; }
+      if (res.status === 409 && res.data && res.data.version !== undefined) { corrections.version = res.data.version; }
+      showConflict("The region was not deleted: " + describeDetail(res.data, res.status));
+      return false;
+    }).catch(function (err) { showConflict("The region was not deleted: " + err); });
+  }
+
+  function regionSaved(data) {
+    corrections.version = debug.correctionsVersion = data.version;
+    showScores(data.scores);
+    showCorrectionsLine();
+    hotspots = null;
+    if (layers.hotspots) { loadHotspots(); }
+    loadRegions();
+  }
+
+  function tracePath(t, vertices, close) {
+    ctx.beginPath();
+    vertices.forEach(function (v, i) {
+      var x = (t.a * v[0] + t.c * v[1] + t.e) * dpr, y = (t.b * v[0] + t.d * v[1] + t.f) * dpr;
+      if (i === 0) { ctx.moveTo(x, y); } else { ctx.lineTo(x, y); }
+    });
+    if (close) { ctx.closePath(); }
+  }
+
+  function drawRegions(t) {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.lineWidth = 2 * dpr;
+    regions.forEach(function (r) {
+      var colour = REGION_COLORS[r.kind] || "rgba(128, 128, 128, 0.9)";
+      tracePath(t, r.vertices, true);
+      ctx.setLineDash(r.include ? [] : [8 * dpr, 5 * dpr]);
+      ctx.strokeStyle = colour;
+      ctx.stroke();
+      if (!r.include) { ctx.fillStyle = "rgba(0, 0, 0, 0.18)"; ctx.fill(); }
+    });
+    if (drawing && drawing.vertices.length) {
+      ctx.setLineDash([4 * dpr, 4 * dpr]);
+      ctx.strokeStyle = REGION_COLORS[drawing.kind] || "#fff";
+      tracePath(t, drawing.vertices, false);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      ctx.fillStyle = ctx.strokeStyle;
+      drawing.vertices.forEach(function (v) {
+        ctx.beginPath();
+        ctx.arc((t.a * v[0] + t.c * v[1] + t.e) * dpr, (t.b * v[0] + t.d * v[1] + t.f) * dpr, 3 * dpr, 0, 2 * Math.PI);
+        ctx.fill();
+      });
+    }
+    ctx.restore();
+    return regions.length;
+  }
+
+  function setHotspots(on) {
+    layers.hotspots = on;
+    $("layer-hotspots").checked = on;
+    if (on && !hotspots) { loadHotspots(); }
+    if (!on) { setText("hotspot-line", ""); }
+    requestDraw();
+  }
+
+  function loadHotspots() {
+    if (!cfg.job || hotspotsLoading) { return; }
+    hotspotsLoading = true;
+    fetchJSON(api.hotspots(cfg.job)).then(function (res) {
+      if (!res.ok) { setText("hotspot-line", "Hot spots unavailable: " + describeDetail(res.data, res.status)); return; }
+      hotspots = debug.hotspots = res.data;
+      var top = res.data.top;
+      setText("hotspot-line", top ? "Hot spot: TPS " + top.tps.toFixed(1) + " % (" + (top.positive + top.negative) +
+        " tumour cells)" : "No field has " + res.data.min_cells + " tumour cells or more.");
+    }).catch(function (err) { setText("hotspot-line", "Hot spots unavailable: " + err); })
+      .then(function () { hotspotsLoading = false; requestDraw(); });
+  }
+
+  function drawHotspots(t) {
+    if (!layers.hotspots || !hotspots) { return 0; }
+    var g = hotspots.field_px, n = 0;
+    ctx.save();
+    ctx.setTransform(t.a * dpr, t.b * dpr, t.c * dpr, t.d * dpr, t.e * dpr, t.f * dpr);
+    hotspots.tps.forEach(function (row, r) {
+      row.forEach(function (v, c) {
+        if (v === null) { return; }
+        var f = v / 100; // blue (0 %) to red (100 %)
+        ctx.fillStyle = "rgba(" + Math.round(255 * f) + ", 40, " + Math.round(255 * (1 - f)) + ", 0.35)";
+        ctx.fillRect(c * g, r * g, g, g);
+        n += 1;
+      });
+    });
+    if (hotspots.top) {
+      var top = hotspots.top;
+      ctx.lineWidth = 3 / Math.max(imageZoom(), 1e-9);
+      ctx.strokeStyle = "rgba(255, 0, 200, 0.95)";
+      ctx.strokeRect(top.x0, top.y0, top.x1 - top.x0, top.y1 - top.y0);
+    }
+    ctx.restore();
+    return n;
+  }
+
+  $("draw-region").addEventListener("click", function () { setDrawMode(!drawing); });
+  $("region-kind").addEventListener("change", function (e) { if (drawing) { drawing.kind = e.target.value; requestDraw(); } });
+  $("layer-hotspots").addEventListener("change", function (e) { setHotspots(e.target.checked); });
+
   // ---- selection -----------------------------------------------------------------------------
   function onCanvasClick(e) {
     if (!e.quick || !info) { return; }
     e.preventDefaultAction = true;
     var pos = e.position;
+    if (drawing) {
+      addVertex(viewer.viewport.viewerElementToImageCoordinates(pos));
+      return;
+    }
     if (addMode) {
       if (!cfg.job) { return; }
       var p = viewer.viewport.viewerElementToImageCoordinates(pos);
@@ -951,7 +1166,11 @@
       case "2": reclassify(NEGATIVE); break;
       case "x": case "Delete": deleteSelected(); break;
       case "m": setAddMode(!addMode); break;
+      case "g": setDrawMode(!drawing); break;
+      case "t": setHotspots(!layers.hotspots); break;
+      case "Enter": if (!drawing) { return; } finishRegion(); break;
       case "Escape":
+        setDrawMode(false);
         setAddMode(false);
         selected = null;
         showSelection();
@@ -1195,7 +1414,7 @@
   });
 
   // ---- start ---------------------------------------------------------------------------------
-  if (cfg.job) { loadCorrections(); }
+  if (cfg.job) { loadCorrections(); loadRegions(); }
   if (cfg.runningJob) { trackJob(cfg.runningJob); }
   debug.trackJob = trackJob;
   debug.pointsNearCentre = function (label) {

@@ -1,0 +1,41 @@
+"""Setup of the annotation browser tests' live site (runs in the site's environment, Django set up).
+
+    python -c "import django; django.setup(); from tests.annotations.browser_setup import main; main()" setup TMPDIR
+"""
+
+import json
+import sys
+from pathlib import Path
+
+REPLY = "SETUP "
+
+
+def _setup(tmp: Path) -> dict:
+    from analysis.synthetic import write_pyramidal_tiff
+    from annotations import services
+    from cases.choices import Role
+    from cases.services import IngestSource, do_ingest_slide
+    from tests.factories import CaseFactory, DepartmentFactory, make_user
+
+    dept = DepartmentFactory(code="dept-a")
+    pathologist = make_user(Role.PATHOLOGIST, [dept], username="pathologist")
+    annotator = make_user(Role.ANNOTATOR, [dept], username="annotator")
+    case = CaseFactory(patient__department=dept, accession="S26-SECRET-ACC")
+    name = "SYNTHETIC-annotate.tiff"
+    tiff = write_pyramidal_tiff(tmp / name, size=(1024, 1024), mpp=0.5, seed=5, tile=256, compression="zlib")
+    slide = do_ingest_slide([IngestSource(name=name, path=Path(tiff.path))], case=case).slide
+    project = services.do_create_project(pathologist, "browser batch", "lung_squamous", "PD-L1", (), [annotator])
+    fields = {key: services.do_create_field(project, slide, 256, 256, 512, 512, user=pathologist)
+              for key in ("edit", "conflict", "many", "submit")}
+    sessions = {key: f.sessions.get(annotator=annotator).pk for key, f in fields.items()}
+    patient = case.patient
+    secrets = [s for s in (case.accession, patient.mrn, patient.family_name, patient.given_name, name) if len(s) > 3]
+    return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "secrets": secrets}
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "setup":
+        sys.stdout.write(REPLY + json.dumps(_setup(Path(sys.argv[2]))) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.exit("usage: setup TMPDIR")

@@ -1,0 +1,92 @@
+"""Drawing a region in the viewer (real headless Chromium against a live site): an exclusion
+polygon drawn with clicks and closed with Enter changes the counts and TPS; the hot-spot layer draws.
+Screenshot: test-artifacts/test_draw_exclusion_region_changes_scores.png."""
+
+import time
+
+import pytest
+
+from tests.viewer.browser import CHROMIUM, LiveSite, launch_browser, login, screenshot
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"headless Chromium not installed at {CHROMIUM}"),
+]
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    live = LiveSite(tmp_path_factory.mktemp("browser-regions"))
+    try:
+        live.data = live.start()
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture
+def page(site):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch_browser(pw)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, site.url, "pathologist")
+        yield page
+        browser.close()
+        assert not errors, f"JavaScript errors: {errors}"
+
+
+def counts(page):
+    return {k: page.locator(f"#{k}").inner_text() for k in ("count-positive", "count-negative", "tps")}
+
+
+def test_draw_exclusion_region_changes_scores(page, site):
+    page.goto(f"{site.url}/slides/{site.data['sparse']['slide']}/viewer/")
+    page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
+    page.wait_for_function("window.pdl1Viewer.correctionsVersion !== null")
+    page.wait_for_function("window.pdl1Viewer.mode === 'points' && window.pdl1Viewer.drawnCounts.positive > 0")
+    before = counts(page)
+    version = page.evaluate("window.pdl1Viewer.correctionsVersion")
+
+    page.locator("#region-kind").select_option("necrosis")
+    page.locator("#draw-region").click()
+    assert page.locator("#draw-region").get_attribute("aria-pressed") == "true"
+    box = page.locator("#osd").bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
+    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+        page.mouse.click(cx + dx * r, cy + dy * r)
+        time.sleep(0.15)  # separate clicks, not a double-click
+    page.wait_for_function("window.pdl1Viewer.drawing && window.pdl1Viewer.drawing.vertices.length === 4")
+    page.locator("#osd .openseadragon-canvas").first.focus()
+    page.keyboard.press("Enter")
+
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
+    page.wait_for_function("window.pdl1Viewer.regions.length === 1 && window.pdl1Viewer.drawnCounts.regions === 1")
+    after = counts(page)
+    assert after["count-positive"] != before["count-positive"] or after["count-negative"] != before["count-negative"]
+    total = lambda c: int(c["count-positive"].replace(",", "")) + int(c["count-negative"].replace(",", ""))  # noqa: E731
+    assert total(after) < total(before)
+    region = page.evaluate("window.pdl1Viewer.regions[0]")
+    assert region["kind"] == "necrosis" and region["include"] is False and len(region["vertices"]) == 4
+    assert "necrosis" in page.locator("#region-list").inner_text()
+
+    # The TPS hot-spot layer (fewer than 20 cells per 1 mm² field on this small slide: min_cells applies).
+    page.locator("#layer-hotspots").check()
+    page.wait_for_function("window.pdl1Viewer.hotspots !== null")
+    assert page.locator("#hotspot-line").inner_text() != ""
+    time.sleep(0.2)
+    screenshot(page, "test_draw_exclusion_region_changes_scores")
+
+    # Deleting the region restores the scores (the row stays in the history).
+    page.locator("#region-list .region-delete").first.click()
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 2}")
+    page.wait_for_function("window.pdl1Viewer.regions.length === 0")
+    assert counts(page) == before
