@@ -47,7 +47,7 @@ def home(request):
     if access.has_role(user, Role.ADMIN, Role.PATHOLOGIST):
         return redirect("cases:case-list")
     if access.has_role(user, Role.ANNOTATOR):
-        return redirect("cases:annotator-slides")
+        return redirect("annotations:session-list")  # annotators work field by field
     if access.has_role(user, Role.CLINICIAN):
         return redirect("cases:report-list")
     raise PermissionDenied("Your account has no role yet; ask an administrator.")

@@ -74,7 +74,7 @@ def test_page_access(personas, persona, url_name, expected):
 
 
 def test_home_sends_each_role_to_its_page(personas):
-    expected = {"pathologist": "/cases/", "annotator": "/annotate/", "clinician": "/reports/"}
+    expected = {"pathologist": "/cases/", "annotator": "/annotate/sessions/", "clinician": "/reports/"}
     for persona, target in expected.items():
         web = Client()
         web.force_login(personas[persona])
