@@ -2,12 +2,8 @@
 
 import functools
 import json
-import tempfile
-from pathlib import Path
 
-from django.conf import settings
 from django.http import HttpResponse
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -109,13 +105,19 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
             mpp = float(request.data.get("mpp", 0.5))
         except (TypeError, ValueError):
             raise ValidationError({"mpp": "must be a number (µm/px)"}) from None
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        out = Path(settings.MEDIA_ROOT) / "datasets" / f"project-{project.pk}-{stamp}"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out = Path(tempfile.mkdtemp(prefix=out.name + "-", dir=out.parent))
-        manifest = dataset.do_export_dataset(dataset.accepted_sessions(project), out, mpp=mpp, name=project.name)
+        out, manifest = dataset.do_export_project_dataset(project, mpp)
         return Response({"folder": str(out), "source": f"folder:{out}", "fields": len(manifest["fields"])},
                         status=status.HTTP_201_CREATED)
+
+    @action(detail=True, methods=["post"], url_path="train-model")
+    @answers_errors
+    def train_model(self, request, pk=None):
+        """Export the accepted fields and queue a training job on a worker; the trained model is
+        registered as a ModelVersion (name given here) with its held-out evaluation."""
+        project = self._managed()
+        queued = dataset.do_queue_training(project, request.data.get("name"), request.data.get("steps", 500),
+                                           request.data.get("backbone", "resnet18"))
+        return Response(queued, status=status.HTTP_202_ACCEPTED)
 
 
 class FieldViewSet(viewsets.ReadOnlyModelViewSet):

@@ -168,3 +168,59 @@ def db_samples(sessions=None) -> list:
                           splits[str(slide.pseudo_id)], False, "internal",
                           {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username}))
     return out
+
+
+def do_export_project_dataset(project, mpp: float = 0.5):
+    """Export the project's accepted sessions to a new folder under MEDIA_ROOT/datasets/."""
+    import tempfile
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    parent = Path(settings.MEDIA_ROOT) / "datasets"
+    parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f"project-{project.pk}-{stamp}-", dir=parent))
+    return out, do_export_dataset(accepted_sessions(project), out, mpp=mpp, name=project.name)
+
+
+def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
+    from django.utils.text import slugify
+
+    from analysis.models import ModelVersion
+    from analysis.nets import BACKBONES
+
+    problems = []
+    if not name or slugify(str(name)) != str(name):
+        problems.append(f"name {name!r}: give a slug such as lung-pdl1-v2")
+    elif ModelVersion.objects.filter(name=name).exists():
+        problems.append(f"name {name!r}: a model with this name is already registered")
+    try:
+        steps = int(steps)
+        if not 1 <= steps <= 200_000:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(f"steps {steps!r}: a whole number from 1 to 200000")
+    if backbone not in BACKBONES:
+        problems.append(f"backbone {backbone!r}: one of {', '.join(BACKBONES)}")
+    if problems:
+        from annotations.services import AnnotationError
+
+        raise AnnotationError("cannot start training", problems)
+    return name, steps, backbone
+
+
+def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float = 0.5) -> dict:
+    """Export the accepted fields, then queue workers.tasks.train_model on the task queue."""
+    from django_q.tasks import async_task
+
+    from annotations.services import AnnotationError
+
+    name, steps, backbone = check_training_request(name, steps, backbone)
+    if not accepted_sessions(project).exists():
+        raise AnnotationError("cannot start training", ["the project has no accepted fields yet"])
+    folder, manifest = do_export_project_dataset(project, mpp)
+    task_id = async_task("workers.tasks.train_model", str(folder), name, steps, backbone, mpp,
+                         task_name=f"train-{name}")
+    return {"task": task_id, "model_name": name, "dataset": str(folder), "fields": len(manifest["fields"]),
+            "steps": steps, "backbone": backbone}

@@ -176,3 +176,26 @@ def test_annotator_loses_sessions_when_slide_access_is_withdrawn(personas):
     personas["annotator"].profile.departments.clear()
     assert client.get("/api/annotation/sessions/").json()["results"] == []
     assert client.get("/api/annotation/fields/").json()["results"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_a_new_model_from_accepted_annotations(personas, synthetic_slide, settings):  # noqa: F811
+    """The API action exports the accepted fields and queues training (run inline in tests); the
+    trained model is registered as a ModelVersion."""
+    from analysis.models import ModelVersion
+
+    project = make_project(personas)
+    accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256),
+                     [[150, 250, "positive"], [300, 400, "negative"]])
+    api = client_for(personas["pathologist"])
+    bad = api.post(f"/api/annotation/projects/{project.pk}/train-model/", {"name": "Bad Name", "steps": 0},
+                   format="json")
+    assert bad.status_code == 400 and "slug" in bad.json()["detail"] and "steps" in bad.json()["detail"]
+    assert client_for(personas["annotator"]).post(f"/api/annotation/projects/{project.pk}/train-model/",
+                                                  {"name": "x"}, format="json").status_code in (403, 404)
+    response = api.post(f"/api/annotation/projects/{project.pk}/train-model/",
+                        {"name": "lung-from-annotations", "steps": 2}, format="json")
+    assert response.status_code == 202, response.json()
+    version = ModelVersion.objects.get(name="lung-from-annotations")
+    assert version.arch == "fcn" and version.backbone == "resnet18"
+    assert version.training_data["sources"] and not version.synthetic
