@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, PYTHON, REPO, LiveSite, launch_browser, login, screenshot
+from tests.viewer.browser import (CHROMIUM, PYTHON, REPO, LiveSite, chromium_browser, login, running_site,
+                                  screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,24 +36,14 @@ class AnnotationSite(LiveSite):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    live = AnnotationSite(tmp_path_factory.mktemp("annotate-site"))
-    try:
-        live.data = live.start()
+    with running_site(AnnotationSite, tmp_path_factory.mktemp("annotate-site")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch_browser(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, PYTHON, REPLY, REPO, LiveSite, launch_browser, login,
-                                  screenshot)
+from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, PYTHON, REPLY, REPO, LiveSite, chromium_browser,
+                                  draw_square_region, login, running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,12 +45,8 @@ class JourneySite(LiveSite):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    live = JourneySite(tmp_path_factory.mktemp("browser-journey"))
-    try:
-        live.data = live.start()
+    with running_site(JourneySite, tmp_path_factory.mktemp("browser-journey")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def shot(page, stage: str) -> None:
@@ -67,7 +63,6 @@ def total(c: dict) -> int:
 
 
 def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path):
-    from playwright.sync_api import sync_playwright
     from pypdf import PdfReader
 
     from analysis.synthetic import write_pyramidal_tiff
@@ -76,127 +71,113 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
                                 compression="zlib")
     site.start_workers()  # the cluster starts while the pathologist uploads
     errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = launch_browser(pw)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with chromium_browser() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
 
-            # 1. The pathologist opens the case and uploads the slide through the form.
-            login(page, site.url, "pathologist")
-            page.goto(f"{site.url}/cases/{site.data['case']}/")
-            assert ACCESSION in page.locator("h1").inner_text()
-            page.locator("input[name=files]").set_input_files(str(tiff.path))
-            shot(page, "1-upload")
-            with page.expect_navigation():
-                page.locator("form.card button[type=submit]", has_text="Upload").click()
-            assert "SYNTHETIC-journey.tiff" in page.locator("h1").inner_text(), page.content()[:2000]
-            slide_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
-            assert "1024 × 1024" in page.locator(".facts").inner_text()
-            shot(page, "2-slide")
+        # 1. The pathologist opens the case and uploads the slide through the form.
+        login(page, site.url, "pathologist")
+        page.goto(f"{site.url}/cases/{site.data['case']}/")
+        assert ACCESSION in page.locator("h1").inner_text()
+        page.locator("input[name=files]").set_input_files(str(tiff.path))
+        shot(page, "1-upload")
+        with page.expect_navigation():
+            page.locator("form.card button[type=submit]", has_text="Upload").click()
+        assert "SYNTHETIC-journey.tiff" in page.locator("h1").inner_text(), page.content()[:2000]
+        slide_id = int(page.url.rstrip("/").rsplit("/", 1)[-1])
+        assert "1024 × 1024" in page.locator(".facts").inner_text()
+        shot(page, "2-slide")
 
-            # 2. Analysis (classic detector) started from the viewer; wait until done.
-            page.goto(f"{site.url}/slides/{slide_id}/viewer/")
-            page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
-            page.locator("#detector").select_option("classic")
-            page.locator("#start-job-button").click()
-            page.wait_for_selector("#progress", state="visible")
-            page.wait_for_function("window.pdl1Viewer.lastState && window.pdl1Viewer.lastState.status === 'done'",
-                                   timeout=90_000)
-            page.wait_for_function("document.getElementById('tps').textContent.includes('%')")
-            shot(page, "3-analysed")
+        # 2. Analysis (classic detector) started from the viewer; wait until done.
+        page.goto(f"{site.url}/slides/{slide_id}/viewer/")
+        page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
+        page.locator("#detector").select_option("classic")
+        page.locator("#start-job-button").click()
+        page.wait_for_selector("#progress", state="visible")
+        page.wait_for_function("window.pdl1Viewer.lastState && window.pdl1Viewer.lastState.status === 'done'",
+                               timeout=90_000)
+        page.wait_for_function("document.getElementById('tps').textContent.includes('%')")
+        shot(page, "3-analysed")
 
-            # 3. Review: reopen the viewer on the finished job, reclassify a positive cell, TPS changes.
-            page.goto(f"{site.url}/slides/{slide_id}/viewer/")
-            page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
-            page.wait_for_function("window.pdl1Viewer.correctionsVersion !== null")
-            page.wait_for_function("window.pdl1Viewer.mode === 'points' && window.pdl1Viewer.drawnCounts.positive > 0")
-            version = page.evaluate("window.pdl1Viewer.correctionsVersion")
-            before = counts(page)
-            target = page.evaluate(POINT_NEAR_CENTRE, 1)
-            assert target is not None
-            page.mouse.click(target["x"], target["y"])
-            page.wait_for_function("window.pdl1Viewer.selected !== null")
-            assert "positive" in page.locator("#sel-class").inner_text()
-            page.locator("#reclass-negative").click()
-            page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
-            page.wait_for_function(f"document.getElementById('tps').textContent !== {before['tps']!r}")
-            corrected = counts(page)
-            assert total(corrected) == total(before)
-            shot(page, "4-corrected")
+        # 3. Review: reopen the viewer on the finished job, reclassify a positive cell, TPS changes.
+        page.goto(f"{site.url}/slides/{slide_id}/viewer/")
+        page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
+        page.wait_for_function("window.pdl1Viewer.correctionsVersion !== null")
+        page.wait_for_function("window.pdl1Viewer.mode === 'points' && window.pdl1Viewer.drawnCounts.positive > 0")
+        version = page.evaluate("window.pdl1Viewer.correctionsVersion")
+        before = counts(page)
+        target = page.evaluate(POINT_NEAR_CENTRE, 1)
+        assert target is not None
+        page.mouse.click(target["x"], target["y"])
+        page.wait_for_function("window.pdl1Viewer.selected !== null")
+        assert "positive" in page.locator("#sel-class").inner_text()
+        page.locator("#reclass-negative").click()
+        page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
+        page.wait_for_function(f"document.getElementById('tps').textContent !== {before['tps']!r}")
+        corrected = counts(page)
+        assert total(corrected) == total(before)
+        shot(page, "4-corrected")
 
-            # 4. An exclusion polygon (necrosis) over the centre: fewer cells count.
-            page.locator("#osd .openseadragon-canvas").first.focus()
-            page.keyboard.press("Escape")
-            page.locator("#region-kind").select_option("necrosis")
-            page.locator("#draw-region").click()
-            box = page.locator("#osd").bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            r = min(box["width"], box["height"]) * 0.3
-            for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
-                page.mouse.click(cx + dx * r, cy + dy * r)
-                time.sleep(0.15)  # separate clicks, not a double-click
-            page.wait_for_function("window.pdl1Viewer.drawing && window.pdl1Viewer.drawing.vertices.length === 4")
-            page.locator("#osd .openseadragon-canvas").first.focus()
-            page.keyboard.press("Enter")
-            page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 2}")
-            page.wait_for_function("window.pdl1Viewer.regions.length === 1")
-            excluded = counts(page)
-            assert total(excluded) < total(corrected), (corrected, excluded)
-            shot(page, "5-excluded")
+        # 4. An exclusion polygon (necrosis) over the centre: fewer cells count.
+        page.locator("#osd .openseadragon-canvas").first.focus()
+        page.keyboard.press("Escape")
+        draw_square_region(page, "necrosis")
+        page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 2}")
+        page.wait_for_function("window.pdl1Viewer.regions.length === 1")
+        excluded = counts(page)
+        assert total(excluded) < total(corrected), (corrected, excluded)
+        shot(page, "5-excluded")
 
-            # 5. The case report: prepare the draft from the analysis, sign it with the password.
-            page.goto(f"{site.url}/cases/{site.data['case']}/report/")
-            assert page.locator("#draft-form select[name=job] option").count() >= 1
-            with page.expect_navigation():
-                page.locator("#draft-form button[type=submit]").click()
-            assert "Draft" in page.locator("#current h2").inner_text()
-            draft_text = page.locator("#current").inner_text()
-            assert "TPS" in draft_text, draft_text
-            # The draft scores the corrected, region-restricted counts the viewer showed.
-            scored = re.search(r"Counts: ([\d,]+) positive, ([\d,]+) negative .*version (\d+)", draft_text)
-            assert scored, draft_text
-            assert [int(g.replace(",", "")) for g in scored.groups()] == [
-                int(excluded["count-positive"].replace(",", "")), int(excluded["count-negative"].replace(",", "")),
-                version + 2], (draft_text, excluded)
-            shot(page, "6-draft")
-            page.locator("#sign-form input[name=password]").fill("pw-for-tests-123")
-            with page.expect_navigation():
-                page.locator("#sign-form button[type=submit]").click()
-            assert "Signed" in page.locator("#current h2").inner_text(), page.locator("body").inner_text()[:2000]
-            assert page.locator("#amend-form").count() == 1
-            shot(page, "7-signed")
+        # 5. The case report: prepare the draft from the analysis, sign it with the password.
+        page.goto(f"{site.url}/cases/{site.data['case']}/report/")
+        assert page.locator("#draft-form select[name=job] option").count() >= 1
+        with page.expect_navigation():
+            page.locator("#draft-form button[type=submit]").click()
+        assert "Draft" in page.locator("#current h2").inner_text()
+        draft_text = page.locator("#current").inner_text()
+        assert "TPS" in draft_text, draft_text
+        # The draft scores the corrected, region-restricted counts the viewer showed.
+        scored = re.search(r"Counts: ([\d,]+) positive, ([\d,]+) negative .*version (\d+)", draft_text)
+        assert scored, draft_text
+        assert [int(g.replace(",", "")) for g in scored.groups()] == [
+            int(excluded["count-positive"].replace(",", "")), int(excluded["count-negative"].replace(",", "")),
+            version + 2], (draft_text, excluded)
+        shot(page, "6-draft")
+        page.locator("#sign-form input[name=password]").fill("pw-for-tests-123")
+        with page.expect_navigation():
+            page.locator("#sign-form button[type=submit]").click()
+        assert "Signed" in page.locator("#current h2").inner_text(), page.locator("body").inner_text()[:2000]
+        assert page.locator("#amend-form").count() == 1
+        shot(page, "7-signed")
 
-            with page.expect_navigation():
-                page.locator("form.logout button[type=submit]").click()
-            context.close()
+        with page.expect_navigation():
+            page.locator("form.logout button[type=submit]").click()
+        context.close()
 
-            # 6. The treating clinician sees the signed report and downloads the PDF.
-            context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            login(page, site.url, "clinician")
-            page.goto(f"{site.url}/reports/")
-            row = page.locator("tbody tr", has_text=ACCESSION)
-            assert row.count() == 1, page.locator("body").inner_text()[:2000]
-            assert "Signed" in row.inner_text()
-            shot(page, "8-clinician-list")
-            with page.expect_download() as info:
-                row.locator("a", has_text="PDF").click()
-            download = info.value
-            assert download.suggested_filename == f"{ACCESSION}-v1.pdf"
-            pdf_path = tmp_path / download.suggested_filename
-            download.save_as(pdf_path)
-            data = pdf_path.read_bytes()
-            assert data.startswith(b"%PDF")
-            text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(data)).pages)
-            assert ACCESSION in text and "TPS" in text, text[:2000]
-            context.close()
-        finally:
-            browser.close()
+        # 6. The treating clinician sees the signed report and downloads the PDF.
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        login(page, site.url, "clinician")
+        page.goto(f"{site.url}/reports/")
+        row = page.locator("tbody tr", has_text=ACCESSION)
+        assert row.count() == 1, page.locator("body").inner_text()[:2000]
+        assert "Signed" in row.inner_text()
+        shot(page, "8-clinician-list")
+        with page.expect_download() as info:
+            row.locator("a", has_text="PDF").click()
+        download = info.value
+        assert download.suggested_filename == f"{ACCESSION}-v1.pdf"
+        pdf_path = tmp_path / download.suggested_filename
+        download.save_as(pdf_path)
+        data = pdf_path.read_bytes()
+        assert data.startswith(b"%PDF")
+        text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(data)).pages)
+        assert ACCESSION in text and "TPS" in text, text[:2000]
+        context.close()
     assert not errors, f"JavaScript errors: {errors}"
 
 

@@ -116,6 +116,45 @@ class LiveSite:
         clear_redis_queue(self.redis_url)
 
 
+@contextlib.contextmanager
+def running_site(site_class, folder: Path):
+    """A started live site (daphne on a fresh database) for a module's tests; stopped afterwards."""
+    live = site_class(folder)
+    try:
+        live.data = live.start()
+        yield live
+    finally:
+        live.stop()
+
+
+@contextlib.contextmanager
+def chromium_browser():
+    """Debian's headless Chromium driven by Playwright, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch_browser(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def draw_square_region(page, kind: str, fraction: float = 0.3) -> None:
+    """Draw a square region of `kind` round the viewer's centre (four clicks, closed with Enter)."""
+    page.locator("#region-kind").select_option(kind)
+    page.locator("#draw-region").click()
+    box = page.locator("#osd").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    r = min(box["width"], box["height"]) * fraction
+    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+        page.mouse.click(cx + dx * r, cy + dy * r)
+        time.sleep(0.15)  # separate clicks, not a double-click
+    page.wait_for_function("window.pdl1Viewer.drawing && window.pdl1Viewer.drawing.vertices.length === 4")
+    page.locator("#osd .openseadragon-canvas").first.focus()
+    page.keyboard.press("Enter")
+
+
 def launch_browser(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
 

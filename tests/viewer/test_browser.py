@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, COUNT_OVERLAY_PIXELS, POINT_NEAR_CENTRE, LiveSite, launch_browser,
-                                  login, screenshot)
+from tests.viewer.browser import (CHROMIUM, COUNT_OVERLAY_PIXELS, POINT_NEAR_CENTRE, LiveSite, chromium_browser,
+                                  login, running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -22,24 +22,14 @@ TIMEOUT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    live = LiveSite(tmp_path_factory.mktemp("browser-site"))
-    try:
-        live.data = live.start()
+    with running_site(LiveSite, tmp_path_factory.mktemp("browser-site")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = launch_browser(pw)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture

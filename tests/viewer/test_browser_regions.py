@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, LiveSite, launch_browser, login, screenshot
+from tests.viewer.browser import (CHROMIUM, LiveSite, chromium_browser, draw_square_region, login,
+                                  running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,20 +20,13 @@ TIMEOUT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    live = LiveSite(tmp_path_factory.mktemp("browser-regions"))
-    try:
-        live.data = live.start()
+    with running_site(LiveSite, tmp_path_factory.mktemp("browser-regions")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture
 def page(site):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_browser(pw)
+    with chromium_browser() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -40,8 +34,7 @@ def page(site):
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         login(page, site.url, "pathologist")
         yield page
-        browser.close()
-        assert not errors, f"JavaScript errors: {errors}"
+    assert not errors, f"JavaScript errors: {errors}"
 
 
 def counts(page):
@@ -56,17 +49,7 @@ def test_draw_exclusion_region_changes_scores(page, site):
     before = counts(page)
     version = page.evaluate("window.pdl1Viewer.correctionsVersion")
 
-    page.locator("#region-kind").select_option("necrosis")
-    page.locator("#draw-region").click()
-    assert page.locator("#draw-region").get_attribute("aria-pressed") == "true"
-    box = page.locator("#osd").bounding_box()
-    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) * 0.3
-    for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
-        page.mouse.click(cx + dx * r, cy + dy * r)
-        time.sleep(0.15)  # separate clicks, not a double-click
-    page.wait_for_function("window.pdl1Viewer.drawing && window.pdl1Viewer.drawing.vertices.length === 4")
-    page.locator("#osd .openseadragon-canvas").first.focus()
-    page.keyboard.press("Enter")
+    draw_square_region(page, "necrosis")
 
     page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
     page.wait_for_function("window.pdl1Viewer.regions.length === 1 && window.pdl1Viewer.drawnCounts.regions === 1")
