@@ -14,6 +14,8 @@ Routes (registered as "viewer/jobs" in pdl1site/api.py):
     GET  /api/viewer/jobs/<id>/hotspots/?field_mm2=&min_cells=
 """
 
+import functools
+
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -43,12 +45,21 @@ class GeoJSONRenderer(_FileRenderer):
     media_type, format = "application/geo+json", "geojson"
 
 
-def _bad(exc):
-    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+def answers_errors(view):
+    """Service errors → 400 (bad input), 409 (no result yet, or a stale version)."""
 
+    @functools.wraps(view)
+    def wrapper(self, request, *args, **kwargs):
+        try:
+            return view(self, request, *args, **kwargs)
+        except services.ViewerInputError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except services.NoResult as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except services.CorrectionConflict as exc:
+            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
 
-def _no_result(exc):
-    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+    return wrapper
 
 
 class ViewerJobViewSet(viewsets.GenericViewSet):
@@ -64,28 +75,22 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
                    + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
     @action(detail=True, methods=["get"])
+    @answers_errors
     def points(self, request, pk=None):
         """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
         job = self.get_object()
-        try:
-            params = services.check_viewport_params(request.query_params)
-            store = services.job_store(job)
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
+        params = services.check_viewport_params(request.query_params)
+        store = services.job_store(job)
         state = services.correction_state(job)
         return Response(services.viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
                                           params["max_points"], params["layers"]))
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")
+    @answers_errors
     def point(self, request, pk=None, point_id=None):
         job = self.get_object()
-        try:
-            store = services.job_store(job)
-        except services.NoResult as exc:
-            return _no_result(exc)
+        store = services.job_store(job)
         found = services.point_detail(store, services.correction_state(job), point_id)
         if found is None:
             return Response({"detail": f"no point {point_id} in the corrected result"},
@@ -94,15 +99,11 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[OpenApiParameter("grid_px", int)], responses=dict)
     @action(detail=True, methods=["get"])
+    @answers_errors
     def density(self, request, pk=None):
         job = self.get_object()
-        try:
-            store = services.job_store(job)
-            grid_px = services.check_grid_px(request.query_params, store)
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
+        store = services.job_store(job)
+        grid_px = services.check_grid_px(request.query_params, store)
         return Response(services.corrected_density(store, services.correction_state(job), grid_px))
 
     @extend_schema(responses=dict)
@@ -113,34 +114,24 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["get", "post"])
+    @answers_errors
     def corrections(self, request, pk=None):
         job = self.get_object()
-        try:
-            if request.method == "GET":
-                return Response(services.corrections_overview(job))
-            result = services.do_add_correction(job, request.user, request.data)
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
-        except services.CorrectionConflict as exc:
-            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+        if request.method == "GET":
+            return Response(services.corrections_overview(job))
+        result = services.do_add_correction(job, request.user, request.data)
         return Response(result, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "geojson"])],
                    responses={(200, "text/csv"): bytes, (200, "application/geo+json"): bytes})
     @action(detail=True, methods=["get"], url_path="corrections/export",
             renderer_classes=[JSONRenderer, CSVRenderer, GeoJSONRenderer])
+    @answers_errors
     def export(self, request, pk=None):
         """Training annotations: the full corrected point set (model output + corrections)."""
         job = self.get_object()
-        try:
-            fmt = services.check_export_format(request.query_params)
-            store = services.job_store(job)
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
+        fmt = services.check_export_format(request.query_params)
+        store = services.job_store(job)
         log_access(job.slide)
         meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job.slide.mpp_x,
                 "corrections_version": services.correction_version(job)}
@@ -151,48 +142,32 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["get", "post"])
+    @answers_errors
     def regions(self, request, pk=None):
         """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
         job = self.get_object()
-        try:
-            if request.method == "GET":
-                return Response(services.regions_overview(job, request.query_params.get("all") in ("1", "true")))
-            result = services.do_add_region(job, request.user, request.data)
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
-        except services.CorrectionConflict as exc:
-            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+        if request.method == "GET":
+            return Response(services.regions_overview(job, request.query_params.get("all") in ("1", "true")))
+        result = services.do_add_region(job, request.user, request.data)
         return Response(result, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["delete"], url_path=r"regions/(?P<region_id>\d+)")
+    @answers_errors
     def region(self, request, pk=None, region_id=None):
         """Soft-delete a region (it stays in the history); base_version in the body or the query."""
         job = self.get_object()
         data = request.data if isinstance(request.data, dict) and "base_version" in request.data \
             else {"base_version": request.query_params.get("base_version")}
-        try:
-            return Response(services.do_delete_region(job, request.user, int(region_id), data))
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
-        except services.CorrectionConflict as exc:
-            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
+        return Response(services.do_delete_region(job, request.user, int(region_id), data))
 
     @extend_schema(parameters=[OpenApiParameter("field_mm2", float), OpenApiParameter("min_cells", int)],
                    responses=dict)
     @action(detail=True, methods=["get"])
+    @answers_errors
     def hotspots(self, request, pk=None):
         """TPS per field (default 1 mm²) of the corrected points inside the regions; null where a field
         has fewer than min_cells tumour cells; "top" is the field with the highest TPS."""
         job = self.get_object()
-        try:
-            params = services.check_hotspot_params(request.query_params)
-            return Response(services.job_hotspots(job, params["field_mm2"], params["min_cells"]))
-        except services.ViewerInputError as exc:
-            return _bad(exc)
-        except services.NoResult as exc:
-            return _no_result(exc)
+        params = services.check_hotspot_params(request.query_params)
+        return Response(services.job_hotspots(job, params["field_mm2"], params["min_cells"]))
