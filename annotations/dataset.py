@@ -221,6 +221,26 @@ def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float 
         raise AnnotationError("cannot start training", ["the project has no accepted fields yet"])
     folder, manifest = do_export_project_dataset(project, mpp)
     task_id = async_task("workers.tasks.train_model", str(folder), name, steps, backbone, mpp,
-                         task_name=f"train-{name}")
+                         task_name=f"train-{name}", group=training_group(project))
     return {"task": task_id, "model_name": name, "dataset": str(folder), "fields": len(manifest["fields"]),
             "steps": steps, "backbone": backbone}
+
+
+def training_group(project) -> str:
+    """The django-q2 task group of a project's training runs (listed on the project page)."""
+    return f"annotation-project-{project.pk}-training"
+
+
+def training_runs(project, limit: int = 20) -> list[dict]:
+    """The project's finished training tasks, newest first, with the registered model version."""
+    from django_q.models import Task
+
+    from analysis.models import ModelVersion
+
+    runs = []
+    for task in Task.objects.filter(group=training_group(project)).order_by("-stopped")[:limit]:
+        name = task.result if task.success and isinstance(task.result, str) else None
+        runs.append({"name": task.name, "success": task.success, "started": task.started, "stopped": task.stopped,
+                     "model": ModelVersion.objects.filter(name=name).first() if name else None,
+                     "error": None if task.success else str(task.result or "")[-500:]})
+    return runs

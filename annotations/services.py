@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from annotations import formats, review
@@ -87,6 +87,14 @@ def visible_sessions(user):
 
 def can_manage(user, project) -> bool:
     return managed_projects(user).filter(pk=project.pk).exists()
+
+
+def project_progress(project) -> dict:
+    """Sessions per status and fields of a project (for the reviewer's pages)."""
+    counts = {status: 0 for status in SessionStatus.values}
+    for row in AnnotationSession.objects.filter(field__project=project).values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return {"fields": project.fields.count(), "sessions": sum(counts.values()), **counts}
 
 
 # ----------------------------------------------------------------------------
@@ -418,3 +426,38 @@ def field_consensus(field, radius_um=DEFAULT_RADIUS_UM, statuses=REVIEW_STATUSES
     return {"field": field.pk, "radius_um": radius_um,
             **review.consensus(_sets(field, statuses), _radius_px(field, radius_um), field.project.label_names,
                                min_votes)}
+
+
+# Marker shapes of the review page, one per annotator in username order; the fill is the label's colour.
+REVIEW_SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "hexagon", "plus")
+
+
+def field_review(field, reviewer, radius_um=DEFAULT_RADIUS_UM) -> dict:
+    """Everything the field's review page shows: each annotator's points (own marker shape),
+    agreement and consensus of the submitted/accepted sets, and which sessions await review."""
+    sessions = list(field.sessions.select_related("annotator", "reviewed_by").order_by("annotator__username"))
+    layers = []
+    for n, s in enumerate(sessions):
+        layers.append({
+            "session": s.pk, "annotator": s.annotator.username, "status": s.status,
+            "shape": REVIEW_SHAPES[n % len(REVIEW_SHAPES)], "points": s.points,
+            "label_counts": [(name, s.counts().get(name, 0)) for name in field.project.label_names],
+            "visible": s.status in REVIEW_STATUSES,
+        })
+    agreement = consensus = None
+    problems = []
+    try:
+        agreement = field_agreement(field, radius_um)
+        consensus = field_consensus(field, radius_um)
+    except AnnotationError as exc:
+        problems = exc.problems
+    config = {
+        "field": field.region, "labels": field.project.labels, "layers": layers,
+        "consensus": consensus["points"] if consensus else [],
+    }
+    return {
+        "field": field, "project": field.project, "slide_pseudo_id": field.slide.pseudo_id,
+        "sessions": [(s, layer) for s, layer in zip(sessions, layers)],
+        "agreement": agreement, "consensus": consensus, "problems": problems, "radius_um": radius_um,
+        "reviewer": reviewer, "config": config,
+    }

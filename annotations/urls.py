@@ -6,4 +6,9 @@ app_name = "annotations"
 urlpatterns = [
     path("annotate/sessions/", views.session_list, name="session-list"),
     path("annotate/sessions/<int:pk>/", views.session_page, name="session"),
+    path("annotate/sessions/<int:pk>/review/", views.session_review, name="session-review"),
+    path("annotate/projects/", views.project_list, name="project-list"),
+    path("annotate/projects/<int:pk>/", views.project_page, name="project"),
+    path("annotate/projects/<int:pk>/train/", views.project_train, name="project-train"),
+    path("annotate/fields/<int:pk>/review/", views.field_review, name="field-review"),
 ]

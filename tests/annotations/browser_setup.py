@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 REPLY = "SETUP "
+# Username order gives annot2 the circle, annotator the square.  They agree on one nucleus (600, 600);
+# the other points lie far apart, so that each marker is drawn alone.
+REVIEW_POINTS = {"annotator": [[400, 400, "positive"], [600, 600, "negative"]],
+                 "annot2": [[500, 400, "positive"], [601, 600, "negative"], [700, 700, "negative"]]}
 
 
 def _setup(tmp: Path) -> dict:
@@ -28,9 +32,21 @@ def _setup(tmp: Path) -> dict:
     fields = {key: services.do_create_field(project, slide, 256, 256, 512, 512, user=pathologist)
               for key in ("edit", "conflict", "many", "submit")}
     sessions = {key: f.sessions.get(annotator=annotator).pk for key, f in fields.items()}
+    # A field that two annotators have submitted, for the reviewer's page.
+    second = make_user(Role.ANNOTATOR, [dept], username="annot2")
+    review_project = services.do_create_project(pathologist, "review batch", "lung_squamous", "PD-L1", (),
+                                                [annotator, second])
+    review_field = services.do_create_field(review_project, slide, 256, 256, 512, 512, user=pathologist)
+    review = {}
+    for user, points in ((annotator, REVIEW_POINTS["annotator"]), (second, REVIEW_POINTS["annot2"])):
+        session = review_field.sessions.get(annotator=user)
+        services.do_save_points(session, user, 0, points)
+        services.do_submit(session, user)
+        review[user.username] = session.pk
     patient = case.patient
     secrets = [s for s in (case.accession, patient.mrn, patient.family_name, patient.given_name, name) if len(s) > 3]
-    return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "secrets": secrets}
+    return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "secrets": secrets,
+            "review_field": review_field.pk, "review_sessions": review, "review_points": REVIEW_POINTS}
 
 
 def main() -> None:

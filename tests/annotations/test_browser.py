@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, PYTHON, REPO, LiveSite, chromium_browser, login, running_site,
-                                  screenshot)
+from tests.viewer.browser import (CHROMIUM, PYTHON, REPO, LiveSite, chromium_browser, logged_in_page, login,
+                                  running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -237,3 +237,86 @@ def test_submit_locks_the_session_and_the_list_shows_it(new_page, site):
     text = page.content()
     for secret in site.data["secrets"]:
         assert secret not in text
+
+
+@pytest.fixture
+def reviewer_page(browser, site, request):
+    with logged_in_page(browser, site.url, "pathologist", shot=f"annotate-{request.node.name}", width=1400,
+                        height=900, timeout_ms=TIMEOUT_MS) as page:
+        yield page
+
+
+def overlay_pixel(page, x, y):
+    """RGBA of the review overlay at image point (x, y)."""
+    return page.evaluate("([x, y]) => window.pdl1Review.overlayPixel(x, y)", [x, y])
+
+
+def marker_area(page, x, y, half=12):
+    """Painted overlay pixels in a (2 half + 1)² screen window around image point (x, y)."""
+    return page.evaluate("""([x, y, half]) => { const s = window.pdl1Review; s.overlayPixel(x, y);
+      const c = document.querySelector('canvas.pdl1-overlay'), r = s.viewer.canvas.getBoundingClientRect();
+      const p = s.toScreen(x, y), dpr = window.devicePixelRatio || 1;
+      const cx = Math.round((p.x - r.left) * dpr), cy = Math.round((p.y - r.top) * dpr);
+      const d = c.getContext('2d').getImageData(cx - half, cy - half, 2 * half + 1, 2 * half + 1).data;
+      let n = 0; for (let i = 3; i < d.length; i += 4) { if (d[i] > 100) n++; } return n; }""", [x, y, half])
+
+
+def is_colour(rgba, hex_colour, tol=40):
+    want = [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return rgba[3] > 200 and all(abs(a - b) <= tol for a, b in zip(rgba[:3], want))
+
+
+def test_reviewer_sees_each_annotator_in_its_own_style_and_returns_one(reviewer_page, site):
+    page = reviewer_page
+    page.goto(f"{site.url}/annotate/fields/{site.data['review_field']}/review/")
+    page.wait_for_function("window.pdl1Review && window.pdl1Review.ready && window.pdl1Review.tilesLoaded >= 1")
+    layers = page.evaluate("window.pdl1Review.layers.map(l => [l.annotator, l.shape, l.drawn])")
+    assert layers == [["annot2", "circle", 3], ["annotator", "square", 2]]
+    pts = site.data["review_points"]
+    colours = page.evaluate("Object.fromEntries(JSON.parse(document.getElementById('review-config').textContent)"
+                            ".labels.map(l => [l.name, l.colour]))")
+    red, yellow = colours["positive"], colours["negative"]
+    # the marker's centre has the label's colour; its shape is the annotator's: a square paints more than a circle
+    assert is_colour(overlay_pixel(page, *pts["annotator"][0][:2]), red)
+    assert is_colour(overlay_pixel(page, *pts["annotator"][1][:2]), yellow)
+    assert is_colour(overlay_pixel(page, *pts["annot2"][0][:2]), red)
+    square, circle = marker_area(page, *pts["annotator"][0][:2]), marker_area(page, *pts["annot2"][0][:2])
+    assert circle > 40 and square > 1.15 * circle, (square, circle)
+    # hide one annotator's layer: their markers go, the other's stay; the consensus layer adds rings
+    page.locator("li[data-session] input.layer-toggle").nth(1).uncheck()
+    page.wait_for_function("window.pdl1Review.layers[1].drawn === 0")
+    assert overlay_pixel(page, *pts["annotator"][0][:2])[3] == 0 and marker_area(page, *pts["annotator"][0][:2]) == 0
+    assert is_colour(overlay_pixel(page, *pts["annot2"][0][:2]), red)
+    before = marker_area(page, 600, 600, half=16)
+    page.check("input.layer-toggle[data-layer=consensus]")
+    # the two annotators agree on one nucleus only: one consensus ring, around it
+    page.wait_for_function("window.pdl1Review.consensus.drawn === 1")
+    assert marker_area(page, 600, 600, half=16) > before + 20
+    assert "0.400" in page.inner_text("table.agreement")  # 1 matched of 2 + 3 points: F1 = 2/5
+    screenshot(page, "annotate-review-layers")
+    # return the annotator's session with a comment; the other one is accepted
+    item = page.locator(f"li[data-session='{site.data['review_sessions']['annotator']}']")
+    item.locator("textarea").fill("Two negative nuclei missed at the lower right")
+    with page.expect_navigation():
+        item.get_by_role("button", name="Return with comment").click()
+    assert "returned to the annotator" in page.inner_text("main")
+    item = page.locator(f"li[data-session='{site.data['review_sessions']['annotator']}']")
+    assert item.locator(".session-chip").get_attribute("data-status") == "returned"
+    assert "Two negative nuclei missed" in item.inner_text()
+    other = page.locator(f"li[data-session='{site.data['review_sessions']['annot2']}']")
+    with page.expect_navigation():
+        other.get_by_role("button", name="Accept").click()
+    other = page.locator(f"li[data-session='{site.data['review_sessions']['annot2']}']")
+    assert other.locator(".session-chip").get_attribute("data-status") == "accepted"
+    text = page.content()
+    for secret in site.data["secrets"]:
+        assert secret not in text
+    # another annotator's session opens read-only: clicks place nothing
+    with page.expect_navigation():
+        other.get_by_role("link", name="open read-only").click()
+    page.wait_for_function("window.pdl1Annotate && window.pdl1Annotate.ready")
+    assert page.is_visible("#readonly-banner") and not page.is_visible("#submit")
+    before = len(state(page)["points"])
+    page.mouse.click(*at(page, 450, 450))
+    page.keyboard.press("Delete")
+    assert len(state(page)["points"]) == before == 3 and state(page)["dirty"] is False

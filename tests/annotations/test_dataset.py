@@ -199,3 +199,28 @@ def test_train_a_new_model_from_accepted_annotations(personas, synthetic_slide, 
     version = ModelVersion.objects.get(name="lung-from-annotations")
     assert version.arch == "fcn" and version.backbone == "resnet18"
     assert version.training_data["sources"] and not version.synthetic
+
+
+@pytest.mark.django_db(transaction=True)
+def test_train_button_on_the_project_page(personas, synthetic_slide):  # noqa: F811
+    """The page's form queues the same training (inline in tests); bad input is explained and
+    starts nothing; the finished run and its registered model are listed on the project page."""
+    from analysis.models import ModelVersion
+
+    project = make_project(personas)
+    client = client_for(personas["pathologist"])
+    page = client.get(f"/annotate/projects/{project.pk}/").content.decode()
+    assert 'title="No accepted fields yet"' in page
+    accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256),
+                     [[150, 250, "positive"], [300, 400, "negative"]])
+    url = f"/annotate/projects/{project.pk}/train/"
+    page = client.post(url, {"name": "Not A Slug", "steps": "0", "backbone": "resnet18"}, follow=True).content.decode()
+    assert "Training not started" in page and "give a slug" in page and "steps" in page
+    assert not ModelVersion.objects.exists()
+    assert client_for(personas["annotator"]).post(url, {"name": "x"}).status_code == 403
+    assert client_for(personas["outsider"]).post(url, {"name": "x"}).status_code == 404
+    page = client.post(url, {"name": "lung-from-page", "steps": "2", "backbone": "resnet18"},
+                       follow=True).content.decode()
+    assert "Training of model &#x27;lung-from-page&#x27; queued" in page
+    assert ModelVersion.objects.get(name="lung-from-page").backbone == "resnet18"
+    assert "registered model version <b>lung-from-page</b>" in page

@@ -140,6 +140,26 @@ def chromium_browser():
             browser.close()
 
 
+@contextlib.contextmanager
+def logged_in_page(browser, base_url: str, username: str, shot: str | None = None, width: int = 1280,
+                   height: int = 800, timeout_ms: int = 20_000):
+    """A page of its own browser context, logged in as `username`; afterwards a screenshot (`shot`)
+    and a check that the page raised no JavaScript error (collected in page.js_errors)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    login(page, base_url, username)
+    try:
+        yield page
+        if shot:
+            screenshot(page, shot)
+    finally:
+        context.close()
+    assert not page.js_errors, f"JavaScript errors: {page.js_errors}"
+
+
 def draw_square_region(page, kind: str, fraction: float = 0.3) -> None:
     """Draw a square region of `kind` round the viewer's centre (four clicks, closed with Enter)."""
     page.locator("#region-kind").select_option(kind)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.viewer.browser import (CHROMIUM, COUNT_OVERLAY_PIXELS, POINT_NEAR_CENTRE, LiveSite, chromium_browser,
-                                  login, running_site, screenshot)
+                                  logged_in_page, login, running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,17 +34,8 @@ def browser(site):
 
 @pytest.fixture
 def page(browser, site, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    login(page, site.url, "pathologist")
-    page.js_errors = errors
-    yield page
-    screenshot(page, request.node.name)
-    context.close()
-    assert not errors, f"JavaScript errors: {errors}"
+    with logged_in_page(browser, site.url, "pathologist", shot=request.node.name, timeout_ms=TIMEOUT_MS) as page:
+        yield page
 
 
 def open_viewer(page, site, slide_id):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, LiveSite, chromium_browser, draw_square_region, login,
+from tests.viewer.browser import (CHROMIUM, LiveSite, chromium_browser, draw_square_region, logged_in_page,
                                   running_site, screenshot)
 
 pytestmark = [
@@ -26,15 +26,9 @@ def site(tmp_path_factory):
 
 @pytest.fixture
 def page(site):
-    with chromium_browser() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        login(page, site.url, "pathologist")
+    with chromium_browser() as browser, logged_in_page(browser, site.url, "pathologist",
+                                                       timeout_ms=TIMEOUT_MS) as page:
         yield page
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def counts(page):

@@ -66,34 +66,12 @@
 
   // --- viewer and overlay ----------------------------------------------------------------------
 
-  var viewer, overlay, ctx, drawQueued = false;
-  var tx = { ox: 0, oy: 0, s: 1 };  // image px -> overlay CSS px: (ox + x*s, oy + y*s)
+  var viewer, fo, ctx;  // fo: the shared canvas overlay (field_overlay.js)
 
-  function updateTransform() {
-    var vp = viewer.viewport;
-    var o = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(0, 0));
-    var a = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(1000, 0));
-    tx.ox = o.x; tx.oy = o.y; tx.s = (a.x - o.x) / 1000;
-  }
-
-  function toScreen(x, y) { return { x: tx.ox + x * tx.s, y: tx.oy + y * tx.s }; }
-  function toImage(px, py) { return { x: (px - tx.ox) / tx.s, y: (py - tx.oy) / tx.s }; }
-
-  function resizeOverlay() {
-    var el = viewer.canvas, dpr = window.devicePixelRatio || 1;
-    overlay.width = Math.round(el.clientWidth * dpr);
-    overlay.height = Math.round(el.clientHeight * dpr);
-    overlay.style.width = el.clientWidth + "px";
-    overlay.style.height = el.clientHeight + "px";
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    requestDraw();
-  }
-
-  function requestDraw() {
-    if (drawQueued) { return; }
-    drawQueued = true;
-    window.requestAnimationFrame(function () { drawQueued = false; drawAll(); });
-  }
+  function updateTransform() { fo.update(); }
+  function toScreen(x, y) { return fo.toScreen(x, y); }
+  function toImage(px, py) { return fo.toImage(px, py); }
+  function requestDraw() { fo.request(); }
 
   function drawPoint(p) {
     var s = toScreen(p.x, p.y);
@@ -106,15 +84,12 @@
     ctx.stroke();
   }
 
-  function drawAll() {
-    if (!viewer || !viewer.isOpen()) { return; }
-    updateTransform();
-    ctx.clearRect(0, 0, overlay.width, overlay.height);
+  function drawAll() {  // called by fo.paint() with the transform updated and the canvas cleared
     var a = toScreen(fx - 0.5, fy - 0.5);
     ctx.lineWidth = 2;
     ctx.setLineDash([6, 4]);
     ctx.strokeStyle = "#00e5ff";
-    ctx.strokeRect(a.x, a.y, fw * tx.s, fh * tx.s);
+    ctx.strokeRect(a.x, a.y, fw * fo.tx.s, fh * fo.tx.s);
     ctx.setLineDash([]);
     for (var i = 0; i < state.points.length; i++) { drawPoint(state.points[i]); }
   }
@@ -284,6 +259,7 @@
     if (state.conflict) { return; }
     if (state.saving) { setSaveState("saving", "Saving…"); }
     else if (state.dirty) { setSaveState("pending", "Unsaved changes…"); }
+    else if (!cfg.own) { setSaveState("saved", "Read-only (version " + state.version + ")"); }
     else { setSaveState("saved", "All changes saved (version " + state.version + ")"); }
   }
 
@@ -367,7 +343,8 @@
                   returned: "Returned for changes" };
     $("annotate-status").textContent = names[state.status] || state.status;
     $("annotate-status").setAttribute("data-status", state.status);
-    state.editable = ["assigned", "in_progress", "returned"].indexOf(state.status) >= 0;
+    // Only the session's own annotator edits; a reviewer's view of someone else's session is read-only.
+    state.editable = cfg.own && ["assigned", "in_progress", "returned"].indexOf(state.status) >= 0;
     $("submit").disabled = !state.editable;
     $("undo").disabled = $("redo").disabled = !state.editable;
   }
@@ -430,24 +407,18 @@
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
       gestureSettingsTouch: { clickToZoom: false },
     });
-    overlay = document.createElement("canvas");
-    overlay.className = "annotate-overlay pdl1-overlay";
-    ctx = overlay.getContext("2d");
+    fo = PDL1FieldOverlay(viewer, drawAll);
+    ctx = fo.ctx;
     viewer.addHandler("open", function () {
-      viewer.canvas.appendChild(overlay);
       var pad = Math.max(fw, fh) * 0.08;
       viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(fx - pad, fy - pad, fw + 2 * pad, fh + 2 * pad), true);
-      resizeOverlay();
+      fo.attach();
       load().then(function () { state.ready = true; }).catch(function (err) {
         showError("Could not load the points: " + err.message);
       });
     });
     viewer.addHandler("open-failed", function (e) { showError("The slide could not be opened: " + (e.message || "")); });
     viewer.addHandler("tile-loaded", function () { state.tilesLoaded += 1; });
-    ["animation", "update-viewport", "resize", "full-page", "full-screen"].forEach(function (name) {
-      viewer.addHandler(name, requestDraw);
-    });
-    viewer.addHandler("resize", function () { if (overlay.parentNode) { resizeOverlay(); } });
     viewer.addHandler("canvas-press", onPress);
     viewer.addHandler("canvas-drag", onDrag);
     viewer.addHandler("canvas-release", onRelease);
@@ -477,11 +448,7 @@
     showStatus();
   }
 
-  state.toScreen = function (x, y) {  // page coordinates of an image point (for tests)
-    updateTransform();
-    var r = viewer.canvas.getBoundingClientRect(), s = toScreen(x, y);
-    return { x: r.left + s.x, y: r.top + s.y };
-  };
+  state.toScreen = function (x, y) { return fo.pagePoint(x, y); };  // page coordinates (for tests)
   state.save = save;
   state.undo = undo;
   state.redo = redo;
