@@ -32,6 +32,11 @@ if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)  # one working day
+# How long a session's tile access to a slide, decided by the tile view, is replayed by the tile
+# fast path (viewer/fastpath.py) without asking Django again; 0 turns the fast path off.
+VIEWER_TILE_GRANT_SECONDS = env_int("VIEWER_TILE_GRANT_SECONDS", 10, minimum=0)
+# The web server's first garbage-collector threshold (pdl1site/asgi.py tune_gc); 0 = Python's defaults.
+SERVER_GC_THRESHOLD = env_int("SERVER_GC_THRESHOLD", 50_000, minimum=0)
 
 INSTALLED_APPS = [
     "daphne",  # first, so runserver is the ASGI server too

@@ -37,6 +37,18 @@ class _FileRenderer(BaseRenderer):
         return data if isinstance(data, bytes) else JSONRenderer().render(data)
 
 
+class FastJSONRenderer(BaseRenderer):
+    """JSON by orjson, numpy arrays included: the viewport of ~10k points encodes in ~1 ms instead of
+    the ~30 ms of ndarray.tolist() + json.dumps (bench/RESULTS-viewer.md)."""
+
+    media_type, format, charset = "application/json", "json", None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        import orjson
+
+        return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 class CSVRenderer(_FileRenderer):
     media_type, format = "text/csv", "csv"
 
@@ -74,7 +86,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
                    + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], renderer_classes=[FastJSONRenderer])
     @answers_errors
     def points(self, request, pk=None):
         """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
@@ -83,7 +95,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         store = services.job_store(job)
         state = services.correction_state(job)
         return Response(services.viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
-                                          params["max_points"], params["layers"]))
+                                          params["max_points"], params["layers"], as_arrays=True))
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")

@@ -105,10 +105,15 @@ def slide_info(slide, dzi_url: str) -> dict:
             "max_zoom_ratio": max_zoom_ratio(slide.mpp_x)}
 
 
-def tile_etag(slide, level: int, col: int, row: int) -> str:
+def tile_etag_prefix(slide) -> str:
+    """What a tile's bytes depend on besides its address: the file's content and the tiling."""
     from viewer.tiles import TILE_SIZE, OVERLAP, _jpeg_quality
 
-    return f'"{slide.sha256[:32]}-{TILE_SIZE}-{OVERLAP}-q{_jpeg_quality()}-{level}-{col}-{row}"'
+    return f"{slide.sha256[:32]}-{TILE_SIZE}-{OVERLAP}-q{_jpeg_quality()}"
+
+
+def tile_etag(slide, level: int, col: int, row: int) -> str:
+    return f'"{tile_etag_prefix(slide)}-{level}-{col}-{row}"'
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -245,8 +250,12 @@ def _apply_to_indices(store, state: CorrectionState, idx: np.ndarray) -> tuple[n
     return idx, labels
 
 
-def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, layers: set[int]) -> dict:
-    """Corrected points in a box: model points (thinned evenly to fit `max_points`) plus added ones."""
+def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, layers: set[int],
+             as_arrays: bool = False) -> dict:
+    """Corrected points in a box: model points (thinned evenly to fit `max_points`) plus added ones.
+
+    as_arrays: numpy arrays instead of lists where no added point mixes in (for a renderer that
+    encodes arrays directly, viewer.api.FastJSONRenderer); the values are the same."""
     idx, labels = _apply_to_indices(store, state, store.indices(x0, y0, x1, y1))
     wanted = np.isin(labels, np.asarray(sorted(layers), np.int8))
     idx, labels = idx[wanted], labels[wanted]
@@ -259,18 +268,22 @@ def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, lay
         pick = np.linspace(0, len(idx) - 1, room).round().astype(np.int64) if room > 0 else np.zeros(0, np.int64)
         idx, labels = idx[pick], labels[pick]
     points = store.take(idx)
-    xy, scores = points.xy, points.scores.astype(np.float64)
-    relabelled = np.isin(idx, np.asarray(sorted(state.relabelled), np.int64)) if state.relabelled else None
-    out = {
-        "total": int(total),
-        "returned": int(len(idx) + len(added)),
-        "xy": np.round(xy.astype(np.float64), 1).tolist() + [[round(p[0], 1), round(p[1], 1)] for _, p in added],
-        "labels": labels.tolist() + [p[2] for _, p in added],
-        "scores": np.round(scores, 3).tolist() + [1.0] * len(added),
-        "ids": idx.tolist() + [f"c{cid}" for cid, _ in added],
-    }
-    flags = relabelled.tolist() if relabelled is not None else [False] * len(idx)
-    out["corrected"] = flags + [True] * len(added)
+    xy = np.round(points.xy.astype(np.float64), 1)
+    scores = np.round(points.scores.astype(np.float64), 3)
+    corrected = (np.isin(idx, np.asarray(sorted(state.relabelled), np.int64)) if state.relabelled
+                 else np.zeros(len(idx), bool))
+    out = {"total": int(total), "returned": int(len(idx) + len(added))}
+    if as_arrays and not added:
+        out.update(xy=xy.reshape(-1, 2), labels=labels.astype(np.int64), scores=scores, ids=idx.astype(np.int64),
+                   corrected=corrected)
+        return out
+    out.update(
+        xy=xy.tolist() + [[round(p[0], 1), round(p[1], 1)] for _, p in added],
+        labels=labels.tolist() + [p[2] for _, p in added],
+        scores=scores.tolist() + [1.0] * len(added),
+        ids=idx.tolist() + [f"c{cid}" for cid, _ in added],
+        corrected=corrected.tolist() + [True] * len(added),
+    )
     return out
 
 

@@ -188,6 +188,15 @@ def level_count(path: str) -> int:
     return slide_cache.get(path).level_count
 
 
+def cached_tile(path: str, level: int, col: int, row: int) -> bytes | None:
+    """The tile's JPEG bytes when already rendered (viewer.fastpath); None when not in the cache."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return tile_cache.get((path, mtime, level, col, row))
+
+
 def tile_jpeg(path: str, level: int, col: int, row: int) -> bytes:
     """The JPEG bytes of one DeepZoom tile; raises TileNotFound for an address outside the pyramid."""
     opened = slide_cache.get(path)

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from cases.audit import log_access
-from viewer import services, tiles
+from viewer import fastpath, services, tiles
 
-TILE_CACHE_CONTROL = "private, max-age=86400"
+TILE_CACHE_CONTROL = fastpath.TILE_CACHE_CONTROL.decode()
 
 
 def _slide_view(pseudonymous=False):
@@ -67,6 +67,10 @@ def _dzi(request, slide, pseudonymous=False):
 
 
 def _tile(request, slide, level, col, row, pseudonymous=False):
+    # The access decision just made, for fastpath to replay on this session's next tiles of this slide.
+    fastpath.grants.remember(request.session.session_key, "pseudo" if pseudonymous else "slides",
+                             slide.pseudo_id if pseudonymous else slide.pk, slide.path,
+                             services.tile_etag_prefix(slide))
     etag = services.tile_etag(slide, level, col, row)
     if services.etag_matches(request.headers.get("If-None-Match"), etag):
         response = HttpResponseNotModified()
