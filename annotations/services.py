@@ -139,6 +139,21 @@ def do_create_project(user, name, indication, marker, extra_labels=(), annotator
     return project
 
 
+def assignable_annotators(manager):
+    """Users a manager may offer as annotators: annotators, pathologists and admins (the roles
+    check_annotators accepts) of the manager's departments; an admin is offered all of them.
+    Department sharing is what gives an annotator pseudonymous access to the slides
+    (access.pseudonymous_slides); check_annotators still verifies each field's slide."""
+    from django.contrib.auth import get_user_model
+
+    roles = (Role.ANNOTATOR, Role.PATHOLOGIST, Role.ADMIN)
+    users = get_user_model().objects.filter(Q(groups__name__in=roles) | Q(is_superuser=True), is_active=True)
+    if not access.is_admin(manager):
+        depts = manager.profile.departments.all() if hasattr(manager, "profile") else []
+        users = users.filter(profile__departments__in=depts)
+    return users.distinct().order_by("username")
+
+
 def check_annotators(users, fields=()):
     problems = []
     for u in users:

@@ -10,5 +10,8 @@ urlpatterns = [
     path("annotate/projects/", views.project_list, name="project-list"),
     path("annotate/projects/<int:pk>/", views.project_page, name="project"),
     path("annotate/projects/<int:pk>/train/", views.project_train, name="project-train"),
+    path("annotate/projects/<int:pk>/annotators/", views.project_annotators, name="project-annotators"),
+    path("annotate/projects/<int:pk>/fields/sample/", views.project_sample_fields, name="project-sample-fields"),
+    path("annotate/projects/<int:pk>/fields/draw/", views.project_draw_field, name="project-draw-field"),
     path("annotate/fields/<int:pk>/review/", views.field_review, name="field-review"),
 ]

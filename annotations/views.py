@@ -4,7 +4,9 @@ project and field pages (review of every annotator's points, accept/return, trai
 Pseudonymous only: the pages show the slide's pseudo id, the field's level-0 region and the
 project's label set - never a patient, case, accession or file name.  Points are read and saved
 through the REST API (`/api/annotation/sessions/{id}/points/`), with its version (409 on stale).
-Reviewer actions are HTML forms posting to thin views over annotations.services.
+Reviewer actions (new project, annotators, sampled or drawn fields, accept/return, training) are
+HTML forms (annotations.forms) posting to thin views over annotations.services.  A refused form
+re-renders with what was typed and one error message listing every problem; nothing is created.
 """
 
 from django.contrib import messages
@@ -14,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from analysis.nets import BACKBONES
-from annotations import dataset, services
+from annotations import dataset, forms, services
 from annotations.models import TransitionError
 from cases.choices import Role
 from cases.views import role_required
@@ -69,26 +71,126 @@ def session_page(request, pk):
 # ----------------------------------------------------------------------------
 
 
+def _attempt(request, form, failure, action):
+    """`action(form.cleaned_data)` when the form parses and the service accepts it; otherwise None and
+    an error message listing every problem (the services are atomic: nothing was created)."""
+    if not form.is_valid():
+        messages.error(request, f"{failure}. " + "; ".join(forms.problems_of(form)))
+        return None
+    try:
+        return action(form.cleaned_data)
+    except (services.AnnotationError, services.NotAllowed) as exc:
+        messages.error(request, f"{failure}. " + _error_text(exc))
+        return None
+
+
+def _posted(request):
+    return request.POST if request.method == "POST" else None
+
+
 @role_required(*MANAGER_ROLES)
 def project_list(request):
+    """The projects the user manages, and the New project form (posted here)."""
+    form = forms.ProjectForm(_posted(request), user=request.user)
+    if request.method == "POST":
+        project = _attempt(request, form, "Project not created", lambda d: services.do_create_project(
+            request.user, d["name"], d["indication"], d["marker"], form.extra_labels(), list(d["annotators"])))
+        if project is not None:
+            messages.success(request, f"Project {project.name!r} created. Add its fields below.")
+            return redirect("annotations:project", pk=project.pk)
     projects = services.managed_projects(request.user).order_by("-created_at")[:200]
     return render(request, "annotations/project_list.html", {
-        "projects": [(p, services.project_progress(p)) for p in projects]})
+        "projects": [(p, services.project_progress(p)) for p in projects], "form": form,
+    }, status=400 if request.method == "POST" else 200)
 
 
 def _managed_project(user, pk):
     return get_object_or_404(services.managed_projects(user), pk=pk)
 
 
-@role_required(*MANAGER_ROLES)
-def project_page(request, pk):
-    project = _managed_project(request.user, pk)
+def _project_page(request, project, status=200, **bound):
+    """The project page; `bound` holds a refused form to show again with what was typed."""
+    user = request.user
     fields = project.fields.select_related("slide").prefetch_related("sessions__annotator").order_by("pk")
     return render(request, "annotations/project.html", {
         "project": project, "fields": fields, "progress": services.project_progress(project),
         "trainings": dataset.training_runs(project), "backbones": BACKBONES,
         "annotators": project.annotators.order_by("username"),
-    })
+        "annotators_form": bound.get("annotators_form") or forms.AnnotatorsForm(user=user, project=project),
+        "sample_form": bound.get("sample_form") or forms.SampleFieldsForm(user=user),
+        "draw_form": forms.SlideForm(user=user),
+    }, status=status)
+
+
+@role_required(*MANAGER_ROLES)
+def project_page(request, pk):
+    return _project_page(request, _managed_project(request.user, pk))
+
+
+@require_POST
+@role_required(*MANAGER_ROLES)
+def project_annotators(request, pk):
+    """Add annotators: the service gives each a session on every field (refused when one cannot see a slide)."""
+    project = _managed_project(request.user, pk)
+    form = forms.AnnotatorsForm(request.POST, user=request.user, project=project)
+    created = _attempt(request, form, "No annotator added",
+                       lambda d: services.do_assign_annotators(project, list(d["annotators"])))
+    if created is None:
+        return _project_page(request, project, 400, annotators_form=form)
+    names = ", ".join(u.username for u in form.cleaned_data["annotators"])
+    messages.success(request, f"Added {names}: {len(created)} new session(s), one per field and annotator.")
+    return redirect("annotations:project", pk=project.pk)
+
+
+@require_POST
+@role_required(*MANAGER_ROLES)
+def project_sample_fields(request, pk):
+    """Sample n square fields on tissue of a slide (services.do_sample_fields)."""
+    project = _managed_project(request.user, pk)
+    form = forms.SampleFieldsForm(request.POST, user=request.user)
+    fields = _attempt(request, form, "No fields sampled", lambda d: services.do_sample_fields(
+        project, d["slide"], d["n"], d["size_px"], d["mpp"], d["seed"] or 0, user=request.user))
+    if fields is None:
+        return _project_page(request, project, 400, sample_form=form)
+    f = fields[0]
+    messages.success(request, f"{len(fields)} field(s) of {f.width}×{f.height} px sampled on slide "
+                              f"{f.slide.pseudo_id}, each with a session for every annotator.")
+    return redirect("annotations:project", pk=project.pk)
+
+
+@role_required(*MANAGER_ROLES)
+def project_draw_field(request, pk):
+    """Draw one field on a slide: GET ?slide=<pseudo id> opens the viewer; the region is posted here."""
+    project = _managed_project(request.user, pk)
+    if request.method == "POST":
+        form = forms.DrawnFieldForm(request.POST, user=request.user)
+        field = _attempt(request, form, "Field not created", lambda d: services.do_create_field(
+            project, d["slide"], d["x"], d["y"], d["width"], d["height"], user=request.user))
+        if field is not None:
+            names = ", ".join(field.sessions.order_by("annotator__username")
+                              .values_list("annotator__username", flat=True)) or "nobody yet"
+            messages.success(request, f"Field {field.pk} created on slide {field.slide.pseudo_id}: {field.x},{field.y} "
+                                      f"{field.width}×{field.height} px. Sessions for: {names}.")
+            return redirect("annotations:project", pk=project.pk)
+        slide = form.cleaned_data.get("slide")
+    else:
+        slide_form = forms.SlideForm(request.GET, user=request.user)
+        slide = _attempt(request, slide_form, "Choose a slide to draw on", lambda d: d["slide"])
+        form = forms.DrawnFieldForm(user=request.user)
+    if slide is None:  # the message says why
+        return redirect("annotations:project", pk=project.pk)
+    return _draw_page(request, project, slide, form, status=400 if request.method == "POST" else 200)
+
+
+def _draw_page(request, project, slide, form, status=200):
+    """Pseudonymous: the slide's pseudo id, size and resolution, and the project's fields on it."""
+    config = {
+        "dzi": reverse("viewer:pseudo-dzi", args=[slide.pseudo_id]), "size": [slide.width, slide.height],
+        "mpp": slide.mpp_x, "fields": [{"id": f.pk, "region": f.region} for f in project.fields.filter(slide=slide)],
+    }
+    return render(request, "annotations/draw_field.html", {
+        "project": project, "slide_pseudo_id": slide.pseudo_id, "slide": slide, "form": form, "config": config,
+    }, status=status)
 
 
 @require_POST

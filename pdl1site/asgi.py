@@ -16,7 +16,6 @@ from pdl1site.routing import websocket_urlpatterns  # noqa: E402
 from viewer.fastpath import TileFastPath  # noqa: E402
 
 
-
 def tune_gc(threshold0: int) -> bool:
     """Fewer, cheaper garbage collections in the server process.
 

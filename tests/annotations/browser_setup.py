@@ -43,10 +43,15 @@ def _setup(tmp: Path) -> dict:
         services.do_save_points(session, user, 0, points)
         services.do_submit(session, user)
         review[user.username] = session.pk
+    # A project to draw a field in: two annotators, and one field already there (an outline on the draw page).
+    draw_project = services.do_create_project(pathologist, "draw batch", "lung_squamous", "PD-L1", (),
+                                              [annotator, second])
+    existing = services.do_create_field(draw_project, slide, 600, 600, 256, 256, user=pathologist)
     patient = case.patient
     secrets = [s for s in (case.accession, patient.mrn, patient.family_name, patient.given_name, name) if len(s) > 3]
     return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "secrets": secrets,
-            "review_field": review_field.pk, "review_sessions": review, "review_points": REVIEW_POINTS}
+            "review_field": review_field.pk, "review_sessions": review, "review_points": REVIEW_POINTS,
+            "draw_project": draw_project.pk, "draw_existing": existing.pk}
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ The site is tests.viewer.browser.LiveSite with the annotation setup of tests.ann
 import json
 import statistics
 import subprocess
+import time
 
 import pytest
 
@@ -320,3 +321,57 @@ def test_reviewer_sees_each_annotator_in_its_own_style_and_returns_one(reviewer_
     page.mouse.click(*at(page, 450, 450))
     page.keyboard.press("Delete")
     assert len(state(page)["points"]) == before == 3 and state(page)["dirty"] is False
+
+
+def draw_at(page, x, y):
+    """Page coordinates of image point (x, y) on the draw page."""
+    p = page.evaluate("([x, y]) => window.pdl1DrawField.toScreen(x, y)", [x, y])
+    return p["x"], p["y"]
+
+
+def test_pathologist_draws_a_field_and_the_projects_annotators_get_sessions(reviewer_page, site):
+    page, project = reviewer_page, site.data["draw_project"]
+    page.goto(f"{site.url}/annotate/projects/{project}/")
+    page.select_option("#draw-form select[name=slide]", site.data["pseudo_id"])
+    with page.expect_navigation():
+        page.click("#draw-form button[type=submit]")
+    page.wait_for_function("window.pdl1DrawField && window.pdl1DrawField.ready"
+                           " && window.pdl1DrawField.tilesLoaded >= 1")
+    text = page.content()
+    assert site.data["pseudo_id"] in text
+    for secret in site.data["secrets"]:
+        assert secret not in text
+    assert page.evaluate("window.pdl1DrawField.outlined") == 1  # the project's field on this slide
+    assert page.is_disabled("#create-field")
+    # two clicks set two opposite corners
+    page.mouse.click(*draw_at(page, 900, 250))
+    time.sleep(0.4)  # two clicks, not a double-click
+    page.mouse.click(*draw_at(page, 700, 100))
+    rect = page.evaluate("window.pdl1DrawField.rect")
+    assert all(abs(a - b) <= 3 for a, b in zip(rect, (700, 100, 200, 150))), rect
+    # a drag draws instead of panning; the inputs and the size follow the rectangle
+    page.mouse.move(*draw_at(page, 100, 120))
+    page.mouse.down()
+    page.mouse.move(*draw_at(page, 250, 220), steps=5)
+    page.mouse.move(*draw_at(page, 400, 320), steps=5)
+    page.mouse.up()
+    rect = page.evaluate("window.pdl1DrawField.rect")
+    assert all(abs(a - b) <= 3 for a, b in zip(rect, (100, 120, 300, 200))), rect
+    assert [int(page.input_value(f"#id_{k}")) for k in ("x", "y", "width", "height")] == rect
+    size = page.inner_text("#draw-size")
+    assert f"{rect[2]} × {rect[3]} px = {rect[2] * 0.5:.1f} × {rect[3] * 0.5:.1f} µm" in size, size  # 0.5 µm/px
+    screenshot(page, "annotate-draw-field")
+    with page.expect_navigation():
+        page.click("#create-field")
+    assert page.url.rstrip("/").endswith(f"/annotate/projects/{project}")
+    message = page.inner_text("main")
+    assert "created on slide" in message and "Sessions for: annot2, annotator." in message
+    # the server has the drawn region, and a session for each of the project's annotators
+    fields = page.request.get(f"{site.url}/api/annotation/fields/?project={project}").json()["results"]
+    new = [f for f in fields if f["id"] != site.data["draw_existing"]]
+    assert len(new) == 1 and new[0]["source"] == "drawn" and new[0]["slide"] == site.data["pseudo_id"]
+    assert all(abs(a - b) <= 3 for a, b in zip(new[0]["region"], (100, 120, 300, 200))), new[0]["region"]
+    assert new[0]["region"] == rect
+    sessions = page.request.get(f"{site.url}/api/annotation/sessions/?field={new[0]['id']}").json()["results"]
+    assert sorted((s["annotator"], s["status"]) for s in sessions) == [("annot2", "assigned"),
+                                                                       ("annotator", "assigned")]
