@@ -56,6 +56,7 @@ def session_page(request, pk):
         "dzi": reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id]),
         "points": reverse("api:annotation-session-points", args=[session.pk]),
         "submit": reverse("api:annotation-session-submit", args=[session.pk]),
+        "import": reverse("api:annotation-session-import-points", args=[session.pk]),
         "own": own,
         "editable": own and session.editable,
         "status": session.status,

@@ -375,3 +375,39 @@ def test_pathologist_draws_a_field_and_the_projects_annotators_get_sessions(revi
     sessions = page.request.get(f"{site.url}/api/annotation/sessions/?field={new[0]['id']}").json()["results"]
     assert sorted((s["annotator"], s["status"]) for s in sessions) == [("annot2", "assigned"),
                                                                        ("annotator", "assigned")]
+
+
+def test_import_a_file_on_the_page_bad_then_good_and_export(new_page, site, tmp_path):
+    page = new_page()
+    open_session(page, site, "import")
+    click_image(page, 300, 300)
+    wait_saved(page)
+    # a bad CSV: one unknown label, one point outside the field -> both listed, nothing changed
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y,label\n400,400,positive\n401,402,mitosis\n10,10,negative\n")
+    page.set_input_files("#import-file", str(bad))
+    page.click("#import")
+    page.wait_for_selector("#annotate-error:not([hidden])")
+    error = page.inner_text("#annotate-error")
+    assert "nothing" in error.lower() and "mitosis" in error and "(10" in error
+    assert len(server_points(page, site, "import")["points"]) == 1 and len(state(page)["points"]) == 1
+    # a good QuPath GeoJSON replaces the points; counts and version follow
+    good = tmp_path / "good.geojson"
+    good.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "MultiPoint", "coordinates": [[400, 400], [500, 500]]},
+         "properties": {"classification": {"name": "Positive", "color": [255, 0, 0]}}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [600, 650]},
+         "properties": {"classification": {"name": "negative"}}}]}))
+    before = state(page)["version"]
+    page.set_input_files("#import-file", str(good))
+    page.click("#import")
+    page.wait_for_function(f"window.pdl1Annotate.version > {before} && window.pdl1Annotate.imports === 1")
+    assert page.is_hidden("#annotate-error")
+    now = state(page)
+    assert sorted(now["points"]) == [[400, 400, "positive"], [500, 500, "positive"], [600, 650, "negative"]]
+    assert now["counts"]["positive"] == 2 and now["counts"]["negative"] == 1
+    saved = server_points(page, site, "import")
+    assert saved["version"] == now["version"] and len(saved["points"]) == 3
+    # the export link gives the saved points as CSV
+    csv = page.request.get(site.url + page.get_attribute("#export-csv", "href"))
+    assert csv.ok and csv.text().splitlines()[0] == "x,y,label" and len(csv.text().splitlines()) == 4

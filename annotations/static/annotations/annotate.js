@@ -347,6 +347,7 @@
     state.editable = cfg.own && ["assigned", "in_progress", "returned"].indexOf(state.status) >= 0;
     $("submit").disabled = !state.editable;
     $("undo").disabled = $("redo").disabled = !state.editable;
+    if ($("import")) { $("import").disabled = !state.editable; }
   }
 
   function submit() {
@@ -368,6 +369,44 @@
         });
       });
     });
+  }
+
+  // --- import a file (replaces the points; the server validates it all-or-nothing) ----------------
+
+  function importFile() {
+    var input = $("import-file"), file = input.files && input.files[0];
+    if (!file || !state.editable || state.conflict) { if (!file) { flash("Choose a GeoJSON or CSV file first."); } return; }
+    var fmt = /\.csv$/i.test(file.name) ? "csv" : "geojson";
+    $("import").disabled = true;
+    var flush = state.saving ? state.saving.then(save) : save();  // import on top of the saved version
+    flush.then(function () {
+      if (state.conflict || state.dirty) { return; }
+      var body = new FormData();
+      body.append("file", file);
+      body.append("fmt", fmt);
+      body.append("version", state.version);
+      return fetch(cfg["import"], { method: "POST", body: body, credentials: "same-origin",
+                                    headers: { "Accept": "application/json", "X-CSRFToken": csrf } })
+        .then(function (r) {
+          return r.json().catch(function () { return {}; }).then(function (reply) {
+            if (r.ok) {
+              input.value = "";
+              $("annotate-error").hidden = true;
+              return load().then(function () {
+                state.imports = (state.imports || 0) + 1;
+                setSaveState("saved", "Imported " + state.points.length + " points from " + file.name +
+                             " (version " + state.version + "); undo starts from here");
+              });
+            }
+            if (r.status === 409 && reply.current_version !== undefined) { conflict(reply); return; }
+            var problems = (reply.problems || []).slice(0, 20).join("; ");
+            showError("Not imported (nothing changed): " + (reply.detail || ("HTTP " + r.status)) +
+                      (problems && (reply.detail || "").indexOf(problems) < 0 ? ": " + problems : ""));
+          });
+        });
+    }).catch(function (err) {
+      showError("Could not import (network): " + err);
+    }).then(function () { $("import").disabled = !state.editable; });
   }
 
   function load() {
@@ -436,6 +475,7 @@
     $("undo").addEventListener("click", undo);
     $("redo").addEventListener("click", redo);
     $("submit").addEventListener("click", submit);
+    if ($("import")) { $("import").addEventListener("click", importFile); }
     $("conflict-reload").addEventListener("click", function () { window.location.reload(); });
     // Leaving with unsaved edits: send them now (keepalive outlives the page).
     window.addEventListener("pagehide", function () {
