@@ -20,7 +20,7 @@ import numpy as np
 from .matching import NEGATIVE, POSITIVE, evaluate
 
 SYNTHETIC_SEED_BASE = 9_500_000  # datasets' "test" seeds: never used for training or validation
-DATA_KINDS = ("synthetic", "deepliif", "folder:PATH")
+DATA_KINDS = ("synthetic", "deepliif", "deepliif:heldout", "folder:PATH")
 
 
 class EvaluationDataMissing(LookupError):
@@ -138,15 +138,30 @@ def synthetic_data(n: int = 6, size: int = 256, mpp: float = 0.5) -> EvalData:
     return EvalData(name, fields, synthetic=True)
 
 
-def deepliif_data(root=None) -> EvalData:
-    """DeepLIIF Ki67 fields: IHC panel 0, points from the mask panel 5 (red positive, blue negative)."""
-    from .datasets import DEEPLIIF_DIR, DEEPLIIF_MPP
+def deepliif_data(root=None, heldout: bool = False) -> EvalData:
+    """DeepLIIF Ki67 fields: IHC panel 0, points from the mask panel 5 (red positive, blue negative).
+
+    heldout=True keeps only the right half of each field: the "val" split of
+    datasets.deepliif_samples, which `train_detector --source deepliif` never
+    trains on (it trains on the left halves), so a model fine-tuned on the
+    real fields is judged on tissue it has not seen.
+    """
+    from .datasets import DEEPLIIF_DIR, DEEPLIIF_MPP, DatasetError, deepliif_samples
     from .matching import mask_to_points
 
     root = Path(root or DEEPLIIF_DIR)
     files = sorted(root.glob("*.png"))
     if not files:
         raise EvaluationDataMissing(f"DeepLIIF data not found: no PNG fields in {root}")
+    if heldout:
+        try:
+            halves = [s for s in deepliif_samples(root) if s.split == "val"]
+        except DatasetError as exc:
+            raise EvaluationDataMissing(str(exc)) from exc
+        fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp) for s in halves]
+        names = ", ".join(f.name for f in fields)
+        return EvalData(f"DeepLIIF Ki67 held-out right halves ({names}; real tissue, Ki67 not PD-L1)", fields,
+                        synthetic=False, compartment="nucleus")
     from PIL import Image
 
     fields = []
@@ -178,11 +193,13 @@ def load_data(spec: str, **kwargs) -> EvalData:
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":
         return synthetic_data(**kwargs)
-    if kind == "deepliif":
+    if kind == "deepliif" and not arg:
         return deepliif_data()
+    if kind == "deepliif" and arg == "heldout":
+        return deepliif_data(heldout=True)
     if kind == "folder" and arg:
         return folder_data(arg)
-    raise ValueError(f"unknown data {spec!r}: use synthetic, deepliif or folder:PATH")
+    raise ValueError(f"unknown data {spec!r}: use synthetic, deepliif, deepliif:heldout or folder:PATH")
 
 
 # ----------------------------------------------------------------------------

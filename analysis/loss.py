@@ -71,9 +71,13 @@ def point_supervised_loss(
     images: torch.Tensor,
     weights: LossWeights | None = None,
     ignore: torch.Tensor | None = None,
+    point_radius_px: float = 0.0,
 ) -> LossTerms:
     """LCFCN loss for logits (B,C,H,W), point map (B,H,W) (0 none, c>=1 a point of class c),
-    the network input images (B,3,H,W) and an optional ignore mask (B,H,W, True = unannotated)."""
+    the network input images (B,3,H,W) and an optional ignore mask (B,H,W, True = unannotated).
+
+    point_radius_px > 0 spreads the point term over a small disc around each click
+    (see point_disc_targets); 0 is LCFCN's single clicked pixel."""
     import torch
     from torch.nn import functional as F
 
@@ -103,9 +107,15 @@ def point_supervised_loss(
     image_bce = -(present * log_max + (1.0 - present) * log_not_max)
     image_term = (image_bce * has_pixels).sum() / batch
 
-    # Point level: cross-entropy at the clicked pixels.
-    point_nll = -log_probs.gather(1, points[:, None]).squeeze(1)
-    point_term = point_nll[points > 0].sum() / batch
+    # Point level: cross-entropy at the clicked pixels (or over a small disc around each).
+    if point_radius_px > 0:
+        disc_class, disc_weight = point_disc_targets(points.cpu().numpy(), point_radius_px)
+        disc_class = torch.from_numpy(disc_class).to(device)
+        disc_nll = -log_probs.gather(1, disc_class[:, None]).squeeze(1)
+        point_term = (torch.from_numpy(disc_weight).to(device) * disc_nll).sum() / batch
+    else:
+        point_nll = -log_probs.gather(1, points[:, None]).squeeze(1)
+        point_term = point_nll[points > 0].sum() / batch
 
     # Split and false-positive targets come from the detached prediction.
     with torch.no_grad():
@@ -135,6 +145,35 @@ def point_supervised_loss(
         + weights.false_positive * fp_term
     )
     return LossTerms(image_term, point_term, global_term, blob_term, fp_term, total, targets)
+
+
+def point_disc_targets(points: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class (B,H,W) int64 and weight (B,H,W) float32 maps for the disc point term.
+
+    Why: a single supervised pixel per nucleus gives the network (whose logits
+    are bilinearly upsampled from stride 8) a tiny, noisy target; a disc of a
+    few pixels around each click (well inside any nucleus: clicks are at the
+    centre and nuclei are >= 6 µm across) gives the same message - "this class
+    here" - with many times the gradient signal, and makes the class peak at
+    the click.  Each pixel belongs to its nearest click (touching nuclei never
+    share a pixel); the weights of one disc sum to 1, so the term has the
+    scale of LCFCN's one-pixel term (one CE per point), and radius 0 gives it
+    back exactly.
+    """
+    from scipy import ndimage
+
+    classes = np.zeros(points.shape, np.int64)
+    weights = np.zeros(points.shape, np.float32)
+    for i, clicks in enumerate(points):
+        if not (clicks > 0).any():
+            continue
+        dist, (rows, cols) = ndimage.distance_transform_edt(clicks == 0, return_indices=True)
+        disc = dist <= radius_px
+        owner = rows * clicks.shape[1] + cols  # flat index of the nearest click
+        classes[i][disc] = clicks[rows[disc], cols[disc]]
+        size = np.bincount(owner[disc], minlength=clicks.size)
+        weights[i][disc] = 1.0 / size[owner[disc]]
+    return classes, weights
 
 
 def split_targets(

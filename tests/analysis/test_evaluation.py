@@ -77,3 +77,22 @@ def test_command_skips_missing_deepliif_and_refuses_bad_specs(tmp_path, monkeypa
         call_command("evaluate_detector", "--data", "bogus", "--out", str(tmp_path))
     with pytest.raises(CommandError, match="unknown detector"):
         call_command("evaluate_detector", "--detector", "nope", "--out", str(tmp_path))
+
+
+def test_deepliif_heldout_is_exactly_the_halves_training_never_sees():
+    from analysis import datasets
+
+    if not datasets.DEEPLIIF_DIR.is_dir():
+        pytest.skip("shared DeepLIIF data not available")
+    whole = evaluation.load_data("deepliif")
+    heldout = evaluation.load_data("deepliif:heldout")
+    trained_on = [s for s in datasets.deepliif_samples() if s.split == "train"]
+    assert "held-out" in heldout.name and not heldout.synthetic and heldout.compartment == "nucleus"
+    assert [f.name for f in heldout.fields] == ["deepliif-Bladder1-val", "deepliif-Lung1-val"]
+    # The two halves of each field partition its nuclei; the held-out images are the right halves.
+    assert sum(len(f.xy) for f in heldout.fields) + sum(len(s.xy) for s in trained_on) == sum(
+        len(f.xy) for f in whole.fields)
+    for half, field_ in zip(heldout.fields, whole.fields):
+        assert np.array_equal(half.rgb, field_.rgb[:, 256:])
+    with pytest.raises(ValueError, match="unknown data"):
+        evaluation.load_data("deepliif:left")

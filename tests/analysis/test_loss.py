@@ -67,6 +67,29 @@ def test_point_term_is_near_zero_when_confident_at_the_points_and_high_when_wron
     assert loss_of(swapped, points).point.item() > 10.0
 
 
+def test_point_disc_spreads_each_click_over_its_nearest_pixels_with_unit_total_weight():
+    from analysis.loss import point_disc_targets
+
+    points = point_map([(0, POS, 2, 2), (0, NEG, 2, 5)], shape=(8, 10)).numpy()
+    classes, weights = point_disc_targets(points, radius_px=1.5)
+    assert classes[0, 2, 2] == POS and classes[0, 2, 5] == NEG
+    assert classes[0, 1, 1] == POS and classes[0, 3, 6] == NEG  # diagonal neighbours, within 1.5 px
+    assert classes[0, 0, 2] == 0 and classes[0, 6, 6] == 0  # 2 px and more away: no target
+    assert weights[0][classes[0] == POS].sum() == pytest.approx(1.0)
+    assert weights[0][classes[0] == NEG].sum() == pytest.approx(1.0)
+    # Each pixel follows its nearest click, so touching discs never overlap.
+    assert classes[0, 2, 3] == POS and classes[0, 2, 4] == NEG
+
+
+def test_point_disc_of_radius_zero_is_the_single_pixel_term():
+    points = point_map([(0, POS, 1, 1), (0, NEG, 6, 6)])
+    logits = logits_with(blobs=[(0, NEG, 1, 1), (0, POS, 5, 5)]) + 0.1
+    single = loss_of(logits, points).point.item()
+    assert loss_of(logits, points, point_radius_px=0.5).point.item() == pytest.approx(single)
+    # A wider disc also asks for the class around the click (here wrong at (5, 5)).
+    assert loss_of(logits, points, point_radius_px=1.5).point.item() != pytest.approx(single)
+
+
 # split level ---------------------------------------------------------------
 
 

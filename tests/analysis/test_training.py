@@ -76,6 +76,27 @@ def test_bad_config(tmp_path, change, message):
         train(TrainConfig(out_dir=str(tmp_path), **dict(TINY, **change)))
 
 
+def test_source_weights_set_each_sources_share_of_a_batch():
+    from types import SimpleNamespace
+
+    from analysis.training import make_batch
+
+    def field(value):
+        rgb = np.full((64, 64, 3), value, np.uint8)
+        return SimpleNamespace(rgb=rgb, xy=np.zeros((0, 2), np.float32), labels=np.zeros(0, np.int64))
+
+    pools = [[field(40)], [field(220)]]  # a dark and a light source, told apart by their pixels
+    config = TrainConfig(out_dir="unused", crop=32, batch_size=400, stain_sigma=0.0, stain_bias=0.0,
+                         sources=("a", "b"), source_weights=(3.0, 1.0))
+    x, _ = make_batch(pools, config, np.random.default_rng(0))
+    dark_share = float((x.mean(dim=(1, 2, 3)) < 0).float().mean())
+    assert 0.68 < dark_share < 0.82  # 3:1 -> 75 %
+    x, _ = make_batch(pools, TrainConfig(**{**config.__dict__, "source_weights": None}), np.random.default_rng(0))
+    assert 0.4 < float((x.mean(dim=(1, 2, 3)) < 0).float().mean()) < 0.6  # equal shares by default
+    with pytest.raises(TrainingError, match="source weights must be 2 positive numbers"):
+        train(TrainConfig(**{**config.__dict__, "source_weights": (1.0,)}))
+
+
 def test_resnet101_configuration_builds():
     # One training step of FCN-ResNet101 takes ~30 s on this CPU; it is trained on a GPU.
     from analysis.nets import build_detector_from_config
@@ -110,6 +131,10 @@ def test_command_trains_registers_and_activates(tmp_path, media_root):
     (["--source", "synthetic", "--activate", "lung_squamous:PD-L1"], "needs --register"),
     (["--source", "synthetic", "--register", "x", "--activate", "lungs:PD-L1"], "unknown indication"),
     (["--source", "synthetic", "--register", "x", "--activate", "PD-L1"], "INDICATION:MARKER"),
+    (["--source", "synthetic", "--source-weights", "1,1"], "give 1 positive numbers"),
+    (["--source", "synthetic", "--source", "synthetic", "--source-weights", "1,0"], "positive numbers"),
+    (["--source", "synthetic", "--source-weights", "nan"], "positive numbers"),
+    (["--source", "synthetic", "--source-weights", "a"], "numbers separated by commas"),
 ])
 def test_command_bad_arguments(tmp_path, args, message):
     with pytest.raises(CommandError, match=message):

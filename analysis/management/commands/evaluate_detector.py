@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--detector", action="append",
                             help="classic, a registered model name or a checkpoint path (repeatable; default classic)")
-        parser.add_argument("--data", action="append", help="synthetic | deepliif | folder:PATH (repeatable; "
+        parser.add_argument("--data", action="append", help="synthetic | deepliif | deepliif:heldout | folder:PATH (repeatable; "
                             "default synthetic and deepliif)")
         parser.add_argument("--radius-um", type=float, default=4.0, help="matching radius in µm")
         parser.add_argument("--synthetic-fields", type=int, default=6)

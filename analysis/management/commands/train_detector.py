@@ -4,8 +4,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
 from analysis.nets import ARCHS, BACKBONES
+from analysis.loss import LossWeights
 from analysis.training import TrainConfig, TrainingError, train
 from cases.choices import Indication, Marker
+
+# The default point-term weight, read from TrainConfig so the flag and the API stay in step.
+POINT_WEIGHT = TrainConfig.__dataclass_fields__["loss_weights"].default_factory().point
 
 
 class Command(BaseCommand):
@@ -14,17 +18,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--source", action="append", required=True,
                             help="synthetic | folder:PATH | deepliif | db (repeatable)")
+        parser.add_argument("--source-weights", metavar="W1,W2,...",
+                            help="relative share of each --source in a batch, in order (default: equal)")
         parser.add_argument("--arch", default="fcn", choices=ARCHS)
         parser.add_argument("--backbone", default="resnet18", choices=BACKBONES)
         parser.add_argument("--steps", type=int, default=1000)
         parser.add_argument("--batch-size", type=int, default=8)
-        parser.add_argument("--crop", type=int, default=256)
+        parser.add_argument("--crop", type=int, default=TrainConfig.crop)
         parser.add_argument("--mpp", type=float, default=0.5, help="working resolution, µm/px")
-        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--lr", type=float, default=TrainConfig.lr)
         parser.add_argument("--out", required=True, help="output folder (checkpoints, model.pt, model card)")
         parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
         parser.add_argument("--checkpoint-every", type=int, default=100)
         parser.add_argument("--register", metavar="NAME", help="register the trained model under this name")
+        parser.add_argument("--name", help="the model's name in its card and checkpoint (default: --register)")
         parser.add_argument("--activate", metavar="INDICATION:MARKER",
                             help="activate the registered model, e.g. lung_squamous:PD-L1 or :PD-L1 for any")
         parser.add_argument("--seed", type=int, default=0)
@@ -33,10 +40,31 @@ class Command(BaseCommand):
         parser.add_argument("--synthetic-val", type=int, default=8, help="held-out synthetic fields")
         parser.add_argument("--synthetic-size", type=int, default=384, help="side of synthetic fields, px")
         parser.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights (fine-tuning)")
-        parser.add_argument("--background-weight", type=float, default=1.0,
+        parser.add_argument("--background-weight", type=float, default=TrainConfig.background_weight,
                             help="weight of the far-from-every-click background term; 0 for sparsely clicked data")
+        parser.add_argument("--background-radius-um", type=float, default=TrainConfig.background_radius_um,
+                            help="pixels farther than this from every click are background (exhaustive data)")
+        parser.add_argument("--point-radius-um", type=float, default=TrainConfig.point_radius_um,
+                            help="point term over a disc of this radius around each click (0: the clicked pixel)")
+        parser.add_argument("--point-weight", type=float, default=POINT_WEIGHT,
+                            help="weight of the point term (LCFCN's is 1; see TrainConfig.loss_weights)")
+        parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+        parser.add_argument("--max-minutes", type=float, help="stop (with a resumable checkpoint) after this long")
+        parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: only at the end)")
         parser.add_argument("--half", action="store_true", help="store the final model in fp16")
         parser.add_argument("--no-progress", action="store_true")
+
+    @staticmethod
+    def _parse_weights(text, n_sources):
+        if text is None:
+            return None
+        try:
+            weights = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            raise CommandError(f"--source-weights {text!r}: give {n_sources} numbers separated by commas") from None
+        if len(weights) != n_sources or not all(w > 0 and w != float("inf") for w in weights):
+            raise CommandError(f"--source-weights {text!r}: give {n_sources} positive numbers, one per --source in order")
+        return weights
 
     def handle(self, *args, **opts):
         activation = self._parse_activate(opts["activate"]) if opts["activate"] else None
@@ -48,13 +76,18 @@ class Command(BaseCommand):
             except datasets.DatasetError as exc:
                 raise CommandError(str(exc)) from None
         config = TrainConfig(
-            out_dir=opts["out"], sources=tuple(opts["source"]), name=opts["register"] or "",
+            out_dir=opts["out"], sources=tuple(opts["source"]), name=opts["name"] or opts["register"] or "",
+            source_weights=self._parse_weights(opts["source_weights"], len(opts["source"])),
             arch=opts["arch"], backbone=opts["backbone"], steps=opts["steps"], batch_size=opts["batch_size"],
             crop=opts["crop"], mpp=opts["mpp"], lr=opts["lr"], seed=opts["seed"], device=opts["device"],
             checkpoint_every=opts["checkpoint_every"], resume=opts["resume"],
             synthetic_train=opts["synthetic_fields"], synthetic_val=opts["synthetic_val"],
             synthetic_size=opts["synthetic_size"], init_from=opts["init_from"],
-            background_weight=opts["background_weight"], half=opts["half"], progress=not opts["no_progress"],
+            background_weight=opts["background_weight"], background_radius_um=opts["background_radius_um"],
+            point_radius_um=opts["point_radius_um"], warmup_steps=opts["warmup_steps"],
+            max_minutes=opts["max_minutes"], val_every=opts["val_every"],
+            loss_weights=LossWeights(point=opts["point_weight"]),
+            half=opts["half"], progress=not opts["no_progress"],
         )
         try:
             result = train(config)
