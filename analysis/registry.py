@@ -20,7 +20,7 @@ from .choices import CLASSIC_DETECTOR, ModelOrigin
 from .models import ANY_INDICATION, ActiveModel, ModelVersion
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter"
-STARTER_NAME = "fcn-r18-starter-v4"
+STARTER_NAME = "fcn-r18-starter-v5"
 STARTER_FILE = STARTER_DIR / f"{STARTER_NAME}.pt"
 STARTER_CARD = STARTER_DIR / "model_card.json"
 
