@@ -147,6 +147,23 @@ def validate_config(config: TrainConfig) -> None:
         or not all(math.isfinite(w) and w > 0 for w in config.source_weights)
     ):
         problems.append(f"source weights must be {len(config.sources)} positive numbers, one per source in order")
+    if not (math.isfinite(config.lr) and config.lr > 0):
+        problems.append("lr must be a positive number")
+    if config.warmup_steps < 0:
+        problems.append("warmup steps must be >= 0")
+    if config.max_minutes is not None and not (math.isfinite(config.max_minutes) and config.max_minutes > 0):
+        problems.append("max minutes must be a positive number")
+    if config.val_every < 0:
+        problems.append("val_every must be >= 0")
+    if not (math.isfinite(config.background_weight) and config.background_weight >= 0):
+        problems.append("background weight must be a number >= 0")
+    if not (math.isfinite(config.background_radius_um) and config.background_radius_um > 0):
+        problems.append("background radius must be a positive number of µm")
+    if not (math.isfinite(config.point_radius_um) and config.point_radius_um >= 0):
+        problems.append("point radius must be a number of µm >= 0")
+    bad_terms = [k for k, v in asdict(config.loss_weights).items() if not (math.isfinite(v) and v >= 0)]
+    if bad_terms:
+        problems.append(f"loss weights must be numbers >= 0 ({', '.join(bad_terms)})")
     if config.init_from and not Path(config.init_from).is_file():
         problems.append(f"init_from checkpoint {config.init_from} not found")
     if problems:

@@ -135,10 +135,20 @@ def test_command_trains_registers_and_activates(tmp_path, media_root):
     (["--source", "synthetic", "--source", "synthetic", "--source-weights", "1,0"], "positive numbers"),
     (["--source", "synthetic", "--source-weights", "nan"], "positive numbers"),
     (["--source", "synthetic", "--source-weights", "a"], "numbers separated by commas"),
+    (["--source", "synthetic", "--point-weight", "-1"], r"loss weights must be numbers >= 0 \(point\)"),
+    (["--source", "synthetic", "--point-weight", "nan"], "loss weights must be numbers >= 0"),
+    (["--source", "synthetic", "--background-weight", "-2"], "background weight must be a number >= 0"),
+    (["--source", "synthetic", "--background-radius-um", "0"], "background radius must be a positive"),
+    (["--source", "synthetic", "--point-radius-um", "-1"], "point radius must be"),
+    (["--source", "synthetic", "--lr", "0"], "lr must be a positive number"),
+    (["--source", "synthetic", "--warmup-steps", "-1"], "warmup steps must be >= 0"),
+    (["--source", "synthetic", "--max-minutes", "-5"], "max minutes must be a positive number"),
+    (["--source", "synthetic", "--val-every", "-1"], "val_every must be >= 0"),
 ])
 def test_command_bad_arguments(tmp_path, args, message):
     with pytest.raises(CommandError, match=message):
-        call_command("train_detector", *args, "--out", str(tmp_path), "--steps", "1", "--no-progress")
+        call_command("train_detector", *args, "--out", str(tmp_path / "out"), "--steps", "1", "--no-progress")
+    assert not (tmp_path / "out").exists()  # a bad argument leaves nothing behind
 
 
 # ---------------------------------------------------------------------------- dataset folder
