@@ -104,11 +104,6 @@ class ModelDetector:
 
         path = Path(path)
         model, config, extra = load_checkpoint(path)
-        # A checkpoint may carry the peak threshold / NMS radius it was calibrated with
-        # (on validation fields); explicit arguments still win.
-        for key in ("nms_radius_um", "min_score"):
-            if isinstance(extra.get(key), (int, float)):
-                kwargs.setdefault(key, float(extra[key]))
         return cls(model, config, name=name or path.stem, version=_file_version(path), extra=extra, **kwargs)
 
     def detect(self, rgb, mpp) -> Detections:

@@ -128,12 +128,17 @@ def score_detector(detector, data: EvalData, radius_um: float = 4.0, note: str =
 # ----------------------------------------------------------------------------
 
 
+def _eval_fields(samples) -> list[EvalField]:
+    """Evaluation fields from analysis.datasets samples (truth points in image pixels)."""
+    return [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp) for s in samples]
+
+
 def synthetic_data(n: int = 6, size: int = 256, mpp: float = 0.5) -> EvalData:
     """Held-out SYNTHETIC fields (the datasets "test" seeds, distinct from training and validation)."""
     from .datasets import synthetic_samples
 
     samples = synthetic_samples(n, "test", mpp=mpp, size=size)
-    fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp) for s in samples]
+    fields = _eval_fields(samples)
     name = f"SYNTHETIC ({n} fields {size}x{size} px at {mpp:g} µm/px, seeds {SYNTHETIC_SEED_BASE}-{SYNTHETIC_SEED_BASE + n - 1})"
     return EvalData(name, fields, synthetic=True)
 
@@ -158,7 +163,7 @@ def deepliif_data(root=None, heldout: bool = False) -> EvalData:
             halves = [s for s in deepliif_samples(root) if s.split == "val"]
         except DatasetError as exc:
             raise EvaluationDataMissing(str(exc)) from exc
-        fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp) for s in halves]
+        fields = _eval_fields(halves)
         names = ", ".join(f.name for f in fields)
         return EvalData(f"DeepLIIF Ki67 held-out right halves ({names}; real tissue, Ki67 not PD-L1)", fields,
                         synthetic=False, compartment="nucleus")
@@ -184,7 +189,7 @@ def folder_data(path) -> EvalData:
     samples = folder_samples(path)
     test = [s for s in samples if s.split == "test"] or samples
     synthetic = any(s.synthetic for s in test)
-    fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp) for s in test]
+    fields = _eval_fields(test)
     label = f"{'SYNTHETIC ' if synthetic else ''}folder {path} ({len(fields)} fields)"
     return EvalData(label, fields, synthetic=synthetic)
 

@@ -90,13 +90,10 @@ def child(name: str, steps: int, max_minutes: float, out: Path) -> int:
 
     work = out / name
     setup_django(Path(tempfile.mkdtemp()))
-    began = time.monotonic()
     call_command("train_detector", *COMMON, *RUNS[name], "--steps", str(steps), "--max-minutes", str(max_minutes),
                  "--checkpoint-every", str(max(steps, 1)), "--out", str(work / "train"), "--name", name)
-    trained = time.monotonic() - began
     call_command("evaluate_detector", "--detector", str(work / "train" / "model.pt"), *EVAL_DATA,
                  "--synthetic-fields", "20", "--out", str(work))
-    (work / "timing.json").write_text(json.dumps({"train_s": trained, "total_s": time.monotonic() - began}))
     return 0
 
 
