@@ -3,9 +3,13 @@ import datetime
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from faker import Faker
 
 from cases.choices import AssayClone, Indication, Role, Sex
 from cases.models import Case, Department, Patient, Report, UserProfile
+
+_FAKE = Faker()
+_FAKE.seed_instance(0)
 
 
 class DepartmentFactory(factory.django.DjangoModelFactory):
@@ -43,8 +47,10 @@ class PatientFactory(factory.django.DjangoModelFactory):
         model = Patient
 
     mrn = factory.Sequence(lambda n: f"MRN{n:06d}")
-    family_name = factory.Faker("last_name")
-    given_name = factory.Faker("first_name")
+    # Realistic names made unique: a bare surname can be a word of the pages themselves ("Case",
+    # "Field"), and tests check that annotators never see a patient's name anywhere on a page.
+    family_name = factory.Sequence(lambda n: f"{_FAKE.last_name()}-{n:04d}")
+    given_name = factory.Sequence(lambda n: f"{_FAKE.first_name()}-{n:04d}")
     birth_date = datetime.date(1960, 5, 17)
     sex = Sex.FEMALE
     department = factory.SubFactory(DepartmentFactory)
