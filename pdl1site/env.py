@@ -69,3 +69,31 @@ def env_bytes(name: str, default: int) -> int:
     if number <= 0:
         raise ImproperlyConfigured(f"{name}={value!r} must be a positive size")
     return int(number * factor)
+
+
+def file_secret(path, *, create: bool) -> str:
+    """The secret kept in `path` (the embedded mode's var/secret_key, as `make run` writes it).
+
+    Why: commands in a second shell (`manage.py import_slide ...`) must sign with the same key as the
+    running demo server without anyone exporting it. With `create`, a missing file is made with a
+    fresh random key, readable by its owner only; an empty file is an error, never a blank key."""
+    import secrets
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists() and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(50) + "\n")
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"cannot read the secret key file {path}: {exc}") from None
+    if not key:
+        raise ImproperlyConfigured(f"the secret key file {path} is empty")
+    return key

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_str
+from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PDL1_VAR_DIR", str(BASE_DIR / "var")))
@@ -19,8 +19,12 @@ DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET = "dev-only-insecure-key-never-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY") or (_DEV_SECRET if DEBUG else None)
+if not SECRET_KEY and not env_str("DATABASE_URL"):
+    # Embedded mode: the key `make run` wrote (made here if missing), so manage.py commands in
+    # another shell work without exporting it. Production (DATABASE_URL set) must set SECRET_KEY.
+    SECRET_KEY = file_secret(VAR_DIR / "secret_key", create=True)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (production: DATABASE_URL is set)")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

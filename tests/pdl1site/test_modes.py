@@ -50,8 +50,27 @@ def test_production_mode_from_environment(tmp_path):
     assert (got["media"], got["hosts"]) == ("/srv/slides", ["pdl1.hospital.example"])
 
 
+def test_embedded_mode_uses_the_key_file_make_run_wrote(tmp_path):
+    """A second shell without SECRET_KEY: settings read var/secret_key (made once if missing)."""
+    probe = "from django.conf import settings as s; print(s.SECRET_KEY)"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY")}
+    env.update({"DJANGO_SETTINGS_MODULE": "pdl1site.settings", "PDL1_VAR_DIR": str(tmp_path)})
+    run = lambda *args: subprocess.run([sys.executable, *args], cwd=ROOT, env=env,  # noqa: E731
+                                       capture_output=True, text=True)
+    first = run("-c", probe)
+    assert first.returncode == 0, first.stderr
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.stdout.strip() == key_file.read_text().strip() and len(first.stdout.strip()) >= 50
+    assert run("-c", probe).stdout == first.stdout  # the same key in every later process
+    key_file.write_text("written-by-make-run\n")
+    assert run("-c", probe).stdout.strip() == "written-by-make-run"
+    command = run("manage.py", "import_slide", "--help")
+    assert command.returncode == 0 and "ImproperlyConfigured" not in command.stderr, command.stderr
+
+
 @pytest.mark.parametrize("env,message", [
-    ({}, "SECRET_KEY must be set"),
+    ({"DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1"}, "SECRET_KEY must be set"),
     ({"SECRET_KEY": "k", "DEBUG": "perhaps"}, "DEBUG='perhaps' is not a boolean"),
     ({"SECRET_KEY": "k", "DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
     ({"SECRET_KEY": "k", "SLIDE_UPLOAD_MAX_BYTES": "huge"}, "SLIDE_UPLOAD_MAX_BYTES"),
