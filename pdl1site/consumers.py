@@ -4,22 +4,19 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 
 class PingConsumer(AsyncJsonWebsocketConsumer):
-    """Authenticated users only; echoes a message through the channel layer and back."""
+    """Authenticated users only; echoes a message through the channel layer back to its sender.
 
-    group = "ping"
+    The echo goes to this connection's own channel, never to a group: a shared group relayed any
+    user's JSON to every connected user."""
 
     async def connect(self):
         if not self.scope["user"].is_authenticated:
             await self.close(code=4401)
             return
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
-    async def disconnect(self, code):
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-
     async def receive_json(self, content, **kwargs):
-        await self.channel_layer.group_send(self.group, {"type": "ping.echo", "payload": content})
+        await self.channel_layer.send(self.channel_name, {"type": "ping.echo", "payload": content})
 
     async def ping_echo(self, event):
         await self.send_json({"echo": event["payload"]})
