@@ -83,7 +83,8 @@ class Case(models.Model):
 
 
 class Slide(models.Model):
-    """A whole-slide image (or a single-level field) stored once, keyed by its sha256."""
+    """A whole-slide image (or a single-level field). Its content's sha256 is not unique: the same
+    file uploaded in two departments is two slides (see services.do_ingest_slide)."""
 
     case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.PROTECT, related_name="slides")
     pseudo_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
@@ -91,7 +92,7 @@ class Slide(models.Model):
     file = models.FileField(max_length=500, help_text="Main file, relative to MEDIA_ROOT")
     original_name = models.CharField(max_length=255)
     file_count = models.PositiveIntegerField(default=1, help_text="More than 1 for a DICOM series")
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
     size_bytes = models.BigIntegerField()
     format = models.CharField(max_length=32, help_text="Reader format, e.g. aperio, hamamatsu, dicom")
     vendor = models.CharField(max_length=64, blank=True)

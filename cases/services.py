@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from cases.choices import Marker, MppSource
 from cases.models import Case, Slide
@@ -80,7 +80,9 @@ def do_ingest_slide(
     """Validate, store and register a slide (one file, or a DICOM series of several).
 
     Bad input raises IngestError and leaves no Slide row and no file in storage. A file whose
-    sha256 is already stored is not stored again: the existing slide comes back, created=False.
+    sha256 is already stored as a slide the uploader may see is not stored again: that slide comes
+    back, created=False. A copy the uploader may not see (another department's) is never
+    disclosed: the file is stored again as a slide of its own.
     """
     if not sources:
         raise IngestError("no file was given")
@@ -97,7 +99,7 @@ def do_ingest_slide(
         staging.mkdir(parents=True)
         digests, total = _stage(sources, staging)
         sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
-        existing = Slide.objects.filter(sha256=sha256).first()
+        existing = _visible_duplicate(sha256, uploaded_by)
         if existing is not None:
             return IngestResult(existing, created=False)
         main = staging / _main_file(staging, names)
@@ -122,6 +124,18 @@ def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:
     slide.set_mpp(mpp_x, mpp_y)
     slide.save(update_fields=["mpp_x", "mpp_y", "mpp_source"])
     return slide
+
+
+def _visible_duplicate(sha256: str, user) -> Slide | None:
+    """The oldest slide with this content that `user` may see (any, for a server-side import with
+    no user). Deduplicating across departments would hand the uploader another department's
+    slide, case and metadata."""
+    from cases.access import visible_slides
+
+    candidates = Slide.objects.filter(sha256=sha256)
+    if user is not None:
+        candidates = candidates.filter(pk__in=visible_slides(user).values("pk"))
+    return candidates.order_by("created_at", "pk").first()
 
 
 def _stage(sources: list[IngestSource], staging: Path) -> tuple[list[str], int]:
@@ -215,13 +229,6 @@ def _register(staging, main_name, sha256, total, file_count, info, case, uploade
                 thumbnail=str(relative_dir / "thumbnail.png"),
                 uploaded_by=uploaded_by,
             )
-    except IntegrityError:
-        # The same file arrived concurrently and the other upload won: keep one copy.
-        shutil.rmtree(final_dir, ignore_errors=True)
-        existing = Slide.objects.filter(sha256=sha256).first()
-        if existing is None:
-            raise
-        return IngestResult(existing, created=False)
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
