@@ -74,8 +74,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # After authentication, so every audit entry names the user who acted.
-    "auditlog.middleware.AuditlogMiddleware",
+    # After authentication, so every audit entry names the user who acted; the actor is read when
+    # an entry is written, so API token users (authenticated by DRF in the view) are named too.
+    "pdl1site.middleware.AuditActorMiddleware",
 ]
 
 ROOT_URLCONF = "pdl1site.urls"

@@ -1,0 +1,17 @@
+"""Request middleware of the platform (order and reasons in settings.MIDDLEWARE)."""
+
+from auditlog.middleware import AuditlogMiddleware
+from django.utils.functional import SimpleLazyObject
+
+
+class AuditActorMiddleware(AuditlogMiddleware):
+    """django-auditlog's middleware, with the actor read when an entry is written, not before the view.
+
+    Why: the stock middleware reads request.user before the view runs, when DRF has not yet
+    authenticated a token (or any other API credential): every token-authenticated change and PHI
+    access was audited with actor=None. DRF sets request.user on the underlying Django request once
+    it authenticates, so reading it lazily names whoever the view acted for, however they logged in."""
+
+    @staticmethod
+    def _get_actor(request):
+        return SimpleLazyObject(lambda: AuditlogMiddleware._get_actor(request))
