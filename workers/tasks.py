@@ -25,18 +25,35 @@ def _deadline():
     return timezone.now() + timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)
 
 
+def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
+    """The job, row-locked, if it is still in `status` on `attempt`; None when it moved on while we
+    computed (cancelled, failed, retried, or finished by a duplicate delivery)."""
+    job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
+    return job if job.status == status and job.attempt == attempt else None
+
+
 def split_job(job_id: int) -> None:
+    # Check the state under the row lock and let it go: planning reads the whole slide (seconds to
+    # minutes) and must not hold the lock (under SQLite the database's one write lock).
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
         if job.status != JobStatus.QUEUED:
             return  # already split by an earlier delivery, or cancelled
-        started = time.perf_counter()
-        try:
-            plan = pipeline.plan_job(job)
-        except pipeline.PipelineError as exc:
-            job.mark_failed(str(exc))
-            job.save()
-            emit_job_progress(job)
+        attempt = job.attempt
+    started = time.perf_counter()
+    try:
+        plan = pipeline.plan_job(job)
+    except pipeline.PipelineError as exc:
+        with transaction.atomic():
+            job = _current(job_id, JobStatus.QUEUED, attempt)
+            if job is not None:
+                job.mark_failed(str(exc))
+                job.save()
+                emit_job_progress(job)
+        return
+    with transaction.atomic():  # record, unless the job changed meanwhile
+        job = _current(job_id, JobStatus.QUEUED, attempt)
+        if job is None:
             return
         JobBatch.objects.filter(job=job).delete()  # a retried job starts from a clean slate
         JobBatch.objects.bulk_create(
@@ -85,16 +102,25 @@ def detect_batch(job_id: int, index: int) -> None:
 
 
 def merge_job(job_id: int) -> None:
+    # As split_job: read what to merge under the lock, merge without it, record under it again.
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
         if job.status != JobStatus.MERGING:
             return
-        started = time.perf_counter()
+        attempt = job.attempt
         files = list(job.batches.order_by("index").values_list("result_file", flat=True))
-        try:
-            result_file, summary = pipeline.merge_job(job, files)
-        except (pipeline.PipelineError, OSError) as exc:
-            job.mark_failed(f"merge failed: {exc}")
+    started = time.perf_counter()
+    failure = None
+    try:
+        result_file, summary = pipeline.merge_job(job, files)
+    except (pipeline.PipelineError, OSError) as exc:
+        failure = f"merge failed: {exc}"
+    with transaction.atomic():
+        job = _current(job_id, JobStatus.MERGING, attempt)
+        if job is None:
+            return  # cancelled (or finished by a duplicate delivery) while merging
+        if failure is not None:
+            job.mark_failed(failure)
         else:
             job.mark_done(result_file, summary, time.perf_counter() - started)
         job.save()
