@@ -133,6 +133,8 @@ Q_CLUSTER = {
 # A detect batch not finished this long after it was queued or started goes back in the queue
 # (its worker was killed, or the Redis broker lost its task). Longer than the slowest batch.
 BATCH_DEADLINE_SECONDS = env_int("BATCH_DEADLINE_SECONDS", 900, minimum=2)
+# A batch leased this many times without finishing (its worker died each time) fails its job.
+BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
 
 if EMBEDDED_BROKER:
     Q_CLUSTER["orm"] = "default"
@@ -181,12 +183,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: its password_changed hook deletes the user's API tokens (cases/auth.py).
+    {"NAME": "cases.auth.RevokeTokensOnPasswordChange"},
 ]
+# Seconds an API token works after it was issued; then it is refused and a new one must be obtained.
+API_TOKEN_MAX_AGE = env_int("API_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous API call gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "cases.auth.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

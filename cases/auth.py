@@ -1,0 +1,61 @@
+"""API tokens with a maximum age, revoked when their user's password changes.
+
+DRF's stock tokens never expire and survive a password change: a token copied into a script
+years ago would still read patient data after its owner changed a leaked password.
+"""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
+
+
+def token_expires_at(token: Token) -> datetime:
+    return token.created + timedelta(seconds=settings.API_TOKEN_MAX_AGE)
+
+
+def check_token_expired(token: Token, now: datetime | None = None) -> bool:
+    return (now or timezone.now()) >= token_expires_at(token)
+
+
+def do_issue_token(user) -> Token:
+    """The user's current token, or a new one where there is none or it has expired."""
+    token = Token.objects.filter(user=user).first()
+    if token is not None and check_token_expired(token):
+        token.delete()
+        token = None
+    return token or Token.objects.create(user=user)
+
+
+def do_revoke_tokens(user) -> int:
+    return Token.objects.filter(user=user).delete()[0]
+
+
+class ExpiringTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token …`, refused (401) once the token is older than API_TOKEN_MAX_AGE."""
+
+    def authenticate_credentials(self, key):
+        user, token = super().authenticate_credentials(key)
+        if check_token_expired(token):
+            token.delete()
+            raise AuthenticationFailed("The token has expired: obtain a new one at /api/auth/token/.")
+        return user, token
+
+
+class RevokeTokensOnPasswordChange:
+    """Listed in AUTH_PASSWORD_VALIDATORS for its `password_changed` hook, which Django calls after
+    every password change (set_password then save: password forms, the admin, changepassword), and
+    never for a mere hash upgrade at login. It validates nothing."""
+
+    def validate(self, password, user=None):
+        return None
+
+    def password_changed(self, password, user=None):
+        if user is not None and user.pk is not None:
+            do_revoke_tokens(user)
+
+    def get_help_text(self):
+        return ""
