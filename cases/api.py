@@ -222,8 +222,15 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
         self._authoring()
         form = ReportSignSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        from cases.auth import LockedOut, check_reauthentication
+
         try:
-            report = reports.do_sign(self.get_object(), request.user, form.validated_data["password"])
+            report = self.get_object()
+            # Counted like a login (django-axes): a guessed sign-off password locks the account too.
+            check_reauthentication(request, request.user, form.validated_data["password"])
+            report = reports.do_sign(report, request.user, form.validated_data["password"])
+        except LockedOut as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except ReportError as exc:
             return _report_error(exc)
         return Response(ReportSerializer(report).data)

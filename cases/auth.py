@@ -7,6 +7,7 @@ years ago would still read patient data after its owner changed a leaked passwor
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -59,3 +60,47 @@ class RevokeTokensOnPasswordChange:
 
     def get_help_text(self):
         return ""
+
+
+# --- brute-force protection (django-axes; settings AXES_*, LOGIN_*) ---------------------------------
+
+class LockedOut(PermissionDenied):
+    """Too many wrong passwords for this user name: refused until the lockout ends.
+
+    A PermissionDenied, so a page that does not catch it answers 403, which django-axes'
+    middleware turns into its lockout page (429)."""
+
+
+def lockout_message() -> str:
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return (f"Too many wrong passwords for this account: it is locked for {minutes} minutes "
+            "(each further try restarts the wait). An administrator can unlock it sooner.")
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """AXES_LOCKOUT_CALLABLE: 429 with a JSON detail for the API, the lockout page otherwise."""
+    from django.http import JsonResponse
+    from django.shortcuts import render
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": lockout_message()}, status=settings.AXES_HTTP_RESPONSE_CODE)
+    return render(request, "registration/locked_out.html", {"message": lockout_message()},
+                  status=settings.AXES_HTTP_RESPONSE_CODE)
+
+
+def check_is_locked_out(request, username: str) -> bool:
+    from axes.handlers.proxy import AxesProxyHandler
+
+    return AxesProxyHandler.is_locked(request, {"username": username})
+
+
+def check_reauthentication(request, user, password: str) -> None:
+    """A signed-in user re-enters their password (report sign-off): counted like a login attempt.
+
+    Raises LockedOut while the account is locked, the right password included. A wrong password is
+    recorded as a failed attempt (and may start the lockout); the caller then refuses it as before."""
+    from django.contrib.auth import authenticate
+
+    if authenticate(request, username=user.get_username(), password=password or "") is None:
+        if check_is_locked_out(request, user.get_username()):
+            raise LockedOut(lockout_message())

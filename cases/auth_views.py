@@ -1,9 +1,11 @@
 """The API token endpoint (a view module of its own: cases.auth is imported by DRF's settings)."""
 
+from django.conf import settings
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from cases.auth import do_issue_token, token_expires_at
+from cases.auth import check_is_locked_out, do_issue_token, lockout_message, token_expires_at
 
 
 class ObtainExpiringAuthToken(ObtainAuthToken):
@@ -11,6 +13,12 @@ class ObtainExpiringAuthToken(ObtainAuthToken):
 
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            # The serializer's authenticate() went through django-axes: a locked-out user name is
+            # refused like a wrong password there; say why here, with the lockout's 429.
+            username = str(request.data.get("username") or "")
+            if username and check_is_locked_out(request, username):
+                return Response({"detail": lockout_message()}, status=settings.AXES_HTTP_RESPONSE_CODE)
+            raise ValidationError(serializer.errors)
         token = do_issue_token(serializer.validated_data["user"])
         return Response({"token": token.key, "expires": token_expires_at(token).isoformat()})

@@ -189,6 +189,9 @@ def case_report(request, pk):
                         reports.do_update_draft(latest, request.user, form.cleaned_data["comment"])
                         messages.success(request, "Comment saved.")
                     elif step == "sign":
+                        from cases.auth import check_reauthentication  # counted like a login (django-axes)
+
+                        check_reauthentication(request, request.user, form.cleaned_data["password"])
                         reports.do_sign(latest, request.user, form.cleaned_data["password"])
                         messages.success(request, f"Version {latest.version} signed.")
                     else:

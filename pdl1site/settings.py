@@ -5,6 +5,7 @@ embedded: SQLite, the django-q2 ORM broker and an in-process channel layer, no R
 Setting DATABASE_URL and REDIS_URL switches to the production services.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django_q",
     "channels",
     "auditlog",
+    "axes",
     "cases",
     "annotations",
     "analysis",
@@ -74,6 +76,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a django-axes lockout into its answer (cases.auth.lockout_response). Sync-only audit
+    # middleware below keeps it on axes' sync path.
+    "axes.middleware.AxesMiddleware",
     # After authentication, so every audit entry names the user who acted; the actor is read when
     # an entry is written, so API token users (authenticated by DRF in the view) are named too.
     "pdl1site.middleware.AuditActorMiddleware",
@@ -188,6 +193,21 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Seconds an API token works after it was issued; then it is refused and a new one must be obtained.
 API_TOKEN_MAX_AGE = env_int("API_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
+
+# Brute-force protection (django-axes) on every password check: the login page, the API token
+# endpoint and the report sign-off. After LOGIN_FAILURE_LIMIT wrong passwords for one user name,
+# that user name is refused (429), right password or not, for LOGIN_LOCKOUT_MINUTES (a wrong try
+# meanwhile restarts the wait). Every failure is recorded (admin: Axes → access failures);
+# `manage.py axes_reset_username NAME` lifts a lockout early.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username"]  # per account: an attacker rotating addresses is still stopped
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]  # masked in the failure records
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "cases.auth.lockout_response"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
