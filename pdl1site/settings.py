@@ -208,6 +208,11 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]  # masked in the failure records
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "cases.auth.lockout_response"
+# axes.W006 asks for the client address as a lockout key too. Not here: behind the hospital's TLS
+# proxy every client has the proxy's address, so an address lockout would lock out the whole
+# hospital after LOGIN_FAILURE_LIMIT typos; the per-account count cannot be dodged by rotating
+# addresses or browsers (axes sums an account's failures over all of them).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

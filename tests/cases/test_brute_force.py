@@ -117,3 +117,9 @@ def test_sign_off_with_the_right_password_still_signs(personas, draft):
     client.force_login(personas["pathologist"])
     client.post(f"/api/reports/{draft.pk}/sign/", {"password": "wrong"}, format="json")
     assert client.post(f"/api/reports/{draft.pk}/sign/", {"password": RIGHT}, format="json").status_code == 200
+
+
+def test_rotating_browsers_does_not_dodge_the_account_lockout(personas):
+    for agent in ("curl/8", "python-requests/2", "Mozilla/5.0"):
+        Client(HTTP_USER_AGENT=agent).post("/accounts/login/", {"username": "pathologist", "password": "wrong"})
+    assert login(Client(HTTP_USER_AGENT="yet-another"), RIGHT).status_code == 429
