@@ -34,7 +34,9 @@ TILE_PATH = re.compile(
 # Headers that belong to one response, never copied into the fast path's template.
 _PER_RESPONSE = {b"etag", b"content-length", b"set-cookie", b"date", b"content-type", b"cache-control"}
 MAX_GRANTS = 50_000
-TILE_CACHE_CONTROL = b"private, max-age=86400"  # the browser keeps a tile a day; it never changes
+# The browser may keep a tile but must ask again before each reuse (a 304 with the ETag, answered
+# here): a tile is never shown from cache once its viewer has lost access or logged out.
+TILE_CACHE_CONTROL = b"private, no-cache"
 
 
 def grant_seconds() -> float:

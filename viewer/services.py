@@ -106,10 +106,15 @@ def slide_info(slide, dzi_url: str) -> dict:
 
 
 def tile_etag_prefix(slide) -> str:
-    """What a tile's bytes depend on besides its address: the file's content and the tiling."""
+    """What a tile's bytes depend on besides its address (the file's content and the tiling), as an
+    opaque keyed hash: the file's sha256 itself, shown to annotators, would link a pseudonymous
+    slide to its identified record."""
+    from django.utils.crypto import salted_hmac
+
     from viewer.tiles import TILE_SIZE, OVERLAP, _jpeg_quality
 
-    return f"{slide.sha256[:32]}-{TILE_SIZE}-{OVERLAP}-q{_jpeg_quality()}"
+    return salted_hmac("viewer.tile-etag", f"{slide.sha256}-{TILE_SIZE}-{OVERLAP}-q{_jpeg_quality()}",
+                       algorithm="sha256").hexdigest()[:32]
 
 
 def tile_etag(slide, level: int, col: int, row: int) -> str:

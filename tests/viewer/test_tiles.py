@@ -139,8 +139,9 @@ def test_etag_and_cache_headers_and_304(personas, synthetic_slide):  # noqa: F81
     url = reverse("viewer:slide-tile", args=[synthetic_slide.pk, 10, 1, 1])
     first = client.get(url)
     etag = first["ETag"]
-    assert synthetic_slide.sha256[:32] in etag and etag.endswith('-10-1-1"')
-    assert first["Cache-Control"] == "private, max-age=86400"
+    assert etag.endswith('-10-1-1"')
+    # Revalidated before every reuse: no tile is shown from the browser cache after access ends.
+    assert first["Cache-Control"] == "private, no-cache"
     again = client.get(url, HTTP_IF_NONE_MATCH=etag)
     assert again.status_code == 304 and again.content == b"" and again["ETag"] == etag
     assert client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
@@ -148,6 +149,18 @@ def test_etag_and_cache_headers_and_304(personas, synthetic_slide):  # noqa: F81
     assert client.get(other, HTTP_IF_NONE_MATCH=etag).status_code == 200
     # no 304 (nor any hint) for a user who may not see the slide
     assert client_for(personas["outsider"]).get(url, HTTP_IF_NONE_MATCH=etag).status_code == 404
+
+
+def test_pseudonymous_tile_etag_does_not_reveal_the_file_hash(personas, synthetic_slide):  # noqa: F811
+    """The sha256 links a file to its identified record: annotators see an opaque keyed hash only."""
+    import re
+
+    client = client_for(personas["annotator"])
+    url = reverse("viewer:pseudo-tile", args=[synthetic_slide.pseudo_id, 10, 1, 1])
+    etag = client.get(url)["ETag"]
+    digest = synthetic_slide.sha256.lower()
+    assert all(run not in digest for run in re.findall(r"[0-9a-f]{8,}", etag.lower())), etag
+    assert client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304  # still a working validator
 
 
 def test_slide_cache_is_a_bounded_lru(settings, tmp_path):
