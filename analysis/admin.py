@@ -1,12 +1,28 @@
+from django import forms
 from django.contrib import admin
 
 from .models import ActiveModel, AnalysisJob, JobBatch, ModelVersion
 
 
+class ModelVersionForm(forms.ModelForm):
+    class Meta:
+        model = ModelVersion
+        fields = "__all__"
+
+    def clean_status(self):
+        status = self.cleaned_data["status"]
+        try:
+            self.instance.set_status(status)  # an active model cannot be withdrawn from clinical use
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return status
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "arch", "backbone", "mpp", "origin", "created_at")
-    list_filter = ("origin", "arch", "backbone")
+    form = ModelVersionForm
+    list_display = ("name", "status", "arch", "backbone", "mpp", "origin", "created_at")
+    list_filter = ("status", "origin", "arch", "backbone")
     search_fields = ("name", "sha256")
     # Weights are identified by these: edit a version by registering a new one.
     readonly_fields = ("file", "sha256", "arch", "backbone", "mpp", "normalisation", "created_at")
@@ -21,10 +37,11 @@ class ActiveModelAdmin(admin.ModelAdmin):
 
 @admin.register(AnalysisJob)
 class AnalysisJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "slide", "detector", "status", "tiles_done", "tiles_total", "created_at")
+    list_display = ("id", "slide", "detector", "software_version", "status", "tiles_done", "tiles_total", "created_at")
     list_filter = ("status", "detector")
     raw_id_fields = ("slide", "model_version", "created_by")
-    readonly_fields = ("timings", "summary", "result_file", "error")
+    readonly_fields = ("detector", "model_version", "provenance", "software_version", "timings", "summary",
+                       "result_file", "error")
 
 
 @admin.register(JobBatch)

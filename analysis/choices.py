@@ -12,6 +12,16 @@ class ModelOrigin(models.TextChoices):
     IMPORTED = "imported", "Imported checkpoint"
 
 
+class ModelStatus(models.TextChoices):
+    """How far a registered model may be used: research models run only from the research CLI
+    (detect_nuclei, evaluate_detector, analyze_slide); clinical jobs (web, API) take classic or a
+    model promoted to clinical use."""
+
+    RESEARCH = "research", "Research use only"
+    VALIDATED = "validated", "Validated, not yet released for clinical use"
+    CLINICAL = "clinical", "Released for clinical use"
+
+
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"

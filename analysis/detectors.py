@@ -66,14 +66,30 @@ class ClassicDetector:
     def version(self) -> str:
         return f"classic-{self.compartment}"
 
-    def detect(self, rgb, mpp) -> Detections:
+    def _params(self):
         from dataclasses import replace
 
-        from .classic import ClassicParams, detect_classic
+        from .classic import ClassicParams
+
+        return replace(self.params or ClassicParams(), compartment=self.compartment)
+
+    def parameters(self) -> dict:
+        """Every setting this detector runs with, as JSON: what a job records for provenance."""
+        from dataclasses import fields
+
+        params = self._params()
+        out = {f.name: getattr(params, f.name) for f in fields(params) if f.name != "vectors"}
+        vectors = params.vectors
+        out["stain_vectors"] = {name: None if getattr(vectors, name) is None else [float(v) for v in getattr(vectors, name)]
+                                for name in ("haematoxylin", "dab", "residual")}
+        out["effective_dab_threshold"] = params.effective_dab_threshold
+        return out
+
+    def detect(self, rgb, mpp) -> Detections:
+        from .classic import detect_classic
 
         rgb = _check_input(rgb, mpp)
-        params = replace(self.params or ClassicParams(), compartment=self.compartment)
-        found = detect_classic(rgb, float(mpp), params)
+        found = detect_classic(rgb, float(mpp), self._params())
         return Detections(found.xy.astype(np.float32).reshape(-1, 2), found.labels.astype(np.int8),
                           found.scores.astype(np.float32))
 
@@ -93,6 +109,7 @@ class ModelDetector:
     min_score: float = 0.5
     batch_size: int = 4
     extra: dict = field(default_factory=dict)
+    sha256: str = ""  # of the checkpoint file loaded: jobs compare it with their ModelVersion
 
     @property
     def working_mpp(self) -> float:
@@ -104,7 +121,8 @@ class ModelDetector:
 
         path = Path(path)
         model, config, extra = load_checkpoint(path)
-        return cls(model, config, name=name or path.stem, version=_file_version(path), extra=extra, **kwargs)
+        digest = _file_sha256(path)
+        return cls(model, config, name=name or path.stem, version=digest[:12], sha256=digest, extra=extra, **kwargs)
 
     def detect(self, rgb, mpp) -> Detections:
         rgb = _check_input(rgb, mpp)
@@ -185,10 +203,10 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _file_version(path: Path) -> str:
+def _file_sha256(path: Path) -> str:
     from .registry import sha256_file
 
-    return sha256_file(path)[:12]
+    return sha256_file(path)
 
 
 @functools.lru_cache(maxsize=4)

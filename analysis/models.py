@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from cases.choices import Indication, Marker
 
-from .choices import FINAL_JOB_STATUSES, BatchStatus, JobStatus, ModelOrigin
+from .choices import FINAL_JOB_STATUSES, BatchStatus, JobStatus, ModelOrigin, ModelStatus
+
+def software_version() -> str:
+    from pdl1site import __version__
+
+    return __version__
+
 
 ANY_INDICATION = ""  # an ActiveModel with this indication applies when none is set for the case's
 
@@ -35,6 +41,8 @@ class ModelVersion(models.Model):
         default=dict, blank=True, help_text="sources, counts, licences and whether any is SYNTHETIC"
     )
     origin = models.CharField(max_length=16, choices=ModelOrigin.choices, default=ModelOrigin.TRAINED)
+    status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.RESEARCH,
+                              help_text="only clinical models run in jobs started from the web or the API")
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -56,8 +64,24 @@ class ModelVersion(models.Model):
         path = Path(self.file)
         return path if path.is_absolute() else Path(settings.MEDIA_ROOT) / path
 
+    @property
+    def clinical(self) -> bool:
+        return self.status == ModelStatus.CLINICAL
+
+    def set_status(self, status: str) -> None:
+        """Promote (or withdraw) this version; the caller saves it (audited). A model active for
+        some indication stays clinical: deactivate it first."""
+        if status not in ModelStatus.values:
+            raise ValueError(f"unknown model status {status!r}; choose from {', '.join(ModelStatus.values)}")
+        if status != ModelStatus.CLINICAL and self.pk and self.activations.exists():
+            raise ValueError(f"{self.name} is the active model for some indication: activate another one first")
+        self.status = status
+
     def activate(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> ActiveModel:
-        """Make this the model used for (indication, marker); replaces the previous one, if any."""
+        """Make this the model used for (indication, marker); replaces the previous one, if any.
+        Only a model released for clinical use can be the default of clinical jobs."""
+        if not self.clinical:
+            raise ValueError(f"{self.name} is {self.get_status_display().lower()}: promote it to clinical first")
         if indication not in Indication.values and indication != ANY_INDICATION:
             raise ValueError(f"unknown indication {indication!r}")
         if marker not in Marker.values:
@@ -77,7 +101,8 @@ class ActiveModel(models.Model):
         max_length=32, choices=Indication.choices, blank=True, help_text="blank: any indication without its own"
     )
     marker = models.CharField(max_length=16, choices=Marker.choices, default=Marker.PDL1)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations",
+                                      limit_choices_to={"status": ModelStatus.CLINICAL})
     activated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -105,6 +130,11 @@ class AnalysisJob(models.Model):
     model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="jobs")
     parameters = models.JSONField(default=dict, blank=True)
+    provenance = models.JSONField(
+        default=dict, blank=True,
+        help_text="what ran: classic with its parameters, a ModelVersion (name, sha256) or, from the research "
+                  "CLI only, a checkpoint file (path, sha256)")
+    software_version = models.CharField(max_length=40, blank=True, help_text="platform version that ran the job")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     tiles_total = models.PositiveIntegerField(default=0)
     tiles_done = models.PositiveIntegerField(default=0)
@@ -142,6 +172,7 @@ class AnalysisJob(models.Model):
         self.tiles_total, self.batches_total = tiles_total, batches_total
         self.tissue_area_mm2 = tissue_area_mm2
         self.timings = {**self.timings, "split": split_seconds}
+        self.software_version = software_version()  # the version of the worker that runs it
         self.started_at = self.started_at or timezone.now()
 
     def record_batch_done(self, tiles_done: int, batches_done: int, detect_seconds: float):

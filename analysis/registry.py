@@ -1,14 +1,17 @@
 """Which detector checkpoint to use: registered ModelVersions, activation, the shipped starter.
 
-Detector choice, in order: the model activated for (indication, marker), then
-the one activated for (any indication, marker), then the shipped starter
-model once its file is in analysis/starter/, else the classic pipeline.
+Default detector of clinical jobs, in order: the clinical model activated for (indication,
+marker), then the one activated for (any indication, marker), then the shipped starter in
+analysis/starter/ (registered as a clinical ModelVersion at migrate time), else the classic
+pipeline.  Research models and checkpoint paths run only from the research CLI.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -16,8 +19,10 @@ from django.db import transaction
 
 from cases.choices import Marker
 
-from .choices import CLASSIC_DETECTOR, ModelOrigin
+from .choices import CLASSIC_DETECTOR, ModelOrigin, ModelStatus
 from .models import ANY_INDICATION, ActiveModel, ModelVersion
+
+log = logging.getLogger(__name__)
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter"
 STARTER_NAME = "fcn-r18-starter-v5"
@@ -99,18 +104,14 @@ def register_checkpoint(
     if training_data is None:
         training_data = card.get("training_data", {})
     return ModelVersion.objects.create(
-        name=name,
-        file=_stored_path(path),
-        sha256=digest,
-        arch=config["arch"],
-        backbone=config.get("backbone", "") if config["arch"] != "unet" else "",
-        mpp=float(config["mpp"]),
-        normalisation={"mean": list(config["mean"]), "std": list(config["std"])},
-        metrics=metrics,
-        training_data=training_data,
-        origin=origin,
-        notes=notes,
+        name=name, file=_stored_path(path), sha256=digest, **_config_fields(config),
+        metrics=metrics, training_data=training_data, origin=origin, notes=notes,
     )
+
+
+def _config_fields(config: dict) -> dict:
+    return {"arch": config["arch"], "backbone": config.get("backbone", "") if config["arch"] != "unet" else "",
+            "mpp": float(config["mpp"]), "normalisation": {"mean": list(config["mean"]), "std": list(config["std"])}}
 
 
 def _card_beside(path: Path) -> dict:
@@ -143,39 +144,74 @@ def resolve_detector_path(name_or_path) -> Path:
 
 
 def active_model(indication: str | None, marker: str = Marker.PDL1) -> ModelVersion | None:
-    """The model activated for (indication, marker), else for (any indication, marker)."""
+    """The clinical model activated for (indication, marker), else for (any indication, marker)."""
     for key in ([indication] if indication else []) + [ANY_INDICATION]:
-        active = ActiveModel.objects.select_related("model_version").filter(indication=key, marker=marker).first()
+        active = (ActiveModel.objects.select_related("model_version")
+                  .filter(indication=key, marker=marker, model_version__status=ModelStatus.CLINICAL).first())
         if active is not None:
             return active.model_version
     return None
 
 
+def clinical_models():
+    """The registered versions that jobs started from the web or the API may run."""
+    return ModelVersion.objects.filter(status=ModelStatus.CLINICAL).order_by("name")
+
+
 def default_detector_name(indication: str | None = None, marker: str = Marker.PDL1) -> str:
-    """Active model, else the shipped starter when its file exists, else "classic"."""
+    """Active clinical model, else the shipped starter (registered at migrate time), else "classic"."""
     active = active_model(indication, marker)
     if active is not None:
         return active.name
     if STARTER_FILE.is_file():
-        return STARTER_NAME
+        starter = ModelVersion.objects.filter(name=STARTER_NAME).first() or ensure_starter_registered()
+        if starter is not None and starter.clinical:
+            return starter.name
     return CLASSIC_DETECTOR
 
 
-def ensure_starter_registered() -> ModelVersion | None:
-    """Register the shipped starter checkpoint (idempotent); None when it is not shipped."""
+@functools.lru_cache(maxsize=4)
+def _starter_facts(path: str, mtime_ns: int, size: int) -> tuple[str, dict]:
+    """(sha256, checkpoint config) of the starter file; cached: migrate and test flushes repeat it."""
+    return sha256_file(path), read_checkpoint_config(path)
+
+
+def ensure_starter_registered(model=ModelVersion, using: str = "default"):
+    """Register the shipped starter checkpoint (idempotent) as the clinical default; None when it is
+    not shipped. `model` is the historical ModelVersion when called from post_migrate."""
     if not STARTER_FILE.is_file():
         return None
-    with transaction.atomic():
-        existing = ModelVersion.objects.select_for_update().filter(name=STARTER_NAME).first()
+    stat = STARTER_FILE.stat()
+    digest, config = _starter_facts(str(STARTER_FILE), stat.st_mtime_ns, stat.st_size)
+    stored = _stored_path(STARTER_FILE)
+    with transaction.atomic(using=using):
+        existing = model.objects.using(using).select_for_update().filter(name=STARTER_NAME).first()
         if existing is not None:
-            stored = _stored_path(STARTER_FILE)
-            if existing.file != stored:  # the repository moved: same weights, new place
+            if existing.sha256 != digest:
+                # Versions are immutable: a new starter needs a new name. Jobs check the hash
+                # before detecting, so this cannot run unrecorded weights; say so loudly.
+                log.error("the shipped starter %s differs from its registered sha256 %s (file %s): not updated",
+                          STARTER_NAME, existing.sha256, digest)
+            elif existing.file != stored:  # the repository moved: same weights, new place
                 existing.file = stored
                 existing.save(update_fields=["file"])
             return existing
         card = json.loads(STARTER_CARD.read_text(encoding="utf-8")) if STARTER_CARD.is_file() else {}
-        return register_checkpoint(
-            STARTER_FILE, STARTER_NAME, metrics=card.get("metrics", {}),
-            training_data=card.get("training_data", {}), origin=ModelOrigin.SHIPPED,
+        return model.objects.using(using).create(
+            name=STARTER_NAME, file=stored, sha256=digest, **_config_fields(config),
+            metrics=card.get("metrics", {}), training_data=card.get("training_data", {}),
+            origin=ModelOrigin.SHIPPED, status=ModelStatus.CLINICAL,
             notes="Shipped starter model; see analysis/starter/MODEL_CARD.md",
         )
+
+
+def register_starter_after_migrate(sender, app_config=None, using="default", apps=None, **kwargs):
+    """post_migrate handler (analysis.apps): the shipped starter is a registered ModelVersion in every
+    migrated database, so jobs that run it record its sha256."""
+    try:
+        model = apps.get_model("analysis", "ModelVersion") if apps is not None else ModelVersion
+    except LookupError:  # analysis not migrated in this plan
+        return
+    if "status" not in {f.name for f in model._meta.get_fields()}:
+        return  # migrated back to before model statuses existed
+    ensure_starter_registered(model, using=using)

@@ -21,6 +21,8 @@ from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from cases.reports import method_description
+
 THUMB_MAX_PX = 700
 MAX_OVERLAY_POINTS = 200_000
 POSITIVE_RGB, NEGATIVE_RGB = (220, 30, 30), (40, 90, 230)
@@ -241,10 +243,7 @@ def build_pdf(report, job=None) -> bytes:
     method = scores.get("method", {})
     story.append(_p("Method", styles["Heading3"]))
     story.append(_p(
-        f"Whole-slide automated nucleus detection with the detector \"{method.get('detector', '-')}\", model "
-        f"version {method.get('model_version', '-')}"
-        + (f" (sha256 {method['model_sha256']})" if method.get("model_sha256") else "")
-        + f", analysis job {method.get('job', '-')}"
+        f"Whole slide. {method_description(method)}"
         + (f", tissue area {method['tissue_area_mm2']:.2f} mm2" if method.get("tissue_area_mm2") else "")
         + ". Tumour nuclei are classified PD-L1-positive or -negative; the result was reviewed and, where needed, "
           "corrected by the reporting pathologist. The detector has no immune-cell class, so CPS is not computed. "

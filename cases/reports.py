@@ -33,17 +33,39 @@ def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | N
 
 
 def method_of(job) -> dict:
-    version = job.model_version
-    return {
-        "detector": job.detector,
-        "model_version": version.name if version else "classic colour deconvolution (no trained weights)",
-        "model_sha256": version.sha256[:12] if version else "",
-        "architecture": version.architecture if version else "classic",
-        "synthetic_training_data": bool(version and version.synthetic),
-        "job": job.pk,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "tissue_area_mm2": job.tissue_area_mm2,
-    }
+    """What ran, as the job recorded it when it was started (never inferred from its detector's name)."""
+    version, provenance = job.model_version, job.provenance or {}
+    kind = provenance.get("kind") or ("model" if version else "classic" if job.detector == "classic" else "")
+    method = {"detector": job.detector, "kind": kind or "unrecorded",
+              "software_version": job.software_version or "not recorded", "job": job.pk,
+              "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+              "tissue_area_mm2": job.tissue_area_mm2, "synthetic_training_data": bool(version and version.synthetic)}
+    if version is not None:
+        method.update(model_version=version.name, model_sha256=version.sha256, architecture=version.architecture,
+                      model_status=version.status)
+    elif kind == "classic":
+        method.update(model_version="none (classic colour deconvolution, no trained weights)", model_sha256="",
+                      architecture="classic", classic_parameters=provenance.get("parameters", {}))
+    elif kind == "checkpoint-file":
+        method.update(model_version=f"unregistered checkpoint {job.detector} (research use only)",
+                      model_sha256=provenance.get("sha256", ""), architecture="unregistered")
+    else:  # a job from before attribution was recorded: say so rather than guess
+        method.update(model_version="not recorded", model_sha256="", architecture="not recorded")
+    return method
+
+
+def method_description(method: dict) -> str:
+    """One sentence naming exactly what ran, for the PDF and the FHIR method text."""
+    sha = method.get("model_sha256")
+    if method.get("kind") == "classic" or (not sha and method.get("architecture") == "classic"):
+        params = method.get("classic_parameters") or {}
+        shown = ", ".join(f"{k} {params[k]}" for k in ("compartment", "threshold", "effective_dab_threshold")
+                          if k in params)
+        what = "classic colour deconvolution (analysis.classic, no trained weights" + (f"; {shown})" if shown else ")")
+    else:
+        what = f"model {method.get('model_version', '?')}" + (f" (sha256 {sha})" if sha else " (weights not recorded)")
+    return (f"Automated nucleus detection with {what}, platform version {method.get('software_version', 'not recorded')}, "
+            f"analysis job {method.get('job', '-')}")
 
 
 def score_snapshot(case: Case, job) -> dict:
@@ -176,8 +198,7 @@ def _subject(report: Report) -> dict:
 
 def _method_text(report: Report) -> str:
     method = report.scores.get("method", {})
-    return (f"Automated nucleus detection ({method.get('detector', '?')}, model {method.get('model_version', '?')}), "
-            f"reviewed by a pathologist; assay {report.case.assay_clone}")
+    return f"{method_description(method)}; reviewed by a pathologist; assay {report.case.assay_clone}"
 
 
 def fhir_bundle(report: Report) -> dict:

@@ -91,12 +91,6 @@ def latest_jobs(slide) -> tuple[AnalysisJob | None, AnalysisJob | None]:
     return done, running
 
 
-def detector_names() -> list[str]:
-    from analysis.models import ModelVersion
-
-    return ["classic", *ModelVersion.objects.values_list("name", flat=True)]
-
-
 def slide_info(slide, dzi_url: str) -> dict:
     from viewer.tiles import max_zoom_ratio
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_safe
 
 from cases.audit import log_access
 from viewer import fastpath, services, tiles
+from workers.services import detector_choices
 
 TILE_CACHE_CONTROL = fastpath.TILE_CACHE_CONTROL.decode()
 
@@ -109,5 +110,5 @@ def slide_viewer(request, pk):
     job, running_job = services.latest_jobs(slide)
     return render(request, "viewer/slide_viewer.html", {
         "slide": slide, "case": slide.case, "job": job, "running_job": running_job,
-        "detectors": services.detector_names(),
+        "detectors": detector_choices(slide),
     })

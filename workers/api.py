@@ -14,11 +14,12 @@ from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
 class AnalysisJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = AnalysisJob
-        fields = ["id", "slide", "detector", "parameters", "status", "tiles_done", "tiles_total", "batches_done",
-                  "batches_total", "timings", "error", "tissue_area_mm2", "summary", "attempt", "created_at",
-                  "started_at", "finished_at"]
+        fields = ["id", "slide", "detector", "model_version", "provenance", "software_version", "parameters", "status",
+                  "tiles_done", "tiles_total", "batches_done", "batches_total", "timings", "error", "tissue_area_mm2",
+                  "summary", "attempt", "created_at", "started_at", "finished_at"]
         read_only_fields = [f for f in fields if f not in ("slide", "detector", "parameters")]
-        extra_kwargs = {"detector": {"required": False}}
+        extra_kwargs = {"detector": {"required": False, "help_text": '"classic", or the name or id of a model '
+                                                                     "released for clinical use; blank: the default"}}
 
 
 class AnalysisJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

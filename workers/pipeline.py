@@ -16,7 +16,8 @@ import numpy as np
 from django.conf import settings
 
 from analysis import detection_store, merge, tiling, tissue
-from analysis.detectors import ModelDetector, load_detector, resolve_device
+from analysis.choices import CLASSIC_DETECTOR
+from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.scoring import tps
 from cases.slidefile import SlideError, open_slide
 
@@ -95,7 +96,7 @@ class BatchDetections:
 def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
     """Read this batch's tiles from the slide, detect, keep points in each tile's core (level 0)."""
     params = job_parameters(job)
-    detector = load_detector(job.detector, compartment=params["compartment"])
+    detector = load_job_detector(job, params["compartment"])
     slide = open_job_slide(job)
     started = time.perf_counter()
     if _use_gpu_stream(detector, params):
@@ -126,6 +127,28 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
         seconds=time.perf_counter() - started,
     )
+
+
+def load_job_detector(job, compartment: str):
+    """The detector the job recorded, and only that: a checkpoint whose sha256 is not the recorded
+    one (replaced on disk) stops the job instead of running unrecorded weights."""
+    kind = job.provenance.get("kind")
+    if kind == "classic" or (not kind and job.detector == CLASSIC_DETECTOR):
+        return ClassicDetector(compartment=compartment)
+    if kind == "model" or job.model_version_id:
+        source, expected = str(job.model_version.path()), job.model_version.sha256
+    elif kind == "checkpoint-file":
+        source, expected = job.provenance["path"], job.provenance["sha256"]
+    else:  # a job queued before provenance was recorded
+        source, expected = job.detector, None
+    try:
+        detector = load_detector(source, compartment=compartment)
+    except Exception as exc:  # noqa: BLE001  torch raises many types (UnpicklingError, IndexError, ...)
+        raise PipelineError(f"the detector {job.detector} could not be loaded: {type(exc).__name__}: {exc}") from None
+    if expected and getattr(detector, "sha256", None) != expected:
+        raise PipelineError(f"the weights of {job.detector} on disk (sha256 {detector.sha256[:12]}) are not the "
+                            f"recorded ones ({expected[:12]}): register the new file as a new model version")
+    return detector
 
 
 def _use_gpu_stream(detector, params) -> bool:

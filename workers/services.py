@@ -4,7 +4,7 @@ from django.db import transaction
 
 from analysis import registry
 from analysis.choices import CLASSIC_DETECTOR
-from analysis.models import AnalysisJob, JobStateError, ModelVersion
+from analysis.models import AnalysisJob, JobStateError, ModelVersion, software_version
 from workers.progress import emit_job_progress
 from workers.queue import enqueue
 
@@ -39,21 +39,80 @@ def check_parameters(parameters: dict) -> dict:
     return checked
 
 
-def do_start_job(slide, *, user=None, detector: str | None = None, parameters: dict | None = None) -> AnalysisJob:
+def _unknown_detector() -> JobError:
+    # The same answer for every refused value (not even echoed), whatever exists on the server: a
+    # path given here is never looked at, so the answer cannot tell existing files from missing ones.
+    names = ", ".join([CLASSIC_DETECTOR, *registry.clinical_models().values_list("name", flat=True)])
+    return JobError(f"unknown detector: choose {names} (a model released for clinical use, by name or id)")
+
+
+def check_detector(value, *, slide, compartment: str = "membrane", research: bool = False):
+    """(detector label, ModelVersion or None, provenance) for a job on `slide`.
+
+    Clinical jobs (web, API, analysis_job) take only "classic" or a ModelVersion released for
+    clinical use, by name or id; the research CLI (analyze_slide) also takes research models and
+    checkpoint files, recorded with their sha256."""
+    if value in (None, ""):
+        indication = slide.case.indication if slide.case_id else None
+        value = registry.default_detector_name(indication, slide.marker)
+    value = str(value).strip()
+    if value == CLASSIC_DETECTOR:
+        from analysis.detectors import ClassicDetector
+
+        return CLASSIC_DETECTOR, None, {"kind": "classic",
+                                        "parameters": ClassicDetector(compartment=compartment).parameters()}
+    versions = ModelVersion.objects.all() if research else registry.clinical_models()
+    version = versions.filter(pk=int(value)).first() if value.isdigit() else versions.filter(name=value).first()
+    if version is not None:
+        if not version.path().is_file():
+            raise JobError(f"model {version.name} is registered but its file is missing from the server")
+        return version.name, version, {"kind": "model", "name": version.name, "id": version.pk,
+                                       "sha256": version.sha256, "status": version.status,
+                                       "origin": version.origin, "architecture": version.architecture}
+    if research:
+        from pathlib import Path
+
+        path = Path(value)
+        if path.is_file():
+            path = path.resolve()
+            return path.name[:100], None, {"kind": "checkpoint-file", "path": str(path),
+                                           "sha256": registry.sha256_file(path)}
+        try:
+            registry.resolve_detector_path(value)  # its message lists the registered models
+        except registry.UnknownDetector as exc:
+            raise JobError(str(exc)) from None
+    raise _unknown_detector()
+
+
+def detector_choices(slide) -> list[dict]:
+    """What a clinical job on `slide` may run: classic and the models released for clinical use,
+    the default marked (the form preselects it)."""
+    indication = slide.case.indication if slide.case_id else None
+    default = registry.default_detector_name(indication, slide.marker)
+    choices = [{"value": CLASSIC_DETECTOR, "label": "classic (colour deconvolution, no trained weights)"}]
+    for version in registry.clinical_models():
+        choices.append({"value": version.name, "label": f"{version.name} ({version.architecture}, sha256 "
+                                                        f"{version.sha256[:12]}"
+                                                        + (", SYNTHETIC training data" if version.synthetic else "")
+                                                        + ")"})
+    for choice in choices:
+        choice["default"] = choice["value"] == default
+        if choice["default"]:
+            choice["label"] += " - default"
+    return choices
+
+
+def do_start_job(slide, *, user=None, detector: str | None = None, parameters: dict | None = None,
+                 research: bool = False) -> AnalysisJob:
+    """Queue an analysis. `research=True` (analyze_slide only) also admits research models and paths."""
     parameters = check_parameters(parameters or {})
     if slide.mpp_x is None and "mpp" not in parameters:
         raise JobError("the slide has no resolution (mpp): set it on the slide, or give mpp")
-    indication = slide.case.indication if slide.case_id else None
-    name = detector or registry.default_detector_name(indication, slide.marker)
-    version = None
-    if name != CLASSIC_DETECTOR:
-        version = ModelVersion.objects.filter(name=name).first()
-        try:
-            registry.resolve_detector_path(name)
-        except registry.UnknownDetector as exc:
-            raise JobError(str(exc)) from None
+    compartment = parameters.get("compartment", "membrane")
+    name, version, provenance = check_detector(detector, slide=slide, compartment=compartment, research=research)
     with transaction.atomic():
         job = AnalysisJob.objects.create(slide=slide, detector=name, model_version=version, parameters=parameters,
+                                         provenance=provenance, software_version=software_version(),
                                          created_by=user)
         emit_job_progress(job)
         transaction.on_commit(lambda: enqueue("workers.tasks.split_job", job.pk))

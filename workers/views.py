@@ -5,11 +5,11 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from analysis.models import AnalysisJob, ModelVersion
+from analysis.models import AnalysisJob
 from cases import access
 from cases.choices import Role
 from cases.views import role_required
-from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
+from workers.services import JobError, detector_choices, do_cancel_job, do_retry_job, do_start_job
 
 clinical = role_required(Role.ADMIN, Role.PATHOLOGIST)
 
@@ -26,8 +26,8 @@ def slide_jobs(request, slide_id):
             messages.success(request, "Analysis queued.")
         return redirect("workers:slide-jobs", slide_id=slide.pk)
     jobs = AnalysisJob.objects.filter(slide=slide).select_related("model_version")
-    detectors = ["classic", *ModelVersion.objects.values_list("name", flat=True)]
-    return render(request, "workers/slide_jobs.html", {"slide": slide, "jobs": jobs, "detectors": detectors})
+    return render(request, "workers/slide_jobs.html", {"slide": slide, "jobs": jobs,
+                                                       "detectors": detector_choices(slide)})
 
 
 @clinical

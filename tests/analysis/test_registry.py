@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from analysis import registry
+from analysis.choices import ModelStatus
 from analysis.models import ActiveModel, ModelVersion
 from analysis.nets import DetectorConfig, build_detector, save_checkpoint
 from cases.choices import Indication, Marker
@@ -34,16 +35,21 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     file = factory.LazyAttribute(lambda o: f"models/{o.name}.pt")
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
     arch, backbone, mpp = "fcn", "resnet18", 0.5
+    status = ModelStatus.CLINICAL
 
 
 @pytest.fixture
 def version(media_root):
     path = tiny_checkpoint(media_root / "v1.pt")
-    return registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data={"synthetic": True})
+    version = registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data={"synthetic": True})
+    version.set_status(ModelStatus.CLINICAL)
+    version.save()
+    return version
 
 
 @pytest.fixture
 def no_starter(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "STARTER_NAME", "absent-starter")
     monkeypatch.setattr(registry, "STARTER_FILE", tmp_path / "absent.pt")
 
 
@@ -136,7 +142,10 @@ def test_activation_is_audited(version, media_root):
 
     version.activate(Indication.OTHER, Marker.PDL1)
     assert LogEntry.objects.get_for_model(ActiveModel).count() == 1
-    assert LogEntry.objects.get_for_model(ModelVersion).count() == 1
+    # registered, then promoted to clinical use (the fixture): both audited
+    entries = LogEntry.objects.get_for_model(ModelVersion).order_by("timestamp", "pk")
+    assert [e.action for e in entries] == [LogEntry.Action.CREATE, LogEntry.Action.UPDATE]
+    assert "status" in entries[1].changes_dict
 
 
 @pytest.fixture
@@ -145,6 +154,7 @@ def shipped_starter(monkeypatch, tmp_path):
     starter.mkdir()
     tiny_checkpoint(starter / "s.pt")
     (starter / "model_card.json").write_text(json.dumps({"metrics": {"m": 1}, "training_data": {"synthetic": True}}))
+    monkeypatch.setattr(registry, "STARTER_NAME", "starter-under-test")  # the real one is registered already
     monkeypatch.setattr(registry, "STARTER_FILE", starter / "s.pt")
     monkeypatch.setattr(registry, "STARTER_CARD", starter / "model_card.json")
     return starter / "s.pt"
@@ -157,13 +167,54 @@ def test_starter_is_the_default_once_shipped(shipped_starter, no_starter):
 
 
 def test_starter_default_and_idempotent_registration(shipped_starter):
-    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == registry.STARTER_NAME
     assert registry.resolve_detector_path(registry.STARTER_NAME) == shipped_starter  # before registration
-    first = registry.ensure_starter_registered()
+    before = ModelVersion.objects.count()
+    # The default registers it when migrate did not (the file was shipped later).
+    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == registry.STARTER_NAME
+    first = ModelVersion.objects.get(name=registry.STARTER_NAME)
     second = registry.ensure_starter_registered()
-    assert first == second and ModelVersion.objects.count() == 1
+    assert first == second and ModelVersion.objects.count() == before + 1
     assert first.origin == "shipped" and first.metrics == {"m": 1} and first.synthetic
+    assert first.status == ModelStatus.CLINICAL and first.sha256 == registry.sha256_file(shipped_starter)
     assert registry.resolve_detector_path(registry.STARTER_NAME) == shipped_starter
+
+
+def test_the_shipped_starter_is_registered_at_migrate_time():
+    """No code ran but migrate (the test database's): the starter is a clinical ModelVersion with the
+    sha256 of the shipped file, and it is the default detector."""
+    if not registry.STARTER_FILE.is_file():
+        pytest.skip("starter model not shipped")
+    starter = ModelVersion.objects.get(name=registry.STARTER_NAME)
+    assert starter.sha256 == registry.sha256_file(registry.STARTER_FILE)
+    assert (starter.origin, starter.status) == ("shipped", ModelStatus.CLINICAL)
+    assert starter.path() == registry.STARTER_FILE
+    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == registry.STARTER_NAME
+
+
+def test_post_migrate_registration_is_idempotent():
+    from django.apps import apps
+    from django.core.management import call_command
+
+    if not registry.STARTER_FILE.is_file():
+        pytest.skip("starter model not shipped")
+    before = list(ModelVersion.objects.values_list("pk", "sha256"))
+    call_command("migrate", verbosity=0)  # nothing to apply: post_migrate runs again
+    registry.register_starter_after_migrate(apps.get_app_config("analysis"), apps=apps)
+    assert list(ModelVersion.objects.values_list("pk", "sha256")) == before
+
+
+def test_only_clinical_models_are_activated_or_offered(media_root):
+    research = registry.register_checkpoint(tiny_checkpoint(media_root / "r.pt"), "research-v1")
+    assert research.status == ModelStatus.RESEARCH  # what training registers
+    with pytest.raises(ValueError, match="promote it to clinical"):
+        research.activate(Indication.OTHER, Marker.PDL1)
+    assert research not in registry.clinical_models()
+    research.set_status(ModelStatus.CLINICAL)
+    research.save()
+    research.activate(Indication.OTHER, Marker.PDL1)
+    assert research in registry.clinical_models()
+    with pytest.raises(ValueError, match="active model"):
+        research.set_status(ModelStatus.RESEARCH)
 
 
 def test_real_starter_file_if_shipped():

@@ -16,7 +16,7 @@ from tests.conftest import shared_slide
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {"slide", "job", "counts", "tps", "tps_category", "tiles", "tissue_area_mm2", "timings_s", "detector",
-          "detector_version", "detections_file"}
+          "detector_version", "provenance", "software_version", "detections_file"}
 
 
 def test_analyze_a_slide_path(synthetic_slide_file, tmp_path, capsys):

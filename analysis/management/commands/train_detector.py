@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
+from analysis.choices import ModelStatus
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
 from analysis.training import TrainConfig, TrainingError, train
@@ -33,7 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--register", metavar="NAME", help="register the trained model under this name")
         parser.add_argument("--name", help="the model's name in its card and checkpoint (default: --register)")
         parser.add_argument("--activate", metavar="INDICATION:MARKER",
-                            help="activate the registered model, e.g. lung_squamous:PD-L1 or :PD-L1 for any")
+                            help="release the registered model for clinical use and make it the default for "
+                                 "INDICATION:MARKER, e.g. lung_squamous:PD-L1 or :PD-L1 for any")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
         parser.add_argument("--synthetic-fields", type=int, default=64, help="synthetic training fields")
@@ -104,6 +106,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"registered {version.name} (sha256 {version.sha256[:12]})")
             if activation:
+                version.set_status(ModelStatus.CLINICAL)  # an operator's explicit release; audited
+                version.save(update_fields=["status"])
                 version.activate(*activation)
                 self.stdout.write(f"activated for {activation[0] or 'any indication'} / {activation[1]}")
 

@@ -25,7 +25,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slide", help="slide file path, or the id of an imported slide")
         parser.add_argument("--mpp", type=float, help="µm per pixel, for a slide that does not store it")
-        parser.add_argument("--detector", help='"classic", a registered model name or a checkpoint path')
+        parser.add_argument("--detector", help='"classic", a registered model (research ones too) or a checkpoint '
+                                               "path (research use: web and API take only clinical models)")
         parser.add_argument("--indication", choices=Indication.values, help="picks the active model when "
                                                                              "no --detector is given")
         parser.add_argument("--workers", type=int, default=1, help="processes detecting tiles in parallel")
@@ -54,7 +55,7 @@ class Command(BaseCommand):
 
                 detector = default_detector_name(indication, slide_obj.marker)
             with queue.collecting() as pending:
-                job = do_start_job(slide_obj, detector=detector, parameters=params)
+                job = do_start_job(slide_obj, detector=detector, parameters=params, research=True)
                 if not use_queue:
                     self._run(pending, job, workers, not no_progress)
             if use_queue:
@@ -189,6 +190,9 @@ def result_json(job: AnalysisJob) -> dict:
         "tissue_area_mm2": job.tissue_area_mm2,
         "timings_s": job.timings,
         "detector": job.detector,
-        "detector_version": job.model_version.sha256[:12] if job.model_version else "classic",
+        "detector_version": (job.provenance.get("sha256") or "")[:12] or (
+            job.model_version.sha256[:12] if job.model_version else "classic"),
+        "provenance": job.provenance,
+        "software_version": job.software_version,
         "detections_file": str(Path(settings.MEDIA_ROOT) / job.result_file),
     }
