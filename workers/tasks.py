@@ -43,11 +43,11 @@ def split_job(job_id: int) -> None:
     started = time.perf_counter()
     try:
         plan = pipeline.plan_job(job)
-    except pipeline.PipelineError as exc:
+    except Exception as exc:  # noqa: BLE001  any failure ends the job with its reason, never leaves it queued
         with transaction.atomic():
             job = _current(job_id, JobStatus.QUEUED, attempt)
             if job is not None:
-                job.mark_failed(str(exc))
+                job.mark_failed(_reason("split", exc))
                 job.save()
                 emit_job_progress(job)
         return
@@ -73,15 +73,21 @@ def detect_batch(job_id: int, index: int) -> None:
             return  # cancelled or failed meanwhile, or a redelivered duplicate of a finished batch
         if batch.status == BatchStatus.LEASED and batch.deadline and batch.deadline > timezone.now():
             return  # a duplicate delivery while another worker holds a live lease on it
-        batch.status, batch.deadline, batch.attempts = BatchStatus.LEASED, _deadline(), batch.attempts + 1
-        batch.save(update_fields=["status", "deadline", "attempts"])
+        over_cap = batch.attempts >= settings.BATCH_MAX_ATTEMPTS
+        if not over_cap:
+            batch.status, batch.deadline, batch.attempts = BatchStatus.LEASED, _deadline(), batch.attempts + 1
+            batch.save(update_fields=["status", "deadline", "attempts"])
     job = batch.job
+    if over_cap:
+        _fail(job_id, _over_cap_reason(index, batch.attempts), attempt=job.attempt)
+        return
     try:
         found = pipeline.detect_batch(job, batch.tiles)
-    except pipeline.PipelineError as exc:
-        _fail(job_id, str(exc))
+        result_file = pipeline.write_batch_file(job, index, found)
+    except Exception as exc:  # noqa: BLE001  a detector that cannot load, a bad tile, a full disk: the job
+        # fails with the reason (Retry starts it again) instead of being requeued until the end of time.
+        _fail(job_id, _reason(f"batch {index}", exc), attempt=job.attempt)
         return
-    result_file = pipeline.write_batch_file(job, index, found)
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job_id)
         if job.status != JobStatus.RUNNING:
@@ -113,8 +119,8 @@ def merge_job(job_id: int) -> None:
     failure = None
     try:
         result_file, summary = pipeline.merge_job(job, files)
-    except (pipeline.PipelineError, OSError) as exc:
-        failure = f"merge failed: {exc}"
+    except Exception as exc:  # noqa: BLE001
+        failure = _reason("merge", exc)
     with transaction.atomic():
         job = _current(job_id, JobStatus.MERGING, attempt)
         if job is None:
@@ -135,21 +141,42 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
         status=BatchStatus.DONE)
     if job_id is not None:
         overdue = overdue.filter(job_id=job_id)
-    requeued = []
+    requeued, exhausted = [], {}
     with transaction.atomic():
         for batch in overdue.select_for_update():
+            if batch.attempts >= settings.BATCH_MAX_ATTEMPTS:  # its worker died every time: stop here
+                exhausted.setdefault(batch.job_id, _over_cap_reason(batch.index, batch.attempts))
+                continue
             batch.status, batch.deadline = BatchStatus.PENDING, _deadline()
             batch.save(update_fields=["status", "deadline"])
             requeued.append((batch.job_id, batch.index))
         transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", j, i) for j, i in requeued])
+    for failed_job, reason in exhausted.items():  # the job row is locked after the batches' lock is let go
+        _fail(failed_job, reason)
     if requeued:
         log.warning("requeued overdue batches %s", requeued)
     return len(requeued)
 
 
-def _fail(job_id: int, reason: str) -> None:
+def _reason(stage: str, exc: Exception) -> str:
+    """The message a failed job shows: pipeline errors are written for users; anything else is
+    named with its type (and logged with its traceback)."""
+    if isinstance(exc, pipeline.PipelineError):
+        return str(exc)
+    log.exception("%s failed", stage)
+    return f"{stage} failed: {type(exc).__name__}: {exc}"
+
+
+def _over_cap_reason(index: int, attempts: int) -> str:
+    return (f"batch {index} did not finish in {attempts} attempts (BATCH_MAX_ATTEMPTS): its worker stopped "
+            "each time (killed, out of memory?) or its task was lost")
+
+
+def _fail(job_id: int, reason: str, attempt: int | None = None) -> None:
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job_id)
+        if attempt is not None and job.attempt != attempt:
+            return  # a batch of an earlier attempt: the retried job is not this failure's
         job.mark_failed(reason)
         job.save()
         emit_job_progress(job)
