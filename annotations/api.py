@@ -99,15 +99,16 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="export-dataset")
     @answers_errors
     def export_dataset(self, request, pk=None):
-        """Write the accepted sessions as a training dataset folder under MEDIA_ROOT/datasets/."""
+        """Write the accepted sessions as a training dataset folder under MEDIA_ROOT/datasets/; answers
+        its name there ({"dataset", "fields"})."""
         project = self._managed()
         try:
             mpp = float(request.data.get("mpp", 0.5))
         except (TypeError, ValueError):
             raise ValidationError({"mpp": "must be a number (µm/px)"}) from None
         out, manifest = dataset.do_export_project_dataset(project, mpp)
-        return Response({"folder": str(out), "source": f"folder:{out}", "fields": len(manifest["fields"])},
-                        status=status.HTTP_201_CREATED)
+        # The folder's name under MEDIA_ROOT/datasets/, never its server path.
+        return Response({"dataset": out.name, "fields": len(manifest["fields"])}, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"], url_path="train-model")
     @answers_errors

@@ -171,7 +171,10 @@ def db_samples(sessions=None) -> list:
 
 
 def do_export_project_dataset(project, mpp: float = 0.5):
-    """Export the project's accepted sessions to a new folder under MEDIA_ROOT/datasets/."""
+    """Export the project's accepted sessions to a new folder under MEDIA_ROOT/datasets/.
+
+    Returns (folder, manifest). Web answers name the folder only (`folder.name`, see
+    dataset_folder): a server path tells a client how the server is laid out."""
     import tempfile
 
     from django.conf import settings
@@ -182,6 +185,15 @@ def do_export_project_dataset(project, mpp: float = 0.5):
     parent.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f"project-{project.pk}-{stamp}-", dir=parent))
     return out, do_export_dataset(accepted_sessions(project), out, mpp=mpp, name=project.name)
+
+
+def dataset_folder(name: str) -> Path:
+    """The folder of an exported dataset from the name the API gave (MEDIA_ROOT/datasets/<name>)."""
+    from django.conf import settings
+
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"{name!r} is not a dataset name")
+    return Path(settings.MEDIA_ROOT) / "datasets" / name
 
 
 def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
@@ -222,7 +234,7 @@ def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float 
     folder, manifest = do_export_project_dataset(project, mpp)
     task_id = async_task("workers.tasks.train_model", str(folder), name, steps, backbone, mpp,
                          task_name=f"train-{name}", group=training_group(project))
-    return {"task": task_id, "model_name": name, "dataset": str(folder), "fields": len(manifest["fields"]),
+    return {"task": task_id, "model_name": name, "dataset": folder.name, "fields": len(manifest["fields"]),
             "steps": steps, "backbone": backbone}
 
 

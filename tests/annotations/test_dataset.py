@@ -125,7 +125,10 @@ def test_export_over_the_api(personas, synthetic_slide, settings):  # noqa: F811
     r = client_for(personas["pathologist"]).post(f"/api/annotation/projects/{project.pk}/export-dataset/",
                                                  {"mpp": 0.5}, content_type="application/json")
     assert r.status_code == 201, r.content
-    assert len(datasets.folder_samples(r.json()["folder"])) == 1
+    body = r.json()
+    # the folder's name under MEDIA_ROOT/datasets/, never a server path
+    assert set(body) == {"dataset", "fields"} and "/" not in body["dataset"] and str(settings.MEDIA_ROOT) not in r.content.decode()
+    assert len(datasets.folder_samples(dataset.dataset_folder(body["dataset"]))) == 1
 
 
 def test_db_samples_match_the_folder_export(personas, synthetic_slide, tmp_path):  # noqa: F811
@@ -196,6 +199,7 @@ def test_train_a_new_model_from_accepted_annotations(personas, synthetic_slide, 
     response = api.post(f"/api/annotation/projects/{project.pk}/train-model/",
                         {"name": "lung-from-annotations", "steps": 2}, format="json")
     assert response.status_code == 202, response.json()
+    assert "/" not in response.json()["dataset"] and dataset.dataset_folder(response.json()["dataset"]).is_dir()
     version = ModelVersion.objects.get(name="lung-from-annotations")
     assert version.arch == "fcn" and version.backbone == "resnet18"
     assert version.training_data["sources"] and not version.synthetic
