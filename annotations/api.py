@@ -3,12 +3,13 @@
 import functools
 import json
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotations import dataset, formats, services
@@ -19,6 +20,7 @@ from annotations.serializers import (AnnotatorsSerializer, FieldCreateSerializer
 from cases import access
 from cases.choices import Role
 from cases.permissions import HasRole
+from pdl1site.rest import JSONParser
 
 ANNOTATION_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
@@ -247,15 +249,22 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
     def import_points(self, request, pk=None):
         """Replace the points with a file: fields `fmt` (geojson|csv), `version`, and `file` or `content`."""
         session = self.get_object()
-        upload = request.FILES.get("file")
+        limit = settings.ANNOTATION_IMPORT_MAX_BYTES
+        upload = request.FILES.get("file")  # the upload handler stops a file past the limit (cases.uploads)
+        if getattr(request._request, "upload_too_large", False) or (upload is not None and upload.size > limit):
+            return Response({"detail": f"the file is larger than the import limit of {limit} bytes"},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         content = upload.read() if upload is not None else request.data.get("content")
         if content is None:
             raise ValidationError({"file": "send the GeoJSON/CSV as a file upload 'file' or as 'content'"})
         if not isinstance(content, (str, bytes)):
             content = json.dumps(content)
+        if len(content) > limit:
+            return Response({"detail": f"the import is larger than the limit of {limit} bytes"},
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         try:
             version = int(request.data.get("version"))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as infinity
             raise ValidationError({"version": "the version the import replaces (an integer) is required"}) from None
         fmt = request.data.get("fmt") or ("csv" if upload is not None and upload.name.lower().endswith(".csv") else "geojson")
         session = services.do_import_points(session, request.user, version, content, fmt)

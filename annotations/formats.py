@@ -104,6 +104,8 @@ def parse_geojson(text) -> list[tuple[float, float, str]]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FormatError(f"malformed GeoJSON: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise FormatError("malformed GeoJSON: nested too deeply") from None
     else:
         data = text
     if isinstance(data, list):

@@ -4,7 +4,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from django.http import HttpResponse
@@ -15,6 +15,7 @@ from cases.choices import Role
 from cases.models import Case, Patient, Report, ReportError, Slide
 from cases.permissions import CLINICAL_ROLES, HasRole
 from cases.views import thumbnail_response
+from pdl1site.rest import JSONParser
 from cases.serializers import (
     CaseSerializer,
     PatientSerializer,

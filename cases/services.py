@@ -106,7 +106,8 @@ def do_ingest_slide(
         try:
             if len(names) > 1:
                 check_series_members([staging / name for name in names])
-            info = inspect_slide(main)
+            info = inspect_slide(main, max_pixels=settings.SLIDE_MAX_PIXELS,
+                                 max_decode_pixels=settings.SLIDE_MAX_DECODE_PIXELS)
             write_thumbnail(main, staging / "thumbnail.png")
         except SlideError as exc:
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None

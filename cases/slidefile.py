@@ -80,8 +80,19 @@ def open_slide(path: str | os.PathLike):
         raise SlideError(f"image could not be opened: {_clean(exc, path)}") from None
 
 
-def inspect_slide(path: str | os.PathLike) -> SlideInfo:
-    """Read a slide's metadata and prove its pixel data decodes; raises SlideError."""
+# Defaults of the SLIDE_MAX_PIXELS and SLIDE_MAX_DECODE_PIXELS settings (cases.services passes them).
+MAX_PIXELS = 40_000_000_000  # level 0: 200 000 x 200 000, past the largest glass slide at 0.1 µm/px
+MAX_DECODE_PIXELS = 50_000_000  # the lowest level, decoded whole for the thumbnail and tissue mask
+
+
+def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
+                  max_decode_pixels: int = MAX_DECODE_PIXELS) -> SlideInfo:
+    """Read a slide's metadata and prove its pixel data decodes; raises SlideError.
+
+    The declared dimensions are checked before any pixel is decoded: a small file can claim a huge
+    image, and the thumbnail decodes the lowest level whole (a 229 KB TIFF claiming 16384² took
+    2.8 GB). Level 0 may have at most `max_pixels`, the lowest level at most `max_decode_pixels`.
+    """
     import openslide
 
     path = str(path)
@@ -92,6 +103,7 @@ def inspect_slide(path: str | os.PathLike) -> SlideInfo:
         width, height = slide.dimensions
         if width < 1 or height < 1:
             raise SlideError("the image has no pixels")
+        check_declared_size(slide.level_dimensions, max_pixels, max_decode_pixels)
         _probe_pixels(slide)
         fmt = props.get(openslide.PROPERTY_NAME_VENDOR) or _fallback_format(slide, path)
         mpp_x = _plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
@@ -116,8 +128,25 @@ def inspect_slide(path: str | os.PathLike) -> SlideInfo:
         raise SlideError(f"the slide's image data is corrupt or truncated: {_clean(exc, path)}") from None
     except OSError as exc:
         raise SlideError(f"the image data is corrupt or truncated: {_clean(exc, path)}") from None
+    except MemoryError:  # a last line: the size checks above should make this unreachable
+        raise SlideError("the image is too large to decode") from None
     finally:
         slide.close()
+
+
+def check_declared_size(level_dimensions, max_pixels: int, max_decode_pixels: int) -> None:
+    """Refuse, from the header alone, a slide too large to store or whose lowest level is too large to
+    decode whole (a single-level image is its own lowest level); raises SlideError."""
+    width, height = (int(v) for v in level_dimensions[0])
+    if width * height > max_pixels:
+        raise SlideError(f"the image claims {width}x{height} = {width * height:,} pixels, more than the limit of "
+                         f"{max_pixels:,} pixels")
+    low_w, low_h = (int(v) for v in level_dimensions[-1])
+    if low_w * low_h > max_decode_pixels:
+        what = "the image" if len(level_dimensions) == 1 else "its lowest-resolution level"
+        raise SlideError(f"{what} has {low_w}x{low_h} = {low_w * low_h:,} pixels, more than the "
+                         f"{max_decode_pixels:,} pixels decoded whole for a thumbnail: store it as a tiled "
+                         f"pyramidal TIFF (e.g. vips tiffsave --tile --pyramid)")
 
 
 def write_thumbnail(path: str | os.PathLike, out_path: str | os.PathLike) -> None:

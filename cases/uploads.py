@@ -8,8 +8,16 @@ class UploadTooLarge(Exception):
     pass
 
 
+def upload_limit(request) -> int:
+    """Annotation point files are read whole into memory: they get their own, small cap."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.url_name == "annotation-session-import-points":
+        return settings.ANNOTATION_IMPORT_MAX_BYTES
+    return settings.SLIDE_UPLOAD_MAX_BYTES
+
+
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
-    """TemporaryFileUploadHandler that aborts an upload past SLIDE_UPLOAD_MAX_BYTES.
+    """TemporaryFileUploadHandler that aborts an upload past its limit (upload_limit).
 
     The request's whole body counts, so a series of files cannot add up past the limit. The
     partial temporary file is closed and deleted by Django when the upload stops.
@@ -26,7 +34,7 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
-        if self.received > settings.SLIDE_UPLOAD_MAX_BYTES:
+        if self.received > upload_limit(self.request):
             self.request.upload_too_large = True
             self.file.close()
             raise StopUpload(connection_reset=False)

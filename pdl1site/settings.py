@@ -177,6 +177,13 @@ FILE_UPLOAD_HANDLERS = ["cases.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / "tmp")
 SLIDE_UPLOAD_MAX_BYTES = env_bytes("SLIDE_UPLOAD_MAX_BYTES", 8 * 1024**3)
+# Declared image sizes are checked before any pixel is decoded (cases.slidefile.check_declared_size).
+SLIDE_MAX_PIXELS = env_int("SLIDE_MAX_PIXELS", 40_000_000_000, minimum=1)
+SLIDE_MAX_DECODE_PIXELS = env_int("SLIDE_MAX_DECODE_PIXELS", 50_000_000, minimum=1)
+# Annotation point files (GeoJSON/CSV) are read whole: their own, small cap.
+ANNOTATION_IMPORT_MAX_BYTES = env_bytes("ANNOTATION_IMPORT_MAX_BYTES", 20 * 1024**2)
+# An analysis job's tile grid (estimated from the slide and parameters before it is queued).
+JOB_MAX_TILES = env_int("JOB_MAX_TILES", 200_000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 
 # --- Auth, API --------------------------------------------------------------------------------
@@ -229,6 +236,10 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON nested too deeply is a 400, and OPTIONS never needs a serializer (pdl1site.rest).
+    "DEFAULT_PARSER_CLASSES": ["pdl1site.rest.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_METADATA_CLASS": "pdl1site.rest.Metadata",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PD-L1 IHC analysis API",

@@ -569,8 +569,8 @@ def _point_ref(data) -> tuple[int | None, int | None]:
         raise ViewerInputError("detection must be a point id")
     try:
         index = int(value)
-    except (TypeError, ValueError):
-        raise ViewerInputError(f"detection {value!r} is not a point id") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ViewerInputError(f"detection {str(value)[:40]!r} is not a point id") from None
     if isinstance(value, float) and value != index:
         raise ViewerInputError(f"detection {value!r} is not a point id")
     return index, None
@@ -590,7 +590,9 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
         target = data.get("target")
         try:
             target = int(target)
-        except (TypeError, ValueError):
+            if not 0 < target < 2**63:  # a database id; larger ones overflow the query
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
             raise ViewerInputError("target is required: the id of the correction to undo") from None
         row = Correction.objects.filter(job=job, pk=target).first()
         if row is None:
@@ -643,7 +645,7 @@ def do_add_correction(job, user, data: dict) -> dict:
         raise ViewerInputError("base_version is required: the version of the corrections you loaded")
     try:
         base = int(base)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as infinity
         raise ViewerInputError("base_version must be an integer") from None
     store = job_store(job)
     CorrectionSet.objects.get_or_create(job=job)
@@ -793,7 +795,7 @@ def _base_version(data) -> int:
         raise ViewerInputError("base_version is required: the version of the corrections you loaded")
     try:
         return int(base)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as infinity
         raise ViewerInputError("base_version must be an integer") from None
 
 

@@ -8,34 +8,22 @@ from analysis.models import AnalysisJob, JobStateError, ModelVersion, software_v
 from workers.progress import emit_job_progress
 from workers.queue import enqueue
 
-ALLOWED_PARAMETERS = {"tile_px", "overlap_px", "batch_size", "working_mpp", "compartment", "mpp",
-                      "dedupe_radius_um"}
+from workers.parameters import ALLOWED_PARAMETERS, ParameterError  # noqa: F401  (re-exported)
+from workers import parameters as _parameters
 
 
 class JobError(Exception):
     """A job that cannot be started, cancelled or retried as asked; the message is for the user."""
 
 
-def check_parameters(parameters: dict) -> dict:
-    unknown = set(parameters) - ALLOWED_PARAMETERS
-    if unknown:
-        raise JobError(f"unknown parameters: {', '.join(sorted(unknown))}")
-    checked = {}
-    for key, value in parameters.items():
-        if key == "compartment":
-            if value not in ("membrane", "nucleus"):
-                raise JobError("compartment must be membrane or nucleus")
-            checked[key] = value
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise JobError(f"{key} must be a number") from None
-        if not number > 0 or number != number or number == float("inf"):
-            raise JobError(f"{key} must be a positive number")
-        checked[key] = int(number) if key in ("tile_px", "overlap_px", "batch_size") else number
-    if checked.get("tile_px", 512) < 64 or checked.get("overlap_px", 64) * 2 >= checked.get("tile_px", 512):
-        raise JobError("tile_px must be at least 64 and more than twice overlap_px")
+def check_parameters(parameters: dict, slide=None) -> dict:
+    """Each parameter in its range (workers.parameters); with a slide, the tile grid bounded too."""
+    try:
+        checked = _parameters.check_parameters(parameters)
+        if slide is not None and (slide.mpp_x or checked.get("mpp")):
+            _parameters.check_tile_count(slide, checked)
+    except ParameterError as exc:
+        raise JobError(str(exc)) from None
     return checked
 
 
@@ -105,7 +93,7 @@ def detector_choices(slide) -> list[dict]:
 def do_start_job(slide, *, user=None, detector: str | None = None, parameters: dict | None = None,
                  research: bool = False) -> AnalysisJob:
     """Queue an analysis. `research=True` (analyze_slide only) also admits research models and paths."""
-    parameters = check_parameters(parameters or {})
+    parameters = check_parameters(parameters or {}, slide)
     if slide.mpp_x is None and "mpp" not in parameters:
         raise JobError("the slide has no resolution (mpp): set it on the slide, or give mpp")
     compartment = parameters.get("compartment", "membrane")

@@ -111,7 +111,7 @@ def test_slide_without_mpp_cannot_start(db, tmp_path):
     assert AnalysisJob.objects.count() == 0
 
 
-@pytest.mark.parametrize("params,message", [({"tile_px": -1}, "positive"), ({"colour": 1}, "unknown"),
+@pytest.mark.parametrize("params,message", [({"tile_px": -1}, "from 64 to 4096"), ({"colour": 1}, "unknown"),
                                             ({"compartment": "cytoplasm"}, "compartment")])
 def test_bad_parameters_are_refused(synthetic_slide, params, message):
     with pytest.raises(JobError, match=message):

@@ -1,0 +1,43 @@
+"""DRF pieces every API view uses (settings.REST_FRAMEWORK): bad input is a 4xx, never a 500."""
+
+from django.conf import settings
+from rest_framework import metadata, parsers, status
+from rest_framework.exceptions import APIException, ParseError
+
+
+class BodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is larger than the configured limit."
+    default_code = "body_too_large"
+
+
+class JSONParser(parsers.JSONParser):
+    """The standard JSON parser, but bounded: a body past DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 before
+    it is read (DRF reads the stream itself, past Django's check), and a document nested too deeply
+    for the decoder (100 000 '[') is a 400 like any other malformed JSON, not a RecursionError."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            raise BodyTooLarge(f"The JSON body ({length} bytes) is larger than the limit of {limit} bytes.")
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the document is nested too deeply") from None
+
+
+class Metadata(metadata.SimpleMetadata):
+    """OPTIONS: describes a view's POST/PUT fields only where the view has a serializer to describe
+    them with; a viewset whose actions parse their own input (viewer.api) has none."""
+
+    def determine_actions(self, request, view):
+        try:
+            view.get_serializer_class()
+        except (AssertionError, AttributeError):
+            return {}
+        return super().determine_actions(request, view)
