@@ -1,11 +1,18 @@
 """Probability maps to points: peaks, plateaus, NMS, batched inference."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from analysis.nets import DetectorConfig, build_detector
-from analysis.postprocess import PointSet, extract_points, nms_keep, predict
+import analysis.postprocess as postprocess
+from analysis.nets import DetectorConfig, build_detector, load_checkpoint
+from analysis.postprocess import PointSet, _reference_extract_points, _reference_nms_keep, extract_points, nms_keep, predict
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTER = ROOT / "analysis/starter/fcn-r18-starter-v5.pt"
+SHARED = ROOT.parent / "shared/data"
 
 MPP = 0.5  # with the default 3 µm radius: 6 px
 
@@ -107,13 +114,12 @@ def test_nms_is_exact_greedy():
     assert got.tolist() == kept
 
 
-def test_nms_across_blocks_matches_one_block(monkeypatch):
-    import analysis.postprocess as postprocess
-
+def test_reference_nms_across_blocks_matches_one_block(monkeypatch):
     rng = np.random.default_rng(1)
     xy, scores = torch.from_numpy(rng.uniform(0, 40, (200, 2))), torch.from_numpy(rng.uniform(size=200))
-    whole = nms_keep(xy, scores, 3.0)
+    whole = _reference_nms_keep(xy, scores, 3.0)
     monkeypatch.setattr(postprocess, "NMS_BLOCK", 16)
+    assert torch.equal(_reference_nms_keep(xy, scores, 3.0), whole)
     assert torch.equal(nms_keep(xy, scores, 3.0), whole)
 
 
@@ -208,3 +214,136 @@ def test_cuda_extraction_matches_cpu_and_predict_runs_in_bf16():
     images[0, 20:25, 40:45] = 10
     found = predict(DarkSpotModel(), images, DetectorConfig(), device="cuda")
     np.testing.assert_allclose(found[0].xy, [[42, 22]])
+
+
+# --------------------------------------------------------------------------- new vs greedy reference
+
+
+def assert_same_points(new, reference):
+    """Same points in the same order: positions, labels and scores bit for bit."""
+    assert len(new) == len(reference)
+    for a, b in zip(new, reference):
+        assert np.array_equal(a.xy, b.xy) and a.xy.dtype == b.xy.dtype == np.float32
+        assert np.array_equal(a.labels, b.labels) and a.labels.dtype == b.labels.dtype == np.int8
+        assert np.array_equal(a.scores, b.scores) and a.scores.dtype == b.scores.dtype == np.float32
+
+
+def random_probs(rng, batch, height, width):
+    """Softmax of noisy logits; often quantised or bf16-rounded so that plateaus and ties abound."""
+    logits = rng.normal(size=(batch, 3, height, width)) * rng.uniform(0.5, 6)
+    # Smooth a little so peaks have neighbourhoods like a network's, then maybe quantise.
+    logits = torch.nn.functional.avg_pool2d(torch.from_numpy(logits), 3, stride=1, padding=1).numpy()
+    steps = rng.choice([0, 1, 2, 4])
+    if steps:
+        logits = np.round(logits * steps) / steps
+    probs = torch.from_numpy(logits).float().softmax(dim=1)
+    if rng.random() < 0.3:
+        probs = probs.bfloat16().float()
+    return probs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_extraction_equals_the_greedy_reference_on_random_maps(seed):
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(12):
+        probs = random_probs(rng, int(rng.integers(1, 4)), int(rng.integers(6, 90)), int(rng.integers(6, 90)))
+        mpp, radius, min_score = rng.choice([0.25, 0.5, 1.0]), rng.choice([1.0, 3.0, 5.0]), rng.choice([0.0, 0.3, 0.5])
+        assert_same_points(extract_points(probs, mpp, radius, min_score),
+                           _reference_extract_points(probs, mpp, radius, min_score))
+
+
+def test_random_maps_exercise_plateaus_and_chained_suppression():
+    """The comparison above is only worth something if plateaus and NMS chains occur: check they do."""
+    rng = np.random.default_rng(7)
+    plateau_pixels = suppressed = 0
+    for _ in range(20):
+        probs = random_probs(rng, 2, 64, 64)
+        foreground = 1 - probs[:, 0]
+        pooled = torch.nn.functional.max_pool2d(foreground[:, None], 9, stride=1, padding=4)[:, 0]
+        peaks = (foreground == pooled) & (foreground >= 0.5)
+        image, row, col = peaks.nonzero(as_tuple=True)
+        neighbours = torch.nn.functional.max_pool2d(peaks[:, None].float(), 3, stride=1, padding=1)[:, 0]
+        plateau_pixels += int(((neighbours * 9 - 1) > 0)[peaks].sum()) if len(row) else 0
+        found = sum(len(p) for p in extract_points(probs, MPP))
+        suppressed += len(row) - found
+    assert plateau_pixels > 50 and suppressed > 50
+
+
+def test_a_serpentine_plateau_longer_than_the_labelling_rounds_is_one_point_as_in_the_reference():
+    height = width = 48
+    mask = np.zeros((height, width), bool)
+    for r in range(0, height - 4, 4):  # a 1-px snake: ~700 pixels, 10 turns
+        mask[r, 1:width - 1] = True
+        mask[r:r + 4, width - 2 if (r // 4) % 2 == 0 else 1] = True
+    probs = np.zeros((1, 3, height, width), np.float32)
+    probs[0, 0] = 1.0
+    probs[0, 0][mask], probs[0, 2][mask] = 0.2, 0.8
+    (found,) = extract_points(probs, MPP)
+    assert len(found) == 1 and found.labels.tolist() == [2]
+    assert_same_points([found], _reference_extract_points(probs, MPP))
+
+
+def test_a_chain_of_suppressions_longer_than_the_rounds_is_resolved_exactly():
+    # Points 5 px apart in a row, scores falling along it: greedy keeps every other one, which
+    # takes one round per link to settle in parallel.
+    n = 4 * postprocess.NMS_ROUNDS + 3
+    xy = torch.stack([torch.arange(n, dtype=torch.float64) * 5.0, torch.zeros(n, dtype=torch.float64)], dim=1)
+    scores = torch.linspace(0.99, 0.6, n)
+    kept = nms_keep(xy, scores, 6.0)
+    assert kept.tolist() == list(range(0, n, 2))
+    assert torch.equal(kept, _reference_nms_keep(xy, scores, 6.0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nms_keep_equals_the_reference_with_ties_and_clusters(seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 200, (40, 2))
+    xy = torch.from_numpy(centres[rng.integers(0, 40, 600)] + rng.normal(0, 3, (600, 2)) - 50)  # negative too
+    scores = torch.from_numpy(rng.choice([0.5, 0.6, 0.7, 0.9], 600)).float()
+    for radius in (0.0, 2.5, 6.0, 15.0):
+        assert torch.equal(nms_keep(xy, scores, radius), _reference_nms_keep(xy, scores, radius))
+
+
+def test_one_copy_to_the_host_per_batch(monkeypatch):
+    rng = np.random.default_rng(3)
+    probs = random_probs(rng, 4, 64, 64)
+    copies = []
+    original = torch.Tensor.cpu
+
+    def counting(self, *args, **kwargs):
+        copies.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting)
+    found = extract_points(probs, MPP, min_score=0.3)
+    assert sum(len(p) for p in found) > 10
+    assert len(copies) == 1
+
+
+def real_tiles():
+    """Crops of real IHC fields: BCData Ki67 or DeepLIIF panel 0 (the IHC image). None if not here."""
+    from PIL import Image
+
+    bcdata = sorted((SHARED / "ihc_train/bcdata_ki67").glob("*.png"))[:3]
+    deepliif = sorted((SHARED / "ihc/deepliif_train").glob("*.png"))[:2]
+    tiles = [np.asarray(Image.open(p).convert("RGB"))[:256, :256] for p in bcdata]
+    tiles += [np.asarray(Image.open(p).convert("RGB"))[:256, 128:384] for p in deepliif]  # panel 0: x < 512
+    return np.stack(tiles) if tiles else None
+
+
+@pytest.mark.skipif(not STARTER.exists(), reason="the shipped starter is missing")
+def test_extraction_equals_the_reference_on_real_maps_of_the_starter():
+    tiles = real_tiles()
+    if tiles is None:
+        pytest.skip("no shared IHC data (../shared/data/ihc_train/bcdata_ki67 or ../shared/data/ihc/deepliif_train)")
+    model, config, _ = load_checkpoint(STARTER)
+    x = torch.from_numpy(tiles).permute(0, 3, 1, 2).float().div(255)
+    mean, std = torch.tensor(config.mean).view(1, 3, 1, 1), torch.tensor(config.std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        probs = model((x - mean) / std).softmax(dim=1)
+    # As computed (fp32) and as a bf16 GPU run would round it (many more plateaus).
+    for variant in (probs, probs.bfloat16().float()):
+        for min_score in (0.5, 0.2):
+            new = extract_points(variant, config.mpp, 3.0, min_score)
+            assert sum(len(p) for p in new) > 20 * len(tiles)  # real nuclei, not an empty map
+            assert_same_points(new, _reference_extract_points(variant, config.mpp, 3.0, min_score))
