@@ -78,6 +78,15 @@ def random_crop(rgb: np.ndarray, xy, labels, size: int, rng: np.random.Generator
     return crop(rgb, xy, labels, x0, y0, size, size)
 
 
+def rescale_to(rgb: np.ndarray, xy, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a square image to size x size; points follow with the pixel-centre convention."""
+    from skimage.transform import resize
+
+    scale = size / rgb.shape[0]
+    out = resize(rgb, (size, size), order=1, preserve_range=True, anti_aliasing=scale < 1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), (_xy(xy) + 0.5) * scale - 0.5
+
+
 def augment(
     rgb: np.ndarray,
     xy,
@@ -86,14 +95,26 @@ def augment(
     crop_size: int | None = None,
     stain_sigma: float = 0.05,
     stain_bias: float = 0.05,
+    scale_jitter: float = 0.0,
 ) -> Augmented:
     """Random crop (first, so later steps touch fewer pixels), D4 flips/rotations, HED jitter.
+
+    scale_jitter = j > 0 also rescales the crop by a factor drawn log-uniformly from
+    [1/(1+j), 1+j] (the output is still crop_size square).
 
     The eight flip/rotation combinations are the symmetries of a square: tissue
     has no preferred orientation.  stain_sigma = stain_bias = 0 skips the jitter.
     """
     labels = np.asarray(labels).ravel().astype(np.int64)
-    if crop_size is not None:
+    if crop_size is not None and scale_jitter > 0:
+        # Pixel sizes of real sources are estimates (±20 %) and scanners differ: show each
+        # nucleus at a random size around its nominal one.  Crop the window that will fill
+        # crop_size after resizing, so only crop_size² pixels are resampled.
+        scale = float(np.exp(rng.uniform(-np.log1p(scale_jitter), np.log1p(scale_jitter))))
+        source = max(int(round(crop_size / scale)), 8)
+        sample = random_crop(rgb, xy, labels, source, rng)
+        (rgb, xy), labels = rescale_to(sample.rgb, sample.xy, crop_size), sample.labels
+    elif crop_size is not None:
         sample = random_crop(rgb, xy, labels, crop_size, rng)
         rgb, xy, labels = sample.rgb, sample.xy, sample.labels
     xy = _xy(xy)

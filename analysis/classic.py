@@ -32,6 +32,26 @@ _BLOB_SCALE_OD = 0.9
 # ring dilutes a thin membrane, so "membrane" needs a lower cut than a stained
 # nucleus does.  Tuned on synthetic fields / DeepLIIF Ki67; calibrate per assay.
 DEFAULT_DAB_THRESHOLD = {"membrane": 0.10, "nucleus": 0.15}
+# dab_threshold = ADAPTIVE: the cut between negative and positive cells comes from the image's
+# own cells (Otsu over their compartment DAB), never below the constant above nor above
+# _ADAPTIVE_MAX.  Why: the DAB that a negative nucleus shows varies with stain and scanner
+# (median 0.03 OD on DeepLIIF, 0.15 on SHIDC-B-Ki-67 and BCData), so one constant called half
+# the negatives of two labs positive (bench/RESULTS-accuracy.md).
+ADAPTIVE = "adaptive"
+_ADAPTIVE_MAX = 0.6
+_ADAPTIVE_MIN_CELLS = 30  # fewer cells: no distribution to read, keep the constant
+
+
+def adaptive_dab_threshold(values: np.ndarray, compartment: str) -> float:
+    """Positivity cut for these cells' compartment DAB (OD): Otsu, clipped to [constant, 0.6]."""
+    floor = DEFAULT_DAB_THRESHOLD[compartment]
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < _ADAPTIVE_MIN_CELLS or np.ptp(values) <= 0:
+        return floor
+    from skimage.filters import threshold_otsu
+
+    return float(np.clip(threshold_otsu(values), floor, _ADAPTIVE_MAX))
 
 
 @dataclass
@@ -48,7 +68,9 @@ class ClassicParams:
     threshold: float = 0.12             # nucleus-channel OD after background removal
     seed_sigma_um: float = 1.5          # blur for nucleus seeds (~ half a nucleus radius)
     split_um: float = 2.5               # min distance between nucleus seeds (watershed)
-    dab_threshold: float | None = None  # compartment mean DAB OD -> positive; None: per compartment
+    # Compartment mean DAB OD above which a cell is positive; None: the per-compartment constant;
+    # ADAPTIVE: read from this image's own cells (adaptive_dab_threshold).
+    dab_threshold: float | str | None = None
     ring_um: float = 4.0                # cell expansion beyond the nucleus (membrane ring)
     compartment: str = "membrane"       # "membrane" (PD-L1) or "nucleus" (Ki67-like)
     # Which image nuclei are found in: "hematoxylin", "od_sum" (H + DAB, finds
@@ -59,7 +81,8 @@ class ClassicParams:
 
     @property
     def effective_dab_threshold(self) -> float:
-        if self.dab_threshold is not None:
+        """The fixed cut (for ADAPTIVE, the floor it never goes below)."""
+        if self.dab_threshold is not None and self.dab_threshold != ADAPTIVE:
             return float(self.dab_threshold)
         return DEFAULT_DAB_THRESHOLD[self.compartment]
 
@@ -72,6 +95,7 @@ class Detections:
     dab_nucleus: np.ndarray  # (N,) mean DAB OD inside the nucleus
     dab_ring: np.ndarray    # (N,) mean DAB OD in the expanded ring
     area_um2: np.ndarray    # (N,) nucleus area
+    dab_threshold: float = float("nan")  # the positivity cut applied (adaptive or fixed)
     label_image: np.ndarray | None = field(default=None, repr=False)  # nuclei, 1..N
 
     def __len__(self):
@@ -172,7 +196,10 @@ def detect_classic(rgb: np.ndarray, mpp: float, params: ClassicParams | None = N
     dab_ring = np.where(ring_px > 0, dab_ring, 0.0)
 
     value = dab_ring if p.compartment == "membrane" else dab_nuc
-    t = max(p.effective_dab_threshold, 1e-6)
+    if p.dab_threshold == ADAPTIVE:
+        t = adaptive_dab_threshold(value, p.compartment)
+    else:
+        t = max(p.effective_dab_threshold, 1e-6)
     labels = np.where(value > t, POSITIVE, NEGATIVE).astype(np.int8)
     # Confidence = (how clearly it is a nucleus) x (how clearly it is on its
     # side of the DAB threshold), both squashed to [0, 1].
@@ -185,5 +212,6 @@ def detect_classic(rgb: np.ndarray, mpp: float, params: ClassicParams | None = N
         labels=labels, scores=scores,
         dab_nucleus=dab_nuc.astype(np.float32), dab_ring=dab_ring.astype(np.float32),
         area_um2=(area_px * mpp * mpp).astype(np.float32),
+        dab_threshold=float(t),
         label_image=lab if return_labels else None,
     )

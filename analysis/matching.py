@@ -154,16 +154,38 @@ def _positive_pct(labels) -> float:
     return 100.0 * (labels == POSITIVE).sum() / n if n else float("nan")
 
 
+def ignored_predictions(pred_xy, truth_xy, ignore_xy, radius_px: float) -> np.ndarray:
+    """Mask of detections that match no true cell but lie within the radius of an ignore point.
+
+    Ignore points mark labelled nuclei that are not tumour cells (lymphocytes):
+    a detection there is neither a tumour cell found nor a false one, so it is
+    left out of the metrics; one that matches a tumour cell is always kept.
+    """
+    p, ig = _as_xy(pred_xy), _as_xy(ignore_xy)
+    out = np.zeros(len(p), bool)
+    if len(p) == 0 or len(ig) == 0:
+        return out
+    unmatched = match_points(p, truth_xy, radius_px).unmatched_pred
+    if unmatched.size:
+        near, _ = cKDTree(ig).query(p[unmatched], distance_upper_bound=radius_px * (1 + 1e-9) + 1e-9)
+        out[unmatched[np.isfinite(near)]] = True
+    return out
+
+
 def evaluate(pred_xy, pred_labels, truth_xy, truth_labels, mpp: float,
-             radius_um: float = 4.0, classes=(POSITIVE, NEGATIVE)) -> Evaluation:
+             radius_um: float = 4.0, classes=(POSITIVE, NEGATIVE), ignore_xy=None) -> Evaluation:
     """Detection and per-class metrics; a cell is matched within ``radius_um``.
 
     Class-aware counting: a matched pair is a TP for class c only when both
     sides are class c; so a mis-classified match is an FP of the predicted
-    class and an FN of the true class.
+    class and an FN of the true class.  ``ignore_xy``: labelled non-tumour
+    nuclei; unmatched detections on them are dropped (ignored_predictions).
     """
     pl, tl = np.asarray(pred_labels).ravel(), np.asarray(truth_labels).ravel()
     radius_px = radius_um / mpp
+    if ignore_xy is not None and len(ignore_xy):
+        keep = ~ignored_predictions(pred_xy, truth_xy, ignore_xy, radius_px)
+        pred_xy, pl = _as_xy(pred_xy)[keep], pl[keep]
     m = match_points(pred_xy, truth_xy, radius_px)
     det = ClassMetrics.from_counts(m.n_matched, len(pl), len(tl))
     mpl, mtl = pl[m.pred_idx], tl[m.truth_idx]

@@ -13,6 +13,9 @@ value is reported for research use only, with no clinical category.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 # Fewer viable tumour cells than this: the specimen is insufficient for scoring (22C3 and SP263
 # interpretation guides both require at least 100 viable tumour cells).
@@ -91,8 +94,89 @@ def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dic
     return out
 
 
+# --- uncertainty ---------------------------------------------------------------------------------
+
+NEAR_CUTOFF = "near cut-off: count manually or review"
+# Side of the square blocks whose counts the bootstrap resamples (µm): about a 20x field, so a
+# slide gives tens to thousands of blocks and tumour heterogeneity shows up between them.
+INTERVAL_BLOCK_UM = 500.0
+BOOTSTRAP_DRAWS = 2000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A 95 % interval of the positive percentage: sampling (bootstrap over blocks) widened by
+    the detector's measured error on labs it never saw."""
+    low: float
+    high: float
+    sampling_low: float
+    sampling_high: float
+    detector_error_pp: float
+    blocks: int
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+def block_counts(xy, labels, block_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative counts per occupied square block of side block_px (level-0 px)."""
+    xy, labels = np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(labels).ravel()
+    tumour = np.isin(labels, (1, 2))
+    if not tumour.any():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cells = np.floor(xy[tumour] / float(block_px)).astype(np.int64)
+    _, block = np.unique(cells, axis=0, return_inverse=True)
+    block = block.ravel()
+    positive = np.bincount(block, weights=labels[tumour] == 1).astype(np.int64)
+    negative = np.bincount(block, weights=labels[tumour] == 2).astype(np.int64)
+    return positive, negative
+
+
+def positive_pct_interval(positive, negative, detector_error_pp: float = 0.0, draws: int = BOOTSTRAP_DRAWS,
+                          seed: int = 0) -> Interval | None:
+    """95 % interval of the pooled positive % from per-block counts.
+
+    Sampling part: percentile bootstrap over blocks (tumour is heterogeneous: blocks, not cells,
+    are the independent units), never narrower than Wilson's interval over all the cells (blocks
+    that happen to agree say nothing about the binomial noise within them).  Then widened
+    on both sides by ``detector_error_pp``, the detector's mean |positive % error| on real
+    tissue from labs it never saw (bench/RESULTS-accuracy.md): the count is only as right as the
+    detector.  Seeded, so the same counts always give the same interval.  None without cells.
+    """
+    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    total = positive + negative
+    if total.sum() <= 0:
+        return None
+    low, high = _wilson(positive.sum(), total.sum())
+    if len(total) > 1:
+        rng = np.random.default_rng(seed)
+        pick = rng.integers(0, len(total), size=(draws, len(total)))
+        with np.errstate(invalid="ignore"):
+            pct = 100.0 * positive[pick].sum(1) / total[pick].sum(1)
+        boot_low, boot_high = np.percentile(pct[np.isfinite(pct)], [2.5, 97.5])
+        low, high = min(low, boot_low), max(high, boot_high)
+    err = max(float(detector_error_pp), 0.0)
+    return Interval(max(0.0, float(low) - err), min(100.0, float(high) + err), float(low), float(high), err,
+                    int(len(total)))
+
+
+def _wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return 100.0 * (centre - half), 100.0 * (centre + half)
+
+
+def cutoffs_crossed(interval: Interval | None, cutoffs) -> list[float]:
+    """The clinical cut-offs (lower bounds above 0) that lie inside the interval."""
+    if interval is None or not cutoffs:
+        return []
+    bounds = [float(c["lower"]) if isinstance(c, dict) else float(c[0]) for c in cutoffs]
+    return [b for b in sorted(set(bounds)) if b > 0 and interval.low < b <= interval.high]
+
+
 def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict | None = None,
-                  positive_immune: int | None = None) -> dict:
+                  positive_immune: int | None = None, tps_interval: Interval | None = None) -> dict:
     """Everything a report states about the scores, from tumour counts and the cut-off tables.
 
     counts: {"positive": n, "negative": n, ...} tumour nuclei. positive_immune: PD-L1-positive
@@ -105,6 +189,14 @@ def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict |
     cps_part = _interpreted(cps(positive, positive_immune, viable), cps_table, fit["adequate"])
     if positive_immune is None:
         cps_part["status"] = CPS_UNAVAILABLE
+    # Near a cut-off: the interval crosses one of the table's cut-offs (or 22C3's 1 % and 50 %
+    # when no table is configured), so the category could differ on a recount.
+    crossed = cutoffs_crossed(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS)
+    tps_part["interval"] = tps_interval.to_dict() if tps_interval else None
+    tps_part["near_cutoff"] = bool(crossed)
+    tps_part["cutoffs_crossed"] = crossed
+    tps_part["uncertainty"] = (f"{NEAR_CUTOFF} (95 % interval {tps_interval.low:.1f}-{tps_interval.high:.1f} % "
+                               f"crosses {', '.join(f'{c:g} %' for c in crossed)})" if crossed else "")
     research = not (tps_part["approved"] or cps_part["approved"])
     return {
         "counts": {"positive": positive, "negative": negative, "other": int(counts.get("other", 0))},

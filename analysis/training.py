@@ -34,6 +34,7 @@ MODEL_NAME = "model.pt"
 CARD_MD, CARD_JSON = "MODEL_CARD.md", "model_card.json"
 TRAIN_STATE_FORMAT = "pdl1-detector-train-state"
 CLASS_KEYS = {1: "positive", 2: "negative"}
+NOT_TUMOUR = -1  # label of a labelled non-tumour nucleus (lymphocyte) inside make_batch
 
 
 class TrainingError(ValueError):
@@ -77,6 +78,9 @@ class TrainConfig:
     synthetic_size: int = 384
     stain_sigma: float = 0.05
     stain_bias: float = 0.05
+    # Random rescale of each crop by up to this fraction (log-uniform in [1/(1+j), 1+j]):
+    # the pixel sizes of the real sources are estimates (±20 %), and scanners differ.
+    scale_jitter: float = 0.0
     nms_radius_um: float = 3.0
     match_radius_um: float = 4.0
     half: bool = False  # store the final model in fp16 (the shipped starter)
@@ -159,6 +163,10 @@ def validate_config(config: TrainConfig) -> None:
         problems.append("background weight must be a number >= 0")
     if not (math.isfinite(config.background_radius_um) and config.background_radius_um > 0):
         problems.append("background radius must be a positive number of µm")
+    if not all(math.isfinite(v) and v >= 0 for v in (config.stain_sigma, config.stain_bias)):
+        problems.append("stain sigma and bias must be numbers >= 0")
+    if not (math.isfinite(config.scale_jitter) and 0 <= config.scale_jitter <= 1):
+        problems.append("scale jitter must be a number in [0, 1]")
     if not (math.isfinite(config.point_radius_um) and config.point_radius_um >= 0):
         problems.append("point radius must be a number of µm >= 0")
     bad_terms = [k for k, v in asdict(config.loss_weights).items() if not (math.isfinite(v) and v >= 0)]
@@ -199,6 +207,7 @@ def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     det = config.detector_config()
     images = np.empty((config.batch_size, config.crop, config.crop, 3), np.uint8)
     points = np.zeros((config.batch_size, config.crop, config.crop), np.int64)
+    background = np.zeros((config.batch_size, config.crop, config.crop), bool)
     for i in range(config.batch_size):
         if config.source_weights is None:
             pool = samples_by_source[int(rng.integers(len(samples_by_source)))]
@@ -206,15 +215,21 @@ def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
             share = np.asarray(config.source_weights, float)
             pool = samples_by_source[int(rng.choice(len(samples_by_source), p=share / share.sum()))]
         s = pool[int(rng.integers(len(pool)))]
-        a = augment.augment(s.rgb, s.xy, s.labels, rng, config.crop, config.stain_sigma, config.stain_bias)
+        # Labelled non-tumour nuclei travel through the same crop and flips as the clicks.
+        xy = np.concatenate([s.xy, s.ignore_xy]) if len(s.ignore_xy) else s.xy
+        labels = np.concatenate([s.labels, np.full(len(s.ignore_xy), NOT_TUMOUR)]) if len(s.ignore_xy) else s.labels
+        a = augment.augment(s.rgb, xy, labels, rng, config.crop, config.stain_sigma, config.stain_bias,
+                            config.scale_jitter)
         images[i] = a.rgb
         # Clip: a click exactly on the outer edge of a border pixel (x = -0.5) lands on W after a flip.
         cols, rows = np.clip(np.floor(a.xy + 0.5).astype(np.int64), 0, config.crop - 1).T
-        points[i, rows, cols] = a.labels
+        tumour = a.labels != NOT_TUMOUR
+        points[i, rows[tumour], cols[tumour]] = a.labels[tumour]
+        background[i, rows[~tumour], cols[~tumour]] = True
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(det.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(det.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.from_numpy(points)
+    return (x - mean) / std, torch.from_numpy(points), background
 
 
 def evaluate_samples(model, det: DetectorConfig, samples, device, nms_radius_um=3.0, match_radius_um=4.0) -> dict:
@@ -231,7 +246,8 @@ def evaluate_samples(model, det: DetectorConfig, samples, device, nms_radius_um=
         pct_errors = []
         for s in group:
             pred = predict(model, s.rgb[None], det, device=device, nms_radius_um=nms_radius_um)[0]
-            ev = evaluate(pred.xy, pred.labels, s.xy, s.labels, det.mpp, radius_um=match_radius_um)
+            ev = evaluate(pred.xy, pred.labels, s.xy, s.labels, det.mpp, radius_um=match_radius_um,
+                          ignore_xy=s.ignore_xy)
             for c, m in [(0, ev.detection)] + [(c, ev.per_class[c]) for c in CLASS_KEYS]:
                 counts[c][0] += m.tp
                 counts[c][1] += m.n_pred
@@ -250,11 +266,13 @@ def evaluate_samples(model, det: DetectorConfig, samples, device, nms_radius_um=
     return out
 
 
-def far_background_term(logits, points, radius_px: float):
+def far_background_term(logits, points, radius_px: float, not_tumour=None, not_tumour_radius_px: float = 0.0):
     """Background NLL on pixels farther than radius_px from every click.
 
     Scaled like LCFCN's global split term (mean over the pixels, times the
     number of clicks), so it weighs as much as the point term whatever the crop size.
+    ``not_tumour`` (B,H,W bool): labelled non-tumour nuclei (lymphocytes); a disc of
+    ``not_tumour_radius_px`` around each is background too, even near a click.
     """
     import torch
     from scipy import ndimage
@@ -264,6 +282,8 @@ def far_background_term(logits, points, radius_px: float):
     weights = np.zeros(clicks.shape, np.float32)
     for i, mine in enumerate(clicks):
         far = ndimage.distance_transform_edt(~mine) > radius_px if mine.any() else np.ones(mine.shape, bool)
+        if not_tumour is not None and not_tumour[i].any():
+            far |= ndimage.distance_transform_edt(~not_tumour[i]) <= not_tumour_radius_px
         weights[i][far] = max(int(mine.sum()), 1) / max(int(far.sum()), 1)
     nll = -F.log_softmax(logits.float(), dim=1)[:, 0]
     return (torch.from_numpy(weights).to(nll.device) * nll).sum() / len(clicks)
@@ -365,7 +385,7 @@ def train(config: TrainConfig) -> TrainResult:
             break
         rng = np.random.default_rng([config.seed, step])
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout of this step
-        x, points = make_batch(train_sets, config, rng)
+        x, points, not_tumour = make_batch(train_sets, config, rng)
         x, points = x.to(device).contiguous(memory_format=torch.channels_last), points.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
@@ -377,7 +397,8 @@ def train(config: TrainConfig) -> TrainResult:
         total = terms.total
         far = None
         if config.background_weight:
-            far = far_background_term(logits, points, config.background_radius_um / config.mpp)
+            far = far_background_term(logits, points, config.background_radius_um / config.mpp,
+                                      not_tumour, config.point_radius_um / config.mpp)
             total = total + config.background_weight * far
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -444,7 +465,8 @@ def model_card(config, det, samples, metrics, steps_done, finished, device, seco
                      "weight_decay": config.weight_decay, "seed": config.seed, "device": str(device),
                      "seconds": round(seconds, 1), "loss_history": history[-50:],
                      "augmentation": "random crop, flips, 90-degree rotations, HED stain jitter "
-                                     f"(sigma {config.stain_sigma}, bias {config.stain_bias})"},
+                                     f"(sigma {config.stain_sigma}, bias {config.stain_bias})"
+                                     + (f", scale jitter ±{config.scale_jitter:g}" if config.scale_jitter else "")},
         "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources)},
         "evaluation": {"nms_radius_um": config.nms_radius_um, "match_radius_um": config.match_radius_um,
                        "note": "held-out (val split) fields only"},

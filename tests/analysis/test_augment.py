@@ -83,3 +83,30 @@ def test_stain_jitter_changes_colour_not_geometry_and_is_reproducible():
     plain = augment.augment(rgb, xy, labels, np.random.default_rng(3), stain_sigma=0, stain_bias=0)
     assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.xy, plain.xy)
     assert not np.array_equal(a.rgb, plain.rgb)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scale_jitter_keeps_points_on_their_blobs(seed):
+    # Bright 5x5 blobs on grey: after a random rescale each surviving point still lies on its blob
+    # (the brightest pixel near the point is its own blob's), and the output stays crop-sized.
+    rng = np.random.default_rng(seed)
+    rgb = np.full((120, 120, 3), 60, np.uint8)
+    xy = np.array([[20.0, 30.0], [60.0, 60.0], [95.0, 25.0], [40.0, 100.0]])
+    for x, y in xy.astype(int):
+        rgb[y - 2 : y + 3, x - 2 : x + 3] = 250
+    out = augment.augment(rgb, xy, [1, 2, 1, 2], rng, crop_size=64, stain_sigma=0, stain_bias=0, scale_jitter=0.3)
+    assert out.rgb.shape == (64, 64, 3)
+    for x, y in out.xy:
+        c, r = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        assert out.rgb[r, c].mean() > 150  # on the blob, not on the grey around it
+
+
+def test_scale_jitter_draws_sizes_both_ways():
+    rgb = np.full((200, 200, 3), 60, np.uint8)
+    rgb[95:105, 95:105] = (250, 40, 40)  # a red 10 px square in the centre (padding is white)
+    sizes = []
+    for seed in range(40):
+        out = augment.augment(rgb, [[100.0, 100.0]], [1], np.random.default_rng(seed), crop_size=200,
+                              stain_sigma=0, stain_bias=0, scale_jitter=0.25)
+        sizes.append(int(((out.rgb[..., 0] > 150) & (out.rgb[..., 1] < 150)).sum()))
+    assert min(sizes) < 100 < max(sizes)  # smaller and larger than the 10x10 original

@@ -1,9 +1,14 @@
 """Scores by indication and assay: TPS/CPS, categories from cut-off tables, adequacy, research use."""
 
+import numpy as np
 import pytest
 
 from analysis.scoring import (
+    NEAR_CUTOFF,
     CPS_UNAVAILABLE,
+    block_counts,
+    cutoffs_crossed,
+    positive_pct_interval,
     INSUFFICIENT,
     RESEARCH_USE,
     categorize,
@@ -67,3 +72,61 @@ def test_no_or_unapproved_table_is_research_use():
         s = score_summary({"positive": 600, "negative": 400}, tps_table=table)
         assert s["research_use"] and s["tps"]["category"] is None
         assert s["tps"]["status"] == RESEARCH_USE and s["tps"]["value"] == 60.0
+
+
+# --- uncertainty ------------------------------------------------------------------------------
+
+
+def test_block_counts_group_cells_by_square_blocks():
+    xy = np.array([[10, 10], [20, 20], [150, 10], [160, 15], [170, 20]], float)
+    labels = np.array([1, 2, 1, 1, 3])  # label 3 (not tumour) is not counted
+    pos, neg = block_counts(xy, labels, block_px=100)
+    assert sorted(zip(pos.tolist(), neg.tolist())) == [(1, 1), (2, 0)]
+
+
+def test_interval_is_reproducible_and_holds_the_value():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.integers(0, 50, 200), rng.integers(0, 50, 200)
+    a, b = positive_pct_interval(pos, neg), positive_pct_interval(pos, neg)
+    value = 100 * pos.sum() / (pos.sum() + neg.sum())
+    assert a == b and a.low < value < a.high and a.blocks == 200
+    assert a.high - a.low < 6  # 200 blocks of ~50 cells: a narrow interval
+
+
+def test_heterogeneous_blocks_widen_the_interval():
+    # Same pooled 50 %, but half the blocks all positive and half all negative: less certain
+    # than 40 alike blocks, whose interval is the binomial (Wilson) one over their 800 cells.
+    even = positive_pct_interval(np.full(40, 10), np.full(40, 10))
+    split = positive_pct_interval(np.r_[np.full(20, 20), np.zeros(20)], np.r_[np.zeros(20), np.full(20, 20)])
+    assert even.low == pytest.approx(46.5, abs=0.2) and even.high == pytest.approx(53.5, abs=0.2)
+    assert (split.high - split.low) > 3 * (even.high - even.low)
+
+
+def test_detector_error_widens_both_sides_and_clips_to_0_100():
+    base = positive_pct_interval(np.full(30, 1), np.full(30, 99))
+    wide = positive_pct_interval(np.full(30, 1), np.full(30, 99), detector_error_pp=4.0)
+    assert wide.high == pytest.approx(base.high + 4) and wide.low == 0.0
+    assert positive_pct_interval([0], [0]) is None
+
+
+def test_one_block_uses_wilson():
+    iv = positive_pct_interval([5], [95])
+    assert 1.5 < iv.low < 3 and 10 < iv.high < 12  # Wilson 95 % for 5/100: 2.2-11.2 %
+
+
+def test_near_cutoff_flag_in_the_summary():
+    # 52 % with an interval reaching below 50 %: near the 22C3 high-expression cut-off.
+    iv = positive_pct_interval(np.r_[np.full(10, 30), np.full(10, 22)], np.full(20, 24), detector_error_pp=3.0)
+    s = score_summary({"positive": 520, "negative": 480}, tps_table=TABLE_22C3, tps_interval=iv)
+    assert s["tps"]["near_cutoff"] and s["tps"]["cutoffs_crossed"] == [50.0]
+    assert s["tps"]["uncertainty"].startswith(NEAR_CUTOFF)
+    far = positive_pct_interval(np.full(20, 30), np.full(20, 70))
+    s = score_summary({"positive": 600, "negative": 1400}, tps_table=TABLE_22C3, tps_interval=far)
+    assert not s["tps"]["near_cutoff"] and s["tps"]["uncertainty"] == ""
+    assert s["tps"]["interval"]["low"] < 30 < s["tps"]["interval"]["high"]
+
+
+def test_cutoffs_crossed_ignores_the_zero_bound():
+    iv = positive_pct_interval([0, 1, 0, 2], [100, 100, 100, 100])
+    assert cutoffs_crossed(iv, [(0.0, "<1"), (1.0, "1-49"), (50.0, ">=50")]) == [1.0]
+    assert cutoffs_crossed(None, [(1.0, "x")]) == []

@@ -83,15 +83,16 @@ def test_source_weights_set_each_sources_share_of_a_batch():
 
     def field(value):
         rgb = np.full((64, 64, 3), value, np.uint8)
-        return SimpleNamespace(rgb=rgb, xy=np.zeros((0, 2), np.float32), labels=np.zeros(0, np.int64))
+        return SimpleNamespace(rgb=rgb, xy=np.zeros((0, 2), np.float32), labels=np.zeros(0, np.int64),
+                               ignore_xy=np.zeros((0, 2)))
 
     pools = [[field(40)], [field(220)]]  # a dark and a light source, told apart by their pixels
     config = TrainConfig(out_dir="unused", crop=32, batch_size=400, stain_sigma=0.0, stain_bias=0.0,
                          sources=("a", "b"), source_weights=(3.0, 1.0))
-    x, _ = make_batch(pools, config, np.random.default_rng(0))
+    x, _, _ = make_batch(pools, config, np.random.default_rng(0))
     dark_share = float((x.mean(dim=(1, 2, 3)) < 0).float().mean())
     assert 0.68 < dark_share < 0.82  # 3:1 -> 75 %
-    x, _ = make_batch(pools, TrainConfig(**{**config.__dict__, "source_weights": None}), np.random.default_rng(0))
+    x, _, _ = make_batch(pools, TrainConfig(**{**config.__dict__, "source_weights": None}), np.random.default_rng(0))
     assert 0.4 < float((x.mean(dim=(1, 2, 3)) < 0).float().mean()) < 0.6  # equal shares by default
     with pytest.raises(TrainingError, match="source weights must be 2 positive numbers"):
         train(TrainConfig(**{**config.__dict__, "source_weights": (1.0,)}))

@@ -11,12 +11,13 @@ from analysis.choices import CLASSIC_DETECTOR
 
 class Command(BaseCommand):
     help = ("Evaluate nucleus detectors (one-to-one matching within --radius-um) on SYNTHETIC held-out "
-            "fields, DeepLIIF fields or an exported folder; writes detectors.md/.json to --out.")
+            "fields, the real DeepLIIF, SHIDC-B-Ki-67 and BCData fields or an exported folder; writes "
+            "detectors.md/.json to --out.")
 
     def add_arguments(self, parser):
         parser.add_argument("--detector", action="append",
                             help="classic, a registered model name or a checkpoint path (repeatable; default classic)")
-        parser.add_argument("--data", action="append", help="synthetic | deepliif | deepliif:heldout | folder:PATH (repeatable; "
+        parser.add_argument("--data", action="append", help=f"{' | '.join(evaluation.DATA_KINDS)} (repeatable; "
                             "default synthetic and deepliif)")
         parser.add_argument("--radius-um", type=float, default=4.0, help="matching radius in µm")
         parser.add_argument("--synthetic-fields", type=int, default=6)

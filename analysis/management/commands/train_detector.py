@@ -51,6 +51,12 @@ class Command(BaseCommand):
         parser.add_argument("--point-weight", type=float, default=POINT_WEIGHT,
                             help="weight of the point term (LCFCN's is 1; see TrainConfig.loss_weights)")
         parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+        parser.add_argument("--stain-sigma", type=float, default=TrainConfig.stain_sigma,
+                            help="HED stain jitter: each stain scaled by U(1-s, 1+s)")
+        parser.add_argument("--stain-bias", type=float, default=TrainConfig.stain_bias,
+                            help="HED stain jitter: each stain shifted by U(-b, b)")
+        parser.add_argument("--scale-jitter", type=float, default=TrainConfig.scale_jitter,
+                            help="rescale each crop by up to this fraction (0.25: x0.8-1.25), for uncertain pixel sizes")
         parser.add_argument("--max-minutes", type=float, help="stop (with a resumable checkpoint) after this long")
         parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: only at the end)")
         parser.add_argument("--half", action="store_true", help="store the final model in fp16")
@@ -88,6 +94,7 @@ class Command(BaseCommand):
             background_weight=opts["background_weight"], background_radius_um=opts["background_radius_um"],
             point_radius_um=opts["point_radius_um"], warmup_steps=opts["warmup_steps"],
             max_minutes=opts["max_minutes"], val_every=opts["val_every"],
+            stain_sigma=opts["stain_sigma"], stain_bias=opts["stain_bias"], scale_jitter=opts["scale_jitter"],
             loss_weights=LossWeights(point=opts["point_weight"]),
             half=opts["half"], progress=not opts["no_progress"],
         )

@@ -1,0 +1,108 @@
+"""Accuracy on real tissue from labs a detector has never seen: the leave-one-source-out table (issue 15).
+
+For each real source (DeepLIIF, SHIDC-B-Ki-67, BCData), score on that source alone:
+- the run of bench/train_loso.py that trained without it (the measure of an unseen lab),
+- the shipped starter (fine-tuned on the DeepLIIF left halves: its DeepLIIF row is not unseen),
+- the classic detector with its constant DAB cut and with the adaptive (per-image) cut.
+Then the candidate default ("all-real") on each source's validation images.  Writes
+bench/RESULTS-accuracy.json and the tables for bench/RESULTS-accuracy.md.  Plain Python, no Django.
+
+    .venv/bin/python bench/accuracy_loso.py --runs var/loso --out bench/RESULTS-accuracy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis import evaluation  # noqa: E402
+from analysis.classic import ADAPTIVE, ClassicParams  # noqa: E402
+from analysis.detectors import ClassicDetector, ModelDetector  # noqa: E402
+
+STARTER = "analysis/starter/fcn-r18-starter-v5.pt"
+# Held-out source -> the data scored.  DeepLIIF: only the right halves, which no run trained on
+# (every run starts from the starter, which saw the left halves of the same two fields).
+HELD_OUT = {"bcdata": "bcdata", "shidc": "shidc", "deepliif": "deepliif:heldout"}
+TARGETS = {"model": {"f1": 0.85, "pct": 3.0}, "classic": {"pct": 5.0}}
+
+
+def detectors_for(held_out: str, runs: Path) -> list:
+    out = [
+        ClassicDetector(compartment="nucleus", name="classic (constant cut)"),
+        ClassicDetector(compartment="nucleus", params=ClassicParams(dab_threshold=ADAPTIVE),
+                        name="classic (adaptive cut)"),
+        ModelDetector.from_checkpoint(STARTER, name="fcn-r18-starter-v5"),
+    ]
+    loso = runs / f"without-{held_out}" / "model.pt"
+    if loso.exists():
+        out.append(ModelDetector.from_checkpoint(loso, name=f"fcn-r18 trained without {held_out}"))
+    return out
+
+
+def row(score, held_out: str, kind: str) -> dict:
+    d = score.to_dict()
+    d.update(held_out=held_out, kind=kind)
+    return d
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="var/loso")
+    parser.add_argument("--out", default="bench/RESULTS-accuracy.json")
+    parser.add_argument("--radius-um", type=float, default=4.0)
+    args = parser.parse_args(argv)
+    runs = Path(args.runs)
+    began = time.monotonic()
+    loso_rows, within_rows = [], []
+    for held_out, spec in HELD_OUT.items():
+        data = evaluation.load_data(spec)
+        for det in detectors_for(held_out, runs):
+            kind = "classic" if isinstance(det, ClassicDetector) else "model"
+            score = evaluation.score_detector(det, data, args.radius_um)
+            loso_rows.append(row(score, held_out, kind))
+            print(f"{held_out:9s} {score.detector:36s} F1 {score.f1['detection']:.3f} "
+                  f"pos {score.f1['positive']:.3f} neg {score.f1['negative']:.3f} "
+                  f"pct {score.positive_pct_abs_error:.1f} ({score.positive_pct_abs_error_max:.1f})", flush=True)
+    candidate = runs / "all-real" / "model.pt"
+    if candidate.exists():
+        det = ModelDetector.from_checkpoint(candidate, name="fcn-r18 all-real (candidate default)")
+        for spec in ("bcdata:val", "shidc:val", "deepliif:heldout"):
+            score = evaluation.score_detector(det, evaluation.load_data(spec), args.radius_um)
+            within_rows.append(row(score, spec, "model"))
+    result = {
+        "title": "Accuracy on real Ki-67 tissue: leave-one-source-out",
+        "machine": evaluation.machine_description(),
+        "radius_um": args.radius_um,
+        "targets": TARGETS,
+        "seconds": round(time.monotonic() - began, 1),
+        "leave_one_source_out": loso_rows,
+        "within_source_validation": within_rows,
+        "legend": evaluation.LEGEND,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(markdown(result))
+    return 0
+
+
+def _f(v, digits=3):
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    lines = ["| held-out source | detector | fields | truth | detected | F1 | F1 pos | F1 neg | pos-% error mean | max |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["leave_one_source_out"] + result["within_source_validation"]:
+        lines.append(f"| {r['held_out']} | {r['detector']} | {r['fields']} | {r['n_truth']} | {r['n_pred']} | "
+                     f"{_f(r['f1']['detection'])} | {_f(r['f1']['positive'])} | {_f(r['f1']['negative'])} | "
+                     f"{_f(r['positive_pct_abs_error'], 1)} | {_f(r['positive_pct_abs_error_max'], 1)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

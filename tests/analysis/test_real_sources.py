@@ -1,0 +1,121 @@
+"""The real ihc_train sources (SHIDC-B-Ki-67, BCData): reading, splits, lymphocytes kept apart,
+the ignore zone in the metrics, lymphocytes as background in training, the adaptive DAB cut."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analysis import datasets
+from analysis.classic import ADAPTIVE, DEFAULT_DAB_THRESHOLD, ClassicParams, adaptive_dab_threshold, detect_classic
+from analysis.matching import evaluate, ignored_predictions
+
+
+def write_source(root, kind, rows_by_image):
+    folder = root / datasets.IHC_TRAIN[kind][0]
+    folder.mkdir(parents=True)
+    for stem, rows in rows_by_image.items():
+        Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(folder / f"{stem}.png")
+        (folder / f"{stem}.csv").write_text("x,y,label\n" + "".join(f"{r}\n" for r in rows))
+    return root
+
+
+def test_lymphocytes_are_kept_apart_and_split_is_by_image(tmp_path):
+    root = write_source(tmp_path, "shidc", {
+        "p1_0300_2": ["5,5,positive", "10,10,negative", "20,20,lymphocyte"],
+        "p2_0191_1": ["7,8,negative"],  # a validation image
+    })
+    samples = {s.name: s for s in datasets.ihc_train_samples("shidc", root)}
+    train, val = samples["shidc-p1_0300_2"], samples["shidc-p2_0191_1"]
+    assert (train.split, val.split) == ("train", "val")
+    assert train.labels.tolist() == [1, 2] and train.ignore_xy.tolist() == [[20.0, 20.0]]
+    assert train.mpp == datasets.IHC_TRAIN["shidc"][1] and not train.synthetic and "non-commercial" in train.licence
+    # Resampling to the working resolution moves the lymphocytes with the image.
+    half = datasets.resample(train, train.mpp * 2)
+    assert half.ignore_xy[0] == pytest.approx([(20 + 0.5) / 2 - 0.5] * 2)
+
+
+def test_overlapping_shidc_pairs_stay_on_one_side():
+    val = set(datasets.IHC_TRAIN_VAL["shidc"])
+    for a, b in (("p1_0300_2", "p1_0317_1"), ("p1_0299_1", "p1_0317_7")):
+        assert (a in val) == (b in val)
+
+
+def test_bad_rows_are_all_reported(tmp_path):
+    root = write_source(tmp_path, "bcdata", {"1": ["5,5,positive", "5,5,macrophage", "500,5,negative"]})
+    with pytest.raises(datasets.DatasetError) as err:
+        datasets.ihc_train_samples("bcdata", root)
+    assert "macrophage" in str(err.value) and "outside" in str(err.value)
+
+
+def test_real_sources_when_present():
+    if not (datasets.IHC_TRAIN_DIR / "shidc_ki67").is_dir():
+        pytest.skip("shared ihc_train data not available")
+    shidc, bcdata = datasets.ihc_train_samples("shidc"), datasets.ihc_train_samples("bcdata")
+    assert (len(shidc), len(bcdata)) == (13, 25)
+    assert sum(len(s.ignore_xy) for s in shidc) == 63 and sum(len(s.ignore_xy) for s in bcdata) == 0
+    assert sum(len(s.labels) for s in shidc + bcdata) == 1572 + 2881
+    assert datasets.parse_source("shidc") == ("shidc", None)
+
+
+def test_detection_on_a_lymphocyte_is_ignored_not_a_false_tumour_cell():
+    truth_xy, truth_labels = np.array([[10.0, 10.0], [50.0, 10.0]]), np.array([1, 2])
+    lymphocytes = np.array([[90.0, 90.0], [52.0, 12.0]])
+    pred_xy = np.array([[10.0, 10.0], [51.0, 10.0], [90.0, 91.0], [150.0, 150.0]])
+    pred_labels = np.array([1, 2, 2, 2])
+    # The detection on the tumour cell next to a lymphocyte still matches the tumour cell;
+    # the one on the lone lymphocyte is dropped; the one on nothing stays a false detection.
+    assert ignored_predictions(pred_xy, truth_xy, lymphocytes, 8.0).tolist() == [False, False, True, False]
+    plain = evaluate(pred_xy, pred_labels, truth_xy, truth_labels, mpp=0.5)
+    ignored = evaluate(pred_xy, pred_labels, truth_xy, truth_labels, mpp=0.5, ignore_xy=lymphocytes)
+    assert (plain.detection.fp, ignored.detection.fp) == (2, 1)
+    assert ignored.detection.tp == 2 and ignored.positive_pct_pred == pytest.approx(100 / 3)
+
+
+def test_lymphocytes_are_background_in_the_training_loss():
+    import torch
+
+    from analysis.training import far_background_term
+
+    logits = torch.zeros(1, 3, 32, 32)
+    logits[0, 1] = 5.0  # the network says "positive" everywhere
+    points = torch.zeros(1, 32, 32, dtype=torch.long)
+    points[0, 16, 16] = 1
+    lymph = np.zeros((1, 32, 32), bool)
+    lymph[0, 16, 19] = True  # 3 px from the click: inside its radius, so not far background
+    without = far_background_term(logits, points, radius_px=6.0)
+    with_lymph = far_background_term(logits, points, radius_px=6.0, not_tumour=lymph, not_tumour_radius_px=2.0)
+    assert float(with_lymph) > float(without)
+
+
+def test_make_batch_marks_lymphocytes_apart_from_clicks():
+    from types import SimpleNamespace
+
+    from analysis.training import TrainConfig, make_batch
+
+    rgb = np.full((64, 64, 3), 128, np.uint8)
+    sample = SimpleNamespace(rgb=rgb, xy=np.array([[10.0, 10.0]]), labels=np.array([1]),
+                             ignore_xy=np.array([[40.0, 40.0]]))
+    config = TrainConfig(out_dir="unused", crop=64, batch_size=2, stain_sigma=0, stain_bias=0)
+    _, points, background = make_batch([[sample]], config, np.random.default_rng(0))
+    assert int((points > 0).sum()) == 2 and int(background.sum()) == 2  # one click, one lymphocyte each
+    assert not (background & (points.numpy() > 0)).any()
+
+
+def test_adaptive_cut_follows_the_image_and_never_drops_below_the_constant():
+    rng = np.random.default_rng(0)
+    negatives, positives = rng.normal(0.15, 0.02, 300), rng.normal(0.9, 0.1, 200)
+    cut = adaptive_dab_threshold(np.r_[negatives, positives], "nucleus")
+    assert 0.3 < cut < 0.75  # between the two populations, far above the 0.15 constant
+    assert adaptive_dab_threshold(rng.normal(0.03, 0.01, 300), "nucleus") == DEFAULT_DAB_THRESHOLD["nucleus"]
+    assert adaptive_dab_threshold([0.5, 0.9], "membrane") == DEFAULT_DAB_THRESHOLD["membrane"]  # too few cells
+
+
+def test_classic_records_the_cut_it_applied():
+    from skimage.data import immunohistochemistry
+
+    rgb = immunohistochemistry()[:256, :256]
+    fixed = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus"))
+    adaptive = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus", dab_threshold=ADAPTIVE))
+    assert fixed.dab_threshold == DEFAULT_DAB_THRESHOLD["nucleus"]
+    assert adaptive.dab_threshold >= fixed.dab_threshold
+    assert np.array_equal(adaptive.labels == 1, adaptive.dab_nucleus > adaptive.dab_threshold)
