@@ -245,6 +245,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "PD-L1 IHC analysis API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI describe every endpoint and field: signed-in users only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Swagger UI assets ship in drf-spectacular-sidecar: hospital networks reach no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

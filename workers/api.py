@@ -1,5 +1,6 @@
 """REST API for analysis jobs: list, start, cancel, retry. Thin: logic in workers.services."""
 
+import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -21,12 +22,31 @@ class AnalysisJobSerializer(serializers.ModelSerializer):
         extra_kwargs = {"detector": {"required": False, "help_text": '"classic", or the name or id of a model '
                                                                      "released for clinical use; blank: the default"}}
 
+    def get_fields(self):
+        # Only slides the caller may see are choices: a slide of another department answers exactly
+        # like a missing one ("Invalid pk"), so ids cannot be probed for existence.
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None and "slide" in fields:
+            fields["slide"].queryset = access.visible_slides(request.user)
+        return fields
+
+
+class AnalysisJobFilter(django_filters.FilterSet):
+    # A plain number, not a choice among all slides: an invisible slide and a missing one both
+    # give an empty list (a choice filter answered 400 for missing ids only).
+    slide = django_filters.NumberFilter(field_name="slide_id")
+
+    class Meta:
+        model = AnalysisJob
+        fields = ["slide", "status"]
+
 
 class AnalysisJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = AnalysisJobSerializer
     permission_classes = [HasRole]
     allowed_roles = CLINICAL_ROLES
-    filterset_fields = ["slide", "status"]
+    filterset_class = AnalysisJobFilter
     ordering_fields = ["created_at"]
 
     def get_queryset(self):
