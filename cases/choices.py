@@ -61,3 +61,10 @@ class ReportStatus(models.TextChoices):
 class ScoreType(models.TextChoices):
     TPS = "TPS", "Tumour proportion score (TPS)"
     CPS = "CPS", "Combined positive score (CPS)"
+
+
+class DocumentKind(models.TextChoices):
+    """The documents stored for a signed report version (rendered once, at signing)."""
+
+    PDF = "pdf", "PDF"
+    FHIR = "fhir", "FHIR R4 JSON"

@@ -6,14 +6,26 @@ by name. Clinicians are linked to patients as treating clinicians and see only t
 signed reports. Annotators see slides only through their pseudonymous id.
 """
 
+import hashlib
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from cases.choices import AssayClone, CaseStatus, Indication, Marker, MppSource, ReportStatus, ScoreType, Sex
+from cases.choices import (
+    AssayClone,
+    CaseStatus,
+    DocumentKind,
+    Indication,
+    Marker,
+    MppSource,
+    ReportStatus,
+    ScoreType,
+    Sex,
+)
 
 
 class Department(models.Model):
@@ -37,7 +49,63 @@ class UserProfile(models.Model):
         return f"Profile of {self.user}"
 
 
-class Patient(models.Model):
+class RecordLocked(Exception):
+    """A field that a signed report states was about to change outside an amendment: nothing changed."""
+
+
+class StatedInSignedReports:
+    """Mixin for records whose fields a signed report states (the patient's identity, the case).
+
+    Those fields change only while every current signed report stating them has an amendment open
+    (Report.amend: a new draft with a reason). The stored documents of signed versions never change
+    either way; the lock keeps the record from silently disagreeing with what was signed. Checked in
+    save() (API, shell, everything) and in clean() (admin and other model forms, as a form error).
+    """
+
+    REPORTED_FIELDS: tuple[str, ...] = ()
+
+    def locking_reports(self):
+        """Current signed versions that state this record's fields and have no amendment open."""
+        raise NotImplementedError
+
+    def reported_changes(self) -> list[str]:
+        """The reported fields whose values differ from the stored row."""
+        if self._state.adding or self.pk is None:
+            return []
+        attnames = [self._meta.get_field(name).attname for name in self.REPORTED_FIELDS]
+        stored = type(self).objects.filter(pk=self.pk).values(*attnames).first()
+        if stored is None:
+            return []
+        return [name for name, attname in zip(self.REPORTED_FIELDS, attnames)
+                if getattr(self, attname) != stored[attname]]
+
+    def check_reported_fields(self):
+        changed = self.reported_changes()
+        if not changed:
+            return
+        blocking = list(self.locking_reports().select_related("case").order_by("pk")[:5])
+        if blocking:
+            names = ", ".join(str(self._meta.get_field(name).verbose_name) for name in changed)
+            versions = ", ".join(f"{r.case.accession} v{r.version}" for r in blocking)
+            raise RecordLocked(
+                f"{names}: stated by the signed report {versions}. Start an amendment of that report "
+                "(with a reason) before changing what it states.")
+
+    def clean(self):
+        super().clean()
+        try:
+            self.check_reported_fields()
+        except RecordLocked as exc:
+            raise ValidationError(str(exc)) from None
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or set(update_fields) & set(self.REPORTED_FIELDS):
+            self.check_reported_fields()
+        super().save(*args, **kwargs)
+
+
+class Patient(StatedInSignedReports, models.Model):
     mrn = models.CharField("MRN", max_length=64, unique=True, help_text="Medical record number")
     family_name = models.CharField(max_length=120)
     given_name = models.CharField(max_length=120, blank=True)
@@ -50,14 +118,20 @@ class Patient(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    REPORTED_FIELDS = ("mrn", "family_name", "given_name", "birth_date", "sex")
+
     class Meta:
         ordering = ["family_name", "given_name", "mrn"]
 
     def __str__(self):
         return f"{self.family_name}, {self.given_name} ({self.mrn})"
 
+    def locking_reports(self):
+        return Report.objects.filter(case__patient_id=self.pk, status=ReportStatus.SIGNED,
+                                     superseded_by__isnull=True)
 
-class Case(models.Model):
+
+class Case(StatedInSignedReports, models.Model):
     accession = models.CharField("accession number", max_length=64, unique=True)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
     department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="cases")
@@ -72,6 +146,8 @@ class Case(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    REPORTED_FIELDS = ("accession", "patient", "specimen", "indication", "assay_clone")
+
     class Meta:
         ordering = ["-created_at"]
 
@@ -80,6 +156,9 @@ class Case(models.Model):
 
     def get_absolute_url(self):
         return reverse("cases:case-detail", args=[self.pk])
+
+    def locking_reports(self):
+        return Report.objects.filter(case_id=self.pk, status=ReportStatus.SIGNED, superseded_by__isnull=True)
 
 
 class Slide(models.Model):
@@ -218,6 +297,12 @@ class Report(models.Model):
             raise ReportError("The password is incorrect: the report was not signed.")
         if not self.scores:
             raise ReportError("the draft has no scores to sign")
+        case = self.case
+        stale = [name for name in ("assay_clone", "indication")
+                 if self.scores.get(name) not in (None, getattr(case, name))]
+        if stale:
+            raise ReportError(f"The case's {' and '.join(n.replace('_', ' ') for n in stale)} changed after this "
+                              "draft was prepared: prepare the draft again from the analysis, then sign.")
         with transaction.atomic():
             self.status, self.signed_by, self.signed_at = ReportStatus.SIGNED, user, timezone.now()
             self.save()
@@ -226,10 +311,14 @@ class Report(models.Model):
                 if previous.status == ReportStatus.SIGNED:
                     previous.status = ReportStatus.AMENDED
                     previous.save()
-            case = self.case
             if case.status != CaseStatus.SIGNED:
                 case.status = CaseStatus.SIGNED
                 case.save(update_fields=["status", "updated_at"])  # audited, unlike a queryset update
+            # The PDF and FHIR are rendered once, here, and served as stored from now on: a signing
+            # that cannot render its documents does not happen (same transaction).
+            from cases.documents import store_documents
+
+            store_documents(self, at_signing=True)
 
     def amend(self, reason: str, user=None, comment: str | None = None) -> "Report":
         """A new draft version superseding this signed one; this one becomes amended once it is signed."""
@@ -241,8 +330,13 @@ class Report(models.Model):
         if Report.objects.filter(supersedes=self).exists():
             raise ReportError("an amendment of this version is already in progress")
         latest = Report.objects.filter(case_id=self.case_id).order_by("-version").first()
+        scores = self.scores
+        if self.job_id:  # corrections and regions made since signing belong to the amendment
+            from cases.reports import score_snapshot
+
+            scores = score_snapshot(self.case, self.job)
         return Report.objects.create(
-            case_id=self.case_id, version=latest.version + 1, job=self.job, scores=self.scores,
+            case_id=self.case_id, version=latest.version + 1, job=self.job, scores=scores,
             comment=self.comment if comment is None else comment, amendment_reason=reason, supersedes=self,
             created_by=user,
         )
@@ -254,6 +348,42 @@ class Report(models.Model):
         if self.status == ReportStatus.AMENDED or self.supersedes_id:
             return "amended"
         return "final"
+
+
+class ReportDocument(models.Model):
+    """The exact bytes served for a signed report version, with their sha256. Written once, never changed.
+
+    Rendered in the signing transaction (at_signing). A version signed before documents were stored
+    gets them at its first download (at_signing False), and keeps those from then on.
+    """
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="documents")
+    kind = models.CharField(max_length=8, choices=DocumentKind.choices)
+    media_type = models.CharField(max_length=64)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64, editable=False)
+    at_signing = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["report", "kind"]
+        constraints = [models.UniqueConstraint(fields=["report", "kind"], name="one_document_per_report_kind")]
+
+    def __str__(self):
+        return f"{self.report} {self.kind} {self.sha256[:12]}"
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self.content)
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableReport(f"the stored {self.kind} of {self.report} cannot be changed")
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableReport(f"the stored {self.kind} of {self.report} cannot be deleted")
 
 
 class CutoffTable(models.Model):

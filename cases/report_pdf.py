@@ -34,6 +34,7 @@ class _NumberedCanvas(pdfcanvas.Canvas):
     def __init__(self, *args, **kwargs):
         self.header_text = kwargs.pop("header_text", "")
         self.footer_text = kwargs.pop("footer_text", "")
+        self.footer_note = kwargs.pop("footer_note", "")
         super().__init__(*args, **kwargs)
         self._pages = []
 
@@ -55,11 +56,14 @@ class _NumberedCanvas(pdfcanvas.Canvas):
         self.setFillColor(colors.grey)
         self.drawString(15 * mm, 10 * mm, self.footer_text)
         self.drawRightString(width - 15 * mm, 10 * mm, f"Page {self._pageNumber} of {total}")
+        if self.footer_note:
+            self.setFont("Helvetica", 6.5)
+            self.drawString(15 * mm, 6.5 * mm, self.footer_note)
 
 
-def _canvas_maker(footer: str):
+def _canvas_maker(footer: str, note: str = ""):
     def make(*args, **kwargs):
-        return _NumberedCanvas(*args, footer_text=footer, **kwargs)
+        return _NumberedCanvas(*args, footer_text=footer, footer_note=note, **kwargs)
 
     return make
 
@@ -186,8 +190,12 @@ def _score_rows(part: dict, name: str) -> list[list[str]]:
              f"{table}, {approval}. Cut-offs: {cutoffs}" + (f". Source: {part['source']}" if part.get("source") else "")]]
 
 
-def build_pdf(report, job=None) -> bytes:
-    """The PDF of `report` (a Report; unsaved and without a case is allowed for drafts)."""
+def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
+    """The PDF of `report` (a Report; unsaved and without a case is allowed for drafts).
+
+    `record_sha256`: the sha256 of the FHIR bundle stored with this signed version, printed in the
+    footer of every page (cases.documents: a PDF cannot state its own hash).
+    """
     case = report.case if report.case_id else None
     job = job or (report.job if report.job_id else None)
     slide = job.slide if job is not None else None
@@ -280,7 +288,9 @@ def build_pdf(report, job=None) -> bytes:
         f" - generated {timezone.localtime().strftime('%Y-%m-%d %H:%M')}"
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
                             bottomMargin=18 * mm, title="PD-L1 IHC report", author=settings.INSTITUTION_NAME)
-    doc.build(story, canvasmaker=_canvas_maker(footer))
+    note = (f"FHIR record sha256 {record_sha256} - this PDF's own sha256 is in the download's Repr-Digest header"
+            if record_sha256 else "Not a signed record: rendered for this download only")
+    doc.build(story, canvasmaker=_canvas_maker(footer, note))
     return buf.getvalue()
 
 
