@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
 from cases.audit import log_access
-from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, Slide, UserProfile
+from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, ReportDocument, Slide, UserProfile
 
 
 class AuditedAccessAdmin(admin.ModelAdmin):
@@ -57,6 +57,21 @@ class SlideAdmin(AuditedAccessAdmin):
     raw_id_fields = ["case"]
 
 
+class ReportDocumentInline(admin.TabularInline):
+    """The stored PDF and FHIR of a signed version: shown by hash, never editable."""
+
+    model = ReportDocument
+    fields = readonly_fields = ["kind", "media_type", "sha256", "at_signing", "created_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Report)
 class ReportAdmin(AuditedAccessAdmin):
     """Signed and superseded versions are read-only (the model refuses changes too)."""
@@ -65,6 +80,7 @@ class ReportAdmin(AuditedAccessAdmin):
     list_filter = ["status"]
     raw_id_fields = ["case", "job", "supersedes"]
     readonly_fields = ["status", "signed_by", "signed_at", "created_by", "created_at", "supersedes"]
+    inlines = [ReportDocumentInline]
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.is_locked:
@@ -75,6 +91,25 @@ class ReportAdmin(AuditedAccessAdmin):
         if obj is not None and obj.is_locked:
             return False
         return super().has_delete_permission(request, obj)
+
+
+@admin.register(ReportDocument)
+class ReportDocumentAdmin(AuditedAccessAdmin):
+    """Stored documents are listed by hash and never changed here (downloads go through the API)."""
+
+    list_display = ["report", "kind", "sha256", "at_signing", "created_at"]
+    list_filter = ["kind", "at_signing"]
+    search_fields = ["sha256", "report__case__accession"]
+    fields = readonly_fields = ["report", "kind", "media_type", "sha256", "at_signing", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class CutoffInline(admin.TabularInline):

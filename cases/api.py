@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -11,8 +11,8 @@ from django.http import HttpResponse
 
 from cases import access, reports, services
 from cases.audit import log_access
-from cases.choices import Role
-from cases.models import Case, Patient, Report, ReportError, Slide
+from cases.choices import DocumentKind, ReportStatus, Role
+from cases.models import Case, Patient, RecordLocked, Report, ReportError, Slide
 from cases.permissions import CLINICAL_ROLES, HasRole
 from cases.views import thumbnail_response
 from pdl1site.rest import JSONParser
@@ -48,7 +48,22 @@ class AuditedRetrieveMixin:
         return self.get_paginated_response(data) if page is not None else Response(data)
 
 
-class PatientViewSet(AuditedRetrieveMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+class Locked(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "locked_by_signed_report"
+
+
+class LockedBySignedReportsMixin:
+    """A field a signed report states changes only under an open amendment: otherwise 409."""
+
+    def perform_update(self, serializer):
+        try:
+            serializer.save()
+        except RecordLocked as exc:
+            raise Locked(str(exc)) from None
+
+
+class PatientViewSet(AuditedRetrieveMixin, LockedBySignedReportsMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
                      viewsets.ReadOnlyModelViewSet):
     serializer_class = PatientSerializer
     permission_classes = [HasRole]
@@ -61,7 +76,7 @@ class PatientViewSet(AuditedRetrieveMixin, mixins.CreateModelMixin, mixins.Updat
         return access.visible_patients(self.request.user).select_related("department")
 
 
-class CaseViewSet(AuditedRetrieveMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+class CaseViewSet(AuditedRetrieveMixin, LockedBySignedReportsMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
                   viewsets.ReadOnlyModelViewSet):
     serializer_class = CaseSerializer
     permission_classes = [HasRole]
@@ -266,18 +281,27 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
 
 
 def pdf_response(report) -> HttpResponse:
-    from cases.report_pdf import build_pdf
-
-    response = HttpResponse(build_pdf(report), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{report.case.accession}-v{report.version}.pdf"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return document_response(report, DocumentKind.PDF, "pdf")
 
 
 def fhir_response(report) -> HttpResponse:
-    import json
+    return document_response(report, DocumentKind.FHIR, "fhir.json")
 
-    response = HttpResponse(json.dumps(reports.fhir_bundle(report), indent=2), content_type="application/fhir+json")
-    response["Content-Disposition"] = f'attachment; filename="{report.case.accession}-v{report.version}.fhir.json"'
+
+def document_response(report, kind: str, extension: str) -> HttpResponse:
+    """A signed or amended version's stored bytes (a draft's live rendering), with their sha256 in
+    `Repr-Digest` (RFC 9530, base64) and `X-Content-SHA256` (hex, as on the page and in the API)."""
+    import base64
+
+    from cases.documents import served_document
+
+    doc = served_document(report, kind)
+    response = HttpResponse(doc.data, content_type=doc.media_type)
+    superseded = "-superseded" if report.status == ReportStatus.AMENDED else ""
+    response["Content-Disposition"] = (f'attachment; filename="{report.case.accession}-v{report.version}'
+                                       f'{superseded}.{extension}"')
     response["Cache-Control"] = "private, no-store"
+    response["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(doc.sha256)).decode()}:"
+    response["X-Content-SHA256"] = doc.sha256
+    response["X-Report-Status"] = report.status  # a superseded version's stored PDF still reads as signed
     return response

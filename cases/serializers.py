@@ -2,7 +2,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from cases.access import visible_patients
-from cases.models import Case, Department, Patient, Report, Slide
+from cases.models import Case, Department, Patient, Report, ReportDocument, Slide
 
 
 class DepartmentField(serializers.SlugRelatedField):
@@ -101,12 +101,14 @@ class ReportSerializer(serializers.ModelSerializer):
     signed_by_name = serializers.SerializerMethodField()
     pdf_url = serializers.SerializerMethodField()
     fhir_url = serializers.SerializerMethodField()
+    document_sha256 = serializers.SerializerMethodField(
+        help_text="sha256 (hex) of the stored PDF and FHIR of a signed version, by kind; empty for a draft")
 
     class Meta:
         model = Report
         fields = ["id", "case", "accession", "patient_mrn", "version", "status", "job", "scores", "comment",
                   "amendment_reason", "supersedes", "signed_by", "signed_by_name", "signed_at", "created_at",
-                  "pdf_url", "fhir_url"]
+                  "pdf_url", "fhir_url", "document_sha256"]
         read_only_fields = fields
 
     def get_signed_by_name(self, report) -> str:
@@ -118,6 +120,9 @@ class ReportSerializer(serializers.ModelSerializer):
 
     def get_fhir_url(self, report) -> str:
         return reverse("api:report-fhir", args=[report.pk])
+
+    def get_document_sha256(self, report) -> dict[str, str]:
+        return dict(ReportDocument.objects.filter(report=report).values_list("kind", "sha256"))
 
 
 class ReportDraftSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ from cases.forms import (
     ReportSignForm,
     SlideUploadForm,
 )
-from cases.models import ReportError
+from cases.models import ReportDocument, ReportError
 
 
 def role_required(*roles):
@@ -216,7 +216,8 @@ def report_detail(request, pk):
     report = get_object_or_404(access.visible_reports(request.user).select_related("case__patient", "signed_by"),
                                pk=pk)
     log_access(report, report.case.patient)
-    return render(request, "cases/report_detail.html", {"report": report})
+    hashes = dict(ReportDocument.objects.filter(report=report).values_list("kind", "sha256"))
+    return render(request, "cases/report_detail.html", {"report": report, "hashes": hashes})
 
 
 def thumbnail_response(slide):
