@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()  # set up Django before importing consu
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from pdl1site.origin import SameOriginWebsocketValidator  # noqa: E402
 from pdl1site.routing import websocket_urlpatterns  # noqa: E402
 from viewer.fastpath import TileFastPath  # noqa: E402
 
@@ -40,6 +40,7 @@ application = ProtocolTypeRouter(
     {
         # Repeat tile requests of a session already granted the slide skip Django (viewer/fastpath.py).
         "http": TileFastPath(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Same origin only, port included (pdl1site/origin.py).
+        "websocket": SameOriginWebsocketValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -41,10 +41,10 @@ def test_websocket_echo_through_the_channel_layer(personas):
         await communicator.disconnect()
         return reply
 
-    origin = (b"origin", b"http://localhost")
-    assert async_to_sync(ping)([origin, (b"cookie", cookie)]) == {"echo": {"hello": "pd-l1"}}
-    assert async_to_sync(ping)([origin]) is None  # anonymous: refused
-    assert async_to_sync(ping)([(b"origin", b"http://evil.example"), (b"cookie", cookie)]) is None
+    origin, host = (b"origin", b"http://localhost"), (b"host", b"localhost")
+    assert async_to_sync(ping)([origin, host, (b"cookie", cookie)]) == {"echo": {"hello": "pd-l1"}}
+    assert async_to_sync(ping)([origin, host]) is None  # anonymous: refused
+    assert async_to_sync(ping)([(b"origin", b"http://evil.example"), host, (b"cookie", cookie)]) is None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,9 +57,9 @@ def test_ping_echoes_only_to_its_sender(personas):
         cookies[name] = f"sessionid={web.cookies['sessionid'].value}".encode()
 
     async def scenario():
-        origin = (b"origin", b"http://localhost")
-        sender = WebsocketCommunicator(application, "/ws/ping/", headers=[origin, (b"cookie", cookies["pathologist"])])
-        bystander = WebsocketCommunicator(application, "/ws/ping/", headers=[origin, (b"cookie", cookies["outsider"])])
+        site = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+        sender = WebsocketCommunicator(application, "/ws/ping/", headers=[*site, (b"cookie", cookies["pathologist"])])
+        bystander = WebsocketCommunicator(application, "/ws/ping/", headers=[*site, (b"cookie", cookies["outsider"])])
         assert (await sender.connect())[0] and (await bystander.connect())[0]
         await sender.send_json_to({"secret": "for me only"})
         own = await sender.receive_json_from(timeout=5)
@@ -71,3 +71,37 @@ def test_ping_echoes_only_to_its_sender(personas):
     own, nothing_for_bystander = async_to_sync(scenario)()
     assert own == {"echo": {"secret": "for me only"}}
     assert nothing_for_bystander
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_origin_must_match_host_and_port(personas, settings):
+    """A page on another port of the same host is another origin: its websockets are refused."""
+    settings.CSRF_TRUSTED_ORIGINS = ["https://pdl1.hospital.example"]
+    settings.ALLOWED_HOSTS = ["localhost", "pdl1.hospital.example"]
+    web = Client()
+    web.force_login(personas["pathologist"])
+    cookie = (b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode())
+
+    async def connects(origin, host):
+        headers = [cookie] + ([(b"origin", origin)] if origin else []) + ([(b"host", host)] if host else [])
+        communicator = WebsocketCommunicator(application, "/ws/ping/", headers=headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected
+
+    cases = {
+        (b"http://localhost:8000", b"localhost:8000"): True,
+        (b"http://localhost", b"localhost:80"): True,  # the scheme's default port, written or not
+        (b"https://pdl1.hospital.example", b"pdl1.hospital.example"): True,  # trusted origin (TLS proxy)
+        (b"http://localhost:9999", b"localhost:8000"): False,  # same host, another port
+        (b"http://localhost:8000", b"localhost"): False,
+        (b"https://localhost:8000", b"localhost:8000"): True,
+        (b"http://evil.example:8000", b"localhost:8000"): False,
+        (b"http://evil.example", b"evil.example"): False,  # not an allowed host
+        (b"null", b"localhost"): False,
+        (None, b"localhost"): False,  # no Origin: not a browser page of this site
+        (b"http://localhost", None): False,
+    }
+    got = {key: async_to_sync(connects)(*key) for key in cases}
+    assert got == cases

@@ -15,15 +15,16 @@ from workers.services import do_start_job
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://localhost")
+HOST = (b"host", b"localhost")  # a browser's page on this site: the same host and port as its Origin
 PARAMS = {"batch_size": 4, "tile_px": 256}
 
 
 def headers_for(user):
     if user is None:
-        return [ORIGIN]
+        return [ORIGIN, HOST]
     web = Client()
     web.force_login(user)
-    return [ORIGIN, (b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode())]
+    return [ORIGIN, HOST, (b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode())]
 
 
 def queued_job(slide):
