@@ -73,7 +73,8 @@ class StatedInSignedReports:
         if self._state.adding or self.pk is None:
             return []
         attnames = [self._meta.get_field(name).attname for name in self.REPORTED_FIELDS]
-        stored = type(self).objects.filter(pk=self.pk).values(*attnames).first()
+        # Row lock (inside save's transaction): a signing of this record cannot interleave with the check.
+        stored = type(self).objects.select_for_update().filter(pk=self.pk).values(*attnames).first()
         if stored is None:
             return []
         return [name for name, attname in zip(self.REPORTED_FIELDS, attnames)
@@ -94,15 +95,17 @@ class StatedInSignedReports:
     def clean(self):
         super().clean()
         try:
-            self.check_reported_fields()
+            with transaction.atomic():
+                self.check_reported_fields()
         except RecordLocked as exc:
             raise ValidationError(str(exc)) from None
 
     def save(self, *args, **kwargs):
         update_fields = kwargs.get("update_fields")
-        if update_fields is None or set(update_fields) & set(self.REPORTED_FIELDS):
-            self.check_reported_fields()
-        super().save(*args, **kwargs)
+        with transaction.atomic():
+            if update_fields is None or set(update_fields) & set(self.REPORTED_FIELDS):
+                self.check_reported_fields()
+            super().save(*args, **kwargs)
 
 
 class Patient(StatedInSignedReports, models.Model):
@@ -297,13 +300,16 @@ class Report(models.Model):
             raise ReportError("The password is incorrect: the report was not signed.")
         if not self.scores:
             raise ReportError("the draft has no scores to sign")
-        case = self.case
-        stale = [name for name in ("assay_clone", "indication")
-                 if self.scores.get(name) not in (None, getattr(case, name))]
-        if stale:
-            raise ReportError(f"The case's {' and '.join(n.replace('_', ' ') for n in stale)} changed after this "
-                              "draft was prepared: prepare the draft again from the analysis, then sign.")
         with transaction.atomic():
+            # Lock what the documents state: a concurrent edit waits for the signing, then meets the lock.
+            case = Case.objects.select_for_update().select_related("patient").get(pk=self.case_id)
+            list(Patient.objects.select_for_update().filter(pk=case.patient_id).values_list("pk", flat=True))
+            self.case = case
+            stale = [name for name in ("assay_clone", "indication")
+                     if self.scores.get(name) not in (None, getattr(case, name))]
+            if stale:
+                raise ReportError(f"The case's {' and '.join(n.replace('_', ' ') for n in stale)} changed after "
+                                  "this draft was prepared: prepare the draft again from the analysis, then sign.")
             self.status, self.signed_by, self.signed_at = ReportStatus.SIGNED, user, timezone.now()
             self.save()
             if self.supersedes_id:
