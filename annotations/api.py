@@ -70,9 +70,12 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return services.visible_projects(self.request.user).select_related("created_by").prefetch_related("annotators")
 
     def _managed(self):
+        """The project, for an action over all its fields: the user manages it and sees every slide."""
         project = self.get_object()
-        if not services.can_manage(self.request.user, project):
-            raise PermissionDenied("only the project's pathologists and administrators may do this")
+        try:
+            services.check_manages_whole_project(self.request.user, project)
+        except services.NotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
         return project
 
     @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})

@@ -71,30 +71,55 @@ def visible_projects(user):
 
 
 def visible_fields(user):
+    """Fields of the user's own sessions and of the projects they manage, on slides they may see.
+
+    Managing a project is per slide: a pathologist who manages a project because they share a
+    department with its creator does not see (or review) its fields on another department's slides.
+    """
     if not user.is_authenticated:
         return Field.objects.none()
-    own = Q(sessions__annotator=user, slide__in=access.pseudonymous_slides(user).values("pk"))
-    return Field.objects.filter(Q(project__in=managed_projects(user).values("pk")) | own).distinct()
+    mine = Q(sessions__annotator=user) | Q(project__in=managed_projects(user).values("pk"))
+    return Field.objects.filter(mine, slide__in=access.pseudonymous_slides(user).values("pk")).distinct()
 
 
 def visible_sessions(user):
-    """Annotators: their own sessions only; managers: every session of their projects."""
+    """Annotators: their own sessions only; managers: every session of their projects; both only on
+    slides the user may see."""
     if not user.is_authenticated:
         return AnnotationSession.objects.none()
-    own = Q(annotator=user, field__slide__in=access.pseudonymous_slides(user).values("pk"))
-    return AnnotationSession.objects.filter(own | Q(field__project__in=managed_projects(user).values("pk")))
+    mine = Q(annotator=user) | Q(field__project__in=managed_projects(user).values("pk"))
+    return AnnotationSession.objects.filter(mine, field__slide__in=access.pseudonymous_slides(user).values("pk"))
 
 
 def can_manage(user, project) -> bool:
     return managed_projects(user).filter(pk=project.pk).exists()
 
 
-def project_progress(project) -> dict:
-    """Sessions per status and fields of a project (for the reviewer's pages)."""
+def hidden_fields(user, project):
+    """The project's fields on slides `user` may not see (counted, never shown)."""
+    return project.fields.exclude(slide__in=access.pseudonymous_slides(user).values("pk"))
+
+
+def check_manages_whole_project(user, project):
+    """Actions over every field of a project (assign annotators, export, train) need every slide."""
+    if not can_manage(user, project):
+        raise NotAllowed("only the project's pathologists and administrators may do this")
+    hidden = hidden_fields(user, project).count()
+    if hidden:
+        raise NotAllowed(f"{hidden} field(s) of this project are on slides you may not see: only someone who "
+                         f"sees every slide of the project may do this")
+
+
+def project_progress(project, user=None) -> dict:
+    """Sessions per status and fields of a project (for the reviewer's pages); with `user`, of the
+    fields on slides that user may see."""
+    fields = project.fields.all()
+    if user is not None:
+        fields = fields.filter(slide__in=access.pseudonymous_slides(user).values("pk"))
     counts = {status: 0 for status in SessionStatus.values}
-    for row in AnnotationSession.objects.filter(field__project=project).values("status").annotate(n=Count("pk")):
+    for row in AnnotationSession.objects.filter(field__in=fields).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
-    return {"fields": project.fields.count(), "sessions": sum(counts.values()), **counts}
+    return {"fields": fields.count(), "sessions": sum(counts.values()), **counts}
 
 
 # ----------------------------------------------------------------------------
@@ -168,8 +193,11 @@ def check_annotators(users, fields=()):
         raise AnnotationError("cannot assign these annotators", problems)
 
 
-def do_assign_annotators(project, users) -> list[AnnotationSession]:
-    """Add annotators to the project; each gets a session on every field of the project."""
+def do_assign_annotators(project, users, manager=None) -> list[AnnotationSession]:
+    """Add annotators to the project; each gets a session on every field of the project, so a
+    `manager` doing it must see every slide of the project."""
+    if manager is not None:
+        check_manages_whole_project(manager, project)
     fields = list(project.fields.select_related("slide"))
     check_annotators(users, fields)
     created = []
@@ -400,6 +428,8 @@ def do_submit(session, user):
 def check_reviewer(session, user):
     if not can_manage(user, session.field.project):
         raise NotAllowed("only the project's pathologists and administrators review sessions")
+    if not access.pseudonymous_slides(user).filter(pk=session.field.slide_id).exists():
+        raise NotAllowed("this session is on a slide you may not see")
     if session.annotator_id == user.pk:
         raise NotAllowed("an annotator cannot review their own session")
 

@@ -101,7 +101,7 @@ def project_list(request):
             return redirect("annotations:project", pk=project.pk)
     projects = services.managed_projects(request.user).order_by("-created_at")[:200]
     return render(request, "annotations/project_list.html", {
-        "projects": [(p, services.project_progress(p)) for p in projects], "form": form,
+        "projects": [(p, services.project_progress(p, request.user)) for p in projects], "form": form,
     }, status=400 if request.method == "POST" else 200)
 
 
@@ -112,9 +112,12 @@ def _managed_project(user, pk):
 def _project_page(request, project, status=200, **bound):
     """The project page; `bound` holds a refused form to show again with what was typed."""
     user = request.user
-    fields = project.fields.select_related("slide").prefetch_related("sessions__annotator").order_by("pk")
+    # Per slide: fields on slides the user may not see are left out (and only counted).
+    fields = services.visible_fields(user).filter(project=project).select_related("slide") \
+        .prefetch_related("sessions__annotator").order_by("pk")
     return render(request, "annotations/project.html", {
-        "project": project, "fields": fields, "progress": services.project_progress(project),
+        "project": project, "fields": fields, "progress": services.project_progress(project, user),
+        "hidden_fields": services.hidden_fields(user, project).count(),
         "trainings": dataset.training_runs(project), "backbones": BACKBONES,
         "annotators": project.annotators.order_by("username"),
         "annotators_form": bound.get("annotators_form") or forms.AnnotatorsForm(user=user, project=project),
@@ -135,7 +138,7 @@ def project_annotators(request, pk):
     project = _managed_project(request.user, pk)
     form = forms.AnnotatorsForm(request.POST, user=request.user, project=project)
     created = _attempt(request, form, "No annotator added",
-                       lambda d: services.do_assign_annotators(project, list(d["annotators"])))
+                       lambda d: services.do_assign_annotators(project, list(d["annotators"]), manager=request.user))
     if created is None:
         return _project_page(request, project, 400, annotators_form=form)
     names = ", ".join(u.username for u in form.cleaned_data["annotators"])
@@ -200,9 +203,10 @@ def project_train(request, pk):
     """The "train a new model from accepted annotations" button: export + queue (dataset.do_queue_training)."""
     project = _managed_project(request.user, pk)
     try:
+        services.check_manages_whole_project(request.user, project)
         queued = dataset.do_queue_training(project, request.POST.get("name"), request.POST.get("steps") or 500,
                                            request.POST.get("backbone") or "resnet18")
-    except services.AnnotationError as exc:
+    except (services.AnnotationError, services.NotAllowed) as exc:
         messages.error(request, "Training not started. " + _error_text(exc))
     else:
         messages.success(request, f"Training of model {queued['model_name']!r} queued on a worker: "
