@@ -50,7 +50,8 @@ def check_detector(value, *, slide, compartment: str = "membrane", research: boo
         return CLASSIC_DETECTOR, None, {"kind": "classic",
                                         "parameters": ClassicDetector(compartment=compartment).parameters()}
     versions = ModelVersion.objects.all() if research else registry.clinical_models()
-    version = versions.filter(pk=int(value)).first() if value.isdigit() else versions.filter(name=value).first()
+    by_id = value.isascii() and value.isdigit() and len(value) <= 18  # an id the database can hold
+    version = versions.filter(pk=int(value)).first() if by_id else versions.filter(name=value).first()
     if version is not None:
         if not version.path().is_file():
             raise JobError(f"model {version.name} is registered but its file is missing from the server")

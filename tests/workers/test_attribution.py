@@ -106,7 +106,7 @@ def test_api_refuses_paths_and_research_models_with_one_answer(synthetic_slide, 
     api = api_for(personas["pathologist"])
     answers = []
     for value in ("/etc/passwd", "/etc/no-such-file-here", str(registry.STARTER_FILE), "../../etc/passwd",
-                  research_model.name, str(research_model.pk), "nope"):
+                  research_model.name, str(research_model.pk), "nope", "²", "9" * 40):
         response = api.post("/api/jobs/", {"slide": synthetic_slide.pk, "detector": value}, format="json")
         assert response.status_code == 400, value
         answers.append(response.content)
