@@ -15,7 +15,8 @@ from django.db import transaction
 
 from cases.choices import Marker, MppSource
 from cases.models import Case, Slide
-from cases.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, inspect_slide, write_thumbnail
+from cases.isolation import run_limited
+from cases.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, validate_slide
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,10 @@ def do_ingest_slide(
         try:
             if len(names) > 1:
                 check_series_members([staging / name for name in names])
-            info = inspect_slide(main, max_pixels=settings.SLIDE_MAX_PIXELS,
-                                 max_decode_pixels=settings.SLIDE_MAX_DECODE_PIXELS)
-            write_thumbnail(main, staging / "thumbnail.png")
+            # Decoding runs in a child process under a memory ceiling (cases.isolation).
+            info = run_limited(validate_slide, str(main), str(staging / "thumbnail.png"), settings.SLIDE_MAX_PIXELS,
+                               settings.SLIDE_MAX_DECODE_PIXELS, memory_bytes=settings.SLIDE_VALIDATION_MEMORY_BYTES,
+                               timeout_s=settings.SLIDE_VALIDATION_TIMEOUT_SECONDS)
         except SlideError as exc:
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None
         return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)

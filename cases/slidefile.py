@@ -129,7 +129,7 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     except OSError as exc:
         raise SlideError(f"the image data is corrupt or truncated: {_clean(exc, path)}") from None
     except MemoryError:  # a last line: the size checks above should make this unreachable
-        raise SlideError("the image is too large to decode") from None
+        raise SlideError("the image is too large to decode within the memory limit") from None
     finally:
         slide.close()
 
@@ -155,6 +155,15 @@ def write_thumbnail(path: str | os.PathLike, out_path: str | os.PathLike) -> Non
         slide.get_thumbnail(THUMBNAIL_SIZE).convert("RGB").save(out_path, format="PNG")
     finally:
         slide.close()
+
+
+def validate_slide(path: str, thumbnail_path: str, max_pixels: int = MAX_PIXELS,
+                   max_decode_pixels: int = MAX_DECODE_PIXELS) -> SlideInfo:
+    """inspect_slide, then write the thumbnail: everything an upload decodes, in one call that
+    cases.isolation runs in a child process under a memory ceiling."""
+    info = inspect_slide(path, max_pixels=max_pixels, max_decode_pixels=max_decode_pixels)
+    write_thumbnail(path, thumbnail_path)
+    return info
 
 
 def _probe_pixels(slide) -> None:

@@ -180,6 +180,9 @@ SLIDE_UPLOAD_MAX_BYTES = env_bytes("SLIDE_UPLOAD_MAX_BYTES", 8 * 1024**3)
 # Declared image sizes are checked before any pixel is decoded (cases.slidefile.check_declared_size).
 SLIDE_MAX_PIXELS = env_int("SLIDE_MAX_PIXELS", 40_000_000_000, minimum=1)
 SLIDE_MAX_DECODE_PIXELS = env_int("SLIDE_MAX_DECODE_PIXELS", 50_000_000, minimum=1)
+# Pixels of an upload are decoded in a child process under these limits (cases.isolation).
+SLIDE_VALIDATION_MEMORY_BYTES = env_bytes("SLIDE_VALIDATION_MEMORY_BYTES", 4 * 1024**3)
+SLIDE_VALIDATION_TIMEOUT_SECONDS = env_int("SLIDE_VALIDATION_TIMEOUT_SECONDS", 300, minimum=1)
 # Annotation point files (GeoJSON/CSV) are read whole: their own, small cap.
 ANNOTATION_IMPORT_MAX_BYTES = env_bytes("ANNOTATION_IMPORT_MAX_BYTES", 20 * 1024**2)
 # An analysis job's tile grid (estimated from the slide and parameters before it is queued).
