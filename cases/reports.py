@@ -58,9 +58,11 @@ def method_description(method: dict) -> str:
     """One sentence naming exactly what ran, for the PDF and the FHIR method text."""
     sha = method.get("model_sha256")
     if method.get("kind") == "classic" or (not sha and method.get("architecture") == "classic"):
-        params = method.get("classic_parameters") or {}
-        shown = ", ".join(f"{k} {params[k]}" for k in ("compartment", "threshold", "effective_dab_threshold")
-                          if k in params)
+        params = dict(method.get("classic_parameters") or {})
+        if params.get("dab_threshold") is None and "effective_dab_threshold" in params:
+            params["dab_threshold"] = params["effective_dab_threshold"]  # None: the compartment's constant
+        # dab_threshold as recorded ("adaptive": read from the slide's own cells), not a derived default
+        shown = ", ".join(f"{k} {params[k]}" for k in ("compartment", "threshold", "dab_threshold") if k in params)
         what = "classic colour deconvolution (analysis.classic, no trained weights" + (f"; {shown})" if shown else ")")
     else:
         what = f"model {method.get('model_version', '?')}" + (f" (sha256 {sha})" if sha else " (weights not recorded)")
