@@ -59,9 +59,9 @@ class FieldCreateSerializer(serializers.Serializer):
     height = serializers.IntegerField(required=False)
     sample = serializers.IntegerField(required=False, min_value=1, max_value=200,
                                       help_text="sample this many fields from tissue instead of a drawn region")
-    size_px = serializers.IntegerField(required=False, default=1024, min_value=16)
-    mpp = serializers.FloatField(required=False, allow_null=True, default=None)
-    seed = serializers.IntegerField(required=False, default=0)
+    size_px = serializers.IntegerField(required=False, default=1024, min_value=16, max_value=20_000)
+    mpp = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.05, max_value=20)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**32 - 1)
 
     def validate(self, data):
         drawn = [k for k in ("x", "y", "width", "height") if k in data]

@@ -287,14 +287,20 @@ def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | N
     from analysis import tissue
     from cases.slidefile import open_slide
 
-    if n < 1 or size_px < 1:
-        raise AnnotationError("bad sampling request", [f"n and size_px must be >= 1, got n={n}, size_px={size_px}"])
+    # Bounded as the forms and API bound them: each sampling is a tissue mask and up to 200 fields.
+    if not (1 <= n <= 200 and 16 <= size_px <= 20_000 and 0 <= seed < 2**32):
+        raise AnnotationError("bad sampling request", [
+            f"n must be 1-200, size_px 16-20000 and seed 0-{2**32 - 1}; got n={n}, size_px={size_px}, seed={seed}"])
     if mpp is not None:
         if not slide.mpp_x:
             raise AnnotationError("bad sampling request", ["the slide has no resolution (mpp): set it first"])
+        if not 0.05 <= mpp <= 20:
+            raise AnnotationError("bad sampling request", [f"mpp must be 0.05-20 µm/px, got {mpp}"])
         size0 = int(round(size_px * mpp / slide.mpp_x))
     else:
         size0 = int(size_px)
+    if size0 < 16:
+        raise AnnotationError("bad sampling request", [f"a field of {size0} slide pixels is too small (at least 16)"])
     if size0 > slide.width or size0 > slide.height:
         raise AnnotationError("bad sampling request",
                               [f"a {size0}x{size0} px field does not fit the {slide.width}x{slide.height} slide"])

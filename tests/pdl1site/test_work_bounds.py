@@ -101,3 +101,22 @@ def test_annotation_imports_have_their_own_size_cap(personas, settings, tmp_path
     session.refresh_from_db()
     assert session.points == [[1000.0, 1000.0, "positive"]]
 
+
+
+@pytest.mark.parametrize("extra,name", [({"size_px": 10 ** 6}, "size_px"), ({"seed": -1}, "seed"),
+                                        ({"seed": 10 ** 30}, "seed"), ({"mpp": 1e-9}, "mpp"), ({"mpp": 1e9}, "mpp")])
+def test_field_sampling_parameters_are_bounded(personas, extra, name):
+    project, field = project_with_field(personas)
+    r = client_for(personas["pathologist"]).post("/api/annotation/fields/", {
+        "project": project.pk, "slide": str(field.slide.pseudo_id), "sample": 2, **extra},
+        content_type="application/json")
+    assert r.status_code == 400 and name in r.json(), r.content
+
+
+@pytest.mark.parametrize("kwargs", [{"size_px": 16, "mpp": 0.001}, {"size_px": 10 ** 6}, {"seed": -1}, {"n": 10 ** 6}])
+def test_field_sampling_service_refuses_out_of_range_requests_before_reading_the_slide(personas, kwargs):
+    from annotations import services
+
+    project, field = project_with_field(personas)
+    with pytest.raises(services.AnnotationError):
+        services.do_sample_fields(project, field.slide, **{"n": 2, **kwargs})
