@@ -227,5 +227,5 @@ def thumbnail_response(slide):
         response = FileResponse(slide.thumbnail.open("rb"), content_type="image/png")
     except FileNotFoundError:
         raise Http404("thumbnail file missing") from None
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = "private, no-store"  # a patient's slide: not kept after the page
     return response

@@ -36,6 +36,12 @@ BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
 if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+# HSTS: browsers that reached the site over HTTPS use nothing else for this long. Sent only on HTTPS
+# requests (behind the proxy: X-Forwarded-Proto https), so on by default there and off elsewhere.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if BEHIND_TLS_PROXY else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Redirect plain-HTTP requests to HTTPS in Django (where the proxy does not already).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)  # one working day
 # How long a session's tile access to a slide, decided by the tile view, is replayed by the tile
 # fast path (viewer/fastpath.py) without asking Django again; 0 turns the fast path off.
@@ -59,6 +65,7 @@ INSTALLED_APPS = [
     "django_q",
     "channels",
     "auditlog",
+    "csp",
     "axes",
     "cases",
     "annotations",
@@ -70,6 +77,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Content-Security-Policy on every dynamic response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
+    # Cache-Control: private, no-store unless a view set its own (pdl1site/middleware.py).
+    "pdl1site.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -254,6 +265,31 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+}
+
+# --- Content-Security-Policy (django-csp) -------------------------------------------------------
+# Scripts and style sheets from this site's static files only: no inline script anywhere (tests check
+# the templates), so an injected <script> never runs. Inline style *attributes* are allowed (label
+# colours, a progress bar; they cannot run code). The one inline <style> element, in base.html, is
+# OpenSeadragon's own small rule, pre-placed with the request's nonce so the library does not inject
+# it. OpenSeadragon decodes some tiles in a blob: worker and draws blob: images.
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [SELF, "data:", "blob:"],
+        "connect-src": [SELF],  # fetch and same-origin websockets
+        "font-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
 }
 
 # --- Audit ------------------------------------------------------------------------------------

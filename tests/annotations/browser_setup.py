@@ -49,7 +49,7 @@ def _setup(tmp: Path) -> dict:
     existing = services.do_create_field(draw_project, slide, 600, 600, 256, 256, user=pathologist)
     patient = case.patient
     secrets = [s for s in (case.accession, patient.mrn, patient.family_name, patient.given_name, name) if len(s) > 3]
-    return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "secrets": secrets,
+    return {"sessions": sessions, "pseudo_id": str(slide.pseudo_id), "slide": slide.pk, "secrets": secrets,
             "review_field": review_field.pk, "review_sessions": review, "review_points": REVIEW_POINTS,
             "draw_project": draw_project.pk, "draw_existing": existing.pk}
 

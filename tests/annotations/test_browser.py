@@ -53,7 +53,8 @@ def new_page(browser, site, request):
     made = []
 
     def make():
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        # bypass_csp: wait_for_function uses eval(); tests/pdl1site/test_browser_csp.py checks the CSP.
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.js_errors = []

@@ -72,7 +72,9 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
     site.start_workers()  # the cluster starts while the pathologist uploads
     errors: list[str] = []
     with chromium_browser() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        # bypass_csp: wait_for_function uses eval(); tests/pdl1site/test_browser_csp.py checks the CSP.
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True,
+                                      bypass_csp=True)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -157,7 +159,9 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
         context.close()
 
         # 6. The treating clinician sees the signed report and downloads the PDF.
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        # bypass_csp: wait_for_function uses eval(); tests/pdl1site/test_browser_csp.py checks the CSP.
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True,
+                                      bypass_csp=True)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda exc: errors.append(str(exc)))

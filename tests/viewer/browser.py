@@ -145,7 +145,9 @@ def logged_in_page(browser, base_url: str, username: str, shot: str | None = Non
                    height: int = 800, timeout_ms: int = 20_000):
     """A page of its own browser context, logged in as `username`; afterwards a screenshot (`shot`)
     and a check that the page raised no JavaScript error (collected in page.js_errors)."""
-    context = browser.new_context(viewport={"width": width, "height": height})
+    # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval(), which the site's
+    # Content-Security-Policy refuses; tests/pdl1site/test_browser_csp.py checks the pages under it.
+    context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
     page = context.new_page()
     page.set_default_timeout(timeout_ms)
     page.js_errors = []
@@ -158,6 +160,12 @@ def logged_in_page(browser, base_url: str, username: str, shot: str | None = Non
     finally:
         context.close()
     assert not page.js_errors, f"JavaScript errors: {page.js_errors}"
+
+
+def report_csp_violations(page) -> None:
+    """A Content-Security-Policy refusal (Chromium logs it to the console) counts as a JavaScript error."""
+    page.on("console", lambda msg: page.js_errors.append(f"CSP: {msg.text}")
+            if "Content Security Policy" in msg.text else None)
 
 
 def draw_square_region(page, kind: str, fraction: float = 0.3) -> None:
