@@ -11,7 +11,9 @@ api_patterns = [
     path("auth/token/", ObtainExpiringAuthToken.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: no inline script (Content-Security-Policy).
-    path("schema/swagger-ui/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="swagger-ui"),
+    # GET only: OPTIONS would render the API metadata through the page's HTML template (a 500).
+    path("schema/swagger-ui/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", http_method_names=["get", "head"]),
+         name="swagger-ui"),
 ]
 
 urlpatterns = [

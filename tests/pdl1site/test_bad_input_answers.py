@@ -1,6 +1,9 @@
 """Bad input gets a 4xx with a message, never a server error (issue 14, item 11)."""
 
+import re
+
 import pytest
+from django.urls import get_resolver
 from rest_framework.test import APIClient
 
 from tests.annotations import project_with_field, session_of
@@ -72,3 +75,33 @@ def test_a_tiff_claiming_a_huge_single_level_is_a_400(personas, tmp_path):
         r = api_for(personas["pathologist"]).post("/api/slides/", {"files": fh}, format="multipart")
     assert r.status_code == 400, r.content[:300]
     assert "pixels" in r.json()["detail"]
+
+
+def api_paths():
+    """Every /api/ URL of the URL conf, each path parameter filled with 0."""
+    routes = []
+
+    def walk(patterns, prefix=""):
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns, route)
+            else:
+                routes.append(route)
+
+    walk(get_resolver().url_patterns)
+    paths = set()
+    for route in routes:
+        route = re.sub(r"\(\?P<format>[^)]*\)", "", route.replace("^", "").replace("$", ""))
+        route = re.sub(r"\(\?P<[^>]+>[^)]*\)|<[^>]+>", "0", route).replace("\\.", ".").replace("/?", "/")
+        if route.startswith("api/") and not re.search(r"[()\[\]]", route):
+            paths.add("/" + route)
+    return sorted(paths)
+
+
+def test_options_on_every_api_url_is_never_a_server_error(personas):
+    paths = api_paths()
+    assert "/api/viewer/jobs/0/corrections/" in paths and len(paths) > 30
+    client = client_for(personas["pathologist"])
+    errors = [(path, status) for path in paths if (status := client.options(path).status_code) >= 500]
+    assert errors == []
