@@ -70,7 +70,7 @@ class ClassicParams:
     split_um: float = 2.5               # min distance between nucleus seeds (watershed)
     # Compartment mean DAB OD above which a cell is positive; None: the per-compartment constant;
     # ADAPTIVE: read from this image's own cells (adaptive_dab_threshold).
-    dab_threshold: float | str | None = None
+    dab_threshold: float | str | None = ADAPTIVE
     ring_um: float = 4.0                # cell expansion beyond the nucleus (membrane ring)
     compartment: str = "membrane"       # "membrane" (PD-L1) or "nucleus" (Ki67-like)
     # Which image nuclei are found in: "hematoxylin", "od_sum" (H + DAB, finds

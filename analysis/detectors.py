@@ -30,6 +30,9 @@ class Detections:
     xy: np.ndarray  # (N, 2) float32, (x, y) = (column, row) px of the input field
     labels: np.ndarray  # (N,) int8: 1 positive, 2 negative
     scores: np.ndarray  # (N,) float32 in [0, 1]
+    # Classic only: each cell's compartment DAB (OD), so a whole-slide job can set the positivity
+    # cut from all of the slide's cells at merge (classic.adaptive_dab_threshold), not per tile.
+    marker: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,9 +92,18 @@ class ClassicDetector:
         from .classic import detect_classic
 
         rgb = _check_input(rgb, mpp)
-        found = detect_classic(rgb, float(mpp), self._params())
+        params = self._params()
+        found = detect_classic(rgb, float(mpp), params)
+        marker = found.dab_ring if params.compartment == "membrane" else found.dab_nucleus
         return Detections(found.xy.astype(np.float32).reshape(-1, 2), found.labels.astype(np.int8),
-                          found.scores.astype(np.float32))
+                          found.scores.astype(np.float32), marker.astype(np.float32))
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the positivity cut comes from the cells themselves (per image, or per slide at merge)."""
+        from .classic import ADAPTIVE
+
+        return self._params().dab_threshold == ADAPTIVE
 
 
 @dataclass
@@ -204,7 +216,7 @@ def resolve_device(device: str) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    from .registry import sha256_file
+    from .hashing import sha256_file  # not via the registry: this module runs without Django too
 
     return sha256_file(path)
 

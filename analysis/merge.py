@@ -25,6 +25,7 @@ class Merged:
     scores: np.ndarray  # (N,) float32
     n_input: int
     n_duplicates: int  # points dropped as duplicates
+    kept: np.ndarray | None = None  # (n_input,) bool: which input points these are
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,7 +41,8 @@ def merge_detections(batches, dedupe_radius_px: float) -> Merged:
     labels = np.concatenate([np.asarray(b[1], np.int8).reshape(-1) for b in batches])
     scores = np.concatenate([np.asarray(b[2], np.float32).reshape(-1) for b in batches])
     keep = dedupe_keep(xy, scores, dedupe_radius_px)
-    return Merged(xy[keep], labels[keep], scores[keep], n_input=len(labels), n_duplicates=int(len(labels) - keep.sum()))
+    return Merged(xy[keep], labels[keep], scores[keep], n_input=len(labels), n_duplicates=int(len(labels) - keep.sum()),
+                  kept=keep)
 
 
 def dedupe_keep(xy: np.ndarray, scores: np.ndarray, radius: float) -> np.ndarray:

@@ -46,6 +46,8 @@ def method_of(job) -> dict:
     elif kind == "classic":
         method.update(model_version="none (classic colour deconvolution, no trained weights)", model_sha256="",
                       architecture="classic", classic_parameters=provenance.get("parameters", {}))
+        if "dab_threshold" in (job.summary or {}):  # the cut the slide's own cells gave at merge
+            method["slide_dab_threshold"] = job.summary["dab_threshold"]
     elif kind == "checkpoint-file":
         method.update(model_version=f"unregistered checkpoint {job.detector} (research use only)",
                       model_sha256=provenance.get("sha256", ""), architecture="unregistered")
@@ -63,6 +65,8 @@ def method_description(method: dict) -> str:
             params["dab_threshold"] = params["effective_dab_threshold"]  # None: the compartment's constant
         # dab_threshold as recorded ("adaptive": read from the slide's own cells), not a derived default
         shown = ", ".join(f"{k} {params[k]}" for k in ("compartment", "threshold", "dab_threshold") if k in params)
+        if method.get("slide_dab_threshold") is not None:
+            shown += f" (this slide: DAB OD {method['slide_dab_threshold']})"
         what = "classic colour deconvolution (analysis.classic, no trained weights" + (f"; {shown})" if shown else ")")
     else:
         what = f"model {method.get('model_version', '?')}" + (f" (sha256 {sha})" if sha else " (weights not recorded)")

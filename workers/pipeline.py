@@ -17,6 +17,7 @@ from django.conf import settings
 
 from analysis import detection_store, merge, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
+from analysis.classic import adaptive_dab_threshold
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.scoring import tps
 from cases.slidefile import SlideError, open_slide
@@ -91,6 +92,7 @@ class BatchDetections:
     labels: np.ndarray  # int8
     scores: np.ndarray  # float32
     seconds: float
+    marker: np.ndarray | None = None  # float32: classic's compartment DAB per cell (the slide's cut at merge)
 
 
 def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
@@ -109,7 +111,7 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
             raise PipelineError(str(exc)) from None
         return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
                                seconds=time.perf_counter() - started)
-    xys, labels, scores = [], [], []
+    xys, labels, scores, markers = [], [], [], []
     for tile in (tiling.Tile(**d) for d in tile_dicts):
         try:
             rgb = tiling.read_tile(slide, tile)
@@ -121,11 +123,14 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         xys.append(xy0[keep])
         labels.append(np.asarray(found.labels)[keep])
         scores.append(np.asarray(found.scores)[keep])
+        if found.marker is not None:
+            markers.append(np.asarray(found.marker)[keep])
     return BatchDetections(
         xy=np.concatenate(xys).astype(np.float32) if xys else np.zeros((0, 2), np.float32),
         labels=np.concatenate(labels).astype(np.int8) if labels else np.zeros(0, np.int8),
         scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
         seconds=time.perf_counter() - started,
+        marker=np.concatenate(markers).astype(np.float32) if markers and len(markers) == len(xys) else None,
     )
 
 
@@ -133,7 +138,7 @@ def load_job_detector(job, compartment: str):
     """The detector the job recorded, and only that: a checkpoint whose sha256 is not the recorded
     one (replaced on disk) stops the job instead of running unrecorded weights."""
     kind = job.provenance.get("kind")
-    if kind == "classic" or (not kind and job.detector == CLASSIC_DETECTOR):
+    if _is_classic(job):
         return ClassicDetector(compartment=compartment)
     if kind == "model" or job.model_version_id:
         source, expected = str(job.model_version.path()), job.model_version.sha256
@@ -149,6 +154,16 @@ def load_job_detector(job, compartment: str):
         raise PipelineError(f"the weights of {job.detector} on disk (sha256 {detector.sha256[:12]}) are not the "
                             f"recorded ones ({expected[:12]}): register the new file as a new model version")
     return detector
+
+
+def _is_classic(job) -> bool:
+    kind = job.provenance.get("kind")
+    return kind == "classic" or (not kind and job.detector == CLASSIC_DETECTOR)
+
+
+def _adaptive_classic(job, params) -> bool:
+    """A classic job whose cut comes from the slide's cells (its detector is cheap to build)."""
+    return _is_classic(job) and load_job_detector(job, params["compartment"]).adaptive
 
 
 def _use_gpu_stream(detector, params) -> bool:
@@ -171,7 +186,8 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"batch-{index:05d}.npz"
     partial = folder / f".batch-{index:05d}.{os.getpid()}.npz"
-    np.savez(partial, xy=found.xy, labels=found.labels, scores=found.scores)
+    extra = {} if found.marker is None else {"marker": found.marker}
+    np.savez(partial, xy=found.xy, labels=found.labels, scores=found.scores, **extra)
     os.replace(partial, final)
     return str(final.relative_to(settings.MEDIA_ROOT))
 
@@ -180,15 +196,24 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
     """Merge every batch, store all detections compactly, and summarise counts and TPS."""
     params = job_parameters(job)
     mpp = slide_mpp(job)
-    parts = []
+    parts, markers = [], []
     for name in batch_files:
         with np.load(Path(settings.MEDIA_ROOT) / name) as data:
             parts.append((data["xy"], data["labels"], data["scores"]))
+            markers.append(data["marker"] if "marker" in data.files else None)
     merged = merge.merge_detections(parts, dedupe_radius_px=params["dedupe_radius_um"] / mpp)
+    slide_cut = None
+    if _adaptive_classic(job, params) and all(m is not None for m in markers):
+        # The slide's own positivity cut, from every cell it holds (kept ones only).
+        marker = np.concatenate([np.asarray(m, np.float32).reshape(-1) for m in markers])[merged.kept]
+        slide_cut = adaptive_dab_threshold(marker, params["compartment"])
+        merged.labels = np.where(marker > slide_cut, merge.POSITIVE, merge.NEGATIVE).astype(np.int8)
     store = job_folder(job) / "detections.store"
     detection_store.write_store(store, merged.xy, merged.labels, merged.scores,
                                 width=job.slide.width, height=job.slide.height, mpp=mpp)
     counts = merge.counts(merged.labels)
     summary = {"counts": counts, "tps": tps(counts["positive"], counts["negative"]),
                "detections": int(len(merged.labels))}
+    if slide_cut is not None:
+        summary["dab_threshold"] = round(float(slide_cut), 4)
     return str(store.relative_to(settings.MEDIA_ROOT)), summary

@@ -100,6 +100,15 @@ def test_report_of_a_classic_job_says_classic_with_its_parameters(personas):
     assert "classic colour deconvolution" in text and "threshold 0.12" in text and "sha256" not in text
 
 
+def test_report_of_an_adaptive_classic_job_states_the_slide_cut(personas):
+    result = job_with_result(personas["case"], n=2000, seed=3)
+    job = _done_copy(started(result.slide, detector="classic"), result)
+    job.summary = {**job.summary, "dab_threshold": 0.3125}  # what merge records for an adaptive cut
+    job.save(update_fields=["summary"])
+    text = fhir_bundle(do_create_draft(personas["case"], job, personas["pathologist"]))["entry"][1]["resource"]["method"]["text"]
+    assert "dab_threshold adaptive (this slide: DAB OD 0.3125)" in text
+
+
 # --- item 4: which detectors clinical jobs take ------------------------------------------------------
 
 def test_api_refuses_paths_and_research_models_with_one_answer(synthetic_slide, personas, starter, research_model):

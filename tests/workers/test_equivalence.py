@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from analysis.choices import JobStatus
+from analysis.classic import adaptive_dab_threshold
 from analysis.detection_store import open_store
 from analysis.detectors import ClassicDetector
 from analysis.matching import match_points
@@ -68,3 +69,7 @@ def test_merged_tile_detections_match_whole_image_detection(synthetic_slide, syn
     assert matched_tiled >= 0.99, detail
     assert same_class >= 0.99, detail
     assert match.distances.max() <= RADIUS_UM / MPP
+    # The positivity cut is the slide's own, read at merge from every cell, not one per tile:
+    # the same cut as the whole image's cells give.
+    cut = adaptive_dab_threshold(whole.marker, "membrane")
+    assert job.summary["dab_threshold"] == pytest.approx(cut, abs=0.01)
