@@ -229,6 +229,7 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]  # masked in the failure records
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "cases.auth.lockout_response"
+AXES_VERBOSE = False  # no start-up banner on every manage.py command; failures and lockouts still log
 # axes.W006 asks for the client address as a lockout key too. Not here: behind the hospital's TLS
 # proxy every client has the proxy's address, so an address lockout would lock out the whole
 # hospital after LOGIN_FAILURE_LIMIT typos; the per-account count cannot be dodged by rotating
@@ -309,4 +310,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every successful login at INFO; its failures and lockouts are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -100,3 +100,11 @@ def test_embedded_mode_end_to_end(tmp_path):
     )
     queued = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert queued.stdout.split() == ["ORM", "1"], queued.stderr
+
+
+def test_commands_print_no_login_protection_banner(tmp_path):
+    """`manage.py` commands keep their one-line messages: django-axes says nothing at start-up."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    env.update({"DJANGO_SETTINGS_MODULE": "pdl1site.settings", "PDL1_VAR_DIR": str(tmp_path), "SECRET_KEY": "k"})
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "AXES" not in result.stderr + result.stdout, result.stderr
