@@ -185,11 +185,10 @@ def _plateau_groups(image, row, col, n_images: int, height: int, width: int) -> 
     inside = (row + d_row < height) & (col + d_col >= 0) & (col + d_col < width)
     target = (flat + d_row * width + d_col).clamp_(max=len(index_map) - 1)
     other = _take(index_map, target).long()
-    linked = inside & (other >= 0)
+    which, first = (inside & (other >= 0)).nonzero(as_tuple=True)
     label = member
-    if bool(linked.any()):  # most batches have a few plateaus; none needs no labelling at all
-        which, first = linked.nonzero(as_tuple=True)
-        second = other[which, first]
+    if len(first):  # no adjacent peak pixels (no plateau): nothing to label
+        second = _take(other.view(-1), which * n + first)
         a, b = torch.cat([first, second]), torch.cat([second, first])
 
         def step(label):
@@ -269,19 +268,17 @@ def _greedy_nms(image, xy, valid, radius_px: float, n_images: int, height: float
     other = _take(by_cell, slot.clamp_(max=n - 1))
     me = torch.arange(n, device=device)
     # Candidate pairs: a higher-ranked (smaller index) candidate in a neighbouring cell.
-    _, _, lower = (filled & (other < me)).nonzero(as_tuple=True)
-    upper = other[filled & (other < me)]
+    pair = (filled & (other < me)).view(-1).nonzero().squeeze(1)
+    if len(pair) == 0:
+        return torch.nonzero(valid).squeeze(1)
+    lower, upper = pair % n, _take(other.view(-1), pair)
     # Explicit differences, as the reference: the same float64 arithmetic decides "within".
-    near = ((_take(xy, lower) - _take(xy, upper)) ** 2).sum(dim=-1) < limit
-    lower, upper = lower[near], upper[near]
+    near = (((_take(xy, lower) - _take(xy, upper)) ** 2).sum(dim=-1) < limit).to(torch.int32)
+
+    def count_above(flags):  # over the pairs closer than the radius
+        return torch.zeros(n, dtype=torch.int32, device=device).index_add_(0, lower, flags.to(torch.int32) * near)
 
     state = torch.where(valid, 0, _SUPPRESSED).to(torch.int8)
-    if len(lower) == 0:
-        return torch.nonzero(valid).squeeze(1)
-
-    def count_above(flags):
-        return torch.zeros(n, dtype=torch.int32, device=device).index_add_(0, lower, flags.to(torch.int32))
-
     n_above = count_above(torch.ones_like(lower))
     while True:
         for _ in range(NMS_ROUNDS):
