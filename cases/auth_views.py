@@ -1,6 +1,8 @@
 """The API token endpoint (a view module of its own: cases.auth is imported by DRF's settings)."""
 
 from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -11,6 +13,11 @@ from cases.auth import check_is_locked_out, do_issue_token, lockout_message, tok
 class ObtainExpiringAuthToken(ObtainAuthToken):
     """POST username and password → {"token", "expires"}; an expired token is replaced."""
 
+    @extend_schema(responses={
+        200: inline_serializer("IssuedToken", {"token": serializers.CharField(), "expires": serializers.DateTimeField()}),
+        400: OpenApiResponse(description="wrong user name or password"),
+        429: OpenApiResponse(description="too many wrong passwords: the account is locked for a while"),
+    })
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():
