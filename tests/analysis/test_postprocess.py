@@ -347,3 +347,13 @@ def test_extraction_equals_the_reference_on_real_maps_of_the_starter():
             new = extract_points(variant, config.mpp, 3.0, min_score)
             assert sum(len(p) for p in new) > 20 * len(tiles)  # real nuclei, not an empty map
             assert_same_points(new, _reference_extract_points(variant, config.mpp, 3.0, min_score))
+
+
+def test_channels_last_and_sliced_probabilities_give_the_same_points():
+    """The GPU runtime hands over channels_last maps, cropped views too: the strided gather must follow."""
+    probs = random_probs(np.random.default_rng(11), 3, 72, 80)
+    expected = _reference_extract_points(probs, MPP, 3.0, 0.3)
+    assert sum(len(p) for p in expected) > 10
+    assert_same_points(extract_points(probs.contiguous(memory_format=torch.channels_last), MPP, 3.0, 0.3), expected)
+    padded = torch.nn.functional.pad(probs, (0, 8, 0, 5))
+    assert_same_points(extract_points(padded[:, :, :72, :80], MPP, 3.0, 0.3), expected)
