@@ -52,6 +52,15 @@ def test_pages_work_under_the_content_security_policy(site):
         wait_until(page, "window.pdl1Viewer && window.pdl1Viewer.ready && window.pdl1Viewer.tilesLoaded >= 4")
         # OpenSeadragon found our nonce'd copy of its style rule and injected none of its own
         assert page.evaluate("document.querySelectorAll('style[data-openseadragon-mobile-css]').length") == 1
+        # a websocket from the page: allowed by connect-src 'self' and by the origin check (host and port)
+        page.evaluate("""(slide) => {
+            window.wsResult = null;
+            const ws = new WebSocket(`ws://${location.host}/ws/slides/${slide}/`);
+            ws.onopen = () => { window.wsResult = "open"; ws.close(); };
+            ws.onerror = () => { window.wsResult = window.wsResult || "error"; };
+        }""", site.data["slide"])
+        wait_until(page, "window.wsResult !== null")
+        assert page.evaluate("window.wsResult") == "open"
         # the review page and the field-drawing page
         page.goto(f"{site.url}/annotate/fields/{site.data['review_field']}/review/")
         wait_until(page, "window.pdl1Review && window.pdl1Review.ready && window.pdl1Review.tilesLoaded >= 1")
