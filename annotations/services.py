@@ -287,10 +287,10 @@ def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | N
     from analysis import tissue
     from cases.slidefile import open_slide
 
-    # Bounded as the forms and API bound them: each sampling is a tissue mask and up to 200 fields.
-    if not (1 <= n <= 200 and 16 <= size_px <= 20_000 and 0 <= seed < 2**32):
+    # Bounded as the forms and API bound them (n is bounded by sample_boxes' tries).
+    if not (n >= 1 and 16 <= size_px <= 20_000 and 0 <= seed < 2**32):
         raise AnnotationError("bad sampling request", [
-            f"n must be 1-200, size_px 16-20000 and seed 0-{2**32 - 1}; got n={n}, size_px={size_px}, seed={seed}"])
+            f"n must be >= 1, size_px 16-20000 and seed 0-{2**32 - 1}; got n={n}, size_px={size_px}, seed={seed}"])
     if mpp is not None:
         if not slide.mpp_x:
             raise AnnotationError("bad sampling request", ["the slide has no resolution (mpp): set it first"])

@@ -113,7 +113,7 @@ def test_field_sampling_parameters_are_bounded(personas, extra, name):
     assert r.status_code == 400 and name in r.json(), r.content
 
 
-@pytest.mark.parametrize("kwargs", [{"size_px": 16, "mpp": 0.001}, {"size_px": 10 ** 6}, {"seed": -1}, {"n": 10 ** 6}])
+@pytest.mark.parametrize("kwargs", [{"size_px": 16, "mpp": 0.001}, {"size_px": 10 ** 6}, {"seed": -1}, {"n": 0}])
 def test_field_sampling_service_refuses_out_of_range_requests_before_reading_the_slide(personas, kwargs):
     from annotations import services
 
