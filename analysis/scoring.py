@@ -101,6 +101,7 @@ NEAR_CUTOFF = "near cut-off: count manually or review"
 # slide gives tens to thousands of blocks and tumour heterogeneity shows up between them.
 INTERVAL_BLOCK_UM = 500.0
 BOOTSTRAP_DRAWS = 2000
+BOOTSTRAP_MAX_BLOCKS = 500  # from here on, the delta-method interval (positive_pct_interval)
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,12 @@ def block_counts(xy, labels, block_px: float) -> tuple[np.ndarray, np.ndarray]:
     if not tumour.any():
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     cells = np.floor(xy[tumour] / float(block_px)).astype(np.int64)
-    _, block = np.unique(cells, axis=0, return_inverse=True)
-    block = block.ravel()
-    positive = np.bincount(block, weights=labels[tumour] == 1).astype(np.int64)
-    negative = np.bincount(block, weights=labels[tumour] == 2).astype(np.int64)
-    return positive, negative
+    cells -= cells.min(axis=0)
+    linear = cells[:, 1] * (int(cells[:, 0].max()) + 1) + cells[:, 0]  # one key per block
+    positive = np.bincount(linear, weights=labels[tumour] == 1).astype(np.int64)
+    negative = np.bincount(linear, weights=labels[tumour] == 2).astype(np.int64)
+    occupied = (positive + negative) > 0
+    return positive[occupied], negative[occupied]
 
 
 def positive_pct_interval(positive, negative, detector_error_pp: float = 0.0, draws: int = BOOTSTRAP_DRAWS,
@@ -148,7 +150,14 @@ def positive_pct_interval(positive, negative, detector_error_pp: float = 0.0, dr
     if total.sum() <= 0:
         return None
     low, high = _wilson(positive.sum(), total.sum())
-    if len(total) > 1:
+    if len(total) >= BOOTSTRAP_MAX_BLOCKS:
+        # Many blocks: the bootstrap's normal limit (delta method for a ratio estimator), the
+        # same interval without draws x blocks work (10,000 blocks: 3 s of bootstrap).
+        ratio = positive.sum() / total.sum()
+        residual = positive - ratio * total
+        se = np.sqrt(len(total) / (len(total) - 1) * (residual ** 2).sum()) / total.sum()
+        low, high = min(low, 100 * (ratio - 1.959964 * se)), max(high, 100 * (ratio + 1.959964 * se))
+    elif len(total) > 1:
         rng = np.random.default_rng(seed)
         pick = rng.integers(0, len(total), size=(draws, len(total)))
         with np.errstate(invalid="ignore"):
@@ -173,6 +182,16 @@ def cutoffs_crossed(interval: Interval | None, cutoffs) -> list[float]:
         return []
     bounds = [float(c["lower"]) if isinstance(c, dict) else float(c[0]) for c in cutoffs]
     return [b for b in sorted(set(bounds)) if b > 0 and interval.low < b <= interval.high]
+
+
+def interval_text(part: dict) -> str:
+    """The uncertainty sentence of a summarised score (PDF, FHIR): its 95 % interval, and first the
+    near-cut-off warning when there is one."""
+    iv = part["interval"]
+    text = (f"95 % interval {iv['low']:.1f}-{iv['high']:.1f} % (sampling over {iv['blocks']} tissue blocks "
+            f"{iv['sampling_low']:.1f}-{iv['sampling_high']:.1f} %, widened by the detector's error "
+            f"{iv['detector_error_pp']:g} points: {part.get('detector_error') or 'measured on unseen labs'})")
+    return f"{part['uncertainty']}. {text}" if part.get("near_cutoff") else text
 
 
 def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict | None = None,

@@ -21,6 +21,7 @@ from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from analysis.scoring import interval_text
 from cases.reports import method_description
 
 THUMB_MAX_PX = 700
@@ -186,8 +187,12 @@ def _score_rows(part: dict, name: str) -> list[list[str]]:
     cutoffs = "; ".join(f">= {c['lower']:g}%: {c['label']}" for c in part.get("cutoffs", [])) or "none configured"
     table = part.get("table") or "none"
     approval = "approved" if part.get("approved") else "NOT approved (research use)"
-    return [[name, value, part.get("category") or part.get("status") or "-",
+    rows = [[name, value, part.get("category") or part.get("status") or "-",
              f"{table}, {approval}. Cut-offs: {cutoffs}" + (f". Source: {part['source']}" if part.get("source") else "")]]
+    if part.get("interval"):
+        flag = "NEAR CUT-OFF: count manually or review" if part.get("near_cutoff") else ""
+        rows.append(["", f"{part['interval']['low']:.1f}-{part['interval']['high']:.1f}%", flag, interval_text(part)])
+    return rows
 
 
 def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 
 from analysis.choices import JobStatus
-from analysis.scoring import score_summary
+from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
 from cases.models import Case, CutoffTable, Report, ReportError
@@ -79,14 +79,19 @@ def score_snapshot(case: Case, job) -> dict:
     interpreted with the cut-off tables configured for the case's assay and indication."""
     from viewer.services import NoResult, correction_version, job_scores
 
+    interval, error_basis = None, ""
     try:
-        counts = job_scores(job)["counts"]
-        corrections = correction_version(job)
+        scores = job_scores(job)
+        counts, corrections = scores["counts"], correction_version(job)
+        interval = Interval(**scores["tps_interval"]) if scores["tps_interval"] else None
+        error_basis = scores["detector_error"]
     except NoResult:  # no readable store: the merged summary (no corrections can exist without one)
         counts, corrections = dict(job.summary.get("counts", {})), 0
     summary = score_summary(counts,
                             tps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.TPS),
-                            cps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.CPS))
+                            cps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.CPS),
+                            tps_interval=interval)
+    summary["tps"]["detector_error"] = error_basis
     return {**summary, "corrections_version": corrections, "method": method_of(job),
             "assay_clone": case.assay_clone, "indication": case.indication}
 
@@ -191,6 +196,11 @@ def _observation(report: Report, key: str, part: dict, code: dict) -> dict:
             obs["note"] = [{"text": "Cut-offs ({}{}): {}".format(
                 part.get("table") or "", "" if part.get("approved") else ", not approved",
                 "; ".join(f">= {c['lower']:g}%: {c['label']}" for c in part["cutoffs"]))}]
+        interval = part.get("interval")
+        if interval:
+            # FHIR R4 Observation.referenceRange is the normal range, not an uncertainty: the
+            # 95 % interval travels as a note, with the near-cut-off warning when there is one.
+            obs.setdefault("note", []).append({"text": interval_text(part)})
     return obs
 
 
@@ -223,6 +233,8 @@ def fhir_bundle(report: Report) -> dict:
     conclusion = [f"TPS {scores['tps']['value']}%: {scores['tps']['category'] or scores['tps']['status']}",
                   f"CPS: {scores['cps']['status'] if scores['cps']['value'] is None else scores['cps']['value']}",
                   scores["adequacy"]["statement"]]
+    if scores["tps"].get("near_cutoff"):
+        conclusion.append(scores["tps"]["uncertainty"])
     if scores.get("research_use"):
         conclusion.append("Research use only: no approved cut-off for this assay and indication.")
     diagnostic = {

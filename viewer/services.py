@@ -28,7 +28,17 @@ from django.utils import timezone
 from analysis.choices import FINAL_JOB_STATUSES, JobStatus
 from analysis.detection_store import DetectionStore, open_store
 from analysis.models import AnalysisJob
-from analysis.scoring import tps, tps_category
+from analysis.accuracy import detector_error
+from analysis.scoring import (
+    CUTOFFS_22C3_NSCLC_TPS,
+    INTERVAL_BLOCK_UM,
+    NEAR_CUTOFF,
+    block_counts,
+    cutoffs_crossed,
+    positive_pct_interval,
+    tps,
+    tps_category,
+)
 from cases import access
 from cases.choices import Role
 from viewer.choices import INCLUDE_REGION_KINDS, LABEL_CODES, LABEL_NAMES, CorrectionOp, ExportFormat, RegionKind
@@ -507,7 +517,35 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     state = state if state is not None else correction_state(job)
     regions = regions if regions is not None else job_regions(job)
     assay = job.slide.case.assay_clone if job.slide.case_id else None
-    return scores_from_counts(corrected_counts(store, state, regions), assay)
+    scores = scores_from_counts(corrected_counts(store, state, regions), assay)
+    interval, error = tps_interval(job, store, state, regions)
+    near = cutoffs_crossed(interval, CUTOFFS_22C3_NSCLC_TPS)
+    scores.update(tps_interval=interval.to_dict() if interval else None, detector_error=error.basis,
+                  near_cutoff=bool(near), uncertainty=f"{NEAR_CUTOFF} (95 % interval {interval.low:.1f}-"
+                  f"{interval.high:.1f} % crosses {', '.join(f'{c:g} %' for c in near)})" if near else "")
+    return scores
+
+
+def detector_key(job) -> str:
+    """What the job ran, as analysis.accuracy keys it: "classic" or the sha256 of the weights."""
+    provenance = job.provenance or {}
+    if provenance.get("kind") == "classic":
+        return "classic"
+    if job.model_version_id:
+        return job.model_version.sha256
+    return provenance.get("sha256", "")
+
+
+def tps_interval(job, store, state: CorrectionState, regions: "Regions | None"):
+    """95 % interval of the corrected TPS: bootstrap over ~0.5 mm blocks of the counted cells,
+    widened by the detector's measured error on unseen labs (analysis.accuracy)."""
+    xy, labels = corrected_points(store, state)
+    if regions:
+        keep = regions.mask(xy)
+        xy, labels = xy[keep], labels[keep]
+    block_px = INTERVAL_BLOCK_UM / float(store.mpp or 0.5)
+    error = detector_error(detector_key(job))
+    return positive_pct_interval(*block_counts(xy, labels, block_px), error.positive_pct_pp), error
 
 
 def correction_item(row) -> dict:

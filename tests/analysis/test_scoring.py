@@ -130,3 +130,15 @@ def test_cutoffs_crossed_ignores_the_zero_bound():
     iv = positive_pct_interval([0, 1, 0, 2], [100, 100, 100, 100])
     assert cutoffs_crossed(iv, [(0.0, "<1"), (1.0, "1-49"), (50.0, ">=50")]) == [1.0]
     assert cutoffs_crossed(None, [(1.0, "x")]) == []
+
+
+def test_many_blocks_use_the_bootstraps_normal_limit(monkeypatch):
+    import analysis.scoring as scoring
+
+    rng = np.random.default_rng(7)
+    pos, neg = rng.integers(0, 60, 600), rng.integers(0, 60, 600)
+    delta = positive_pct_interval(pos, neg)  # 600 blocks >= BOOTSTRAP_MAX_BLOCKS: no draws
+    monkeypatch.setattr(scoring, "BOOTSTRAP_MAX_BLOCKS", 10**9)
+    boot = positive_pct_interval(pos, neg)
+    assert delta.sampling_low == pytest.approx(boot.sampling_low, abs=0.3)
+    assert delta.sampling_high == pytest.approx(boot.sampling_high, abs=0.3)

@@ -762,6 +762,19 @@
     var tps = scores.tps;
     setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(1) + " %");
     setText("tps-category", scores.tps_category || tpsCategory(tps) || "—");
+    // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
+    // the server computes both (viewer.services.job_scores); a summary without them shows "—".
+    var interval = scores.tps_interval;
+    var intervalEl = $("tps-interval");
+    if (intervalEl) {
+      intervalEl.textContent = interval ? interval.low.toFixed(1) + "–" + interval.high.toFixed(1) + " %" : "—";
+      intervalEl.title = scores.detector_error || "";
+    }
+    var near = $("near-cutoff");
+    if (near) {
+      near.hidden = !scores.near_cutoff;
+      near.textContent = scores.near_cutoff ? scores.uncertainty : "";
+    }
   }
 
   var summaryEl = $("viewer-job-summary");
