@@ -34,6 +34,11 @@ def personas(db):
 
     outsider: a pathologist of another department (authenticated, but no access to the case).
     """
+    return make_personas()
+
+
+def make_personas() -> dict:
+    """The `personas` fixture's users and case (also for a live site's setup, outside pytest)."""
     from cases.choices import Role
     from tests.factories import CaseFactory, DepartmentFactory, make_user
 

@@ -18,9 +18,8 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from drf_spectacular.generators import SchemaGenerator
-from PIL import Image
-
 from tests.pdl1site import permission_matrix as pm
+from tests.pdl1site.world import build_world
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -126,35 +125,7 @@ def test_discovery_finds_what_views_declare():
 
 @pytest.fixture
 def world(personas, media_root):
-    from annotations import services as annotation_services
-    from cases.reports import do_create_draft, do_sign
-    from cases.services import IngestSource, do_ingest_slide
-    from tests.conftest import shared_slide
-    from tests.factories import CaseFactory
-    from tests.viewer import job_with_result
-    from viewer import services as viewer_services
-
-    case = personas["case"]
-    slide = do_ingest_slide([IngestSource(name="small.svs", path=shared_slide("small.svs"))], case=case).slide
-    job = job_with_result(case, n=200, seed=3)
-    (media_root / "thumbs").mkdir(exist_ok=True)
-    Image.new("RGB", (40, 30), (230, 220, 215)).save(media_root / "thumbs" / f"{job.slide.pk}.png")
-    job.slide.thumbnail = f"thumbs/{job.slide.pk}.png"
-    job.slide.save()
-    region = viewer_services.do_add_region(job, personas["pathologist"], {
-        "base_version": 0, "kind": "tumour", "vertices": [[0, 0], [1000, 0], [1000, 1000]]})["item"]
-    signed = do_sign(do_create_draft(case, job, personas["pathologist"], comment="signed"),
-                     personas["pathologist"], "pw-for-tests-123")
-    # a case with a signed report takes amendments, not drafts: the draft is of a second case
-    second = CaseFactory(patient=case.patient)
-    draft = do_create_draft(second, job_with_result(second, n=50, seed=4), personas["pathologist"], comment="draft")
-    project = annotation_services.do_create_project(personas["pathologist"], "matrix", "lung_squamous", "PD-L1",
-                                                    (), [personas["annotator"]])
-    field = annotation_services.do_create_field(project, job.slide, 1000, 1000, 512, 512,
-                                                user=personas["pathologist"])
-    session = field.sessions.get(annotator=personas["annotator"])
-    return {**personas, "slide": slide, "job": job, "region": region, "signed": signed, "draft": draft,
-            "project": project, "field": field, "session": session}
+    return build_world(personas, media_root)
 
 
 def _client(world, persona):
