@@ -280,3 +280,21 @@ def test_admin_site_is_for_staff_only(world):
     client.force_login(staff)
     assert {url: client.get(url).status_code for url in urls} == dict.fromkeys(urls, 200)
 
+
+
+@pytest.mark.django_db
+def test_unsafe_requests_need_the_csrf_token(world):
+    """A signed-in browser session cannot be ridden by another site: pages and the session-
+    authenticated API refuse an unsafe request without the CSRF token (403), and take it with one."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world["pathologist"])
+    comment = reverse("api:report-comment", kwargs={"pk": world["draft"].pk})
+    mpp = reverse("cases:slide-detail", kwargs={"pk": world["slide"].pk})
+    assert client.post(comment, {"comment": "forged"}, content_type="application/json").status_code == 403
+    assert client.post(mpp, {"mpp_x": "0.25"}).status_code == 403
+    world["draft"].refresh_from_db()
+    assert world["draft"].comment == "draft"
+    client.get(reverse("cases:case-list"))  # sets the csrftoken cookie
+    token = client.cookies["csrftoken"].value
+    response = client.post(comment, {"comment": "mine"}, content_type="application/json", headers={"X-CSRFToken": token})
+    assert response.status_code == 200
