@@ -3,7 +3,7 @@
 Plain PNG/JPEG/TIFF are read with Pillow so that grayscale and alpha images
 can be recognised and refused (OpenSlide's ImageSlide silently converts every
 image to RGBA).  Whole slides - every OpenSlide format and OME-TIFF - go
-through cases.slidefile.open_slide and are read at level 0.
+through slideio.slidefile.open_slide and are read at level 0.
 
 Every problem raises ImageInputError with a one-line message meant for the
 user; coordinates are (x, y) = (column, row) in level-0 pixels.
@@ -83,7 +83,7 @@ def read_image(path: str | os.PathLike, region=None) -> LoadedImage:
 def _is_slide(path: Path) -> bool:
     import openslide
 
-    from cases.slidefile import VENDOR_SUFFIXES, _is_ome_tiff
+    from slideio.slidefile import VENDOR_SUFFIXES, is_ome_tiff
 
     if path.suffix.lower() in VENDOR_SUFFIXES:
         return True
@@ -91,7 +91,7 @@ def _is_slide(path: Path) -> bool:
         fmt = openslide.OpenSlide.detect_format(str(path))
     except openslide.OpenSlideError:
         fmt = None
-    return fmt is not None or _is_ome_tiff(str(path))
+    return fmt is not None or is_ome_tiff(str(path))
 
 
 def _check_size(width: int, height: int, name: str) -> None:
@@ -135,7 +135,7 @@ def _read_plain(path: Path, region) -> LoadedImage:
 def _read_slide(path: Path, region) -> LoadedImage:
     import openslide
 
-    from cases.slidefile import SlideError, _plausible_mpp, open_slide
+    from slideio.slidefile import SlideError, plausible_mpp, open_slide
 
     try:
         slide = open_slide(path)
@@ -153,7 +153,7 @@ def _read_slide(path: Path, region) -> LoadedImage:
             region = (0, 0, width, height)
         x, y, w, h = check_region(region, width, height)
         rgba = np.asarray(slide.read_region((x, y), 0, (w, h)), dtype=np.uint8)
-        mpp = _plausible_mpp(slide.properties.get(openslide.PROPERTY_NAME_MPP_X))
+        mpp = plausible_mpp(slide.properties.get(openslide.PROPERTY_NAME_MPP_X))
     except ImageInputError:
         raise
     except (openslide.OpenSlideError, OSError, ValueError) as exc:

@@ -62,7 +62,7 @@ def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, float]:
     from PIL import Image
 
     from analysis.tiling import choose_level
-    from cases.slidefile import open_slide
+    from slideio.slidefile import open_slide
 
     scale = slide.mpp_x / mpp
     out_w, out_h = max(int(round(field.width * scale)), 1), max(int(round(field.height * scale)), 1)

@@ -285,7 +285,7 @@ def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | N
     existing fields on this slide.  Raises AnnotationError when fewer than n fit.
     """
     from analysis import tissue
-    from cases.slidefile import open_slide
+    from slideio.slidefile import open_slide
 
     # Bounded as the forms and API bound them (n is bounded by sample_boxes' tries).
     if not (n >= 1 and 16 <= size_px <= 20_000 and 0 <= seed < 2**32):

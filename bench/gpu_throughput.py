@@ -8,7 +8,7 @@
 
 Self-contained for a machine without Django or the project's venv: it needs numpy, torch,
 torchvision, Pillow, scipy (analysis.merge) and tifffile; OpenSlide (openslide-python +
-openslide-bin) is used when importable, as the workers do (cases.slidefile.open_slide), else the
+openslide-bin) is used when importable, as the workers do (slideio.slidefile.open_slide), else the
 slide is read by SlideTiff below (tifffile parses the file, Pillow decodes the JPEG tiles).
 imagecodecs is not needed: the TIFF is written by this script itself.
 
@@ -218,11 +218,11 @@ class SlideTiff:
 
 
 def slide_opener():
-    """(name, opener): OpenSlide through cases.slidefile when importable, else SlideTiff."""
+    """(name, opener): OpenSlide through slideio.slidefile when importable, else SlideTiff."""
     try:
         import openslide  # noqa: F401
 
-        from cases.slidefile import open_slide
+        from slideio.slidefile import open_slide
 
         return "openslide", open_slide
     except Exception:

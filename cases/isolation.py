@@ -12,9 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import resource
 
-from cases.slidefile import SlideError
+from slideio.slidefile import SlideError
 
-_READERS = ["cases.slidefile", "cases.ometiff", "numpy", "openslide", "PIL.Image", "tifffile"]
+_READERS = ["slideio.slidefile", "slideio.ometiff", "numpy", "openslide", "PIL.Image", "tifffile"]
 _context = multiprocessing.get_context("forkserver")
 # The fork server imports only the slide readers (not Django, not the caller's __main__), so a
 # child starts in milliseconds with them mapped.

@@ -16,7 +16,7 @@ from django.db import transaction
 from cases.choices import Marker, MppSource
 from cases.models import Case, Slide
 from cases.isolation import run_limited
-from cases.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, validate_slide
+from slideio.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, validate_slide
 
 log = logging.getLogger(__name__)
 

@@ -188,7 +188,7 @@ FILE_UPLOAD_HANDLERS = ["cases.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / "tmp")
 SLIDE_UPLOAD_MAX_BYTES = env_bytes("SLIDE_UPLOAD_MAX_BYTES", 8 * 1024**3)
-# Declared image sizes are checked before any pixel is decoded (cases.slidefile.check_declared_size).
+# Declared image sizes are checked before any pixel is decoded (slideio.slidefile.check_declared_size).
 SLIDE_MAX_PIXELS = env_int("SLIDE_MAX_PIXELS", 40_000_000_000, minimum=1)
 SLIDE_MAX_DECODE_PIXELS = env_int("SLIDE_MAX_DECODE_PIXELS", 50_000_000, minimum=1)
 # Pixels of an upload are decoded in a child process under these limits (cases.isolation).

@@ -65,7 +65,7 @@ def open_generator(path: str) -> OpenedSlide:
     """Open a slide file and its DeepZoomGenerator; raises TileError."""
     from openslide.deepzoom import DeepZoomGenerator
 
-    from cases.slidefile import SlideError, open_slide
+    from slideio.slidefile import SlideError, open_slide
 
     try:
         slide = open_slide(path)

@@ -5,7 +5,7 @@ slide, and returns the level-0 points each tile keeps (tiling.to_level0 + tiling
 as workers.pipeline.detect_batch does with ModelDetector.detect tile by tile - but:
 
 * a pool of reader processes (``fork`` on Linux; each opens the slide once with
-  cases.slidefile.open_slide) decodes tiles with analysis.tiling.read_tile into shared-memory
+  slideio.slidefile.open_slide) decodes tiles with analysis.tiling.read_tile into shared-memory
   slots ahead of the GPU, so the GPU does not wait for JPEG decoding;
 * on CUDA: batches are copied into pinned host buffers and sent with non_blocking copies on a
   side stream (double buffering, CUDA events), so the copy of batch i+1 overlaps the network on
@@ -128,7 +128,7 @@ _READER: dict = {}
 
 def _reader_init(path: str, opener, slots, slot_shape, resample_scale: float) -> None:
     if opener is None:
-        from cases.slidefile import open_slide as opener
+        from slideio.slidefile import open_slide as opener
     _READER.update(slide=opener(path), slots=slots, shape=slot_shape, scale=resample_scale)
 
 

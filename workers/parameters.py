@@ -8,7 +8,7 @@ import math
 
 from django.conf import settings
 
-from cases.slidefile import PLAUSIBLE_MPP
+from slideio.slidefile import PLAUSIBLE_MPP
 
 # name: (lowest, highest, whole number?)
 RANGES = {

@@ -20,7 +20,7 @@ from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import adaptive_dab_threshold
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.scoring import tps
-from cases.slidefile import SlideError, open_slide
+from slideio.slidefile import SlideError, open_slide
 
 DEFAULTS = {"tile_px": 512, "overlap_px": 64, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
             "dedupe_radius_um": 3.0}

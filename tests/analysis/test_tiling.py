@@ -8,7 +8,7 @@ from PIL import Image
 from analysis.synthetic import write_pyramidal_tiff
 from analysis.tiling import Tile, batch_tiles, choose_level, in_core, read_tile, tile_grid, to_level0
 from analysis.tissue import TissueMask
-from cases.slidefile import open_slide
+from slideio.slidefile import open_slide
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from PIL import Image
 from analysis import tissue
 from analysis.synthetic import _slide_model, render_field, write_pyramidal_tiff
 from analysis.tissue import TissueMask, tissue_mask
-from cases.slidefile import open_slide
+from slideio.slidefile import open_slide
 from tests.conftest import shared_slide
 
 SIZE, MPP, SEED, FRACTION = (2048, 2048), 0.5, 3, 0.4

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from cases.isolation import run_limited
 from cases.models import Slide
-from cases.slidefile import SlideError
+from slideio.slidefile import SlideError
 from tests.conftest import shared_slide, stored_files
 
 MB = 1024 ** 2

@@ -18,7 +18,7 @@ from analysis.classic import adaptive_dab_threshold
 from analysis.detection_store import open_store
 from analysis.detectors import ClassicDetector
 from analysis.matching import match_points
-from cases.slidefile import open_slide
+from slideio.slidefile import open_slide
 from workers import queue
 from workers.services import do_start_job
 

@@ -54,8 +54,8 @@ def open_slide(path: str | os.PathLike):
         raise SlideError(f"OpenSlide could not read the file: {exc}") from None
     # OpenSlide's generic-tiff driver opens an OME-TIFF as one flat level without its
     # resolution; tifffile reads its SubIFD pyramid and physical pixel size.
-    if fmt in (None, "generic-tiff") and _is_ome_tiff(path):
-        from cases.ometiff import OmeTiffSlide
+    if fmt in (None, "generic-tiff") and is_ome_tiff(path):
+        from slideio.ometiff import OmeTiffSlide
 
         try:
             return OmeTiffSlide(path)
@@ -106,8 +106,8 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         check_declared_size(slide.level_dimensions, max_pixels, max_decode_pixels)
         _probe_pixels(slide)
         fmt = props.get(openslide.PROPERTY_NAME_VENDOR) or _fallback_format(slide, path)
-        mpp_x = _plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
-        mpp_y = _plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_Y)) or mpp_x
+        mpp_x = plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
+        mpp_y = plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_Y)) or mpp_x
         if mpp_x is None:
             mpp_y = None
         return SlideInfo(
@@ -262,7 +262,7 @@ def _first_ifd_offset(path: str, magic: bytes) -> int:
     return struct.unpack(order + "I", header[4:8])[0]
 
 
-def _is_ome_tiff(path: str) -> bool:
+def is_ome_tiff(path: str) -> bool:
     import tifffile
 
     try:
@@ -273,7 +273,7 @@ def _is_ome_tiff(path: str) -> bool:
 
 
 def _fallback_format(slide, path: str) -> str:
-    from cases.ometiff import OmeTiffSlide
+    from slideio.ometiff import OmeTiffSlide
 
     if isinstance(slide, OmeTiffSlide):
         return "ome-tiff"
@@ -298,7 +298,7 @@ def _vendor_name(fmt: str) -> str:
     return names.get(fmt, "Plain image" if fmt.startswith("image-") else fmt)
 
 
-def _plausible_mpp(value) -> float | None:
+def plausible_mpp(value) -> float | None:
     number = _float_or_none(value)
     if number is None or not (PLAUSIBLE_MPP[0] <= number <= PLAUSIBLE_MPP[1]):
         return None
