@@ -164,3 +164,13 @@ MATRIX = {
     ("workers:slide-jobs", "GET"): row(200, 404, 403, 403, 200, 403, LOGIN),
     ("workers:slide-jobs", "POST"): row(302, 404, 403, 403, 302, 403, LOGIN),
 }
+
+# Websocket routes (pdl1site/routing.py): ACCEPT, or the close code the consumer refuses with
+# (4401 not signed in, 4403 no access: a job or slide of another department answers like a missing one).
+ACCEPT = "accept"
+WS_MATRIX = {
+    #                                     path.   outsider annot. clinic. admin   norole anonymous
+    "ws/ping/":                  row(ACCEPT, ACCEPT, ACCEPT, ACCEPT, ACCEPT, ACCEPT, 4401),
+    "ws/jobs/<int:job_id>/":     row(ACCEPT, 4403, 4403, 4403, ACCEPT, 4403, 4401),
+    "ws/slides/<int:slide_id>/": row(ACCEPT, 4403, 4403, 4403, ACCEPT, 4403, 4401),
+}

@@ -298,3 +298,44 @@ def test_unsafe_requests_need_the_csrf_token(world):
     token = client.cookies["csrftoken"].value
     response = client.post(comment, {"comment": "mine"}, content_type="application/json", headers={"X-CSRFToken": token})
     assert response.status_code == 200
+
+
+def websocket_routes():
+    from pdl1site.routing import websocket_urlpatterns
+
+    return [str(pattern.pattern) for pattern in websocket_urlpatterns]
+
+
+def test_every_websocket_route_has_an_entry():
+    assert sorted(websocket_routes()) == sorted(pm.WS_MATRIX)
+
+
+@pytest.mark.django_db(transaction=True)  # the consumers read the database from another thread
+def test_every_websocket_route_answers_as_declared(personas):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from pdl1site.asgi import application
+    from tests.viewer import DoneJobFactory, SlideFactory
+
+    job = DoneJobFactory(slide=SlideFactory(case=personas["case"]))
+    paths = {"ws/ping/": "/ws/ping/", "ws/jobs/<int:job_id>/": f"/ws/jobs/{job.pk}/",
+             "ws/slides/<int:slide_id>/": f"/ws/slides/{job.slide.pk}/"}
+    site = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+
+    async def answer(path, headers):
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, code = await communicator.connect(timeout=5)
+        await communicator.disconnect()
+        return pm.ACCEPT if connected else code
+
+    got = {}
+    for persona in pm.PERSONAS:
+        headers = list(site)
+        if persona != "anonymous":
+            web = Client()
+            web.force_login(personas[persona])
+            headers.append((b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode()))
+        for route in pm.WS_MATRIX:
+            got[(route, persona)] = async_to_sync(answer)(paths[route], headers)
+    assert got == {(route, p): pm.WS_MATRIX[route][p] for route in pm.WS_MATRIX for p in pm.PERSONAS}
