@@ -11,11 +11,13 @@ Personas (tests/conftest.py `personas`), around one case of department A:
   admin        holder of the admin role (not Django staff: the admin site is separate)
   norole       signed in, member of department A, no role
   anonymous    not signed in
-Answers: an HTTP status, or LOGIN (a redirect to the login page). Writes are sent with an empty or
-invalid body where a valid one would do real work (start a job, sign): 400 or 409 then means the
-persona passed the access gate and reached validation or the state check; 403 is a role refusal,
-404 an object outside the persona's departments (its existence is not disclosed), 401 the API
-without credentials. Requests: REQUESTS in the test module.
+Answers: an HTTP status, or LOGIN (a redirect to the login page). Most writes are sent with an
+empty or invalid body, so that none does real work (start a job, sign): 400 or 409 then means the
+persona passed the access gate and reached validation or the state check. Where a view validates
+the body before it looks the object up (report amend and comment, field creation), the body is
+valid, so that the lookup decides. 403 is a role refusal, 404 an object outside the persona's
+departments (its existence is not disclosed), 401 the API without credentials. Requests: REQUESTS
+in the test module. Reports are authored, signed and amended by pathologists only (admin: 403).
 """
 
 PERSONAS = ("pathologist", "outsider", "annotator", "clinician", "admin", "norole", "anonymous")

@@ -296,7 +296,8 @@ def test_unsafe_requests_need_the_csrf_token(world):
     assert world["draft"].comment == "draft"
     client.get(reverse("cases:case-list"))  # sets the csrftoken cookie
     token = client.cookies["csrftoken"].value
-    response = client.post(comment, {"comment": "mine"}, content_type="application/json", headers={"X-CSRFToken": token})
+    response = client.post(comment, {"comment": "mine"}, content_type="application/json",
+                           headers={"X-CSRFToken": token})
     assert response.status_code == 200
 
 
