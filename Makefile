@@ -41,8 +41,10 @@ run: setup var/secret_key
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pdl1site.asgi:application
 
 # The whole suite. With DATABASE_URL/REDIS_URL set it runs against PostgreSQL and Redis;
-# tests/test_embedded_mode.py covers the embedded SQLite mode either way.
+# tests/test_embedded_mode.py covers the embedded SQLite mode either way. The import contracts
+# (.importlinter: the layer order in README.md, "Layout") are checked first.
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 clean:

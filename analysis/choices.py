@@ -2,6 +2,24 @@
 
 from django.db import models
 
+
+class Indication(models.TextChoices):
+    """Tumour type of a case (and of the data a model was trained for)."""
+
+    LUNG_SQUAMOUS = "lung_squamous", "Lung squamous cell carcinoma"
+    BREAST_DUCTAL = "breast_ductal", "Breast ductal carcinoma"
+    OTHER = "other", "Other"
+
+
+class Marker(models.TextChoices):
+    """What a slide is stained for."""
+
+    PDL1 = "PD-L1", "PD-L1"
+    KI67 = "Ki67", "Ki67"
+    HE = "H&E", "H&E"
+    OTHER = "other", "Other"
+
+
 # Not a network: the classic colour-deconvolution pipeline (analysis.classic).
 CLASSIC_DETECTOR = "classic"
 

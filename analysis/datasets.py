@@ -139,6 +139,17 @@ def parse_source(spec: str) -> tuple[str, str | None]:
     return kind, arg or None
 
 
+# The "db" source: accepted annotation sessions. The annotations app sits above analysis (it imports
+# Sample from here), so it provides the loader at start-up rather than analysis importing it.
+_db_samples = None
+
+
+def provide_db_samples(loader) -> None:
+    """Register the callable (no arguments, returns list[Sample]) behind ``--source db``."""
+    global _db_samples
+    _db_samples = loader
+
+
 def load_source(spec: str, mpp: float, seed: int = 0, synthetic_train: int = 64, synthetic_val: int = 8,
                 synthetic_size: int = 384) -> list[Sample]:
     """All samples (every split) of one source, resampled to `mpp`."""
@@ -149,9 +160,9 @@ def load_source(spec: str, mpp: float, seed: int = 0, synthetic_train: int = 64,
     elif kind == "folder":
         samples = folder_samples(arg)
     elif kind == "db":
-        from annotations.dataset import db_samples  # accepted annotation sessions (Django)
-
-        samples = db_samples()
+        if _db_samples is None:  # set by annotations at start-up (AnnotationsConfig.ready)
+            raise DatasetError("source 'db' needs the annotations app (run through manage.py)")
+        samples = _db_samples()
         if not samples:
             raise DatasetError("source 'db' has no accepted annotation sessions on slides with a resolution")
     elif kind in IHC_TRAIN:

@@ -139,7 +139,7 @@ class ModelDetector:
     def detect(self, rgb, mpp) -> Detections:
         rgb = _check_input(rgb, mpp)
         height, width = rgb.shape[:2]
-        work = _resize(rgb, float(mpp) / self.working_mpp)
+        work = resize_rgb(rgb, float(mpp) / self.working_mpp)
         xy, labels, scores = self._detect_tiled(work)
         # Pixel centres: working pixel i covers input [i*sx, (i+1)*sx), so x_in = (x + 0.5) * sx - 0.5.
         sx, sy = width / work.shape[1], height / work.shape[0]
@@ -196,7 +196,7 @@ def _core_bounds(starts: list[int], tile: int, size: int) -> list[tuple[int, int
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _resize(rgb: np.ndarray, scale: float) -> np.ndarray:
+def resize_rgb(rgb: np.ndarray, scale: float) -> np.ndarray:
     """Resample by `scale` (output/input size); Pillow's filters antialias when shrinking."""
     if abs(scale - 1.0) < 1e-6:
         return rgb

@@ -111,13 +111,13 @@ def counts_in_regions(xy: np.ndarray, labels: np.ndarray, polygons) -> list[dict
         (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
         # The bounding box is cheap and rules out almost every point of a slide.
         near = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
-        inside = near[_points_in_polygon(xy[near], poly)]
+        inside = near[points_in_polygon(xy[near], poly)]
         c = counts(labels[inside])
         out.append({"region": i, **c, "tps": tps(c["positive"], c["negative"])})
     return out
 
 
-def _points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     if len(points) == 0:
         return np.zeros(0, bool)
     try:

@@ -13,9 +13,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from cases.choices import Indication, Marker
-
-from .choices import FINAL_JOB_STATUSES, BatchStatus, JobStatus, ModelOrigin, ModelStatus
+from .choices import FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus
 
 def software_version() -> str:
     from pdl1site import __version__

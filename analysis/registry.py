@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from cases.choices import Marker
+from analysis.choices import Marker
 
 from .choices import CLASSIC_DETECTOR, ModelOrigin, ModelStatus
 from .models import ANY_INDICATION, ActiveModel, ModelVersion

@@ -223,17 +223,15 @@ def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
 
 
 def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float = 0.5) -> dict:
-    """Export the accepted fields, then queue workers.tasks.train_model on the task queue."""
-    from django_q.tasks import async_task
-
+    """Export the accepted fields, then queue a training run (workers.queue.enqueue_training)."""
     from annotations.services import AnnotationError
+    from workers.queue import enqueue_training
 
     name, steps, backbone = check_training_request(name, steps, backbone)
     if not accepted_sessions(project).exists():
         raise AnnotationError("cannot start training", ["the project has no accepted fields yet"])
     folder, manifest = do_export_project_dataset(project, mpp)
-    task_id = async_task("workers.tasks.train_model", str(folder), name, steps, backbone, mpp,
-                         task_name=f"train-{name}", group=training_group(project))
+    task_id = enqueue_training(str(folder), name, steps, backbone, mpp, group=training_group(project))
     return {"task": task_id, "model_name": name, "dataset": folder.name, "fields": len(manifest["fields"]),
             "steps": steps, "backbone": backbone}
 

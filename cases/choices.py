@@ -1,5 +1,9 @@
 from django.db import models
 
+# The tissue vocabulary (what a slide shows, which tumour) is defined in the analysis layer, below
+# cases, because models and training name it too; the clinical record uses the same classes.
+from analysis.choices import Indication, Marker  # noqa: F401
+
 
 class Role(models.TextChoices):
     """Django groups that carry each persona's permissions."""
@@ -17,12 +21,6 @@ class Sex(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
-class Indication(models.TextChoices):
-    LUNG_SQUAMOUS = "lung_squamous", "Lung squamous cell carcinoma"
-    BREAST_DUCTAL = "breast_ductal", "Breast ductal carcinoma"
-    OTHER = "other", "Other"
-
-
 class AssayClone(models.TextChoices):
     C22C3 = "22C3", "22C3"
     SP263 = "SP263", "SP263"
@@ -37,13 +35,6 @@ class CaseStatus(models.TextChoices):
     IN_REVIEW = "in_review", "In review"
     SIGNED = "signed", "Signed"
     CLOSED = "closed", "Closed"
-
-
-class Marker(models.TextChoices):
-    PDL1 = "PD-L1", "PD-L1"
-    KI67 = "Ki67", "Ki67"
-    HE = "H&E", "H&E"
-    OTHER = "other", "Other"
 
 
 class MppSource(models.TextChoices):

@@ -89,11 +89,10 @@ def _points(job):
     """Corrected detections (xy level-0 px, labels), or empty when the job has no readable store."""
     if job is None:
         return np.zeros((0, 2)), np.zeros(0, np.int8)
-    from viewer.services import NoResult, correction_state, corrected_points, job_store
+    from cases.results import NoResult, job_results
 
     try:
-        store = job_store(job)
-        return corrected_points(store, correction_state(job))
+        return job_results().corrected_points(job)
     except NoResult:
         return np.zeros((0, 2)), np.zeros(0, np.int8)
 
@@ -147,11 +146,9 @@ def _regions(job) -> list:
     """Active drawn regions of the job as (include?, [(x, y), ...] level-0 px)."""
     if job is None or not job.pk:
         return []
-    from viewer.choices import INCLUDE_REGION_KINDS
-    from viewer.models import Region
+    from cases.results import job_results
 
-    return [(r.kind in INCLUDE_REGION_KINDS, r.vertices)
-            for r in Region.objects.filter(job=job, deleted_at__isnull=True).only("kind", "vertices")]
+    return job_results().regions(job)
 
 
 def _draw_regions(image: Image.Image, job, sx: float, sy: float) -> int:

@@ -77,12 +77,12 @@ def method_description(method: dict) -> str:
 def score_snapshot(case: Case, job) -> dict:
     """The scores a report states: the job's result with pathologists' corrections applied,
     interpreted with the cut-off tables configured for the case's assay and indication."""
-    from viewer.services import NoResult, correction_version, job_scores
+    from cases.results import NoResult, job_results
 
     interval, error_basis = None, ""
     try:
-        scores = job_scores(job)
-        counts, corrections = scores["counts"], correction_version(job)
+        scores = job_results().scores(job)
+        counts, corrections = scores["counts"], job_results().correction_version(job)
         interval = Interval(**scores["tps_interval"]) if scores["tps_interval"] else None
         error_basis = scores["detector_error"]
     except NoResult:  # no readable store: the merged summary (no corrections can exist without one)

@@ -7,6 +7,10 @@ class ViewerConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_logged_out
 
+        from cases import results
+        from viewer import results as viewer_results
+
+        results.provide(viewer_results)  # reports read corrected results through cases.results
         user_logged_out.connect(_drop_tile_grants, dispatch_uid="viewer-drop-tile-grants")
 
 

@@ -41,6 +41,7 @@ from analysis.scoring import (
 )
 from cases import access
 from cases.choices import Role
+from cases.results import NoResult
 from viewer.choices import INCLUDE_REGION_KINDS, LABEL_CODES, LABEL_NAMES, CorrectionOp, ExportFormat, RegionKind
 
 MAX_POINTS_LIMIT = 100_000
@@ -64,10 +65,6 @@ class CorrectionConflict(Exception):
     def __init__(self, message: str, version: int):
         super().__init__(message)
         self.version = version
-
-
-class NoResult(Exception):
-    """The job has no detection store (yet) (HTTP 409)."""
 
 
 # --- Access -----------------------------------------------------------------------------------
@@ -721,15 +718,15 @@ class Regions:
     def mask(self, xy: np.ndarray) -> np.ndarray:
         """Points that count: inside some include polygon (any point when there is none) and
         outside every exclude polygon."""
-        from analysis.merge import _points_in_polygon
+        from analysis.merge import points_in_polygon
 
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
         keep = np.zeros(len(xy), bool) if self.include else np.ones(len(xy), bool)
         for poly in self.include:
-            keep |= _inside(xy, poly, _points_in_polygon)
+            keep |= _inside(xy, poly, points_in_polygon)
         for poly in self.exclude:
             if keep.any():
-                keep &= ~_inside(xy, poly, _points_in_polygon)
+                keep &= ~_inside(xy, poly, points_in_polygon)
         return keep
 
 

@@ -135,9 +135,9 @@ def _reader_init(path: str, opener, slots, slot_shape, resample_scale: float) ->
 def _read(tile: tiling.Tile) -> np.ndarray:
     rgb = tiling.read_tile(_READER["slide"], tile)
     if _READER.get("scale", 1.0) != 1.0:
-        from analysis.detectors import _resize
+        from analysis.detectors import resize_rgb
 
-        rgb = _resize(rgb, _READER["scale"])
+        rgb = resize_rgb(rgb, _READER["scale"])
     return rgb
 
 

@@ -20,6 +20,14 @@ def enqueue(func: str, job_id: int, *args) -> None:
     async_task(func, job_id, *args, group=f"job-{job_id}")
 
 
+def enqueue_training(folder: str, name: str, steps: int, backbone: str, mpp: float, *, group: str) -> str:
+    """Queue workers.tasks.train_model on an exported dataset folder; the django-q2 task id."""
+    from django_q.tasks import async_task
+
+    return async_task("workers.tasks.train_model", folder, name, steps, backbone, mpp,
+                      task_name=f"train-{name}", group=group)
+
+
 @contextlib.contextmanager
 def collecting():
     previous = getattr(_local, "pending", None)

@@ -3,11 +3,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
-from analysis.choices import ModelStatus
+from analysis.choices import Indication, Marker, ModelStatus
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
 from analysis.training import TrainConfig, TrainingError, train
-from cases.choices import Indication, Marker
 
 # The default point-term weight, read from TrainConfig so the flag and the API stay in step.
 POINT_WEIGHT = TrainConfig.__dataclass_fields__["loss_weights"].default_factory().point

@@ -1,0 +1,44 @@
+"""The corrected result of an analysis job, as a report and its PDF state it.
+
+Pathologists' corrections and drawn regions belong to the viewer, which sits above cases in the
+layer order (README, "Layout"). So cases declares here what its reports need and the viewer
+provides it at start-up (ViewerConfig.ready: viewer.results); cases never imports the viewer.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class NoResult(Exception):
+    """The job has no detection store (yet) (HTTP 409 in the viewer's API)."""
+
+
+class JobResults(Protocol):
+    def scores(self, job) -> dict:
+        """Corrected scores, counted inside the job's drawn regions (raises NoResult)."""
+
+    def correction_version(self, job) -> int:
+        """The job's correction version (0: none)."""
+
+    def corrected_points(self, job) -> tuple[np.ndarray, np.ndarray]:
+        """(xy level-0 px, labels) with corrections applied (raises NoResult)."""
+
+    def regions(self, job) -> list[tuple[bool, list]]:
+        """Active drawn regions as (include?, [(x, y), ...] level-0 px)."""
+
+
+_provider: JobResults | None = None
+
+
+def provide(provider: JobResults) -> None:
+    global _provider
+    _provider = provider
+
+
+def job_results() -> JobResults:
+    if _provider is None:
+        raise RuntimeError("no job results provider: the viewer app registers one when Django starts")
+    return _provider
