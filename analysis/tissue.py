@@ -13,7 +13,7 @@ openslide is never imported here: the caller passes an open handle.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -38,6 +38,9 @@ class TissueMask:
     level: int  # pyramid level that was read
     mpp: float | None  # level-0 µm/px of the slide; None when unknown
     threshold_od: float | None = None  # OD sum used; None when the slide looked blank
+    # The reduced image the mask came from, kept on request (keep_image) for slide QC.
+    rgb: np.ndarray | None = field(default=None, repr=False)
+    valid: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def area_mm2(self) -> float | None:
@@ -70,7 +73,7 @@ def mpp_from_properties(slide) -> float | None:
 
 def tissue_mask(slide, target_mpp: float = 10.0, downsample: float | None = None, max_side: int = 2048,
                 slide_mpp: float | None = None, min_object_um2: float = 2000.0, min_object_px: int = 16,
-                closing_um: float = 20.0) -> TissueMask:
+                closing_um: float = 20.0, keep_image: bool = False) -> TissueMask:
     """Tissue mask of an open slide handle (OpenSlide, ImageSlide or OmeTiffSlide).
 
     The mask resolution is `downsample` level-0 px per mask px when given, otherwise
@@ -78,7 +81,7 @@ def tissue_mask(slide, target_mpp: float = 10.0, downsample: float | None = None
     without one the long side aims at 1024 px), and
     never finer than `max_side` px on the long side.  `min_object_um2` (or `min_object_px`
     when the mpp is unknown) and `closing_um` are physical so a mask means the same at any
-    scan resolution.
+    scan resolution.  `keep_image` keeps the reduced image on the result (for analysis.slide_qc).
     """
     mpp = slide_mpp if slide_mpp is not None else mpp_from_properties(slide)
     width0, height0 = slide.level_dimensions[0]
@@ -98,6 +101,8 @@ def tissue_mask(slide, target_mpp: float = 10.0, downsample: float | None = None
     od[~valid] = 0.0
     threshold = _threshold(od.ravel())
     result = TissueMask(np.zeros(od.shape, bool), mask_ds, level, mpp, threshold)
+    if keep_image:
+        result.rgb, result.valid = rgb, valid
     if threshold is None:
         return result
     mask = (od > threshold) & valid
@@ -193,3 +198,49 @@ def _close(mask: np.ndarray, radius: int) -> np.ndarray:
     padded = np.pad(mask, radius)
     closed = ndimage.binary_closing(padded, structure=disk(radius))
     return closed[radius:-radius, radius:-radius]
+
+
+# --- Fine (per-pixel) tissue mask of one tile: detections never fall on glass --------------------
+# The slide mask above is coarse (10 µm/px, holes filled): a tile that touches tissue is read
+# whole, and a detector can put points on its glass.  Each tile's own pixels decide instead.
+
+_OD_LUT = (-np.log10(np.maximum(np.arange(256, dtype=np.float32), 1.0) / 255.0)).astype(np.float32)
+FINE_STEP = 2  # sample every 2nd tile pixel (1 µm at 0.5 µm/px) ...
+FINE_BLOCK = 2  # ... and average 2x2 samples: one mask cell per 4x4 tile px (2 µm)
+FINE_GROW = 1  # cells: a point on a nucleus' rim still sees the nucleus
+
+
+def fine_tissue(rgb: np.ndarray, threshold_od: float | None = None) -> np.ndarray:
+    """Tissue mask of one tile, one cell per FINE_STEP*FINE_BLOCK tile px: a cell is tissue when
+    its mean summed OD is above the slide's tissue threshold (never below MIN_TISSUE_OD), or
+    within FINE_GROW cells of such a cell.  Black no-data pixels are glass."""
+    sample = np.asarray(rgb)[FINE_STEP // 2::FINE_STEP, FINE_STEP // 2::FINE_STEP]
+    r, g, b = sample[..., 0], sample[..., 1], sample[..., 2]
+    od = _OD_LUT[r] + _OD_LUT[g] + _OD_LUT[b]  # per channel: 4x faster than a gather on (h, w, 3)
+    od[(r <= NO_DATA_MAX) & (g <= NO_DATA_MAX) & (b <= NO_DATA_MAX)] = 0.0
+    h, w = od.shape
+    bh, bw = h // FINE_BLOCK, w // FINE_BLOCK
+    if bh * FINE_BLOCK != h or bw * FINE_BLOCK != w:  # odd edge: repeat the last row/column
+        bh, bw = -(-h // FINE_BLOCK), -(-w // FINE_BLOCK)
+        od = np.pad(od, ((0, bh * FINE_BLOCK - h), (0, bw * FINE_BLOCK - w)), mode="edge")
+    means = od.reshape(bh, FINE_BLOCK, bw, FINE_BLOCK).mean(axis=(1, 3))
+    cells = means > max(threshold_od or 0.0, MIN_TISSUE_OD)
+    if FINE_GROW:
+        cells = ndimage.maximum_filter(cells, size=2 * FINE_GROW + 1)
+    return cells
+
+
+def on_tissue(rgb: np.ndarray, xy: np.ndarray, threshold_od: float | None = None) -> np.ndarray:
+    """Which points (x, y in the tile's pixels) lie on tissue of that tile: bool (N,)."""
+    return on_tissue_cells(fine_tissue(rgb, threshold_od), xy)
+
+
+def on_tissue_cells(cells: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """`on_tissue` with the tile's fine_tissue mask already computed."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    if not len(xy):
+        return np.zeros(0, bool)
+    cell = FINE_STEP * FINE_BLOCK
+    col = np.clip(np.floor(xy[:, 0] / cell).astype(np.int64), 0, cells.shape[1] - 1)
+    row = np.clip(np.floor(xy[:, 1] / cell).astype(np.int64), 0, cells.shape[0] - 1)
+    return cells[row, col]

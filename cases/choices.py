@@ -43,6 +43,15 @@ class MppSource(models.TextChoices):
     MISSING = "missing", "Missing: set it before analysis"
 
 
+class SlideQcStatus(models.TextChoices):
+    """Slide check before scoring (analysis.slide_qc): brightfield, tissue, haematoxylin and DAB."""
+
+    UNCHECKED = "unchecked", "Not checked yet (checked when analysed)"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    OVERRIDDEN = "overridden", "Failed, overridden by a pathologist"
+
+
 class ReportStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     SIGNED = "signed", "Signed"

@@ -89,3 +89,12 @@ class ReportSignForm(forms.Form):
 class ReportAmendForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for the amendment")
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+
+class SlideQcOverrideForm(forms.Form):
+    """A pathologist's reason to score a slide that failed its check before scoring."""
+
+    qc_override = forms.CharField(
+        label="Reason to score this slide anyway", max_length=2000, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Printed on every report this slide feeds, with your name (e.g. 'PD-L1-negative tumour; "
+                  "staining verified on the control').")

@@ -25,6 +25,7 @@ from cases.choices import (
     ReportStatus,
     ScoreType,
     Sex,
+    SlideQcStatus,
 )
 
 
@@ -191,6 +192,12 @@ class Slide(models.Model):
     properties = models.JSONField(default=dict, blank=True, help_text="Reader properties (vendor metadata)")
     associated_images = models.JSONField(default=list, blank=True)
     thumbnail = models.FileField(max_length=500, blank=True)
+    qc = models.JSONField(default=dict, blank=True,
+                          help_text="check before scoring (analysis.slide_qc): passed, findings, tissue threshold")
+    qc_override_reason = models.TextField(blank=True, help_text="why a pathologist scores a slide that failed its check")
+    qc_override_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="+")
+    qc_override_at = models.DateTimeField(null=True, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -218,6 +225,50 @@ class Slide(models.Model):
 
     def get_absolute_url(self):
         return reverse("cases:slide-detail", args=[self.pk])
+
+    # --- check before scoring ---------------------------------------------------------------------
+
+    @property
+    def qc_status(self) -> str:
+        if "passed" not in (self.qc or {}):
+            return SlideQcStatus.UNCHECKED
+        if self.qc["passed"]:
+            return SlideQcStatus.PASSED
+        return SlideQcStatus.OVERRIDDEN if self.qc_override_reason else SlideQcStatus.FAILED
+
+    def get_qc_status_display(self) -> str:
+        return SlideQcStatus(self.qc_status).label
+
+    @property
+    def qc_failures(self) -> list[str]:
+        return [f["message"] for f in (self.qc or {}).get("findings", []) if not f.get("passed")]
+
+    @property
+    def qc_blocks_signing(self) -> bool:
+        """A slide that failed its check feeds no signed report until a pathologist overrides it."""
+        return self.qc_status == SlideQcStatus.FAILED
+
+    def record_qc(self, qc: dict):
+        """Store the check's result; an earlier override stands (same slide, same file)."""
+        self.qc = {**qc, "checked_at": timezone.now().isoformat()}
+
+    def override_qc(self, user, reason: str):
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationError("An override needs a reason.")
+        if self.qc_status not in (SlideQcStatus.FAILED, SlideQcStatus.OVERRIDDEN):
+            raise ValidationError("Only a slide that failed its check can be overridden.")
+        self.qc_override_reason, self.qc_override_by, self.qc_override_at = reason, user, timezone.now()
+
+    def qc_snapshot(self) -> dict:
+        """What a report states about the slide's check (PDF and FHIR)."""
+        snapshot = {"status": self.qc_status, "failures": self.qc_failures}
+        if self.qc_override_reason:
+            by = self.qc_override_by
+            snapshot["override"] = {"reason": self.qc_override_reason,
+                                    "by": (by.get_full_name() or by.get_username()) if by else "",
+                                    "at": self.qc_override_at.isoformat() if self.qc_override_at else None}
+        return snapshot
 
 
 class ReportError(Exception):
@@ -300,6 +351,14 @@ class Report(models.Model):
             raise ReportError("The password is incorrect: the report was not signed.")
         if not self.scores:
             raise ReportError("the draft has no scores to sign")
+        if self.job_id:
+            # The slide's check before scoring, as it stands now (an override may postdate the draft).
+            slide = Slide.objects.get(pk=self.job.slide_id)
+            if slide.qc_blocks_signing:
+                raise ReportError("The slide failed its check before scoring (" + "; ".join(slide.qc_failures)
+                                  + "): a pathologist must override it, with a reason, on the slide page "
+                                    "before this report can be signed.")
+            self.scores = {**self.scores, "slide_qc": slide.qc_snapshot()}
         with transaction.atomic():
             # Lock what the documents state: a concurrent edit waits for the signing, then meets the lock.
             case = Case.objects.select_for_update().select_related("patient").get(pk=self.case_id)

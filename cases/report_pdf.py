@@ -22,7 +22,7 @@ from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from analysis.scoring import interval_text
-from cases.reports import method_description
+from cases.reports import method_description, qc_statement
 
 THUMB_MAX_PX = 700
 MAX_OVERLAY_POINTS = 200_000
@@ -258,6 +258,8 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
         + ". Tumour nuclei are classified PD-L1-positive or -negative; the result was reviewed and, where needed, "
           "corrected by the reporting pathologist. The detector has no immune-cell class, so CPS is not computed. "
           + ("Model trained with SYNTHETIC data. " if method.get("synthetic_training_data") else ""), body))
+    if qc_statement(scores):
+        story.append(_p(qc_statement(scores), body))
     if report.comment:
         story.append(_p("Comment", styles["Heading3"]))
         story.append(_p(report.comment, body))

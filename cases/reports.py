@@ -93,7 +93,25 @@ def score_snapshot(case: Case, job) -> dict:
                             tps_interval=interval)
     summary["tps"]["detector_error"] = error_basis
     return {**summary, "corrections_version": corrections, "method": method_of(job),
-            "assay_clone": case.assay_clone, "indication": case.indication}
+            "assay_clone": case.assay_clone, "indication": case.indication,
+            "slide_qc": job.slide.qc_snapshot()}
+
+
+def qc_statement(scores: dict) -> str:
+    """What a report says about its slide's check before scoring (PDF and FHIR); '' when unknown."""
+    qc = scores.get("slide_qc") or {}
+    if qc.get("status") == "passed":
+        return "Slide check before scoring passed (brightfield, tissue, haematoxylin and DAB)."
+    if qc.get("status") in ("failed", "overridden"):
+        text = "Slide check before scoring FAILED: " + "; ".join(qc.get("failures") or ["unspecified"]) + "."
+        override = qc.get("override")
+        if override:
+            text += (f" Scored on a pathologist's override by {override['by']} "
+                     f"({(override.get('at') or '')[:10]}): {override['reason']}")
+        return text
+    if qc.get("status") == "unchecked":
+        return "Slide not checked before scoring (analysed before slide checks existed)."
+    return ""
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -235,6 +253,8 @@ def fhir_bundle(report: Report) -> dict:
                   scores["adequacy"]["statement"]]
     if scores["tps"].get("near_cutoff"):
         conclusion.append(scores["tps"]["uncertainty"])
+    if qc_statement(scores):
+        conclusion.append(qc_statement(scores))
     if scores.get("research_use"):
         conclusion.append("Research use only: no approved cut-off for this assay and indication.")
     diagnostic = {

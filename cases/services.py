@@ -129,6 +129,24 @@ def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:
     return slide
 
 
+def do_override_slide_qc(slide: Slide, user, reason: str) -> Slide:
+    """A pathologist scores a slide that failed its check: the reason is stored (audited with the
+    slide) and printed by every report that slide feeds."""
+    from django.core.exceptions import ValidationError
+
+    from cases.access import has_role
+    from cases.choices import Role
+
+    if not has_role(user, Role.PATHOLOGIST):
+        raise IngestError("Only a pathologist can override a slide's check.")
+    try:
+        slide.override_qc(user, reason)
+    except ValidationError as exc:
+        raise IngestError(" ".join(exc.messages)) from None
+    slide.save(update_fields=["qc_override_reason", "qc_override_by", "qc_override_at"])
+    return slide
+
+
 def _visible_duplicate(sha256: str, user) -> Slide | None:
     """The oldest slide with this content that `user` may see (any, for a server-side import with
     no user). Deduplicating across departments would hand the uploader another department's

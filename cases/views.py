@@ -19,6 +19,7 @@ from cases.forms import (
     ReportCommentForm,
     ReportDraftForm,
     ReportSignForm,
+    SlideQcOverrideForm,
     SlideUploadForm,
 )
 from cases.models import ReportDocument, ReportError
@@ -124,8 +125,19 @@ def patient_create(request):
 @clinical
 def slide_detail(request, pk):
     slide = get_object_or_404(access.visible_slides(request.user).select_related("case__patient"), pk=pk)
-    form = MppForm(request.POST or None, initial={"mpp_x": slide.mpp_x, "mpp_y": slide.mpp_y})
-    if request.method == "POST" and form.is_valid():
+    overriding = request.method == "POST" and "qc_override" in request.POST
+    form = MppForm(None if overriding else (request.POST or None),
+                   initial={"mpp_x": slide.mpp_x, "mpp_y": slide.mpp_y})
+    qc_form = SlideQcOverrideForm(request.POST if overriding else None)
+    if overriding and qc_form.is_valid():
+        try:
+            services.do_override_slide_qc(slide, request.user, qc_form.cleaned_data["qc_override"])
+        except services.IngestError as exc:
+            qc_form.add_error("qc_override", str(exc))
+        else:
+            messages.success(request, "Override recorded: reports of this slide print your reason.")
+            return redirect(slide)
+    elif request.method == "POST" and not overriding and form.is_valid():
         try:
             services.do_set_slide_mpp(slide, form.cleaned_data["mpp_x"], form.cleaned_data["mpp_y"])
         except services.IngestError as exc:
@@ -134,7 +146,7 @@ def slide_detail(request, pk):
             messages.success(request, "Resolution saved.")
             return redirect(slide)
     log_access(slide)
-    return render(request, "cases/slide_detail.html", {"slide": slide, "form": form})
+    return render(request, "cases/slide_detail.html", {"slide": slide, "form": form, "qc_form": qc_form})
 
 
 @clinical

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import tiling
+from analysis import tiling, tissue
 
 ENV_GPU_INDEX = "PDL1_GPU_INDEX"
 ENV_WORKER_INDEX = "PDL1_WORKER_INDEX"
@@ -278,6 +278,7 @@ class TileStreamDetector:
         self._prepared_device = None
         self._pool: ReaderPool | None = None
         self._pool_key = None
+        self._tissue_od = None  # the slide's tissue threshold (summed OD), per detect_tiles call
 
     @classmethod
     def from_detector(cls, detector, **kwargs) -> TileStreamDetector:
@@ -414,8 +415,9 @@ class TileStreamDetector:
             yield batch_tiles, batch_arrays
             free.extend(batch_slots)
 
-    def detect_tiles(self, path, tiles, level_downsamples=None, tile_mpp=None) -> StreamResult:
-        """Points (level-0 px) kept by each tile's core, for `tiles` of the slide at `path`."""
+    def detect_tiles(self, path, tiles, level_downsamples=None, tile_mpp=None, tissue_od=None) -> StreamResult:
+        """Points (level-0 px) kept by each tile's core and on its tissue (analysis.tissue.on_tissue with
+        the slide's `tissue_od`), for `tiles` of the slide at `path`."""
         import torch
 
         tiles = [t if isinstance(t, tiling.Tile) else tiling.Tile(**t) for t in tiles]
@@ -423,6 +425,7 @@ class TileStreamDetector:
         timings = {k: 0.0 for k in ("read_wait", "host_copy", "postprocess", "forward_launch")}
         if not tiles:
             return _empty_result(timings)
+        self._tissue_od = tissue_od
         pool = self._reader_pool(path, tiles, tile_mpp)
         device = self._prepare()
         on_cuda = device.type == "cuda"
@@ -526,7 +529,8 @@ class TileStreamDetector:
             ready = torch.cuda.Event()
             ready.record(compute)
             timings["forward_launch"] += time.perf_counter() - t0
-            shapes = [a.shape for a in arrays]
+            # The tiles' fine tissue masks, taken now: the reader slots are reused after this step.
+            shapes = [(a.shape, tissue.fine_tissue(a, self._tissue_od)) for a in arrays]
             # Peaks of the previous batch run while this batch's forward pass is queued.
             if in_flight is not None:
                 finish(in_flight)
@@ -550,7 +554,8 @@ class TileStreamDetector:
         found = extract_points(probs, self.working_mpp, self.nms_radius_um, self.min_score)
         out = []
         for tile, points, array in zip(batch_tiles, found, arrays):
-            height, width = (array if isinstance(array, tuple) else array.shape)[:2]
+            shape, cells = array if isinstance(array, tuple) else (array.shape, None)
+            height, width = shape[:2]
             # ModelDetector.detect on a tile no larger than its own tile size: one tile whose
             # core is the whole field, then the pixel-centre mapping back to the input (identity
             # here unless readers resampled).
@@ -560,6 +565,9 @@ class TileStreamDetector:
             xy = xy.astype(np.float32).reshape(-1, 2)
             xy0 = tiling.to_level0(tile, xy, level_downsamples)
             keep = tiling.in_core(tile, xy0)
+            if cells is None:
+                cells = tissue.fine_tissue(array, self._tissue_od)
+            keep &= tissue.on_tissue_cells(cells, points.xy)
             out.append((xy0[keep], points.labels.astype(np.int8)[keep], points.scores.astype(np.float32)[keep]))
         return out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from analysis import detection_store, merge, tiling, tissue
+from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import adaptive_dab_threshold
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
@@ -35,6 +35,7 @@ class Plan:
     tiles: list[tiling.Tile]
     batches: list[list[dict]]
     tissue_area_mm2: float
+    qc: dict  # analysis.slide_qc's findings, and the tissue threshold the detect stage filters points with
 
 
 def job_parameters(job) -> dict:
@@ -70,9 +71,10 @@ def plan_job(job) -> Plan:
     mpp = slide_mpp(job)
     slide = open_job_slide(job)
     try:
-        mask = tissue.tissue_mask(slide, slide_mpp=mpp)
+        mask = tissue.tissue_mask(slide, slide_mpp=mpp, keep_image=True)
     except Exception as exc:  # OpenSlide/tifffile raise their own types from read_region
         raise PipelineError(f"the slide cannot be read: {exc}") from None
+    qc = {**slide_qc.check_mask(mask).as_dict(), "tissue_threshold_od": mask.threshold_od}
     if not mask.mask.any():
         raise PipelineError("no tissue found on the slide")
     tiles = tiling.tile_grid(slide.level_dimensions, slide.level_downsamples, slide_mpp=mpp,
@@ -83,7 +85,7 @@ def plan_job(job) -> Plan:
     as_dicts = [dataclasses.asdict(tile) for tile in tiles]
     size = max(1, int(params["batch_size"]))
     batches = [as_dicts[i:i + size] for i in range(0, len(as_dicts), size)]
-    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2))
+    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc)
 
 
 @dataclass
@@ -96,8 +98,10 @@ class BatchDetections:
 
 
 def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
-    """Read this batch's tiles from the slide, detect, keep points in each tile's core (level 0)."""
+    """Read this batch's tiles from the slide, detect, keep points in each tile's core (level 0) that lie
+    on the tile's own tissue (analysis.tissue.on_tissue: never on glass)."""
     params = job_parameters(job)
+    tissue_od = (job.slide.qc or {}).get("tissue_threshold_od")
     detector = load_job_detector(job, params["compartment"])
     slide = open_job_slide(job)
     started = time.perf_counter()
@@ -106,7 +110,8 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
 
         try:
             found = stream_detector_for(detector).detect_tiles(
-                job.slide.path, tile_dicts, level_downsamples=slide.level_downsamples, tile_mpp=params["working_mpp"])
+                job.slide.path, tile_dicts, level_downsamples=slide.level_downsamples, tile_mpp=params["working_mpp"],
+                tissue_od=tissue_od)
         except TileReadError as exc:
             raise PipelineError(str(exc)) from None
         return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
@@ -119,7 +124,7 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
             raise PipelineError(f"tile {tile.index} could not be read: {exc}") from None
         found = detector.detect(rgb, params["working_mpp"])
         xy0 = tiling.to_level0(tile, found.xy, slide.level_downsamples)
-        keep = tiling.in_core(tile, xy0)
+        keep = tiling.in_core(tile, xy0) & tissue.on_tissue(rgb, found.xy, tissue_od)
         xys.append(xy0[keep])
         labels.append(np.asarray(found.labels)[keep])
         scores.append(np.asarray(found.scores)[keep])

@@ -61,6 +61,10 @@ def split_job(job_id: int) -> None:
         )
         job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
         job.save()
+        # The slide's check before scoring (cases.Slide.qc): flagged on its pages, and a failed one
+        # feeds no signed report unless a pathologist overrides it.
+        job.slide.record_qc(plan.qc)
+        job.slide.save(update_fields=["qc"])
         emit_job_progress(job)
         count = len(plan.batches)
         transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", job_id, i) for i in range(count)])

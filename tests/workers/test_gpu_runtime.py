@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from analysis import tiling  # noqa: E402
+from analysis import tiling, tissue  # noqa: E402
 from analysis.detectors import ModelDetector  # noqa: E402
 from analysis.nets import DetectorConfig, build_detector, save_checkpoint  # noqa: E402
 from analysis.synthetic import write_pyramidal_tiff  # noqa: E402
@@ -45,7 +45,7 @@ def slide_and_detector(tmp_path_factory):
         rgb = tiling.read_tile(handle, tile)
         found = detector.detect(rgb, MPP)
         xy0 = tiling.to_level0(tile, found.xy, downsamples)
-        keep = tiling.in_core(tile, xy0)
+        keep = tiling.in_core(tile, xy0) & tissue.on_tissue(rgb, found.xy)  # no point on glass
         xys.append(xy0[keep])
         labels.append(found.labels[keep])
         scores.append(found.scores[keep])
