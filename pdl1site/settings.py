@@ -202,7 +202,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 
 # --- Auth, API --------------------------------------------------------------------------------
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "cases:case-list"
+LOGIN_REDIRECT_URL = "cases:home"  # each role its own home (cases.views.home)
 LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
