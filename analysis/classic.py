@@ -19,9 +19,9 @@ from skimage.feature import peak_local_max
 from skimage.morphology import disk
 from skimage.segmentation import expand_labels, watershed
 
+from .labels import NEGATIVE, POSITIVE
 from .stains import DEFAULT_VECTORS, StainVectors, deconvolve
 
-POSITIVE, NEGATIVE = 1, 2
 # Distance-to-background (um) worth as much as the brightest nucleus signal in
 # the watershed relief; tuned on synthetic fields and DeepLIIF Bladder1/Lung1.
 _DIST_SCALE_UM = 2.0

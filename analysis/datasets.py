@@ -74,8 +74,8 @@ from pathlib import Path
 
 import numpy as np
 
-POSITIVE, NEGATIVE = 1, 2
-LABEL_NAMES = {"positive": POSITIVE, "negative": NEGATIVE}
+from analysis.labels import LABEL_CODES, NEGATIVE, POSITIVE
+
 SPLITS = ("train", "val", "test")
 DATASET_FORMAT = "pdl1-point-dataset"
 DATASET_VERSION = 1
@@ -295,8 +295,8 @@ def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[st
                 problems.append(f"{path.name} line {line}: x and y must be numbers, got {row[0]!r}, {row[1]!r}")
                 continue
             label = row[2].strip().lower()
-            if label not in LABEL_NAMES and label not in ignore_labels:
-                allowed = " or ".join((*LABEL_NAMES, *ignore_labels))
+            if label not in LABEL_CODES and label not in ignore_labels:
+                allowed = " or ".join((*LABEL_CODES, *ignore_labels))
                 problems.append(f"{path.name} line {line}: unknown label {row[2]!r} (use {allowed})")
                 continue
             if not (np.isfinite(x) and np.isfinite(y) and -0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
@@ -306,7 +306,7 @@ def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[st
                 ignored.append((x, y))
                 continue
             xy.append((x, y))
-            labels.append(LABEL_NAMES[label])
+            labels.append(LABEL_CODES[label])
     result = np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(labels, np.int64), problems
     if ignore_labels:
         return (*result, np.asarray(ignored, np.float64).reshape(-1, 2))

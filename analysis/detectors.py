@@ -17,8 +17,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .choices import CLASSIC_DETECTOR
+from .labels import NEGATIVE, POSITIVE
 
-POSITIVE, NEGATIVE = 1, 2
 TILE = 512  # px at the working resolution: bounded memory whatever the field size
 # Context on each side of a tile's core, px at the working resolution: 32 µm at
 # 0.5 µm/px, several nucleus diameters, so a nucleus in the core is seen whole.

@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from skimage.measure import label as cc_label
 
-POSITIVE, NEGATIVE = 1, 2
+from analysis.labels import NEGATIVE, POSITIVE
 
 
 @dataclass

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.labels import NEGATIVE, POSITIVE
 from analysis.scoring import tps  # noqa: F401  re-exported: merge results are scored here
-
-POSITIVE, NEGATIVE = 1, 2
 
 
 @dataclass

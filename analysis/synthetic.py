@@ -31,10 +31,9 @@ import numpy as np
 from scipy import ndimage
 
 from . import stains
+from .labels import NEGATIVE, POSITIVE
 
 PROVENANCE = "SYNTHETIC H-DAB IHC (analysis.synthetic); not real tissue"
-
-POSITIVE, NEGATIVE = 1, 2
 
 
 @dataclass

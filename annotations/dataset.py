@@ -151,7 +151,8 @@ def db_samples(sessions=None) -> list:
     The "db" source of analysis.datasets (train_detector --source db); splits are drawn per
     slide as in the export.
     """
-    from analysis.datasets import LABEL_NAMES, Sample
+    from analysis.datasets import Sample
+    from analysis.labels import LABEL_CODES
 
     sessions = list((sessions if sessions is not None else accepted_sessions())
                     .select_related("field__slide", "field__project", "annotator"))
@@ -163,7 +164,7 @@ def db_samples(sessions=None) -> list:
         rgb, scale = read_field_rgb(slide, f, slide.mpp_x)
         rows = field_to_image_points(s.points, f.x, f.y, scale, rgb.shape[1], rgb.shape[0])
         xy = np.asarray([[u, v] for u, v, _ in rows], np.float64).reshape(-1, 2)
-        labels = np.asarray([LABEL_NAMES[lab] for _, _, lab in rows], np.int64)
+        labels = np.asarray([LABEL_CODES[lab] for _, _, lab in rows], np.int64)
         out.append(Sample(rgb, xy, labels, float(slide.mpp_x), "db", f"field-{f.pk}-session-{s.pk}",
                           splits[str(slide.pseudo_id)], False, "internal",
                           {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username}))

@@ -21,12 +21,13 @@ from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from analysis.labels import LABEL_RGB, NEGATIVE, POSITIVE
 from analysis.scoring import interval_text
 from cases.reports import method_description, qc_statement
 
 THUMB_MAX_PX = 700
 MAX_OVERLAY_POINTS = 200_000
-POSITIVE_RGB, NEGATIVE_RGB = (220, 30, 30), (40, 90, 230)
+POSITIVE_RGB, NEGATIVE_RGB = LABEL_RGB[POSITIVE], LABEL_RGB[NEGATIVE]  # as in the viewer: red, yellow
 
 
 class _NumberedCanvas(pdfcanvas.Canvas):
@@ -113,7 +114,7 @@ def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
     py = np.clip((xy[:, 1] * sy).astype(np.int64), 0, th - 1) if len(labels) else np.zeros(0, np.int64)
 
     dots = np.asarray(base).copy()
-    for code, rgb in ((2, NEGATIVE_RGB), (1, POSITIVE_RGB)):  # positives drawn last, on top
+    for code, rgb in ((NEGATIVE, NEGATIVE_RGB), (POSITIVE, POSITIVE_RGB)):  # positives drawn last, on top
         sel = labels == code
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
@@ -126,7 +127,7 @@ def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
     total = np.zeros((gh, gw))
     positive = np.zeros((gh, gw))
     np.add.at(total, (py // cell, px // cell), 1)
-    sel = labels == 1
+    sel = labels == POSITIVE
     np.add.at(positive, (py[sel] // cell, px[sel] // cell), 1)
     heat = np.asarray(base).astype(np.float32).copy()
     if total.max() > 0:

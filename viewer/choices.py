@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from analysis.detectors import NEGATIVE, POSITIVE
+from analysis.labels import NEGATIVE, POSITIVE
 
 
 class CorrectionOp(models.TextChoices):
@@ -13,14 +13,10 @@ class CorrectionOp(models.TextChoices):
 
 
 class CellLabel(models.IntegerChoices):
-    """Codes as in the detection store (analysis.detectors)."""
+    """Codes as in the detection store (analysis.labels)."""
 
     POSITIVE = POSITIVE, "positive"
     NEGATIVE = NEGATIVE, "negative"
-
-
-LABEL_NAMES = {CellLabel.POSITIVE.value: "positive", CellLabel.NEGATIVE.value: "negative"}
-LABEL_CODES = {name: code for code, name in LABEL_NAMES.items()}
 
 
 class ExportFormat(models.TextChoices):

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from analysis.choices import FINAL_JOB_STATUSES, JobStatus
 from analysis.detection_store import DetectionStore, open_store
+from analysis.labels import LABEL_CODES, LABEL_NAMES
 from analysis.models import AnalysisJob
 from analysis.accuracy import detector_error
 from analysis.scoring import (
@@ -42,7 +43,7 @@ from analysis.scoring import (
 from cases import access
 from cases.choices import Role
 from cases.results import NoResult
-from viewer.choices import INCLUDE_REGION_KINDS, LABEL_CODES, LABEL_NAMES, CorrectionOp, ExportFormat, RegionKind
+from viewer.choices import INCLUDE_REGION_KINDS, CorrectionOp, ExportFormat, RegionKind
 
 MAX_POINTS_LIMIT = 100_000
 DEFAULT_MAX_POINTS = 20_000

@@ -13,8 +13,8 @@ from django.db import DatabaseError
 
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.imageio import ImageInputError, check_mpp, parse_region, read_image
+from analysis.labels import LABEL_NAMES
 
-LABEL_NAMES = {1: "positive", 2: "negative"}
 # QuPath's default colours for its Positive / Negative classes.
 QUPATH_CLASSES = {1: ("Positive", [255, 0, 0]), 2: ("Negative", [255, 255, 0])}
 

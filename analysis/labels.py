@@ -1,0 +1,10 @@
+"""The one vocabulary of tumour-cell labels: codes, names and display colours.
+
+Detections, corrections, datasets, exports, the viewer and the report PDF all use these. The
+viewer's script (viewer/static/viewer/viewer.js, COLORS) repeats LABEL_RGB: keep the two equal.
+"""
+
+POSITIVE, NEGATIVE = 1, 2
+LABEL_NAMES = {POSITIVE: "positive", NEGATIVE: "negative"}  # code -> name
+LABEL_CODES = {name: code for code, name in LABEL_NAMES.items()}  # name -> code
+LABEL_RGB = {POSITIVE: (220, 30, 40), NEGATIVE: (245, 200, 0)}  # red, yellow
