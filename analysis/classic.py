@@ -88,7 +88,10 @@ class ClassicParams:
 
 
 @dataclass
-class Detections:
+class ClassicCells:
+    """The classic pipeline's nuclei with their measurements; analysis.detectors.Detections is what
+    every detector returns (ClassicDetector keeps xy, labels, scores and the compartment DAB)."""
+
     xy: np.ndarray          # (N, 2) float32, (x, y) px of the input image
     labels: np.ndarray      # (N,) int8, 1 positive, 2 negative
     scores: np.ndarray      # (N,) float32 in [0, 1]
@@ -171,7 +174,7 @@ def _label_means(values, lab, n):
 
 
 def detect_classic(rgb: np.ndarray, mpp: float, params: ClassicParams | None = None,
-                   return_labels: bool = False) -> Detections:
+                   return_labels: bool = False) -> ClassicCells:
     """Detect and classify cells in an RGB uint8 H-DAB image at ``mpp`` um/px."""
     p = params or ClassicParams()
     if p.compartment not in ("membrane", "nucleus"):
@@ -207,7 +210,7 @@ def detect_classic(rgb: np.ndarray, mpp: float, params: ClassicParams | None = N
     det_conf = np.clip(det_mean / (2.0 * p.threshold), 0.0, 1.0)
     scores = (cls_conf * det_conf).astype(np.float32)
 
-    return Detections(
+    return ClassicCells(
         xy=np.stack([cx, cy], 1).astype(np.float32).reshape(-1, 2),
         labels=labels, scores=scores,
         dab_nucleus=dab_nuc.astype(np.float32), dab_ring=dab_ring.astype(np.float32),

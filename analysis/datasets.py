@@ -315,6 +315,9 @@ def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[st
 
 def folder_samples(path) -> list[Sample]:
     """Read and validate an exported dataset folder (format in the module docstring)."""
+    from slideio.slidefile import PLAUSIBLE_MPP, plausible_mpp
+
+    low, high = PLAUSIBLE_MPP
     root = Path(path)
     source = f"folder:{path}"
     manifest_path = root / "manifest.json"
@@ -356,8 +359,8 @@ def folder_samples(path) -> list[Sample]:
         if entry["split"] not in SPLITS:
             problems.append(f"{where}: split must be one of {', '.join(SPLITS)}, got {entry['split']!r}")
         mpp = entry.get("mpp", manifest.get("mpp"))
-        if not isinstance(mpp, (int, float)) or isinstance(mpp, bool) or not 0.05 <= mpp <= 20:
-            problems.append(f"{where}: mpp (µm/px) missing or not a number in [0.05, 20]: {mpp!r}")
+        if isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or plausible_mpp(mpp) is None:
+            problems.append(f"{where}: mpp (µm/px) missing or not a number in [{low:g}, {high:g}]: {mpp!r}")
         image_path, points_path = root / str(entry["image"]), root / str(entry["points"])
         missing_files = []
         for label, p in (("image", image_path), ("points", points_path)):

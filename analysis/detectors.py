@@ -208,6 +208,8 @@ def resize_rgb(rgb: np.ndarray, scale: float) -> np.ndarray:
 
 
 def resolve_device(device: str) -> str:
+    """The one device resolution (detection, training): "auto" is "cuda" when a CUDA GPU is
+    available, else "cpu"; any other name is returned as given."""
     if device != "auto":
         return device
     import torch

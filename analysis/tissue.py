@@ -64,11 +64,9 @@ class TissueMask:
 
 def mpp_from_properties(slide) -> float | None:
     """Level-0 µm/px from OpenSlide's standard property, None when absent or implausible."""
-    try:
-        value = float(slide.properties.get("openslide.mpp-x"))
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and 0.05 <= value <= 20.0 else None
+    from slideio.slidefile import plausible_mpp
+
+    return plausible_mpp(slide.properties.get("openslide.mpp-x"))
 
 
 def tissue_mask(slide, target_mpp: float = 10.0, downsample: float | None = None, max_side: int = 2048,

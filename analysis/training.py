@@ -178,14 +178,16 @@ def validate_config(config: TrainConfig) -> None:
         raise TrainingError("; ".join(problems))
 
 
-def resolve_device(name: str):
+def training_device(name: str):
+    """The torch device to train on (analysis.detectors.resolve_device); a CUDA one needs a GPU."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    from .detectors import resolve_device
+
+    device = torch.device(resolve_device(name))
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError("device cuda requested but no CUDA GPU is available")
-    return torch.device(name)
+    return device
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -332,7 +334,7 @@ def train(config: TrainConfig) -> TrainResult:
     from .nets import build_detector_from_config, save_checkpoint
 
     validate_config(config)
-    device = resolve_device(config.device)
+    device = training_device(config.device)
     out = Path(config.out_dir)
     state_path = out / CHECKPOINT_NAME
     if state_path.exists() and not config.resume:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from analysis import synthetic
-from analysis.classic import ClassicParams, Detections, detect_classic
+from analysis.classic import ClassicCells, ClassicParams, detect_classic
 from analysis.matching import evaluate, mask_to_points
 
 DEEPLIIF = Path(__file__).resolve().parents[3] / "shared" / "data" / "ihc" / "deepliif_train"
@@ -33,7 +33,7 @@ def _run_synthetic(mpp, seeds, params=None, **kw):
 def test_output_types_and_ranges():
     f = synthetic.render_field((256, 256), mpp=0.5, seed=4)
     d = detect_classic(f.rgb, 0.5)
-    assert isinstance(d, Detections) and len(d) > 10
+    assert isinstance(d, ClassicCells) and len(d) > 10
     assert d.xy.dtype == np.float32 and d.xy.shape == (len(d), 2)
     assert d.labels.dtype == np.int8 and set(np.unique(d.labels)) <= {1, 2}
     assert d.scores.dtype == np.float32 and (d.scores >= 0).all() and (d.scores <= 1).all()
