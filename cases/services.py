@@ -129,6 +129,27 @@ def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:
     return slide
 
 
+def slide_overview(slides) -> list[dict]:
+    """Each slide with its latest analysis (any state) and the TPS of its latest finished one: the
+    merged result, or the corrected one when pathologists corrected it (cases.results)."""
+    from analysis.choices import JobStatus
+    from analysis.models import AnalysisJob
+    from cases.results import NoResult, job_results
+
+    rows = []
+    for slide in slides:
+        jobs = AnalysisJob.objects.filter(slide=slide).order_by("-created_at")
+        latest, done = jobs.first(), jobs.filter(status=JobStatus.DONE).first()
+        tps, corrected = (done.summary.get("tps") if done else None), False
+        if done is not None and job_results().correction_version(done):
+            try:
+                tps, corrected = job_results().scores(done)["tps"], True
+            except NoResult:
+                pass
+        rows.append({"slide": slide, "job": latest, "done": done, "tps": tps, "corrected": corrected})
+    return rows
+
+
 def do_override_slide_qc(slide: Slide, user, reason: str) -> Slide:
     """A pathologist scores a slide that failed its check: the reason is stored (audited with the
     slide) and printed by every report that slide feeds."""

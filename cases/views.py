@@ -102,7 +102,8 @@ def case_detail(request, pk):
                     messages.success(request, "Slide uploaded.")
                 return redirect(result.slide)
     log_access(case, case.patient)
-    return render(request, "cases/case_detail.html", {"case": case, "slides": case.slides.all(), "form": form})
+    return render(request, "cases/case_detail.html", {"case": case, "slides": services.slide_overview(case.slides.all()),
+                                                      "form": form})
 
 
 @clinical

@@ -25,8 +25,9 @@ def slide_jobs(request, slide_id):
         else:
             messages.success(request, "Analysis queued.")
         return redirect("workers:slide-jobs", slide_id=slide.pk)
-    jobs = AnalysisJob.objects.filter(slide=slide).select_related("model_version")
+    jobs = list(AnalysisJob.objects.filter(slide=slide).select_related("model_version"))
     return render(request, "workers/slide_jobs.html", {"slide": slide, "jobs": jobs,
+                                                       "running": any(not job.is_final for job in jobs),
                                                        "detectors": detector_choices(slide)})
 
 
