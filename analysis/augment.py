@@ -34,13 +34,6 @@ def hflip(rgb: np.ndarray, xy) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb[:, ::-1]), out
 
 
-def vflip(rgb: np.ndarray, xy) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror top-bottom: row r goes to H - 1 - r."""
-    out = _xy(xy).copy()
-    out[:, 1] = rgb.shape[0] - 1 - out[:, 1]
-    return np.ascontiguousarray(rgb[::-1]), out
-
-
 def rot90(rgb: np.ndarray, xy, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Rotate k quarter turns counter-clockwise, as np.rot90 on the first two axes."""
     out = _xy(xy).copy()

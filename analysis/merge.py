@@ -98,31 +98,10 @@ def counts(labels: np.ndarray) -> dict[str, int]:
     return {"positive": n_pos, "negative": n_neg, "other": int(len(labels) - n_pos - n_neg)}
 
 
-def counts_in_regions(xy: np.ndarray, labels: np.ndarray, polygons) -> list[dict]:
-    """Per polygon ([(x, y), ...] level-0 vertices): {"region", "positive", "negative", "other", "tps"}."""
-    xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    labels = np.asarray(labels).reshape(-1)
-    out = []
-    for i, polygon in enumerate(polygons):
-        poly = np.asarray(polygon, np.float64).reshape(-1, 2)
-        if len(poly) < 3:
-            raise ValueError(f"polygon {i} has {len(poly)} vertices; at least 3 are needed")
-        (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
-        # The bounding box is cheap and rules out almost every point of a slide.
-        near = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
-        inside = near[points_in_polygon(xy[near], poly)]
-        c = counts(labels[inside])
-        out.append({"region": i, **c, "tps": tps(c["positive"], c["negative"])})
-    return out
-
-
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Which (x, y) points lie inside the polygon ([(x, y), ...] vertices), by scikit-image."""
     if len(points) == 0:
         return np.zeros(0, bool)
-    try:
-        from matplotlib.path import Path
-    except ImportError:
-        from skimage.measure import points_in_poly
+    from skimage.measure import points_in_poly
 
-        return points_in_poly(points, polygon)
-    return Path(polygon).contains_points(points)
+    return points_in_poly(points, polygon)

@@ -41,8 +41,12 @@ def cps(positive_tumour: int, positive_immune: int | None, viable_tumour: int) -
 
 # 22C3 pharmDx in NSCLC (the FDA/EMA label): TPS < 1 %, 1–49 %, ≥ 50 %. As ordered lower bounds.
 CUTOFFS_22C3_NSCLC_TPS = ((0.0, "TPS < 1%"), (1.0, "TPS 1-49%"), (50.0, "TPS >= 50%"))
-# Kept for callers of the former representation (upper bounds).
-TPS_CUTOFFS_22C3 = ((1.0, "TPS < 1%"), (50.0, "TPS 1-49%"), (float("inf"), "TPS >= 50%"))
+# VENTANA SP263 in NSCLC (tumour cells): < 1 %, 1–24 %, 25–49 %, ≥ 50 %.
+CUTOFFS_SP263_NSCLC_TPS = ((0.0, "TC < 1%"), (1.0, "TC 1-24%"), (25.0, "TC 25-49%"), (50.0, "TC >= 50%"))
+# The built-in TPS cut-offs of each clone (the defaults cases' migration 0004 seeds as CutoffTables);
+# a clone without one (SP142, 28-8, other) gets no category here. None: no case, the 22C3 default.
+TPS_CUTOFFS_BY_CLONE = {None: CUTOFFS_22C3_NSCLC_TPS, "22C3": CUTOFFS_22C3_NSCLC_TPS,
+                        "SP263": CUTOFFS_SP263_NSCLC_TPS}
 
 
 def categorize(value: float | None, cutoffs: Sequence) -> str | None:
@@ -62,10 +66,16 @@ def categorize(value: float | None, cutoffs: Sequence) -> str | None:
     return label
 
 
+def tps_cutoffs(assay_clone: str | None = None) -> tuple:
+    """The built-in TPS cut-offs of `assay_clone` (TPS_CUTOFFS_BY_CLONE); () when it has none."""
+    return TPS_CUTOFFS_BY_CLONE.get(assay_clone, ())
+
+
 def tps_category(value: float | None, assay_clone: str | None = None) -> str | None:
-    """The 22C3 NSCLC category (the platform's default). Reports use the admin-edited tables instead
+    """The category of `value` under the clone's built-in cut-offs (22C3 when no clone is given;
+    None for a clone without built-in cut-offs). Reports use the admin-edited tables instead
     (cases.reports.score_snapshot → `score_summary`)."""
-    return categorize(value, CUTOFFS_22C3_NSCLC_TPS)
+    return categorize(value, tps_cutoffs(assay_clone))
 
 
 def adequacy(viable_tumour: int, minimum: int = MIN_VIABLE_TUMOUR_CELLS) -> dict:

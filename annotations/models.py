@@ -46,9 +46,6 @@ class AnnotationProject(models.Model):
     def label_names(self) -> list[str]:
         return [label["name"] for label in self.labels]
 
-    def colour_of(self, name: str) -> str:
-        return next((label.get("colour", "#888888") for label in self.labels if label["name"] == name), "#888888")
-
 
 class Field(models.Model):
     """A rectangle of a slide to annotate, in level-0 pixels: [x, x + width) x [y, y + height)."""

@@ -4,10 +4,6 @@ from django.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 
 
-class UploadTooLarge(Exception):
-    pass
-
-
 def upload_limit(request) -> int:
     """Annotation point files are read whole into memory: they get their own, small cap."""
     match = getattr(request, "resolver_match", None)

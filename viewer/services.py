@@ -39,6 +39,7 @@ from analysis.scoring import (
     positive_pct_interval,
     tps,
     tps_category,
+    tps_cutoffs,
 )
 from cases import access
 from cases.choices import Role
@@ -517,7 +518,7 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     assay = job.slide.case.assay_clone if job.slide.case_id else None
     scores = scores_from_counts(corrected_counts(store, state, regions), assay)
     interval, error = tps_interval(job, store, state, regions)
-    near = cutoffs_crossed(interval, CUTOFFS_22C3_NSCLC_TPS)
+    near = cutoffs_crossed(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
     scores.update(tps_interval=interval.to_dict() if interval else None, detector_error=error.basis,
                   near_cutoff=bool(near), uncertainty=f"{NEAR_CUTOFF} (95 % interval {interval.low:.1f}-"
                   f"{interval.high:.1f} % crosses {', '.join(f'{c:g} %' for c in near)})" if near else "")

@@ -26,8 +26,8 @@ def colour_at(rgb, xy):
 
 @pytest.mark.parametrize(
     "transform",
-    [augment.hflip, augment.vflip] + [lambda r, p, k=k: augment.rot90(r, p, k) for k in range(4)],
-    ids=["hflip", "vflip", "rot0", "rot1", "rot2", "rot3"],
+    [augment.hflip] + [lambda r, p, k=k: augment.rot90(r, p, k) for k in range(4)],
+    ids=["hflip", "rot0", "rot1", "rot2", "rot3"],
 )
 def test_geometric_transforms_keep_points_on_their_dots(transform):
     rgb, xy, _, colours = dotted()

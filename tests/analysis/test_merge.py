@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis.merge import counts, counts_in_regions, dedupe_keep, merge_detections, tps
+from analysis.merge import counts, dedupe_keep, merge_detections, tps
 
 
 def batch(points, labels, scores):
@@ -65,16 +65,3 @@ def test_counts_and_tps():
     assert tps(c["positive"], c["negative"]) == pytest.approx(200 / 3)
     assert tps(0, 0) is None and counts(np.zeros(0, np.int8)) == {"positive": 0, "negative": 0, "other": 0}
     assert tps(0, 5) == 0.0 and tps(5, 0) == 100.0 and tps(1, 3) == 25.0
-
-
-def test_counts_in_regions():
-    xy = np.array([[10, 10], [20, 20], [30, 30], [90, 10], [15, 80], [60, 60]], np.float32)
-    labels = np.array([1, 2, 1, 1, 2, 2], np.int8)
-    square = [(0, 0), (40, 0), (40, 40), (0, 40)]
-    triangle = [(50, 0), (100, 0), (100, 50)]  # holds (90, 10) only
-    nothing = [(200, 200), (300, 200), (300, 300)]
-    regions = counts_in_regions(xy, labels, [square, triangle, nothing])
-    assert [(r["region"], r["positive"], r["negative"]) for r in regions] == [(0, 2, 1), (1, 1, 0), (2, 0, 0)]
-    assert regions[0]["tps"] == pytest.approx(200 / 3) and regions[1]["tps"] == 100.0 and regions[2]["tps"] is None
-    with pytest.raises(ValueError):
-        counts_in_regions(xy, labels, [[(0, 0), (1, 1)]])

@@ -28,9 +28,20 @@ TABLE_SP263 = {"name": "SP263 / NSCLC / TPS", "approved": True, "cutoffs": [
 
 @pytest.mark.parametrize("value,label", [(0, "TPS < 1%"), (0.99, "TPS < 1%"), (1, "TPS 1-49%"), (49.99, "TPS 1-49%"),
                                          (50, "TPS >= 50%"), (100, "TPS >= 50%"), (None, None)])
-def test_existing_tps_category_keeps_the_22c3_boundaries(value, label):
+def test_tps_category_without_a_clone_and_for_22c3_uses_the_22c3_boundaries(value, label):
     assert tps_category(value) == label
     assert tps_category(value, "22C3") == label
+
+
+@pytest.mark.parametrize("value,label", [(0.5, "TC < 1%"), (1, "TC 1-24%"), (24.9, "TC 1-24%"), (25, "TC 25-49%"),
+                                         (49.9, "TC 25-49%"), (50, "TC >= 50%")])
+def test_tps_category_uses_the_clones_cutoffs(value, label):
+    assert tps_category(value, "SP263") == label
+
+
+@pytest.mark.parametrize("clone", ["SP142", "28-8", "other"])
+def test_tps_category_of_a_clone_without_built_in_cutoffs_is_none(clone):
+    assert tps_category(30.0, clone) is None
 
 
 @pytest.mark.parametrize("value,label", [(0.5, "TC < 1%"), (1, "TC 1-24%"), (24.9, "TC 1-24%"), (25, "TC 25-49%"),

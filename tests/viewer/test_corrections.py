@@ -200,3 +200,12 @@ def test_export_is_the_full_corrected_point_set(client, job, media_root):
     assert all(f["properties"]["objectType"] == "annotation" for f in body["features"])
 
     assert client.get(url(job, "corrections/export")).status_code == 200  # csv by default
+
+
+def test_viewer_scores_categorise_with_the_cases_clone():
+    from viewer.services import scores_from_counts
+
+    counts = {"positive": 30, "negative": 70, "other": 0}
+    assert scores_from_counts(counts, "22C3")["tps_category"] == "TPS 1-49%"
+    assert scores_from_counts(counts, "SP263")["tps_category"] == "TC 25-49%"
+    assert scores_from_counts(counts, "SP142")["tps_category"] is None

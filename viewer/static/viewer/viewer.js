@@ -137,7 +137,7 @@
   }
 
   function tpsCategory(value) {
-    // Mirrors analysis.scoring.tps_category (22C3 NSCLC cut-offs) for a summary without one.
+    // Mirrors analysis.scoring.tps_category (22C3 NSCLC cut-offs) for a summary without a category key.
     if (value === null || value === undefined) { return null; }
     if (value < 1) { return "TPS < 1%"; }
     if (value < 50) { return "TPS 1-49%"; }
@@ -761,7 +761,8 @@
     setText("count-negative", formatNumber(counts.negative));
     var tps = scores.tps;
     setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(1) + " %");
-    setText("tps-category", scores.tps_category || tpsCategory(tps) || "—");
+    // The server's category follows the case's clone; null (a clone without built-in cut-offs) stays "—".
+    setText("tps-category", ("tps_category" in scores ? scores.tps_category : tpsCategory(tps)) || "—");
     // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
     // the server computes both (viewer.services.job_scores); a summary without them shows "—".
     var interval = scores.tps_interval;
