@@ -7,6 +7,7 @@ class Indication(models.TextChoices):
     """Tumour type of a case (and of the data a model was trained for)."""
 
     LUNG_SQUAMOUS = "lung_squamous", "Lung squamous cell carcinoma"
+    LUNG_NONSQUAMOUS = "lung_nonsquamous", "Non-squamous non-small cell lung carcinoma (NSCLC)"
     BREAST_DUCTAL = "breast_ductal", "Breast ductal carcinoma"
     OTHER = "other", "Other"
 

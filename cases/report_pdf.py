@@ -204,6 +204,7 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     slide = job.slide if job is not None else None
     scores = report.scores
     styles = getSampleStyleSheet()
+    styles["Heading3"].keepWithNext = 1  # a section heading never ends a page
     small = ParagraphStyle("small", parent=styles["BodyText"], fontSize=8, leading=10)
     body = ParagraphStyle("body", parent=styles["BodyText"], fontSize=9.5, leading=12)
     status = {"draft": "DRAFT - not signed, not for clinical use", "signed": "FINAL",
@@ -267,14 +268,14 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     if report.amendment_reason:
         story.append(_p(f"Amendment reason: {report.amendment_reason}", body))
 
-    story.append(_p("Slide", styles["Heading3"]))
     dots, heat = overlay_images(slide, job)
-    story.append(_table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
+    # The heading travels with its images: never alone at the foot of a page.
+    story.append(KeepTogether([_p("Slide", styles["Heading3"]), _table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
                          [_p("Detections: red PD-L1-positive, blue negative tumour nuclei"
                              + ("; region map: scored areas outlined green (include), excluded areas black"
                                 if _regions(job) else ""), small),
                           _p("Heatmap: cell density (opacity), positive fraction (blue to red)", small)]],
-                        [90 * mm, 90 * mm]))
+                        [90 * mm, 90 * mm])]))
 
     signoff = [_p("Sign-off", styles["Heading3"])]
     if report.signed_by_id:

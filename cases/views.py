@@ -78,9 +78,14 @@ def case_create(request):
     return render(request, "cases/form.html", {"form": form, "title": "New case"})
 
 
+SIGNED_CASE_UPLOAD = ("This case has a signed report: a slide uploaded now is not part of it. To report on "
+                      "it, amend the signed report (with a reason) from the case's report page.")
+
+
 @clinical
 def case_detail(request, pk):
     case = get_object_or_404(access.visible_cases(request.user).select_related("patient"), pk=pk)
+    signed = case.locking_reports().exists()
     form = SlideUploadForm()
     if request.method == "POST":
         uploads = request.FILES  # parses the body; the upload handler flags an oversized one
@@ -100,10 +105,12 @@ def case_detail(request, pk):
                     messages.warning(request, "This file is already stored; showing the existing slide.")
                 else:
                     messages.success(request, "Slide uploaded.")
+                if signed:
+                    messages.warning(request, SIGNED_CASE_UPLOAD)
                 return redirect(result.slide)
     log_access(case, case.patient)
     return render(request, "cases/case_detail.html", {"case": case, "slides": services.slide_overview(case.slides.all()),
-                                                      "form": form})
+                                                      "form": form, "signed_case_warning": signed and SIGNED_CASE_UPLOAD})
 
 
 @clinical
@@ -213,9 +220,10 @@ def case_report(request, pk):
                         messages.success(request, f"Amendment started: draft version {new.version}.")
                     return redirect("cases:case-report", pk=case.pk)
         except ReportError as exc:
-            messages.error(request, str(exc))
-            if step in forms:
+            if step in forms:  # shown once, on the form that was sent
                 forms[step].add_error(None, str(exc))
+            else:
+                messages.error(request, str(exc))
     log_access(case, case.patient, *versions)
     return render(request, "cases/case_report.html", {
         "case": case, "versions": versions, "latest": latest, "jobs": jobs, "forms": forms,
