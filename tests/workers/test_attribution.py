@@ -50,8 +50,15 @@ def api_for(user):
 
 # --- item 2: what ran ----------------------------------------------------------------------------
 
-def test_default_detector_job_records_the_starter_and_its_sha256(personas, starter):
+def test_default_detector_job_records_classic_with_its_adaptive_cut(personas, starter):
     job = started(SlideFactory(case=personas["case"]))
+    assert job.detector == "classic" and job.model_version is None
+    assert job.provenance["kind"] == "classic" and job.provenance["parameters"]["dab_threshold"] == "adaptive"
+    assert job.software_version == pdl1site.__version__
+
+
+def test_a_job_with_the_starter_records_it_and_its_sha256(personas, starter):
+    job = started(SlideFactory(case=personas["case"]), detector=starter.name)
     assert job.detector == starter.name and job.model_version == starter
     assert job.provenance["kind"] == "model"
     assert job.provenance["sha256"] == starter.sha256 == registry.sha256_file(registry.STARTER_FILE)
@@ -81,7 +88,7 @@ def _pdf_text(data: bytes) -> str:
 
 def test_report_and_fhir_name_the_model_that_ran(personas, starter, media_root):
     result = job_with_result(personas["case"], n=2000, seed=1)
-    job = _done_copy(started(result.slide), result)  # the default detector: the starter
+    job = _done_copy(started(result.slide, detector=starter.name), result)
     draft = do_create_draft(personas["case"], job, personas["pathologist"])
     for entry in fhir_bundle(draft)["entry"][1:]:
         text = entry["resource"]["method"]["text"]
@@ -139,8 +146,8 @@ def test_web_form_lists_the_real_choices_and_refuses_a_path(synthetic_slide, per
     web.force_login(personas["pathologist"])
     url = f"/slides/{synthetic_slide.pk}/analysis/"
     page = web.get(url).content.decode()
-    assert '<option value="classic">' in page
-    assert f'<option value="{starter.name}" selected>' in page and "default" in page
+    assert '<option value="classic" selected>' in page and "default" in page
+    assert f'<option value="{starter.name}">' in page
     assert research_model.name not in page
     response = web.post(url, {"detector": "/etc/passwd"}, follow=True)
     assert "unknown detector" in response.content.decode() and AnalysisJob.objects.count() == 0

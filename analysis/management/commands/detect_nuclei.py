@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--mpp", help="µm per pixel of the image; required unless the file stores it "
                             "(a given value overrides the stored one)")
         parser.add_argument("--detector", help="classic, a registered model name or a checkpoint path "
-                            "(default: the active model, else the shipped starter, else classic)")
+                            "(default: the active model, else classic)")
         parser.add_argument("--compartment", default="membrane", choices=("membrane", "nucleus"),
                             help="classic detector only: where DAB is measured (nucleus for Ki67-like stains)")
         parser.add_argument("--region", help="x,y,w,h in level-0 pixels; required for whole slides larger "

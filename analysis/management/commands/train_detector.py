@@ -50,6 +50,8 @@ class Command(BaseCommand):
         parser.add_argument("--point-weight", type=float, default=POINT_WEIGHT,
                             help="weight of the point term (LCFCN's is 1; see TrainConfig.loss_weights)")
         parser.add_argument("--warmup-steps", type=int, default=TrainConfig.warmup_steps)
+        parser.add_argument("--false-positive-weight", type=float, default=LossWeights.false_positive,
+                            help="LCFCN false-positive term (0 for partly labelled real fields)")
         parser.add_argument("--stain-sigma", type=float, default=TrainConfig.stain_sigma,
                             help="HED stain jitter: each stain scaled by U(1-s, 1+s)")
         parser.add_argument("--stain-bias", type=float, default=TrainConfig.stain_bias,
@@ -94,7 +96,7 @@ class Command(BaseCommand):
             point_radius_um=opts["point_radius_um"], warmup_steps=opts["warmup_steps"],
             max_minutes=opts["max_minutes"], val_every=opts["val_every"],
             stain_sigma=opts["stain_sigma"], stain_bias=opts["stain_bias"], scale_jitter=opts["scale_jitter"],
-            loss_weights=LossWeights(point=opts["point_weight"]),
+            loss_weights=LossWeights(point=opts["point_weight"], false_positive=opts["false_positive_weight"]),
             half=opts["half"], progress=not opts["no_progress"],
         )
         try:
