@@ -129,6 +129,45 @@ def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:
     return slide
 
 
+WORKLIST = [("to_analyse", "To analyse"), ("to_review", "To review"), ("drafts", "Drafts to sign"),
+            ("signed", "Signed")]
+
+
+def case_worklist(cases, limit: int = 200) -> list[dict]:
+    """The pathologist's worklist: cases by where they stand, from their slides, jobs and reports (not
+    from Case.status, which only signing moves). A draft (an amendment too) is to sign; a case with a
+    finished analysis and no report is to review; one without is to analyse (a job may be running)."""
+    from django.db.models import Exists, OuterRef
+
+    from analysis.choices import JobStatus
+    from analysis.models import AnalysisJob
+    from cases.choices import ReportStatus
+    from cases.models import Report
+
+    jobs = AnalysisJob.objects.filter(slide__case=OuterRef("pk"))
+    reports = Report.objects.filter(case=OuterRef("pk"))
+    cases = cases.annotate(
+        has_draft=Exists(reports.filter(status=ReportStatus.DRAFT)),
+        has_signed=Exists(reports.filter(status=ReportStatus.SIGNED)),
+        has_done=Exists(jobs.filter(status=JobStatus.DONE)),
+        has_running=Exists(jobs.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING])),
+        has_slide=Exists(Slide.objects.filter(case=OuterRef("pk"))),
+    )[:limit]
+    groups = {key: [] for key, _ in WORKLIST}
+    for case in cases:
+        if case.has_draft:
+            groups["drafts"].append(case)
+        elif case.has_signed:
+            groups["signed"].append(case)
+        elif case.has_done:
+            groups["to_review"].append(case)
+        else:
+            case.worklist_note = ("analysis running" if case.has_running else
+                                  "slides not analysed yet" if case.has_slide else "no slide yet")
+            groups["to_analyse"].append(case)
+    return [{"key": key, "label": label, "cases": groups[key]} for key, label in WORKLIST]
+
+
 def slide_overview(slides) -> list[dict]:
     """Each slide with its latest analysis (any state) and the TPS of its latest finished one: the
     merged result, or the corrected one when pathologists corrected it (cases.results)."""

@@ -60,9 +60,9 @@ def case_list(request):
     query = request.GET.get("q", "").strip()
     if query:
         cases = cases.filter(accession__icontains=query) | cases.filter(patient__mrn__icontains=query)
-    cases = list(cases[:200])
-    log_access(*{case.patient for case in cases})
-    return render(request, "cases/case_list.html", {"cases": cases, "query": query})
+    worklist = services.case_worklist(cases)
+    log_access(*{case.patient for group in worklist for case in group["cases"]})
+    return render(request, "cases/case_list.html", {"worklist": worklist, "query": query})
 
 
 @clinical
