@@ -96,7 +96,8 @@ def test_compartment_decides_what_counts_as_positive():
 
 
 def test_real_ihc_sample_from_scikit_image():
-    skdata = pytest.importorskip("skimage.data")
+    from skimage import data as skdata
+
     img = skdata.immunohistochemistry()  # membranous DAB in glands, stroma negative
     d = detect_classic(img, 0.5)
     assert len(d) > 50

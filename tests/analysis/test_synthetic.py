@@ -2,13 +2,12 @@ import time
 import tracemalloc
 
 import numpy as np
+import openslide
 import pytest
 from scipy import ndimage
 from scipy.spatial.distance import pdist, squareform
 
 from analysis import stains, synthetic
-
-openslide = pytest.importorskip("openslide")
 
 
 @pytest.fixture(scope="module")

@@ -94,12 +94,24 @@ def test_embedded_mode_end_to_end(tmp_path):
     assert (tmp_path / "db.sqlite3").exists()
     script = (
         "import django; django.setup();"
-        "from django_q.tasks import async_task, result; from django_q.brokers import get_broker;"
+        "from django_q.tasks import async_task; from django_q.brokers import get_broker;"
         "tid = async_task('math.sqrt', 16.0);"
-        "b = get_broker(); print(type(b).__name__, b.queue_size())"
+        "b = get_broker(); print(type(b).__name__, b.queue_size(), tid)"
     )
     queued = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert queued.stdout.split() == ["ORM", "1"], queued.stderr
+    broker, size, task_id = queued.stdout.split()
+    assert (broker, size) == ("ORM", "1"), queued.stderr
+    # ... and a worker (qcluster, as `make run` starts it) takes it from the ORM broker and runs it.
+    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        done = subprocess.run([sys.executable, "-c", "import django; django.setup(); from django_q.tasks import "
+                               f"result; print(result({task_id!r}, wait=120_000))"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=60)
+    assert done.stdout.strip() == "4.0", done.stderr
 
 
 def test_commands_print_no_login_protection_banner(tmp_path):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # pinned: a broken install fails here rather than skipping the module
 
 from analysis import tiling, tissue  # noqa: E402
 from analysis.detectors import ModelDetector  # noqa: E402

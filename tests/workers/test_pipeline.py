@@ -134,9 +134,16 @@ def test_overdue_batches_are_requeued(synthetic_slide):
 
 
 def test_progress_events_are_sent_after_commit(synthetic_slide, monkeypatch):
+    from django.db import transaction
+
     sent = []
     monkeypatch.setattr("workers.progress._send", lambda groups, event: sent.append((groups, event)))
-    job = start(synthetic_slide)
+    with queue.collecting() as pending:
+        with transaction.atomic():
+            job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
+            assert sent == []  # the transaction that queued the job has not committed: nothing is sent
+        assert [event["state"]["status"] for _, event in sent] == ["queued"]  # sent on commit
+        run_all(pending)
     statuses = [event["state"]["status"] for _, event in sent]
     assert statuses[0] == "queued" and statuses[-1] == "done" and "running" in statuses
     assert all(groups == [f"job-{job.pk}", f"slide-{synthetic_slide.pk}"] for groups, _ in sent)
