@@ -58,9 +58,8 @@ def managed_projects(user):
     if access.is_admin(user):
         return AnnotationProject.objects.all()
     if access.has_role(user, Role.PATHOLOGIST):
-        depts = user.profile.departments.all() if hasattr(user, "profile") else []
         return AnnotationProject.objects.filter(
-            Q(created_by=user) | Q(created_by__profile__departments__in=depts)).distinct()
+            Q(created_by=user) | Q(created_by__profile__departments__in=access.user_departments(user))).distinct()
     return AnnotationProject.objects.none()
 
 
@@ -174,8 +173,7 @@ def assignable_annotators(manager):
     roles = (Role.ANNOTATOR, Role.PATHOLOGIST, Role.ADMIN)
     users = get_user_model().objects.filter(Q(groups__name__in=roles) | Q(is_superuser=True), is_active=True)
     if not access.is_admin(manager):
-        depts = manager.profile.departments.all() if hasattr(manager, "profile") else []
-        users = users.filter(profile__departments__in=depts)
+        users = users.filter(profile__departments__in=access.user_departments(manager))
     return users.distinct().order_by("username")
 
 

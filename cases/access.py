@@ -11,7 +11,7 @@ Rules (documented in README, "Access control"):
 from django.db.models import Q, QuerySet
 
 from cases.choices import ReportStatus, Role
-from cases.models import Case, Patient, Report, Slide
+from cases.models import Case, Department, Patient, Report, Slide
 
 
 def roles_of(user) -> set[str]:
@@ -33,15 +33,21 @@ def is_admin(user) -> bool:
     return has_role(user, Role.ADMIN)
 
 
-def _department_ids(user):
-    return user.profile.departments.values("pk") if hasattr(user, "profile") else []
+def user_departments(user) -> QuerySet[Department]:
+    """The departments `user` is a member of: the one definition every app uses (none without a profile)."""
+    return user.profile.departments.all() if hasattr(user, "profile") else Department.objects.none()
+
+
+def filing_departments(user) -> QuerySet[Department]:
+    """Departments `user` may file patients and cases into: every one for admins, else their own."""
+    return Department.objects.all() if is_admin(user) else user_departments(user)
 
 
 def visible_cases(user) -> QuerySet[Case]:
     if is_admin(user):
         return Case.objects.all()
     if has_role(user, Role.PATHOLOGIST):
-        return Case.objects.filter(Q(department__in=_department_ids(user)) | Q(assigned_to=user)).distinct()
+        return Case.objects.filter(Q(department__in=user_departments(user)) | Q(assigned_to=user)).distinct()
     return Case.objects.none()
 
 
@@ -50,7 +56,7 @@ def visible_patients(user) -> QuerySet[Patient]:
         return Patient.objects.all()
     if has_role(user, Role.PATHOLOGIST):
         return Patient.objects.filter(
-            Q(department__in=_department_ids(user)) | Q(cases__assigned_to=user)
+            Q(department__in=user_departments(user)) | Q(cases__assigned_to=user)
         ).distinct()
     return Patient.objects.none()
 
@@ -73,7 +79,7 @@ def pseudonymous_slides(user) -> QuerySet[Slide]:
     if has_role(user, Role.PATHOLOGIST):
         return visible_slides(user)
     if has_role(user, Role.ANNOTATOR):
-        return Slide.objects.filter(case__department__in=_department_ids(user))
+        return Slide.objects.filter(case__department__in=user_departments(user))
     return Slide.objects.none()
 
 

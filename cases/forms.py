@@ -1,14 +1,8 @@
 from django import forms
 
-from cases.access import is_admin, visible_patients
+from cases.access import filing_departments, visible_patients
 from cases.choices import Marker
-from cases.models import Case, Department, Patient
-
-
-def _departments_for(user):
-    if is_admin(user):
-        return Department.objects.all()
-    return user.profile.departments.all() if hasattr(user, "profile") else Department.objects.none()
+from cases.models import Case, Patient
 
 
 class PatientForm(forms.ModelForm):
@@ -19,7 +13,7 @@ class PatientForm(forms.ModelForm):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["department"].queryset = _departments_for(user)
+        self.fields["department"].queryset = filing_departments(user)
 
 
 class CaseForm(forms.ModelForm):
@@ -30,7 +24,7 @@ class CaseForm(forms.ModelForm):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["patient"].queryset = visible_patients(user)
-        self.fields["department"].queryset = _departments_for(user)
+        self.fields["department"].queryset = filing_departments(user)
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -12,12 +12,9 @@ class DepartmentField(serializers.SlugRelatedField):
         super().__init__(slug_field="code", queryset=Department.objects.all(), **kwargs)
 
     def get_queryset(self):
-        from cases.access import is_admin
+        from cases.access import filing_departments
 
-        user = self.context["request"].user
-        if is_admin(user):
-            return Department.objects.all()
-        return user.profile.departments.all() if hasattr(user, "profile") else Department.objects.none()
+        return filing_departments(self.context["request"].user)
 
 
 class PatientSerializer(serializers.ModelSerializer):
