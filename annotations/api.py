@@ -1,6 +1,5 @@
 """REST API of point annotation. Thin: logic lives in annotations.services."""
 
-import functools
 import json
 
 from django.conf import settings
@@ -13,7 +12,6 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotations import dataset, formats, services
-from annotations.models import TransitionError
 from annotations.serializers import (AnnotatorsSerializer, FieldCreateSerializer, FieldSerializer,
                                      PointsSerializer, ProjectCreateSerializer, ProjectSerializer, ReviewSerializer,
                                      SessionSerializer, users_by_name)
@@ -24,32 +22,6 @@ from pdl1site.rest import JSONParser
 
 ANNOTATION_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
-
-
-def problem(exc, code=status.HTTP_400_BAD_REQUEST, **extra):
-    body = {"detail": str(exc), **extra}
-    if isinstance(exc, services.AnnotationError):
-        body["problems"] = exc.problems
-    return Response(body, status=code)
-
-
-def answers_errors(view):
-    """Service errors -> 400 (listing offenders), 403, 409."""
-
-    @functools.wraps(view)
-    def wrapper(self, request, *args, **kwargs):
-        try:
-            return view(self, request, *args, **kwargs)
-        except services.AnnotationError as exc:
-            return problem(exc)
-        except services.NotAllowed as exc:
-            return problem(exc, status.HTTP_403_FORBIDDEN)
-        except TransitionError as exc:
-            return problem(exc, status.HTTP_409_CONFLICT)
-        except services.ConflictError as exc:
-            return problem(exc, status.HTTP_409_CONFLICT, current_version=exc.current_version, sent_version=exc.sent)
-
-    return wrapper
 
 
 def _radius(request):
@@ -79,7 +51,6 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return project
 
     @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
-    @answers_errors
     def create(self, request):
         if not access.has_role(request.user, *MANAGER_ROLES):
             raise PermissionDenied("only pathologists and administrators create annotation projects")
@@ -92,7 +63,6 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=AnnotatorsSerializer, responses=ProjectSerializer)
     @action(detail=True, methods=["post"])
-    @answers_errors
     def annotators(self, request, pk=None):
         """Add annotators (usernames): each gets a session on every field of the project."""
         project = self._managed()
@@ -102,7 +72,6 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ProjectSerializer(project).data)
 
     @action(detail=True, methods=["post"], url_path="export-dataset")
-    @answers_errors
     def export_dataset(self, request, pk=None):
         """Write the accepted sessions as a training dataset folder under MEDIA_ROOT/datasets/; answers
         its name there ({"dataset", "fields"})."""
@@ -116,7 +85,6 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         return Response({"dataset": out.name, "fields": len(manifest["fields"])}, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"], url_path="train-model")
-    @answers_errors
     def train_model(self, request, pk=None):
         """Export the accepted fields and queue a training job on a worker; the trained model is
         registered as a ModelVersion (name given here) with its held-out evaluation."""
@@ -144,7 +112,6 @@ class FieldViewSet(viewsets.ReadOnlyModelViewSet):
         return field
 
     @extend_schema(request=FieldCreateSerializer, responses={201: FieldSerializer(many=True)})
-    @answers_errors
     def create(self, request):
         form = FieldCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -164,13 +131,11 @@ class FieldViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(FieldSerializer(fields, many=True).data, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["get"])
-    @answers_errors
     def agreement(self, request, pk=None):
         """Inter-annotator agreement (?radius_um=4): matched-point F1 and positive-% difference per pair."""
         return Response(services.field_agreement(self._reviewable(), _radius(request)))
 
     @action(detail=True, methods=["get"])
-    @answers_errors
     def consensus(self, request, pk=None):
         """Consensus points: matched by a majority of annotators, label by majority vote (?fmt=geojson: QuPath)."""
         field = self._reviewable()
@@ -196,7 +161,6 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(methods=["get"], responses=PointsSerializer)
     @extend_schema(methods=["put"], request=PointsSerializer, responses=PointsSerializer)
     @action(detail=True, methods=["get", "put"])
-    @answers_errors
     def points(self, request, pk=None):
         """GET the point set and its version; PUT {"version": n, "points": [...]} replaces it (409 when stale)."""
         session = self.get_object()
@@ -209,13 +173,11 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
                          "points": [{"x": x, "y": y, "label": label} for x, y, label in session.points]})
 
     @action(detail=True, methods=["post"])
-    @answers_errors
     def submit(self, request, pk=None):
         return Response(SessionSerializer(services.do_submit(self.get_object(), request.user)).data)
 
     @extend_schema(request=ReviewSerializer)
     @action(detail=True, methods=["post"])
-    @answers_errors
     def accept(self, request, pk=None):
         form = ReviewSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -224,7 +186,6 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(request=ReviewSerializer)
     @action(detail=True, methods=["post"], url_path="return")
-    @answers_errors
     def return_(self, request, pk=None):
         form = ReviewSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -232,7 +193,6 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(SessionSerializer(session).data)
 
     @action(detail=True, methods=["get"], url_path="export")
-    @answers_errors
     def export_points(self, request, pk=None):
         """?fmt=geojson (QuPath) or ?fmt=csv (x,y,label), level-0 slide pixels."""
         session = self.get_object()
@@ -248,7 +208,6 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
         return response
 
     @action(detail=True, methods=["post"], url_path="import")
-    @answers_errors
     def import_points(self, request, pk=None):
         """Replace the points with a file: fields `fmt` (geojson|csv), `version`, and `file` or `content`."""
         session = self.get_object()

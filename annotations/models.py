@@ -24,6 +24,8 @@ def default_labels():
 class TransitionError(ValueError):
     """A state change that the session's status does not allow."""
 
+    http_status = 409  # pdl1site.rest.exception_handler
+
 
 class AnnotationProject(models.Model):
     name = models.CharField(max_length=200)

@@ -27,13 +27,20 @@ DEFAULT_RADIUS_UM = 4.0  # as analysis.matching.evaluate
 class AnnotationError(ValueError):
     """Bad input; ``problems`` lists every offending item.  Nothing was changed."""
 
+    http_status = 400  # pdl1site.rest.exception_handler
+
     def __init__(self, summary: str, problems: list[str] | None = None):
         self.summary, self.problems = summary, list(problems or [])
         super().__init__(formats.FormatError(summary, self.problems).message)
 
+    def http_extra(self) -> dict:
+        return {"problems": self.problems}
+
 
 class ConflictError(Exception):
     """A save based on a stale version: someone (or another tab) saved since."""
+
+    http_status = 409
 
     def __init__(self, session: AnnotationSession, sent: int):
         self.current_version, self.sent = session.version, sent
@@ -43,9 +50,14 @@ class ConflictError(Exception):
             f"({len(session.points)} points), redo your changes on it and save again."
         )
 
+    def http_extra(self) -> dict:
+        return {"current_version": self.current_version, "sent_version": self.sent}
+
 
 class NotAllowed(Exception):
     """The user's role or relation to the object does not permit the action."""
+
+    http_status = 403
 
 
 # ----------------------------------------------------------------------------

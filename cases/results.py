@@ -13,7 +13,9 @@ import numpy as np
 
 
 class NoResult(Exception):
-    """The job has no detection store (yet) (HTTP 409 in the viewer's API)."""
+    """The job has no detection store (yet)."""
+
+    http_status = 409  # pdl1site.rest.exception_handler
 
 
 class JobResults(Protocol):

@@ -41,3 +41,18 @@ class Metadata(metadata.SimpleMetadata):
         except (AssertionError, AttributeError):
             return {}
         return super().determine_actions(request, view)
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus the apps' service errors: an exception whose class declares `http_status`
+    answers {"detail": str(exc), **exc.http_extra()} with that status (viewer.services,
+    annotations.services, ...), so no view repeats the mapping. The apps stay unknown here."""
+    # Imported here: rest_framework.views reads REST_FRAMEWORK, which names this module's parser.
+    from rest_framework import views
+    from rest_framework.response import Response
+
+    code = getattr(exc, "http_status", None)
+    if code is None:
+        return views.exception_handler(exc, context)
+    extra = exc.http_extra() if hasattr(exc, "http_extra") else {}
+    return Response({"detail": str(exc), **extra}, status=code)

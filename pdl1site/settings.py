@@ -255,6 +255,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["pdl1site.rest.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_METADATA_CLASS": "pdl1site.rest.Metadata",
+    # The apps' service errors (an `http_status` on the exception class) answer 4xx here, once.
+    "EXCEPTION_HANDLER": "pdl1site.rest.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PD-L1 IHC analysis API",

@@ -14,7 +14,6 @@ Routes (registered as "viewer/jobs" in pdl1site/api.py):
     GET  /api/viewer/jobs/<id>/hotspots/?field_mm2=&min_cells=
 """
 
-import functools
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -57,23 +56,6 @@ class GeoJSONRenderer(_FileRenderer):
     media_type, format = "application/geo+json", "geojson"
 
 
-def answers_errors(view):
-    """Service errors → 400 (bad input), 409 (no result yet, or a stale version)."""
-
-    @functools.wraps(view)
-    def wrapper(self, request, *args, **kwargs):
-        try:
-            return view(self, request, *args, **kwargs)
-        except services.ViewerInputError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        except services.NoResult as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except services.CorrectionConflict as exc:
-            return Response({"detail": str(exc), "version": exc.version}, status=status.HTTP_409_CONFLICT)
-
-    return wrapper
-
-
 class ViewerJobViewSet(viewsets.GenericViewSet):
     permission_classes = [HasRole]
     allowed_roles = CLINICAL_ROLES
@@ -87,7 +69,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
                    + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
     @action(detail=True, methods=["get"], renderer_classes=[FastJSONRenderer])
-    @answers_errors
     def points(self, request, pk=None):
         """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
         job = self.get_object()
@@ -99,7 +80,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")
-    @answers_errors
     def point(self, request, pk=None, point_id=None):
         job = self.get_object()
         store = services.job_store(job)
@@ -111,7 +91,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(parameters=[OpenApiParameter("grid_px", int)], responses=dict)
     @action(detail=True, methods=["get"])
-    @answers_errors
     def density(self, request, pk=None):
         job = self.get_object()
         store = services.job_store(job)
@@ -126,7 +105,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["get", "post"])
-    @answers_errors
     def corrections(self, request, pk=None):
         job = self.get_object()
         if request.method == "GET":
@@ -138,7 +116,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
                    responses={(200, "text/csv"): bytes, (200, "application/geo+json"): bytes})
     @action(detail=True, methods=["get"], url_path="corrections/export",
             renderer_classes=[JSONRenderer, CSVRenderer, GeoJSONRenderer])
-    @answers_errors
     def export(self, request, pk=None):
         """Training annotations: the full corrected point set (model output + corrections)."""
         job = self.get_object()
@@ -154,7 +131,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["get", "post"])
-    @answers_errors
     def regions(self, request, pk=None):
         """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
         job = self.get_object()
@@ -165,7 +141,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["delete"], url_path=r"regions/(?P<region_id>\d+)")
-    @answers_errors
     def region(self, request, pk=None, region_id=None):
         """Soft-delete a region (it stays in the history); base_version in the body or the query."""
         job = self.get_object()
@@ -176,7 +151,6 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     @extend_schema(parameters=[OpenApiParameter("field_mm2", float), OpenApiParameter("min_cells", int)],
                    responses=dict)
     @action(detail=True, methods=["get"])
-    @answers_errors
     def hotspots(self, request, pk=None):
         """TPS per field (default 1 mm²) of the corrected points inside the regions; null where a field
         has fewer than min_cells tumour cells; "top" is the field with the highest TPS."""
