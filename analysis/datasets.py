@@ -67,13 +67,13 @@ convention.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from analysis import pointcsv
 from analysis.labels import LABEL_CODES, NEGATIVE, POSITIVE
 
 SPLITS = ("train", "val", "test")
@@ -276,37 +276,26 @@ def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[st
     With ``ignore_labels`` (e.g. ("lymphocyte",)), rows with those labels are
     valid too and come back as a fourth value: their (N, 2) positions.
     """
-    problems: list[str] = []
     xy, labels, ignored = [], [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["x", "y", "label"]:
-            return np.zeros((0, 2)), np.zeros(0, np.int64), [f"{path.name}: header must be 'x,y,label', got {header}"]
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 3:
-                problems.append(f"{path.name} line {line}: expected 3 columns, got {len(row)}")
-                continue
-            try:
-                x, y = float(row[0]), float(row[1])
-            except ValueError:
-                problems.append(f"{path.name} line {line}: x and y must be numbers, got {row[0]!r}, {row[1]!r}")
-                continue
-            label = row[2].strip().lower()
-            if label not in LABEL_CODES and label not in ignore_labels:
-                allowed = " or ".join((*LABEL_CODES, *ignore_labels))
-                problems.append(f"{path.name} line {line}: unknown label {row[2]!r} (use {allowed})")
-                continue
-            if not (np.isfinite(x) and np.isfinite(y) and -0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
-                problems.append(f"{path.name} line {line}: point ({x}, {y}) outside the {width}x{height} image")
-                continue
-            if label in ignore_labels:
-                ignored.append((x, y))
-                continue
-            xy.append((x, y))
-            labels.append(LABEL_CODES[label])
+    try:
+        rows, problems = pointcsv.read_rows(Path(path).read_text(encoding="utf-8"))
+    except pointcsv.BadHeader as exc:
+        return np.zeros((0, 2)), np.zeros(0, np.int64), [f"{path.name}: {exc}"]
+    problems = [f"{path.name} {p}" for p in problems]
+    for line, x, y, written in rows:
+        label = written.lower()
+        if label not in LABEL_CODES and label not in ignore_labels:
+            allowed = " or ".join((*LABEL_CODES, *ignore_labels))
+            problems.append(f"{path.name} line {line}: unknown label {written!r} (use {allowed})")
+            continue
+        if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
+            problems.append(f"{path.name} line {line}: point ({x}, {y}) outside the {width}x{height} image")
+            continue
+        if label in ignore_labels:
+            ignored.append((x, y))
+            continue
+        xy.append((x, y))
+        labels.append(LABEL_CODES[label])
     result = np.asarray(xy, np.float64).reshape(-1, 2), np.asarray(labels, np.int64), problems
     if ignore_labels:
         return (*result, np.asarray(ignored, np.float64).reshape(-1, 2))

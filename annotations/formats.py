@@ -12,6 +12,8 @@ import io
 import json
 import math
 
+from analysis import pointcsv
+
 MAX_LISTED = 50  # offenders listed in one message (the count is always complete)
 
 
@@ -179,33 +181,10 @@ def parse_csv(text) -> list[tuple[float, float, str]]:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise FormatError("CSV is not UTF-8 text") from None
-    text = text.lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise FormatError(f"malformed CSV ({exc})") from None
-    if header is None or [h.strip().lower() for h in header] != ["x", "y", "label"]:
-        raise FormatError(f"malformed CSV: the header line must be 'x,y,label', got {header!r}")
-    out, problems = [], []
-    try:
-        for line, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != 3:
-                problems.append(f"line {line}: expected 3 columns, got {len(row)}")
-                continue
-            try:
-                x, y = float(row[0]), float(row[1])
-            except ValueError:
-                problems.append(f"line {line}: x and y must be numbers, got {row[0]!r}, {row[1]!r}")
-                continue
-            if not (math.isfinite(x) and math.isfinite(y)):
-                problems.append(f"line {line}: x and y must be finite numbers")
-                continue
-            out.append((x, y, row[2].strip()))
-    except csv.Error as exc:
-        problems.append(f"malformed CSV ({exc})")
+        rows, problems = pointcsv.read_rows(text)
+    except pointcsv.BadHeader as exc:
+        raise FormatError(str(exc)) from None
     if problems:
         raise FormatError("CSV rejected", problems)
-    return out
+    return [(x, y, label) for _, x, y, label in rows]

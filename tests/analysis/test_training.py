@@ -175,7 +175,7 @@ def test_folder_loads_and_resamples_to_the_working_resolution(tmp_path):
 
 
 @pytest.mark.parametrize("csv_text, message", [
-    ("col,row,class\n1,1,positive\n", "header must be 'x,y,label'"),
+    ("col,row,class\n1,1,positive\n", "header line must be 'x,y,label'"),
     ("x,y,label\n1,1,positive\n2,2,tumour\n", "line 3: unknown label 'tumour'"),
     ("x,y,label\n1,1,positive\n35,2,negative\n", r"line 3: point \(35.0, 2.0\) outside the 30x20 image"),
     ("x,y,label\none,1,positive\n", "must be numbers"),
