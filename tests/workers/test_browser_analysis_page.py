@@ -36,6 +36,13 @@ def test_analysis_page_shows_live_progress_then_the_result(site, request):
             "() => { const r = document.querySelector('tr[data-job]');"
             " return r && r.dataset.final === '1' && r.dataset.status === 'done'; }", timeout=120_000)
         assert page.evaluate("performance.getEntriesByType('navigation')[0].type") == "reload"
+        seen = page.evaluate("window.pdl1Jobs.previous")  # what the page saw before it reloaded itself
+        statuses = [s[1] for s in seen["states"]]
+        assert statuses[-1] == "done" and "queued" in statuses, seen
+        if site.live_channel:  # Redis carries the workers' events to the page's websocket
+            assert seen["path"] == "live" and any(s[4] == "ws" and s[1] != "queued" for s in seen["states"]), seen
+        else:  # embedded: the in-process channel cannot carry them; the watchdog switched to polling
+            assert seen["path"] == "polling" and seen["reason"] == "live channel silent", seen
         assert "%" in page.locator("tr[data-job] td").nth(6).text_content()
         case = page.locator("p.actions a[href^='/cases/']").first.get_attribute("href")
         page.goto(site.url + case)

@@ -13,7 +13,10 @@
   var RANK = { queued: 0, running: 1, merging: 2, done: 3, failed: 3, cancelled: 3 };
   var LABEL = { queued: "Queued", running: "Running", merging: "Merging", done: "Done", failed: "Failed",
                 cancelled: "Cancelled" };
-  var debug = (window.pdl1Jobs = { path: null, reason: "", states: [], tracked: 0 });
+  var previous = null;
+  try { previous = JSON.parse(sessionStorage.getItem("pdl1Jobs") || "null"); sessionStorage.removeItem("pdl1Jobs"); }
+  catch (e) { /* storage off */ }
+  var debug = (window.pdl1Jobs = { path: null, reason: "", states: [], tracked: 0, previous: previous });
   var badge = document.getElementById("jobs-progress-path");
 
   function setPath(path, reason) {
@@ -26,9 +29,12 @@
     }
   }
 
-  function stateUrl(job) { return "/api/viewer/jobs/" + job + "/state/"; }
+  // Roots from base.html (reverse()d, so under the host's prefix when the module is mounted in one).
+  var API = document.body.dataset.apiRoot;
+  var WS = document.body.dataset.wsRoot;
+  function stateUrl(job) { return API + "viewer/jobs/" + job + "/state/"; }
   function wsUrl(job) {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/jobs/" + job + "/";
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + WS + "jobs/" + job + "/";
   }
 
   function rank(s) { return [RANK[s.status] || 0, s.batches_done || 0, s.tiles_done || 0]; }
@@ -58,6 +64,9 @@
       t.final = true;
       clearTimeout(t.timer);
       if (t.ws) { try { t.ws.close(); } catch (e) { /* closed */ } }
+      // What this page saw, for the reloaded page's tests (window.pdl1Jobs.previous).
+      try { sessionStorage.setItem("pdl1Jobs", JSON.stringify({ path: debug.path, reason: debug.reason,
+                                                                states: debug.states })); } catch (e) { /* storage off */ }
       setTimeout(function () { location.reload(); }, 300);
     }
     return true;
