@@ -47,6 +47,8 @@ class CaseSerializer(serializers.ModelSerializer):
 class SlideSerializer(serializers.ModelSerializer):
     thumbnail_url = serializers.SerializerMethodField()
     needs_mpp = serializers.BooleanField(read_only=True)
+    qc_status = serializers.CharField(read_only=True, help_text="check before scoring: unchecked, passed, failed, "
+                                                                 "overridden (a failed slide feeds no signed report)")
 
     class Meta:
         model = Slide
@@ -54,7 +56,7 @@ class SlideSerializer(serializers.ModelSerializer):
             "id", "pseudo_id", "case", "original_name", "file_count", "sha256", "size_bytes", "format",
             "vendor", "width", "height", "level_count", "level_dimensions", "level_downsamples",
             "mpp_x", "mpp_y", "mpp_source", "needs_mpp", "objective_power", "marker",
-            "associated_images", "thumbnail_url", "created_at",
+            "associated_images", "thumbnail_url", "qc_status", "qc", "qc_override_reason", "created_at",
         ]
         read_only_fields = [f for f in fields if f not in ("case", "marker")]
 

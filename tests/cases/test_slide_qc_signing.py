@@ -94,3 +94,16 @@ def test_a_passed_slide_signs_and_says_so(personas, media_root):
     draft.refresh_from_db()
     assert draft.scores["slide_qc"]["status"] == "passed"
     assert "check before scoring passed" in fhir_bundle(draft)["entry"][0]["resource"]["conclusion"]
+
+
+def test_the_api_shows_the_slide_check(personas, failed_job):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_login(personas["pathologist"])
+    data = client.get(f"/api/slides/{failed_job.slide_id}/").json()
+    assert data["qc_status"] == "failed" and data["qc"]["findings"][0]["name"] == "brightfield"
+    assert data["qc_override_reason"] == ""
+    draft = do_create_draft(personas["case"], failed_job, personas["pathologist"])
+    response = client.post(f"/api/reports/{draft.pk}/sign/", {"password": PASSWORD}, format="json")
+    assert response.status_code in (400, 409) and "check before scoring" in str(response.json())
