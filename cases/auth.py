@@ -81,8 +81,9 @@ def lockout_response(request, original_response=None, credentials=None):
     """AXES_LOCKOUT_CALLABLE: 429 with a JSON detail for the API, the lockout page otherwise."""
     from django.http import JsonResponse
     from django.shortcuts import render
+    from django.urls import reverse
 
-    if request.path.startswith("/api/"):
+    if request.path.startswith(reverse("api:api-root")):  # under the host's prefix when mounted in one
         return JsonResponse({"detail": lockout_message()}, status=settings.AXES_HTTP_RESPONSE_CODE)
     return render(request, "registration/locked_out.html", {"message": lockout_message()},
                   status=settings.AXES_HTTP_RESPONSE_CODE)

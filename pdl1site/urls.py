@@ -16,8 +16,10 @@ api_patterns = [
          name="swagger-ui"),
 ]
 
-urlpatterns = [
-    path("admin/", admin.site.urls),
+# The module's pages, API and login: all of it but the admin, which a host project has already. A
+# host mounts it under its own prefix: path("pathology/", include(module_urlpatterns)) (README.md,
+# "Installing into a host Django project"); every link and script URL is reverse()d from these names.
+module_urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include((api_patterns, "api"))),
@@ -26,3 +28,5 @@ urlpatterns = [
     path("", include("annotations.urls")),
     path("", include("cases.urls")),
 ]
+
+urlpatterns = [path("admin/", admin.site.urls), *module_urlpatterns]

@@ -1,5 +1,6 @@
 """Create the role groups and give each its model permissions (used by the Django admin)."""
 
+from django.conf import settings
 from django.db import migrations
 
 ROLE_PERMISSIONS = {
@@ -23,7 +24,9 @@ def create_roles(apps, schema_editor):
     for name, codenames in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
         if codenames is None:
-            perms = Permission.objects.filter(content_type__app_label__in=["cases", "auth", "auditlog"])
+            # The user model's app too: a host project's own user model (AUTH_USER_MODEL) is not in "auth".
+            user_app = settings.AUTH_USER_MODEL.split(".")[0]
+            perms = Permission.objects.filter(content_type__app_label__in=["cases", "auth", "auditlog", user_app])
         else:
             perms = Permission.objects.filter(content_type__app_label="cases", codename__in=codenames)
         group.permissions.add(*perms)
@@ -31,5 +34,5 @@ def create_roles(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [("cases", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length"),
-                    ("auditlog", "0001_initial")]
+                    migrations.swappable_dependency(settings.AUTH_USER_MODEL), ("auditlog", "0001_initial")]
     operations = [migrations.RunPython(create_roles, migrations.RunPython.noop)]

@@ -42,21 +42,24 @@
     osdImages: page.dataset.osdImages,
   };
 
+  // Roots from base.html (reverse()d, so under the host's prefix when the module is mounted in one).
+  var API = document.body.dataset.apiRoot;
+  var WS = document.body.dataset.wsRoot;
   var api = {
-    info: function (slide) { return "/viewer/slides/" + slide + "/info.json"; },
-    points: function (job) { return "/api/viewer/jobs/" + job + "/points/"; },
-    point: function (job, id) { return "/api/viewer/jobs/" + job + "/points/" + encodeURIComponent(id) + "/"; },
-    density: function (job, gridPx) { return "/api/viewer/jobs/" + job + "/density/?grid_px=" + gridPx; },
-    state: function (job) { return "/api/viewer/jobs/" + job + "/state/"; },
-    corrections: function (job) { return "/api/viewer/jobs/" + job + "/corrections/"; },
-    regions: function (job) { return "/api/viewer/jobs/" + job + "/regions/"; },
+    info: function () { return page.dataset.infoUrl; },
+    points: function (job) { return API + "viewer/jobs/" + job + "/points/"; },
+    point: function (job, id) { return API + "viewer/jobs/" + job + "/points/" + encodeURIComponent(id) + "/"; },
+    density: function (job, gridPx) { return API + "viewer/jobs/" + job + "/density/?grid_px=" + gridPx; },
+    state: function (job) { return API + "viewer/jobs/" + job + "/state/"; },
+    corrections: function (job) { return API + "viewer/jobs/" + job + "/corrections/"; },
+    regions: function (job) { return API + "viewer/jobs/" + job + "/regions/"; },
     region: function (job, id, version) {
-      return "/api/viewer/jobs/" + job + "/regions/" + id + "/?base_version=" + version;
+      return API + "viewer/jobs/" + job + "/regions/" + id + "/?base_version=" + version;
     },
-    hotspots: function (job) { return "/api/viewer/jobs/" + job + "/hotspots/"; },
-    startJob: "/api/jobs/",
+    hotspots: function (job) { return API + "viewer/jobs/" + job + "/hotspots/"; },
+    startJob: API + "jobs/",
     ws: function (job) {
-      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/jobs/" + job + "/";
+      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + WS + "jobs/" + job + "/";
     },
   };
 
