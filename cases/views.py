@@ -154,7 +154,9 @@ def slide_detail(request, pk):
             messages.success(request, "Resolution saved.")
             return redirect(slide)
     log_access(slide)
-    return render(request, "cases/slide_detail.html", {"slide": slide, "form": form, "qc_form": qc_form})
+    may_override = access.has_role(request.user, Role.PATHOLOGIST)
+    return render(request, "cases/slide_detail.html", {"slide": slide, "form": form,
+                                                       "qc_form": qc_form if may_override else None})
 
 
 @clinical

@@ -107,3 +107,10 @@ def test_the_api_shows_the_slide_check(personas, failed_job):
     draft = do_create_draft(personas["case"], failed_job, personas["pathologist"])
     response = client.post(f"/api/reports/{draft.pk}/sign/", {"password": PASSWORD}, format="json")
     assert response.status_code in (400, 409) and "check before scoring" in str(response.json())
+
+
+def test_only_pathologists_see_the_override_form(personas, failed_job):
+    url = f"/slides/{failed_job.slide_id}/"
+    assert 'name="qc_override"' in page(personas["pathologist"], url).content.decode()
+    admin_page = page(personas["admin"], url).content.decode()
+    assert "not brightfield" in admin_page and 'name="qc_override"' not in admin_page
