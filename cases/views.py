@@ -156,7 +156,7 @@ def slide_detail(request, pk):
     log_access(slide)
     may_override = access.has_role(request.user, Role.PATHOLOGIST)
     return render(request, "cases/slide_detail.html", {"slide": slide, "form": form,
-                                                       "qc_form": qc_form if may_override else None})
+                                                       "qc_form": qc_form if may_override or qc_form.errors else None})
 
 
 @clinical
