@@ -66,6 +66,9 @@ def test_pages_work_under_the_content_security_policy(site):
         wait_until(page, "window.pdl1Review && window.pdl1Review.ready && window.pdl1Review.tilesLoaded >= 1")
         page.goto(f"{site.url}/annotate/projects/{site.data['draw_project']}/fields/draw/?slide={site.data['pseudo_id']}")
         wait_until(page, "window.pdl1DrawField && window.pdl1DrawField.ready && window.pdl1DrawField.tilesLoaded >= 1")
+        # the Analysis page's progress script (a static file) runs under the policy
+        page.goto(f"{site.url}/slides/{site.data['slide']}/analysis/")
+        wait_until(page, "window.pdl1Jobs !== undefined")
         # plain pages, and Swagger UI (its start-up script is a file of its own)
         for path in ("/cases/", "/patients/", "/annotate/projects/", "/reports/"):
             page.goto(site.url + path)
