@@ -1,0 +1,444 @@
+"""Backup and restore of a whole platform: its database and its media folder (docs/backup.md).
+
+A backup is a folder: `manifest.json`, the database (`database.pgdump`, pg_dump's custom format, or
+`database.sqlite3` in the embedded mode) and `media/`, a copy of MEDIA_ROOT. It is taken from a live
+system: the database dump is one transactionally consistent snapshot, and the media folder is copied
+after it, so every file the snapshot names exists in the copy unless it was deleted in between (the
+backup then fails, naming it). The manifest holds the sha256 of the dump and of every media file, the
+row count of every table in the snapshot and the applied migrations.
+
+A restore goes only into an empty database and an empty media folder; it checks the whole backup
+against its manifest before it changes anything, restores the database in one transaction, and
+afterwards checks row counts, media hashes and every signed report document's sha256.
+
+Generic on purpose: it reads tables and models from the app registry and imports no app.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.apps import apps
+from django.conf import settings
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+
+MANIFEST = "manifest.json"
+PG_DUMP = "database.pgdump"
+SQLITE_DUMP = "database.sqlite3"
+MEDIA = "media"
+FORMAT = 1
+# Upload staging (half-received files) and a compiler cache: nothing a restore needs.
+SKIPPED_MEDIA = ("tmp", "torch-compile-cache")
+# Media files the database names (model label, field); a FileField or a path relative to MEDIA_ROOT.
+MEDIA_REFERENCES = (
+    ("cases.Slide", "file"),
+    ("cases.Slide", "thumbnail"),
+    ("analysis.AnalysisJob", "result_file"),
+    ("analysis.ModelVersion", "file"),
+)
+CHUNK = 1 << 20
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class Database:
+    """Where a database is: PostgreSQL connection parameters, or an SQLite file."""
+
+    engine: str  # "postgresql" or "sqlite"
+    name: str
+    host: str = ""
+    port: str = ""
+    user: str = ""
+    password: str = ""
+
+    @classmethod
+    def from_settings(cls, db: dict) -> Database:
+        engine = db["ENGINE"].rsplit(".", 1)[-1]
+        if engine not in ("postgresql", "sqlite3"):
+            raise BackupError(f"backup supports PostgreSQL and SQLite, not {db['ENGINE']}")
+        return cls(engine="sqlite" if engine == "sqlite3" else engine, name=str(db["NAME"]),
+                   host=db.get("HOST") or "", port=str(db.get("PORT") or ""), user=db.get("USER") or "",
+                   password=db.get("PASSWORD") or "")
+
+    def env(self) -> dict:
+        """libpq's variables: the password never appears on a command line."""
+        env = dict(os.environ, PGDATABASE=self.name)
+        for key, value in (("PGHOST", self.host), ("PGPORT", self.port), ("PGUSER", self.user),
+                           ("PGPASSWORD", self.password)):
+            if value:
+                env[key] = value
+        return env
+
+    def connect(self):
+        if self.engine == "sqlite":
+            return sqlite3.connect(self.name)
+        import psycopg
+
+        params = {"dbname": self.name, "host": self.host, "port": self.port, "user": self.user,
+                  "password": self.password}
+        return psycopg.connect(**{k: v for k, v in params.items() if v})
+
+
+@dataclass
+class Result:
+    folder: Path
+    manifest: dict
+    seconds: dict = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_hashed(source: Path, target: Path) -> tuple[str, int]:
+    """Copy and hash in one pass: the sha256 is of the bytes written, whatever the source does next."""
+    digest, size = hashlib.sha256(), 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+    shutil.copystat(source, target)
+    return digest.hexdigest(), size
+
+
+def binary(name: str) -> str:
+    """pg_dump/pg_restore on PATH, else the newest under /usr/lib/postgresql/*/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    if not candidates:
+        raise BackupError(f"{name} not found: install the PostgreSQL client (e.g. apt-get install postgresql-client)")
+    return str(candidates[-1])
+
+
+def run(command: list[str], env: dict) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BackupError(f"{Path(command[0]).name} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+
+
+# --- What a database holds --------------------------------------------------------------------
+
+def table_names(cursor, engine: str) -> list[str]:
+    if engine == "sqlite":
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+    else:
+        cursor.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 1")
+    return [row[0] for row in cursor.fetchall()]
+
+
+def row_counts(cursor, engine: str) -> dict[str, int]:
+    counts = {}
+    for table in table_names(cursor, engine):
+        cursor.execute(f'SELECT count(*) FROM "{table}"')
+        counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def applied_migrations(cursor) -> list[list[str]]:
+    cursor.execute("SELECT app, name FROM django_migrations ORDER BY app, name")
+    return [list(row) for row in cursor.fetchall()]
+
+
+def referenced_media(cursor) -> list[str]:
+    """Paths relative to MEDIA_ROOT that the database names (absolute paths lie outside the backup)."""
+    paths = set()
+    for label, field_name in MEDIA_REFERENCES:
+        model = apps.get_model(label)
+        column = model._meta.get_field(field_name).column
+        cursor.execute(f'SELECT "{column}" FROM "{model._meta.db_table}" WHERE "{column}" <> \'\'')
+        paths.update(row[0] for row in cursor.fetchall() if row[0] and not os.path.isabs(row[0]))
+    return sorted(paths)
+
+
+def report_document_problems(cursor) -> list[str]:
+    """Every stored signed-report document whose bytes do not hash to its recorded sha256."""
+    model = apps.get_model("cases.ReportDocument")
+    cursor.execute(f'SELECT id, content, sha256 FROM "{model._meta.db_table}" ORDER BY id')
+    return [f"report document {pk}: stored sha256 {stored[:12]}..., bytes hash to "
+            f"{hashlib.sha256(bytes(content)).hexdigest()[:12]}..."
+            for pk, content, stored in cursor.fetchall() if hashlib.sha256(bytes(content)).hexdigest() != stored]
+
+
+def is_empty_database(db: Database) -> bool:
+    with closing_connection(db) as conn:
+        cursor = conn.cursor()
+        if db.engine == "sqlite":
+            return not table_names(cursor, "sqlite")
+        cursor.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                       "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                       "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
+                       "AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')")
+        return cursor.fetchone()[0] == 0
+
+
+@contextmanager
+def closing_connection(db: Database):
+    try:
+        conn = db.connect()
+    except Exception as exc:  # psycopg.OperationalError, sqlite3.Error
+        hint = f" (create it first: createdb {db.name})" if db.engine == "postgresql" else ""
+        raise BackupError(f"cannot connect to database {db.name}: {str(exc).strip()}{hint}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# --- Backup -----------------------------------------------------------------------------------
+
+def media_files(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here == root:
+            dirnames[:] = [d for d in dirnames if d not in SKIPPED_MEDIA]
+        dirnames.sort()
+        files.extend(here / name for name in sorted(filenames))
+    return files
+
+
+def dump_postgresql(db: Database, target: Path) -> dict:
+    """pg_dump under an exported snapshot, and in that same snapshot the counts and file references.
+
+    Why a shared snapshot: the counts and references in the manifest must describe exactly the
+    rows the dump holds, while the system keeps writing."""
+    with closing_connection(db) as conn:
+        conn.autocommit = False
+        cursor = conn.cursor()
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
+        snapshot, server_version = cursor.fetchone()
+        run([binary("pg_dump"), "--format=custom", f"--snapshot={snapshot}", "--no-owner", "--no-privileges",
+             f"--file={target}"], db.env())
+        facts = {"row_counts": row_counts(cursor, db.engine), "migrations": applied_migrations(cursor),
+                 "references": referenced_media(cursor), "server_version": server_version}
+        conn.rollback()
+    return facts
+
+
+def dump_sqlite(db: Database, target: Path) -> dict:
+    """SQLite's online backup API (one step: a consistent copy); facts read from the copy itself."""
+    own = connections["default"]
+    if db.name == str(own.settings_dict["NAME"]):
+        # This process's own connection: also reaches a test's in-memory database.
+        own.ensure_connection()
+        return _sqlite_copy(own.connection, target)
+    with closing_connection(db) as source:
+        return _sqlite_copy(source, target)
+
+
+def _sqlite_copy(source, target: Path) -> dict:
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+        cursor = copy.cursor()
+        return {"row_counts": row_counts(cursor, "sqlite"), "migrations": applied_migrations(cursor),
+                "references": referenced_media(cursor), "server_version": sqlite3.sqlite_version}
+    finally:
+        copy.close()
+
+
+def do_backup(out: Path, db: Database | None = None, media_root: Path | None = None) -> Result:
+    """Back up the database, then the media folder, into the new folder `out`.
+
+    Written into `out.partial` and renamed at the end: a folder named `out` is always complete."""
+    from pdl1site import __version__
+
+    db = db or Database.from_settings(connections["default"].settings_dict)
+    media_root = Path(media_root or settings.MEDIA_ROOT)
+    out = Path(out)
+    if out.exists():
+        raise BackupError(f"{out} already exists: give a new folder for each backup")
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # what an interrupted backup left
+    partial.mkdir(parents=True)
+    seconds = {}
+    try:
+        started = datetime.datetime.now(datetime.timezone.utc)
+        clock = time.monotonic()
+        dump_name = PG_DUMP if db.engine == "postgresql" else SQLITE_DUMP
+        dump = dump_postgresql if db.engine == "postgresql" else dump_sqlite
+        facts = dump(db, partial / dump_name)
+        seconds["database"] = time.monotonic() - clock
+        snapshot_at = started.isoformat()
+
+        clock = time.monotonic()
+        files, vanished = {}, []
+        for source in media_files(media_root):
+            relative = source.relative_to(media_root).as_posix()
+            try:
+                digest, size = copy_hashed(source, partial / MEDIA / relative)
+            except FileNotFoundError:  # deleted while we walked: not part of this backup
+                vanished.append(relative)
+                continue
+            files[relative] = {"sha256": digest, "size": size}
+        seconds["media"] = time.monotonic() - clock
+        missing = [path for path in facts["references"] if path not in files]
+
+        manifest = {
+            "format": FORMAT, "platform_version": __version__, "engine": db.engine,
+            "server_version": facts["server_version"], "database_name": db.name,
+            "snapshot_at": snapshot_at, "media_copied_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "database": {"file": dump_name, "sha256": sha256_file(partial / dump_name),
+                         "size": (partial / dump_name).stat().st_size},
+            "row_counts": facts["row_counts"], "migrations": facts["migrations"],
+            "media": files, "media_skipped": list(SKIPPED_MEDIA), "media_vanished": vanished,
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        }
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if missing:
+            raise BackupError(f"{len(missing)} media file(s) named by the database snapshot were gone before "
+                              f"they could be copied (deleted after the dump?): {', '.join(missing[:10])}; "
+                              f"take the backup again")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    os.rename(partial, out)
+    return Result(out, manifest, seconds)
+
+
+# --- Restore ----------------------------------------------------------------------------------
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BackupError(f"{folder} is not a backup: no {MANIFEST}")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"{folder}: backup format {manifest.get('format')!r}, this platform reads {FORMAT}")
+    return manifest
+
+
+def check_backup(folder: Path, manifest: dict) -> None:
+    """Every byte of the backup against its manifest, before anything is changed."""
+    dump = folder / manifest["database"]["file"]
+    if not dump.is_file() or sha256_file(dump) != manifest["database"]["sha256"]:
+        raise BackupError(f"{dump} is missing or does not match its sha256 in the manifest: the backup is damaged")
+    bad = [rel for rel, meta in manifest["media"].items()
+           if not (folder / MEDIA / rel).is_file() or sha256_file(folder / MEDIA / rel) != meta["sha256"]]
+    if bad:
+        raise BackupError(f"{len(bad)} media file(s) of the backup are missing or damaged: {', '.join(bad[:10])}")
+
+
+def check_migrations(manifest: dict) -> None:
+    """A backup made by a newer platform (migrations this code lacks) cannot be restored by this one."""
+    known = {f"{app}.{name}" for app, name in MigrationLoader(None, ignore_no_migrations=True).disk_migrations}
+    local_apps = {key.split(".")[0] for key in known}
+    unknown = [f"{app}.{name}" for app, name in manifest["migrations"]
+               if app in local_apps and f"{app}.{name}" not in known]
+    if unknown:
+        raise BackupError(f"the backup (platform {manifest['platform_version']}) has migrations this code does not: "
+                          f"{', '.join(unknown[:5])}; restore with that platform version")
+
+
+def check_targets(db: Database, media_root: Path, manifest: dict) -> None:
+    if manifest["engine"] != db.engine:
+        raise BackupError(f"the backup holds a {manifest['engine']} database; the target is {db.engine}")
+    if db.engine == "sqlite":
+        if Path(db.name).exists() and Path(db.name).stat().st_size and not is_empty_database(db):
+            raise BackupError(f"the target database {db.name} is not empty: restore only into an empty one")
+    elif not is_empty_database(db):
+        raise BackupError(f"the target database {db.name} is not empty: restore only into a new, empty "
+                          f"database (createdb NAME)")
+    if media_root.exists() and any(p.is_file() or p.is_symlink() for p in media_root.rglob("*")):
+        raise BackupError(f"the target media folder {media_root} is not empty: restore only into an empty one")
+
+
+def restore_database(folder: Path, manifest: dict, db: Database) -> None:
+    dump = folder / manifest["database"]["file"]
+    if db.engine == "postgresql":
+        # One transaction: a failed restore leaves the target as empty as it was.
+        run([binary("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+             f"--dbname={db.name}", str(dump)], db.env())
+    else:
+        target = Path(db.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".restoring")
+        shutil.copyfile(dump, partial)
+        os.replace(partial, target)
+
+
+def verify_restore(db: Database, media_root: Path, manifest: dict) -> list[str]:
+    """What differs between the restored system and the manifest (empty: identical)."""
+    problems = []
+    with closing_connection(db) as conn:
+        cursor = conn.cursor()
+        counts = row_counts(cursor, db.engine)
+        for table, expected in manifest["row_counts"].items():
+            if counts.get(table) != expected:
+                problems.append(f"table {table}: {counts.get(table)} rows, the backup had {expected}")
+        problems.extend(report_document_problems(cursor))
+    # Each media file was hashed as it was written (copy_hashed); here only its presence and size,
+    # so a restore reads the backup's media twice (check, copy), never the target's again.
+    for rel, meta in manifest["media"].items():
+        path = media_root / rel
+        if not path.is_file() or path.stat().st_size != meta["size"]:
+            problems.append(f"media file {rel} missing or of another size")
+    return problems
+
+
+def do_restore(folder: Path, db: Database | None = None, media_root: Path | None = None) -> Result:
+    """Restore the backup in `folder` into an empty database and an empty media folder.
+
+    Refuses (changing nothing) a damaged backup, a backup from a newer platform, or a non-empty
+    target. On a failure while restoring it removes the media files it wrote; the database restore
+    is one transaction."""
+    folder = Path(folder)
+    db = db or Database.from_settings(connections["default"].settings_dict)
+    media_root = Path(media_root or settings.MEDIA_ROOT)
+    manifest = read_manifest(folder)
+    check_targets(db, media_root, manifest)
+    seconds = {}
+    clock = time.monotonic()
+    check_backup(folder, manifest)
+    check_migrations(manifest)
+    seconds["check"] = time.monotonic() - clock
+
+    written = []
+    try:
+        clock = time.monotonic()
+        for rel, meta in manifest["media"].items():
+            target = media_root / rel
+            written.append(target)
+            digest, _ = copy_hashed(folder / MEDIA / rel, target)
+            if digest != meta["sha256"]:
+                raise BackupError(f"media file {rel} changed while it was restored")
+        (media_root / "tmp").mkdir(parents=True, exist_ok=True)  # upload staging, never backed up
+        seconds["media"] = time.monotonic() - clock
+        clock = time.monotonic()
+        restore_database(folder, manifest, db)
+        seconds["database"] = time.monotonic() - clock
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    clock = time.monotonic()
+    problems = verify_restore(db, media_root, manifest)
+    seconds["verify"] = time.monotonic() - clock
+    if problems:
+        raise BackupError("the restored system differs from the backup: " + "; ".join(problems[:20]))
+    return Result(folder, manifest, seconds)
