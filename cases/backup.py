@@ -261,15 +261,28 @@ def _sqlite_copy(source, target: Path) -> dict:
         copy.close()
 
 
-def do_backup(out: Path, db: Database | None = None, media_root: Path | None = None) -> Result:
+def link_or_copy(previous_file: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(previous_file, target)
+    except OSError:  # another file system, or links not allowed: a plain copy
+        shutil.copy2(previous_file, target)
+
+
+def do_backup(out: Path, db: Database | None = None, media_root: Path | None = None,
+              previous: Path | None = None) -> Result:
     """Back up the database, then the media folder, into the new folder `out`.
 
+    With `previous` (an earlier backup on the same file system), a media file whose path, size and
+    modification time are unchanged is hard-linked from it with its recorded sha256 instead of copied:
+    slides never change after ingest, so a nightly backup copies only what is new.
     Written into `out.partial` and renamed at the end: a folder named `out` is always complete."""
     from pdl1site import __version__
 
     db = db or Database.from_settings(connections["default"].settings_dict)
     media_root = Path(media_root or settings.MEDIA_ROOT)
     out = Path(out)
+    earlier = read_manifest(Path(previous))["media"] if previous else {}
     if out.exists():
         raise BackupError(f"{out} already exists: give a new folder for each backup")
     partial = out.with_name(out.name + ".partial")
@@ -291,11 +304,18 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
         for source in media_files(media_root):
             relative = source.relative_to(media_root).as_posix()
             try:
-                digest, size = copy_hashed(source, partial / MEDIA / relative)
+                stat = source.stat()
+                known = earlier.get(relative)
+                if (known and known["size"] == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns
+                        and (Path(previous) / MEDIA / relative).is_file()):
+                    link_or_copy(Path(previous) / MEDIA / relative, partial / MEDIA / relative)
+                    digest, size = known["sha256"], known["size"]
+                else:
+                    digest, size = copy_hashed(source, partial / MEDIA / relative)
             except FileNotFoundError:  # deleted while we walked: not part of this backup
                 vanished.append(relative)
                 continue
-            files[relative] = {"sha256": digest, "size": size}
+            files[relative] = {"sha256": digest, "size": size, "mtime_ns": stat.st_mtime_ns}
         seconds["media"] = time.monotonic() - clock
         missing = [path for path in facts["references"] if path not in files]
 

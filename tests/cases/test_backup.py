@@ -223,3 +223,27 @@ def test_sqlite_backup_restores_into_a_new_file_identically(personas, media_root
         call_command("restore", str(out), database_url=f"sqlite:///{target}", media_root=str(other_media))
     assert not other_media.exists()
     assert os.path.getsize(target) > 0
+
+
+def test_a_backup_with_previous_links_unchanged_media_and_copies_what_changed(personas, media_root, tmp_path):
+    world = live_system(personas, media_root)
+    first, second = tmp_path / "night-1", tmp_path / "night-2"
+    call_command("backup", str(first))
+    # During the day a new detection store arrives and the old one is rewritten (a rerun).
+    store = media_root / world["job"].result_file
+    xy, labels, scores = random_detections(500, 1000, 1000, seed=9)
+    write_store(store, xy, labels, scores, width=1000, height=1000, mpp=0.5)
+    write_store(media_root / "results" / "new" / "detections.store", xy, labels, scores, width=1000, height=1000,
+                mpp=0.5)
+    call_command("backup", str(second), previous=str(first))
+    manifest = json.loads((second / "manifest.json").read_text())
+    slide_file = world["slide"].file.name
+    # The slide never changed: the same inode as last night's copy, with its recorded sha256.
+    assert (second / "media" / slide_file).stat().st_ino == (first / "media" / slide_file).stat().st_ino
+    assert manifest["media"][slide_file]["sha256"] == sha((media_root / slide_file).read_bytes())
+    # The rewritten and the new file were copied, and their sha256 are of the new bytes.
+    for relative in (world["job"].result_file, "results/new/detections.store"):
+        copy = second / "media" / relative
+        assert not (first / "media" / relative).exists() or copy.stat().st_ino != (first / "media" / relative).stat().st_ino
+        assert manifest["media"][relative]["sha256"] == sha((media_root / relative).read_bytes()) == sha(copy.read_bytes())
+    assert sha((first / "media" / world["job"].result_file).read_bytes()) != manifest["media"][world["job"].result_file]["sha256"]

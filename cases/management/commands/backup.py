@@ -13,10 +13,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("out", help="New folder for this backup (must not exist)")
+        parser.add_argument("--previous", help="An earlier backup on the same file system: unchanged media files "
+                                               "are hard-linked from it instead of copied")
 
-    def handle(self, *args, out, **options):
+    def handle(self, *args, out, previous, **options):
         try:
-            result = do_backup(out)
+            result = do_backup(out, previous=previous)
         except BackupError as exc:
             raise CommandError(str(exc)) from None
         manifest = result.manifest
