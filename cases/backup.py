@@ -288,7 +288,8 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # what an interrupted backup left
-    partial.mkdir(parents=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.mkdir(mode=0o700)  # patient data: readable by the backup's owner only
     seconds = {}
     try:
         started = datetime.datetime.now(datetime.timezone.utc)

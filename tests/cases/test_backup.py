@@ -247,3 +247,27 @@ def test_a_backup_with_previous_links_unchanged_media_and_copies_what_changed(pe
         assert not (first / "media" / relative).exists() or copy.stat().st_ino != (first / "media" / relative).stat().st_ino
         assert manifest["media"][relative]["sha256"] == sha((media_root / relative).read_bytes()) == sha(copy.read_bytes())
     assert sha((first / "media" / world["job"].result_file).read_bytes()) != manifest["media"][world["job"].result_file]["sha256"]
+
+
+def test_a_restore_that_fails_midway_removes_the_media_it_wrote(personas, media_root, tmp_path, monkeypatch):
+    from cases import backup
+
+    live_system(personas, media_root)
+    out = tmp_path / "backup-1"
+    call_command("backup", str(out))
+    if POSTGRES:
+        source = Database.from_settings(connection.settings_dict)
+        target = Database(**{**source.__dict__, "name": "never_reached"})
+        monkeypatch.setattr(backup, "is_empty_database", lambda db: True)  # no such database is needed
+    else:
+        target = Database(engine="sqlite", name=str(tmp_path / "restored.sqlite3"))
+
+    def broken(*args):
+        raise backup.BackupError("disk full")
+
+    monkeypatch.setattr(backup, "restore_database", broken)
+    restored_media = tmp_path / "restored-media"
+    with pytest.raises(backup.BackupError, match="disk full"):
+        backup.do_restore(out, target, restored_media)
+    assert not [p for p in restored_media.rglob("*") if p.is_file()]
+    assert not (tmp_path / "restored.sqlite3").exists()
