@@ -11,6 +11,7 @@ import decimal
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -271,3 +272,59 @@ def test_a_restore_that_fails_midway_removes_the_media_it_wrote(personas, media_
         backup.do_restore(out, target, restored_media)
     assert not [p for p in restored_media.rglob("*") if p.is_file()]
     assert not (tmp_path / "restored.sqlite3").exists()
+
+
+def test_postgresql_backup_while_annotators_save_is_one_consistent_snapshot(personas, media_root, tmp_path, pg_target):
+    """Saves go on during the backup: the restored session's version equals its number of saved
+    versions (one snapshot for every table), and the manifest's counts are those of that snapshot."""
+    import threading
+
+    from django.db import connections
+
+    world = live_system(personas, media_root)
+    session, annotator = world["session"], personas["annotator"]
+    stop, saved = threading.Event(), []
+
+    def autosave():
+        try:
+            from annotations.models import AnnotationSession
+
+            current = AnnotationSession.objects.get(pk=session.pk)
+            while not stop.is_set():
+                current = annotation_services.do_save_points(
+                    current, annotator, current.version, [{"x": 120 + len(saved), "y": 130, "label": "positive"}])
+                saved.append(current.version)
+        finally:
+            connections.close_all()
+
+    def wait_for(condition, seconds=30):
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            stop.wait(0.01)
+
+    writer = threading.Thread(target=autosave)
+    writer.start()
+    try:
+        wait_for(lambda: len(saved) >= 3)
+        before = len(saved)
+        out = tmp_path / "backup-live"
+        call_command("backup", str(out))
+        during = len(saved) - before
+        wait_for(lambda: len(saved) >= before + during + 3)  # and some saves after the backup
+    finally:
+        stop.set()
+        writer.join(30)
+    assert during > 0  # saves went on while the backup ran
+    manifest = json.loads((out / "manifest.json").read_text())
+    in_backup = manifest["row_counts"]["annotations_annotationrevision"]
+    assert in_backup < AnnotationRevision.objects.count()  # the writer went on after the snapshot
+
+    restored_media = tmp_path / "restored-media"
+    call_command("restore", str(out), database_url=target_url(pg_target), media_root=str(restored_media))
+    with pg_target.connect() as restored:
+        version = restored.execute("SELECT version FROM annotations_annotationsession WHERE id = %s",
+                                   [session.pk]).fetchone()[0]
+        revisions = restored.execute("SELECT count(*), max(version) FROM annotations_annotationrevision "
+                                     "WHERE session_id = %s", [session.pk]).fetchone()
+        total = restored.execute("SELECT count(*) FROM annotations_annotationrevision").fetchone()[0]
+    assert version >= 2 and revisions == (version, version) and total == in_backup
