@@ -48,6 +48,7 @@ MEDIA_REFERENCES = (
     ("analysis.ModelVersion", "file"),
 )
 CHUNK = 1 << 20
+REQUIRED = {"engine", "database", "media", "row_counts", "migrations", "platform_version", "snapshot_at"}
 
 
 class BackupError(Exception):
@@ -348,9 +349,15 @@ def read_manifest(folder: Path) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise BackupError(f"{folder} is not a backup: no {MANIFEST}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise BackupError(f"{folder}: backup format {manifest.get('format')!r}, this platform reads {FORMAT}")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError:
+        raise BackupError(f"{path} is not valid JSON: the backup is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{folder}: not a backup of format {FORMAT}")
+    missing = sorted(REQUIRED - manifest.keys())
+    if missing:
+        raise BackupError(f"{path} lacks {', '.join(missing)}: the backup is damaged or incomplete")
     return manifest
 
 

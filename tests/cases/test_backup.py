@@ -328,3 +328,12 @@ def test_postgresql_backup_while_annotators_save_is_one_consistent_snapshot(pers
                                      "WHERE session_id = %s", [session.pk]).fetchone()
         total = restored.execute("SELECT count(*) FROM annotations_annotationrevision").fetchone()[0]
     assert version >= 2 and revisions == (version, version) and total == in_backup
+
+
+@pytest.mark.parametrize("content", ["{", '{"format": 1}', "[]"])
+def test_restore_refuses_a_damaged_manifest(tmp_path, content):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "manifest.json").write_text(content)
+    with pytest.raises(CommandError, match="damaged|not a backup"):
+        call_command("restore", str(tmp_path / "backup"), media_root=str(tmp_path / "restored-media"))
+    assert not (tmp_path / "restored-media").exists()
