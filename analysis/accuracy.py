@@ -39,7 +39,8 @@ def measured_table(path: Path | None = None) -> dict:
 
 
 def detector_error(key: str | None) -> DetectorError:
-    """`key`: "classic", or a model's sha256 (what a job records of the weights that ran)."""
+    """`key`: "classic:<compartment>:<adaptive|constant>", or a model's sha256 (what a job records
+    of the weights that ran)."""
     entry = measured_table().get("detectors", {}).get(key or "")
     if entry is None:
         return DetectorError(UNMEASURED_ERROR_PP, False,

@@ -85,6 +85,7 @@ class ClassicDetector:
         vectors = params.vectors
         out["stain_vectors"] = {name: None if getattr(vectors, name) is None else [float(v) for v in getattr(vectors, name)]
                                 for name in ("haematoxylin", "dab", "residual")}
+        out["dab_threshold"] = params.cut  # the compartment's default resolved: "adaptive" or the OD cut
         out["effective_dab_threshold"] = params.effective_dab_threshold
         return out
 
@@ -103,7 +104,7 @@ class ClassicDetector:
         """Whether the positivity cut comes from the cells themselves (per image, or per slide at merge)."""
         from .classic import ADAPTIVE
 
-        return self._params().dab_threshold == ADAPTIVE
+        return self._params().cut == ADAPTIVE
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Default detector of clinical jobs, in order: the clinical model activated for (indication,
 marker), then the one activated for (any indication, marker), else the classic pipeline with its
-adaptive cut, the best measured on unseen labs (bench/RESULTS-accuracy.md).  The shipped starter
+adaptive cut for nuclear markers, the best measured on unseen labs (bench/RESULTS-accuracy.md).  The shipped starter
 in analysis/starter/ is registered as a clinical ModelVersion at migrate time and can be chosen.  Research models and checkpoint paths run only from the research CLI.
 """
 
@@ -159,7 +159,7 @@ def clinical_models():
 
 
 def default_detector_name(indication: str | None = None, marker: str = Marker.PDL1) -> str:
-    """Active clinical model, else "classic" (its adaptive positivity cut).
+    """Active clinical model, else "classic".
 
     Not the shipped starter: on real Ki-67 tissue from labs neither had seen, classic with its
     adaptive cut was better on every held-out source, in detection F1 (0.67 / 0.65 / 0.89

@@ -535,8 +535,10 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
 def detector_key(job) -> str:
     """What the job ran, as analysis.accuracy keys it: "classic" or the sha256 of the weights."""
     provenance = job.provenance or {}
-    if provenance.get("kind") == "classic":
-        return "classic"
+    if provenance.get("kind") == "classic":  # measured per compartment and kind of cut
+        params = provenance.get("parameters") or {}
+        cut = "adaptive" if params.get("dab_threshold") == "adaptive" else "constant"
+        return f"classic:{params.get('compartment', 'membrane')}:{cut}"
     if job.model_version_id:
         return job.model_version.sha256
     return provenance.get("sha256", "")

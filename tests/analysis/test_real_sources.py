@@ -114,8 +114,15 @@ def test_classic_records_the_cut_it_applied():
     from skimage.data import immunohistochemistry
 
     rgb = immunohistochemistry()[:256, :256]
-    fixed = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus", dab_threshold=None))
-    adaptive = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus", dab_threshold=ADAPTIVE))
+    fixed = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus", dab_threshold=0.15))
+    adaptive = detect_classic(rgb, 0.5, ClassicParams(compartment="nucleus"))  # nuclear default: adaptive
     assert fixed.dab_threshold == DEFAULT_DAB_THRESHOLD["nucleus"]
     assert adaptive.dab_threshold >= fixed.dab_threshold
     assert np.array_equal(adaptive.labels == 1, adaptive.dab_nucleus > adaptive.dab_threshold)
+
+
+def test_default_cut_is_adaptive_for_nuclear_markers_and_constant_for_membrane():
+    # PD-L1 counts membrane staining of any intensity: no cut between weak and strong positives.
+    assert ClassicParams(compartment="nucleus").cut == ADAPTIVE
+    assert ClassicParams(compartment="membrane").cut == DEFAULT_DAB_THRESHOLD["membrane"]
+    assert ClassicParams(compartment="membrane", dab_threshold=ADAPTIVE).cut == ADAPTIVE

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def measured(tmp_path, monkeypatch):
     """A measured-error table in which classic is off by 2 points on unseen labs."""
     path = tmp_path / "measured_error.json"
-    path.write_text(json.dumps({"detectors": {"classic": {"positive_pct_error_pp": 2.0,
+    path.write_text(json.dumps({"detectors": {"classic:membrane:constant": {"positive_pct_error_pp": 2.0,
                                                           "basis": "test table: classic 2 points"}}}))
     monkeypatch.setattr(accuracy, "MEASURED_ERROR_FILE", path)
     return path

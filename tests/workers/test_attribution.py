@@ -50,10 +50,12 @@ def api_for(user):
 
 # --- item 2: what ran ----------------------------------------------------------------------------
 
-def test_default_detector_job_records_classic_with_its_adaptive_cut(personas, starter):
+def test_default_detector_job_records_classic_with_its_cut(personas, starter):
     job = started(SlideFactory(case=personas["case"]))
     assert job.detector == "classic" and job.model_version is None
-    assert job.provenance["kind"] == "classic" and job.provenance["parameters"]["dab_threshold"] == "adaptive"
+    assert job.provenance["kind"] == "classic" and job.provenance["parameters"]["dab_threshold"] == 0.1  # PD-L1
+    nuclear = started(SlideFactory(case=personas["case"]), parameters={"compartment": "nucleus"})
+    assert nuclear.provenance["parameters"]["dab_threshold"] == "adaptive"
     assert job.software_version == pdl1site.__version__
 
 
@@ -109,7 +111,7 @@ def test_report_of_a_classic_job_says_classic_with_its_parameters(personas):
 
 def test_report_of_an_adaptive_classic_job_states_the_slide_cut(personas):
     result = job_with_result(personas["case"], n=2000, seed=3)
-    job = _done_copy(started(result.slide, detector="classic"), result)
+    job = _done_copy(started(result.slide, detector="classic", parameters={"compartment": "nucleus"}), result)
     job.summary = {**job.summary, "dab_threshold": 0.3125}  # what merge records for an adaptive cut
     job.save(update_fields=["summary"])
     text = fhir_bundle(do_create_draft(personas["case"], job, personas["pathologist"]))["entry"][1]["resource"]["method"]["text"]

@@ -42,10 +42,11 @@ def whole_image_rgb(path) -> np.ndarray:
     return np.asarray(Image.alpha_composite(white, region).convert("RGB"))
 
 
-@pytest.mark.parametrize("overlap_px", [32, 64])
+@pytest.mark.parametrize("overlap_px, compartment", [(32, "membrane"), (64, "membrane"), (64, "nucleus")])
 def test_merged_tile_detections_match_whole_image_detection(synthetic_slide, synthetic_slide_file, media_root,
-                                                            overlap_px):
-    params = {"tile_px": 256, "overlap_px": overlap_px, "batch_size": 8, "working_mpp": MPP}
+                                                            overlap_px, compartment):
+    params = {"tile_px": 256, "overlap_px": overlap_px, "batch_size": 8, "working_mpp": MPP,
+              "compartment": compartment}
     with queue.collecting() as pending:
         job = do_start_job(synthetic_slide, detector="classic", parameters=params)
         run_all(pending)
@@ -55,7 +56,7 @@ def test_merged_tile_detections_match_whole_image_detection(synthetic_slide, syn
 
     with open_store(media_root / job.result_file) as store:
         tiled = store.all()
-    whole = ClassicDetector().detect(whole_image_rgb(synthetic_slide_file.path), MPP)
+    whole = ClassicDetector(compartment=compartment).detect(whole_image_rgb(synthetic_slide_file.path), MPP)
     assert len(whole) > 300 and len(tiled) > 300
 
     match = match_points(tiled.xy, whole.xy, RADIUS_UM / MPP)
@@ -69,7 +70,10 @@ def test_merged_tile_detections_match_whole_image_detection(synthetic_slide, syn
     assert matched_tiled >= 0.99, detail
     assert same_class >= 0.99, detail
     assert match.distances.max() <= RADIUS_UM / MPP
-    # The positivity cut is the slide's own, read at merge from every cell, not one per tile:
-    # the same cut as the whole image's cells give.
-    cut = adaptive_dab_threshold(whole.marker, "membrane")
-    assert job.summary["dab_threshold"] == pytest.approx(cut, abs=0.01)
+    if compartment == "nucleus":
+        # The adaptive cut is the slide's own, read at merge from every cell, not one per tile:
+        # the same cut as the whole image's cells give.
+        cut = adaptive_dab_threshold(whole.marker, "nucleus")
+        assert job.summary["dab_threshold"] == pytest.approx(cut, abs=0.01)
+    else:  # membrane (PD-L1): the constant cut, nothing read from the slide
+        assert "dab_threshold" not in job.summary
