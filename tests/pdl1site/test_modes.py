@@ -90,8 +90,34 @@ def test_embedded_mode_end_to_end(tmp_path):
     assert run("migrate", "-v0").returncode == 0
     demo = run("load_demo")
     assert demo.returncode == 0, demo.stderr
-    assert json.loads(demo.stdout)["case"] == "DEMO-2026-0001"
+    loaded = json.loads(demo.stdout)
+    assert loaded["case"] == "DEMO-2026-0001"
     assert (tmp_path / "db.sqlite3").exists()
+    # The first demo slide is the real PD-L1 IHC one, analysed at load: its detections are there
+    # before the worker starts, both classes, and the slide passed its check before scoring.
+    facts = (
+        "import django, json; django.setup(); from cases.models import Case;"
+        "case = Case.objects.get(accession='DEMO-2026-0001'); slides = list(case.slides.order_by('pk'));"
+        "jobs = [list(s.analysis_jobs.values('status', 'summary', 'detector')) for s in slides];"
+        "print(json.dumps({'slides': [[s.original_name, s.marker, s.mpp_x, s.qc.get('passed')] for s in slides],"
+        " 'jobs': jobs}))"
+    )
+    first = subprocess.run([sys.executable, "-c", facts], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    state = json.loads(first.stdout)
+    (pdl1_name, marker, mpp, qc_passed), (he_name, he_marker, *_) = state["slides"]
+    assert (pdl1_name, marker, mpp, qc_passed) == ("PDL1-SP142-GPEC-demo.tif", "PD-L1", 0.65, True)
+    assert he_marker == "H&E" and "not IHC" in he_name and "format demonstration only" in he_name
+    (job,), he_jobs = state["jobs"]
+    assert he_jobs == [] and job["status"] == "done" and job["detector"] == "classic"
+    assert job["summary"]["counts"]["positive"] > 0 and job["summary"]["counts"]["negative"] > 0
+    assert loaded["slide"] == loaded["analysis"]["job"] == 1 and loaded["analysis"]["status"] == "done"
+    # A second `make run` loads nothing twice and does not analyse again.
+    again = run("load_demo")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["slide_created"] is False
+    second = subprocess.run([sys.executable, "-c", facts], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert json.loads(second.stdout) == state
     script = (
         "import django; django.setup();"
         "from django_q.tasks import async_task; from django_q.brokers import get_broker;"
