@@ -80,8 +80,6 @@ SPLITS = ("train", "val", "test")
 DATASET_FORMAT = "pdl1-point-dataset"
 DATASET_VERSION = 1
 SOURCE_KINDS = ("synthetic", "folder", "deepliif", "db", "shidc", "bcdata")
-# The real sources a leave-one-source-out evaluation rotates through.
-REAL_SOURCES = ("deepliif", "shidc", "bcdata")
 REPO = Path(__file__).resolve().parent.parent
 DEEPLIIF_DIR = REPO.parent / "shared" / "data" / "ihc" / "deepliif_train"
 DEEPLIIF_MPP = 0.25

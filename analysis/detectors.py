@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .choices import CLASSIC_DETECTOR
+from .hashing import sha256_file  # not via the registry: this module runs without Django too
 from .labels import NEGATIVE, POSITIVE
 
 TILE = 512  # px at the working resolution: bounded memory whatever the field size
@@ -134,7 +135,7 @@ class ModelDetector:
 
         path = Path(path)
         model, config, extra = load_checkpoint(path)
-        digest = _file_sha256(path)
+        digest = sha256_file(path)
         return cls(model, config, name=name or path.stem, version=digest[:12], sha256=digest, extra=extra, **kwargs)
 
     def detect(self, rgb, mpp) -> Detections:
@@ -216,12 +217,6 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _file_sha256(path: Path) -> str:
-    from .hashing import sha256_file  # not via the registry: this module runs without Django too
-
-    return sha256_file(path)
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,7 +9,6 @@ in analysis/starter/ is registered as a clinical ModelVersion at migrate time an
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from django.db import transaction
 from analysis.choices import Marker
 
 from .choices import CLASSIC_DETECTOR, ModelOrigin, ModelStatus
+from .hashing import sha256_file  # noqa: F401  also the registry's: jobs and tests identify weights with it
 from .models import ANY_INDICATION, ActiveModel, ModelVersion
 
 log = logging.getLogger(__name__)
@@ -36,14 +36,6 @@ class UnknownDetector(LookupError):
 
 class RegistryError(ValueError):
     """A checkpoint cannot be registered as asked."""
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint_config(path) -> dict:

@@ -194,6 +194,16 @@ def cutoffs_crossed(interval: Interval | None, cutoffs) -> list[float]:
     return [b for b in sorted(set(bounds)) if b > 0 and interval.low < b <= interval.high]
 
 
+def uncertainty(interval: Interval | None, cutoffs) -> dict:
+    """What a result states about its interval: the interval, whether it is near one of `cutoffs`
+    (the category could differ on a recount), which ones, and the warning to show."""
+    crossed = cutoffs_crossed(interval, cutoffs)
+    return {"interval": interval.to_dict() if interval else None, "near_cutoff": bool(crossed),
+            "cutoffs_crossed": crossed,
+            "uncertainty": (f"{NEAR_CUTOFF} (95 % interval {interval.low:.1f}-{interval.high:.1f} % crosses "
+                            f"{', '.join(f'{c:g} %' for c in crossed)})" if crossed else "")}
+
+
 def interval_text(part: dict) -> str:
     """The uncertainty sentence of a summarised score (PDF, FHIR): its 95 % interval, and first the
     near-cut-off warning when there is one."""
@@ -218,14 +228,8 @@ def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict |
     cps_part = _interpreted(cps(positive, positive_immune, viable), cps_table, fit["adequate"])
     if positive_immune is None:
         cps_part["status"] = CPS_UNAVAILABLE
-    # Near a cut-off: the interval crosses one of the table's cut-offs (or 22C3's 1 % and 50 %
-    # when no table is configured), so the category could differ on a recount.
-    crossed = cutoffs_crossed(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS)
-    tps_part["interval"] = tps_interval.to_dict() if tps_interval else None
-    tps_part["near_cutoff"] = bool(crossed)
-    tps_part["cutoffs_crossed"] = crossed
-    tps_part["uncertainty"] = (f"{NEAR_CUTOFF} (95 % interval {tps_interval.low:.1f}-{tps_interval.high:.1f} % "
-                               f"crosses {', '.join(f'{c:g} %' for c in crossed)})" if crossed else "")
+    # Near a cut-off: against the table's cut-offs, or 22C3's 1 % and 50 % when none is configured.
+    tps_part.update(uncertainty(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS))
     research = not (tps_part["approved"] or cps_part["approved"])
     return {
         "counts": {"positive": positive, "negative": negative, "other": int(counts.get("other", 0))},

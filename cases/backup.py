@@ -33,6 +33,8 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
+from analysis.hashing import sha256_file
+
 MANIFEST = "manifest.json"
 PG_DUMP = "database.pgdump"
 SQLITE_DUMP = "database.sqlite3"
@@ -99,14 +101,6 @@ class Result:
     folder: Path
     manifest: dict
     seconds: dict = field(default_factory=dict)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def copy_hashed(source: Path, target: Path) -> tuple[str, int]:

@@ -33,13 +33,12 @@ from analysis.accuracy import detector_error
 from analysis.scoring import (
     CUTOFFS_22C3_NSCLC_TPS,
     INTERVAL_BLOCK_UM,
-    NEAR_CUTOFF,
     block_counts,
-    cutoffs_crossed,
     positive_pct_interval,
     tps,
     tps_category,
     tps_cutoffs,
+    uncertainty,
 )
 from cases import access
 from cases.choices import Role
@@ -525,15 +524,15 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     assay = job.slide.case.assay_clone if job.slide.case_id else None
     scores = scores_from_counts(corrected_counts(store, state, regions), assay)
     interval, error = tps_interval(job, store, state, regions)
-    near = cutoffs_crossed(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
-    scores.update(tps_interval=interval.to_dict() if interval else None, detector_error=error.basis,
-                  near_cutoff=bool(near), uncertainty=f"{NEAR_CUTOFF} (95 % interval {interval.low:.1f}-"
-                  f"{interval.high:.1f} % crosses {', '.join(f'{c:g} %' for c in near)})" if near else "")
+    stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
+    scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
+                  uncertainty=stated["uncertainty"])
     return scores
 
 
 def detector_key(job) -> str:
-    """What the job ran, as analysis.accuracy keys it: "classic" or the sha256 of the weights."""
+    """What the job ran, as analysis.accuracy keys it: "classic:<compartment>:<adaptive|constant>" or
+    the sha256 of the weights."""
     provenance = job.provenance or {}
     if provenance.get("kind") == "classic":  # measured per compartment and kind of cut
         params = provenance.get("parameters") or {}
@@ -686,13 +685,7 @@ def do_add_correction(job, user, data: dict) -> dict:
 
     if not isinstance(data, dict):
         raise ViewerInputError("expected a JSON object")
-    base = data.get("base_version")
-    if isinstance(base, bool) or base is None:
-        raise ViewerInputError("base_version is required: the version of the corrections you loaded")
-    try:
-        base = int(base)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as infinity
-        raise ViewerInputError("base_version must be an integer") from None
+    base = _base_version(data)
     store = job_store(job)
     CorrectionSet.objects.get_or_create(job=job)
     with transaction.atomic():
