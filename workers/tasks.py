@@ -192,7 +192,8 @@ def train_model(dataset_folder: str, name: str, steps: int, backbone: str, mpp: 
     from pathlib import Path
 
     from analysis import registry
-    from analysis.training import TrainConfig, train
+    from analysis.training import train
+    from analysis.training_config import TrainConfig
 
     out = Path(settings.MEDIA_ROOT) / "models" / name
     result = train(TrainConfig(out_dir=str(out), sources=(f"folder:{dataset_folder}",), name=name, steps=steps,

@@ -74,7 +74,7 @@ def test_detection_on_a_lymphocyte_is_ignored_not_a_false_tumour_cell():
 def test_lymphocytes_are_background_in_the_training_loss():
     import torch
 
-    from analysis.training import far_background_term
+    from analysis.training_batches import far_background_term
 
     logits = torch.zeros(1, 3, 32, 32)
     logits[0, 1] = 5.0  # the network says "positive" everywhere
@@ -90,7 +90,8 @@ def test_lymphocytes_are_background_in_the_training_loss():
 def test_make_batch_marks_lymphocytes_apart_from_clicks():
     from types import SimpleNamespace
 
-    from analysis.training import TrainConfig, make_batch
+    from analysis.training_batches import make_batch
+    from analysis.training_config import TrainConfig
 
     rgb = np.full((64, 64, 3), 128, np.uint8)
     sample = SimpleNamespace(rgb=rgb, xy=np.array([[10.0, 10.0]]), labels=np.array([1]),

@@ -10,7 +10,8 @@ from skimage import io
 
 from analysis import datasets
 from analysis.models import ActiveModel, ModelVersion
-from analysis.training import TrainConfig, TrainingError, train
+from analysis.training import train
+from analysis.training_config import TrainConfig, TrainingError
 
 TINY = dict(sources=("synthetic",), backbone="resnet18", steps=4, batch_size=2, crop=64, synthetic_train=3,
             synthetic_val=1, synthetic_size=96, checkpoint_every=2, warmup_steps=2, progress=False)
@@ -79,7 +80,7 @@ def test_bad_config(tmp_path, change, message):
 def test_source_weights_set_each_sources_share_of_a_batch():
     from types import SimpleNamespace
 
-    from analysis.training import make_batch
+    from analysis.training_batches import make_batch
 
     def field(value):
         rgb = np.full((64, 64, 3), value, np.uint8)
@@ -101,7 +102,7 @@ def test_source_weights_set_each_sources_share_of_a_batch():
 def test_resnet101_configuration_builds():
     # One training step of FCN-ResNet101 takes ~30 s on this CPU; it is trained on a GPU.
     from analysis.nets import build_detector_from_config
-    from analysis.training import validate_config
+    from analysis.training_config import validate_config
 
     config = TrainConfig(out_dir="unused", backbone="resnet101", crop=64)
     validate_config(config)
@@ -230,7 +231,7 @@ def test_deepliif_fields_if_available():
 
 
 def test_far_background_term_pushes_only_pixels_far_from_clicks():
-    from analysis.training import far_background_term
+    from analysis.training_batches import far_background_term
 
     logits = torch.zeros(1, 3, 32, 32, requires_grad=True)
     points = torch.zeros(1, 32, 32, dtype=torch.long)
@@ -242,10 +243,10 @@ def test_far_background_term_pushes_only_pixels_far_from_clicks():
 
 
 def test_init_from_reads_model_and_training_checkpoints(tiny_run, tmp_path):
-    from analysis.training import _weights_from
+    from analysis.training_checkpoint import weights_from
 
-    model_weights = _weights_from(tiny_run.model_path)
-    state_weights = _weights_from(tiny_run.checkpoint_path)
+    model_weights = weights_from(tiny_run.model_path)
+    state_weights = weights_from(tiny_run.checkpoint_path)
     assert model_weights.keys() == state_weights.keys()
     with pytest.raises(TrainingError, match="init_from checkpoint .* not found"):
         train(TrainConfig(out_dir=str(tmp_path), init_from=str(tmp_path / "absent.pt"), **TINY))

@@ -1,4 +1,4 @@
-"""Train the point detector: thin wrapper over analysis.training.train."""
+"""Train the point detector: thin wrapper over analysis.training.train (configured by analysis.training_config)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,7 +6,8 @@ from analysis import datasets, registry
 from analysis.choices import Indication, Marker, ModelStatus
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
-from analysis.training import TrainConfig, TrainingError, train
+from analysis.training import train
+from analysis.training_config import TrainConfig, TrainingError
 
 # The default point-term weight, read from TrainConfig so the flag and the API stay in step.
 POINT_WEIGHT = TrainConfig.__dataclass_fields__["loss_weights"].default_factory().point

@@ -1,0 +1,154 @@
+"""Held-out validation of a training run and its model card (JSON and Markdown)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import numpy as np
+
+from . import datasets
+from .nets import DetectorConfig
+
+CARD_MD, CARD_JSON = "MODEL_CARD.md", "model_card.json"
+CLASS_KEYS = {1: "positive", 2: "negative"}
+
+
+def evaluate_samples(model, det: DetectorConfig, samples, device, nms_radius_um=3.0, match_radius_um=4.0) -> dict:
+    """Metrics per source and over all: pooled per-class counts, positive-percentage error per field."""
+    from .matching import ClassMetrics, evaluate
+    from .postprocess import predict
+
+    groups: dict[str, list] = {}
+    for s in samples:
+        groups.setdefault(s.source, []).append(s)
+    out = {}
+    for source, group in groups.items():
+        counts = {c: [0, 0, 0] for c in (0, *CLASS_KEYS)}  # class 0 = class-agnostic detection
+        pct_errors = []
+        for s in group:
+            pred = predict(model, s.rgb[None], det, device=device, nms_radius_um=nms_radius_um)[0]
+            ev = evaluate(pred.xy, pred.labels, s.xy, s.labels, det.mpp, radius_um=match_radius_um,
+                          ignore_xy=s.ignore_xy)
+            for c, m in [(0, ev.detection)] + [(c, ev.per_class[c]) for c in CLASS_KEYS]:
+                counts[c][0] += m.tp
+                counts[c][1] += m.n_pred
+                counts[c][2] += m.n_truth
+            if not math.isnan(ev.positive_pct_abs_error):
+                pct_errors.append(ev.positive_pct_abs_error)
+        pooled = {c: ClassMetrics.from_counts(*counts[c]).to_dict() for c in counts}
+        out[source] = {
+            "fields": len(group),
+            "synthetic": any(s.synthetic for s in group),
+            "detection": pooled[0],
+            "per_class": {CLASS_KEYS[c]: pooled[c] for c in CLASS_KEYS},
+            "positive_pct_abs_error_mean": float(np.mean(pct_errors)) if pct_errors else None,
+            "positive_pct_abs_error_max": float(np.max(pct_errors)) if pct_errors else None,
+        }
+    return out
+
+
+def metrics_line(metrics: dict) -> str:
+    parts = []
+    for source, m in metrics.items():
+        f1 = "/".join(f"{m['per_class'][k]['f1']:.3f}" for k in ("positive", "negative"))
+        parts.append(f"{source} F1 pos/neg {f1} pct err {m['positive_pct_abs_error_mean']}")
+    return "; ".join(parts)
+
+
+def model_card(config, det, samples, metrics, steps_done, finished, device, seconds, history) -> dict:
+    import torch
+
+    sources = datasets.describe(samples)
+    return {
+        "name": config.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch_version": torch.__version__,
+        "architecture": {"arch": det.arch, "backbone": det.backbone, "num_classes": det.num_classes,
+                         "class_names": list(det.class_names)},
+        "working_mpp": det.mpp,
+        "normalisation": {"mean": list(det.mean), "std": list(det.std), "input": "RGB scaled to [0, 1]"},
+        "training": {"steps": steps_done, "initialised_from": config.init_from,
+                     "source_weights": dict(zip(config.sources, config.source_weights or [1.0] * len(config.sources))),
+                     "far_background": {"radius_um": config.background_radius_um, "weight": config.background_weight},
+                     "point_radius_um": config.point_radius_um, "warmup_steps": config.warmup_steps,
+                     "loss_weights": asdict(config.loss_weights),
+                     "planned_steps": config.steps, "finished": finished,
+                     "batch_size": config.batch_size, "crop": config.crop, "lr": config.lr,
+                     "weight_decay": config.weight_decay, "seed": config.seed, "device": str(device),
+                     "seconds": round(seconds, 1), "loss_history": history[-50:],
+                     "augmentation": "random crop, flips, 90-degree rotations, HED stain jitter "
+                                     f"(sigma {config.stain_sigma}, bias {config.stain_bias})"
+                                     + (f", scale jitter ±{config.scale_jitter:g}" if config.scale_jitter else "")},
+        "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources)},
+        "evaluation": {"nms_radius_um": config.nms_radius_um, "match_radius_um": config.match_radius_um,
+                       "note": "held-out (val split) fields only"},
+        "metrics": metrics,
+    }
+
+
+def card_markdown(card: dict) -> str:
+    arch = card["architecture"]
+    t = card["training"]
+    lines = [
+        f"# Model card: {card['name'] or 'unnamed detector'}",
+        "",
+        f"- Created: {card['created']} (torch {card['torch_version']}, trained on {t['device']})",
+        f"- Architecture: {arch['arch']} / {arch['backbone']}, classes {', '.join(arch['class_names'])}",
+        f"- Working resolution: {card['working_mpp']} µm/px (resample inputs to this before inference)",
+        f"- Normalisation: mean {card['normalisation']['mean']}, std {card['normalisation']['std']} on RGB in [0, 1]",
+        f"- Training: {t['steps']} steps" + ("" if t["finished"] else f" of {t['planned_steps']} planned (stopped early)")
+        + f", batch {t['batch_size']}, crop {t['crop']} px, AdamW lr {t['lr']}, seed {t['seed']}, {t['seconds']} s",
+        f"- Augmentation: {t['augmentation']}",
+        f"- Loss: LCFCN point-supervised loss (analysis.loss)"
+        + (f", point term over a {t['point_radius_um']} µm disc around each click" if t.get("point_radius_um") else "")
+        + (f" + background beyond {t['far_background']['radius_um']} µm of every click "
+           f"(weight {t['far_background']['weight']})" if t.get("far_background", {}).get("weight") else ""),
+    ]
+    if t.get("loss_weights"):
+        lw = t["loss_weights"]
+        lines.append("- Loss weights: " + ", ".join(f"{k} {v:g}" for k, v in lw.items()))
+    if len(set((t.get("source_weights") or {}).values())) > 1:
+        lines.append("- Source shares in each batch: " + ", ".join(f"{k} {v:g}" for k, v in t["source_weights"].items()))
+    if t.get("initialised_from"):
+        lines.append(f"- Initialised from: {t['initialised_from']} (fine-tuned)")
+    lines += [
+        "",
+        "## Training data",
+        "",
+    ]
+    if card["training_data"]["synthetic"]:
+        lines += ["**Includes SYNTHETIC images** (analysis.synthetic): not tissue; metrics on them do not "
+                  "predict performance on real slides.", ""]
+    lines += ["| source | SYNTHETIC | fields (train/val/test) | points train (pos/neg) | licence |",
+              "|---|---|---|---|---|"]
+    for s in card["training_data"]["sources"]:
+        fields_ = "/".join(str(s["fields"].get(k, 0)) for k in datasets.SPLITS)
+        pts = s["points"].get("train", {"positive": 0, "negative": 0})
+        lines.append(f"| {s['source']} | {'SYNTHETIC' if s['synthetic'] else 'real'} | {fields_} | "
+                     f"{pts['positive']}/{pts['negative']} | {s['licence']} |")
+    lines += ["", "## Metrics (held-out fields)", "",
+              f"Matching radius {card['evaluation']['match_radius_um']} µm, NMS radius "
+              f"{card['evaluation']['nms_radius_um']} µm. Per-class counts pooled over fields; "
+              "positive-percentage error in percentage points, per field.", ""]
+    if not card["metrics"]:
+        lines.append("No held-out fields: nothing measured.")
+    else:
+        lines += ["| source | fields | detection F1 | positive F1 (P/R) | negative F1 (P/R) | pos. % error mean (max) |",
+                  "|---|---|---|---|---|---|"]
+        for source, m in card["metrics"].items():
+            label = source + (" (SYNTHETIC)" if m["synthetic"] else "")
+
+            def cls(k, m=m):
+                c = m["per_class"][k]
+                return f"{_fmt(c['f1'])} ({_fmt(c['precision'])}/{_fmt(c['recall'])})"
+
+            lines.append(f"| {label} | {m['fields']} | {_fmt(m['detection']['f1'])} | {cls('positive')} | "
+                         f"{cls('negative')} | {_fmt(m['positive_pct_abs_error_mean'], 2)} "
+                         f"({_fmt(m['positive_pct_abs_error_max'], 2)}) |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value, digits=3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
