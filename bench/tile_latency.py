@@ -11,7 +11,7 @@ cookie), starts daphne on a free 127.0.0.1 port and fires asyncio HTTP/1.1 keep-
 Phases: the rendered-tile cache off (every request reads, decodes and JPEG-encodes a tile) and
 on (the viewer's default 32 MB LRU of encoded tiles), 50 clients each, plus 1 client for the
 unloaded latency. Then the overlay: /api/viewer/jobs/<id>/points/ for a ~10k-point viewport of
-the 1M-point store, timed in process (services.viewport) and end to end over HTTP.
+the 1M-point store, timed in process (overlay.viewport) and end to end over HTTP.
 """
 
 from __future__ import annotations
@@ -231,18 +231,18 @@ def stop(proc) -> None:
 
 def overlay_in_process(job_id) -> dict:
     from analysis.models import AnalysisJob
-    from viewer import services
+    from viewer import human_layer, overlay, stores
 
     job = AnalysisJob.objects.get(pk=job_id)
-    store = services.job_store(job)
-    state = services.correction_state(job)
+    store = stores.job_store(job)
+    state = human_layer.correction_state(job)
     side = 8944  # ~10k of 1M uniform points on 100k x 80k
     rng = random.Random(1)
     times, returned = [], []
     for _ in range(30):
         x0, y0 = rng.uniform(0, FAKE_W - side), rng.uniform(0, FAKE_H - side)
         started = time.perf_counter()
-        body = services.viewport(store, state, x0, y0, x0 + side, y0 + side, 20000, {1, 2})
+        body = overlay.viewport(store, state, x0, y0, x0 + side, y0 + side, 20000, {1, 2})
         times.append((time.perf_counter() - started) * 1000)
         returned.append(body["returned"])
     return {"side": side, "times": times, "returned": statistics.mean(returned)}
@@ -378,7 +378,7 @@ def report(args, results, in_process, http, first_overlay, density_first, densit
         "",
         "## Overlay (1,000,000-point detection store, 100k x 80k px slide)",
         "",
-        f"- In process, services.viewport for a {in_process['side']} px square (~{in_process['returned']:.0f} points, "
+        f"- In process, overlay.viewport for a {in_process['side']} px square (~{in_process['returned']:.0f} points, "
         f"corrections applied): p50 {statistics.median(in_process['times']):.1f} ms, "
         f"max {max(in_process['times']):.1f} ms over {len(in_process['times'])} random viewports.",
         f"- Over HTTP (daphne, session auth, JSON of ~10k points), one request at a time: "

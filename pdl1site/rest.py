@@ -45,7 +45,7 @@ class Metadata(metadata.SimpleMetadata):
 
 def exception_handler(exc, context):
     """DRF's handler, plus the apps' service errors: an exception whose class declares `http_status`
-    answers {"detail": str(exc), **exc.http_extra()} with that status (viewer.services,
+    answers {"detail": str(exc), **exc.http_extra()} with that status (viewer.errors,
     annotations.services, ...), so no view repeats the mapping. The apps stay unknown here."""
     # Imported here: rest_framework.views reads REST_FRAMEWORK, which names this module's parser.
     from rest_framework import views

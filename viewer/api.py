@@ -1,4 +1,5 @@
-"""REST API of the viewer: overlay points, density, job state, corrections. Thin: logic in services.
+"""REST API of the viewer: overlay points, density, job state, corrections. Thin: logic in the viewer's modules
+(access, overlay, corrections, regions, hotspots, export, eta).
 
 Routes (registered as "viewer/jobs" in pdl1site/api.py):
     GET  /api/viewer/jobs/<id>/points/?x0=&y0=&x1=&y1=&max=&layers=
@@ -24,7 +25,16 @@ from rest_framework.response import Response
 
 from cases.audit import log_access
 from cases.permissions import CLINICAL_ROLES, HasRole
-from viewer import services
+from viewer.access import viewable_jobs
+from viewer.corrections import corrections_overview, do_add_correction
+from viewer.eta import job_state_with_eta
+from viewer.export import export_annotations
+from viewer.hotspots import job_hotspots
+from viewer.human_layer import correction_state, correction_version
+from viewer.overlay import corrected_density, point_detail, viewport
+from viewer.params import check_export_format, check_grid_px, check_hotspot_params, check_viewport_params
+from viewer.regions import do_add_region, do_delete_region, regions_overview
+from viewer.stores import job_store
 
 
 class _FileRenderer(BaseRenderer):
@@ -64,7 +74,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     filter_backends = []
 
     def get_queryset(self):
-        return services.viewable_jobs(self.request.user)
+        return viewable_jobs(self.request.user)
 
     @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
                    + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
@@ -72,18 +82,18 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     def points(self, request, pk=None):
         """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
         job = self.get_object()
-        params = services.check_viewport_params(request.query_params)
-        store = services.job_store(job)
-        state = services.correction_state(job)
-        return Response(services.viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
+        params = check_viewport_params(request.query_params)
+        store = job_store(job)
+        state = correction_state(job)
+        return Response(viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
                                           params["max_points"], params["layers"], as_arrays=True))
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")
     def point(self, request, pk=None, point_id=None):
         job = self.get_object()
-        store = services.job_store(job)
-        found = services.point_detail(store, services.correction_state(job), point_id)
+        store = job_store(job)
+        found = point_detail(store, correction_state(job), point_id)
         if found is None:
             return Response({"detail": f"no point {point_id} in the corrected result"},
                             status=status.HTTP_404_NOT_FOUND)
@@ -93,23 +103,23 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"])
     def density(self, request, pk=None):
         job = self.get_object()
-        store = services.job_store(job)
-        grid_px = services.check_grid_px(request.query_params, store)
-        return Response(services.corrected_density(store, services.correction_state(job), grid_px))
+        store = job_store(job)
+        grid_px = check_grid_px(request.query_params, store)
+        return Response(corrected_density(store, correction_state(job), grid_px))
 
     @extend_schema(responses=dict)
     @action(detail=True, methods=["get"])
     def state(self, request, pk=None):
         """The job's progress (as in websocket messages) with eta_s: the polling fallback."""
-        return Response(services.job_state_with_eta(self.get_object()))
+        return Response(job_state_with_eta(self.get_object()))
 
     @extend_schema(request=dict, responses=dict)
     @action(detail=True, methods=["get", "post"])
     def corrections(self, request, pk=None):
         job = self.get_object()
         if request.method == "GET":
-            return Response(services.corrections_overview(job))
-        result = services.do_add_correction(job, request.user, request.data)
+            return Response(corrections_overview(job))
+        result = do_add_correction(job, request.user, request.data)
         return Response(result, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["csv", "geojson"])],
@@ -119,12 +129,12 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     def export(self, request, pk=None):
         """Training annotations: the full corrected point set (model output + corrections)."""
         job = self.get_object()
-        fmt = services.check_export_format(request.query_params)
-        store = services.job_store(job)
+        fmt = check_export_format(request.query_params)
+        store = job_store(job)
         log_access(job.slide)
         meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job.slide.mpp_x,
-                "corrections_version": services.correction_version(job)}
-        body, content_type = services.export_annotations(store, services.correction_state(job), fmt, meta)
+                "corrections_version": correction_version(job)}
+        body, content_type = export_annotations(store, correction_state(job), fmt, meta)
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-corrected.{fmt}"'
         return response
@@ -135,8 +145,8 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
         job = self.get_object()
         if request.method == "GET":
-            return Response(services.regions_overview(job, request.query_params.get("all") in ("1", "true")))
-        result = services.do_add_region(job, request.user, request.data)
+            return Response(regions_overview(job, request.query_params.get("all") in ("1", "true")))
+        result = do_add_region(job, request.user, request.data)
         return Response(result, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=dict, responses=dict)
@@ -146,7 +156,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         job = self.get_object()
         data = request.data if isinstance(request.data, dict) and "base_version" in request.data \
             else {"base_version": request.query_params.get("base_version")}
-        return Response(services.do_delete_region(job, request.user, int(region_id), data))
+        return Response(do_delete_region(job, request.user, int(region_id), data))
 
     @extend_schema(parameters=[OpenApiParameter("field_mm2", float), OpenApiParameter("min_cells", int)],
                    responses=dict)
@@ -155,5 +165,5 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         """TPS per field (default 1 mm²) of the corrected points inside the regions; null where a field
         has fewer than min_cells tumour cells; "top" is the field with the highest TPS."""
         job = self.get_object()
-        params = services.check_hotspot_params(request.query_params)
-        return Response(services.job_hotspots(job, params["field_mm2"], params["min_cells"]))
+        params = check_hotspot_params(request.query_params)
+        return Response(job_hotspots(job, params["field_mm2"], params["min_cells"]))

@@ -11,7 +11,7 @@ Where the channel layer cannot carry worker events (embedded mode), the page pol
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from viewer import services
+from viewer import access, eta
 from workers.progress import job_group, slide_group
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -20,15 +20,15 @@ CLOSE_FORBIDDEN = 4403
 
 @database_sync_to_async
 def _visible_job(user, job_id):
-    if not services.check_may_view_slides(user):
+    if not access.check_may_view_slides(user):
         return None
-    return services.viewable_jobs(user).filter(pk=job_id).first()
+    return access.viewable_jobs(user).filter(pk=job_id).first()
 
 
 @database_sync_to_async
 def _visible_slide_latest_job(user, slide_id):
     """(may see the slide, its latest job or None)."""
-    if not services.check_may_view_slides(user) or not services.viewable_slides(user).filter(pk=slide_id).exists():
+    if not access.check_may_view_slides(user) or not access.viewable_slides(user).filter(pk=slide_id).exists():
         return False, None
     from analysis.models import AnalysisJob
 
@@ -46,7 +46,7 @@ def _started_at(job_id):
 def _current_state(job_id):
     from analysis.models import AnalysisJob
 
-    return services.job_state_with_eta(AnalysisJob.objects.get(pk=job_id))
+    return eta.job_state_with_eta(AnalysisJob.objects.get(pk=job_id))
 
 
 class _ProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -77,7 +77,7 @@ class _ProgressConsumer(AsyncJsonWebsocketConsumer):
             from django.utils import timezone
 
             elapsed = (timezone.now() - started[job_id]).total_seconds()
-        return services.estimate_eta(state.get("status"), state.get("tiles_done") or 0, state.get("tiles_total") or 0,
+        return eta.estimate_eta(state.get("status"), state.get("tiles_done") or 0, state.get("tiles_total") or 0,
                                      elapsed)
 
     async def job_progress(self, event):

@@ -173,6 +173,6 @@ class TileFastPath:
 
 
 def _etag_matches(if_none_match: str, etag: str) -> bool:
-    from viewer.services import etag_matches
+    from viewer.etags import etag_matches
 
     return etag_matches(if_none_match, etag)

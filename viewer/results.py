@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer import services
 from viewer.choices import INCLUDE_REGION_KINDS
+from viewer.human_layer import correction_state
+from viewer.human_layer import correction_version as _correction_version
+from viewer.overlay import corrected_points as _corrected_points
+from viewer.scores import job_scores
+from viewer.stores import job_store
 
 
 def scores(job) -> dict:
-    return services.job_scores(job)
+    return job_scores(job)
 
 
 def correction_version(job) -> int:
-    return services.correction_version(job)
+    return _correction_version(job)
 
 
 def corrected_points(job) -> tuple[np.ndarray, np.ndarray]:
-    return services.corrected_points(services.job_store(job), services.correction_state(job))
+    return _corrected_points(job_store(job), correction_state(job))
 
 
 def regions(job) -> list[tuple[bool, list]]:

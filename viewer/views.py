@@ -1,6 +1,6 @@
 """DeepZoom descriptor, tiles and slide info, by slide id (pathologists) or pseudonymous id (annotators).
 
-Thin: tiles in viewer.tiles, access and the rest in viewer.services. Anonymous users are
+Thin: tiles in viewer.tiles, access in viewer.access, ETags in viewer.etags. Anonymous users are
 redirected to the login page; a role that may not see such slides gets 403; a slide the user may
 not see is 404, like one that does not exist.
 """
@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_safe
 
 from cases.audit import log_access
-from viewer import fastpath, services, tiles
+from viewer import access, etags, fastpath, tiles
 from workers.services import detector_choices
 
 TILE_CACHE_CONTROL = fastpath.TILE_CACHE_CONTROL.decode()
@@ -30,13 +30,13 @@ def _slide_view(pseudonymous=False):
         @require_safe
         def wrapper(request, pk=None, pseudo_id=None, **kwargs):
             if pseudonymous:
-                if not services.check_may_view_pseudonymous(request.user):
+                if not access.check_may_view_pseudonymous(request.user):
                     raise PermissionDenied("Your role does not give access to slides.")
-                slide = get_object_or_404(services.pseudonymous_slides(request.user), pseudo_id=pseudo_id)
+                slide = get_object_or_404(access.pseudonymous_slides(request.user), pseudo_id=pseudo_id)
             else:
-                if not services.check_may_view_slides(request.user):
+                if not access.check_may_view_slides(request.user):
                     raise PermissionDenied("Your role does not give access to identified slides.")
-                slide = get_object_or_404(services.viewable_slides(request.user), pk=pk)
+                slide = get_object_or_404(access.viewable_slides(request.user), pk=pk)
             return view(request, slide, pseudonymous=pseudonymous, **kwargs)
 
         return wrapper
@@ -71,9 +71,9 @@ def _tile(request, slide, level, col, row, pseudonymous=False):
     # The access decision just made, for fastpath to replay on this session's next tiles of this slide.
     fastpath.grants.remember(request.session.session_key, "pseudo" if pseudonymous else "slides",
                              slide.pseudo_id if pseudonymous else slide.pk, slide.path,
-                             services.tile_etag_prefix(slide))
-    etag = services.tile_etag(slide, level, col, row)
-    if services.etag_matches(request.headers.get("If-None-Match"), etag):
+                             etags.tile_etag_prefix(slide))
+    etag = etags.tile_etag(slide, level, col, row)
+    if etags.etag_matches(request.headers.get("If-None-Match"), etag):
         response = HttpResponseNotModified()
     else:
         try:
@@ -89,7 +89,7 @@ def _tile(request, slide, level, col, row, pseudonymous=False):
 def _info(request, slide, pseudonymous=False):
     if not pseudonymous:
         log_access(slide)
-    return JsonResponse(services.slide_info(slide, _dzi_url(slide, pseudonymous)))
+    return JsonResponse(access.slide_info(slide, _dzi_url(slide, pseudonymous)))
 
 
 slide_dzi = _slide_view()(_tile_errors(_dzi))
@@ -103,11 +103,11 @@ pseudo_info = _slide_view(pseudonymous=True)(_info)
 @login_required
 def slide_viewer(request, pk):
     """The viewer page (template by the frontend): slide, its latest done and running jobs."""
-    if not services.check_may_view_slides(request.user):
+    if not access.check_may_view_slides(request.user):
         raise PermissionDenied("Your role does not give access to identified slides.")
-    slide = get_object_or_404(services.viewable_slides(request.user).select_related("case"), pk=pk)
+    slide = get_object_or_404(access.viewable_slides(request.user).select_related("case"), pk=pk)
     log_access(slide)
-    job, running_job = services.latest_jobs(slide)
+    job, running_job = access.latest_jobs(slide)
     return render(request, "viewer/slide_viewer.html", {
         "slide": slide, "case": slide.case, "job": job, "running_job": running_job,
         "detectors": detector_choices(slide),

@@ -7,7 +7,7 @@ from annotations.models import TransitionError
 from annotations.services import AnnotationError, NotAllowed
 from cases.results import NoResult
 from pdl1site.rest import exception_handler
-from viewer.services import CorrectionConflict, ViewerInputError
+from viewer.errors import CorrectionConflict, ViewerInputError
 
 
 def answer(exc):

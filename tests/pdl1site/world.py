@@ -16,7 +16,7 @@ def build_world(people: dict, media_root: Path) -> dict:
     from tests.conftest import shared_slide
     from tests.factories import CaseFactory
     from tests.viewer import job_with_result
-    from viewer import services as viewer_services
+    from viewer import regions as viewer_regions
 
     case, pathologist = people["case"], people["pathologist"]
     slide = do_ingest_slide([IngestSource(name="small.svs", path=shared_slide("small.svs"))], case=case).slide
@@ -25,7 +25,7 @@ def build_world(people: dict, media_root: Path) -> dict:
     Image.new("RGB", (40, 30), (230, 220, 215)).save(Path(media_root) / "thumbs" / f"{job.slide.pk}.png")
     job.slide.thumbnail = f"thumbs/{job.slide.pk}.png"
     job.slide.save()
-    region = viewer_services.do_add_region(job, pathologist, {
+    region = viewer_regions.do_add_region(job, pathologist, {
         "base_version": 0, "kind": "tumour", "vertices": [[0, 0], [1000, 0], [1000, 1000]]})["item"]
     signed = do_sign(do_create_draft(case, job, pathologist, comment="signed"), pathologist, "pw-for-tests-123")
     # a case with a signed report takes amendments, not drafts: the draft is of a second case

@@ -203,7 +203,7 @@ def test_export_is_the_full_corrected_point_set(client, job, media_root):
 
 
 def test_viewer_scores_categorise_with_the_cases_clone():
-    from viewer.services import scores_from_counts
+    from viewer.overlay import scores_from_counts
 
     counts = {"positive": 30, "negative": 70, "other": 0}
     assert scores_from_counts(counts, "22C3")["tps_category"] == "TPS 1-49%"

@@ -9,7 +9,7 @@ from django.utils import timezone
 from analysis.choices import JobStatus
 from analysis.detection_store import open_store
 from tests.viewer import DoneJobFactory, client_for, job_with_result
-from viewer import services
+from viewer import eta, human_layer, overlay, stores
 
 pytestmark = pytest.mark.django_db
 
@@ -128,25 +128,25 @@ def test_job_state_has_the_progress_dict_and_an_eta(personas, job):
 
 
 def test_estimate_eta():
-    assert services.estimate_eta("running", 10, 40, 20.0) == 60.0
-    assert services.estimate_eta("running", 0, 40, 20.0) is None
-    assert services.estimate_eta("queued", 0, 0, None) is None
-    assert services.estimate_eta("merging", 40, 40, 50.0) is None
-    assert services.estimate_eta("failed", 3, 40, 5.0) == 0.0
+    assert eta.estimate_eta("running", 10, 40, 20.0) == 60.0
+    assert eta.estimate_eta("running", 0, 40, 20.0) is None
+    assert eta.estimate_eta("queued", 0, 0, None) is None
+    assert eta.estimate_eta("merging", 40, 40, 50.0) is None
+    assert eta.estimate_eta("failed", 3, 40, 5.0) == 0.0
 
 
 def test_the_fast_json_of_the_api_equals_the_plain_service_result(personas, job, media_root):
     """The API encodes numpy arrays directly (orjson); the JSON holds exactly the service's values,
     for an ordinary box, an empty one, and one with relabelled points."""
     client = client_for(personas["pathologist"])
-    store = services.job_store(job)
+    store = stores.job_store(job)
     for box in (dict(x0=100, y0=200, x1=3000, y1=2500), dict(x0=0, y0=0, x1=1, y1=1)):
         body = client.get(url(job, "points"), {**box, "max": 100000})
         assert body["Content-Type"] == "application/json"
-        plain = services.viewport(store, services.correction_state(job), *box.values(), 100000, {1, 2})
+        plain = overlay.viewport(store, human_layer.correction_state(job), *box.values(), 100000, {1, 2})
         assert body.json() == plain
-    relabelled = services.CorrectionState(relabelled={0: 2, 1: 1})
-    arrays = services.viewport(store, relabelled, 0, 0, 100000, 100000, 100000, {1, 2}, as_arrays=True)
-    lists = services.viewport(store, relabelled, 0, 0, 100000, 100000, 100000, {1, 2})
+    relabelled = overlay.CorrectionState(relabelled={0: 2, 1: 1})
+    arrays = overlay.viewport(store, relabelled, 0, 0, 100000, 100000, 100000, {1, 2}, as_arrays=True)
+    lists = overlay.viewport(store, relabelled, 0, 0, 100000, 100000, 100000, {1, 2})
     assert isinstance(arrays["xy"], np.ndarray) and arrays["xy"].tolist() == lists["xy"]
     assert arrays["corrected"].tolist() == lists["corrected"] and sum(lists["corrected"]) == 2

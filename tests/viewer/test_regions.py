@@ -7,7 +7,7 @@ from django.conf import settings
 
 from analysis.detection_store import write_store
 from tests.viewer import DoneJobFactory, SlideFactory, client_for, job_with_result
-from viewer import services
+from viewer import hotspots, scores
 from viewer.models import Region
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def hand_made_job(case):
 
 def test_scores_with_include_and_exclude_regions(personas, media_root, client):
     job = hand_made_job(personas["case"])
-    assert services.job_scores(job)["counts"] == {"positive": 5, "negative": 6, "other": 0}
+    assert scores.job_scores(job)["counts"] == {"positive": 5, "negative": 6, "other": 0}
     # Exclude only: everything outside the exclusion counts.
     r = post(client, job, base_version=0, kind="necrosis", vertices=[[600, 400], [800, 400], [800, 600], [600, 600]])
     assert r.status_code == 201, r.content
@@ -150,7 +150,7 @@ def test_hotspot_grid_on_a_synthetic_store():
              (rng.uniform([100, 0], [200, 100], (10, 2)), [1] * 10)]
     xy = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([np.asarray(p[1], np.int8) for p in parts])
-    out = services.hotspot_grid(xy, labels, width=300, height=250, field_px=field, min_cells=20)
+    out = hotspots.hotspot_grid(xy, labels, width=300, height=250, field_px=field, min_cells=20)
     assert out["shape"] == [3, 3]
     assert out["tps"][0][0] == 80.0 and out["tps"][1][2] == 25.0
     assert out["tps"][0][1] is None and out["tps"][2][2] is None

@@ -13,7 +13,7 @@ from analysis.scoring import NEAR_CUTOFF
 from cases.reports import do_create_draft, fhir_bundle
 from cases.report_pdf import build_pdf
 from tests.viewer import client_for, job_with_result, random_detections
-from viewer.services import job_scores
+from viewer.scores import job_scores
 
 pytestmark = pytest.mark.django_db
 

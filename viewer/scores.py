@@ -1,0 +1,59 @@
+"""A job's corrected scores: the one place viewer, reports and the report PDF get their counts from."""
+
+from __future__ import annotations
+
+from analysis.accuracy import detector_error
+from analysis.scoring import (
+    CUTOFFS_22C3_NSCLC_TPS,
+    INTERVAL_BLOCK_UM,
+    block_counts,
+    positive_pct_interval,
+    tps_cutoffs,
+    uncertainty,
+)
+from viewer.geometry import Regions
+from viewer.human_layer import correction_state, job_regions
+from viewer.overlay import CorrectionState, corrected_counts, corrected_points, scores_from_counts
+from viewer.stores import job_store
+
+
+def job_scores(job, store=None, state=None, regions=None) -> dict:
+    """The corrected scores of a job: corrections applied, counted inside its drawn regions only.
+
+    The one place viewer, reports and the report PDF get their counts from.
+    """
+    store = store or job_store(job)
+    state = state if state is not None else correction_state(job)
+    regions = regions if regions is not None else job_regions(job)
+    assay = job.slide.case.assay_clone if job.slide.case_id else None
+    scores = scores_from_counts(corrected_counts(store, state, regions), assay)
+    interval, error = tps_interval(job, store, state, regions)
+    stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
+    scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
+                  uncertainty=stated["uncertainty"])
+    return scores
+
+
+def detector_key(job) -> str:
+    """What the job ran, as analysis.accuracy keys it: "classic:<compartment>:<adaptive|constant>" or
+    the sha256 of the weights."""
+    provenance = job.provenance or {}
+    if provenance.get("kind") == "classic":  # measured per compartment and kind of cut
+        params = provenance.get("parameters") or {}
+        cut = "adaptive" if params.get("dab_threshold") == "adaptive" else "constant"
+        return f"classic:{params.get('compartment', 'membrane')}:{cut}"
+    if job.model_version_id:
+        return job.model_version.sha256
+    return provenance.get("sha256", "")
+
+
+def tps_interval(job, store, state: CorrectionState, regions: Regions | None):
+    """95 % interval of the corrected TPS: bootstrap over ~0.5 mm blocks of the counted cells,
+    widened by the detector's measured error on unseen labs (analysis.accuracy)."""
+    xy, labels = corrected_points(store, state)
+    if regions:
+        keep = regions.mask(xy)
+        xy, labels = xy[keep], labels[keep]
+    block_px = INTERVAL_BLOCK_UM / float(store.mpp or 0.5)
+    error = detector_error(detector_key(job))
+    return positive_pct_interval(*block_counts(xy, labels, block_px), error.positive_pct_pp), error
