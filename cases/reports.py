@@ -23,7 +23,7 @@ ACCESSION_SYSTEM = getattr(settings, "FHIR_ACCESSION_SYSTEM", "urn:pdl1:accessio
 LOCAL_CODES = "urn:pdl1:codes"
 
 __all__ = ["ReportError", "check_may_author", "do_create_draft", "do_sign", "do_amend", "score_snapshot",
-           "cutoff_table", "fhir_bundle", "case_jobs"]
+           "cutoff_table", "fhir_bundle", "fhir_bundle_resource", "case_jobs"]
 
 
 def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | None:
@@ -186,10 +186,21 @@ def do_amend(report: Report, user, reason: str, comment: str | None = None) -> R
 
 
 # --- FHIR R4 --------------------------------------------------------------------------------------
+# Built and validated with fhir.resources (its R4B models: R4's DiagnosticReport, Observation and
+# Bundle are unchanged in R4B): a resource that does not fit its profile raises here, before it is
+# stored or sent. Timestamps serialise as FHIR instants ("Z" for UTC).
 
-def _observation(report: Report, key: str, part: dict, code: dict) -> dict:
+def _fhir():
+    from fhir.resources.R4B.bundle import Bundle, BundleEntry
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from fhir.resources.R4B.observation import Observation
+
+    return Bundle, BundleEntry, DiagnosticReport, Observation
+
+
+def _observation(report: Report, key: str, part: dict, code: dict):
+    *_, Observation = _fhir()
     obs = {
-        "resourceType": "Observation",
         "id": f"report-{report.pk}-{key}",
         "status": report.fhir_status,
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
@@ -199,7 +210,7 @@ def _observation(report: Report, key: str, part: dict, code: dict) -> dict:
         "method": {"text": _method_text(report)},
     }
     if report.signed_at:
-        obs["issued"] = report.signed_at.isoformat()
+        obs["issued"] = report.signed_at
     if part.get("value") is None:
         obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
                                                "code": "not-performed"}], "text": part.get("status", "")}
@@ -219,7 +230,7 @@ def _observation(report: Report, key: str, part: dict, code: dict) -> dict:
             # FHIR R4 Observation.referenceRange is the normal range, not an uncertainty: the
             # 95 % interval travels as a note, with the near-cut-off warning when there is one.
             obs.setdefault("note", []).append({"text": interval_text(part)})
-    return obs
+    return Observation(**obs)
 
 
 def _subject(report: Report) -> dict:
@@ -236,7 +247,13 @@ def _method_text(report: Report) -> str:
 
 
 def fhir_bundle(report: Report) -> dict:
-    """A FHIR R4 collection Bundle: one DiagnosticReport and its Observations (TPS, CPS)."""
+    """A FHIR R4 collection Bundle: one DiagnosticReport and its Observations (TPS, CPS), as JSON data."""
+    return fhir_bundle_resource(report).model_dump(mode="json", exclude_none=True)
+
+
+def fhir_bundle_resource(report: Report):
+    """The same Bundle as a validated fhir.resources model."""
+    Bundle, BundleEntry, DiagnosticReport, _ = _fhir()
     case, scores = report.case, report.scores
     tps_code = ({"coding": [{"system": LOINC, "code": LOINC_PDL1_22C3,
                              "display": "PD-L1 by clone 22C3 [Interpretation] in Tissue by Immune stain"}],
@@ -258,26 +275,26 @@ def fhir_bundle(report: Report) -> dict:
     if scores.get("research_use"):
         conclusion.append("Research use only: no approved cut-off for this assay and indication.")
     diagnostic = {
-        "resourceType": "DiagnosticReport",
         "id": f"report-{report.pk}",
         "identifier": [{"system": ACCESSION_SYSTEM, "value": f"{case.accession}-v{report.version}"}],
         "status": report.fhir_status,
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "SP",
                                   "display": "Surgical Pathology"}]}],
-        "code": {"coding": [{"system": LOINC, "code": LOINC_PDL1_22C3}] if case.assay_clone == "22C3" else [],
+        # FHIR allows no empty arrays: a clone without a LOINC code has a text only.
+        "code": {**({"coding": [{"system": LOINC, "code": LOINC_PDL1_22C3}]} if case.assay_clone == "22C3" else {}),
                  "text": f"PD-L1 IHC ({case.assay_clone}) report"},
         "subject": _subject(report),
         "conclusion": "; ".join(conclusion) + (f". {report.comment}" if report.comment else ""),
-        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+        "result": [{"reference": f"Observation/{o.id}"} for o in observations],
     }
     if report.signed_at:
-        diagnostic["issued"] = report.signed_at.isoformat()
-        diagnostic["effectiveDateTime"] = report.signed_at.isoformat()
+        diagnostic["issued"] = report.signed_at
+        diagnostic["effectiveDateTime"] = report.signed_at
     if report.signed_by:
         name = report.signed_by.get_full_name() or report.signed_by.get_username()
         diagnostic["resultsInterpreter"] = [{"display": name}]
     if report.supersedes_id:
         diagnostic["extension"] = [{"url": "urn:pdl1:amendment-reason", "valueString": report.amendment_reason}]
-    entries = [diagnostic, *observations]
-    return {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"fullUrl": f"urn:pdl1:{r['resourceType']}/{r['id']}", "resource": r} for r in entries]}
+    entries = [DiagnosticReport(**diagnostic), *observations]
+    return Bundle(type="collection", entry=[
+        BundleEntry(fullUrl=f"urn:pdl1:{r.get_resource_type()}/{r.id}", resource=r) for r in entries])
