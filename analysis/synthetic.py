@@ -23,8 +23,6 @@ identically no matter how the image is cut up.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,20 +41,6 @@ class SyntheticField:
     labels: np.ndarray         # (N,) int, 1 = positive tumour, 2 = negative tumour
     nucleus_mask: np.ndarray   # (H, W) int32, 0 = none, i + 1 = nucleus i
     mpp: float
-    seed: int | None = None
-    synthetic: bool = True
-    provenance: str = PROVENANCE
-
-
-@dataclass
-class SyntheticSlide:
-    path: str
-    size: tuple                # (height, width) of level 0
-    mpp: float
-    levels: list               # [(height, width), ...] level 0 first
-    points: np.ndarray         # (N, 2) (x, y) level-0 px
-    labels: np.ndarray         # (N,)
-    tissue_fraction: float
     seed: int | None = None
     synthetic: bool = True
     provenance: str = PROVENANCE
@@ -262,8 +246,8 @@ def _place_cells(rng, height, width, mpp, n, positive_fraction, cluster_fraction
 # Rendering of one window
 # ----------------------------------------------------------------------------
 
-def _render_window(cells: _Cells, style: _Style, x0, y0, height, width, mpp, rng,
-                   noise=3.0, blur_um=0.3, tissue=None, want_mask=False):
+def render_window(cells: _Cells, style: _Style, x0, y0, height, width, mpp, rng,
+                  noise=3.0, blur_um=0.3, tissue=None, want_mask=False):
     """Render window [x0, x0+width) x [y0, y0+height) of the global image.
 
     ``tissue`` optionally maps global (x, y) grids to tissue coverage in
@@ -384,14 +368,14 @@ def render_field(size=(512, 512), mpp=0.5, seed=0, n_nuclei=None, density=2000.0
     style = _make_style(rng, mpp, stroma)
     n = _count(n_nuclei, density, h * w, mpp)
     cells = _place_cells(rng, h, w, mpp, n, positive_fraction, cluster_fraction)
-    rgb, mask = _render_window(cells, style, 0, 0, h, w, mpp, rng, noise, blur_um,
+    rgb, mask = render_window(cells, style, 0, 0, h, w, mpp, rng, noise, blur_um,
                                want_mask=True)
     return SyntheticField(rgb=rgb, points=cells.xy.copy(), labels=cells.labels.copy(),
                           nucleus_mask=mask, mpp=mpp, seed=seed)
 
 
 # ----------------------------------------------------------------------------
-# Pyramidal whole-slide TIFF
+# Whole-slide model (tissue and cells; analysis.synthetic_slide writes the pyramidal TIFF)
 # ----------------------------------------------------------------------------
 
 def _tissue_model(rng, height, width, tissue_fraction):
@@ -421,14 +405,8 @@ def _tissue_model(rng, height, width, tissue_fraction):
     return cover
 
 
-def _downsample2(a):
-    """2x2 box mean of an (h, w, 3) uint8 block (h, w even)."""
-    a = a.astype(np.uint16)
-    return ((a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
-
-
-def _slide_model(size, mpp, seed, tissue_fraction, density, positive_fraction,
-                 cluster_fraction):
+def slide_model(size, mpp, seed, tissue_fraction, density, positive_fraction,
+                cluster_fraction):
     """Everything about a slide except its pixels: (style, tissue, cells)."""
     height, width = size
     rng = np.random.default_rng(seed)
@@ -438,115 +416,3 @@ def _slide_model(size, mpp, seed, tissue_fraction, density, positive_fraction,
     cells = _place_cells(rng, height, width, mpp, n, positive_fraction, cluster_fraction,
                          allowed=lambda x, y: cover(x, y) > 0.9)
     return style, cover, cells
-
-
-def write_pyramidal_tiff(path, size=(4096, 4096), mpp=0.5, seed=0, tile=512, levels=None,
-                         tissue_fraction=0.5, compression="jpeg", density=2000.0,
-                         positive_fraction=0.4, cluster_fraction=0.3,
-                         noise=3.0) -> SyntheticSlide:
-    """Write a SYNTHETIC tiled, pyramidal (generic) TIFF whole-slide image.
-
-    Level 0 is rendered tile by tile from a generator; every level is
-    downsampled 2x into a temporary disk-backed memmap that feeds the next
-    level, so peak RAM is a few tiles, independent of slide size.  Levels
-    halve until the long side is <= 1024, unless ``levels`` gives the count.
-    Resolution is stored in pixels per centimetre, which OpenSlide turns into
-    ``openslide.mpp-x/y``.
-    """
-    import tifffile
-
-    height, width = size
-    style, cover, cells = _slide_model(size, mpp, seed, tissue_fraction, density,
-                                       positive_fraction, cluster_fraction)
-
-    # Levels: halve until the long side is <= 1024, or exactly ``levels``.
-    shapes = [(height, width)]
-    while (max(shapes[-1]) > 1024) if levels is None else (len(shapes) < levels):
-        h, w = shapes[-1]
-        shapes.append(((h + 1) // 2, (w + 1) // 2))
-
-    # Bucket cells by tile once (a cell goes to every tile its reach touches).
-    nty, ntx = -(-height // tile), -(-width // tile)
-    reach = cells.reach
-    by_tile: dict = {}
-    tx0 = np.clip(((cells.xy[:, 0] - reach - 8) // tile).astype(int), 0, ntx - 1)
-    tx1 = np.clip(((cells.xy[:, 0] + reach + 8) // tile).astype(int), 0, ntx - 1)
-    ty0 = np.clip(((cells.xy[:, 1] - reach - 8) // tile).astype(int), 0, nty - 1)
-    ty1 = np.clip(((cells.xy[:, 1] + reach + 8) // tile).astype(int), 0, nty - 1)
-    for i in range(len(cells.labels)):
-        for ty in range(ty0[i], ty1[i] + 1):
-            for tx in range(tx0[i], tx1[i] + 1):
-                by_tile.setdefault((ty, tx), []).append(i)
-
-    def next_level_buffer(k, tmpdir):
-        """Disk-backed buffer for level k + 1 (None after the last level)."""
-        if k + 1 >= len(shapes):
-            return None
-        h, w = shapes[k + 1]
-        mm = np.lib.format.open_memmap(os.path.join(tmpdir, f"l{k + 1}.npy"), mode="w+",
-                                       dtype=np.uint8, shape=(h, w, 3))
-        mm[:] = 255
-        return mm
-
-    def feed(buf, ty, tx, t):
-        """Downsample tile t (full tile size) into the next level's buffer."""
-        if buf is None:
-            return
-        d = _downsample2(t)
-        y, x = ty * tile // 2, tx * tile // 2
-        hh, ww = min(d.shape[0], buf.shape[0] - y), min(d.shape[1], buf.shape[1] - x)
-        buf[y:y + hh, x:x + ww] = d[:hh, :ww]
-
-    def level0_tiles(buf):
-        for ty in range(nty):
-            for tx in range(ntx):
-                y0, x0 = ty * tile, tx * tile
-                sub = cells.subset(np.asarray(by_tile.get((ty, tx), []), int))
-                trng = np.random.default_rng([seed if seed is not None else 0, ty, tx])
-                t, _ = _render_window(sub, style, x0, y0, tile, tile, mpp, trng, noise,
-                                      tissue=cover)
-                # Pixels past the slide edge are padding; keep them white.
-                t[max(height - y0, 0):] = 255
-                t[:, max(width - x0, 0):] = 255
-                feed(buf, ty, tx, t)
-                yield t
-
-    def level_tiles(src, buf):
-        h, w = src.shape[:2]
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                t = np.full((tile, tile, 3), 255, np.uint8)
-                blk = src[y0:y0 + tile, x0:x0 + tile]
-                t[:blk.shape[0], :blk.shape[1]] = blk
-                feed(buf, y0 // tile, x0 // tile, t)
-                yield t
-
-    desc = (f"SYNTHETIC H-DAB IHC whole-slide image generated by analysis.synthetic "
-            f"(seed={seed}, mpp={mpp}); not real tissue")
-    comp_args = {"jpeg": {"level": 90}, "zlib": {"level": 6}}.get(compression)
-    res = 1e4 / mpp  # pixels per centimetre
-    # Classic TIFF offsets are 32-bit; go BigTIFF before the raw pyramid could
-    # overflow them (zlib on noisy tiles compresses poorly).
-    bigtiff = sum(h * w * 3 for h, w in shapes) > 2 ** 31
-    # Temporary level buffers sit next to the output (same disk, not /tmp).
-    with tempfile.TemporaryDirectory(prefix="synthslide_",
-                                     dir=os.path.dirname(os.path.abspath(path))) as tmpdir, \
-            tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
-        src = None
-        for k, (h, w) in enumerate(shapes):
-            buf = next_level_buffer(k, tmpdir)
-            data = level0_tiles(buf) if k == 0 else level_tiles(src, buf)
-            f = 2 ** k
-            # Pyramid levels as successive full-resolution-style IFDs (marked
-            # reduced-resolution): the layout OpenSlide's generic-tiff reads.
-            tif.write(data, shape=(h, w, 3), dtype=np.uint8, tile=(tile, tile),
-                      photometric="rgb", compression=compression, compressionargs=comp_args,
-                      resolution=(res / f, res / f), resolutionunit="CENTIMETER",
-                      description=desc if k == 0 else None,
-                      subfiletype=0 if k == 0 else 1, metadata=None)
-            src = buf
-        del src, buf
-
-    return SyntheticSlide(path=str(path), size=(height, width), mpp=mpp, levels=shapes,
-                          points=cells.xy.copy(), labels=cells.labels.copy(),
-                          tissue_fraction=tissue_fraction, seed=seed)

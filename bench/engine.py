@@ -5,7 +5,7 @@
     .venv/bin/python bench/engine.py --report-only [TAG]   # redo the markdown from engine-results[-TAG].json
 
 Writes (once, cached in bench/out/, git-ignored) a SYNTHETIC pyramidal TIFF of size x size px at
-0.5 µm/px (analysis.synthetic.write_pyramidal_tiff, JPEG tiles) and an UNTRAINED fcn-resnet18
+0.5 µm/px (analysis.synthetic_slide.write_pyramidal_tiff, JPEG tiles) and an UNTRAINED fcn-resnet18
 checkpoint (nets.build_detector + save_checkpoint; random weights: inference cost does not depend
 on the weights, only the number of detections handed to post-processing does).  Then, for each
 configuration detector:workers[:threads] (threads: OMP_NUM_THREADS / MKL_NUM_THREADS for the whole
@@ -152,7 +152,7 @@ def ensure_slide(size: int, tissue_fraction: float, seed: int) -> dict:
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         return json.loads(meta_path.read_text())
-    from analysis.synthetic import write_pyramidal_tiff
+    from analysis.synthetic_slide import write_pyramidal_tiff
 
     print(f"writing SYNTHETIC slide {size}x{size} px, tissue fraction {tissue_fraction} -> {path}", flush=True)
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ imagecodecs is not needed: the TIFF is written by this script itself.
 
 The slide is SYNTHETIC: a 2048 x 2048 px field rendered by analysis.synthetic.render_field at
 0.5 µm/px (~1.5 s), cut into 16 JPEG tiles (Pillow, quality 90, 4:2:0) that repeat over a
-40960 x 40960 px level 0 (rendering 40k² with analysis.synthetic.write_pyramidal_tiff takes far
+40960 x 40960 px level 0 (rendering 40k² with analysis.synthetic_slide.write_pyramidal_tiff takes far
 longer than the budget).  Lower levels (2x steps down to <= 1024 px) are downsamples of the same
 periodic pattern.  Identical tiles are stored once and referenced by every tile offset that uses
 them, so the file is a few MB, but every tile is still read and JPEG-decoded separately.

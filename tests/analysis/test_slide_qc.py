@@ -6,7 +6,8 @@ import tifffile
 from PIL import Image
 
 from analysis import slide_qc, tissue
-from analysis.synthetic import render_field, write_pyramidal_tiff
+from analysis.synthetic import render_field
+from analysis.synthetic_slide import write_pyramidal_tiff
 from slideio.slidefile import open_slide
 from tests.conftest import shared_slide
 

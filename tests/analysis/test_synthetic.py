@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import pdist, squareform
 
-from analysis import stains, synthetic
+from analysis import stains, synthetic, synthetic_slide
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def slide(tmp_path_factory):
     path = tmp_path_factory.mktemp("wsi") / "synthetic.tif"
     tracemalloc.start()
     t0 = time.perf_counter()
-    s = synthetic.write_pyramidal_tiff(path, size=(4096, 4096), mpp=0.5, seed=11, tile=256,
+    s = synthetic_slide.write_pyramidal_tiff(path, size=(4096, 4096), mpp=0.5, seed=11, tile=256,
                                        tissue_fraction=0.4, density=800)
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
@@ -152,15 +152,15 @@ def test_tiles_join_seamlessly_and_match_a_direct_render(tmp_path):
     # a window across a tile corner equals rendering that window in one go.
     kw = dict(mpp=0.5, seed=5, tissue_fraction=0.9, density=2500, positive_fraction=0.5,
               cluster_fraction=0.3)
-    s = synthetic.write_pyramidal_tiff(tmp_path / "s.tif", size=(700, 900), tile=256,
+    s = synthetic_slide.write_pyramidal_tiff(tmp_path / "s.tif", size=(700, 900), tile=256,
                                        compression="zlib", noise=0.0, levels=2, **kw)
     o = openslide.OpenSlide(s.path)
     assert o.level_dimensions == ((900, 700), (450, 350))
     got = np.asarray(o.read_region((180, 190), 0, (160, 150)))[..., :3]
-    style, cover, cells = synthetic._slide_model(
+    style, cover, cells = synthetic.slide_model(
         (700, 900), kw["mpp"], kw["seed"], kw["tissue_fraction"], kw["density"],
         kw["positive_fraction"], kw["cluster_fraction"])
-    ref, _ = synthetic._render_window(cells, style, 180, 190, 150, 160, kw["mpp"],
+    ref, _ = synthetic.render_window(cells, style, 180, 190, 150, 160, kw["mpp"],
                                       np.random.default_rng(0), noise=0.0, tissue=cover)
     assert np.abs(got.astype(int) - ref).max() <= 1
     assert np.array_equal(s.points, cells.xy)

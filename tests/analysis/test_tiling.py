@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analysis.synthetic import write_pyramidal_tiff
+from analysis.synthetic_slide import write_pyramidal_tiff
 from analysis.tiling import Tile, batch_tiles, choose_level, in_core, read_tile, tile_grid, to_level0
 from analysis.tissue import TissueMask
 from slideio.slidefile import open_slide

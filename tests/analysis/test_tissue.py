@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from analysis import tissue
-from analysis.synthetic import _slide_model, render_field, write_pyramidal_tiff
+from analysis.synthetic import render_field, slide_model
+from analysis.synthetic_slide import write_pyramidal_tiff
 from analysis.tissue import TissueMask, tissue_mask
 from slideio.slidefile import open_slide
 from tests.conftest import shared_slide
@@ -20,7 +21,7 @@ def synthetic_slide(tmp_path_factory):
 
 def generator_tissue(mask: TissueMask) -> np.ndarray:
     """The generator's own tissue blob, sampled at the centres of the mask's pixels."""
-    _, cover, _ = _slide_model(SIZE, MPP, SEED, FRACTION, 2000.0, 0.4, 0.3)
+    _, cover, _ = slide_model(SIZE, MPP, SEED, FRACTION, 2000.0, 0.4, 0.3)
     rows, cols = np.mgrid[0:mask.mask.shape[0], 0:mask.mask.shape[1]]
     return cover((cols + 0.5) * mask.downsample - 0.5, (rows + 0.5) * mask.downsample - 0.5) > 0.5
 

@@ -15,7 +15,7 @@ REVIEW_POINTS = {"annotator": [[400, 400, "positive"], [600, 600, "negative"]],
 
 
 def _setup(tmp: Path) -> dict:
-    from analysis.synthetic import write_pyramidal_tiff
+    from analysis.synthetic_slide import write_pyramidal_tiff
     from annotations import services
     from cases.choices import Role
     from cases.services import IngestSource, do_ingest_slide

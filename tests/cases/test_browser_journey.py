@@ -65,7 +65,7 @@ def total(c: dict) -> int:
 def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path):
     from pypdf import PdfReader
 
-    from analysis.synthetic import write_pyramidal_tiff
+    from analysis.synthetic_slide import write_pyramidal_tiff
 
     tiff = write_pyramidal_tiff(tmp_path / "SYNTHETIC-journey.tiff", size=(1024, 1024), mpp=0.5, seed=11, tile=256,
                                 compression="zlib")

@@ -80,7 +80,7 @@ def test_uploading_to_a_signed_case_warns(personas, job, tmp_path):
     draft = do_create_draft(case, job, personas["pathologist"])
     do_sign(draft, personas["pathologist"], PASSWORD)
     assert 'id="signed-case-warning"' in client.get(f"/cases/{case.pk}/").content.decode()
-    from analysis.synthetic import write_pyramidal_tiff
+    from analysis.synthetic_slide import write_pyramidal_tiff
 
     tiff = write_pyramidal_tiff(tmp_path / "late.tiff", size=(512, 512), mpp=0.5, seed=1, tile=256)
     with open(tiff.path, "rb") as fh:

@@ -238,7 +238,7 @@ def _setup(tmp: Path) -> dict:
     from analysis.choices import JobStatus
     from analysis.detection_store import write_store
     from analysis.models import AnalysisJob
-    from analysis.synthetic import write_pyramidal_tiff
+    from analysis.synthetic_slide import write_pyramidal_tiff
     from cases.choices import Role
     from cases.services import IngestSource, do_ingest_slide
     from tests.factories import CaseFactory, DepartmentFactory, make_user

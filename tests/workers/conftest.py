@@ -1,6 +1,6 @@
 import pytest
 
-from analysis.synthetic import write_pyramidal_tiff
+from analysis.synthetic_slide import write_pyramidal_tiff
 from cases.services import IngestSource, do_ingest_slide
 
 

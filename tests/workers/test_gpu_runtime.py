@@ -16,7 +16,7 @@ import torch  # pinned: a broken install fails here rather than skipping the mod
 from analysis import tiling, tissue  # noqa: E402
 from analysis.detectors import ModelDetector  # noqa: E402
 from analysis.nets import DetectorConfig, build_detector, save_checkpoint  # noqa: E402
-from analysis.synthetic import write_pyramidal_tiff  # noqa: E402
+from analysis.synthetic_slide import write_pyramidal_tiff  # noqa: E402
 from slideio.slidefile import open_slide  # noqa: E402
 from workers import gpu_runtime  # noqa: E402
 from workers.gpu_runtime import TileStreamDetector, device_for_worker  # noqa: E402

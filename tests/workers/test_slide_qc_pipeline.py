@@ -9,7 +9,7 @@ from analysis import tissue
 from analysis.choices import JobStatus
 from analysis.detection_store import open_store
 from analysis.detectors import Detections
-from analysis.synthetic import write_pyramidal_tiff
+from analysis.synthetic_slide import write_pyramidal_tiff
 from cases.services import IngestSource, do_ingest_slide
 from slideio.slidefile import open_slide
 from workers import pipeline, queue

@@ -18,7 +18,7 @@ import pytest
 
 from analysis.choices import BatchStatus, JobStatus
 from analysis.detection_store import open_store
-from analysis.synthetic import write_pyramidal_tiff
+from analysis.synthetic_slide import write_pyramidal_tiff
 from tests.workers.processes import (Cluster, Database, Driver, clear_redis_queue, environment, migrate,
                                      redis_url_for_tests, wait_for)
 
