@@ -52,7 +52,7 @@ def test_every_setting_the_module_reads_is_set_by_the_host():
 
 def test_shipped_files_are_found():
     for static in ("css/site.css", "favicon.svg", "vendor/openseadragon/openseadragon.min.js",
-                   "viewer/viewer.js", "workers/jobs.js", "annotations/annotate.js"):
+                   "viewer/main.js", "common/api.js", "common/osd.js", "workers/jobs.js", "annotations/annotate.js"):
         assert finders.find(static), static
     starter = Path(analysis.__file__).parent / "starter"
     assert list(starter.glob("*.pt")) and (starter / "model_card.json").is_file()

@@ -1,16 +1,35 @@
-"""The viewer's script draws cells in the colours analysis.labels defines (the report PDF uses them too)."""
+"""The viewer's scripts draw cells in the colours analysis.labels defines (the report PDF uses them too):
+the page carries the vocabulary ({% label_vocabulary %}) and no script repeats it."""
 
 import json
 import re
 from pathlib import Path
 
-from analysis.labels import LABEL_RGB
+from django.template import Context, Template
 
-VIEWER_JS = Path(__file__).resolve().parents[2] / "viewer" / "static" / "viewer" / "viewer.js"
+from analysis.labels import LABEL_CODES, LABEL_NAMES, LABEL_RGB
+
+VIEWER_STATIC = Path(__file__).resolve().parents[2] / "viewer" / "static" / "viewer"
 
 
-def test_viewer_js_colours_are_the_label_vocabularys():
-    match = re.search(r"var COLORS = (\{[^}]*\});", VIEWER_JS.read_text())
-    assert match, "viewer.js no longer declares COLORS: update this test with where the colours now live"
-    colours = json.loads(re.sub(r"(\d+):", r'"\1":', match.group(1)))
-    assert {int(code): tuple(rgb) for code, rgb in colours.items()} == LABEL_RGB
+def rendered_vocabulary() -> dict:
+    html = Template("{% load viewer_labels %}{% label_vocabulary %}").render(Context())
+    match = re.fullmatch(r'<script id="label-vocabulary" type="application/json">(.*)</script>', html, re.S)
+    assert match, html
+    return json.loads(match.group(1))
+
+
+def test_the_page_carries_the_label_vocabulary():
+    vocabulary = rendered_vocabulary()
+    assert {int(code): tuple(rgb) for code, rgb in vocabulary["rgb"].items()} == LABEL_RGB
+    assert {int(code): name for code, name in vocabulary["names"].items()} == LABEL_NAMES
+    assert vocabulary["codes"] == LABEL_CODES
+
+
+def test_no_viewer_script_repeats_a_label_colour():
+    scripts = list(VIEWER_STATIC.glob("*.js"))
+    assert scripts
+    for rgb in LABEL_RGB.values():
+        pattern = re.compile(r"\b" + r"\s*,\s*".join(str(v) for v in rgb) + r"\b")
+        offenders = [p.name for p in scripts if pattern.search(p.read_text())]
+        assert not offenders, f"{rgb} repeated in {offenders}: read it from #label-vocabulary"

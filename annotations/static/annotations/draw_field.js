@@ -7,171 +7,163 @@
  * The form posts to the server, which checks the region with services.check_region.
  * Geometry is level-0 pixels, pixel centres at integers as in annotate.js: a field [x, x + w)
  * is outlined from x - 0.5.  window.pdl1DrawField exposes the state for the browser tests.
+ * ES module: the OpenSeadragon set-up and canvas overlay are the shared ones (static/common).
  */
-(function () {
-  "use strict";
+import { fieldOverlay } from "../common/field_overlay.js";
+import { createViewer, fitImageRect } from "../common/osd.js";
 
-  var cfg = JSON.parse(document.getElementById("draw-config").textContent);
-  var page = document.getElementById("draw-page");
-  var $ = function (id) { return document.getElementById(id); };
-  var W = cfg.size[0], H = cfg.size[1];
-  var inputs = { x: $("id_x"), y: $("id_y"), width: $("id_width"), height: $("id_height") };
+var cfg = JSON.parse(document.getElementById("draw-config").textContent);
+var page = document.getElementById("draw-page");
+var $ = function (id) { return document.getElementById(id); };
+var W = cfg.size[0], H = cfg.size[1];
+var inputs = { x: $("id_x"), y: $("id_y"), width: $("id_width"), height: $("id_height") };
 
-  var state = window.pdl1DrawField = {
-    ready: false, tilesLoaded: 0, viewer: null, rect: null, corner: null, drawMode: true,
-    fields: cfg.fields, outlined: 0,
-  };
+var state = window.pdl1DrawField = {
+  ready: false, tilesLoaded: 0, viewer: null, rect: null, corner: null, drawMode: true,
+  fields: cfg.fields, outlined: 0,
+};
 
-  var viewer, fo, ctx, pressedAt = null, dragged = false;
+var viewer, fo, ctx, pressedAt = null, dragged = false;
 
-  function clamp(v, lo, hi) { return Math.min(Math.max(v, lo), hi); }
+function clamp(v, lo, hi) { return Math.min(Math.max(v, lo), hi); }
 
-  // The pixel edge nearest an image coordinate (edges lie half-way between pixel centres).
-  function edge(v, max) { return clamp(Math.round(v + 0.5), 0, max); }
+// The pixel edge nearest an image coordinate (edges lie half-way between pixel centres).
+function edge(v, max) { return clamp(Math.round(v + 0.5), 0, max); }
 
-  function rectFrom(a, b) {
-    var x0 = edge(Math.min(a.x, b.x), W), x1 = edge(Math.max(a.x, b.x), W);
-    var y0 = edge(Math.min(a.y, b.y), H), y1 = edge(Math.max(a.y, b.y), H);
-    return [x0, y0, x1 - x0, y1 - y0];
+function rectFrom(a, b) {
+  var x0 = edge(Math.min(a.x, b.x), W), x1 = edge(Math.max(a.x, b.x), W);
+  var y0 = edge(Math.min(a.y, b.y), H), y1 = edge(Math.max(a.y, b.y), H);
+  return [x0, y0, x1 - x0, y1 - y0];
+}
+
+function valid(r) { return !!r && r[2] >= 1 && r[3] >= 1; }
+
+function showSize() {
+  var r = state.rect, el = $("draw-size");
+  $("create-field").disabled = !valid(r);
+  if (!valid(r)) { el.textContent = "No rectangle yet: drag one on the slide."; return; }
+  var text = r[2] + " × " + r[3] + " px";
+  if (cfg.mpp) { text += " = " + (r[2] * cfg.mpp).toFixed(1) + " × " + (r[3] * cfg.mpp).toFixed(1) + " µm"; }
+  el.textContent = text;
+}
+
+function setRect(r, fromInputs) {
+  state.rect = r;
+  if (!fromInputs) {
+    ["x", "y", "width", "height"].forEach(function (k, i) { inputs[k].value = r ? r[i] : ""; });
   }
+  showSize();
+  fo.request();
+}
 
-  function valid(r) { return !!r && r[2] >= 1 && r[3] >= 1; }
+function rectFromInputs() {
+  var v = ["x", "y", "width", "height"].map(function (k) { return parseInt(inputs[k].value, 10); });
+  return v.every(function (n) { return !isNaN(n); }) ? v : null;
+}
 
-  function showSize() {
-    var r = state.rect, el = $("draw-size");
-    $("create-field").disabled = !valid(r);
-    if (!valid(r)) { el.textContent = "No rectangle yet: drag one on the slide."; return; }
-    var text = r[2] + " × " + r[3] + " px";
-    if (cfg.mpp) { text += " = " + (r[2] * cfg.mpp).toFixed(1) + " × " + (r[3] * cfg.mpp).toFixed(1) + " µm"; }
-    el.textContent = text;
+function outline(r, colour, dashed) {
+  var a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
+  ctx.setLineDash(dashed ? [6, 4] : []);
+  ctx.strokeStyle = colour;
+  ctx.strokeRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
+  return a;
+}
+
+function draw() {  // called by fo.paint() with the transform updated and the canvas cleared
+  ctx.lineWidth = 2;
+  ctx.font = "12px system-ui, sans-serif";
+  state.outlined = 0;
+  cfg.fields.forEach(function (f) {
+    var a = outline(f.region, "#00e5ff", true);
+    ctx.fillStyle = "#00e5ff";
+    ctx.fillText("field " + f.id, a.x + 3, a.y - 4);
+    state.outlined += 1;
+  });
+  ctx.setLineDash([]);
+  if (state.rect) {
+    var r = state.rect, a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
+    ctx.fillStyle = "rgba(255, 152, 0, 0.15)";
+    ctx.fillRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
+    ctx.lineWidth = 2.5;
+    outline(r, "#ff9800", false);
   }
+  if (state.corner) {  // the first of two clicked corners
+    var c = fo.toScreen(state.corner.x, state.corner.y);
+    ctx.strokeStyle = "#ff9800"; ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.moveTo(c.x - 8, c.y); ctx.lineTo(c.x + 8, c.y); ctx.moveTo(c.x, c.y - 8); ctx.lineTo(c.x, c.y + 8);
+    ctx.stroke();
+  }
+}
 
-  function setRect(r, fromInputs) {
-    state.rect = r;
-    if (!fromInputs) {
-      ["x", "y", "width", "height"].forEach(function (k, i) { inputs[k].value = r ? r[i] : ""; });
-    }
-    showSize();
+function imagePoint(e) { fo.update(); return fo.toImage(e.position.x, e.position.y); }
+
+function onPress(e) {
+  pressedAt = state.drawMode ? imagePoint(e) : null;
+  dragged = false;
+}
+
+function onDrag(e) {
+  if (!state.drawMode || !pressedAt) { return; }
+  e.preventDefaultAction = true;  // draw, not pan
+  dragged = true;
+  state.corner = null;
+  setRect(rectFrom(pressedAt, imagePoint(e)));
+}
+
+function onClick(e) {
+  if (!state.drawMode) { return; }
+  e.preventDefaultAction = true;
+  if (dragged || !e.quick) { dragged = false; pressedAt = null; return; }
+  var p = imagePoint(e);
+  if (!state.corner) {
+    state.corner = p;
+    $("draw-size").textContent = "Now click the opposite corner.";
     fo.request();
-  }
-
-  function rectFromInputs() {
-    var v = ["x", "y", "width", "height"].map(function (k) { return parseInt(inputs[k].value, 10); });
-    return v.every(function (n) { return !isNaN(n); }) ? v : null;
-  }
-
-  function outline(r, colour, dashed) {
-    var a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
-    ctx.setLineDash(dashed ? [6, 4] : []);
-    ctx.strokeStyle = colour;
-    ctx.strokeRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
-    return a;
-  }
-
-  function draw() {  // called by fo.paint() with the transform updated and the canvas cleared
-    ctx.lineWidth = 2;
-    ctx.font = "12px system-ui, sans-serif";
-    state.outlined = 0;
-    cfg.fields.forEach(function (f) {
-      var a = outline(f.region, "#00e5ff", true);
-      ctx.fillStyle = "#00e5ff";
-      ctx.fillText("field " + f.id, a.x + 3, a.y - 4);
-      state.outlined += 1;
-    });
-    ctx.setLineDash([]);
-    if (state.rect) {
-      var r = state.rect, a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
-      ctx.fillStyle = "rgba(255, 152, 0, 0.15)";
-      ctx.fillRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
-      ctx.lineWidth = 2.5;
-      outline(r, "#ff9800", false);
-    }
-    if (state.corner) {  // the first of two clicked corners
-      var c = fo.toScreen(state.corner.x, state.corner.y);
-      ctx.strokeStyle = "#ff9800"; ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(c.x - 8, c.y); ctx.lineTo(c.x + 8, c.y); ctx.moveTo(c.x, c.y - 8); ctx.lineTo(c.x, c.y + 8);
-      ctx.stroke();
-    }
-  }
-
-  function imagePoint(e) { fo.update(); return fo.toImage(e.position.x, e.position.y); }
-
-  function onPress(e) {
-    pressedAt = state.drawMode ? imagePoint(e) : null;
-    dragged = false;
-  }
-
-  function onDrag(e) {
-    if (!state.drawMode || !pressedAt) { return; }
-    e.preventDefaultAction = true;  // draw, not pan
-    dragged = true;
+  } else {
+    var first = state.corner;
     state.corner = null;
-    setRect(rectFrom(pressedAt, imagePoint(e)));
+    setRect(rectFrom(first, p));
   }
+}
 
-  function onClick(e) {
-    if (!state.drawMode) { return; }
-    e.preventDefaultAction = true;
-    if (dragged || !e.quick) { dragged = false; pressedAt = null; return; }
-    var p = imagePoint(e);
-    if (!state.corner) {
-      state.corner = p;
-      $("draw-size").textContent = "Now click the opposite corner.";
-      fo.request();
-    } else {
-      var first = state.corner;
-      state.corner = null;
-      setRect(rectFrom(first, p));
-    }
-  }
-
-  function startViewer() {
-    viewer = state.viewer = OpenSeadragon({
-      id: "osd", prefixUrl: page.getAttribute("data-osd-images"), tileSources: cfg.dzi, drawer: "canvas",
-      showNavigator: true, navigatorPosition: "BOTTOM_RIGHT", showRotationControl: false, maxZoomPixelRatio: 4,
-      visibilityRatio: 0.5, animationTime: 0.3, crossOriginPolicy: false,
-      gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
-      gestureSettingsTouch: { clickToZoom: false },
-    });
-    fo = PDL1FieldOverlay(viewer, draw);
-    ctx = fo.ctx;
-    viewer.addHandler("open", function () {
-      fo.attach();
-      var r = rectFromInputs();  // typed values kept after a refused submit
-      if (r) {
-        var pad = Math.max(r[2], r[3]) * 0.5;
-        viewer.viewport.fitBounds(viewer.viewport.imageToViewportRectangle(r[0] - pad, r[1] - pad, r[2] + 2 * pad,
-                                                                           r[3] + 2 * pad), true);
-      }
-      setRect(r);
-      state.ready = true;
-    });
-    viewer.addHandler("open-failed", function (e) {
+function startViewer() {
+  viewer = createViewer({
+    imagesUrl: page.getAttribute("data-osd-images"), tileSources: cfg.dzi, state: state, onError: function (message) {
       var el = $("annotate-error");
-      el.textContent = "The slide could not be opened: " + (e.message || "");
+      el.textContent = message;
       el.hidden = false;
-    });
-    viewer.addHandler("tile-loaded", function () { state.tilesLoaded += 1; });
-    viewer.addHandler("canvas-press", onPress);
-    viewer.addHandler("canvas-drag", onDrag);
-    viewer.addHandler("canvas-click", onClick);
-    Object.keys(inputs).forEach(function (k) {
-      inputs[k].addEventListener("input", function () { setRect(rectFromInputs(), true); });
-    });
-    $("draw-mode").addEventListener("change", function () {
-      state.drawMode = this.checked;
-      state.corner = null;
-      fo.request();
-    });
-    $("clear-rect").addEventListener("click", function () { state.corner = null; setRect(null); });
-    document.addEventListener("keydown", function (e) {
-      if (e.key === "Escape" && state.corner) { state.corner = null; showSize(); fo.request(); }
-    });
-    showSize();
-  }
+    }, options: { maxZoomPixelRatio: 4 },
+  });
+  fo = fieldOverlay(viewer, draw);
+  ctx = fo.ctx;
+  viewer.addHandler("open", function () {
+    fo.attach();
+    var r = rectFromInputs();  // typed values kept after a refused submit
+    if (r) {
+      fitImageRect(viewer, r[0], r[1], r[2], r[3], 0.5);
+    }
+    setRect(r);
+    state.ready = true;
+  });
+  viewer.addHandler("canvas-press", onPress);
+  viewer.addHandler("canvas-drag", onDrag);
+  viewer.addHandler("canvas-click", onClick);
+  Object.keys(inputs).forEach(function (k) {
+    inputs[k].addEventListener("input", function () { setRect(rectFromInputs(), true); });
+  });
+  $("draw-mode").addEventListener("change", function () {
+    state.drawMode = this.checked;
+    state.corner = null;
+    fo.request();
+  });
+  $("clear-rect").addEventListener("click", function () { state.corner = null; setRect(null); });
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && state.corner) { state.corner = null; showSize(); fo.request(); }
+  });
+  showSize();
+}
 
-  state.toScreen = function (x, y) { return fo.pagePoint(x, y); };  // page coordinates (for tests)
+state.toScreen = function (x, y) { return fo.pagePoint(x, y); };  // page coordinates (for tests)
 
-  startViewer();
-})();
+startViewer();

@@ -1,0 +1,136 @@
+/* Corrections of the detections (reclassify, delete, add): their own layer on the server, saved
+ * with the version they were based on (a colleague's save in between is a conflict). */
+
+import { describeDetail, fetchJSON } from "../common/api.js";
+import { requestDraw } from "./draw.js";
+import { appendPoint, indexOfId } from "./points.js";
+import { forgetDensity, scheduleQuery } from "./queries.js";
+import { loadHotspots, loadRegions } from "./regions.js";
+import { showScores } from "./scores.js";
+import { select, showSelection } from "./selection.js";
+import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
+
+export function loadCorrections() {
+  const job = cfg.job;
+  if (!job) { return Promise.resolve(); }
+  return fetchJSON(api.corrections(job)).then((res) => {
+    if (!res.ok) {
+      setText("corrections-line", "Corrections unavailable: " + describeDetail(res.data, res.status));
+      return;
+    }
+    S.corrections.version = debug.correctionsVersion = res.data.version;
+    S.corrections.count = (res.data.items || []).length;
+    showScores(res.data.scores);
+    showCorrectionsLine();
+  }).catch((err) => { setText("corrections-line", "Corrections unavailable: " + err); });
+}
+
+export function showCorrectionsLine() {
+  const c = S.corrections;
+  setText("corrections-line", (c.count === null ? "" : c.count + " correction(s), ") +
+    "version " + c.version + (S.addMode ? " · add mode: click to place a point" : ""));
+}
+
+/** A new version saved (a correction or a region): scores and everything derived from them follow. */
+export function versionSaved(data) {
+  S.corrections.version = debug.correctionsVersion = data.version;
+  showScores(data.scores);
+  showCorrectionsLine();
+  S.hotspots = null; // the fields' TPS changed
+  if (S.layers.hotspots) { loadHotspots(); }
+}
+
+/** A refused save: 409 (someone saved in between) or another error; the conflict box says which. */
+export function saveRefused(res, what, conflictText) {
+  if (res.status === 409) {
+    if (res.data && res.data.version !== undefined) { S.corrections.version = res.data.version; }
+    showConflict((res.data && res.data.detail) || conflictText);
+  } else {
+    showConflict(what + " was not saved: " + describeDetail(res.data, res.status));
+  }
+  return false;
+}
+
+export function sendCorrection(body) {
+  const job = cfg.job;
+  if (!job) { return Promise.resolve(); }
+  body.base_version = S.corrections.version;
+  hideConflict();
+  return fetchJSON(api.corrections(job), { body }).then((res) => {
+    if (res.status === 201) {
+      S.corrections.count = (S.corrections.count || 0) + 1;
+      versionSaved(res.data);
+      applyLocally(body, res.data.item || {});
+      forgetDensity(); // counts changed: refetch when needed
+      scheduleQuery(true);
+      return true;
+    }
+    return saveRefused(res, "The correction", "Someone else changed these detections.");
+  }).catch((err) => { showConflict("The correction was not saved: " + err); });
+}
+
+function applyLocally(body, item) {
+  const pts = S.pts;
+  if (body.op === "add") {
+    const id = item.point_id || (item.id !== undefined ? "c" + item.id : "new-" + Date.now());
+    appendPoint(body.x, body.y, body.label, NaN, id);
+    select(pts.n - 1);
+  } else {
+    const i = indexOfId(body.detection);
+    if (i >= 0) {
+      if (body.op === "delete") {
+        pts.labels[i] = 0; // not drawn; gone from the next query
+        S.selected = null;
+        showSelection();
+      } else {
+        pts.labels[i] = body.label;
+        pts.corrected[i] = true;
+        select(i);
+      }
+    }
+  }
+  requestDraw();
+}
+
+export function showConflict(message) {
+  $("conflict").hidden = false;
+  setText("conflict-message", message);
+}
+
+export function hideConflict() { $("conflict").hidden = true; }
+
+function reloadAfterConflict() {
+  hideConflict();
+  loadCorrections();
+  loadRegions();
+  scheduleQuery(true);
+}
+
+export function reclassify(label) {
+  const selected = S.selected;
+  if (!selected || selected.id === undefined || selected.id === null) { return; }
+  if (selected.label === label) { return; }
+  sendCorrection({ op: "reclassify", detection: selected.id, label });
+}
+
+export function deleteSelected() {
+  const selected = S.selected;
+  if (!selected || selected.id === undefined || selected.id === null) { return; }
+  sendCorrection({ op: "delete", detection: selected.id });
+}
+
+export function setAddMode(on) {
+  S.addMode = on;
+  $("add-mode").setAttribute("aria-pressed", on ? "true" : "false");
+  $("add-mode").classList.toggle("active", on);
+  page.classList.toggle("adding", on);
+  showCorrectionsLine();
+}
+
+export function bindCorrectionTools() {
+  $("conflict-reload").addEventListener("click", reloadAfterConflict);
+  $("reclass-positive").addEventListener("click", () => { reclassify(POSITIVE); });
+  $("reclass-negative").addEventListener("click", () => { reclassify(NEGATIVE); });
+  $("delete-detection").addEventListener("click", deleteSelected);
+  $("add-mode").addEventListener("click", () => { setAddMode(!S.addMode); });
+}

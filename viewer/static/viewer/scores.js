@@ -1,0 +1,43 @@
+/* The Scores block: counts, TPS, its 95 % interval, category and the near-cut-off flag. */
+
+import { $, formatNumber, setText } from "./state.js";
+
+function tpsCategory(value) {
+  // Mirrors analysis.scoring.tps_category (22C3 NSCLC cut-offs) for a summary without a category key.
+  if (value === null || value === undefined) { return null; }
+  if (value < 1) { return "TPS < 1%"; }
+  if (value < 50) { return "TPS 1-49%"; }
+  return "TPS >= 50%";
+}
+
+export function showScores(scores) {
+  if (!scores) { return; }
+  const counts = scores.counts || {};
+  setText("count-positive", formatNumber(counts.positive));
+  setText("count-negative", formatNumber(counts.negative));
+  const tps = scores.tps;
+  setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(1) + " %");
+  // The server's category follows the case's clone; null (a clone without built-in cut-offs) stays "—".
+  setText("tps-category", ("tps_category" in scores ? scores.tps_category : tpsCategory(tps)) || "—");
+  // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
+  // the server computes both (viewer.services.job_scores); a summary without them shows "—".
+  const interval = scores.tps_interval;
+  const intervalEl = $("tps-interval");
+  if (intervalEl) {
+    intervalEl.textContent = interval ? interval.low.toFixed(1) + "–" + interval.high.toFixed(1) + " %" : "—";
+    intervalEl.title = scores.detector_error || "";
+  }
+  const near = $("near-cutoff");
+  if (near) {
+    near.hidden = !scores.near_cutoff;
+    near.textContent = scores.near_cutoff ? scores.uncertainty : "";
+  }
+}
+
+/** The finished job's summary rendered into the page (json_script), shown before any request. */
+export function showInitialScores() {
+  const summaryEl = $("viewer-job-summary");
+  if (summaryEl) {
+    try { showScores(JSON.parse(summaryEl.textContent)); } catch (e) { /* no summary yet */ }
+  }
+}
