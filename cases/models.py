@@ -27,6 +27,7 @@ from cases.choices import (
     Sex,
     SlideQcStatus,
 )
+from cases.signals import report_signed
 
 
 class Department(models.Model):
@@ -384,6 +385,8 @@ class Report(models.Model):
             from cases.documents import store_documents
 
             store_documents(self, at_signing=True)
+            # Apps above cases (integration: the results outbox) act in this same transaction.
+            report_signed.send(sender=Report, report=self)
 
     def amend(self, reason: str, user=None, comment: str | None = None) -> "Report":
         """A new draft version superseding this signed one; this one becomes amended once it is signed."""

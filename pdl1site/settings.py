@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "analysis",
     "workers",
     "viewer",
+    "integration",
 ]
 
 MIDDLEWARE = [
@@ -306,6 +307,29 @@ USE_I18N = True
 USE_TZ = True
 
 INSTITUTION_NAME = env_str("INSTITUTION_NAME", "PD-L1 platform demo hospital")
+
+# --- Hospital integration (integration app: HL7 v2 over MLLP, FHIR R4 over REST) ------------------
+# The module's own settings, prefixed PDL1_INTEGRATION_ (README, "Configuration"; docs/integration.md).
+# Orders are filed into this department (its code); unset: every order is refused with a NACK.
+PDL1_INTEGRATION_ORDER_DEPARTMENT = env_str("PDL1_INTEGRATION_ORDER_DEPARTMENT", "")
+# PID-3's assigning authority (namespace id) of the MRN; empty: the repetition whose type is MR.
+PDL1_INTEGRATION_MRN_AUTHORITY = env_str("PDL1_INTEGRATION_MRN_AUTHORITY", "")
+PDL1_INTEGRATION_MLLP_HOST = env_str("PDL1_INTEGRATION_MLLP_HOST", "127.0.0.1")
+PDL1_INTEGRATION_MLLP_PORT = env_int("PDL1_INTEGRATION_MLLP_PORT", 2575, minimum=1)
+PDL1_INTEGRATION_MAX_MESSAGE_BYTES = env_bytes("PDL1_INTEGRATION_MAX_MESSAGE_BYTES", 1024**2)
+# MSH-3/MSH-4 of what the module sends, MSH-5/MSH-6 of its results.
+PDL1_INTEGRATION_APPLICATION = env_str("PDL1_INTEGRATION_APPLICATION", "PDL1")
+PDL1_INTEGRATION_FACILITY = env_str("PDL1_INTEGRATION_FACILITY", "PATHOLOGY")
+PDL1_INTEGRATION_RESULTS_APPLICATION = env_str("PDL1_INTEGRATION_RESULTS_APPLICATION", "HIS")
+PDL1_INTEGRATION_RESULTS_FACILITY = env_str("PDL1_INTEGRATION_RESULTS_FACILITY", "HOSPITAL")
+# Results out: ORU^R01 to this MLLP peer (host:port) and/or the FHIR bundle to this base URL; empty: none.
+PDL1_INTEGRATION_RESULTS_MLLP_PEER = env_str("PDL1_INTEGRATION_RESULTS_MLLP_PEER", "")
+PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL = env_str("PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL", "")
+PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION = env_str("PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION", "")
+# Each delivery attempt's connect + answer limit; retries wait RETRY_BASE * 2^(attempts-1), at most RETRY_MAX.
+PDL1_INTEGRATION_TIMEOUT_SECONDS = env_int("PDL1_INTEGRATION_TIMEOUT_SECONDS", 10, minimum=1)
+PDL1_INTEGRATION_RETRY_BASE_SECONDS = env_int("PDL1_INTEGRATION_RETRY_BASE_SECONDS", 30, minimum=1)
+PDL1_INTEGRATION_RETRY_MAX_SECONDS = env_int("PDL1_INTEGRATION_RETRY_MAX_SECONDS", 900, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ from pdl1site.api import router
 api_patterns = [
     path("", include(router.urls)),
     path("auth/token/", ObtainExpiringAuthToken.as_view(), name="token"),
+    path("integration/", include("integration.urls")),  # orders in (FHIR), delivery state (docs/integration.md)
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: no inline script (Content-Security-Policy).
     # GET only: OPTIONS would render the API metadata through the page's HTML template (a 500).

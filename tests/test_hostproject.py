@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 HOST = Path(__file__).resolve().parent / "hostproject"
 # What pyproject.toml builds from.
 SOURCES = ["pyproject.toml", "README.md", "templates", "static", "pdl1site", "slideio", "cases", "annotations",
-           "analysis", "workers", "viewer"]
+           "analysis", "workers", "viewer", "integration"]
 OPENSEADRAGON = Path("node_modules/openseadragon/build/openseadragon")
 
 pytestmark = pytest.mark.slow

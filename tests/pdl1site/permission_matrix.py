@@ -75,6 +75,12 @@ MATRIX = {
     # API root, schema and Swagger UI: any signed-in user; the token endpoint takes credentials (empty: 400).
     ("api:api-root", "GET"): row(200, 200, 200, 200, 200, 200, 401),
 
+    # Hospital integration API: orders only from service users holding integration.submit_orders (no
+    # persona does: 403), the delivery and inbound state for admins.
+    ("api:integration-fhir-servicerequest", "POST"): row(403, 403, 403, 403, 403, 403, 401),
+    ("api:integration-inbound-list", "GET"): row(403, 403, 403, 403, 200, 403, 401),
+    ("api:integration-outbox-list", "GET"): row(403, 403, 403, 403, 200, 403, 401),
+
     # Clinical record API: pathologists of the department and admins; other departments 404; reports:
     # only pathologists author, sign and amend; the treating clinician reads signed reports.
     ("api:case-detail", "GET"): row(200, 404, 403, 403, 200, 403, 401),

@@ -155,6 +155,8 @@ request("login", "GET POST PUT", body={})
 request("logout", "POST")
 request("api:api-root api:schema api:swagger-ui", "GET")
 request("api:token", "POST", body={})
+request("api:integration-fhir-servicerequest", "POST", body={})
+request("api:integration-inbound-list api:integration-outbox-list", "GET")
 for _basename in ("patient", "case"):
     request(f"api:{_basename}-list", "GET POST", body={})
 request("api:patient-detail", "GET PUT PATCH", lambda w: {"pk": w["case"].patient.pk}, body={})

@@ -1,0 +1,11 @@
+"""Signals the clinical record sends to apps above it (they connect in their AppConfig.ready; cases
+never imports them).
+
+report_signed(sender=Report, report=...): sent by Report.sign inside the signing transaction, after
+the report's documents are stored. A receiver's writes commit or roll back with the signature (the
+integration app writes its outbox rows here); a receiver that raises stops the signing.
+"""
+
+from django.dispatch import Signal
+
+report_signed = Signal()

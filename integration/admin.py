@@ -1,0 +1,66 @@
+from django.contrib import admin, messages
+
+from integration.delivery import retry
+from integration.models import InboundMessage, OutboxMessage
+
+
+def _text(data) -> str:
+    return bytes(data).decode("utf-8", "replace").replace("\r", "\n")
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(admin.ModelAdmin):
+    """Every order message as received, with its answer: read-only (it is the record of what arrived)."""
+
+    list_display = ["received_at", "channel", "message_type", "sender", "control_id", "outcome", "case", "repeats"]
+    list_filter = ["channel", "outcome", "message_type"]
+    search_fields = ["control_id", "sender", "case__accession", "patient__mrn"]
+    fields = ["received_at", "channel", "message_type", "sender", "control_id", "outcome", "error", "patient", "case",
+              "repeats", "duplicate_of", "sha256", "message", "reply"]
+    readonly_fields = fields
+
+    @admin.display(description="message as received")
+    def message(self, obj):
+        return _text(obj.raw)
+
+    @admin.display(description="answer sent")
+    def reply(self, obj):
+        return _text(obj.answer)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(admin.ModelAdmin):
+    """The state of each result delivery; "Send again" makes waiting or rejected rows due now."""
+
+    list_display = ["message_id", "channel", "destination", "report", "state", "attempts", "next_attempt_at",
+                    "delivered_at", "last_error"]
+    list_filter = ["state", "channel"]
+    search_fields = ["message_id", "report__case__accession"]
+    fields = ["message_id", "channel", "destination", "report", "state", "attempts", "next_attempt_at", "leased_until",
+              "last_error", "created_at", "delivered_at", "peer_answer"]
+    readonly_fields = fields
+    actions = ["send_again"]
+
+    @admin.display(description="peer's last answer")
+    def peer_answer(self, obj):
+        return _text(obj.answer)
+
+    @admin.action(description="Send again (now)")
+    def send_again(self, request, queryset):
+        count = retry(queryset)
+        self.message_user(request, f"{count} message(s) will be sent at the next delivery run.", messages.SUCCESS)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,179 @@
+"""Results out, part 2: sending outbox rows until each peer acknowledges them, in order, exactly once.
+
+A row is delivered only on an AA (or CA) acknowledgement of its own MSH-10, or an HTTP 2xx; a row
+whose earlier attempt may have reached the peer is sent again with the same MSH-10 / Idempotency-Key,
+which the peer uses to drop the repeat. Each channel sends its rows in signing order: a row that
+fails holds back the rows after it (an amendment never overtakes its original). Failures wait
+RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with no limit on attempts; a rejection (AR,
+HTTP 4xx) stops the row for an administrator (admin action "Send again").
+
+Claiming a row leases it for a while (two timeouts), outside any long transaction: two delivery
+runs never send the same row at once, and a run that died mid-send leaves a lease that expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integration.choices import Channel, OutboxState
+from integration.models import OutboxMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivered: bool
+    rejected: bool = False
+    error: str = ""
+    answer: bytes = b""
+
+
+def backoff(attempts: int) -> datetime.timedelta:
+    base, most = settings.PDL1_INTEGRATION_RETRY_BASE_SECONDS, settings.PDL1_INTEGRATION_RETRY_MAX_SECONDS
+    return datetime.timedelta(seconds=min(most, base * 2 ** max(0, attempts - 1)))
+
+
+def deliver_due(now: datetime.datetime | None = None) -> dict[str, int]:
+    """Send every due row, channel by channel, in order; {state: rows} of what this run did."""
+    done = {"delivered": 0, "failed": 0, "rejected": 0}
+    for channel in Channel.values:
+        while (row := _claim_next(channel, now)) is not None:
+            result = send(row)
+            _record(row, result)
+            key = "delivered" if result.delivered else "rejected" if result.rejected else "failed"
+            done[key] += 1
+            if not result.delivered:
+                break  # the rows after it wait: signing order is kept
+    return done
+
+
+def _claim_next(channel: str, now=None) -> OutboxMessage | None:
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = (OutboxMessage.objects.select_for_update().filter(channel=channel, state=OutboxState.PENDING)
+               .order_by("pk").first())
+        if row is None or row.next_attempt_at > now or (row.leased_until and row.leased_until > now):
+            return None
+        row.leased_until = now + datetime.timedelta(seconds=2 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
+        row.save(update_fields=["leased_until"])
+        return row
+
+
+def _record(row: OutboxMessage, result: Attempt):
+    now = timezone.now()
+    with transaction.atomic():
+        row = OutboxMessage.objects.select_for_update().get(pk=row.pk)
+        row.attempts += 1
+        row.leased_until = None
+        row.answer = result.answer
+        if result.delivered:
+            row.state, row.delivered_at, row.last_error = OutboxState.DELIVERED, now, ""
+        elif result.rejected:
+            row.state, row.last_error = OutboxState.REJECTED, result.error
+        else:
+            row.last_error, row.next_attempt_at = result.error, now + backoff(row.attempts)
+        row.save()
+    log.info("outbox %s to %s: attempt %d %s %s", row.message_id, row.destination, row.attempts, row.state,
+             row.last_error)
+
+
+def retry(rows) -> int:
+    """Administrators' "Send again": rejected or waiting rows become due now."""
+    return rows.exclude(state=OutboxState.DELIVERED).update(state=OutboxState.PENDING, next_attempt_at=timezone.now(),
+                                                            leased_until=None)
+
+
+def send(row: OutboxMessage) -> Attempt:
+    try:
+        if row.channel == Channel.HL7V2:
+            return send_hl7(row.destination, bytes(row.payload), row.message_id)
+        return send_fhir(row.destination, bytes(row.payload), row.message_id)
+    except Exception as exc:  # whatever went wrong, the row stays pending and says why
+        log.exception("outbox %s: delivery failed", row.message_id)
+        return Attempt(False, error=f"{type(exc).__name__}: {exc}")
+
+
+# --- HL7 v2 over MLLP ------------------------------------------------------------------------------
+
+def send_hl7(destination: str, payload: bytes, message_id: str) -> Attempt:
+    from integration.mllp import exchange
+
+    host, _, port = destination.rpartition(":")
+    timeout = settings.PDL1_INTEGRATION_TIMEOUT_SECONDS
+    try:
+        ack = asyncio.run(exchange(host, int(port), payload, timeout))
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        return Attempt(False, error=f"no acknowledgement from {destination}: {type(exc).__name__} {exc}".strip())
+    return read_ack(ack, message_id)
+
+
+def read_ack(ack: bytes, message_id: str) -> Attempt:
+    import hl7
+
+    try:
+        message = hl7.parse(ack.decode("utf-8", "replace").replace("\n", "\r").strip("\r"))
+        code, acked, text = (_get(message, f"MSA.F{n}").strip() for n in (1, 2, 3))
+        err = _get(message, "ERR.F8").strip() if _has(message, "ERR") else ""
+    except Exception as exc:
+        return Attempt(False, error=f"unreadable acknowledgement: {exc}", answer=ack)
+    if acked != message_id:
+        return Attempt(False, error=f"acknowledgement of {acked!r}, not of {message_id!r}", answer=ack)
+    why = "; ".join(t for t in (text, err) if t)
+    if code in ("AA", "CA"):
+        return Attempt(True, answer=ack)
+    if code in ("AR", "CR"):
+        return Attempt(False, rejected=True, error=f"{code}: {why or 'rejected'}", answer=ack)
+    return Attempt(False, error=f"{code or 'no MSA-1'}: {why or 'error'}", answer=ack)
+
+
+def _get(message, path: str) -> str:
+    try:
+        return str(message[path])
+    except (IndexError, KeyError):
+        return ""
+
+
+def _has(message, name: str) -> bool:
+    try:
+        message.segment(name)
+    except KeyError:
+        return False
+    return True
+
+
+# --- FHIR over REST --------------------------------------------------------------------------------
+
+def send_fhir(base_url: str, payload: bytes, message_id: str) -> Attempt:
+    import urllib.error
+    import urllib.request
+
+    from fhir.resources.R4B.bundle import Bundle
+    from pydantic import ValidationError
+
+    try:
+        Bundle.model_validate_json(payload)
+    except ValidationError as exc:
+        return Attempt(False, rejected=True, error=f"the stored bundle is not valid FHIR: {exc.errors()[:3]}")
+    headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
+               "Idempotency-Key": message_id, "X-Request-Id": message_id}
+    if settings.PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION:
+        headers["Authorization"] = settings.PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION
+    request = urllib.request.Request(base_url.rstrip("/") + "/Bundle", data=payload, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=settings.PDL1_INTEGRATION_TIMEOUT_SECONDS) as response:
+            return Attempt(True, answer=response.read(64 * 1024))
+    except urllib.error.HTTPError as exc:
+        body = exc.read(64 * 1024)
+        retryable = exc.code >= 500 or exc.code in (408, 425, 429)
+        return Attempt(False, rejected=not retryable, error=f"HTTP {exc.code}: {body[:300].decode('utf-8', 'replace')}",
+                       answer=body)
+    except (OSError, ValueError) as exc:
+        return Attempt(False, error=f"no answer from {base_url}: {type(exc).__name__} {exc}")

@@ -1,0 +1,256 @@
+"""HL7 v2 with python-hl7: orders in (ORM^O01, OML^O21), their ACK/NACK, and results out (ORU^R01).
+
+Mapping tables: docs/integration.md. Messages are text in the encoding MSH-18 names (UTF-8 when it
+is empty or names UNICODE UTF-8; ASCII and 8859/1 also accepted); segments end with CR.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from dataclasses import dataclass
+
+import hl7
+from django.conf import settings
+
+from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, clone_of, indication_of, parse_date
+
+ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
+ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": "latin-1"}
+LOINC_PDL1 = "85147-7"  # PD-L1 by clone 22C3 (cases.reports.LOINC_PDL1_22C3)
+HL7_ERRORS = {"100": "Segment sequence error", "101": "Required field missing", "102": "Data type error",
+              "103": "Table value not found", "200": "Unsupported message type", "201": "Unsupported event code",
+              "203": "Unsupported version id", "207": "Application internal error"}
+
+
+@dataclass(frozen=True)
+class Header:
+    control_id: str
+    sender: str  # MSH-3^MSH-4
+    message_type: str  # e.g. ORM^O01
+
+
+def decode(raw: bytes) -> tuple[hl7.Message, Header]:
+    """Parse a message (raises OrderError with reject=True when it is not an acceptable HL7 v2 message)."""
+    head = raw[:4]
+    if head != b"MSH" + raw[3:4] or len(raw) < 8:
+        raise OrderError("not an HL7 v2 message: it must begin with an MSH segment", location="MSH^1",
+                         code="100", reject=True)
+    field_sep = raw[3:4].decode("latin-1")
+    msh_fields = raw.split(b"\r", 1)[0].decode("latin-1").split(field_sep)
+    charset = msh_fields[17].split("~")[0].strip().upper() if len(msh_fields) > 17 else ""
+    if charset not in ENCODINGS:
+        raise OrderError(f"character set {charset!r} (MSH-18) is not supported: use UNICODE UTF-8",
+                         location="MSH^1^18", code="103", reject=True)
+    try:
+        text = raw.decode(ENCODINGS[charset])
+    except UnicodeDecodeError as exc:
+        raise OrderError(f"the message is not valid {ENCODINGS[charset]} (byte {exc.start})", location="MSH^1^18",
+                         code="102", reject=True) from None
+    text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    try:
+        message = hl7.parse(text)
+        control_id = _get(message, "MSH.F10").strip()
+        header = Header(control_id, f"{_get(message, 'MSH.F3')}^{_get(message, 'MSH.F4')}",
+                        f"{_get(message, 'MSH.F9.R1.C1')}^{_get(message, 'MSH.F9.R1.C2')}")
+    except Exception as exc:  # python-hl7 raises plain exceptions on malformed structure
+        raise OrderError(f"the message cannot be parsed: {exc}", location="MSH^1", code="100", reject=True) from None
+    if not control_id:
+        raise OrderError("MSH-10 (message control id) is empty", location="MSH^1^10", code="101", reject=True)
+    return message, header
+
+
+def check_order_type(header: Header):
+    event = tuple(header.message_type.split("^"))
+    if event not in ORDER_TYPES:
+        raise OrderError(f"message type {header.message_type} is not accepted here: send ORM^O01 or OML^O21",
+                         location="MSH^1^9", code="200", reject=True)
+
+
+def _get(message, path: str) -> str:
+    """The value at an accessor path (e.g. "PID.F3.R2.C4.S1"), unescaped; "" where the message has none."""
+    try:
+        return str(message[path])
+    except (IndexError, KeyError):
+        return ""
+
+
+def _segment(message, name: str, required: bool = True):
+    try:
+        return message.segment(name)
+    except KeyError:
+        if required:
+            raise OrderError(f"the {name} segment is missing", location=f"{name}^1", code="100") from None
+        return None
+
+
+def _mrn(message) -> str:
+    """PID-3's MRN: the repetition whose assigning authority (namespace or universal id) is the configured
+    one, or, without one configured, the repetition whose identifier type is MR."""
+    authority = settings.PDL1_INTEGRATION_MRN_AUTHORITY
+    repetitions = len(_segment(message, "PID")(3))
+    for r in range(1, repetitions + 1):
+        value = _get(message, f"PID.F3.R{r}.C1").strip()
+        if not value:
+            continue
+        names = {_get(message, f"PID.F3.R{r}.C4.S1"), _get(message, f"PID.F3.R{r}.C4.S2")}
+        if (authority and authority in names) or (not authority and _get(message, f"PID.F3.R{r}.C5") == "MR"):
+            return value
+    wanted = f"assigning authority {authority}" if authority else "identifier type MR"
+    raise OrderError(f"PID-3 has no patient identifier with {wanted}", location="PID^1^3", code="101")
+
+
+def _one(message, *paths: str, location: str, what: str) -> str:
+    """The value the given fields agree on ('' when none is given); different values are an error."""
+    values = {p: _get(message, p).strip() for p in paths if _has(message, p.split(".")[0])}
+    given = {v for v in values.values() if v}
+    if len(given) > 1:
+        raise OrderError(f"{what} differ: " + ", ".join(f"{p} {v!r}" for p, v in values.items() if v),
+                         location=location, code="207")
+    return given.pop() if given else ""
+
+
+def _has(message, segment: str) -> bool:
+    return _segment(message, segment, required=False) is not None
+
+
+def _cwe_text(message, path: str) -> str:
+    return (_get(message, f"{path}.C2") or _get(message, f"{path}.C1")).strip()
+
+
+def read_order(message) -> OrderData:
+    """An ORM^O01 or OML^O21 as OrderData (raises OrderError naming the field that is wrong)."""
+    _segment(message, "ORC")
+    _segment(message, "OBR")
+    control = _get(message, "ORC.F1").strip()
+    if control not in ("NW", "XO", "SC"):
+        raise OrderError(f"order control {control or '(empty)'} (ORC-1) is not accepted: send NW (new) or XO "
+                         "(change); cancellations are made by the laboratory", location="ORC^1^1", code="103",
+                         reject=True)
+    filler = _one(message, "ORC.F3.R1.C1", "OBR.F3.R1.C1", location="OBR^1^3", what="filler order numbers")
+    placer = _one(message, "ORC.F2.R1.C1", "OBR.F2.R1.C1", location="OBR^1^2", what="placer order numbers")
+    accession = filler or placer
+    if not accession:
+        raise OrderError("no accession: give the filler order number (ORC-3/OBR-3) or the placer order number "
+                         "(ORC-2/OBR-2)", location="ORC^1^3", code="101")
+    patient = PatientData(
+        mrn=_mrn(message), family_name=_get(message, "PID.F5.R1.C1").strip(), given_name=_get(message, "PID.F5.R1.C2").strip(),
+        birth_date=parse_date(_get(message, "PID.F7.R1.C1"), "PID^1^7"))
+    sex = _get(message, "PID.F8").strip().upper()
+    if sex:
+        if sex not in SEX_CODES:
+            raise OrderError(f"administrative sex {sex!r} (PID-8) is not in HL7 table 0001", location="PID^1^8",
+                             code="103")
+        patient.sex = SEX_CODES[sex]
+    specimen = ""
+    if _has(message, "SPM"):
+        specimen = ", ".join(t for t in (_cwe_text(message, "SPM.F4.R1"), _cwe_text(message, "SPM.F8.R1")) if t)
+    if not specimen:
+        # OBR-15 (SPS): its first component is a CWE in subcomponents (code&text&system)
+        specimen = (_get(message, "OBR.F15.R1.C1.S2") or _get(message, "OBR.F15.R1.C1.S1")).strip() if _get(message, "OBR.F15") else ""
+    dg1 = _cwe_text(message, "DG1.F3.R1") if _has(message, "DG1") else ""
+    indication = indication_of(_get(message, "OBR.F13").strip(), dg1,
+                               location="OBR^1^13" if _get(message, "OBR.F13").strip() else "DG1^1^3")
+    clone = clone_of(_get(message, "OBR.F4.R1.C1"), _get(message, "OBR.F4.R1.C2"), _get(message, "OBR.F4.R1.C4"),
+                     _get(message, "OBR.F4.R1.C5"))
+    return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
+                     assay_clone=clone)
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+def _escape(text: str) -> str:
+    return (text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("&", "\\T\\")
+            .replace("~", "\\R\\").replace("\r", " ").replace("\n", " "))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+
+
+def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: OrderError | None = None) -> bytes:
+    """ACK (AA) or NACK (AE/AR, with MSA-3 and an ERR segment saying what is wrong) for a message.
+    `raw_header`: the sender's MSH-3..6, MSH-9.2, MSH-11, MSH-12 (blank for a message that could not be read)."""
+    h = raw_header
+    header = msh({3: settings.PDL1_INTEGRATION_APPLICATION, 4: settings.PDL1_INTEGRATION_FACILITY,
+                  5: h.get("app", ""), 6: h.get("facility", ""), 7: _now(),
+                  9: f"ACK^{h.get('event', '')}^ACK", 10: ack_id, 11: h.get("processing", "") or "P",
+                  12: h.get("version", "") or "2.5.1", 18: "UNICODE UTF-8"})
+    segments = [header, f"MSA|{code}|{_escape(control_id)}" + (f"|{_escape(error.text)[:80]}" if error else "")]
+    if error:
+        name = HL7_ERRORS.get(error.code, "Application error")
+        segments.append(f"ERR||{error.location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
+    return "\r".join(segments).encode("utf-8") + b"\r"
+
+
+def header_fields(raw: bytes) -> dict:
+    """The fields an answer copies from a message's MSH, read leniently (the message may be broken)."""
+    if raw[:3] != b"MSH" or len(raw) < 8:
+        return {}
+    sep = raw[3:4].decode("latin-1")
+    fields = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].decode("utf-8", "replace").split(sep)
+    get = (lambda i: fields[i - 1] if len(fields) >= i else "")
+    component = get(9).split("^")
+    return {"app": get(3), "facility": get(4), "control_id": get(10), "event": component[1] if len(component) > 1 else "",
+            "processing": get(11), "version": get(12)}
+
+
+# --- results out ---------------------------------------------------------------------------------
+
+def segment(name: str, fields: dict[int, str]) -> str:
+    """A segment from {field number: already escaped value}; the fields between are empty."""
+    return "|".join([name] + [fields.get(i, "") for i in range(1, max(fields) + 1)])
+
+
+def msh(fields: dict[int, str]) -> str:
+    """The MSH segment: MSH-1 is the field separator itself, MSH-2 the encoding characters."""
+    return "MSH|^~\\&|" + "|".join(fields.get(i, "") for i in range(3, max(fields) + 1))
+
+
+def oru_r01(report, pdf: bytes, fhir: bytes, message_id: str) -> bytes:
+    """ORU^R01 of a signed report version, from its stored documents: OBX 1 TPS (NM, %), 2 its category (ST),
+    3 CPS when measured, then the conclusion (TX) and the signed PDF (ED, base64). Result status F for a
+    first signing, C for an amendment (a correction of a result already sent)."""
+    case, patient, scores = report.case, report.case.patient, report.scores
+    status = "C" if report.supersedes_id else "F"
+    when = report.signed_at.astimezone(datetime.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    signer = (report.signed_by.get_full_name() or report.signed_by.get_username()) if report.signed_by else ""
+    clone = _escape(case.assay_clone)
+    if case.assay_clone == "22C3":
+        service, tps_code = f"{LOINC_PDL1}^PD-L1 by clone 22C3^LN", \
+            f"{LOINC_PDL1}^PD-L1 by clone 22C3 [Interpretation] in Tissue by Immune stain^LN"
+    else:
+        service, tps_code = f"PDL1-IHC-{clone}^PD-L1 IHC ({clone})^L", f"PDL1-TPS-{clone}^PD-L1 TPS ({clone})^L"
+    sex = {"female": "F", "male": "M", "other": "O"}.get(patient.sex, "U")
+    segments = [
+        msh({3: settings.PDL1_INTEGRATION_APPLICATION, 4: settings.PDL1_INTEGRATION_FACILITY,
+             5: settings.PDL1_INTEGRATION_RESULTS_APPLICATION, 6: settings.PDL1_INTEGRATION_RESULTS_FACILITY,
+             7: _now(), 9: "ORU^R01^ORU_R01", 10: message_id, 11: "P", 12: "2.5.1", 18: "UNICODE UTF-8"}),
+        segment("PID", {1: "1", 3: f"{_escape(patient.mrn)}^^^{_escape(settings.PDL1_INTEGRATION_MRN_AUTHORITY)}^MR",
+                        5: f"{_escape(patient.family_name)}^{_escape(patient.given_name)}",
+                        7: f"{patient.birth_date:%Y%m%d}", 8: sex}),
+        segment("ORC", {1: "RE", 3: _escape(case.accession), 5: "CM"}),
+        segment("OBR", {1: "1", 3: _escape(case.accession), 4: service, 7: when, 22: when, 24: "SP", 25: status,
+                        32: _escape(signer)}),
+    ]
+    values = []  # (type, code, value, units)
+    tps, cps = scores["tps"], scores["cps"]
+    if scores["adequacy"]["adequate"] and tps.get("value") is not None:
+        values.append(("NM", tps_code, str(tps["value"]), "%^percent^UCUM"))
+        values.append(("ST", "PDL1-TPS-CAT^PD-L1 TPS category^L", _escape(tps["category"] or tps["status"]), ""))
+    if scores["adequacy"]["adequate"] and cps.get("value") is not None:
+        values.append(("NM", f"PDL1-CPS-{clone}^PD-L1 CPS ({clone})^L", str(cps["value"]), "{score}^score^UCUM"))
+    values.append(("TX", "PDL1-CONCL^PD-L1 report conclusion^L", _escape(_conclusion(report, fhir)), ""))
+    values.append(("ED", "PDF^Signed report PDF^L", "^AP^PDF^Base64^" + base64.b64encode(pdf).decode("ascii"), ""))
+    segments += [segment("OBX", {1: str(i), 2: kind, 3: code, 5: value, 6: units, 11: status})
+                 for i, (kind, code, value, units) in enumerate(values, 1)]
+    return "\r".join(segments).encode("utf-8") + b"\r"
+
+
+def _conclusion(report, fhir: bytes) -> str:
+    """The conclusion the stored FHIR bundle states (one text for both channels), with the amendment's reason."""
+    text = json.loads(fhir)["entry"][0]["resource"].get("conclusion", "")
+    if report.supersedes_id and report.amendment_reason:
+        text += f" Amended: {report.amendment_reason}"
+    return text

@@ -1,0 +1,130 @@
+"""Every inbound message: kept whole, answered once, idempotent on its control id, one transaction.
+
+The order's changes, the kept message and its answer commit together; a refused order rolls its
+changes back (a savepoint) and is kept with its NACK. The same message again (same sender, same
+control id, same bytes) gets the stored answer and changes nothing; a different message reusing a
+control id is refused (AR) and kept too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Callable
+
+from django.db import IntegrityError, transaction
+
+from integration.choices import Channel, InboundOutcome
+from integration.models import InboundMessage
+from integration.orders import FiledOrder, OrderError
+
+Answer = Callable[[str, OrderError | None, FiledOrder | None], bytes]
+
+
+def receive(channel: str, control_id: str, sender: str, message_type: str, raw: bytes,
+            process: Callable[[], FiledOrder], answer: Answer) -> InboundMessage:
+    """Process one message (or replay the stored answer of a repeat); the kept row with its answer."""
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _receive(channel, control_id, sender, message_type, raw, process, answer)
+        except IntegrityError:
+            if attempt:  # the same control id committed concurrently, twice: not a repeat we can explain
+                raise
+    raise AssertionError("unreachable")
+
+
+def _receive(channel, control_id, sender, message_type, raw, process, answer) -> InboundMessage:
+    sha256 = hashlib.sha256(raw).hexdigest()
+    first = (InboundMessage.objects.select_for_update()
+             .filter(channel=channel, sender=sender, control_id=control_id, duplicate_of=None).first()
+             if control_id else None)
+    row = InboundMessage(channel=channel, control_id=control_id, sender=sender[:200], message_type=message_type[:32],
+                         raw=raw, sha256=sha256)
+    if first is not None and first.sha256 == sha256:
+        first.repeats += 1
+        first.save(update_fields=["repeats"])
+        return first
+    filed = error = None
+    if first is not None:
+        error = OrderError(f"message control id {control_id!r} was already used by message {first.pk} "
+                           f"({first.received_at:%Y-%m-%d %H:%M:%S} UTC) with different content", reject=True,
+                           location="MSH^1^10", code="207")
+        row.duplicate_of = first
+    else:
+        try:
+            with transaction.atomic():  # a savepoint: a refused order leaves nothing behind
+                filed = process()
+        except OrderError as exc:
+            error = exc
+    row.outcome = (InboundOutcome.ACCEPTED if error is None
+                   else InboundOutcome.REJECTED if error.reject else InboundOutcome.ERROR)
+    row.error = error.text if error else ""
+    row.patient, row.case = (filed.patient, filed.case) if filed else (None, None)
+    row.answer = answer(row.outcome, error, filed)
+    row.save()
+    return row
+
+
+def new_ack_id() -> str:
+    return uuid.uuid4().hex[:20].upper()
+
+
+def handle_hl7(raw: bytes) -> bytes:
+    """The ACK or NACK of one HL7 v2 message received over MLLP."""
+    from integration import hl7v2
+    from integration.orders import do_file_order
+
+    fields = hl7v2.header_fields(raw)
+    control_id = fields.get("control_id", "").strip()[:199]
+    sender = f"{fields.get('app', '')}^{fields.get('facility', '')}"
+    try:
+        message, header = hl7v2.decode(raw)
+        failure = None
+    except OrderError as exc:
+        message, header, failure = None, None, exc
+
+    def process() -> FiledOrder:
+        if failure is not None:
+            raise failure
+        hl7v2.check_order_type(header)
+        return do_file_order(hl7v2.read_order(message))
+
+    def answer(outcome, error, filed):
+        return hl7v2.answer(fields, outcome, control_id, new_ack_id(), error)
+
+    message_type = header.message_type if header else ""
+    return bytes(receive(Channel.HL7V2, control_id, sender, message_type, raw, process, answer).answer)
+
+
+def handle_fhir_service_request(body: bytes, user, idempotency_key: str = "") -> tuple[int, bytes]:
+    """(HTTP status, OperationOutcome JSON) of one POSTed ServiceRequest: 201 a case was created, 200 updated
+    or unchanged (or a repeat), 400 not a valid ServiceRequest, 422 valid but refused (nothing changed)."""
+    import json
+
+    from integration import fhir_orders
+    from integration.orders import do_file_order
+
+    statuses = {}
+
+    def process() -> FiledOrder:
+        _, order = fhir_orders.read_service_request(body)
+        return do_file_order(order, patient_location="ServiceRequest.subject")
+
+    def answer(outcome, error, filed):
+        if error is not None:
+            statuses["status"] = 400 if error.reject else 422
+            data = fhir_orders.outcome("error", "invalid" if error.reject else "business-rule", error.text,
+                                       error.location if "." in error.location else "")
+        else:
+            statuses["status"] = 201 if filed.created_case else 200
+            data = fhir_orders.outcome(
+                "information", "informational",
+                f"case {filed.case.accession} {'created' if filed.created_case else 'updated'} for patient "
+                f"{filed.patient.mrn} ({'new' if filed.created_patient else 'known'})")
+        return json.dumps({"status": statuses["status"], "outcome": data}).encode("utf-8")
+
+    control_id = fhir_orders.control_id_of(body, idempotency_key)
+    row = receive(Channel.FHIR, control_id, user.get_username(), "ServiceRequest", body, process, answer)
+    stored = json.loads(bytes(row.answer))
+    return stored["status"], json.dumps(stored["outcome"]).encode("utf-8")

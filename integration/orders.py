@@ -1,0 +1,167 @@
+"""Orders in: the data of one order, however it arrived (HL7 v2 ORM/OML or FHIR ServiceRequest), and the
+service that files it as a Patient and a Case.
+
+do_file_order runs inside the caller's transaction: the caller (integration.inbound) stores the
+message and its answer in the same transaction, and rolls the changes back when the order is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from cases.choices import AssayClone, Indication, Sex
+from cases.models import Case, Department, Patient, RecordLocked
+
+# LOINC 85147-7 is PD-L1 by clone 22C3 (cases.reports.LOINC_PDL1_22C3): an order for it names its clone.
+LOINC_CLONES = {"85147-7": AssayClone.C22C3}
+
+
+class OrderError(Exception):
+    """An order that cannot be filed: nothing was changed. `location` says where (HL7 ERL: segment^seq^field),
+    `code` is the HL7 table 0357 error code, `reject` an AR (the message itself is not acceptable) rather than AE."""
+
+    def __init__(self, text: str, *, location: str = "", code: str = "207", reject: bool = False):
+        super().__init__(text)
+        self.text, self.location, self.code, self.reject = text, location, code, reject
+
+
+@dataclass
+class PatientData:
+    mrn: str
+    family_name: str = ""
+    given_name: str = ""
+    birth_date: datetime.date | None = None
+    sex: str = ""  # a cases.choices.Sex value, or "" when not given
+
+
+@dataclass
+class OrderData:
+    patient: PatientData
+    accession: str
+    specimen: str = ""
+    indication: str = ""  # an Indication value, or "" when not given
+    assay_clone: str = ""  # an AssayClone value, or "" when not given
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FiledOrder:
+    patient: Patient
+    case: Case
+    created_patient: bool
+    created_case: bool
+
+
+# --- vocabularies --------------------------------------------------------------------------------
+
+SEX_CODES = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER, "A": Sex.OTHER, "U": Sex.UNKNOWN, "N": Sex.UNKNOWN,
+             "FEMALE": Sex.FEMALE, "MALE": Sex.MALE, "OTHER": Sex.OTHER, "UNKNOWN": Sex.UNKNOWN}
+
+
+def indication_of(*texts: str, location: str) -> str:
+    """The Indication whose value or label is one of `texts` (case-insensitive); "" when none is given."""
+    given = [t.strip() for t in texts if t and t.strip()]
+    if not given:
+        return ""
+    for text in given:
+        for choice in Indication:
+            if text.lower() in (choice.value.lower(), choice.label.lower()):
+                return choice.value
+    raise OrderError(f"indication {given[0]!r} is not one the platform knows: send one of "
+                     + ", ".join(Indication.values), location=location, code="103")
+
+
+def clone_of(*texts: str) -> str:
+    """The AssayClone a test code or text names (LOINC 85147-7, or a clone's name in it); "" when none."""
+    for text in texts:
+        if not text:
+            continue
+        if text.strip() in LOINC_CLONES:
+            return LOINC_CLONES[text.strip()]
+        upper = text.upper()
+        for clone in (AssayClone.C22C3, AssayClone.SP263, AssayClone.SP142, AssayClone.C28_8):
+            if clone.value.upper() in upper:
+                return clone.value
+    return ""
+
+
+def parse_date(text: str, location: str) -> datetime.date | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    for length, pattern in ((10, "%Y-%m-%d"), (8, "%Y%m%d")):
+        try:
+            return datetime.datetime.strptime(text[:length], pattern).date()
+        except ValueError:
+            continue
+    raise OrderError(f"{text!r} is not a date (YYYYMMDD)", location=location, code="102")
+
+
+# --- filing ----------------------------------------------------------------------------------------
+
+def order_department() -> Department:
+    code = settings.PDL1_INTEGRATION_ORDER_DEPARTMENT
+    department = Department.objects.filter(code=code).first() if code else None
+    if department is None:
+        raise OrderError("this platform is not configured to accept orders (PDL1_INTEGRATION_ORDER_DEPARTMENT "
+                         f"{'is not set' if not code else f'names no department: {code!r}'})", reject=True)
+    return department
+
+
+def _update(instance, values: dict, what: str):
+    changed = [name for name, value in values.items() if value not in ("", None) and getattr(instance, name) != value]
+    for name in changed:
+        setattr(instance, name, values[name])
+    if changed:
+        try:
+            instance.full_clean(exclude=["department", "patient", "clinicians", "assigned_to", "created_by"])
+            instance.save()
+        except RecordLocked as exc:
+            raise OrderError(f"{what}: {exc}") from None
+    return changed
+
+
+def do_file_order(order: OrderData, *, patient_location: str = "PID^1^3") -> FiledOrder:
+    """Create or update the order's Patient (by MRN) and Case (by accession). Raises OrderError."""
+    from django.core.exceptions import ValidationError
+
+    department = order_department()
+    data = order.patient
+    patient = Patient.objects.select_for_update().filter(mrn=data.mrn).first()
+    created_patient = patient is None
+    demographics = {"family_name": data.family_name, "given_name": data.given_name, "birth_date": data.birth_date,
+                    "sex": data.sex}
+    try:
+        if created_patient:
+            missing = [name for name in ("family_name", "birth_date") if not demographics[name]]
+            if missing:
+                raise OrderError(f"a new patient needs {' and '.join(n.replace('_', ' ') for n in missing)}",
+                                 location="PID^1^5" if "family_name" in missing else "PID^1^7", code="101")
+            patient = Patient(mrn=data.mrn, department=department,
+                              **{k: v for k, v in demographics.items() if v not in ("", None)})
+            patient.full_clean(exclude=["clinicians"])
+            patient.save()
+        else:
+            _update(patient, demographics, f"patient {data.mrn}")
+        case = Case.objects.select_for_update().filter(accession=order.accession).first()
+        created_case = case is None
+        if created_case:
+            case = Case(accession=order.accession, patient=patient, department=department,
+                        indication=order.indication or Indication.OTHER,
+                        assay_clone=order.assay_clone or AssayClone.OTHER, specimen=order.specimen)
+            case.full_clean()
+            case.save()
+        else:
+            if case.patient_id != patient.pk:
+                raise OrderError(f"accession {order.accession} is already the case of another patient",
+                                 location="ORC^1^3", code="207")
+            _update(case, {"specimen": order.specimen, "indication": order.indication,
+                           "assay_clone": order.assay_clone}, f"case {order.accession}")
+    except ValidationError as exc:
+        raise OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v)
+                               for k, v in exc.message_dict.items()),
+                         location=patient_location, code="102") from None
+    return FiledOrder(patient, case, created_patient, created_case)
