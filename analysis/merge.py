@@ -96,12 +96,3 @@ def counts(labels: np.ndarray) -> dict[str, int]:
     n_pos = int(np.count_nonzero(labels == POSITIVE))
     n_neg = int(np.count_nonzero(labels == NEGATIVE))
     return {"positive": n_pos, "negative": n_neg, "other": int(len(labels) - n_pos - n_neg)}
-
-
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Which (x, y) points lie inside the polygon ([(x, y), ...] vertices), by scikit-image."""
-    if len(points) == 0:
-        return np.zeros(0, bool)
-    from skimage.measure import points_in_poly
-
-    return points_in_poly(points, polygon)

@@ -395,7 +395,9 @@ def main() -> None:
     batch = args.batch or (4 if smoke else 32)
     readers = args.readers if args.readers is not None else (2 if smoke else max(1, min((os.cpu_count() or 4) - 2, 14)))
     iters = args.iters or (2 if smoke else 20)
-    device = device_for_worker()
+    gpu_index = os.environ.get("PDL1_GPU_INDEX")  # as the worker's settings would read them
+    device = device_for_worker(int(os.environ.get("PDL1_WORKER_INDEX") or 0),
+                               gpu_index=int(gpu_index) if gpu_index else None)
     on_cuda = device.startswith("cuda")
     share_iters = args.share_iters or (10 if on_cuda else (2 if smoke else 5))
     card = torch.cuda.get_device_name(torch.device(device)) if on_cuda else f"CPU ({_cpu_name()}, {os.cpu_count()} cores)"

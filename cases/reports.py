@@ -18,8 +18,8 @@ from cases.models import Case, CutoffTable, Report, ReportError
 # LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
 LOINC = "http://loinc.org"
 LOINC_PDL1_22C3 = "85147-7"
-MRN_SYSTEM = getattr(settings, "FHIR_MRN_SYSTEM", "urn:pdl1:mrn")
-ACCESSION_SYSTEM = getattr(settings, "FHIR_ACCESSION_SYSTEM", "urn:pdl1:accession")
+MRN_SYSTEM = settings.FHIR_MRN_SYSTEM
+ACCESSION_SYSTEM = settings.FHIR_ACCESSION_SYSTEM
 LOCAL_CODES = "urn:pdl1:codes"
 
 __all__ = ["ReportError", "check_may_author", "do_create_draft", "do_sign", "do_amend", "score_snapshot",

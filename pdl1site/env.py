@@ -44,6 +44,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
+def env_optional_int(name: str, *, minimum: int | None = None) -> int | None:
+    """An integer, or None when the variable is unset or empty."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return env_int(name, 0, minimum=minimum)
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:

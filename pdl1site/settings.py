@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_str, file_secret
+from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_optional_int, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PDL1_VAR_DIR", str(BASE_DIR / "var")))
@@ -46,6 +46,11 @@ SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)  # one 
 # How long a session's tile access to a slide, decided by the tile view, is replayed by the tile
 # fast path (viewer/fastpath.py) without asking Django again; 0 turns the fast path off.
 VIEWER_TILE_GRANT_SECONDS = env_int("VIEWER_TILE_GRANT_SECONDS", 10, minimum=0)
+# The tile server (viewer/tiles.py): open slides kept per process, bytes of rendered tiles kept per
+# process (0: none), and the JPEG quality of rendered tiles (part of each tile's ETag).
+VIEWER_SLIDE_CACHE_SIZE = env_int("VIEWER_SLIDE_CACHE_SIZE", 16, minimum=1)
+VIEWER_TILE_CACHE_BYTES = env_int("VIEWER_TILE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0)
+VIEWER_JPEG_QUALITY = env_int("VIEWER_JPEG_QUALITY", 80, minimum=1)
 # The web server's first garbage-collector threshold (pdl1site/asgi.py tune_gc); 0 = Python's defaults.
 SERVER_GC_THRESHOLD = env_int("SERVER_GC_THRESHOLD", 50_000, minimum=0)
 
@@ -307,6 +312,21 @@ USE_I18N = True
 USE_TZ = True
 
 INSTITUTION_NAME = env_str("INSTITUTION_NAME", "PD-L1 platform demo hospital")
+# FHIR identifier systems of the patient's MRN and the case's accession number in report bundles.
+FHIR_MRN_SYSTEM = env_str("FHIR_MRN_SYSTEM", "urn:pdl1:mrn")
+FHIR_ACCESSION_SYSTEM = env_str("FHIR_ACCESSION_SYSTEM", "urn:pdl1:accession")
+
+# --- GPU workers (workers/pipeline.py, workers/gpu_runtime.py) ---------------------------------------
+# PDL1_GPU_INDEX pins a worker process to one visible GPU (else PDL1_WORKER_INDEX modulo the GPUs);
+# either, or PDL1_GPU_STREAM, sends network detectors through the GPU tile stream.
+PDL1_GPU_INDEX = env_optional_int("PDL1_GPU_INDEX", minimum=0)
+PDL1_WORKER_INDEX = env_int("PDL1_WORKER_INDEX", 0, minimum=0)
+PDL1_GPU_STREAM = env_bool("PDL1_GPU_STREAM", False)
+PDL1_GPU_READERS = env_int("PDL1_GPU_READERS", 0, minimum=0)  # tile-decoding processes per worker
+PDL1_GPU_BATCH = env_int("PDL1_GPU_BATCH", 32, minimum=1)
+PDL1_TORCH_COMPILE = env_bool("PDL1_TORCH_COMPILE", False)
+PDL1_TORCH_COMPILE_MODE = env_str("PDL1_TORCH_COMPILE_MODE", "")  # empty: gpu_runtime.DEFAULT_COMPILE_MODE
+PDL1_COMPILE_CACHE = env_str("PDL1_COMPILE_CACHE", "")  # empty: MEDIA_ROOT/torch-compile-cache
 
 # --- Hospital integration (integration app: HL7 v2 over MLLP, FHIR R4 over REST) ------------------
 # The module's own settings, prefixed PDL1_INTEGRATION_ (README, "Configuration"; docs/integration.md).

@@ -32,7 +32,16 @@ from viewer.export import export_annotations
 from viewer.hotspots import job_hotspots
 from viewer.human_layer import correction_state, correction_version
 from viewer.overlay import corrected_density, point_detail, viewport
-from viewer.params import check_export_format, check_grid_px, check_hotspot_params, check_viewport_params
+from viewer.params import (
+    GridParams,
+    HotspotParams,
+    RegionInput,
+    ViewportParams,
+    check_export_format,
+    check_grid_px,
+    check_hotspot_params,
+    check_viewport_params,
+)
 from viewer.regions import do_add_region, do_delete_region, regions_overview
 from viewer.stores import job_store
 
@@ -76,8 +85,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return viewable_jobs(self.request.user)
 
-    @extend_schema(parameters=[OpenApiParameter(n, float, required=True) for n in ("x0", "y0", "x1", "y1")]
-                   + [OpenApiParameter("max", int), OpenApiParameter("layers", str)], responses=dict)
+    @extend_schema(parameters=[ViewportParams], responses=dict)
     @action(detail=True, methods=["get"], renderer_classes=[FastJSONRenderer])
     def points(self, request, pk=None):
         """Corrected detections in a level-0 box, thinned evenly to `max`; `total` counts all in the box."""
@@ -99,7 +107,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
                             status=status.HTTP_404_NOT_FOUND)
         return Response(found)
 
-    @extend_schema(parameters=[OpenApiParameter("grid_px", int)], responses=dict)
+    @extend_schema(parameters=[GridParams], responses=dict)
     @action(detail=True, methods=["get"])
     def density(self, request, pk=None):
         job = self.get_object()
@@ -139,7 +147,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-corrected.{fmt}"'
         return response
 
-    @extend_schema(request=dict, responses=dict)
+    @extend_schema(request=RegionInput, responses=dict)
     @action(detail=True, methods=["get", "post"])
     def regions(self, request, pk=None):
         """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
@@ -158,8 +166,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
             else {"base_version": request.query_params.get("base_version")}
         return Response(do_delete_region(job, request.user, int(region_id), data))
 
-    @extend_schema(parameters=[OpenApiParameter("field_mm2", float), OpenApiParameter("min_cells", int)],
-                   responses=dict)
+    @extend_schema(parameters=[HotspotParams], responses=dict)
     @action(detail=True, methods=["get"])
     def hotspots(self, request, pk=None):
         """TPS per field (default 1 mm²) of the corrected points inside the regions; null where a field

@@ -3,17 +3,23 @@ history."""
 
 from __future__ import annotations
 
-import math
-
 from django.db import transaction
 from django.utils import timezone
 
-from analysis.labels import LABEL_CODES, LABEL_NAMES
+from analysis.labels import LABEL_NAMES
 from viewer.choices import CorrectionOp
 from viewer.errors import ViewerInputError
 from viewer.human_layer import correction_state, correction_version, locked_correction_set
 from viewer.overlay import CorrectionState, fold_corrections
-from viewer.params import check_base_version
+from viewer.params import (
+    AddedPoint,
+    CorrectionOpInput,
+    PointRef,
+    Relabel,
+    UndoTarget,
+    check_base_version,
+    parse,
+)
 from viewer.scores import job_scores
 from viewer.stores import job_store
 
@@ -42,66 +48,16 @@ def corrections_overview(job) -> dict:
             "scores": job_scores(job, store, state)}
 
 
-def _label(value) -> int:
-    if isinstance(value, str) and value in LABEL_CODES:
-        return LABEL_CODES[value]
-    if isinstance(value, int) and not isinstance(value, bool) and value in LABEL_NAMES:
-        return value
-    raise ViewerInputError("label must be positive or negative")
-
-
-def _coordinate(data, name, limit) -> float:
-    value = data.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ViewerInputError(f"{name} must be a number (level-0 px)")
-    try:
-        value = float(value)
-    except ValueError:
-        raise ViewerInputError(f"{name} must be a number (level-0 px)") from None
-    if not (math.isfinite(value) and 0 <= value < limit):
-        raise ViewerInputError(f"{name}={value:g} is outside the slide (0 to {limit} px)")
-    return value
-
-
-def _point_ref(data) -> tuple[int | None, int | None]:
-    """(store index, added-point correction id) named by data["detection"] (or data["id"])."""
-    value = data.get("detection", data.get("id"))
-    if value is None:
-        raise ViewerInputError("detection is required: a point id from the overlay")
-    if isinstance(value, str) and value.startswith("c"):
-        try:
-            return None, int(value[1:])
-        except ValueError:
-            raise ViewerInputError(f"detection {value!r} is not a point id") from None
-    if isinstance(value, bool):
-        raise ViewerInputError("detection must be a point id")
-    try:
-        index = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ViewerInputError(f"detection {str(value)[:40]!r} is not a point id") from None
-    if isinstance(value, float) and value != index:
-        raise ViewerInputError(f"detection {value!r} is not a point id")
-    return index, None
-
-
 def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
     """Validate a correction against the current corrected result; returns the fields to save."""
     from viewer.models import Correction
 
-    op = data.get("op")
-    if op not in (CorrectionOp.ADD, CorrectionOp.DELETE, CorrectionOp.RECLASSIFY, CorrectionOp.UNDO):
-        raise ViewerInputError(f"op must be one of {', '.join(CorrectionOp.values)}")
+    op = parse(CorrectionOpInput, data)["op"]
     if op == CorrectionOp.ADD:
-        return {"op": op, "x": _coordinate(data, "x", job.slide.width), "y": _coordinate(data, "y", job.slide.height),
-                "label": _label(data.get("label"))}
+        point = parse(AddedPoint, data, width=job.slide.width, height=job.slide.height)
+        return {"op": op, **point}
     if op == CorrectionOp.UNDO:
-        target = data.get("target")
-        try:
-            target = int(target)
-            if not 0 < target < 2**63:  # a database id; larger ones overflow the query
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            raise ViewerInputError("target is required: the id of the correction to undo") from None
+        target = parse(UndoTarget, data)["target"]
         row = Correction.objects.filter(job=job, pk=target).first()
         if row is None:
             raise ViewerInputError(f"correction {target} does not exist on this job")
@@ -110,7 +66,7 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
         if row.undone_by_id is not None:
             raise ViewerInputError(f"correction {target} is already undone")
         return {"op": op, "target": row}
-    index, added = _point_ref(data)
+    index, added = parse(PointRef, {"detection": data.get("detection", data.get("id"))})["detection"]
     if added is not None:
         if added not in state.added:
             raise ViewerInputError(f"point c{added} does not exist (never added, deleted or undone)")
@@ -124,7 +80,7 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
         current = state.relabelled.get(index, int(store.take([index]).labels[0]))
         fields = {"op": op, "detection": index}
     if op == CorrectionOp.RECLASSIFY:
-        label = _label(data.get("label"))
+        label = parse(Relabel, data)["label"]
         if label == current:
             raise ViewerInputError(f"the point is already {LABEL_NAMES[label]}")
         fields["label"] = label

@@ -40,7 +40,7 @@ TILE_CACHE_CONTROL = b"private, no-cache"
 
 
 def grant_seconds() -> float:
-    return float(getattr(settings, "VIEWER_TILE_GRANT_SECONDS", 10))
+    return float(settings.VIEWER_TILE_GRANT_SECONDS)
 
 
 class TileGrants:

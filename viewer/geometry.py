@@ -1,46 +1,75 @@
-"""Drawn include/exclude regions as geometry (level-0 px): which points they keep, and the check
-that an outline does not cross itself."""
+"""Drawn include/exclude regions as geometry (level-0 px), by shapely: which points they keep, whether
+an outline is a valid polygon, and its area."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+import shapely
+from shapely.geometry import MultiPoint, Polygon
 
 from viewer.choices import INCLUDE_REGION_KINDS
+
+MIN_AREA_PX2 = 1.0
 
 
 @dataclass
 class Regions:
-    """Active drawn regions of a job: include polygons (tumour area) and exclude polygons."""
+    """Active drawn regions of a slide: include polygons (tumour area) and exclude polygons."""
 
-    include: list = field(default_factory=list)  # [np.ndarray (n, 2)]
-    exclude: list = field(default_factory=list)
+    include: list[Polygon] = field(default_factory=list)
+    exclude: list[Polygon] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.include or self.exclude)
 
     def mask(self, xy: np.ndarray) -> np.ndarray:
         """Points that count: inside some include polygon (any point when there is none) and
-        outside every exclude polygon."""
-        from analysis.merge import points_in_polygon
-
+        outside every exclude polygon. A point on an outline is inside it."""
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
         keep = np.zeros(len(xy), bool) if self.include else np.ones(len(xy), bool)
         for poly in self.include:
-            keep |= _inside(xy, poly, points_in_polygon)
+            keep |= covered(poly, xy)
         for poly in self.exclude:
             if keep.any():
-                keep &= ~_inside(xy, poly, points_in_polygon)
+                keep &= ~covered(poly, xy)
         return keep
 
 
-def _inside(xy, poly, test) -> np.ndarray:
-    (x0, y0), (x1, y1) = poly.min(axis=0), poly.max(axis=0)
+def polygon(vertices) -> Polygon:
+    """The polygon of [[x, y], ...] level-0 px (unclosed), prepared for repeated point tests."""
+    poly = Polygon(np.asarray(vertices, np.float64).reshape(-1, 2))
+    shapely.prepare(poly)
+    return poly
+
+
+def covered(poly: Polygon, xy: np.ndarray) -> np.ndarray:
+    """Which points lie inside `poly` or on its outline; only those in its bounding box are tested."""
+    x0, y0, x1, y1 = poly.bounds
     near = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
     out = np.zeros(len(xy), bool)
-    out[near[test(xy[near], poly)]] = True
+    out[near] = shapely.intersects_xy(poly, xy[near, 0], xy[near, 1])
     return out
+
+
+def outline_problem(vertices) -> str | None:
+    """Why these vertices (distinct, at least 3) do not make a region, or None."""
+    if MultiPoint(vertices).convex_hull.area < MIN_AREA_PX2:
+        return "the region has no area (its vertices are on one line)"
+    poly = Polygon(vertices)
+    if not poly.is_valid:  # edges crossing or touching each other
+        return "the region's outline crosses itself; draw it without crossing edges"
+    if poly.area < MIN_AREA_PX2:
+        return "the region has no area (its vertices are on one line)"
+    return None
+
+
+def area_mm2(vertices, mpp_x: float | None, mpp_y: float | None = None) -> float | None:
+    """The polygon's area in mm² at the given pixel size (µm/px); None without one."""
+    if not mpp_x:
+        return None
+    return Polygon(vertices).area * float(mpp_x) * float(mpp_y or mpp_x) / 1e6
 
 
 def regions_from_rows(rows) -> Regions:
@@ -48,30 +77,5 @@ def regions_from_rows(rows) -> Regions:
     for row in rows:
         if getattr(row, "deleted_at", None) is not None:
             continue
-        poly = np.asarray(row.vertices, np.float64).reshape(-1, 2)
-        (regions.include if row.kind in INCLUDE_REGION_KINDS else regions.exclude).append(poly)
+        (regions.include if row.kind in INCLUDE_REGION_KINDS else regions.exclude).append(polygon(row.vertices))
     return regions
-
-
-def segments_cross(poly: np.ndarray) -> bool:
-    """Whether any two non-adjacent edges of the closed polygon intersect (touching counts)."""
-    n = len(poly)
-    p, q = poly, np.roll(poly, -1, axis=0)
-
-    def orient(a, b, c):  # sign of the cross product (b - a) x (c - a), pairwise over edges i (a, b), j (c)
-        return np.sign((b[:, None, 0] - a[:, None, 0]) * (c[None, :, 1] - a[:, None, 1])
-                       - (b[:, None, 1] - a[:, None, 1]) * (c[None, :, 0] - a[:, None, 0]))
-
-    o1, o2 = orient(p, q, p), orient(p, q, q)  # [i, j]: edge i against the ends of edge j
-    o3, o4 = o1.T, o2.T  # [i, j]: edge j against the ends of edge i
-    crossing = (o1 * o2 <= 0) & (o3 * o4 <= 0)
-    i, j = np.indices((n, n))
-    adjacent = (i == j) | (j == (i + 1) % n) | (i == (j + 1) % n)
-    collinear = (o1 == 0) & (o2 == 0)
-    # collinear non-adjacent edges cross only when their projections overlap
-    if collinear.any():
-        lo_i, hi_i = np.minimum(p, q), np.maximum(p, q)
-        overlap = ((lo_i[:, None, 0] <= hi_i[None, :, 0]) & (lo_i[None, :, 0] <= hi_i[:, None, 0])
-                   & (lo_i[:, None, 1] <= hi_i[None, :, 1]) & (lo_i[None, :, 1] <= hi_i[:, None, 1]))
-        crossing &= ~collinear | overlap
-    return bool((crossing & ~adjacent).any())

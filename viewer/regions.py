@@ -3,21 +3,16 @@ saving and soft deletion with the corrections' optimistic concurrency."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from viewer.choices import INCLUDE_REGION_KINDS, RegionKind
+from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
-from viewer.geometry import regions_from_rows, segments_cross
+from viewer.geometry import outline_problem, regions_from_rows
 from viewer.human_layer import correction_version, locked_correction_set
-from viewer.params import check_base_version
+from viewer.params import RegionInput, check_base_version, parse
 from viewer.scores import job_scores
 from viewer.stores import job_store
-
-MAX_REGION_VERTICES = 1000
 
 
 def region_item(row) -> dict:
@@ -31,39 +26,11 @@ def region_item(row) -> dict:
 
 def check_region(job, data: dict) -> dict:
     """Validate a drawn region; returns {"kind", "vertices"} (rounded to 0.1 px, unclosed)."""
-    kind = data.get("kind")
-    if kind not in RegionKind.values:
-        raise ViewerInputError(f"kind must be one of {', '.join(RegionKind.values)}")
-    raw = data.get("vertices")
-    if not isinstance(raw, list):
-        raise ViewerInputError("vertices must be a list of [x, y] level-0 px")
-    width, height = job.slide.width, job.slide.height
-    vertices = []
-    for i, v in enumerate(raw):
-        if not (isinstance(v, (list, tuple)) and len(v) == 2
-                and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v)):
-            raise ViewerInputError(f"vertex {i} must be [x, y] (numbers, level-0 px)")
-        x, y = float(v[0]), float(v[1])
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise ViewerInputError(f"vertex {i} must be finite")
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise ViewerInputError(f"vertex {i} ({x:g}, {y:g}) is outside the slide (0 to {width} x 0 to {height} px)")
-        vertices.append([round(x, 1), round(y, 1)])
-    if len(vertices) > 1 and vertices[0] == vertices[-1]:
-        vertices.pop()  # a closed ring: drop the repeated first vertex
-    if len(vertices) < 3:
-        raise ViewerInputError(f"a region needs at least 3 vertices, got {len(vertices)}")
-    if len(vertices) > MAX_REGION_VERTICES:
-        raise ViewerInputError(f"a region has at most {MAX_REGION_VERTICES} vertices, got {len(vertices)}")
-    if len({tuple(v) for v in vertices}) != len(vertices):
-        raise ViewerInputError("the region repeats a vertex")
-    poly = np.asarray(vertices, np.float64)
-    area = 0.5 * abs(float(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1))))
-    if segments_cross(poly):
-        raise ViewerInputError("the region's outline crosses itself; draw it without crossing edges")
-    if area < 1.0:
-        raise ViewerInputError("the region has no area (its vertices are on one line)")
-    return {"kind": kind, "vertices": vertices}
+    fields = parse(RegionInput, data, width=job.slide.width, height=job.slide.height)
+    problem = outline_problem(fields["vertices"])
+    if problem:
+        raise ViewerInputError(problem)
+    return {"kind": fields["kind"], "vertices": fields["vertices"]}
 
 
 def regions_overview(job, include_deleted: bool = False) -> dict:

@@ -25,9 +25,6 @@ TILE_SIZE = 254
 OVERLAP = 1
 LIMIT_BOUNDS = True
 TILE_FORMAT = "jpeg"
-DEFAULT_CACHE_SIZE = 16
-DEFAULT_TILE_CACHE_BYTES = 32 * 1024 * 1024
-DEFAULT_JPEG_QUALITY = 80
 
 
 class TileError(Exception):
@@ -50,15 +47,15 @@ class OpenedSlide:
 
 
 def _cache_size() -> int:
-    return max(1, int(getattr(settings, "VIEWER_SLIDE_CACHE_SIZE", DEFAULT_CACHE_SIZE)))
+    return max(1, settings.VIEWER_SLIDE_CACHE_SIZE)
 
 
 def _tile_cache_bytes() -> int:
-    return max(0, int(getattr(settings, "VIEWER_TILE_CACHE_BYTES", DEFAULT_TILE_CACHE_BYTES)))
+    return max(0, settings.VIEWER_TILE_CACHE_BYTES)
 
 
 def _jpeg_quality() -> int:
-    return int(getattr(settings, "VIEWER_JPEG_QUALITY", DEFAULT_JPEG_QUALITY))
+    return int(settings.VIEWER_JPEG_QUALITY)
 
 
 def open_generator(path: str) -> OpenedSlide:

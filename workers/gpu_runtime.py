@@ -18,8 +18,9 @@ as workers.pipeline.detect_batch does with ModelDetector.detect tile by tile - b
 * on CPU the same code path runs in fp32, without pinned memory or streams, and gives exactly
   the points of ModelDetector.detect applied tile by tile (tests/workers/test_gpu_runtime.py).
 
-One worker process per GPU.  device_for_worker() picks the GPU: PDL1_GPU_INDEX if set, else the
-worker index (PDL1_WORKER_INDEX) modulo the number of visible GPUs.  The simplest deployment on a
+One worker process per GPU.  device_for_worker() picks the GPU: the settings' PDL1_GPU_INDEX if set,
+else the worker index (PDL1_WORKER_INDEX) modulo the number of visible GPUs (workers.pipeline passes
+them; this module reads no environment variable or setting of its own).  The simplest deployment on a
 machine with N GPUs is one qcluster per GPU, each seeing only its own card:
 
     for i in $(seq 0 $((N - 1))); do CUDA_VISIBLE_DEVICES=$i python manage.py qcluster & done
@@ -48,22 +49,19 @@ import numpy as np
 
 from analysis import tiling, tissue
 
-ENV_GPU_INDEX = "PDL1_GPU_INDEX"
-ENV_WORKER_INDEX = "PDL1_WORKER_INDEX"
-ENV_COMPILE_CACHE = "PDL1_COMPILE_CACHE"
 DEFAULT_COMPILE_MODE = "max-autotune-no-cudagraphs"
 
 
 # --------------------------------------------------------------------------- device and compile cache
 
-def device_for_worker(worker_index: int | None = None, device_count: int | None = None, env=None) -> str:
+def device_for_worker(worker_index: int | None = None, device_count: int | None = None,
+                      gpu_index: int | None = None) -> str:
     """The torch device for this worker process: "cuda:i" or "cpu".
 
-    PDL1_GPU_INDEX=i pins the process to visible GPU i; otherwise the worker index (argument, else
-    PDL1_WORKER_INDEX, else 0) modulo the number of visible GPUs.  With CUDA_VISIBLE_DEVICES=i per
-    process, each process sees one GPU and gets cuda:0.  No visible GPU: "cpu".
+    gpu_index=i (the PDL1_GPU_INDEX setting) pins the process to visible GPU i; otherwise the worker
+    index (PDL1_WORKER_INDEX, else 0) modulo the number of visible GPUs.  With CUDA_VISIBLE_DEVICES=i
+    per process, each process sees one GPU and gets cuda:0.  No visible GPU: "cpu".
     """
-    env = os.environ if env is None else env
     if device_count is None:
         try:
             import torch
@@ -73,29 +71,15 @@ def device_for_worker(worker_index: int | None = None, device_count: int | None 
             device_count = 0
     if device_count <= 0:
         return "cpu"
-    explicit = str(env.get(ENV_GPU_INDEX, "") or "").strip()
-    if explicit:
-        index = int(explicit)
-        if not 0 <= index < device_count:
-            raise ValueError(f"{ENV_GPU_INDEX}={index} but only {device_count} GPU(s) are visible")
-        return f"cuda:{index}"
-    if worker_index is None:
-        worker_index = int(str(env.get(ENV_WORKER_INDEX, "") or "0").strip() or 0)
-    return f"cuda:{int(worker_index) % device_count}"
+    if gpu_index is not None:
+        if not 0 <= int(gpu_index) < device_count:
+            raise ValueError(f"PDL1_GPU_INDEX={gpu_index} but only {device_count} GPU(s) are visible")
+        return f"cuda:{int(gpu_index)}"
+    return f"cuda:{int(worker_index or 0) % device_count}"
 
 
 def default_compile_cache() -> Path:
-    """PDL1_COMPILE_CACHE, else MEDIA_ROOT/torch-compile-cache when Django is configured, else ~/.cache."""
-    if os.environ.get(ENV_COMPILE_CACHE):
-        return Path(os.environ[ENV_COMPILE_CACHE])
-    if "django" in sys.modules:
-        try:
-            from django.conf import settings
-
-            if settings.configured and getattr(settings, "MEDIA_ROOT", None):
-                return Path(settings.MEDIA_ROOT) / "torch-compile-cache"
-        except Exception:  # settings not importable: not a Django process
-            pass
+    """Where compiled artefacts go when no folder is given (workers.pipeline gives the setting's)."""
     return Path.home() / ".cache" / "pdl1" / "torch-compile-cache"
 
 
@@ -589,13 +573,10 @@ def _concat(parts, timings) -> StreamResult:
 
 
 def stream_detector_for(detector, **kwargs) -> TileStreamDetector:
-    """A TileStreamDetector per ModelDetector, cached on it (one per worker process)."""
+    """A TileStreamDetector per ModelDetector, cached on it (one per worker process); `kwargs`: the
+    worker's settings (workers.pipeline.stream_settings)."""
     cached = getattr(detector, "_stream_detector", None)
     if cached is None:
-        kwargs.setdefault("readers", int(os.environ.get("PDL1_GPU_READERS", "0") or 0))
-        kwargs.setdefault("batch_size", int(os.environ.get("PDL1_GPU_BATCH", "32") or 32))
-        kwargs.setdefault("compile", os.environ.get("PDL1_TORCH_COMPILE", "") in ("1", "true", "yes"))
-        kwargs.setdefault("compile_mode", os.environ.get("PDL1_TORCH_COMPILE_MODE") or DEFAULT_COMPILE_MODE)
         cached = TileStreamDetector.from_detector(detector, **kwargs)
         detector._stream_detector = cached
     return cached

@@ -109,7 +109,7 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         from workers.gpu_runtime import TileReadError, stream_detector_for
 
         try:
-            found = stream_detector_for(detector).detect_tiles(
+            found = stream_detector_for(detector, **stream_settings(detector)).detect_tiles(
                 job.slide.path, tile_dicts, level_downsamples=slide.level_downsamples, tile_mpp=params["working_mpp"],
                 tissue_od=tissue_od)
         except TileReadError as exc:
@@ -172,13 +172,27 @@ def _adaptive_classic(job, params) -> bool:
 
 
 def _use_gpu_stream(detector, params) -> bool:
-    """Networks on a GPU (or PDL1_GPU_STREAM=1) stream tiles through workers.gpu_runtime: reader
+    """Networks on a GPU (or the PDL1_GPU_STREAM setting) stream tiles through workers.gpu_runtime: reader
     processes, pinned copies overlapped with compute, peaks and NMS on the GPU. The stream runs a
     tile in one forward pass, so it needs tiles no larger than the detector's own."""
     if not isinstance(detector, ModelDetector) or int(params["tile_px"]) > detector.tile:
         return False
-    return (os.environ.get("PDL1_GPU_STREAM") == "1" or bool(os.environ.get("PDL1_GPU_INDEX"))
+    return (settings.PDL1_GPU_STREAM or settings.PDL1_GPU_INDEX is not None
             or resolve_device(detector.device).startswith("cuda"))
+
+
+def stream_settings(detector) -> dict:
+    """The GPU stream's settings (README, "Configuration"): reader processes, batch size, compile
+    and its cache folder, and the device when the detector's is "auto"."""
+    from workers.gpu_runtime import DEFAULT_COMPILE_MODE, device_for_worker
+
+    found = {"readers": settings.PDL1_GPU_READERS, "batch_size": settings.PDL1_GPU_BATCH,
+             "compile": settings.PDL1_TORCH_COMPILE,
+             "compile_mode": settings.PDL1_TORCH_COMPILE_MODE or DEFAULT_COMPILE_MODE,
+             "compile_cache": settings.PDL1_COMPILE_CACHE or Path(settings.MEDIA_ROOT) / "torch-compile-cache"}
+    if getattr(detector, "device", "auto") == "auto":
+        found["device"] = device_for_worker(settings.PDL1_WORKER_INDEX, gpu_index=settings.PDL1_GPU_INDEX)
+    return found
 
 
 def job_folder(job) -> Path:

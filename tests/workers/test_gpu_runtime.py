@@ -116,13 +116,17 @@ def test_unreadable_tile_raises_a_named_error(tmp_path, slide_and_detector):
         stream.detect_tiles("unused", tiles[:1], level_downsamples=downsamples)
 
 
-def test_compile_flag_sets_a_persistent_cache(tmp_path, monkeypatch, slide_and_detector):
+def test_compile_flag_sets_a_persistent_cache(tmp_path, monkeypatch, slide_and_detector, settings):
+    from workers.pipeline import stream_settings
+
     path, detector, tiles, downsamples, reference = slide_and_detector
     for name in ("TORCHINDUCTOR_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TRITON_CACHE_DIR",
                  "TORCHINDUCTOR_AUTOGRAD_CACHE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(gpu_runtime.ENV_COMPILE_CACHE, str(tmp_path / "compile-cache"))
-    stream = TileStreamDetector.from_detector(detector, device="cpu", compile=True, compile_mode="default")
+    settings.PDL1_COMPILE_CACHE, settings.PDL1_TORCH_COMPILE = str(tmp_path / "compile-cache"), True
+    settings.PDL1_GPU_BATCH, settings.PDL1_TORCH_COMPILE_MODE = 6, "default"
+    stream = TileStreamDetector.from_detector(detector, **{**stream_settings(detector), "device": "cpu"})
+    assert stream.batch_size == 6 and stream.compile and stream.compile_mode == "default"
     assert stream.compile_cache == tmp_path / "compile-cache"
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile-cache")
     assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
@@ -154,28 +158,27 @@ def test_compiled_stream_matches_when_compiled_quickly(slide_and_detector, tmp_p
 
 
 @pytest.mark.parametrize(
-    ("env", "worker", "count", "expected"),
+    ("gpu_index", "worker", "count", "expected"),
     [
-        ({}, None, 0, "cpu"),
-        ({}, None, 1, "cuda:0"),
-        ({}, 3, 4, "cuda:3"),
-        ({}, 5, 4, "cuda:1"),
-        ({"PDL1_WORKER_INDEX": "2"}, None, 4, "cuda:2"),
-        ({"PDL1_WORKER_INDEX": "2"}, None, 1, "cuda:0"),  # CUDA_VISIBLE_DEVICES=i: one visible GPU
-        ({"PDL1_GPU_INDEX": "1", "PDL1_WORKER_INDEX": "3"}, 3, 2, "cuda:1"),
-        ({"PDL1_GPU_INDEX": "1"}, None, 0, "cpu"),
+        (None, None, 0, "cpu"),
+        (None, None, 1, "cuda:0"),
+        (None, 3, 4, "cuda:3"),
+        (None, 5, 4, "cuda:1"),
+        (None, 2, 1, "cuda:0"),  # CUDA_VISIBLE_DEVICES=i: one visible GPU
+        (1, 3, 2, "cuda:1"),
+        (1, None, 0, "cpu"),
     ],
 )
-def test_device_for_worker(env, worker, count, expected):
-    assert device_for_worker(worker, device_count=count, env=env) == expected
+def test_device_for_worker(gpu_index, worker, count, expected):
+    assert device_for_worker(worker, device_count=count, gpu_index=gpu_index) == expected
 
 
 def test_device_for_worker_rejects_a_missing_gpu():
     with pytest.raises(ValueError, match="only 2 GPU"):
-        device_for_worker(device_count=2, env={"PDL1_GPU_INDEX": "2"})
+        device_for_worker(device_count=2, gpu_index=2)
 
 
 def test_device_for_worker_reads_torch_when_no_count_given(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert device_for_worker(env={"PDL1_WORKER_INDEX": "3"}) == "cuda:1"
+    assert device_for_worker(3) == "cuda:1"
