@@ -47,7 +47,7 @@ def deliver_due(now: datetime.datetime | None = None) -> dict[str, int]:
     for channel in Channel.values:
         while (row := _claim_next(channel, now)) is not None:
             result = send(row)
-            _record(row, result)
+            _record(row, result, now)
             key = "delivered" if result.delivered else "rejected" if result.rejected else "failed"
             done[key] += 1
             if not result.delivered:
@@ -67,8 +67,8 @@ def _claim_next(channel: str, now=None) -> OutboxMessage | None:
         return row
 
 
-def _record(row: OutboxMessage, result: Attempt):
-    now = timezone.now()
+def _record(row: OutboxMessage, result: Attempt, now=None):
+    now = now or timezone.now()
     with transaction.atomic():
         row = OutboxMessage.objects.select_for_update().get(pk=row.pk)
         row.attempts += 1

@@ -144,22 +144,22 @@ class ResultsPeer:
 
 class FhirServer:
     """A FHIR endpoint on loopback: validates every POSTed Bundle with fhir.resources; 201 for a valid one
-    (stored once per Idempotency-Key), 400 with an OperationOutcome otherwise; `fail_next` 503s first."""
+    (stored once per Idempotency-Key), 400 with an OperationOutcome otherwise; `refuse`: statuses (503,
+    422, ...) answered first, in order."""
 
-    def __init__(self, fail_next: int = 0):
+    def __init__(self, refuse=()):
         from fhir.resources.R4B.bundle import Bundle
 
-        self.stored, self.requests, self.fail_next = {}, [], fail_next
+        self.stored, self.requests, self.refuse = {}, [], list(refuse)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests.append((self.path, dict(self.headers), body))
-                if outer.fail_next:
-                    outer.fail_next -= 1
-                    return self._answer(503, {"resourceType": "OperationOutcome", "issue": [
-                        {"severity": "error", "code": "transient", "diagnostics": "busy"}]})
+                if outer.refuse:
+                    return self._answer(outer.refuse.pop(0), {"resourceType": "OperationOutcome", "issue": [
+                        {"severity": "error", "code": "transient", "diagnostics": "refused as told"}]})
                 try:
                     bundle = Bundle.model_validate_json(body)
                 except Exception as exc:
