@@ -149,7 +149,7 @@ class ModelDetector:
         return Detections(xy.astype(np.float32).reshape(-1, 2), labels.astype(np.int8), scores.astype(np.float32))
 
     def _detect_tiled(self, rgb):
-        from .postprocess import nms_keep, predict
+        from .postprocess import predict
 
         height, width = rgb.shape[:2]
         ys, xs = _tile_starts(height, self.tile, self.overlap), _tile_starts(width, self.tile, self.overlap)
@@ -175,10 +175,9 @@ class ModelDetector:
         if len(boxes) > 1 and len(xy):
             # Two tiles can place one nucleus's peak a pixel apart on either side of
             # a core border; the same NMS as inside a tile resolves it.
-            import torch
+            from .nms import greedy_keep
 
-            keep = nms_keep(torch.as_tensor(xy), torch.as_tensor(scores), self.nms_radius_um / self.working_mpp)
-            keep = np.sort(keep.numpy())
+            keep = greedy_keep(xy, scores, self.nms_radius_um / self.working_mpp)
             xy, labels, scores = xy[keep], labels[keep], scores[keep]
         return xy.reshape(-1, 2), labels, scores
 

@@ -2,8 +2,9 @@
 
 Core ownership (analysis.tiling) already keeps most nuclei once; what is left are the same
 nucleus found by two tiles a pixel apart on either side of a core border.  Those are
-resolved like non-maximum suppression: greedy by score (ties by input order, so the result
-is deterministic), a point is dropped when a kept, better point lies within the radius.
+resolved by the one non-maximum suppression (analysis.nms: greedy by score, ties by input order,
+so the result is deterministic; a point is dropped when a kept, better point lies closer than the
+radius).
 Label codes follow analysis.detectors: 1 positive tumour cell, 2 negative tumour cell.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.labels import NEGATIVE, POSITIVE
+from analysis.nms import greedy_keep
 from analysis.scoring import tps  # noqa: F401  re-exported: merge results are scored here
 
 
@@ -39,52 +41,9 @@ def merge_detections(batches, dedupe_radius_px: float) -> Merged:
     xy = np.concatenate([np.asarray(b[0], np.float32).reshape(-1, 2) for b in batches])
     labels = np.concatenate([np.asarray(b[1], np.int8).reshape(-1) for b in batches])
     scores = np.concatenate([np.asarray(b[2], np.float32).reshape(-1) for b in batches])
-    keep = dedupe_keep(xy, scores, dedupe_radius_px)
+    keep = greedy_keep(xy, scores, dedupe_radius_px)
     return Merged(xy[keep], labels[keep], scores[keep], n_input=len(labels), n_duplicates=int(len(labels) - keep.sum()),
                   kept=keep)
-
-
-def dedupe_keep(xy: np.ndarray, scores: np.ndarray, radius: float) -> np.ndarray:
-    """Boolean keep-mask of greedy suppression by score within `radius` (exact greedy result).
-
-    Only points with a neighbour within the radius are in question; they are decided in
-    vectorised rounds instead of one by one: a point falls when a kept point of higher rank
-    is a neighbour, and is kept once all its higher-ranked neighbours have fallen.  Each
-    round settles at least the best-ranked open point; duplicates form short chains, so a
-    handful of rounds suffice.
-    """
-    n = len(scores)
-    keep = np.ones(n, bool)
-    if n < 2 or radius <= 0:
-        return keep
-    from scipy.spatial import cKDTree
-
-    # Unbalanced, uncompacted: 0.19 s instead of 0.32 s to build and pair 1M points here
-    # (bench/merge_store.py); median splits cost more than they save on a small radius.
-    tree = cKDTree(xy, balanced_tree=False, compact_nodes=False)
-    pairs = tree.query_pairs(float(radius), output_type="ndarray")
-    if len(pairs) == 0:
-        return keep
-    order = np.argsort(-scores, kind="stable")  # best first; ties keep input order
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    a, b = pairs[:, 0], pairs[:, 1]
-    first = rank[a] < rank[b]
-    better, worse = np.where(first, a, b), np.where(first, b, a)
-
-    KEPT, OPEN, DROPPED = 1, 0, -1
-    state = np.full(n, KEPT, np.int8)
-    state[worse] = OPEN
-    while True:
-        open_pairs = state[worse] == OPEN
-        if not open_pairs.any():
-            break
-        state[worse[open_pairs & (state[better] == KEPT)]] = DROPPED
-        waiting = np.zeros(n, bool)
-        still = (state[worse] == OPEN) & (state[better] == OPEN)
-        waiting[worse[still]] = True
-        state[(state == OPEN) & ~waiting] = KEPT
-    return state == KEPT
 
 
 def counts(labels: np.ndarray) -> dict[str, int]:

@@ -30,11 +30,11 @@ extract_points is built to cost a few per cent of the forward pass:
   convergence checks) and one device-to-host copy, of the kept points.
 
 The previous implementation (max-pooling float64 ids over the full map until
-nothing changes, with a host sync per step; block-wise NMS with a sync per
-block; a copy per image) is kept below as the greedy reference
-(_reference_extract_points, _reference_nms_keep): extract_points returns
-exactly its points (same positions, labels, scores and order; tests compare
-them on random and real maps).
+nothing changes, with a host sync per step; a copy per image) is kept below as
+the reference (_reference_extract_points), its NMS the platform's one host NMS
+(analysis.nms: the same greedy rule): extract_points returns exactly its
+points (same positions, labels, scores and order; tests compare them on random
+and real maps).
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .nms import greedy_order
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from analysis.nets import DetectorConfig
 
-NMS_BLOCK = 1024  # reference NMS: candidates compared at once (pairwise float64 offsets take NMS_BLOCK**2 * 16 bytes)
 PLATEAU_ROUNDS = 8  # plateau labelling rounds between convergence checks
 NMS_ROUNDS = 4  # parallel NMS rounds between convergence checks
 _KEPT, _SUPPRESSED = 1, 2  # NMS states; 0 = undecided
@@ -293,12 +294,8 @@ def _greedy_nms(image, xy, valid, radius_px: float, n_images: int, height: float
 
 
 def nms_keep(xy: torch.Tensor, scores: torch.Tensor, radius_px: float) -> torch.Tensor:
-    """Exact greedy NMS: indices of kept points, best first.
-
-    Visiting points by descending score (ties in input order), a point is
-    dropped if a kept point lies closer than radius_px.  Same answer as
-    _reference_nms_keep, with the parallel solver of extract_points.
-    """
+    """The on-device solver of extract_points applied to one point set: indices of kept points,
+    best first.  The rule and its answer are analysis.nms's (tests compare them)."""
     import torch
 
     xy = torch.as_tensor(xy).double()
@@ -343,7 +340,8 @@ def _reference_extract_points(probs, mpp: float, nms_radius_um: float = 3.0, min
     results = []
     for i in range(probs.shape[0]):
         mine = torch.nonzero(image == i).squeeze(1)
-        kept = mine[_reference_nms_keep(xy[mine], scores[mine], radius_px)]
+        kept = mine[torch.as_tensor(greedy_order(xy[mine].cpu().numpy(), scores[mine].cpu().numpy(), radius_px),
+                                    dtype=torch.long, device=mine.device)]
         results.append(
             PointSet(
                 xy=xy[kept].float().cpu().numpy(),
@@ -403,46 +401,6 @@ def _reference_component_ids(mask: torch.Tensor) -> torch.Tensor:
         if torch.equal(grown, ids):
             return ids[:, 0]
         ids = grown
-
-
-def _reference_nms_keep(xy: torch.Tensor, scores: torch.Tensor, radius_px: float) -> torch.Tensor:
-    """Reference exact greedy NMS: indices of kept points, best first.
-
-    Visiting points by descending score (ties in input order), a point is
-    dropped if a kept point lies closer than radius_px.  Done block-wise:
-    first against points kept in earlier blocks, then inside the block by
-    iterating "kept = not near a kept higher-ranked point" to its fixed point,
-    which equals the sequential greedy answer.
-    """
-    import torch
-
-    order = torch.sort(scores, descending=True, stable=True).indices
-    points = xy[order].double()
-    limit = float(radius_px) ** 2
-    kept_points: list[torch.Tensor] = []
-    kept_index: list[torch.Tensor] = []
-    for start in range(0, len(points), NMS_BLOCK):
-        block = points[start : start + NMS_BLOCK]
-        alive = torch.ones(len(block), dtype=torch.bool, device=block.device)
-        for earlier in kept_points:
-            alive &= ~_within(block, earlier, limit).any(dim=1)
-        outranked = _within(block, block, limit).tril(diagonal=-1)  # [i, j]: j ranks above i and is near
-        keep = alive
-        while True:
-            updated = alive & ~(outranked & keep[None, :]).any(dim=1)
-            if torch.equal(updated, keep):
-                break
-            keep = updated
-        kept_points.append(block[keep])
-        kept_index.append(order[start : start + NMS_BLOCK][keep])
-    if not kept_index:
-        return order
-    return torch.cat(kept_index)
-
-
-def _within(a: torch.Tensor, b: torch.Tensor, limit: float) -> torch.Tensor:
-    # Explicit differences, not torch.cdist: cdist's matmul path is inexact near the radius.
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(dim=-1) < limit
 
 
 def predict(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 
-from analysis import pointcsv
+from analysis import geojson, pointcsv
 
 MAX_LISTED = 50  # offenders listed in one message (the count is always complete)
 
@@ -42,15 +40,8 @@ def hex_to_rgb(colour: str) -> list[int]:
         return [128, 128, 128]
 
 
-def _number(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 # ----------------------------------------------------------------------------
-# GeoJSON
+# GeoJSON (the one writer and reader: analysis.geojson)
 # ----------------------------------------------------------------------------
 
 
@@ -61,34 +52,9 @@ def to_geojson(points, labels: list[dict]) -> dict:
         by_label.setdefault(label, []).append([x, y])
     colours = {lab["name"]: lab.get("colour", "#888888") for lab in labels}
     order = [lab["name"] for lab in labels] + sorted(set(by_label) - set(colours))
-    features = []
-    for name in order:
-        if name not in by_label:
-            continue
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "MultiPoint", "coordinates": by_label[name]},
-            "properties": {
-                "objectType": "annotation",
-                "classification": {"name": name, "color": hex_to_rgb(colours.get(name, "#888888"))},
-            },
-        })
-    return {"type": "FeatureCollection", "features": features}
-
-
-def _classification(feature: dict) -> str | None:
-    props = feature.get("properties")
-    if not isinstance(props, dict):
-        return None
-    cls = props.get("classification")
-    if isinstance(cls, dict) and isinstance(cls.get("name"), str):
-        return cls["name"]
-    if isinstance(cls, str):
-        return cls
-    for key in ("label", "name"):
-        if isinstance(props.get(key), str):
-            return props[key]
-    return None
+    return geojson.feature_collection([
+        geojson.class_feature(name, hex_to_rgb(colours.get(name, "#888888")), by_label[name])
+        for name in order if name in by_label])
 
 
 def parse_geojson(text) -> list[tuple[float, float, str]]:
@@ -96,64 +62,10 @@ def parse_geojson(text) -> list[tuple[float, float, str]]:
 
     Only Point and MultiPoint geometries carry nuclei; anything else is an error.
     """
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FormatError("GeoJSON is not UTF-8 text") from None
-    if isinstance(text, str):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"malformed GeoJSON: not valid JSON ({exc})") from None
-        except RecursionError:
-            raise FormatError("malformed GeoJSON: nested too deeply") from None
-    else:
-        data = text
-    if isinstance(data, list):
-        features = data
-    elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features")
-        if not isinstance(features, list):
-            raise FormatError("malformed GeoJSON: a FeatureCollection needs a 'features' list")
-    elif isinstance(data, dict) and data.get("type") == "Feature":
-        features = [data]
-    else:
-        raise FormatError("malformed GeoJSON: expected a FeatureCollection, a Feature or a list of features")
-
-    out, problems = [], []
-    for n, feature in enumerate(features):
-        where = f"feature {n}"
-        if not isinstance(feature, dict) or feature.get("type") != "Feature":
-            problems.append(f"{where}: not a GeoJSON Feature")
-            continue
-        geometry = feature.get("geometry")
-        if not isinstance(geometry, dict):
-            problems.append(f"{where}: no geometry")
-            continue
-        kind = geometry.get("type")
-        coords = geometry.get("coordinates")
-        if kind == "Point":
-            coords = [coords]
-        elif kind != "MultiPoint":
-            problems.append(f"{where}: geometry type {kind!r} is not a Point or MultiPoint")
-            continue
-        label = _classification(feature)
-        if label is None:
-            problems.append(f"{where}: no classification name (properties.classification.name)")
-            continue
-        if not isinstance(coords, list):
-            problems.append(f"{where}: coordinates must be a list")
-            continue
-        for k, c in enumerate(coords):
-            xy = [_number(v) for v in c] if isinstance(c, list) and len(c) in (2, 3) else None
-            if xy is None or xy[0] is None or xy[1] is None:
-                problems.append(f"{where} point {k}: coordinates must be [x, y] numbers, got {c!r}")
-                continue
-            out.append((xy[0], xy[1], label))
-    if problems:
-        raise FormatError("GeoJSON rejected", problems)
-    return out
+    try:
+        return geojson.read_points(text)
+    except geojson.GeoJSONError as exc:
+        raise FormatError(exc.summary, exc.problems) from None
 
 
 # ----------------------------------------------------------------------------

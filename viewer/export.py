@@ -8,12 +8,11 @@ import json
 
 import numpy as np
 
+from analysis import geojson
 from analysis.labels import LABEL_NAMES
 from viewer.choices import ExportFormat
 from viewer.errors import ViewerInputError
 from viewer.overlay import CorrectionState, corrected_points
-
-_QUPATH_CLASSES = {"positive": ("Positive", [200, 0, 0]), "negative": ("Negative", [112, 112, 225])}
 
 
 def export_annotations(store, state: CorrectionState, fmt: str, meta: dict | None = None) -> tuple[bytes, str]:
@@ -32,16 +31,13 @@ def export_annotations(store, state: CorrectionState, fmt: str, meta: dict | Non
         writer.writerows(zip(np.round(xy[:, 0], 1).tolist(), np.round(xy[:, 1], 1).tolist(), label_names.tolist()))
         return out.getvalue().encode(), "text/csv"
     if fmt == ExportFormat.GEOJSON:
+        classes = geojson.qupath_classes()
         features = []
         for name in sorted(set(label_names.tolist())):
             sel = label_names == name
-            qp_name, colour = _QUPATH_CLASSES.get(name, (name, [128, 128, 128]))
-            features.append({
-                "type": "Feature",
-                "geometry": {"type": "MultiPoint", "coordinates": np.round(xy[sel], 1).tolist()},
-                "properties": {"objectType": "annotation", "isLocked": False,
-                               "classification": {"name": qp_name, "color": colour}, "count": int(sel.sum())},
-            })
-        body = {"type": "FeatureCollection", "features": features, "properties": meta or {}}
+            qp_name, colour = classes.get(name, (name, geojson.OTHER_RGB))
+            features.append(geojson.class_feature(qp_name, colour, np.round(xy[sel], 1).tolist(), isLocked=False,
+                                                  count=int(sel.sum())))
+        body = geojson.feature_collection(features, meta or {})
         return json.dumps(body).encode(), "application/geo+json"
     raise ViewerInputError(f"format must be one of {', '.join(ExportFormat.values)}")

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from analysis.labels import LABEL_RGB, NEGATIVE, POSITIVE
 from analysis.synthetic import render_field
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +47,7 @@ def test_classic_writes_csv_and_qupath_geojson(tmp_path, png, synthetic_field):
     assert all(0 <= x < 224 and 0 <= y < 192 and label in ("positive", "negative") for x, y, label, _ in rows)
     data = json.loads(geo.read_text())
     assert data["type"] == "FeatureCollection" and len(data["features"]) == len(rows)
-    colours = {"Positive": [255, 0, 0], "Negative": [255, 255, 0]}
+    colours = {"Positive": list(LABEL_RGB[POSITIVE]), "Negative": list(LABEL_RGB[NEGATIVE])}  # the one vocabulary
     for feature, (x, y, label, score) in zip(data["features"], rows):
         assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Point"
         assert feature["geometry"]["coordinates"] == pytest.approx([x, y], abs=0.01)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from analysis.merge import counts, dedupe_keep, merge_detections, tps
+from analysis.merge import counts, merge_detections, tps
+from analysis.nms import greedy_keep as dedupe_keep
 
 
 def batch(points, labels, scores):
@@ -11,7 +12,7 @@ def batch(points, labels, scores):
 def brute_force_greedy(xy, scores, radius):
     keep = np.zeros(len(scores), bool)
     for i in np.argsort(-scores, kind="stable"):
-        if not any(np.hypot(*(xy[i] - xy[j])) <= radius for j in np.flatnonzero(keep)):
+        if not any(np.hypot(*(xy[i] - xy[j])) < radius for j in np.flatnonzero(keep)):
             keep[i] = True
     return keep
 
@@ -65,3 +66,10 @@ def test_counts_and_tps():
     assert tps(c["positive"], c["negative"]) == pytest.approx(200 / 3)
     assert tps(0, 0) is None and counts(np.zeros(0, np.int8)) == {"positive": 0, "negative": 0, "other": 0}
     assert tps(0, 5) == 0.0 and tps(5, 0) == 100.0 and tps(1, 3) == 25.0
+
+
+def test_a_point_exactly_at_the_radius_is_not_a_duplicate():
+    # The one NMS rule (analysis.nms): only a kept point closer than the radius suppresses, as the
+    # detector's own NMS decides; the merge used to drop a point at exactly the radius too.
+    merged = merge_detections([batch([[0, 0]], [1], [0.9]), batch([[3, 0]], [2], [0.8])], dedupe_radius_px=3.0)
+    assert merged.n_duplicates == 0 and len(merged) == 2

@@ -8,7 +8,8 @@ import torch
 
 import analysis.postprocess as postprocess
 from analysis.nets import DetectorConfig, build_detector, load_checkpoint
-from analysis.postprocess import PointSet, _reference_extract_points, _reference_nms_keep, extract_points, nms_keep, predict
+from analysis.nms import greedy_order
+from analysis.postprocess import PointSet, _reference_extract_points, extract_points, nms_keep, predict
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTER = ROOT / "analysis/starter/fcn-r18-starter-v5.pt"
@@ -114,13 +115,16 @@ def test_nms_is_exact_greedy():
     assert got.tolist() == kept
 
 
-def test_reference_nms_across_blocks_matches_one_block(monkeypatch):
-    rng = np.random.default_rng(1)
-    xy, scores = torch.from_numpy(rng.uniform(0, 40, (200, 2))), torch.from_numpy(rng.uniform(size=200))
-    whole = _reference_nms_keep(xy, scores, 3.0)
-    monkeypatch.setattr(postprocess, "NMS_BLOCK", 16)
-    assert torch.equal(_reference_nms_keep(xy, scores, 3.0), whole)
-    assert torch.equal(nms_keep(xy, scores, 3.0), whole)
+def _reference_nms_keep(xy, scores, radius):
+    """The host NMS (analysis.nms) as the device solver answers: indices best first."""
+    return torch.from_numpy(greedy_order(np.asarray(xy), np.asarray(scores), radius))
+
+
+def test_the_device_solver_and_the_host_nms_agree_at_the_radius():
+    # Exactly at the radius a kept point does not suppress (both sides of the one rule).
+    xy = torch.tensor([[0.0, 0.0], [6.0, 0.0], [3.0, 0.0]], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert nms_keep(xy, scores, 6.0).tolist() == [0, 1] == _reference_nms_keep(xy, scores, 6.0).tolist()
 
 
 def test_batch_keeps_images_apart():

@@ -209,3 +209,18 @@ def test_viewer_scores_categorise_with_the_cases_clone():
     assert scores_from_counts(counts, "22C3")["tps_category"] == "TPS 1-49%"
     assert scores_from_counts(counts, "SP263")["tps_category"] == "TC 25-49%"
     assert scores_from_counts(counts, "SP142")["tps_category"] is None
+
+
+def test_every_geojson_export_writes_the_one_vocabulary(client, job):
+    """Viewer export, detect_nuclei and annotation exports go through analysis.geojson: the label
+    colours are analysis.labels.LABEL_RGB (the viewer's export used to write negatives blue)."""
+    from analysis.labels import LABEL_RGB, NEGATIVE, POSITIVE
+    from analysis.management.commands.detect_nuclei import to_geojson
+
+    body = json.loads(client.get(url(job, "corrections/export"), {"format": "geojson"}).content)
+    colours = {f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+               for f in body["features"]}
+    assert colours == {"Positive": list(LABEL_RGB[POSITIVE]), "Negative": list(LABEL_RGB[NEGATIVE])}
+    detections = to_geojson(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 2]), np.array([0.9, 0.8]))
+    assert [f["properties"]["classification"] for f in detections["features"]] == [
+        {"name": "Positive", "color": list(LABEL_RGB[POSITIVE])}, {"name": "Negative", "color": list(LABEL_RGB[NEGATIVE])}]

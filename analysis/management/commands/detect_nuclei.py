@@ -11,12 +11,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from analysis import geojson
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.imageio import ImageInputError, check_mpp, parse_region, read_image
 from analysis.labels import LABEL_NAMES
 
-# QuPath's default colours for its Positive / Negative classes.
-QUPATH_CLASSES = {1: ("Positive", [255, 0, 0]), 2: ("Negative", [255, 255, 0])}
 
 
 class Command(BaseCommand):
@@ -91,19 +90,13 @@ def _write_csv(fh, xy, labels, scores) -> None:
 
 def to_geojson(xy, labels, scores) -> dict:
     """QuPath detections: Point features with a classification and a score measurement."""
+    classes = geojson.qupath_classes()
     features = []
     for (x, y), label, score in zip(xy, labels, scores):
-        cls_name, colour = QUPATH_CLASSES[int(label)]
-        features.append({
-            "type": "Feature",
-            "geometry": {"type": "Point", "coordinates": [round(float(x), 2), round(float(y), 2)]},
-            "properties": {
-                "objectType": "detection",
-                "classification": {"name": cls_name, "color": colour},
-                "measurements": {"score": round(float(score), 4)},
-            },
-        })
-    return {"type": "FeatureCollection", "features": features}
+        name, colour = classes[LABEL_NAMES[int(label)]]
+        features.append(geojson.point_feature(round(float(x), 2), round(float(y), 2), name, colour,
+                                              measurements={"score": round(float(score), 4)}))
+    return geojson.feature_collection(features)
 
 
 def _write_atomic(path, write) -> None:
