@@ -7,7 +7,7 @@ fails holds back the rows after it (an amendment never overtakes its original). 
 RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with no limit on attempts; a rejection (AR,
 HTTP 4xx) stops the row for an administrator (admin action "Send again").
 
-Claiming a row leases it for a while (two timeouts), outside any long transaction: two delivery
+Claiming a row leases it for a while (three timeouts), outside any long transaction: two delivery
 runs never send the same row at once, and a run that died mid-send leaves a lease that expires.
 """
 
@@ -62,7 +62,8 @@ def _claim_next(channel: str, now=None) -> OutboxMessage | None:
                .order_by("pk").first())
         if row is None or row.next_attempt_at > now or (row.leased_until and row.leased_until > now):
             return None
-        row.leased_until = now + datetime.timedelta(seconds=2 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
+        # connect, write and read each have the timeout: the lease outlasts all three
+        row.leased_until = now + datetime.timedelta(seconds=3 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
         row.save(update_fields=["leased_until"])
         return row
 

@@ -43,7 +43,8 @@ def enqueue_results(sender, report, **kwargs) -> list[OutboxMessage]:
         payload = oru_r01(report, pdf, fhir, mid) if channel == Channel.HL7V2 else fhir
         rows.append(OutboxMessage.objects.create(report=report, channel=channel, message_id=mid,
                                                  destination=destination, payload=payload))
-    transaction.on_commit(kick_delivery)
+    # robust: a broker that is down must not turn a committed signing into an error (the schedule delivers).
+    transaction.on_commit(kick_delivery, robust=True)
     return rows
 
 

@@ -170,6 +170,9 @@ def test_listener_answers_orders_on_one_connection(listener):
     assert [msa(a)[1:3] for a in (first, second, third)] == [["AA", "MSG0001"], ["AA", "MSG0002"], ["AR", "MSG0003"]]
     assert Case.objects.filter(accession="S26-00042").count() == 1
     assert InboundMessage.objects.count() == 3
+    # Audited with the sending system's address (no user acts over MLLP).
+    entry = LogEntry.objects.get_for_object(InboundMessage.objects.get(control_id="MSG0001")).get()
+    assert entry.action == LogEntry.Action.CREATE and entry.remote_addr == "127.0.0.1" and entry.actor is None
 
 
 def test_a_connection_dropped_mid_message_leaves_nothing_and_the_listener_goes_on(listener):
