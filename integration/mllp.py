@@ -23,8 +23,11 @@ def _handle(raw: bytes, peer) -> bytes:
     from integration.inbound import handle_hl7
 
     close_old_connections()
-    with set_actor(None, remote_addr=peer[0] if peer else None):
-        return handle_hl7(raw)
+    try:
+        with set_actor(None, remote_addr=peer[0] if peer else None):
+            return handle_hl7(raw)
+    finally:
+        close_old_connections()  # worker threads hold no connection between messages (CONN_MAX_AGE 0)
 
 
 async def _connection(reader, writer):
@@ -40,7 +43,11 @@ async def _connection(reader, writer):
             except (InvalidBlockError, ValueError) as exc:  # no <VT>, or over the size limit
                 log.warning("MLLP %s: %s; closing the connection", peer, exc)
                 return
-            answer = await sync_to_async(_handle, thread_sensitive=False)(raw, peer)
+            try:
+                answer = await sync_to_async(_handle, thread_sensitive=False)(raw, peer)
+            except Exception:  # e.g. the database is down: nothing was committed; no answer, so the sender resends
+                log.exception("MLLP %s: a message could not be handled; closing the connection", peer)
+                return
             writer.writeblock(answer)
             await writer.drain()
     except ConnectionError as exc:

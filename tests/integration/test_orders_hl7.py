@@ -192,3 +192,19 @@ def test_a_message_over_the_size_limit_closes_the_connection(listener):
         assert sock.recv(100) == b""  # closed without an answer: the message could not be kept whole
     assert InboundMessage.objects.count() == 0
     assert msa(send_order(listener.port, orm()))[1] == "AA"
+
+
+def test_a_failure_while_handling_closes_without_an_answer_and_keeps_nothing(listener, monkeypatch):
+    import integration.inbound
+
+    def broken(raw):
+        raise RuntimeError("database unavailable")
+
+    monkeypatch.setattr(integration.inbound, "handle_hl7", broken)
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(frame(orm()))
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # no ACK: the sender keeps the message and sends it again
+    monkeypatch.undo()
+    assert InboundMessage.objects.count() == 0
+    assert msa(send_order(listener.port, orm()))[1] == "AA"
