@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -9,7 +10,8 @@ from pdl1site.api import router
 api_patterns = [
     path("", include(router.urls)),
     path("auth/token/", ObtainExpiringAuthToken.as_view(), name="token"),
-    path("integration/", include("integration.urls")),  # orders in (FHIR), delivery state (docs/integration.md)
+    # The hospital integration app is optional in a host project: its API only where it is installed.
+    *([path("integration/", include("integration.urls"))] if apps.is_installed("integration") else []),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: no inline script (Content-Security-Policy).
     # GET only: OPTIONS would render the API metadata through the page's HTML template (a 500).
