@@ -5,8 +5,8 @@ from viewer.models import Correction, CorrectionSet, Region
 
 @admin.register(CorrectionSet)
 class CorrectionSetAdmin(admin.ModelAdmin):
-    list_display = ["job", "version", "updated_by", "updated_at"]
-    readonly_fields = ["job", "version", "updated_by", "updated_at"]
+    list_display = ["job", "version", "updated_by", "updated_at", "carried_from"]
+    readonly_fields = ["job", "version", "updated_by", "updated_at", "carried_from", "carry_report"]
 
 
 @admin.register(Correction)
@@ -30,7 +30,7 @@ class CorrectionAdmin(admin.ModelAdmin):
 class RegionAdmin(admin.ModelAdmin):
     """Read-only: regions are history; they are drawn and (soft-)deleted in the viewer."""
 
-    list_display = ["job", "version", "kind", "author", "created_at", "deleted_version", "deleted_by"]
+    list_display = ["slide", "drawn_on", "version", "kind", "author", "created_at", "deleted_version", "deleted_by"]
     list_filter = ["kind"]
 
     def has_add_permission(self, request):

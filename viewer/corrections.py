@@ -34,7 +34,7 @@ def correction_item(row) -> dict:
         "target": row.target_id, "x": row.x, "y": row.y,
         "label": LABEL_NAMES.get(row.label) if row.label is not None else None,
         "author": row.author.get_username(), "created_at": row.created_at.isoformat(),
-        "active": row.is_active, "undone_by": row.undone_by_id,
+        "active": row.is_active, "undone_by": row.undone_by_id, "carried_from": row.carried_from_id,
     }
 
 
@@ -45,7 +45,14 @@ def corrections_overview(job) -> dict:
     store = job_store(job)
     state = fold_corrections(rows)
     return {"version": correction_version(job), "items": [correction_item(r) for r in rows],
-            "scores": job_scores(job, store, state)}
+            "scores": job_scores(job, store, state), "carry_over": carry_over(job)}
+
+
+def carry_over(job) -> dict | None:
+    """What the previous run's corrections became on this job (viewer.carry), with its message."""
+    from viewer.models import CorrectionSet
+
+    return CorrectionSet.objects.filter(job=job).values_list("carry_report", flat=True).first()
 
 
 def check_correction(job, store, state: CorrectionState, data: dict) -> dict:

@@ -26,7 +26,7 @@ def correction_version(job) -> int:
 def job_regions(job) -> Regions:
     from viewer.models import Region
 
-    return regions_from_rows(Region.objects.filter(job=job, deleted_at__isnull=True).only("kind", "vertices"))
+    return regions_from_rows(Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).only("kind", "vertices"))
 
 
 def conflict_message(correction_set) -> str:

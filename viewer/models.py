@@ -20,6 +20,11 @@ class CorrectionSet(models.Model):
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     updated_at = models.DateTimeField(null=True, blank=True)
+    carried_from = models.ForeignKey("analysis.AnalysisJob", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+", help_text="the earlier run whose corrections were carried over")
+    carry_report = models.JSONField(null=True, blank=True,
+                                    help_text="what was carried over from the earlier run and what was not "
+                                              "(viewer.carry); null: nothing to carry was looked for yet")
 
     def __str__(self):
         return f"Corrections of job {self.job_id} (v{self.version})"
@@ -47,6 +52,8 @@ class Correction(models.Model):
     undone_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    carried_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                     help_text="the earlier run's correction this one carries over (viewer.carry)")
 
     class Meta:
         ordering = ["job", "version"]
@@ -68,15 +75,19 @@ class Correction(models.Model):
 class Region(models.Model):
     """A pathologist's include (tumour area) or exclude (necrosis, artefact, control tissue) polygon.
 
-    Scores count only points inside include regions (all points when there are none) and outside
-    every exclude region. Creating or deleting one bumps the job's CorrectionSet version (the same
-    optimistic concurrency as corrections); deletion is soft: the row stays, with deleted_* set.
+    Regions belong to the slide: every analysis of it, a re-run included, counts inside them. Scores
+    count only points inside include regions (all points when there are none) and outside every
+    exclude region. Creating or deleting one bumps the CorrectionSet version of the job it was drawn
+    on (the same optimistic concurrency as corrections); deletion is soft: the row stays, with
+    deleted_* set.
     """
 
-    job = models.ForeignKey("analysis.AnalysisJob", on_delete=models.PROTECT, related_name="regions")
+    slide = models.ForeignKey("cases.Slide", on_delete=models.PROTECT, related_name="regions")
+    drawn_on = models.ForeignKey("analysis.AnalysisJob", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="+", help_text="the job whose viewer it was drawn in (its version counts there)")
     kind = models.CharField(max_length=16, choices=RegionKind.choices)
     vertices = models.JSONField(help_text="[[x, y], ...] level-0 px, at least 3, not closed, not self-intersecting")
-    version = models.PositiveIntegerField(help_text="the CorrectionSet version this region created")
+    version = models.PositiveIntegerField(help_text="the version of drawn_on's CorrectionSet this region created")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     deleted_version = models.PositiveIntegerField(null=True, blank=True)
@@ -85,10 +96,10 @@ class Region(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["job", "version"]
+        ordering = ["slide", "created_at", "pk"]
 
     def __str__(self):
-        return f"{self.kind} region (job {self.job_id}, v{self.version})"
+        return f"{self.kind} region (slide {self.slide_id}, v{self.version})"
 
     @property
     def is_active(self) -> bool:

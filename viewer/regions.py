@@ -18,6 +18,7 @@ from viewer.stores import job_store
 def region_item(row) -> dict:
     return {"id": row.pk, "kind": row.kind, "include": row.kind in INCLUDE_REGION_KINDS,
             "vertices": row.vertices, "version": row.version, "author": row.author.get_username(),
+            "drawn_on": row.drawn_on_id,
             "created_at": row.created_at.isoformat(), "active": row.deleted_at is None,
             "deleted_version": row.deleted_version,
             "deleted_by": row.deleted_by.get_username() if row.deleted_by_id else None,
@@ -36,7 +37,7 @@ def check_region(job, data: dict) -> dict:
 def regions_overview(job, include_deleted: bool = False) -> dict:
     from viewer.models import Region
 
-    rows = Region.objects.filter(job=job).select_related("author", "deleted_by")
+    rows = Region.objects.filter(slide_id=job.slide_id).select_related("author", "deleted_by")
     if not include_deleted:
         rows = rows.filter(deleted_at__isnull=True)
     rows = list(rows)
@@ -59,7 +60,7 @@ def do_add_region(job, user, data) -> dict:
         correction_set = locked_correction_set(job, base)
         version = correction_set.bump(user, timezone.now())
         correction_set.save()
-        row = Region.objects.create(job=job, version=version, author=user, **fields)
+        row = Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=version, author=user, **fields)
     row.author = user
     return {"version": version, "scores": job_scores(job, store), "item": region_item(row)}
 
@@ -73,9 +74,9 @@ def do_delete_region(job, user, region_id, data) -> dict:
     CorrectionSet.objects.get_or_create(job=job)
     with transaction.atomic():
         correction_set = locked_correction_set(job, base)
-        row = Region.objects.select_for_update(of=("self",)).filter(job=job, pk=region_id).first()
+        row = Region.objects.select_for_update(of=("self",)).filter(slide_id=job.slide_id, pk=region_id).first()
         if row is None:
-            raise ViewerInputError(f"region {region_id} does not exist on this job")
+            raise ViewerInputError(f"region {region_id} does not exist on this slide")
         if row.deleted_at is not None:
             raise ViewerInputError(f"region {region_id} is already deleted")
         now = timezone.now()

@@ -28,4 +28,4 @@ def regions(job) -> list[tuple[bool, list]]:
     from viewer.models import Region
 
     return [(r.kind in INCLUDE_REGION_KINDS, r.vertices)
-            for r in Region.objects.filter(job=job, deleted_at__isnull=True).only("kind", "vertices")]
+            for r in Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).only("kind", "vertices")]

@@ -75,12 +75,12 @@ def test_scores_with_include_and_exclude_regions(personas, media_root, client):
     assert r.status_code == 201 and r.json()["scores"]["counts"] == {"positive": 5, "negative": 0, "other": 0}
 
     # Soft delete: the artefact region goes, history keeps it.
-    include_id = Region.objects.get(job=job, kind="artefact").pk
+    include_id = Region.objects.get(slide=job.slide, kind="artefact").pk
     r = client.delete(url(job, f"regions/{include_id}/"), {"base_version": 4}, content_type="application/json")
     assert r.status_code == 200, r.content
     assert r.json()["scores"]["counts"] == {"positive": 5, "negative": 2, "other": 0}
     assert r.json()["item"]["active"] is False and r.json()["item"]["deleted_by"] == "pathologist"
-    assert Region.objects.filter(job=job).count() == 3
+    assert Region.objects.filter(slide=job.slide).count() == 3
     listed = client.get(url(job)).json()
     assert len(listed["items"]) == 2 and listed["version"] == 5
     assert len(client.get(url(job) + "?all=1").json()["items"]) == 3
