@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VT, FS, CR = b"\x0b", b"\x1c", b"\r"
@@ -103,8 +104,8 @@ class ResultsPeer:
     `answers`: a list of "AA", "AE", "AR" or "drop" (close without answering), used in order, then AA;
     it acknowledges with the received MSH-10 and drops repeats of a control id it already accepted."""
 
-    def __init__(self, port: int, answers=()):
-        self.port, self.answers = port, list(answers)
+    def __init__(self, port: int, answers=(), delay: float = 0):
+        self.port, self.answers, self.delay = port, list(answers), delay
         self.received, self.accepted = [], {}
         self.server = socket.create_server(("127.0.0.1", port))
         self.server.settimeout(0.2)
@@ -126,6 +127,7 @@ class ResultsPeer:
                 except (ConnectionError, OSError):
                     continue
                 self.received.append(message)
+                time.sleep(self.delay)  # a slow receiver: the sender waits for its ACK
                 control_id = fields(message, "MSH")[9]
                 answer = self.answers.pop(0) if self.answers else "AA"
                 if answer == "drop":

@@ -254,3 +254,59 @@ def test_admins_see_each_delivery_state(personas, job, peer):
     deliver_due()
     after = admin.get("/api/integration/outbox/?state=delivered").json()["results"]
     assert [(r["state"], r["attempts"]) for r in after] == [("delivered", 1)] and after[0]["delivered_at"]
+
+
+def test_channels_are_independent(personas, job, mllp_port, fhir, settings):
+    settings.PDL1_INTEGRATION_RESULTS_MLLP_PEER = f"127.0.0.1:{mllp_port}"  # nobody listens there
+    fhir.refuse = []
+    sign(personas, job)
+    assert deliver_due() == {"delivered": 1, "failed": 1, "rejected": 0}
+    states = dict(OutboxMessage.objects.values_list("channel", "state"))
+    assert states == {"hl7v2": "pending", "fhir": "delivered"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signing_queues_a_delivery_once_committed(peer):
+    from tests.conftest import make_personas
+
+    personas = make_personas()  # committed: the signing below runs its on-commit hooks
+    report = sign(personas, job_with_result(personas["case"], n=300))
+    row = OutboxMessage.objects.get(report=report)  # the tests' django-q2 runs queued tasks at once
+    assert row.state == "delivered" and peer.received == [bytes(row.payload)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_delivery_runs_at_once_send_each_message_once(mllp_port, monkeypatch):
+    import threading
+
+    from django.db import connection
+
+    from tests.conftest import make_personas
+
+    if connection.vendor == "sqlite":  # the in-memory test database locks whole tables across threads
+        pytest.skip("needs a database with row locks: run with DATABASE_URL=postgres://...")
+    errors = []
+
+    def run():
+        try:
+            deliver_due()
+        except Exception as exc:  # noqa: BLE001  reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    monkeypatch.setattr("integration.outbox.kick_delivery", lambda: None)  # only the two runs below deliver
+    personas = make_personas()
+    sign(personas, job_with_result(personas["case"], n=300))
+    peer = ResultsPeer(mllp_port, delay=0.5)
+    try:
+        runs = [threading.Thread(target=run) for _ in range(2)]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(30)
+    finally:
+        peer.stop()
+    assert errors == [] and len(peer.received) == 1
+    row = OutboxMessage.objects.get()
+    assert row.state == "delivered" and row.attempts == 1
