@@ -1,15 +1,20 @@
 """Drawn include (tumour area) and exclude (necrosis, artefact, control tissue) regions: validation,
-saving and soft deletion with the corrections' optimistic concurrency."""
+saving and soft deletion with the corrections' optimistic concurrency, and each region's own counts,
+TPS and area (the corrected points inside its outline; mm² at the job's pixel size)."""
 
 from __future__ import annotations
 
+import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from analysis.labels import NEGATIVE, POSITIVE
+from analysis.scoring import tps
 from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
-from viewer.geometry import outline_problem, regions_from_rows
-from viewer.human_layer import correction_version, locked_correction_set
+from viewer.geometry import area_mm2, covered, outline_problem, polygon, regions_from_rows
+from viewer.human_layer import correction_state, correction_version, locked_correction_set
+from viewer.overlay import corrected_points
 from viewer.params import RegionInput, check_base_version, parse
 from viewer.scores import job_scores
 from viewer.stores import job_store
@@ -23,6 +28,24 @@ def region_item(row) -> dict:
             "deleted_version": row.deleted_version,
             "deleted_by": row.deleted_by.get_username() if row.deleted_by_id else None,
             "deleted_at": row.deleted_at.isoformat() if row.deleted_at else None}
+
+
+def region_stats(vertices, xy: np.ndarray, labels: np.ndarray, mpp: float | None) -> dict:
+    """Tumour cells inside the outline (corrected points; a point on it counts), their TPS (None
+    without tumour cells) and the area in mm² (None without a pixel size)."""
+    inside = labels[covered(polygon(vertices), np.asarray(xy, np.float64).reshape(-1, 2))]
+    positive, negative = int((inside == POSITIVE).sum()), int((inside == NEGATIVE).sum())
+    value, area = tps(positive, negative), area_mm2(vertices, mpp)
+    return {"counts": {"positive": positive, "negative": negative},
+            "tps": None if value is None else round(value, 2),
+            "area_mm2": None if area is None else round(area, 6)}
+
+
+def region_items(job, store, rows, state=None) -> list[dict]:
+    """region_item of each row with its region_stats, the job's corrected points read once."""
+    xy, labels = corrected_points(store, state if state is not None else correction_state(job))
+    mpp = store.mpp or job.slide.mpp_x
+    return [{**region_item(row), **region_stats(row.vertices, xy, labels, mpp)} for row in rows]
 
 
 def check_region(job, data: dict) -> dict:
@@ -42,7 +65,7 @@ def regions_overview(job, include_deleted: bool = False) -> dict:
         rows = rows.filter(deleted_at__isnull=True)
     rows = list(rows)
     store = job_store(job)
-    return {"version": correction_version(job), "items": [region_item(r) for r in rows],
+    return {"version": correction_version(job), "items": region_items(job, store, rows),
             "scores": job_scores(job, store, regions=regions_from_rows(rows))}
 
 
@@ -62,7 +85,7 @@ def do_add_region(job, user, data) -> dict:
         correction_set.save()
         row = Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=version, author=user, **fields)
     row.author = user
-    return {"version": version, "scores": job_scores(job, store), "item": region_item(row)}
+    return {"version": version, "scores": job_scores(job, store), "item": region_items(job, store, [row])[0]}
 
 
 def do_delete_region(job, user, region_id, data) -> dict:
@@ -85,4 +108,4 @@ def do_delete_region(job, user, region_id, data) -> dict:
         row.deleted_version, row.deleted_by, row.deleted_at = version, user, now
         row.save(update_fields=["deleted_version", "deleted_by", "deleted_at"])
     row = Region.objects.select_related("author", "deleted_by").get(pk=row.pk)
-    return {"version": version, "scores": job_scores(job, store), "item": region_item(row)}
+    return {"version": version, "scores": job_scores(job, store), "item": region_items(job, store, [row])[0]}

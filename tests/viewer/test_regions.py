@@ -185,3 +185,23 @@ def test_report_pdf_draws_the_region_map(personas, job, client):
     # The triangle's top edge is black on the region map.
     x, y = round(2000 * sx), round(1000 * sx)
     assert any(sum(dots.getpixel((x, y + d))) < 100 for d in (-1, 0, 1))
+
+
+def test_each_region_has_its_counts_tps_and_area(personas, media_root, client):
+    """Issue 18 item 9: per-region counts, TPS and area in mm² (0.5 µm/px: 500 x 1000 px is 0.125 mm²)."""
+    job = hand_made_job(personas["case"])
+    left = post(client, job, base_version=0, kind="tumour", vertices=[[0, 0], [500, 0], [500, 1000], [0, 1000]])
+    item = left.json()["item"]
+    assert item["counts"] == {"positive": 4, "negative": 3} and item["tps"] == 57.14
+    assert item["area_mm2"] == pytest.approx(0.125)
+    post(client, job, base_version=1, kind="necrosis", vertices=[[600, 400], [800, 400], [800, 600], [600, 600]])
+    # A correction changes the counts of the region it falls in.
+    fixed = client.post(f"/api/viewer/jobs/{job.pk}/corrections/", {"base_version": 2, "op": "reclassify", "detection": 5,
+                                                            "label": "negative"}, content_type="application/json")
+    assert fixed.status_code == 201, fixed.content
+    items = {i["kind"]: i for i in client.get(url(job)).json()["items"]}
+    assert items["necrosis"]["counts"] == {"positive": 0, "negative": 4} and items["necrosis"]["tps"] == 0.0
+    assert items["necrosis"]["area_mm2"] == pytest.approx(0.01)
+    assert items["tumour"]["counts"] == {"positive": 4, "negative": 3}
+    empty = post(client, job, base_version=3, kind="artefact", vertices=[[900, 900], [990, 900], [990, 990]])
+    assert empty.json()["item"]["counts"] == {"positive": 0, "negative": 0} and empty.json()["item"]["tps"] is None
