@@ -33,8 +33,7 @@ class Header:
 
 def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     """Parse a message (raises OrderError with reject=True when it is not an acceptable HL7 v2 message)."""
-    head = raw[:4]
-    if head != b"MSH" + raw[3:4] or len(raw) < 8:
+    if raw[:3] != b"MSH" or len(raw) < 8:
         raise OrderError("not an HL7 v2 message: it must begin with an MSH segment", location="MSH^1",
                          code="100", reject=True)
     field_sep = raw[3:4].decode("latin-1")
@@ -177,7 +176,8 @@ def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: Ord
                   5: h.get("app", ""), 6: h.get("facility", ""), 7: _now(),
                   9: f"ACK^{h.get('event', '')}^ACK", 10: ack_id, 11: h.get("processing", "") or "P",
                   12: h.get("version", "") or "2.5.1", 18: "UNICODE UTF-8"})
-    segments = [header, f"MSA|{code}|{_escape(control_id)}" + (f"|{_escape(error.text)[:80]}" if error else "")]
+    # MSA-3: the first 80 characters, cut before escaping (never half an escape sequence)
+    segments = [header, f"MSA|{code}|{_escape(control_id)}" + (f"|{_escape(error.text[:80])}" if error else "")]
     if error:
         name = HL7_ERRORS.get(error.code, "Application error")
         segments.append(f"ERR||{error.location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
