@@ -7,7 +7,7 @@ class IntegrationConfig(AppConfig):
 
     def ready(self):
         from cases.signals import report_signed
-        from integration import audit  # noqa: F401  registers the models with auditlog
+        from integration import audit, checks  # noqa: F401  registers the models with auditlog, the system checks
         from integration.outbox import enqueue_results
 
         # Sent by Report.sign inside the signing transaction: the outbox rows commit with the signature.

@@ -40,3 +40,23 @@ def test_migrations_make_the_schedule_and_the_service_group():
     admin_codenames = set(Group.objects.get(name="admin").permissions.filter(
         content_type__app_label="integration").values_list("codename", flat=True))
     assert admin_codenames == {"view_inboundmessage", "view_outboxmessage", "change_outboxmessage"}
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("PDL1_INTEGRATION_RESULTS_MLLP_PEER", "his-engine", "integration.E001"),
+    ("PDL1_INTEGRATION_RESULTS_MLLP_PEER", "his-engine:99999", "integration.E001"),
+    ("PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL", "fhir.hospital.example/r4", "integration.E002"),
+])
+def test_a_mistyped_peer_fails_the_system_check(settings, name, value, error):
+    from integration.checks import check_peers
+
+    setattr(settings, name, value)
+    assert [e.id for e in check_peers(None)] == [error]
+
+
+def test_configured_peers_pass_the_system_check(settings):
+    from integration.checks import check_peers
+
+    settings.PDL1_INTEGRATION_RESULTS_MLLP_PEER = "127.0.0.1:6661"
+    settings.PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL = "https://fhir.hospital.example/r4"
+    assert check_peers(None) == []
