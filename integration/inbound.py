@@ -70,15 +70,24 @@ def new_ack_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
 
-def handle_hl7(raw: bytes) -> bytes:
-    """The ACK or NACK of one HL7 v2 message received over MLLP."""
+def handle_hl7(raw: bytes, *, oversized: bool = False) -> bytes:
+    """The ACK or NACK of one HL7 v2 message received over MLLP (`oversized`: `raw` is only the first
+    PDL1_INTEGRATION_MAX_MESSAGE_BYTES of a longer message, which is refused)."""
+    from django.conf import settings
+
     from integration import hl7v2
     from integration.orders import do_file_order
 
+    if oversized:
+        raw = raw[:settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES]
     fields = hl7v2.header_fields(raw)
     control_id = fields.get("control_id", "").strip()[:199]
     sender = f"{fields.get('app', '')}^{fields.get('facility', '')}"
     try:
+        if oversized:
+            raise OrderError(f"the message is larger than {settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES} bytes "
+                             "(PDL1_INTEGRATION_MAX_MESSAGE_BYTES); its beginning is kept", location="MSH^1",
+                             code="207", reject=True)
         message, header = hl7v2.decode(raw)
         failure = None
     except OrderError as exc:

@@ -2,7 +2,8 @@
 
 serve(): the order listener (manage.py mllp_listen). Each block is handled in a worker thread
 (Django's ORM is synchronous) and answered on the same connection; a connection that breaks mid-
-message leaves nothing (the partial block is never handled). exchange(): one message out, its ACK back.
+message leaves nothing (the partial block is never handled); a message over the size limit is answered
+AR and kept truncated. exchange(): one message out, its ACK back.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from hl7.mllp import InvalidBlockError, open_hl7_connection, start_hl7_server
 log = logging.getLogger(__name__)
 
 
-def _handle(raw: bytes, peer) -> bytes:
+SEPARATOR = b"\x1c\r"  # <FS><CR>
+
+
+def _handle(raw: bytes, peer, oversized: bool) -> bytes:
     from auditlog.context import set_actor
     from django.db import close_old_connections
 
@@ -25,9 +29,28 @@ def _handle(raw: bytes, peer) -> bytes:
     close_old_connections()
     try:
         with set_actor(None, remote_addr=peer[0] if peer else None):
-            return handle_hl7(raw)
+            return handle_hl7(raw, oversized=oversized)
     finally:
         close_old_connections()  # worker threads hold no connection between messages (CONN_MAX_AGE 0)
+
+
+async def read_block(reader) -> tuple[bytes, bool]:
+    """(message, oversized) of the next MLLP block. A block longer than the reader's limit is read to its
+    end and discarded past the limit: (its first `limit` bytes, True), so that it can still be answered.
+    Raises IncompleteReadError when the connection ends mid-block, InvalidBlockError without <VT>."""
+    try:
+        block, oversized = (await reader.readuntil(SEPARATOR))[:-2], False
+    except asyncio.LimitOverrunError as exc:
+        block, oversized = await reader.readexactly(exc.consumed), True
+        while True:  # skip the rest of the block
+            try:
+                await reader.readuntil(SEPARATOR)
+                break
+            except asyncio.LimitOverrunError as more:
+                await reader.readexactly(more.consumed)
+    if block[:1] != b"\x0b":
+        raise InvalidBlockError("Block does not begin with Start Block character <VT>")
+    return block[1:], oversized
 
 
 async def _connection(reader, writer):
@@ -35,16 +58,16 @@ async def _connection(reader, writer):
     try:
         while True:
             try:
-                raw = await reader.readblock()
+                raw, oversized = await read_block(reader)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
                     log.warning("MLLP %s: connection closed mid-message (%d bytes dropped)", peer, len(exc.partial))
                 return
-            except (InvalidBlockError, ValueError) as exc:  # no <VT>, or over the size limit
+            except InvalidBlockError as exc:  # not MLLP: nothing to answer in
                 log.warning("MLLP %s: %s; closing the connection", peer, exc)
                 return
             try:
-                answer = await sync_to_async(_handle, thread_sensitive=False)(raw, peer)
+                answer = await sync_to_async(_handle, thread_sensitive=False)(raw, peer, oversized)
             except Exception:  # e.g. the database is down: nothing was committed; no answer, so the sender resends
                 log.exception("MLLP %s: a message could not be handled; closing the connection", peer)
                 return

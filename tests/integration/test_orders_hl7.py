@@ -153,8 +153,9 @@ def test_a_patient_stated_by_a_signed_report_is_not_renamed_by_an_order(departme
 def listener(transactional_db, settings):
     settings.PDL1_INTEGRATION_ORDER_DEPARTMENT = "pathology"
     settings.PDL1_INTEGRATION_MRN_AUTHORITY = "HOSP"
+    settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES = 64 * 1024  # what mllp_listen passes as the limit
     DepartmentFactory(code="pathology")
-    server = Listener(free_port(), limit=64 * 1024)
+    server = Listener(free_port(), limit=settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES)
     yield server
     server.stop()
 
@@ -185,13 +186,26 @@ def test_a_connection_dropped_mid_message_leaves_nothing_and_the_listener_goes_o
     assert InboundMessage.objects.count() == 1
 
 
-def test_a_message_over_the_size_limit_closes_the_connection(listener):
+def test_a_message_over_the_size_limit_is_refused_and_kept_truncated(listener):
+    big = orm("BIG0001", extra=["NTE|1||" + "x" * 200_000])
     with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
-        sock.sendall(frame(orm(extra=["NTE|1||" + "x" * 70_000])))
+        sock.sendall(frame(big))
+        answer = read_block(sock)
+        sock.sendall(frame(orm()))  # the same connection goes on with the next message
+        after = read_block(sock)
+    assert msa(answer)[1:3] == ["AR", "BIG0001"] and "larger than 65536 bytes" in said(answer)
+    kept = InboundMessage.objects.get(control_id="BIG0001")
+    assert big.startswith(bytes(kept.raw)) and 60_000 < len(kept.raw) <= 65536
+    assert kept.outcome == "AR" and kept.case is None
+    assert Case.objects.count() == 1 and msa(after)[1] == "AA"
+
+
+def test_not_mllp_closes_the_connection(listener):
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(orm() + b"\x1c\r")  # no <VT>
         sock.settimeout(10)
-        assert sock.recv(100) == b""  # closed without an answer: the message could not be kept whole
+        assert sock.recv(100) == b""
     assert InboundMessage.objects.count() == 0
-    assert msa(send_order(listener.port, orm()))[1] == "AA"
 
 
 def test_a_failure_while_handling_closes_without_an_answer_and_keeps_nothing(listener, monkeypatch):
