@@ -20,6 +20,8 @@ def _validate(body: bytes):
     from fhir.resources.R4B.servicerequest import ServiceRequest
     from pydantic import ValidationError
 
+    if b"\x00" in body or b"\\u0000" in body:  # no FHIR string holds NUL (and PostgreSQL text cannot)
+        raise OrderError("the body contains NUL characters", reject=True, code="102")
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -33,6 +33,8 @@ class Header:
 
 def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     """Parse a message (raises OrderError with reject=True when it is not an acceptable HL7 v2 message)."""
+    if b"\x00" in raw:  # never in HL7 v2 text, and PostgreSQL text cannot hold it
+        raise OrderError("the message contains NUL bytes", location="MSH^1", code="102", reject=True)
     if raw[:3] != b"MSH" or len(raw) < 8:
         raise OrderError("not an HL7 v2 message: it must begin with an MSH segment", location="MSH^1",
                          code="100", reject=True)
@@ -189,7 +191,8 @@ def header_fields(raw: bytes) -> dict:
     if raw[:3] != b"MSH" or len(raw) < 8:
         return {}
     sep = raw[3:4].decode("latin-1")
-    fields = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].decode("utf-8", "replace").split(sep)
+    line = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].replace(b"\x00", b"")
+    fields = line.decode("utf-8", "replace").split(sep)
     get = (lambda i: fields[i - 1] if len(fields) >= i else "")
     component = get(9).split("^")
     return {"app": get(3), "facility": get(4), "control_id": get(10), "event": component[1] if len(component) > 1 else "",

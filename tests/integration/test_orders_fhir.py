@@ -87,6 +87,7 @@ def test_repeat_with_the_same_idempotency_key_gets_the_same_answer(service):
     (lambda r: r["contained"][0].update(identifier=[{"system": "urn:other", "value": "1"}]), 422, "urn:pdl1:mrn"),
     (lambda r: r.update(reasonCode=[{"text": "melanoma"}]), 422, "indication 'melanoma'"),
     (lambda r: r["contained"][0].pop("birthDate"), 422, "a new patient needs birth date"),
+    (lambda r: r["contained"][0]["name"][0].update(family="Ex\x00ample"), 400, "NUL characters"),
 ])
 def test_a_bad_service_request_is_refused_with_an_operation_outcome(service, change, status, words):
     body = copy.deepcopy(SERVICE_REQUEST)

@@ -101,6 +101,7 @@ def test_an_update_changes_the_case(department):
     (orm(message_type="ADT^A01"), "AR", "MSH^1^9", "ADT^A01 is not accepted"),
     (orm(control="CA"), "AR", "ORC^1^1", "order control CA"),
     (orm(family=""), "AE", "PID^1^5", "a new patient needs family name"),
+    (orm(family="Do\x00e"), "AR", "MSH^1", "NUL bytes"),  # PostgreSQL text cannot hold NUL: refused first
 ])
 def test_a_bad_order_gets_a_nack_that_says_what_is_wrong_and_creates_nothing(department, message, code, location,
                                                                                words):
