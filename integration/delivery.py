@@ -119,10 +119,12 @@ def send_hl7(destination: str, payload: bytes, message_id: str) -> Attempt:
 def read_ack(ack: bytes, message_id: str) -> Attempt:
     import hl7
 
+    from integration.hl7v2 import has_segment, value_at
+
     try:
         message = hl7.parse(ack.decode("utf-8", "replace").replace("\n", "\r").strip("\r"))
-        code, acked, text = (_get(message, f"MSA.F{n}").strip() for n in (1, 2, 3))
-        err = _get(message, "ERR.F8").strip() if _has(message, "ERR") else ""
+        code, acked, text = (value_at(message, f"MSA.F{n}").strip() for n in (1, 2, 3))
+        err = value_at(message, "ERR.F8").strip() if has_segment(message, "ERR") else ""
     except Exception as exc:
         return Attempt(False, error=f"unreadable acknowledgement: {exc}", answer=ack)
     if acked != message_id:
@@ -133,21 +135,6 @@ def read_ack(ack: bytes, message_id: str) -> Attempt:
     if code in ("AR", "CR"):
         return Attempt(False, rejected=True, error=f"{code}: {why or 'rejected'}", answer=ack)
     return Attempt(False, error=f"{code or 'no MSA-1'}: {why or 'error'}", answer=ack)
-
-
-def _get(message, path: str) -> str:
-    try:
-        return str(message[path])
-    except (IndexError, KeyError):
-        return ""
-
-
-def _has(message, name: str) -> bool:
-    try:
-        message.segment(name)
-    except KeyError:
-        return False
-    return True
 
 
 # --- FHIR over REST --------------------------------------------------------------------------------

@@ -52,9 +52,9 @@ def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
     try:
         message = hl7.parse(text)
-        control_id = _get(message, "MSH.F10").strip()
-        header = Header(control_id, f"{_get(message, 'MSH.F3')}^{_get(message, 'MSH.F4')}",
-                        f"{_get(message, 'MSH.F9.R1.C1')}^{_get(message, 'MSH.F9.R1.C2')}")
+        control_id = value_at(message, "MSH.F10").strip()
+        header = Header(control_id, f"{value_at(message, 'MSH.F3')}^{value_at(message, 'MSH.F4')}",
+                        f"{value_at(message, 'MSH.F9.R1.C1')}^{value_at(message, 'MSH.F9.R1.C2')}")
     except Exception as exc:  # python-hl7 raises plain exceptions on malformed structure
         raise OrderError(f"the message cannot be parsed: {exc}", location="MSH^1", code="100", reject=True) from None
     if not control_id:
@@ -69,7 +69,7 @@ def check_order_type(header: Header):
                          location="MSH^1^9", code="200", reject=True)
 
 
-def _get(message, path: str) -> str:
+def value_at(message, path: str) -> str:
     """The value at an accessor path (e.g. "PID.F3.R2.C4.S1"), unescaped; "" where the message has none."""
     try:
         return str(message[path])
@@ -92,11 +92,11 @@ def _mrn(message) -> str:
     authority = settings.PDL1_INTEGRATION_MRN_AUTHORITY
     repetitions = len(_segment(message, "PID")(3))
     for r in range(1, repetitions + 1):
-        value = _get(message, f"PID.F3.R{r}.C1").strip()
+        value = value_at(message, f"PID.F3.R{r}.C1").strip()
         if not value:
             continue
-        names = {_get(message, f"PID.F3.R{r}.C4.S1"), _get(message, f"PID.F3.R{r}.C4.S2")}
-        if (authority and authority in names) or (not authority and _get(message, f"PID.F3.R{r}.C5") == "MR"):
+        names = {value_at(message, f"PID.F3.R{r}.C4.S1"), value_at(message, f"PID.F3.R{r}.C4.S2")}
+        if (authority and authority in names) or (not authority and value_at(message, f"PID.F3.R{r}.C5") == "MR"):
             return value
     wanted = f"assigning authority {authority}" if authority else "identifier type MR"
     raise OrderError(f"PID-3 has no patient identifier with {wanted}", location="PID^1^3", code="101")
@@ -104,7 +104,7 @@ def _mrn(message) -> str:
 
 def _one(message, *paths: str, location: str, what: str) -> str:
     """The value the given fields agree on ('' when none is given); different values are an error."""
-    values = {p: _get(message, p).strip() for p in paths if _has(message, p.split(".")[0])}
+    values = {p: value_at(message, p).strip() for p in paths if has_segment(message, p.split(".")[0])}
     given = {v for v in values.values() if v}
     if len(given) > 1:
         raise OrderError(f"{what} differ: " + ", ".join(f"{p} {v!r}" for p, v in values.items() if v),
@@ -112,19 +112,19 @@ def _one(message, *paths: str, location: str, what: str) -> str:
     return given.pop() if given else ""
 
 
-def _has(message, segment: str) -> bool:
+def has_segment(message, segment: str) -> bool:
     return _segment(message, segment, required=False) is not None
 
 
 def _cwe_text(message, path: str) -> str:
-    return (_get(message, f"{path}.C2") or _get(message, f"{path}.C1")).strip()
+    return (value_at(message, f"{path}.C2") or value_at(message, f"{path}.C1")).strip()
 
 
 def read_order(message) -> OrderData:
     """An ORM^O01 or OML^O21 as OrderData (raises OrderError naming the field that is wrong)."""
     _segment(message, "ORC")
     _segment(message, "OBR")
-    control = _get(message, "ORC.F1").strip()
+    control = value_at(message, "ORC.F1").strip()
     if control not in ("NW", "XO", "SC"):
         raise OrderError(f"order control {control or '(empty)'} (ORC-1) is not accepted: send NW (new) or XO "
                          "(change); cancellations are made by the laboratory", location="ORC^1^1", code="103",
@@ -136,25 +136,25 @@ def read_order(message) -> OrderData:
         raise OrderError("no accession: give the filler order number (ORC-3/OBR-3) or the placer order number "
                          "(ORC-2/OBR-2)", location="ORC^1^3", code="101")
     patient = PatientData(
-        mrn=_mrn(message), family_name=_get(message, "PID.F5.R1.C1").strip(), given_name=_get(message, "PID.F5.R1.C2").strip(),
-        birth_date=parse_date(_get(message, "PID.F7.R1.C1"), "PID^1^7"))
-    sex = _get(message, "PID.F8").strip().upper()
+        mrn=_mrn(message), family_name=value_at(message, "PID.F5.R1.C1").strip(), given_name=value_at(message, "PID.F5.R1.C2").strip(),
+        birth_date=parse_date(value_at(message, "PID.F7.R1.C1"), "PID^1^7"))
+    sex = value_at(message, "PID.F8").strip().upper()
     if sex:
         if sex not in SEX_CODES:
             raise OrderError(f"administrative sex {sex!r} (PID-8) is not in HL7 table 0001", location="PID^1^8",
                              code="103")
         patient.sex = SEX_CODES[sex]
     specimen = ""
-    if _has(message, "SPM"):
+    if has_segment(message, "SPM"):
         specimen = ", ".join(t for t in (_cwe_text(message, "SPM.F4.R1"), _cwe_text(message, "SPM.F8.R1")) if t)
     if not specimen:
         # OBR-15 (SPS): its first component is a CWE in subcomponents (code&text&system)
-        specimen = (_get(message, "OBR.F15.R1.C1.S2") or _get(message, "OBR.F15.R1.C1.S1")).strip() if _get(message, "OBR.F15") else ""
-    dg1 = _cwe_text(message, "DG1.F3.R1") if _has(message, "DG1") else ""
-    indication = indication_of(_get(message, "OBR.F13").strip(), dg1,
-                               location="OBR^1^13" if _get(message, "OBR.F13").strip() else "DG1^1^3")
-    clone = clone_of(_get(message, "OBR.F4.R1.C1"), _get(message, "OBR.F4.R1.C2"), _get(message, "OBR.F4.R1.C4"),
-                     _get(message, "OBR.F4.R1.C5"))
+        specimen = (value_at(message, "OBR.F15.R1.C1.S2") or value_at(message, "OBR.F15.R1.C1.S1")).strip() if value_at(message, "OBR.F15") else ""
+    dg1 = _cwe_text(message, "DG1.F3.R1") if has_segment(message, "DG1") else ""
+    indication = indication_of(value_at(message, "OBR.F13").strip(), dg1,
+                               location="OBR^1^13" if value_at(message, "OBR.F13").strip() else "DG1^1^3")
+    clone = clone_of(value_at(message, "OBR.F4.R1.C1"), value_at(message, "OBR.F4.R1.C2"), value_at(message, "OBR.F4.R1.C4"),
+                     value_at(message, "OBR.F4.R1.C5"))
     return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
                      assay_clone=clone)
 
