@@ -88,6 +88,12 @@ class ClassicDetector:
                                 for name in ("haematoxylin", "dab", "residual")}
         out["dab_threshold"] = params.cut  # the compartment's default resolved: "adaptive" or the OD cut
         out["effective_dab_threshold"] = params.effective_dab_threshold
+        out["threshold"] = params.detection_threshold  # compartment defaults resolved (None in the dataclass)
+        out["dab_haze_od"] = params.haze_od
+        from .classic import ADAPTIVE, ADAPTIVE_RULE
+
+        if params.cut == ADAPTIVE:
+            out["adaptive_rule"] = list(ADAPTIVE_RULE[params.compartment])
         return out
 
     def detect(self, rgb, mpp) -> Detections:

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from analysis import synthetic
-from analysis.classic import ClassicCells, ClassicParams, detect_classic
+from analysis.classic import ADAPTIVE_RULE, ClassicCells, ClassicParams, detect_classic
+from analysis.stains import compose
 from analysis.matching import evaluate, mask_to_points
 
 DEEPLIIF = Path(__file__).resolve().parents[3] / "shared" / "data" / "ihc" / "deepliif_train"
@@ -84,8 +85,9 @@ def test_parameters_are_physical():
 def test_compartment_decides_what_counts_as_positive():
     f = synthetic.render_field((512, 512), mpp=0.5, seed=12, density=2500, positive_fraction=0.5)
     membrane = detect_classic(f.rgb, 0.5)
-    nucleus = detect_classic(f.rgb, 0.5, ClassicParams(compartment="nucleus",
-                                                       detection_image="hematoxylin"))
+    # Same detection image and threshold (the nuclear compartment's own default threshold is lower).
+    nucleus = detect_classic(f.rgb, 0.5, ClassicParams(compartment="nucleus", detection_image="hematoxylin",
+                                                       threshold=ClassicParams().detection_threshold))
     assert np.array_equal(nucleus.xy, membrane.xy)  # same nuclei, other measurement
     # Synthetic PD-L1 stains membranes only: measured in the nucleus, few
     # cells are positive (only where a neighbour's membrane crosses a nucleus).
@@ -126,5 +128,26 @@ def test_deepliif_ki67_fields(name, min_f1):
 
 def test_params_are_plain_dataclass():
     p = dataclasses.replace(ClassicParams(), compartment="nucleus", dab_threshold=None)
-    assert p.effective_dab_threshold == 0.15
+    assert p.effective_dab_threshold == ADAPTIVE_RULE["nucleus"][1] == 0.20  # the adaptive cut's floor
     assert ClassicParams(dab_threshold=0.3).effective_dab_threshold == 0.3
+
+
+def _discs(dab_od: float, h_od: float, mpp: float = 0.25, size: int = 256) -> np.ndarray:
+    """White field with a 4 x 4 grid of 8 um discs of the given stain concentrations (OD)."""
+    yy, xx = np.mgrid[:size, :size] * mpp
+    inside = np.zeros((size, size), bool)
+    for cy in np.linspace(8, size * mpp - 8, 4):
+        for cx in np.linspace(8, size * mpp - 8, 4):
+            inside |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 4.0 ** 2
+    return compose(np.where(inside, h_od, 0.0), np.where(inside, dab_od, 0.0))
+
+
+def test_nuclear_detection_ignores_cytoplasmic_dab_haze_but_finds_stained_nuclei():
+    # Brown cytoplasm without haematoxylin (DAB 0.3 OD, below the 0.35 haze level) is not a nucleus;
+    # the plain H + DAB sum (dab_haze_od=0, the former detection image) took each blob for one.
+    haze = _discs(dab_od=0.3, h_od=0.0)
+    assert len(detect_classic(haze, 0.25, ClassicParams(compartment="nucleus"))) == 0
+    assert len(detect_classic(haze, 0.25, ClassicParams(compartment="nucleus", dab_haze_od=0.0))) == 16
+    # A Ki-67-positive nucleus (DAB 1.0 OD hides its haematoxylin) and a pale negative one are found.
+    assert len(detect_classic(_discs(dab_od=1.0, h_od=0.05), 0.25, ClassicParams(compartment="nucleus"))) == 16
+    assert len(detect_classic(_discs(dab_od=0.0, h_od=0.15), 0.25, ClassicParams(compartment="nucleus"))) == 16
