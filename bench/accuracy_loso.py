@@ -61,13 +61,21 @@ def main(argv=None) -> int:
     parser.add_argument("--radius-um", type=float, default=4.0)
     parser.add_argument("--write-measured", action="store_true",
                         help="also write analysis/measured_error.json (the errors slide intervals are widened by)")
+    parser.add_argument("--classic-only", action="store_true",
+                        help="rescore the classic detector only; keep the network rows of the existing --out file")
     args = parser.parse_args(argv)
     runs = Path(args.runs)
     began = time.monotonic()
     loso_rows, within_rows = [], []
+    if args.classic_only:
+        previous = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        loso_rows = [r for r in previous["leave_one_source_out"] if r["kind"] == "model"]
+        within_rows = previous["within_source_validation"]
     for held_out, spec in HELD_OUT.items():
         data = evaluation.load_data(spec)
         for det in detectors_for(held_out, runs):
+            if args.classic_only and not isinstance(det, ClassicDetector):
+                continue
             kind = "classic" if isinstance(det, ClassicDetector) else "model"
             score = evaluation.score_detector(det, data, args.radius_um)
             loso_rows.append(row(score, held_out, kind))
@@ -75,7 +83,7 @@ def main(argv=None) -> int:
                   f"pos {score.f1['positive']:.3f} neg {score.f1['negative']:.3f} "
                   f"pct {score.positive_pct_abs_error:.1f} ({score.positive_pct_abs_error_max:.1f})", flush=True)
     candidate = runs / "all-real" / "model.pt"
-    if candidate.exists():
+    if candidate.exists() and not args.classic_only:
         det = ModelDetector.from_checkpoint(candidate, name="fcn-r18 all-real (candidate default)")
         for spec in ("bcdata:val", "shidc:val", "deepliif:heldout"):
             score = evaluation.score_detector(det, evaluation.load_data(spec), args.radius_um)
@@ -117,10 +125,16 @@ def measured_errors(result: dict, runs: Path) -> dict:
 
     out = {}
     classic = worst(lambda d: d == "classic (adaptive cut)", HELD_OUT)
-    if classic:
+    # The shipped settings were chosen on all three sources (bench/classic_loso.py), so their own rows
+    # are not held out; the held-out measure is the tuning procedure's: each fold's settings, tuned
+    # without that source, scored on it.  The interval takes the worse of the two.
+    folds = [(f["held_out_score"]["positive_pct_abs_error"], f["held_out"]) for f in classic_folds()]
+    if classic or folds:
+        classic = max([c for c in [classic] if c] + folds)
         out["classic:nucleus:adaptive"] = {"positive_pct_error_pp": round(classic[0], 2), "basis": (
             f"classic, adaptive cut: worst mean |positive % error| on real Ki-67 tissue of an unseen lab "
-            f"({classic[1]}), leave-one-source-out, bench/RESULTS-accuracy.md {day}")}
+            f"({classic[1]}; settings tuned leave-one-source-out, bench/classic_loso.py), "
+            f"bench/RESULTS-accuracy.md {day}")}
     starter = worst(lambda d: d == "fcn-r18-starter-v5", ("bcdata", "shidc"))
     if starter:
         out[sha256_file(STARTER)] = {"positive_pct_error_pp": round(starter[0], 2), "basis": (
@@ -135,6 +149,16 @@ def measured_errors(result: dict, runs: Path) -> dict:
     return {"source": "bench/accuracy_loso.py", "date": day, "detectors": out}
 
 
+CLASSIC_LOSO = Path(__file__).resolve().parent / "RESULTS-classic-loso.json"
+
+
+def classic_folds() -> list[dict]:
+    """bench/classic_loso.py's folds (the classic settings tuned without each source), if it ran."""
+    if not CLASSIC_LOSO.is_file():
+        return []
+    return json.loads(CLASSIC_LOSO.read_text(encoding="utf-8"))["folds"]
+
+
 def _f(v, digits=3):
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
@@ -142,6 +166,11 @@ def _f(v, digits=3):
 def markdown(result: dict) -> str:
     lines = ["| held-out source | detector | fields | truth | detected | F1 | F1 pos | F1 neg | pos-% error mean | max |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    for f in classic_folds():
+        r = f["held_out_score"]
+        lines.append(f"| {f['held_out']} | classic, settings tuned without it (bench/classic_loso.py) | - | {r['n_truth']} | "
+                     f"{r['n_pred']} | {_f(r['f1']['detection'])} | {_f(r['f1']['positive'])} | {_f(r['f1']['negative'])} | "
+                     f"{_f(r['positive_pct_abs_error'], 1)} | {_f(r['positive_pct_abs_error_max'], 1)} |")
     for r in result["leave_one_source_out"] + result["within_source_validation"]:
         lines.append(f"| {r['held_out']} | {r['detector']} | {r['fields']} | {r['n_truth']} | {r['n_pred']} | "
                      f"{_f(r['f1']['detection'])} | {_f(r['f1']['positive'])} | {_f(r['f1']['negative'])} | "
@@ -156,10 +185,17 @@ def targets_table(result: dict) -> str:
         pct, f1 = r["positive_pct_abs_error"], r["f1"]["detection"]
         if r["kind"] == "classic":
             ok = pct is not None and pct <= TARGETS["classic"]["pct"]
-            lines.append(f"| {r['held_out']} | {r['detector']} | {_f(f1)} | {_f(pct, 1)} (<= 5) | {'yes' if ok else 'no'} |")
+            verdict = "yes" if ok else "no"
+            if classic_folds():  # the shipped settings were chosen on every source, this one included
+                verdict += " (not held out: settings chosen on all three)"
+            lines.append(f"| {r['held_out']} | {r['detector']} | {_f(f1)} | {_f(pct, 1)} (<= 5) | {verdict} |")
         elif "without" in r["detector"]:
             ok = pct is not None and f1 is not None and pct <= TARGETS["model"]["pct"] and f1 >= TARGETS["model"]["f1"]
             lines.append(f"| {r['held_out']} | {r['detector']} | {_f(f1)} | {_f(pct, 1)} (<= 3) | {'yes' if ok else 'no'} |")
+    for f in classic_folds():
+        pct = f["held_out_score"]["positive_pct_abs_error"]
+        lines.append(f"| {f['held_out']} | classic, settings tuned without it | {_f(f['held_out_score']['f1']['detection'])} | "
+                     f"{_f(pct, 1)} (<= 5) | {'yes' if pct <= TARGETS['classic']['pct'] else 'no'} |")
     return "\n".join(lines)
 
 
