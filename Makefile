@@ -27,14 +27,16 @@ var/secret_key:
 	$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 	chmod 600 $@
 
-# Embedded demo: SQLite, ORM broker, no Redis. Serves on http://$(HOST):$(PORT)/
+# Embedded demo: SQLite, ORM broker, no Redis. Serves on http://$(HOST):$(PORT)/ with one analysis
+# worker and one training worker (its own queue: analysis never waits behind a training run).
 run: export SECRET_KEY = $(file < var/secret_key)
 run: setup var/secret_key
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py load_demo
 	@$(PY) manage.py qcluster & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	Q_CLUSTER_NAME=training $(PY) manage.py qcluster & trainer=$$!; \
+	trap 'kill $$worker $$trainer 2>/dev/null' EXIT INT TERM; \
 	echo; echo "PD-L1 platform: http://$(HOST):$(PORT)/"; \
 	echo "Demo logins (user / password): pathologist / demo-path-pass, annotator / demo-annot-pass,"; \
 	echo "  clinician / demo-clin-pass, admin / demo-admin-pass"; echo; \

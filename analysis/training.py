@@ -30,9 +30,35 @@ from .training_checkpoint import CHECKPOINT_NAME, restore_state, save_state, wei
 from .training_config import TrainConfig, TrainingError, learning_rate, training_device, validate_config
 
 # The loop's interface: train() takes a TrainConfig and raises TrainingError.
-__all__ = ["MODEL_NAME", "TrainConfig", "TrainResult", "TrainingError", "train"]
+__all__ = ["MODEL_NAME", "StepReport", "TrainConfig", "TrainResult", "TrainingCancelled", "TrainingError", "train"]
 
 MODEL_NAME = "model.pt"
+
+
+class TrainingCancelled(Exception):
+    """The monitor asked the loop to stop between two steps: a resumable checkpoint is written,
+    no model file and no card (a partial model is never offered as a result)."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training cancelled after step {step}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What the loop tells its monitor before the first step and after every step."""
+
+    step: int  # steps done in total (a resumed run starts at its checkpoint's)
+    steps: int  # planned total
+    first_step: int  # where this process started (0, or the resumed checkpoint's step)
+    seconds: float  # since this process started stepping
+    loss: float | None  # of the step just done; None before the first
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Remaining steps at this process's mean pace so far (the final held-out evaluation not included)."""
+        done = self.step - self.first_step
+        return None if done <= 0 else self.seconds / done * max(self.steps - self.step, 0)
 
 
 @dataclass
@@ -47,7 +73,10 @@ class TrainResult:
     card: dict
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, monitor=None) -> TrainResult:
+    """Run (or resume) the training `config` describes. `monitor`, if given, is called with a
+    StepReport before the first step and after each one; when it returns False the loop stops
+    there and raises TrainingCancelled (cooperative cancel: the step in progress finishes)."""
     import torch
     from tqdm import tqdm
 
@@ -90,7 +119,13 @@ def train(config: TrainConfig) -> TrainResult:
     history = []
     step = start
     bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", dynamic_ncols=True)
+    loss = None
     while step < config.steps:
+        if monitor is not None and monitor(StepReport(step, config.steps, start, time.monotonic() - began, loss)) is False:
+            bar.close()
+            if step > start:  # what was done stays resumable; nothing else is written
+                save_state(state_path, step, model, optimizer, config)
+            raise TrainingCancelled(step)
         if config.stop_at_step is not None and step >= config.stop_at_step:
             break
         if config.max_minutes is not None and time.monotonic() - began > 60 * config.max_minutes:
@@ -131,6 +166,8 @@ def train(config: TrainConfig) -> TrainResult:
             metrics = evaluate_samples(model, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
             bar.write(f"step {step}: " + metrics_line(metrics))
     bar.close()
+    if monitor is not None:
+        monitor(StepReport(step, config.steps, start, time.monotonic() - began, loss))
     finished = step >= config.steps
     if not finished:
         save_state(state_path, step, model, optimizer, config)

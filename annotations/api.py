@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
@@ -19,6 +19,8 @@ from cases import access
 from cases.choices import Role
 from cases.permissions import HasRole
 from pdl1site.rest import JSONParser
+from workers.api import TrainingRunSerializer
+from workers.training import TrainingError, do_cancel_training
 
 ANNOTATION_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
@@ -90,8 +92,31 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         registered as a ModelVersion (name given here) with its held-out evaluation."""
         project = self._managed()
         queued = dataset.do_queue_training(project, request.data.get("name"), request.data.get("steps", 500),
-                                           request.data.get("backbone", "resnet18"))
+                                           request.data.get("backbone", "resnet18"), user=request.user)
         return Response(queued, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses=TrainingRunSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="training-runs")
+    def training_runs(self, request, pk=None):
+        """The project's training runs, newest first: state, steps done of total, loss, ETA and the
+        registered model version (research use until promoted)."""
+        project = self._managed()
+        return Response(TrainingRunSerializer(dataset.training_runs(project), many=True).data)
+
+    @extend_schema(request=None, responses=TrainingRunSerializer)
+    @action(detail=True, methods=["post"], url_path=r"training-runs/(?P<run_id>[0-9]+)/cancel")
+    def cancel_training(self, request, pk=None, run_id=None):
+        """Cancel a training run: a queued one at once, a running one after its current step; nothing
+        is registered. 409 when it has already ended."""
+        project = self._managed()
+        run = dataset.training_run(project, run_id)
+        if run is None:
+            raise NotFound("no such training run of this project")
+        try:
+            run = do_cancel_training(run)
+        except TrainingError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(TrainingRunSerializer(run).data)
 
 
 class FieldViewSet(viewsets.ReadOnlyModelViewSet):

@@ -202,12 +202,15 @@ def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
 
     from analysis.models import ModelVersion
     from analysis.nets import BACKBONES
+    from workers.training import unfinished_run_named
 
     problems = []
     if not name or slugify(str(name)) != str(name):
         problems.append(f"name {name!r}: give a slug such as lung-pdl1-v2")
     elif ModelVersion.objects.filter(name=name).exists():
         problems.append(f"name {name!r}: a model with this name is already registered")
+    elif unfinished_run_named(name):
+        problems.append(f"name {name!r}: a training run with this name is queued or running")
     try:
         steps = int(steps)
         if not 1 <= steps <= 200_000:
@@ -223,35 +226,37 @@ def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
     return name, steps, backbone
 
 
-def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float = 0.5) -> dict:
-    """Export the accepted fields, then queue a training run (workers.queue.enqueue_training)."""
+def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float = 0.5, user=None) -> dict:
+    """Export the accepted fields, then queue a training run on the training queue
+    (workers.training.do_queue_training: its own worker, progress, cancel)."""
     from annotations.services import AnnotationError
-    from workers.queue import enqueue_training
+    from workers.training import do_queue_training as queue_run
 
     name, steps, backbone = check_training_request(name, steps, backbone)
     if not accepted_sessions(project).exists():
         raise AnnotationError("cannot start training", ["the project has no accepted fields yet"])
     folder, manifest = do_export_project_dataset(project, mpp)
-    task_id = enqueue_training(str(folder), name, steps, backbone, mpp, group=training_group(project))
-    return {"task": task_id, "model_name": name, "dataset": folder.name, "fields": len(manifest["fields"]),
-            "steps": steps, "backbone": backbone}
+    run = queue_run(group=training_group(project), dataset=str(folder), name=name, steps=steps, backbone=backbone,
+                    mpp=mpp, user=user)
+    run.refresh_from_db()
+    return {"run": run.pk, "task": run.task_id, "model_name": name, "dataset": folder.name,
+            "fields": len(manifest["fields"]), "steps": steps, "backbone": backbone}
 
 
 def training_group(project) -> str:
-    """The django-q2 task group of a project's training runs (listed on the project page)."""
+    """The group of a project's training runs (listed on the project page)."""
     return f"annotation-project-{project.pk}-training"
 
 
-def training_runs(project, limit: int = 20) -> list[dict]:
-    """The project's finished training tasks, newest first, with the registered model version."""
-    from django_q.models import Task
+def training_runs(project, limit: int = 20):
+    """The project's training runs, newest first: progress, state and the registered model version."""
+    from workers.training import runs_of
 
-    from analysis.models import ModelVersion
+    return runs_of(training_group(project))[:limit]
 
-    runs = []
-    for task in Task.objects.filter(group=training_group(project)).order_by("-stopped")[:limit]:
-        name = task.result if task.success and isinstance(task.result, str) else None
-        runs.append({"name": task.name, "success": task.success, "started": task.started, "stopped": task.stopped,
-                     "model": ModelVersion.objects.filter(name=name).first() if name else None,
-                     "error": None if task.success else str(task.result or "")[-500:]})
-    return runs
+
+def training_run(project, run_id):
+    """One training run of the project, or None."""
+    from workers.training import runs_of
+
+    return runs_of(training_group(project)).filter(pk=run_id).first()

@@ -10,6 +10,8 @@ urlpatterns = [
     path("annotate/projects/", views.project_list, name="project-list"),
     path("annotate/projects/<int:pk>/", views.project_page, name="project"),
     path("annotate/projects/<int:pk>/train/", views.project_train, name="project-train"),
+    path("annotate/projects/<int:pk>/training-runs/<int:run_id>/cancel/", views.project_training_cancel,
+         name="project-training-cancel"),
     path("annotate/projects/<int:pk>/annotators/", views.project_annotators, name="project-annotators"),
     path("annotate/projects/<int:pk>/fields/sample/", views.project_sample_fields, name="project-sample-fields"),
     path("annotate/projects/<int:pk>/fields/draw/", views.project_draw_field, name="project-draw-field"),

@@ -20,6 +20,7 @@ from annotations import dataset, forms, services
 from annotations.models import TransitionError
 from cases.choices import Role
 from cases.views import role_required
+from workers.training import TrainingError, do_cancel_training, eta_text
 
 ANNOTATION_ROLES = (Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
@@ -118,7 +119,7 @@ def _project_page(request, project, status=200, **bound):
     return render(request, "annotations/project.html", {
         "project": project, "fields": fields, "progress": services.project_progress(project, user),
         "hidden_fields": services.hidden_fields(user, project).count(),
-        "trainings": dataset.training_runs(project), "backbones": BACKBONES,
+        "trainings": [(run, eta_text(run)) for run in dataset.training_runs(project)], "backbones": BACKBONES,
         "annotators": project.annotators.order_by("username"),
         "annotators_form": bound.get("annotators_form") or forms.AnnotatorsForm(user=user, project=project),
         "sample_form": bound.get("sample_form") or forms.SampleFieldsForm(user=user),
@@ -205,13 +206,31 @@ def project_train(request, pk):
     try:
         services.check_manages_whole_project(request.user, project)
         queued = dataset.do_queue_training(project, request.POST.get("name"), request.POST.get("steps") or 500,
-                                           request.POST.get("backbone") or "resnet18")
+                                           request.POST.get("backbone") or "resnet18", user=request.user)
     except (services.AnnotationError, services.NotAllowed) as exc:
         messages.error(request, "Training not started. " + _error_text(exc))
     else:
-        messages.success(request, f"Training of model {queued['model_name']!r} queued on a worker: "
+        messages.success(request, f"Training of model {queued['model_name']!r} queued on the training worker: "
                                   f"{queued['fields']} accepted field(s), {queued['steps']} steps, "
-                                  f"{queued['backbone']}. It is registered as a model version when done.")
+                                  f"{queued['backbone']}. It is registered as a research model version when done.")
+    return redirect("annotations:project", pk=project.pk)
+
+
+@require_POST
+@role_required(*MANAGER_ROLES)
+def project_training_cancel(request, pk, run_id):
+    """Cancel a training run of the project (workers.training.do_cancel_training)."""
+    project = _managed_project(request.user, pk)
+    run = dataset.training_run(project, run_id)
+    if run is None:
+        raise Http404("no such training run of this project")
+    try:
+        services.check_manages_whole_project(request.user, project)
+        run = do_cancel_training(run)
+    except (TrainingError, services.NotAllowed) as exc:
+        messages.error(request, f"Training {run.name} not cancelled: {exc}")
+    else:
+        messages.success(request, f"Training {run.name}: {run.state_label.lower()}. Nothing will be registered.")
     return redirect("annotations:project", pk=project.pk)
 
 

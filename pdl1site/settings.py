@@ -152,6 +152,13 @@ Q_CLUSTER = {
     "catch_up": False,
     "label": "Task queue",
 }
+# Training runs have a queue of their own (workers.choices.TRAINING_QUEUE): one worker started with
+# Q_CLUSTER_NAME=training takes them, so clinical analysis never waits behind a training run.
+TRAINING_TIMEOUT_SECONDS = env_int("TRAINING_TIMEOUT_SECONDS", 86400, minimum=60)
+Q_CLUSTER["ALT_CLUSTERS"] = {
+    "training": {"workers": 1, "timeout": TRAINING_TIMEOUT_SECONDS, "retry": TRAINING_TIMEOUT_SECONDS + 600,
+                 "max_attempts": 1},
+}
 # A detect batch not finished this long after it was queued or started goes back in the queue
 # (its worker was killed, or the Redis broker lost its task). Longer than the slowest batch.
 BATCH_DEADLINE_SECONDS = env_int("BATCH_DEADLINE_SECONDS", 900, minimum=2)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from analysis.models import AnalysisJob
 from cases import access
 from cases.permissions import CLINICAL_ROLES, HasRole
+from workers.models import TrainingRun
 from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
 
 
@@ -83,3 +84,18 @@ class AnalysisJobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet)
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data)
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    """A training run's state and progress (workers.training), as the annotation API lists it."""
+
+    state = serializers.CharField(source="state_label", read_only=True)
+    model_version = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    model_status = serializers.CharField(source="model_version.status", read_only=True, default=None)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "name", "status", "state", "cancel_requested", "steps_done", "steps_total", "loss",
+                  "eta_seconds", "backbone", "error", "model_version", "model_status", "created_at", "started_at",
+                  "progress_at", "finished_at"]
+        read_only_fields = fields

@@ -20,12 +20,15 @@ def enqueue(func: str, job_id: int, *args) -> None:
     async_task(func, job_id, *args, group=f"job-{job_id}")
 
 
-def enqueue_training(folder: str, name: str, steps: int, backbone: str, mpp: float, *, group: str) -> str:
-    """Queue workers.tasks.train_model on an exported dataset folder; the django-q2 task id."""
+def enqueue_training(run_id: int, *, name: str, group: str) -> str:
+    """Queue workers.training.run_training on the training queue (its own `qcluster`, never the
+    analysis workers'); the django-q2 task id."""
     from django_q.tasks import async_task
 
-    return async_task("workers.tasks.train_model", folder, name, steps, backbone, mpp,
-                      task_name=f"train-{name}", group=group)
+    from workers.choices import TRAINING_QUEUE
+
+    return async_task("workers.training.run_training", run_id, task_name=f"train-{name}", group=group,
+                      cluster=TRAINING_QUEUE)
 
 
 @contextlib.contextmanager

@@ -184,21 +184,3 @@ def _fail(job_id: int, reason: str, attempt: int | None = None) -> None:
         job.mark_failed(reason)
         job.save()
         emit_job_progress(job)
-
-
-def train_model(dataset_folder: str, name: str, steps: int, backbone: str, mpp: float) -> str:
-    """Train a detector on an exported annotation dataset and register it as a ModelVersion with
-    its held-out evaluation (queued by annotations.dataset.do_queue_training)."""
-    from pathlib import Path
-
-    from analysis import registry
-    from analysis.training import train
-    from analysis.training_config import TrainConfig
-
-    out = Path(settings.MEDIA_ROOT) / "models" / name
-    result = train(TrainConfig(out_dir=str(out), sources=(f"folder:{dataset_folder}",), name=name, steps=steps,
-                               backbone=backbone, mpp=mpp, crop=128, batch_size=4, progress=False))
-    version = registry.register_checkpoint(result.model_path, name, metrics=result.card["metrics"],
-                                           training_data=result.card["training_data"])
-    log.info("trained and registered %s from %s", version.name, dataset_folder)
-    return version.name

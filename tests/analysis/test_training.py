@@ -250,3 +250,33 @@ def test_init_from_reads_model_and_training_checkpoints(tiny_run, tmp_path):
     assert model_weights.keys() == state_weights.keys()
     with pytest.raises(TrainingError, match="init_from checkpoint .* not found"):
         train(TrainConfig(out_dir=str(tmp_path), init_from=str(tmp_path / "absent.pt"), **TINY))
+
+
+# ---------------------------------------------------------------------------- monitor: progress and cancel
+
+
+def test_the_monitor_hears_every_step_with_loss_and_eta(tmp_path):
+    from analysis.training import StepReport
+
+    reports = []
+    result = train(TrainConfig(out_dir=str(tmp_path), **dict(TINY, synthetic_val=0)), monitor=reports.append)
+    assert result.finished
+    assert [r.step for r in reports] == [0, 1, 2, 3, 4]  # before the first step, then after each
+    assert reports[0].loss is None and reports[0].eta_seconds is None
+    assert all(r.steps == 4 and r.loss is not None and r.eta_seconds is not None for r in reports[1:])
+    assert reports[-1].eta_seconds == 0.0
+    assert StepReport(step=3, steps=10, first_step=1, seconds=4.0, loss=1.0).eta_seconds == 14.0  # 2 s a step, 7 left
+
+
+def test_a_monitor_returning_false_stops_between_steps_without_a_model(tmp_path):
+    from analysis.training import TrainingCancelled
+
+    config = dict(TINY, synthetic_val=0)
+    with pytest.raises(TrainingCancelled) as stopped:
+        train(TrainConfig(out_dir=str(tmp_path), **config), monitor=lambda report: report.step < 2)
+    assert stopped.value.step == 2
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "model_card.json").exists()
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["step"] == 2  # what was done stays resumable
+    resumed = train(TrainConfig(out_dir=str(tmp_path), resume=True, **config))
+    assert resumed.finished and resumed.steps_done == 4

@@ -212,6 +212,21 @@ request("annotations:project-draw-field", "GET POST", _pk("project"), body={})
 request("annotations:project-train annotations:project-annotators annotations:project-sample-fields", "POST",
         _pk("project"), body={})
 request("annotations:field-review", "GET", _pk("field"))
+request("api:annotation-project-training-runs", "GET", _pk("project"))
+
+
+def _queued_training_run(w):
+    """A queued training run of the world's project, made inside each persona's rolled-back request."""
+    from annotations.dataset import training_group
+    from workers.models import TrainingRun
+
+    run = TrainingRun.objects.create(group=training_group(w["project"]), dataset="none", name="matrix-run",
+                                     steps_total=1, backbone="resnet18", mpp=0.5)
+    return {"pk": w["project"].pk, "run_id": run.pk}
+
+
+request("api:annotation-project-cancel-training annotations:project-training-cancel", "POST", _queued_training_run,
+        body={})
 request("cases:home cases:case-list cases:patient-list cases:annotator-slides cases:report-list", "GET")
 request("cases:case-create cases:patient-create", "GET POST", body={})
 request("cases:case-detail cases:case-report", "GET POST", _pk("case"), body={})

@@ -112,6 +112,15 @@ class Database:
                          f"WHERE job_id = {int(job_id)} ORDER BY \"index\"")
         return [{"index": i, "status": s, "attempts": a, "deadline": as_datetime(d)} for i, s, a, d in rows]
 
+    def training_run(self, run_id: int) -> dict:
+        keys = ("status", "steps_done", "steps_total", "loss", "eta_seconds", "model_version_id", "error")
+        (row,) = self.rows(f"SELECT {', '.join(keys)} FROM workers_trainingrun WHERE id = {int(run_id)}")
+        return dict(zip(keys, row))
+
+    def clusters_that_ran(self, group: str) -> set[str]:
+        """Cluster names (queues) of the workers that finished the tasks of a django-q group."""
+        return {name for (name,) in self.rows(f"SELECT cluster FROM django_q_task WHERE \"group\" = '{group}'")}
+
     def tasks_run(self, job_id: int, func: str) -> int:
         """Tasks of this job that a worker finished (the monitor saves each result)."""
         (row,) = self.rows(f"SELECT COUNT(*) FROM django_q_task WHERE \"group\" = 'job-{int(job_id)}' "
@@ -132,14 +141,14 @@ def redis_url_for_tests(base_url: str | None) -> str | None:
     return urlunsplit(urlsplit(base_url)._replace(path=f"/{REDIS_DB}"))
 
 
-def clear_redis_queue(redis_url: str | None) -> None:
+def clear_redis_queue(redis_url: str | None, queues: tuple[str, ...] = ("pdl1",)) -> None:
     if not redis_url:
         return
     import redis
 
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter("django_q:pdl1:*"))
+        keys = [key for queue in queues for key in client.scan_iter(f"django_q:{queue}:*")]
         if keys:
             client.delete(*keys)
     finally:
@@ -178,9 +187,12 @@ def migrate(env: dict, log: Path) -> None:
 class Cluster:
     """`manage.py qcluster` in a session of its own: the whole tree can be killed at the end."""
 
-    def __init__(self, name: str, env: dict, log: Path):
+    def __init__(self, name: str, env: dict, log: Path, queue: str | None = None):
+        """`queue`: the django-q2 cluster name (queue) it takes, e.g. "training"; None: the default."""
         self.name, self.log = name, log
         self._out = open(log, "ab")
+        if queue:
+            env = {**env, "Q_CLUSTER_NAME": queue}
         self.proc = subprocess.Popen([PYTHON, "manage.py", "qcluster"], cwd=REPO, env=env, stdout=self._out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -309,7 +321,21 @@ def _serve() -> None:
     def cancel(job):
         return {"status": do_cancel_job(AnalysisJob.objects.get(pk=job)).status}
 
-    commands = {"ingest": ingest, "start": start, "inline": inline, "cancel": cancel}
+    def train(folder, name, steps):
+        from workers.training import do_queue_training
+
+        run = do_queue_training(group="processes-test", dataset=folder, name=name, steps=steps, backbone="resnet18",
+                                mpp=0.5)
+        return {"run": run.pk}
+
+    def cancel_training(run):
+        from workers.models import TrainingRun
+        from workers.training import do_cancel_training
+
+        return {"state": do_cancel_training(TrainingRun.objects.get(pk=run)).state_label}
+
+    commands = {"ingest": ingest, "start": start, "inline": inline, "cancel": cancel, "train": train,
+                "cancel_training": cancel_training}
     for line in sys.stdin:
         request = json.loads(line)
         try:

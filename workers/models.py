@@ -1,0 +1,81 @@
+"""A training run queued from the annotation pages: its progress, cancel request and result.
+
+State transitions live here; workers.training runs the loop and calls them.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from workers.choices import FINAL_TRAINING_STATUSES, TrainingStatus
+
+
+class TrainingStateError(RuntimeError):
+    """A transition that the run's current state does not allow; the message is for the user."""
+
+
+class TrainingRun(models.Model):
+    name = models.SlugField(max_length=100, help_text="name the trained model is registered under")
+    group = models.CharField(max_length=200, db_index=True,
+                             help_text="who the run belongs to, e.g. annotation-project-3-training")
+    dataset = models.CharField(max_length=500, help_text="exported dataset folder (analysis.datasets folder:PATH)")
+    backbone = models.CharField(max_length=32)
+    mpp = models.FloatField()
+    steps_total = models.PositiveIntegerField()
+    steps_done = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True, help_text="loss of the latest step")
+    eta_seconds = models.FloatField(null=True, blank=True, help_text="estimated seconds of training left")
+    status = models.CharField(max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED,
+                              db_index=True)
+    cancel_requested = models.BooleanField(default=False, help_text="the loop stops at its next step")
+    error = models.TextField(blank=True)
+    model_version = models.ForeignKey("analysis.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
+                                      related_name="training_runs")
+    task_id = models.CharField(max_length=64, blank=True, help_text="django-q2 task id")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="when the worker last reported")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Training {self.name} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_TRAINING_STATUSES
+
+    @property
+    def state_label(self) -> str:
+        if self.cancel_requested and not self.is_final:
+            return "Cancelling (stops after the current step)"
+        return self.get_status_display()
+
+    def mark_running(self):
+        if self.status != TrainingStatus.QUEUED:
+            raise TrainingStateError(f"training {self.name} is {self.status}, not queued")
+        self.status, self.started_at = TrainingStatus.RUNNING, timezone.now()
+
+    def mark_done(self, model_version):
+        self.status, self.model_version, self.finished_at = TrainingStatus.DONE, model_version, timezone.now()
+        self.eta_seconds = 0.0
+
+    def mark_failed(self, reason: str):
+        if not self.is_final:
+            self.status, self.error, self.finished_at = TrainingStatus.FAILED, reason[:2000], timezone.now()
+
+    def mark_cancelled(self):
+        self.status, self.finished_at, self.eta_seconds = TrainingStatus.CANCELLED, timezone.now(), None
+
+    def request_cancel(self):
+        """A queued run is cancelled at once (its task will find it so and not start); a running one
+        stops at the loop's next step, registering nothing."""
+        if self.is_final:
+            raise TrainingStateError(f"training {self.name} has already ended ({self.get_status_display().lower()})")
+        self.cancel_requested = True
+        if self.status == TrainingStatus.QUEUED:
+            self.mark_cancelled()
