@@ -112,6 +112,48 @@ class ActiveModel(models.Model):
         return f"{self.indication or 'any indication'} / {self.marker}: {self.model_version}"
 
 
+class ModelEvaluation(models.Model):
+    """A research model and the current default detector scored on the same held-out fields (the
+    candidate's recorded held-out split), at promotion review (analysis.promotion)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    baseline = models.CharField(max_length=100, help_text='the default it was compared with: "classic" or a model name')
+    baseline_sha256 = models.CharField(max_length=64, blank=True, help_text="empty for classic")
+    marker = models.CharField(max_length=16, choices=Marker.choices, default=Marker.PDL1)
+    data = models.TextField(help_text="the held-out fields: sources and counts")
+    fields = models.PositiveIntegerField()
+    synthetic = models.BooleanField(default=False, help_text="any of the held-out fields is SYNTHETIC")
+    candidate_scores = models.JSONField(help_text="analysis.evaluation.DetectorScore of the candidate")
+    baseline_scores = models.JSONField(help_text="analysis.evaluation.DetectorScore of the default")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} against {self.baseline} on {self.fields} held-out fields"
+
+
+class ModelPromotion(models.Model):
+    """Who released a model for clinical use, when, why, and on which evaluation (never edited)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
+    evaluation = models.ForeignKey(ModelEvaluation, on_delete=models.PROTECT, related_name="promotions")
+    from_status = models.CharField(max_length=16, choices=ModelStatus.choices)
+    to_status = models.CharField(max_length=16, choices=ModelStatus.choices)
+    reason = models.TextField()
+    promoted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    promoted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-promoted_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version}: {self.from_status} -> {self.to_status}"
+
+
 class JobStateError(RuntimeError):
     """A transition that the job's current state does not allow."""
 
@@ -201,6 +243,20 @@ class AnalysisJob(models.Model):
     def cancel(self):
         self._require(JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING)
         self.status, self.finished_at = JobStatus.CANCELLED, timezone.now()
+
+    def research_use_reason(self) -> str:
+        """Why this job's result may not feed a signed report ('' when it may): it ran a model that is
+        not released for clinical use now (research, validated, or withdrawn since), or an
+        unregistered checkpoint file (the research CLI). Classic and clinical models may."""
+        version, kind = self.model_version, (self.provenance or {}).get("kind")
+        if version is not None and version.status != ModelStatus.CLINICAL:
+            return (f"The analysis ran model {version.name}, which is {version.get_status_display().lower()}: "
+                    "research models never feed signed reports. Analyse the slide again with classic or a "
+                    "model released for clinical use, or have it promoted first.")
+        if version is None and kind == "checkpoint-file":
+            return (f"The analysis ran an unregistered checkpoint ({self.detector}, research use only): it cannot "
+                    "feed a signed report. Analyse the slide again with classic or a model released for clinical use.")
+        return ""
 
     def reset_for_retry(self):
         """Back to queued, keeping the slide and parameters; earlier batch results are discarded."""

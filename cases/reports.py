@@ -173,6 +173,9 @@ def do_sign(report: Report, user, password: str) -> Report:
     check_may_author(user, report.case)
     with transaction.atomic():
         locked = Report.objects.select_for_update().get(pk=report.pk)
+        refusal = locked.job.research_use_reason() if locked.job_id else ""
+        if refusal:  # a research model's result never becomes a signed record
+            raise ReportError(refusal)
         locked.sign(user, password)
     report.refresh_from_db()
     return report

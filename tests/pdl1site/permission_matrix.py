@@ -46,6 +46,11 @@ MATRIX = {
     ("annotations:project-sample-fields", "POST"): row(400, 404, 403, 403, 400, 403, LOGIN),
     ("annotations:project-train", "POST"): row(302, 404, 403, 403, 302, 403, LOGIN),
     ("annotations:project-training-cancel", "POST"): row(302, 404, 403, 403, 302, 403, LOGIN),
+    # Model promotion pages: models are lab-wide, so every pathologist and admin reviews them.
+    ("workers:model-list", "GET"): row(200, 200, 403, 403, 200, 403, LOGIN),
+    ("workers:model-review", "GET"): row(200, 200, 403, 403, 200, 403, LOGIN),
+    ("workers:model-evaluate", "POST"): row(302, 302, 403, 403, 302, 403, LOGIN),
+    ("workers:model-promote", "POST"): row(302, 302, 403, 403, 302, 403, LOGIN),
     ("annotations:session", "GET"): row(200, 404, 200, 403, 200, 403, LOGIN),
     ("annotations:session-list", "GET"): row(200, 200, 200, 403, 200, 403, LOGIN),
     ("annotations:session-review", "POST"): row(302, 404, 403, 403, 302, 403, LOGIN),

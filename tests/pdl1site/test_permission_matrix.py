@@ -227,6 +227,17 @@ def _queued_training_run(w):
 
 request("api:annotation-project-cancel-training annotations:project-training-cancel", "POST", _queued_training_run,
         body={})
+request("workers:model-list", "GET")
+
+
+def _a_model(w):
+    from analysis.models import ModelVersion
+
+    return {"pk": ModelVersion.objects.order_by("pk").first().pk}  # the shipped starter (clinical: refused, 302)
+
+
+request("workers:model-review", "GET", _a_model)
+request("workers:model-evaluate workers:model-promote", "POST", _a_model, body={})
 request("cases:home cases:case-list cases:patient-list cases:annotator-slides cases:report-list", "GET")
 request("cases:case-create cases:patient-create", "GET POST", body={})
 request("cases:case-detail cases:case-report", "GET POST", _pk("case"), body={})

@@ -1,0 +1,86 @@
+"""Promotion review (issue 18 item 2): a research model is compared with the current default on the
+same held-out fields, promoted only with a reason and an evaluation; empty metrics or no held-out
+split refuse; research models never feed signed reports. Data: SYNTHETIC."""
+
+import pytest
+
+from analysis import promotion, registry
+from analysis.choices import JobStatus, ModelStatus
+from analysis.models import AnalysisJob
+from cases.models import ReportError
+from cases.reports import do_create_draft, do_sign
+from tests.analysis.test_registry import tiny_checkpoint
+from tests.annotations import client_for
+from tests.viewer import job_with_result
+from tests.workers.synthetic_dataset import write_synthetic_dataset
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PASSWORD = "pw-for-tests-123"
+
+
+@pytest.fixture
+def candidate(media_root, tmp_path):
+    folder = write_synthetic_dataset(tmp_path / "held", train=1, val=2, size=96)
+    spec = f"folder:{folder}"
+    return registry.register_checkpoint(
+        tiny_checkpoint(media_root / "cand.pt"), "candidate-v1", metrics={spec: {"fields": 2}},
+        training_data={"synthetic": True, "sources": [{"source": spec, "synthetic": True,
+                                                        "fields": {"train": 1, "val": 2}}]})
+
+
+def test_empty_metrics_or_no_held_out_split_cannot_be_promoted(candidate, personas, media_root):
+    empty = registry.register_checkpoint(tiny_checkpoint(media_root / "e.pt", seed=1), "empty-v1", metrics={},
+                                         training_data={"sources": []})
+    with pytest.raises(promotion.PromotionError, match="empty metrics"):
+        promotion.do_evaluate(empty)
+    with pytest.raises(promotion.PromotionError, match="empty metrics"):
+        promotion.do_promote(empty, personas["admin"], "looks fine")
+    unsplit = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=2), "unsplit-v1",
+                                           metrics={"x": 1}, training_data={"sources": [
+                                               {"source": "folder:/nowhere", "fields": {"train": 3}}]})
+    with pytest.raises(promotion.PromotionError, match="no held-out evaluation"):
+        promotion.do_evaluate(unsplit)
+    assert empty.status == unsplit.status == ModelStatus.RESEARCH
+
+
+def test_evaluate_scores_both_on_the_same_fields_then_promote_needs_a_reason(candidate, personas):
+    with pytest.raises(promotion.PromotionError, match="evaluate it first"):
+        promotion.do_promote(candidate, personas["pathologist"], "good")
+    evaluation = promotion.do_evaluate(candidate, personas["pathologist"])
+    assert evaluation.baseline == "classic" and evaluation.fields == 2 and evaluation.synthetic
+    assert evaluation.candidate_scores["fields"] == evaluation.baseline_scores["fields"] == 2
+    assert evaluation.candidate_scores["n_truth"] == evaluation.baseline_scores["n_truth"] > 0  # same truth
+    assert evaluation.candidate_scores["detector"] == "candidate-v1"
+    assert evaluation.baseline_scores["detector"] == "classic"
+    with pytest.raises(promotion.PromotionError, match="reason"):
+        promotion.do_promote(candidate, personas["pathologist"], "  ")
+    done = promotion.do_promote(candidate, personas["pathologist"], "better than classic on held-out fields")
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.CLINICAL and done.evaluation == evaluation
+    assert (done.from_status, done.reason) == (ModelStatus.RESEARCH, "better than classic on held-out fields")
+
+
+def test_review_page_shows_both_columns_and_promotes(candidate, personas):
+    client = client_for(personas["pathologist"])
+    page = client.get("/models/").content.decode()
+    assert 'class="current-default">classic<' in page and "candidate-v1" in page
+    client.post(f"/models/{candidate.pk}/evaluate/")
+    page = client.get(f"/models/{candidate.pk}/").content.decode()
+    assert "<th>candidate-v1</th><th>classic (default)</th>" in page and "Detection F1" in page
+    page = client.post(f"/models/{candidate.pk}/promote/", {"reason": "reviewed"}, follow=True).content.decode()
+    assert "candidate-v1 is released for clinical use." in page
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.CLINICAL
+
+
+def test_a_research_model_never_feeds_a_signed_report(candidate, personas):
+    result = job_with_result(personas["case"], n=300, seed=4)
+    AnalysisJob.objects.filter(pk=result.pk).update(model_version=candidate, detector=candidate.name,
+                                                    provenance={"kind": "model"}, status=JobStatus.DONE)
+    result.refresh_from_db()
+    draft = do_create_draft(personas["case"], result, personas["pathologist"])  # a draft says what ran
+    with pytest.raises(ReportError, match="research models never feed signed reports"):
+        do_sign(draft, personas["pathologist"], PASSWORD)
+    candidate.set_status(ModelStatus.CLINICAL)
+    candidate.save()
+    assert do_sign(draft, personas["pathologist"], PASSWORD).status == "signed"
