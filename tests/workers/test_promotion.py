@@ -84,3 +84,19 @@ def test_a_research_model_never_feeds_a_signed_report(candidate, personas):
     candidate.set_status(ModelStatus.CLINICAL)
     candidate.save()
     assert do_sign(draft, personas["pathologist"], PASSWORD).status == "signed"
+
+
+def test_the_analysis_menu_preselects_the_real_default(candidate, personas):
+    from tests.viewer import SlideFactory
+    from workers.services import detector_choices
+
+    slide = SlideFactory(case=personas["case"])
+    assert [c["value"] for c in detector_choices(slide) if c["default"]] == ["classic"]
+    assert candidate.name not in [c["value"] for c in detector_choices(slide)]  # research: not offered
+    promotion.do_evaluate(candidate)
+    promotion.do_promote(candidate, personas["admin"], "reviewed")
+    candidate.refresh_from_db()
+    candidate.activate("", "PD-L1")
+    page = client_for(personas["pathologist"]).get(f"/slides/{slide.pk}/analysis/").content.decode()
+    assert f'<option value="{candidate.name}" selected>' in page and "- default" in page
+    assert page.count(" selected>") == 1
