@@ -14,6 +14,7 @@ from cases.audit import log_access
 from cases.choices import DocumentKind, ReportStatus, Role
 from cases.models import Case, Patient, RecordLocked, Report, ReportError, Slide
 from cases.permissions import CLINICAL_ROLES, HasRole
+from cases.uploads import STORAGE_FULL, storage_full
 from cases.views import thumbnail_response
 from pdl1site.rest import JSONParser
 from cases.serializers import (
@@ -113,13 +114,16 @@ class SlideViewSet(AuditedRetrieveMixin, mixins.UpdateModelMixin, viewsets.ReadO
         serializer.save()
 
     @extend_schema(request={"multipart/form-data": SlideUploadSerializer},
-                   responses={201: SlideSerializer, 200: SlideSerializer, 400: OpenApiResponse(description="Bad input")})
+                   responses={201: SlideSerializer, 200: SlideSerializer, 400: OpenApiResponse(description="Bad input"),
+                              507: OpenApiResponse(description="Slide storage full: nothing stored")})
     def create(self, request):
         """Upload a slide (multipart field `files`, repeated for a DICOM series)."""
         data = request.data  # parses the body: the upload handler streams files to disk here
         if getattr(request._request, "upload_too_large", False):
             return Response({"detail": "The upload is larger than the configured limit."},
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        if storage_full(request):
+            return Response({"detail": STORAGE_FULL}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         uploads = request.FILES.getlist("files") + request.FILES.getlist("file")
         form = SlideUploadSerializer(data={**{k: data.get(k) for k in ("name", "case", "mpp", "marker") if data.get(k)},
                                            "files": uploads})

@@ -1,7 +1,12 @@
 """Upload handling: stream to a temporary file on disk and stop at the configured size limit."""
 
+import errno
+import logging
+
 from django.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+
+log = logging.getLogger(__name__)
 
 
 def upload_limit(request) -> int:
@@ -24,9 +29,12 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
         self.received = 0
 
     def new_file(self, *args, **kwargs):
-        super().new_file(*args, **kwargs)
         if self.request is not None:
             self.request.upload_too_large = False
+        try:
+            super().new_file(*args, **kwargs)
+        except OSError as exc:
+            self._stop_if_storage_full(exc)
 
     def receive_data_chunk(self, raw_data, start):
         self.received += len(raw_data)
@@ -34,4 +42,28 @@ class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):
             self.request.upload_too_large = True
             self.file.close()
             raise StopUpload(connection_reset=False)
-        return super().receive_data_chunk(raw_data, start)
+        try:
+            return super().receive_data_chunk(raw_data, start)
+        except OSError as exc:
+            self._stop_if_storage_full(exc)
+
+    def _stop_if_storage_full(self, exc: OSError):
+        """A full disk (or quota) under MEDIA_ROOT is the server's condition, not a bad request: the view
+        answers 507 with a message (STORAGE_FULL); the partial file is deleted and nothing is stored."""
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
+        log.error("upload stopped: no space left for it under %s (%s)", settings.FILE_UPLOAD_TEMP_DIR, exc)
+        if self.request is not None:
+            self.request.upload_storage_full = True
+        if getattr(self, "file", None) is not None:
+            self.file.close()
+        raise StopUpload(connection_reset=False) from exc
+
+
+STORAGE_FULL = ("The server's slide storage is full: the upload was not stored. Try again later; the "
+                "administrators must free space (the server log names the folder).")
+
+
+def storage_full(request) -> bool:
+    """Whether the upload handler stopped this request's upload on a full disk (after parsing its body)."""
+    return getattr(getattr(request, "_request", request), "upload_storage_full", False)

@@ -23,6 +23,7 @@ from cases.forms import (
     SlideUploadForm,
 )
 from cases.models import ReportDocument, ReportError
+from cases.uploads import STORAGE_FULL, storage_full
 
 
 def role_required(*roles):
@@ -91,6 +92,9 @@ def case_detail(request, pk):
         uploads = request.FILES  # parses the body; the upload handler flags an oversized one
         if getattr(request, "upload_too_large", False):
             messages.error(request, "The upload is larger than the configured limit.")
+            return redirect(case)
+        if storage_full(request):
+            messages.error(request, STORAGE_FULL)
             return redirect(case)
         form = SlideUploadForm(request.POST, uploads)
         if form.is_valid():
