@@ -308,7 +308,9 @@ def drive(site: Site, args) -> dict:
     injector = Injector(site, faults, recover_timeout=max(120.0, 3 * args.batch_deadline + 60))
 
     for port in site.ports:
-        spawn(prober, Client(rec, [port], f"probe-{port}", 10**9, stop), seed, stop, port, name=f"probe-{port}")
+        probe = Client(rec, [port], f"probe-{port}", 10**9, stop)
+        probe.token = paths[-1].token  # an authenticated read: the database is in the answer
+        spawn(prober, probe, seed, stop, port, name=f"probe-{port}")
     for i in range(args.viewers):
         account = seed["viewers"][i % len(seed["viewers"])]
         spawn(viewer, Client(rec, site.ports, f"viewer-{i}", budget, stop), seed, random.Random(rng.random()),
