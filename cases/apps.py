@@ -13,3 +13,8 @@ class CasesConfig(AppConfig):
         # Uploads stream into this folder; Django does not create it.
         os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         from cases import audit  # noqa: F401  registers models with auditlog
+        from cases.documents import store_at_signing
+        from cases.models import Report
+        from cases.signals import report_documents
+
+        report_documents.connect(store_at_signing, sender=Report, dispatch_uid="cases.documents.store_at_signing")

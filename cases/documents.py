@@ -52,6 +52,11 @@ def render_pdf(report: Report, fhir_sha256: str | None = None) -> bytes:
     return build_pdf(report, record_sha256=fhir_sha256)
 
 
+def store_at_signing(sender, report: Report, **kwargs) -> None:
+    """Receiver of cases.signals.report_documents (Report.sign, in the signing transaction)."""
+    store_documents(report, at_signing=True)
+
+
 def store_documents(report: Report, *, at_signing: bool) -> dict[str, ReportDocument]:
     """Render the FHIR bundle, then the PDF that names its sha256, and store both (once)."""
     fhir = render_fhir(report)

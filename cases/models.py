@@ -27,7 +27,7 @@ from cases.choices import (
     Sex,
     SlideQcStatus,
 )
-from cases.signals import report_signed
+from cases.signals import report_documents, report_signed
 
 
 class Department(models.Model):
@@ -382,14 +382,18 @@ class Report(models.Model):
                 case.save(update_fields=["status", "updated_at"])  # audited, unlike a queryset update
             # The PDF and FHIR are rendered once, here, and served as stored from now on: a signing
             # that cannot render its documents does not happen (same transaction).
-            from cases.documents import store_documents
-
-            store_documents(self, at_signing=True)
+            # (cases.documents.store_at_signing, through the signal: the renderers import this module.)
+            if not report_documents.has_listeners(Report):
+                raise ReportError("the report's documents cannot be stored (the cases app is not ready)")
+            report_documents.send(sender=Report, report=self)
             # Apps above cases (integration: the results outbox) act in this same transaction.
             report_signed.send(sender=Report, report=self)
 
-    def amend(self, reason: str, user=None, comment: str | None = None) -> "Report":
-        """A new draft version superseding this signed one; this one becomes amended once it is signed."""
+    def amend(self, reason: str, user=None, comment: str | None = None, *, rescore) -> "Report":
+        """A new draft version superseding this signed one; this one becomes amended once it is signed.
+
+        rescore(case, job) -> scores: the service layer's snapshot (cases.reports.score_snapshot), since
+        corrections and regions made since signing belong to the amendment."""
         reason = (reason or "").strip()
         if not reason:
             raise ReportError("An amendment needs a reason.")
@@ -400,9 +404,7 @@ class Report(models.Model):
         latest = Report.objects.filter(case_id=self.case_id).order_by("-version").first()
         scores = self.scores
         if self.job_id:  # corrections and regions made since signing belong to the amendment
-            from cases.reports import score_snapshot
-
-            scores = score_snapshot(self.case, self.job)
+            scores = rescore(self.case, self.job)
         return Report.objects.create(
             case_id=self.case_id, version=latest.version + 1, job=self.job, scores=scores,
             comment=self.comment if comment is None else comment, amendment_reason=reason, supersedes=self,

@@ -185,7 +185,7 @@ def do_amend(report: Report, user, reason: str, comment: str | None = None) -> R
     check_may_author(user, report.case)
     with transaction.atomic():
         locked = Report.objects.select_for_update().get(pk=report.pk)
-        return locked.amend(reason, user=user, comment=comment)
+        return locked.amend(reason, user=user, comment=comment, rescore=score_snapshot)
 
 
 # --- FHIR R4 --------------------------------------------------------------------------------------
