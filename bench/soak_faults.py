@@ -209,12 +209,13 @@ class Injector:
         def stored():
             status, body = slow_upload(site.ports[1], site.fault_token, site.seed["uploads_case"], again, 0.1)
             f.details["upload_after"] = {"status": status, "body": body[:200]}
+            answer["after_body"] = body
             return status in (200, 201)
         f.t_recovered = self._until(stored, interval=1.0)
         if f.details.get("upload_after", {}).get("status") in (200, 201):
             import json as _json
 
-            body = _json.loads(f.details["upload_after"]["body"]) if f.details["upload_after"]["body"].startswith("{") \
-                else {}
+            full = answer.get("after_body", "")
+            body = _json.loads(full) if full.startswith("{") else {}
             site.rec.ack("uploads", {"file": again, "slide": body.get("id"), "sha256": body.get("sha256"),
                                      "status": f.details["upload_after"]["status"], "during": "disk-after"})
