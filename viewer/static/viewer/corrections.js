@@ -3,6 +3,7 @@
 
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { requestDraw } from "./draw.js";
+import { clearHistory, recordEdit } from "./history.js";
 import { appendPoint, indexOfId } from "./points.js";
 import { forgetDensity, scheduleQuery } from "./queries.js";
 import { loadHotspots, loadRegions } from "./regions.js";
@@ -51,27 +52,42 @@ export function saveRefused(res, what, conflictText) {
   return false;
 }
 
-export function sendCorrection(body) {
+/** Save one correction; resolves to the server's item, or null when refused (shown). */
+export function postCorrection(body) {
   const job = cfg.job;
-  if (!job) { return Promise.resolve(); }
-  body.base_version = S.corrections.version;
+  if (!job) { return Promise.resolve(null); }
+  body = Object.assign({}, body, { base_version: S.corrections.version });
   hideConflict();
   return fetchJSON(api.corrections(job), { body }).then((res) => {
     if (res.status === 201) {
+      const item = res.data.item || {};
       S.corrections.count = (S.corrections.count || 0) + 1;
       versionSaved(res.data);
-      applyLocally(body, res.data.item || {});
+      applyLocally(body, item);
       forgetDensity(); // counts changed: refetch when needed
       scheduleQuery(true);
-      return true;
+      if (S.regions.length) { loadRegions(); } // their per-region counts changed too
+      return item;
     }
-    return saveRefused(res, "The correction", "Someone else changed these detections.");
-  }).catch((err) => { showConflict("The correction was not saved: " + err); });
+    saveRefused(res, "The correction", "Someone else changed these detections.");
+    return null;
+  }).catch((err) => { showConflict("The correction was not saved: " + err); return null; });
+}
+
+/** A correction made with the tools: saved, then undoable. */
+export function sendCorrection(body) {
+  return postCorrection(body).then((item) => {
+    if (item) { recordEdit({ kind: "correction", body, item }); }
+    return !!item;
+  });
 }
 
 function applyLocally(body, item) {
   const pts = S.pts;
-  if (body.op === "add") {
+  if (body.op === "undo") { // what comes back is the server's: the next query shows it
+    S.selected = null;
+    showSelection();
+  } else if (body.op === "add") {
     const id = item.point_id || (item.id !== undefined ? "c" + item.id : "new-" + Date.now());
     appendPoint(body.x, body.y, body.label, NaN, id);
     select(pts.n - 1);
@@ -101,6 +117,7 @@ export function hideConflict() { $("conflict").hidden = true; }
 
 function reloadAfterConflict() {
   hideConflict();
+  clearHistory();
   loadCorrections();
   loadRegions();
   scheduleQuery(true);

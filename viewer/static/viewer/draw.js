@@ -104,10 +104,34 @@ function drawOverlay() {
   updateModeText(heat, counts);
 }
 
+// Markers: a ring round the nucleus (radius MARKER_UM) that scales with the zoom, so the nucleus
+// itself stays visible; model detections are circles, corrected points diamonds. Zoomed out (a ring
+// smaller than RING_MIN_PX) they become small filled marks, where a nucleus is a few pixels anyway.
+const MARKER_UM = 7;
+const RING_MIN_PX = 4;
+const RING_MAX_PX = 48;
+
+/** The marker radius in screen (CSS) px at the current zoom. */
 export function pointRadius() {
   const mpp = (S.info && S.info.mpp_x) || 0.5;
-  const r = (4 / mpp) * imageZoom(); // a ~8 µm wide mark
-  return Math.max(1.5, Math.min(7, r));
+  const r = (MARKER_UM / mpp) * imageZoom();
+  return r < RING_MIN_PX ? Math.max(1.5, r * 0.75) : Math.min(RING_MAX_PX, r);
+}
+
+export function ringMarkers() { return pointRadius() >= RING_MIN_PX; }
+
+function markerPath(ctx, x, y, r, corrected) {
+  if (corrected) { // a diamond
+    const q = r; // inscribed in the ring a model point would have
+    ctx.moveTo(x, y - q);
+    ctx.lineTo(x + q, y);
+    ctx.lineTo(x, y + q);
+    ctx.lineTo(x - q, y);
+    ctx.closePath();
+  } else {
+    ctx.moveTo(x + r, y);
+    ctx.arc(x, y, r, 0, 6.283185307179586);
+  }
 }
 
 function drawPoints(t, counts) {
@@ -115,37 +139,59 @@ function drawPoints(t, counts) {
   const n = pts.n;
   if (!n) { return; }
   const r = pointRadius() * dpr;
-  const round = r >= 3 && n <= 8000;
+  const ring = ringMarkers();
+  const shaped = ring || (r >= 3 && n <= 8000); // else squares: the cheapest mark for many points
   const W = S.overlay.width, H = S.overlay.height;
   const a = t.a * dpr, b = t.b * dpr, c = t.c * dpr, d = t.d * dpr, e = t.e * dpr, f = t.f * dpr;
-  const xs = pts.xs, ys = pts.ys, labels = pts.labels;
+  const xs = pts.xs, ys = pts.ys, labels = pts.labels, corrected = pts.corrected;
+  const width = Math.max(1.5, Math.min(3.5, r / dpr * 0.15)) * dpr;
+  let correctedDrawn = 0;
   [NEGATIVE, POSITIVE].forEach((label) => {
     if ((label === POSITIVE && !S.layers.positive) || (label === NEGATIVE && !S.layers.negative)) { return; }
     let drawn = 0;
     const rgb = COLORS[label];
-    ctx.beginPath();
-    for (let i = 0; i < n; i++) {
-      if (labels[i] !== label) { continue; }
-      const x = a * xs[i] + c * ys[i] + e;
-      const y = b * xs[i] + d * ys[i] + f;
-      if (x < -r || y < -r || x > W + r || y > H + r) { continue; }
-      if (round) {
-        ctx.moveTo(x + r, y);
-        ctx.arc(x, y, r, 0, 6.283185307179586);
-      } else {
-        ctx.rect(x - r, y - r, 2 * r, 2 * r);
+    const colour = "rgba(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + ",0.95)";
+    [false, true].forEach((isCorrected) => {
+      ctx.beginPath();
+      let any = false;
+      for (let i = 0; i < n; i++) {
+        if (labels[i] !== label || !!corrected[i] !== isCorrected) { continue; }
+        const x = a * xs[i] + c * ys[i] + e;
+        const y = b * xs[i] + d * ys[i] + f;
+        if (x < -r || y < -r || x > W + r || y > H + r) { continue; }
+        if (shaped || isCorrected) {
+          markerPath(ctx, x, y, r, isCorrected);
+        } else {
+          ctx.rect(x - r, y - r, 2 * r, 2 * r);
+        }
+        drawn++;
+        any = true;
+        if (isCorrected) { correctedDrawn++; }
       }
-      drawn++;
-    }
-    ctx.fillStyle = "rgba(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + ",0.9)";
-    ctx.fill();
-    if (round) {
-      ctx.lineWidth = Math.max(1, dpr);
-      ctx.strokeStyle = "rgba(0,0,0,0.55)";
-      ctx.stroke();
-    }
+      if (!any) { return; }
+      if (ring) { // outlined: a dark halo under the colour keeps it visible on pale and dark stain
+        ctx.lineJoin = "round";
+        ctx.lineWidth = width + 2 * dpr;
+        ctx.strokeStyle = isCorrected ? "rgba(255,255,255,0.9)" : "rgba(0,0,0,0.55)";
+        ctx.stroke();
+        ctx.lineWidth = width;
+        ctx.strokeStyle = colour;
+        ctx.stroke();
+      } else {
+        ctx.fillStyle = colour;
+        ctx.fill();
+        if (shaped || isCorrected) {
+          ctx.lineWidth = Math.max(1, dpr);
+          ctx.strokeStyle = isCorrected ? "rgba(255,255,255,0.95)" : "rgba(0,0,0,0.55)";
+          ctx.stroke();
+        }
+      }
+    });
     counts[LABEL_NAME[label]] = drawn;
   });
+  counts.corrected = correctedDrawn;
+  counts.markerRadius = r / dpr;
+  counts.markerStyle = ring ? "ring" : "filled";
 }
 
 function drawLive(t) {

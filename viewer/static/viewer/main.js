@@ -3,7 +3,7 @@
  *
  * ES modules, no bundler: this entry starts OpenSeadragon and wires the modules beside it
  * (state, geometry, points, queries, draw, scores, selection, corrections, regions, progress,
- * scalebar, ruler, keys); the API client and OpenSeadragon defaults are the site's shared ones
+ * scalebar, ruler, history, keys); the API client and OpenSeadragon defaults are the site's shared ones
  * (static/common), also used by the annotation pages.
  *
  * Overlays stay fluid with millions of detections: only the viewport's points are fetched
@@ -15,14 +15,17 @@
 
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { createViewer, preferredDrawer } from "../common/osd.js";
-import { bindCorrectionTools, loadCorrections } from "./corrections.js";
+import { bindCorrectionTools, loadCorrections, postCorrection } from "./corrections.js";
 import { requestDraw } from "./draw.js";
+import { bindHistory, setHistoryHandlers } from "./history.js";
 import { bindKeys } from "./keys.js";
 import { pointsNearCentre } from "./points.js";
 import { bindStartJob, trackJob } from "./progress.js";
 import { bindLayerToggles, scheduleQuery } from "./queries.js";
-import { bindRegionTools, finishRegion, loadRegions } from "./regions.js";
-import { updateScalebar } from "./scalebar.js";
+import { bindRegionTools, finishRegion, loadRegions, onEditDoubleClick, onEditDrag, onEditPress, onEditRelease,
+         postRegion, removeRegion } from "./regions.js";
+import { bindRuler } from "./ruler.js";
+import { bindMagnificationButtons, goToMagnification, updateScalebar } from "./scalebar.js";
 import { showInitialScores } from "./scores.js";
 import { onCanvasClick } from "./selection.js";
 import { $, S, api, cfg, debug, reportError } from "./state.js";
@@ -48,6 +51,7 @@ function startViewer() {
       blendTime: 0.1,
       immediateRender: false,
       gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: true },
+      navigationControlAnchor: OpenSeadragon.ControlAnchor.BOTTOM_LEFT, // the top left holds the tools
     },
   });
   S.viewer = viewer;
@@ -70,7 +74,11 @@ function startViewer() {
   viewer.addHandler("viewport-change", () => { scheduleQuery(false); });
   viewer.addHandler("animation-finish", () => { scheduleQuery(false); });
   viewer.addHandler("canvas-click", onCanvasClick);
+  viewer.addHandler("canvas-press", onEditPress);
+  viewer.addHandler("canvas-drag", onEditDrag);
+  viewer.addHandler("canvas-release", onEditRelease);
   viewer.addHandler("canvas-double-click", (e) => {
+    if (onEditDoubleClick(e)) { return; }
     if (!S.drawing) { return; }
     e.preventDefaultAction = true; // no zoom: the double-click closes the region
     finishRegion();
@@ -78,6 +86,8 @@ function startViewer() {
 
   viewer.addControl($("scalebar"), { anchor: OpenSeadragon.ControlAnchor.BOTTOM_LEFT });
   viewer.addControl(document.querySelector(".viewer-toolbar"), { anchor: OpenSeadragon.ControlAnchor.TOP_RIGHT });
+  // The tools stay over the slide (also in full screen) and never fade: on a 900-px screen they are in view.
+  viewer.addControl($("viewer-tools"), { anchor: OpenSeadragon.ControlAnchor.TOP_LEFT, autoFade: false });
   $("rotate-left").addEventListener("click", () => { rotate(-90); });
   $("rotate-right").addEventListener("click", () => { rotate(90); });
   $("fullscreen").addEventListener("click", () => { viewer.setFullScreen(!viewer.isFullPage()); });
@@ -120,6 +130,10 @@ function start() {
   showInitialScores();
   bindCorrectionTools();
   bindRegionTools();
+  bindHistory();
+  setHistoryHandlers({ correction: postCorrection, addRegion: postRegion, deleteRegion: removeRegion });
+  bindRuler();
+  bindMagnificationButtons();
   bindKeys();
   bindStartJob();
   if (cfg.job) { loadCorrections(); loadRegions(); }
@@ -127,6 +141,9 @@ function start() {
   debug.trackJob = trackJob;
   debug.pointsNearCentre = pointsNearCentre;
   debug.requestDraw = requestDraw;
+  debug.goToMagnification = goToMagnification;
+  debug.points = () => Array.from({ length: S.pts.n }, (_, i) => ({ // the loaded points (for tests)
+    x: S.pts.xs[i], y: S.pts.ys[i], label: S.pts.labels[i], id: S.pts.ids[i], corrected: !!S.pts.corrected[i] }));
 }
 
 start();

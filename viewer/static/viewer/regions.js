@@ -5,6 +5,7 @@
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { hideConflict, saveRefused, setAddMode, showConflict, versionSaved } from "./corrections.js";
 import { requestDraw } from "./draw.js";
+import { recordEdit } from "./history.js";
 import { imageZoom } from "./geometry.js";
 import { $, S, api, cfg, debug, page, setText } from "./state.js";
 
@@ -23,6 +24,41 @@ export function loadRegions() {
   }).catch((err) => { setText("region-line", "Regions unavailable: " + err); });
 }
 
+/** Polygon area in mm² (level-0 px × the slide's µm/px), null without a resolution. */
+export function areaMm2(vertices) {
+  const info = S.info || {};
+  if (!info.mpp_x) { return null; }
+  let twice = 0;
+  for (let i = 0; i < vertices.length; i++) {
+    const p = vertices[i], q = vertices[(i + 1) % vertices.length];
+    twice += p[0] * q[1] - q[0] * p[1];
+  }
+  return Math.abs(twice) / 2 * info.mpp_x * (info.mpp_y || info.mpp_x) / 1e6;
+}
+
+function regionFacts(r) {
+  // Counts and TPS per region come from the server when it gives them (the viewer API's region
+  // items); the area is the polygon's, in mm², with the server's value preferred.
+  const parts = [r.vertices.length + " vertices"];
+  const area = r.area_mm2 !== undefined && r.area_mm2 !== null ? r.area_mm2 : areaMm2(r.vertices);
+  if (area !== null) { parts.push(area.toFixed(area < 0.1 ? 4 : 3) + " mm²"); }
+  const counts = r.counts || null;
+  if (counts && counts.positive !== undefined) {
+    parts.push(counts.positive + " positive, " + counts.negative + " negative");
+  }
+  if (r.tps !== undefined && r.tps !== null) { parts.push("TPS " + Number(r.tps).toFixed(1) + " %"); }
+  return parts.join(" · ");
+}
+
+function button(text, className, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
 function showRegionList() {
   const list = $("region-list");
   list.innerHTML = "";
@@ -33,20 +69,119 @@ function showRegionList() {
     sw.className = "swatch";
     sw.style.background = REGION_COLORS[r.kind] || "#888";
     li.appendChild(sw);
-    li.appendChild(document.createTextNode(" " + r.kind + (r.include ? " (include)" : " (exclude)") +
-      " · " + r.vertices.length + " vertices · " + r.author + " "));
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "region-delete";
-    del.textContent = "Delete";
-    del.addEventListener("click", () => { deleteRegion(r.id); });
-    li.appendChild(del);
+    li.appendChild(document.createTextNode(" " + r.kind + (r.include ? " (include)" : " (exclude)") + " · " + r.author + " "));
+    const facts = document.createElement("span");
+    facts.className = "region-facts";
+    facts.textContent = regionFacts(r);
+    li.appendChild(facts);
+    li.appendChild(document.createTextNode(" "));
+    if (S.editing && S.editing.id === r.id) {
+      li.appendChild(button("Save vertices", "region-save", saveEdit));
+      li.appendChild(button("Cancel", "region-cancel", () => { stopEdit(); }));
+    } else {
+      li.appendChild(button("Edit vertices", "region-edit", () => { startEdit(r.id); }));
+      li.appendChild(button("Delete", "region-delete", () => { deleteRegion(r.id); }));
+    }
     list.appendChild(li);
   });
 }
 
+// ---- editing a region's vertices: drag a vertex; double-click an edge adds one ---------------
+const HANDLE_PX = 9;
+
+export function startEdit(id) {
+  const r = S.regions.find((x) => x.id === id);
+  if (!r || S.drawing) { return; }
+  setAddMode(false);
+  S.editing = debug.editing = { id, kind: r.kind, original: r.vertices, vertices: r.vertices.map((v) => v.slice()), grabbed: -1 };
+  page.classList.add("editing");
+  setText("tool-status", "Drag a vertex to move it, double-click an edge to add one; Enter or Save keeps, Esc cancels.");
+  showRegionList();
+  requestDraw();
+}
+
+export function stopEdit() {
+  if (!S.editing) { return; }
+  S.editing = debug.editing = null;
+  page.classList.remove("editing");
+  setText("tool-status", "");
+  showRegionList();
+  requestDraw();
+}
+
+export function saveEdit() {
+  const e = S.editing;
+  if (!e) { return Promise.resolve(false); }
+  const unchanged = e.vertices.length === e.original.length &&
+    e.vertices.every((v, i) => v[0] === e.original[i][0] && v[1] === e.original[i][1]);
+  stopEdit();
+  if (unchanged) { return Promise.resolve(false); }
+  const before = { region: { kind: e.kind, vertices: e.original.map((v) => v.slice()) }, id: e.id };
+  const after = { region: { kind: e.kind, vertices: e.vertices }, id: null };
+  // The edited polygon is saved as a new region that replaces the old one (the old stays in the
+  // history); a polygon the server refuses (self-intersecting, outside the slide) changes nothing.
+  return postRegion(after.region).then((item) => {
+    if (!item) { return false; }
+    after.id = item.id;
+    return removeRegion(e.id).then((ok) => {
+      recordEdit(ok ? { kind: "region-edit", before, after } : { kind: "region-add", region: after.region, id: after.id });
+      return ok;
+    });
+  });
+}
+
+function screenOf(v) {
+  return S.viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(v[0], v[1]));
+}
+
+export function onEditPress(e) {
+  const ed = S.editing;
+  if (!ed) { return false; }
+  let best = -1, bestD = HANDLE_PX * HANDLE_PX;
+  ed.vertices.forEach((v, i) => {
+    const s = screenOf(v), dx = s.x - e.position.x, dy = s.y - e.position.y;
+    if (dx * dx + dy * dy <= bestD) { bestD = dx * dx + dy * dy; best = i; }
+  });
+  ed.grabbed = best;
+  return best >= 0;
+}
+
+export function onEditDrag(e) {
+  const ed = S.editing;
+  if (!ed || ed.grabbed < 0) { return false; }
+  e.preventDefaultAction = true; // move the vertex, not the slide
+  const p = S.viewer.viewport.viewerElementToImageCoordinates(e.position);
+  const info = S.info;
+  ed.vertices[ed.grabbed] = [Math.round(Math.min(Math.max(p.x, 0), info.width) * 10) / 10,
+                             Math.round(Math.min(Math.max(p.y, 0), info.height) * 10) / 10];
+  requestDraw();
+  return true;
+}
+
+export function onEditRelease() {
+  if (S.editing) { S.editing.grabbed = -1; }
+}
+
+export function onEditDoubleClick(e) {
+  const ed = S.editing;
+  if (!ed) { return false; }
+  e.preventDefaultAction = true;
+  const p = S.viewer.viewport.viewerElementToImageCoordinates(e.position);
+  let best = 0, bestD = Infinity;
+  ed.vertices.forEach((v, i) => { // the edge nearest the click gets the new vertex
+    const w = ed.vertices[(i + 1) % ed.vertices.length];
+    const dx = w[0] - v[0], dy = w[1] - v[1], len = dx * dx + dy * dy || 1;
+    const k = Math.max(0, Math.min(1, ((p.x - v[0]) * dx + (p.y - v[1]) * dy) / len));
+    const d = Math.hypot(v[0] + k * dx - p.x, v[1] + k * dy - p.y);
+    if (d < bestD) { bestD = d; best = i; }
+  });
+  ed.vertices.splice(best + 1, 0, [Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10]);
+  requestDraw();
+  return true;
+}
+
 export function setDrawMode(on) {
-  if (on && !cfg.job) { return; }
+  if (on && (!cfg.job || S.editing)) { return; }
   S.drawing = debug.drawing = on ? { kind: $("region-kind").value, vertices: [] } : null;
   if (on) { setAddMode(false); }
   $("draw-region").setAttribute("aria-pressed", on ? "true" : "false");
@@ -71,20 +206,31 @@ export function addVertex(p) {
 export function finishRegion() {
   const drawing = S.drawing;
   if (!drawing) { return; }
-  const body = { kind: drawing.kind, vertices: drawing.vertices.slice(), base_version: S.corrections.version };
-  if (body.vertices.length < 3) {
+  const region = { kind: drawing.kind, vertices: drawing.vertices.slice() };
+  if (region.vertices.length < 3) {
     setText("region-line", "A region needs at least 3 vertices; keep clicking, or Esc to cancel.");
     return;
   }
   setDrawMode(false);
-  hideConflict();
-  return fetchJSON(api.regions(cfg.job), { body }).then((res) => {
-    if (res.status === 201) { regionSaved(res.data); return true; }
-    return saveRefused(res, "The region", "Someone else changed this slide's regions.");
-  }).catch((err) => { showConflict("The region was not saved: " + err); });
+  return postRegion(region).then((item) => {
+    if (item) { recordEdit({ kind: "region-add", region, id: item.id }); }
+    return !!item;
+  });
 }
 
-export function deleteRegion(id) {
+/** Save a region {kind, vertices}; resolves to the server's item, or null when refused (shown). */
+export function postRegion(region) {
+  hideConflict();
+  const body = { kind: region.kind, vertices: region.vertices, base_version: S.corrections.version };
+  return fetchJSON(api.regions(cfg.job), { body }).then((res) => {
+    if (res.status === 201) { regionSaved(res.data); return res.data.item || {}; }
+    saveRefused(res, "The region", "Someone else changed this slide's regions.");
+    return null;
+  }).catch((err) => { showConflict("The region was not saved: " + err); return null; });
+}
+
+/** Soft-delete a region; resolves to true, or false when refused (shown). */
+export function removeRegion(id) {
   hideConflict();
   const version = S.corrections.version;
   return fetchJSON(api.region(cfg.job, id, version), { method: "DELETE", body: { base_version: version } }).then((res) => {
@@ -92,7 +238,17 @@ export function deleteRegion(id) {
     if (res.status === 409 && res.data && res.data.version !== undefined) { S.corrections.version = res.data.version; }
     showConflict("The region was not deleted: " + describeDetail(res.data, res.status));
     return false;
-  }).catch((err) => { showConflict("The region was not deleted: " + err); });
+  }).catch((err) => { showConflict("The region was not deleted: " + err); return false; });
+}
+
+/** The list's Delete button: undoable. */
+export function deleteRegion(id) {
+  const r = S.regions.find((x) => x.id === id);
+  const region = r ? { kind: r.kind, vertices: r.vertices.map((v) => v.slice()) } : null;
+  return removeRegion(id).then((ok) => {
+    if (ok && region) { recordEdit({ kind: "region-delete", region, id }); }
+    return ok;
+  });
 }
 
 function regionSaved(data) {
@@ -115,9 +271,10 @@ export function drawRegions(t) {
   ctx.save();
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.lineWidth = 2 * dpr;
+  const editing = S.editing;
   S.regions.forEach((r) => {
     const colour = REGION_COLORS[r.kind] || "rgba(128, 128, 128, 0.9)";
-    tracePath(t, r.vertices, true);
+    tracePath(t, editing && editing.id === r.id ? editing.vertices : r.vertices, true);
     ctx.setLineDash(r.include ? [] : [8 * dpr, 5 * dpr]);
     ctx.strokeStyle = colour;
     ctx.stroke();
@@ -134,6 +291,17 @@ export function drawRegions(t) {
       ctx.beginPath();
       ctx.arc((t.a * v[0] + t.c * v[1] + t.e) * dpr, (t.b * v[0] + t.d * v[1] + t.f) * dpr, 3 * dpr, 0, 2 * Math.PI);
       ctx.fill();
+    });
+  }
+  if (editing) { // vertex handles
+    ctx.setLineDash([]);
+    ctx.lineWidth = 1.5 * dpr;
+    editing.vertices.forEach((v, i) => {
+      const x = (t.a * v[0] + t.c * v[1] + t.e) * dpr, y = (t.b * v[0] + t.d * v[1] + t.f) * dpr, h = 5 * dpr;
+      ctx.fillStyle = i === editing.grabbed ? "#ffd400" : "#ffffff";
+      ctx.strokeStyle = "#111111";
+      ctx.fillRect(x - h, y - h, 2 * h, 2 * h);
+      ctx.strokeRect(x - h, y - h, 2 * h, 2 * h);
     });
   }
   ctx.restore();
