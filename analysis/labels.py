@@ -1,7 +1,8 @@
 """The one vocabulary of tumour-cell labels: codes, names and display colours.
 
-Detections, corrections, datasets, exports, the viewer and the report PDF all use these. The
-viewer's script (viewer/static/viewer/viewer.js, COLORS) repeats LABEL_RGB: keep the two equal.
+Detections, corrections, datasets, exports, the viewer and the report PDF all use these. Pages get
+them through the `{% label_vocabulary %}` template tag (viewer/templatetags/viewer_labels.py): no script
+or stylesheet repeats them.
 """
 
 POSITIVE, NEGATIVE = 1, 2

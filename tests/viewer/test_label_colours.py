@@ -26,8 +26,8 @@ def test_the_page_carries_the_label_vocabulary():
     assert vocabulary["codes"] == LABEL_CODES
 
 
-def test_no_viewer_script_repeats_a_label_colour():
-    scripts = list(VIEWER_STATIC.glob("*.js"))
+def test_no_viewer_script_or_stylesheet_repeats_a_label_colour():
+    scripts = list(VIEWER_STATIC.glob("*.js")) + list(VIEWER_STATIC.glob("*.css"))
     assert scripts
     for rgb in LABEL_RGB.values():
         pattern = re.compile(r"\b" + r"\s*,\s*".join(str(v) for v in rgb) + r"\b")

@@ -25,6 +25,8 @@ export const COLORS = {};
 Object.keys(vocabulary.names).forEach((code) => {
   LABEL_NAME[code] = vocabulary.names[code];
   COLORS[code] = vocabulary.rgb[code];
+  // The legend swatches (viewer.css: .swatch.positive/.negative) read these variables.
+  document.documentElement.style.setProperty("--label-" + vocabulary.names[code], "rgb(" + vocabulary.rgb[code].join(", ") + ")");
 });
 
 export const cfg = {
