@@ -33,3 +33,6 @@ module_urlpatterns = [
 ]
 
 urlpatterns = [path("admin/", admin.site.urls), *module_urlpatterns]
+
+# An unreachable database answers 503 with Retry-After instead of a bare 500 (pdl1site/errors.py).
+handler500 = "pdl1site.errors.server_error"
