@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin
 
-from .models import ActiveModel, AnalysisJob, JobBatch, ModelVersion
+from .models import ActiveModel, AnalysisJob, JobBatch, ModelEvaluation, ModelPromotion, ModelVersion
 
 
 class ModelVersionForm(forms.ModelForm):
@@ -49,3 +49,26 @@ class JobBatchAdmin(admin.ModelAdmin):
     list_display = ("job", "index", "status", "attempts", "points", "seconds", "deadline")
     list_filter = ("status",)
     raw_id_fields = ("job",)
+
+
+class ReadOnlyRecordAdmin(admin.ModelAdmin):
+    """Records that are history: seen in the admin, made only by their own pages (promotion, training)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelEvaluation)
+class ModelEvaluationAdmin(ReadOnlyRecordAdmin):
+    list_display = ("id", "model_version", "created_at")
+
+
+@admin.register(ModelPromotion)
+class ModelPromotionAdmin(ReadOnlyRecordAdmin):
+    list_display = ("id", "model_version", "from_status", "to_status", "promoted_by", "promoted_at")
