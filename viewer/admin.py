@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from analysis.admin import ReadOnlyRecordAdmin
+
 from viewer.models import Correction, CorrectionSet, Region
 
 
@@ -10,34 +12,16 @@ class CorrectionSetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Correction)
-class CorrectionAdmin(admin.ModelAdmin):
+class CorrectionAdmin(ReadOnlyRecordAdmin):
     """Read-only: corrections are history; undo is a correction of its own, made in the viewer."""
 
     list_display = ["job", "version", "op", "detection", "target", "label", "author", "created_at", "undone_by"]
     list_filter = ["op"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Region)
-class RegionAdmin(admin.ModelAdmin):
+class RegionAdmin(ReadOnlyRecordAdmin):
     """Read-only: regions are history; they are drawn and (soft-)deleted in the viewer."""
 
     list_display = ["slide", "drawn_on", "version", "kind", "author", "created_at", "deleted_version", "deleted_by"]
     list_filter = ["kind"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
