@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from analysis.admin import ReadOnlyRecordAdmin
 from integration.delivery import retry
 from integration.models import InboundMessage, OutboxMessage
 
@@ -9,7 +10,7 @@ def _text(data) -> str:
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(admin.ModelAdmin):
+class InboundMessageAdmin(ReadOnlyRecordAdmin):
     """Every order message as received, with its answer: read-only (it is the record of what arrived)."""
 
     list_display = ["received_at", "channel", "message_type", "sender", "control_id", "outcome", "case", "repeats"]
@@ -26,15 +27,6 @@ class InboundMessageAdmin(admin.ModelAdmin):
     @admin.display(description="answer sent")
     def reply(self, obj):
         return _text(obj.answer)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(OutboxMessage)
