@@ -186,6 +186,11 @@ class AnalysisJob(models.Model):
     result_file = models.CharField(max_length=500, blank=True, help_text="detection store, relative to MEDIA_ROOT")
     summary = models.JSONField(default=dict, blank=True, help_text="counts per class, TPS, counts per region")
     attempt = models.PositiveIntegerField(default=1)
+    # The lease of the split or merge stage while the job is queued or merging: past it, its task was
+    # lost (a Redis restart, a broker that could not be reached at commit) or its worker died, and the
+    # watchdog (workers.tasks.requeue_overdue_batches) queues the stage again.
+    stage_deadline = models.DateTimeField(null=True, blank=True)
+    stage_attempts = models.PositiveIntegerField(default=0, help_text="times the current stage was queued again")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -206,9 +211,15 @@ class AnalysisJob(models.Model):
         if self.status not in allowed:
             raise JobStateError(f"job {self.pk} is {self.status}; expected {' or '.join(allowed)}")
 
+    def lease_stage(self, until):
+        """Split (queued) or merge (merging) is queued or under way until `until` at the latest."""
+        self._require(JobStatus.QUEUED, JobStatus.MERGING)
+        self.stage_deadline = until
+
     def mark_running(self, tiles_total: int, batches_total: int, tissue_area_mm2: float, split_seconds: float):
         self._require(JobStatus.QUEUED)
         self.status = JobStatus.RUNNING
+        self.stage_deadline, self.stage_attempts = None, 0  # the batches have leases of their own
         self.tiles_total, self.batches_total = tiles_total, batches_total
         self.tissue_area_mm2 = tissue_area_mm2
         self.timings = {**self.timings, "split": split_seconds}
@@ -224,13 +235,14 @@ class AnalysisJob(models.Model):
     def all_batches_done(self) -> bool:
         return self.batches_total > 0 and self.batches_done >= self.batches_total
 
-    def mark_merging(self):
+    def mark_merging(self, until):
         self._require(JobStatus.RUNNING)
         self.status = JobStatus.MERGING
+        self.stage_deadline, self.stage_attempts = until, 0
 
     def mark_done(self, result_file: str, summary: dict, merge_seconds: float):
         self._require(JobStatus.MERGING)
-        self.status = JobStatus.DONE
+        self.status, self.stage_deadline = JobStatus.DONE, None
         self.result_file, self.summary = result_file, summary
         self.timings = {**self.timings, "merge": merge_seconds}
         self.finished_at = timezone.now()
@@ -239,10 +251,11 @@ class AnalysisJob(models.Model):
         if self.is_final:
             return
         self.status, self.error, self.finished_at = JobStatus.FAILED, reason[:2000], timezone.now()
+        self.stage_deadline = None
 
     def cancel(self):
         self._require(JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.MERGING)
-        self.status, self.finished_at = JobStatus.CANCELLED, timezone.now()
+        self.status, self.finished_at, self.stage_deadline = JobStatus.CANCELLED, timezone.now(), None
 
     def research_use_reason(self) -> str:
         """Why this job's result may not feed a signed report ('' when it may): it ran a model that is
@@ -265,6 +278,7 @@ class AnalysisJob(models.Model):
         self.tiles_total = self.tiles_done = self.batches_total = self.batches_done = 0
         self.timings, self.summary, self.result_file = {}, {}, ""
         self.started_at = self.finished_at = None
+        self.stage_attempts = 0
         self.attempt += 1
 
 

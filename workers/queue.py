@@ -5,9 +5,20 @@ stages itself, without any worker.
 """
 
 import contextlib
+import logging
 import threading
+from datetime import timedelta
 
 _local = threading.local()
+log = logging.getLogger(__name__)
+
+
+def lease_deadline():
+    """When a stage or batch queued (or started) now counts as lost: BATCH_DEADLINE_SECONDS from now."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)
 
 
 def enqueue(func: str, job_id: int, *args) -> None:
@@ -17,7 +28,13 @@ def enqueue(func: str, job_id: int, *args) -> None:
         return
     from django_q.tasks import async_task
 
-    async_task(func, job_id, *args, group=f"job-{job_id}")
+    try:
+        async_task(func, job_id, *args, group=f"job-{job_id}")
+    except Exception:  # noqa: BLE001  the broker is unreachable (Redis restarting): the job's state is
+        # committed with a lease, and the watchdog (workers.tasks.requeue_overdue_batches) queues the
+        # stage again when the lease runs out; the request that queued it must not fail for that.
+        log.warning("could not queue %s%s: the watchdog queues it again after its lease", func, (job_id, *args),
+                    exc_info=True)
 
 
 def enqueue_training(run_id: int, *, name: str, group: str) -> str:

@@ -6,7 +6,7 @@ from analysis import registry
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.models import AnalysisJob, JobStateError, ModelVersion, software_version
 from workers.progress import emit_job_progress
-from workers.queue import enqueue
+from workers.queue import enqueue, lease_deadline
 
 from workers.parameters import ALLOWED_PARAMETERS, ParameterError  # noqa: F401  (re-exported)
 from workers import parameters as _parameters
@@ -102,7 +102,7 @@ def do_start_job(slide, *, user=None, detector: str | None = None, parameters: d
     with transaction.atomic():
         job = AnalysisJob.objects.create(slide=slide, detector=name, model_version=version, parameters=parameters,
                                          provenance=provenance, software_version=software_version(),
-                                         created_by=user)
+                                         created_by=user, stage_deadline=lease_deadline())
         emit_job_progress(job)
         transaction.on_commit(lambda: enqueue("workers.tasks.split_job", job.pk))
     return job
@@ -128,6 +128,7 @@ def do_retry_job(job: AnalysisJob) -> AnalysisJob:
             job.reset_for_retry()
         except JobStateError as exc:
             raise JobError(str(exc)) from None
+        job.lease_stage(lease_deadline())
         job.save()
         emit_job_progress(job)
         transaction.on_commit(lambda: enqueue("workers.tasks.split_job", job.pk))

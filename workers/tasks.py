@@ -10,19 +10,18 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from analysis.choices import BatchStatus, JobStatus
 from analysis.models import AnalysisJob, JobBatch
 from workers import pipeline
 from workers.progress import emit_job_progress
-from workers.queue import enqueue
+from workers.queue import enqueue, lease_deadline
 
 log = logging.getLogger(__name__)
 
-
-def _deadline():
-    return timezone.now() + timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)
+_deadline = lease_deadline
 
 
 def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
@@ -40,6 +39,8 @@ def split_job(job_id: int) -> None:
         if job.status != JobStatus.QUEUED:
             return  # already split by an earlier delivery, or cancelled
         attempt = job.attempt
+        job.lease_stage(_deadline())  # planning under way: lost only if it outlives this lease
+        job.save(update_fields=["stage_deadline"])
     started = time.perf_counter()
     try:
         plan = pipeline.plan_job(job)
@@ -103,7 +104,7 @@ def detect_batch(job_id: int, index: int) -> None:
         detect_seconds = sum(done.values_list("seconds", flat=True))
         job.record_batch_done(tiles_done, done.count(), detect_seconds)
         if job.all_batches_done:
-            job.mark_merging()
+            job.mark_merging(_deadline())
             transaction.on_commit(lambda: enqueue("workers.tasks.merge_job", job_id))
         job.save()
         emit_job_progress(job, new_points={"xy": found.xy[:5000].round(1).tolist(),
@@ -118,6 +119,8 @@ def merge_job(job_id: int) -> None:
         if job.status != JobStatus.MERGING:
             return
         attempt = job.attempt
+        job.lease_stage(_deadline())
+        job.save(update_fields=["stage_deadline"])
         files = list(job.batches.order_by("index").values_list("result_file", flat=True))
     started = time.perf_counter()
     failure = None
@@ -140,7 +143,10 @@ def merge_job(job_id: int) -> None:
 def requeue_overdue_batches(job_id: int | None = None) -> int:
     """Queue again every unfinished batch past its deadline: its worker died or its task was lost
     (the Redis broker does not redeliver a task whose worker was killed). Runs after each batch
-    and on a schedule (workers/migrations)."""
+    and on a schedule (workers/migrations), the watchdog: the scheduled run (no `job_id`) also
+    queues again the split or merge of every job whose stage lease ran out (requeue_lost_stages)."""
+    if job_id is None:
+        requeue_lost_stages()
     overdue = JobBatch.objects.filter(job__status=JobStatus.RUNNING, deadline__lt=timezone.now()).exclude(
         status=BatchStatus.DONE)
     if job_id is not None:
@@ -159,6 +165,43 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
         _fail(failed_job, reason)
     if requeued:
         log.warning("requeued overdue batches %s", requeued)
+    return len(requeued)
+
+
+STAGE_TASKS = {JobStatus.QUEUED: ("split", "workers.tasks.split_job"),
+               JobStatus.MERGING: ("merge", "workers.tasks.merge_job")}
+
+
+def requeue_lost_stages() -> int:
+    """Queue again the split of every queued job and the merge of every merging job whose stage lease
+    ran out: a Redis restart lost the task, the broker was down when it was queued, or the worker
+    died in it. Both stages check the job's state under its row lock, so a late duplicate does
+    nothing. A stage lost BATCH_MAX_ATTEMPTS times fails its job with the reason (Retry starts again).
+    Jobs from before the lease existed (no stage_deadline) count from their creation."""
+    now = timezone.now()
+    lost = AnalysisJob.objects.filter(status__in=list(STAGE_TASKS)).filter(
+        Q(stage_deadline__lt=now)
+        | Q(stage_deadline__isnull=True, created_at__lt=now - timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)))
+    requeued, exhausted = [], []
+    with transaction.atomic():
+        for job in lost.select_for_update():
+            stage, func = STAGE_TASKS[job.status]
+            if job.stage_attempts + 1 >= settings.BATCH_MAX_ATTEMPTS:
+                job.mark_failed(f"the {stage} stage did not finish in {job.stage_attempts + 1} attempts "
+                                "(BATCH_MAX_ATTEMPTS): its worker stopped each time (killed, out of memory?) or its "
+                                "task was lost")
+                job.save()
+                exhausted.append(job)
+                continue
+            job.lease_stage(_deadline())
+            job.stage_attempts += 1
+            job.save(update_fields=["stage_deadline", "stage_attempts"])
+            requeued.append((func, job.pk))
+        transaction.on_commit(lambda: [enqueue(func, pk) for func, pk in requeued])
+    for job in exhausted:
+        emit_job_progress(job)
+    if requeued:
+        log.warning("queued lost stages again: %s", requeued)
     return len(requeued)
 
 
