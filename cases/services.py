@@ -13,10 +13,17 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from cases.choices import Marker, MppSource
+from cases.choices import Marker, MppSource, Role
 from cases.models import Case, Slide
 from cases.isolation import run_limited
-from slideio.slidefile import PLAUSIBLE_MPP, SlideError, check_series_members, validate_slide
+from slideio.slidefile import (
+    ASSOCIATED_IMAGE_NAMES,
+    PLAUSIBLE_MPP,
+    SlideError,
+    check_series_members,
+    read_associated_image,
+    validate_slide,
+)
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +212,53 @@ def do_override_slide_qc(slide: Slide, user, reason: str) -> Slide:
         raise IngestError(" ".join(exc.messages)) from None
     slide.save(update_fields=["qc_override_reason", "qc_override_by", "qc_override_at"])
     return slide
+
+
+# --- label and macro images -------------------------------------------------------------------------
+# The label usually carries the patient's name: pathologists and admins (who see the clinical record)
+# may open it, annotators never (they work on pseudonymous slides), nor clinicians (no slide pages).
+ASSOCIATED_IMAGE_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
+
+
+class AssociatedImageMissing(Exception):
+    """The slide has no such associated image; the message is meant for the user."""
+
+
+def check_may_view_associated_images(user) -> None:
+    """Raises PermissionDenied unless `user` may see label and macro images (never annotators)."""
+    from django.core.exceptions import PermissionDenied
+
+    from cases.access import has_role
+
+    if not has_role(user, *ASSOCIATED_IMAGE_ROLES):
+        raise PermissionDenied("Only pathologists and administrators see a slide's label and macro images "
+                               "(the label can identify the patient).")
+
+
+def check_associated_image(slide: Slide, name: str) -> str:
+    """`name` if the slide's file holds that label/macro image; else AssociatedImageMissing saying why."""
+    if name not in ASSOCIATED_IMAGE_NAMES:
+        raise AssociatedImageMissing(f"There is no '{name}' image: a slide may have a label and a macro image.")
+    if name not in (slide.associated_images or []):
+        raise AssociatedImageMissing(f"This slide has no {name} image: its file ({slide.vendor or slide.format}) "
+                                     f"does not store one.")
+    return name
+
+
+def do_read_associated_image(slide: Slide, name: str) -> bytes:
+    """The slide's label or macro image as PNG bytes (check_associated_image first)."""
+    check_associated_image(slide, name)
+    try:
+        return read_associated_image(slide.path, name)
+    except KeyError:
+        raise AssociatedImageMissing(f"This slide's file holds no {name} image.") from None
+    except (SlideError, OSError) as exc:
+        raise AssociatedImageMissing(f"The {name} image of this slide could not be read: {exc}") from None
+
+
+def associated_images_of(slide: Slide) -> list[str]:
+    """The label/macro images the slide has, in display order (for the slide page and the viewer)."""
+    return [name for name in ASSOCIATED_IMAGE_NAMES if name in (slide.associated_images or [])]
 
 
 def _visible_duplicate(sha256: str, user) -> Slide | None:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("patients/new/", views.patient_create, name="patient-create"),
     path("slides/<int:pk>/", views.slide_detail, name="slide-detail"),
     path("slides/<int:pk>/thumbnail.png", views.slide_thumbnail, name="slide-thumbnail"),
+    path("slides/<int:pk>/images/<str:name>.png", views.slide_associated_image, name="slide-associated-image"),
     path("annotate/", views.annotator_slides, name="annotator-slides"),
     path("annotate/<uuid:pseudo_id>/thumbnail.png", views.pseudo_slide_thumbnail, name="pseudo-slide-thumbnail"),
     path("reports/", views.report_list, name="report-list"),

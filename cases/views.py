@@ -5,7 +5,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from cases import access, reports, services
@@ -160,13 +160,29 @@ def slide_detail(request, pk):
     log_access(slide)
     may_override = access.has_role(request.user, Role.PATHOLOGIST)
     return render(request, "cases/slide_detail.html", {"slide": slide, "form": form,
-                                                       "qc_form": qc_form if may_override or qc_form.errors else None})
+                                                       "qc_form": qc_form if may_override or qc_form.errors else None,
+                                                       "slide_images": services.associated_images_of(slide)})
 
 
 @clinical
 def slide_thumbnail(request, pk):
     slide = get_object_or_404(access.visible_slides(request.user), pk=pk)
     return thumbnail_response(slide)
+
+
+@login_required
+def slide_associated_image(request, pk, name):
+    """The slide's label or macro image: pathologists and admins only (the label can name the patient)."""
+    services.check_may_view_associated_images(request.user)
+    slide = get_object_or_404(access.visible_slides(request.user), pk=pk)
+    try:
+        data = services.do_read_associated_image(slide, name)
+    except services.AssociatedImageMissing as exc:  # the styled 404 page, saying why
+        return render(request, "404.html", {"reason": str(exc)}, status=404)
+    log_access(slide)
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"  # may show the patient's name: not kept after the page
+    return response
 
 
 @role_required(Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)

@@ -7,6 +7,7 @@ read with tifffile. openslide is imported lazily: importing this module stays ch
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -153,6 +154,38 @@ def write_thumbnail(path: str | os.PathLike, out_path: str | os.PathLike) -> Non
     slide = open_slide(path)
     try:
         slide.get_thumbnail(THUMBNAIL_SIZE).convert("RGB").save(out_path, format="PNG")
+    finally:
+        slide.close()
+
+
+# The associated images a pathologist may open (the paper label and the whole-glass macro photo);
+# at most this many pixels each, checked before decoding (a real label or macro is under 2 Mpx).
+ASSOCIATED_IMAGE_NAMES = ("label", "macro")
+MAX_ASSOCIATED_PIXELS = 25_000_000
+
+
+def read_associated_image(path: str | os.PathLike, name: str) -> bytes:
+    """The slide file's associated image `name` (label or macro) as PNG bytes; raises KeyError when
+    the file holds no such image, SlideError when it cannot be read or declares a huge one."""
+    import openslide
+
+    if name not in ASSOCIATED_IMAGE_NAMES:
+        raise KeyError(name)
+    slide = open_slide(path)
+    try:
+        if name not in list(slide.associated_images):  # names only: `in` on the mapping decodes
+            raise KeyError(name)
+        osr = getattr(slide, "_osr", None)
+        if osr is not None:
+            width, height = openslide.lowlevel.get_associated_image_dimensions(osr, name)
+            if width * height > MAX_ASSOCIATED_PIXELS:
+                raise SlideError(f"the {name} image declares {width}×{height} pixels, more than this platform opens")
+        image = slide.associated_images[name].convert("RGB")
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+    except openslide.OpenSlideError as exc:
+        raise SlideError(f"the {name} image could not be read: {_clean(exc, str(path))}") from None
     finally:
         slide.close()
 

@@ -159,6 +159,8 @@ MATRIX = {
     ("cases:slide-detail", "GET"): row(200, 404, 403, 403, 200, 403, LOGIN),
     ("cases:slide-detail", "POST"): row(200, 404, 403, 403, 200, 403, LOGIN),
     ("cases:slide-thumbnail", "GET"): row(200, 404, 403, 403, 200, 403, LOGIN),
+    # The label can name the patient: pathologists and admins only, never annotators (issue 18 item 9).
+    ("cases:slide-associated-image", "GET"): row(200, 404, 403, 403, 200, 403, LOGIN),
 
     # Sign-in and sign-out: Django's own views.
     ("login", "GET"): row(200, 200, 200, 200, 200, 200, 200),

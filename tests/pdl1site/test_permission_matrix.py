@@ -11,6 +11,7 @@ same world (a report signed by one is still a draft for the next).
 
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 from django.contrib import admin
@@ -243,6 +244,27 @@ request("cases:case-create cases:patient-create", "GET POST", body={})
 request("cases:case-detail cases:case-report", "GET POST", _pk("case"), body={})
 request("cases:slide-detail", "GET POST", _slide, body={})
 request("cases:slide-thumbnail", "GET", _slide)
+
+
+def _labelled_slide(w):
+    """A slide of the case whose file holds a label (the world's small.svs has none), made inside each
+    persona's rolled-back request: the answer then depends on who asks, not on the file."""
+    import shutil
+
+    from django.conf import settings
+
+    from tests.conftest import shared_slide
+    from tests.viewer import SlideFactory
+
+    target = Path(settings.MEDIA_ROOT) / "labelled.svs"
+    if not target.exists():
+        shutil.copyfile(shared_slide("CMU-1-Small-Region.svs"), target)
+    slide = SlideFactory(case=w["case"], file="labelled.svs", format="aperio",
+                         associated_images=["label", "macro", "thumbnail"])
+    return {"pk": slide.pk, "name": "label"}
+
+
+request("cases:slide-associated-image", "GET", _labelled_slide)
 request("cases:pseudo-slide-thumbnail", "GET", _pseudo)
 request("cases:report-detail", "GET", _pk("signed"))
 
