@@ -5,9 +5,11 @@ Slides and users are offered by pseudonymous id and username only, never patient
 """
 
 from django import forms
+from django.db.models import Count, Q
 
 from annotations import services
 from cases import access
+from cases.services import pseudonymous_description
 from cases.choices import Indication, Marker
 
 EXTRA_LABEL_ROWS = 3
@@ -19,16 +21,28 @@ class UsernameChoiceField(forms.ModelMultipleChoiceField):
         return obj.username
 
 
-class PseudoSlideField(forms.ModelChoiceField):
-    """A slide the user may see pseudonymously, chosen and posted by its pseudo id."""
+class SlidePicker(forms.RadioSelect):
+    """Slides as radio cards: thumbnail (pseudonymous URL) and pseudonymous description."""
 
-    def __init__(self, user, **kwargs):
-        super().__init__(queryset=access.pseudonymous_slides(user), to_field_name="pseudo_id",
-                         empty_label="choose a slide", **kwargs)
+    template_name = "annotations/widgets/slide_picker.html"
+    option_template_name = "annotations/widgets/slide_option.html"
+
+
+class PseudoSlideField(forms.ModelChoiceField):
+    """A slide the user may see pseudonymously, chosen by thumbnail and description, posted by its pseudo
+    id; with a project, each slide says how many of the project's fields it has."""
+
+    def __init__(self, user, project=None, **kwargs):
+        slides = access.pseudonymous_slides(user).select_related("case")
+        if project is not None:
+            slides = slides.annotate(project_fields=Count("annotation_fields", filter=Q(
+                annotation_fields__project=project)))
+        super().__init__(queryset=slides, to_field_name="pseudo_id", widget=SlidePicker, **kwargs)
 
     def label_from_instance(self, slide):
         mpp = f"{slide.mpp_x:g} µm/px" if slide.mpp_x else "no µm/px"
-        return f"{slide.pseudo_id} · {slide.width}×{slide.height} px · {mpp}"
+        described = pseudonymous_description(slide, getattr(slide, "project_fields", None))
+        return f"{described} · {slide.width}×{slide.height} px · {mpp}"
 
 
 class ProjectForm(forms.Form):
@@ -67,9 +81,9 @@ class AnnotatorsForm(forms.Form):
 class SlideForm(forms.Form):
     """The slide of the draw page (a GET parameter)."""
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args, user, project=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["slide"] = PseudoSlideField(user)
+        self.fields["slide"] = PseudoSlideField(user, project)
 
 
 class SampleFieldsForm(SlideForm):

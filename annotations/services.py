@@ -19,6 +19,7 @@ from annotations.models import (AnnotationProject, AnnotationRevision, Annotatio
                                 default_labels)
 from cases import access
 from cases.choices import Role
+from cases.services import pseudonymous_description
 
 MAX_POINTS = 100_000
 DEFAULT_RADIUS_UM = 4.0  # as analysis.matching.evaluate
@@ -136,6 +137,19 @@ def project_progress(project, user=None) -> dict:
 # ----------------------------------------------------------------------------
 # Projects
 # ----------------------------------------------------------------------------
+
+
+def slide_description(slide, project=None) -> str:
+    """The slide's pseudonymous description (cases.services.pseudonymous_description), with its number of
+    fields in `project` when given."""
+    return pseudonymous_description(slide, None if project is None else project.fields.filter(slide=slide).count())
+
+
+def describe_slides(fields, project) -> None:
+    """Set `slide_description` on each field of `project` (one count query for all their slides)."""
+    counts = dict(project.fields.values("slide").annotate(n=Count("pk")).values_list("slide", "n"))
+    for field in fields:
+        field.slide_description = pseudonymous_description(field.slide, counts.get(field.slide_id, 0))
 
 
 def check_labels(extra_labels) -> list[dict]:

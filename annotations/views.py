@@ -19,6 +19,7 @@ from analysis.nets import BACKBONES
 from annotations import dataset, forms, services
 from annotations.models import TransitionError
 from cases.choices import Role
+from cases.services import pseudonymous_description
 from cases.views import role_required
 from workers.training import TrainingError, do_cancel_training, eta_text
 
@@ -38,7 +39,10 @@ def _error_text(exc) -> str:
 
 @role_required(*ANNOTATION_ROLES)
 def session_list(request):
-    sessions = list(own_sessions(request.user).order_by("field__project__name", "field_id")[:500])
+    sessions = list(own_sessions(request.user).select_related("field__slide__case")
+                    .order_by("field__project__name", "field_id")[:500])
+    for session in sessions:
+        session.slide_description = pseudonymous_description(session.field.slide)
     return render(request, "annotations/session_list.html", {"sessions": sessions})
 
 
@@ -64,6 +68,7 @@ def session_page(request, pk):
     }
     return render(request, "annotations/session.html", {
         "session": session, "field": field, "project": project, "slide_pseudo_id": field.slide.pseudo_id,
+        "slide_description": services.slide_description(field.slide, project),
         "config": config, "own": own, "can_review": services.can_manage(request.user, project),
     })
 
@@ -114,16 +119,18 @@ def _project_page(request, project, status=200, **bound):
     """The project page; `bound` holds a refused form to show again with what was typed."""
     user = request.user
     # Per slide: fields on slides the user may not see are left out (and only counted).
-    fields = services.visible_fields(user).filter(project=project).select_related("slide") \
-        .prefetch_related("sessions__annotator").order_by("pk")
+    fields = list(services.visible_fields(user).filter(project=project).select_related("slide__case")
+                  .prefetch_related("sessions__annotator").order_by("pk"))
+    services.describe_slides(fields, project)
     return render(request, "annotations/project.html", {
         "project": project, "fields": fields, "progress": services.project_progress(project, user),
         "hidden_fields": services.hidden_fields(user, project).count(),
         "trainings": [(run, eta_text(run)) for run in dataset.training_runs(project)], "backbones": BACKBONES,
         "annotators": project.annotators.order_by("username"),
         "annotators_form": bound.get("annotators_form") or forms.AnnotatorsForm(user=user, project=project),
-        "sample_form": bound.get("sample_form") or forms.SampleFieldsForm(user=user),
-        "draw_form": forms.SlideForm(user=user),
+        "sample_form": bound.get("sample_form") or forms.SampleFieldsForm(user=user, project=project,
+                                                                           auto_id="sample_%s"),
+        "draw_form": forms.SlideForm(user=user, project=project, auto_id="draw_%s"),
     }, status=status)
 
 
@@ -152,7 +159,7 @@ def project_annotators(request, pk):
 def project_sample_fields(request, pk):
     """Sample n square fields on tissue of a slide (services.do_sample_fields)."""
     project = _managed_project(request.user, pk)
-    form = forms.SampleFieldsForm(request.POST, user=request.user)
+    form = forms.SampleFieldsForm(request.POST, user=request.user, project=project, auto_id="sample_%s")
     fields = _attempt(request, form, "No fields sampled", lambda d: services.do_sample_fields(
         project, d["slide"], d["n"], d["size_px"], d["mpp"], d["seed"] or 0, user=request.user))
     if fields is None:
@@ -195,6 +202,7 @@ def _draw_page(request, project, slide, form, status=200):
     }
     return render(request, "annotations/draw_field.html", {
         "project": project, "slide_pseudo_id": slide.pseudo_id, "slide": slide, "form": form, "config": config,
+        "slide_description": services.slide_description(slide, project),
     }, status=status)
 
 
@@ -246,6 +254,7 @@ def field_review(request, pk):
     field = _reviewable_field(request.user, pk)
     context = services.field_review(field, request.user)
     context["config"]["dzi"] = reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id])
+    context["slide_description"] = services.slide_description(field.slide, field.project)
     return render(request, "annotations/review.html", context)
 
 

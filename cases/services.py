@@ -214,6 +214,23 @@ def do_override_slide_qc(slide: Slide, user, reason: str) -> Slide:
     return slide
 
 
+def pseudonymous_description(slide: Slide, fields: int | None = None) -> str:
+    """How annotators and annotation projects name a slide, e.g. "Slide 3f2a9c01 · Lung squamous cell
+    carcinoma · PD-L1 SP263 · 2 fields": the start of its pseudonymous id, the case's indication, the
+    marker and clone, and (given) its number of fields; never a patient name, MRN, accession or file name."""
+    case = slide.case
+    stain = slide.get_marker_display()
+    if case is not None and case.assay_clone:
+        stain += f" {case.get_assay_clone_display()}"
+    parts = [f"Slide {str(slide.pseudo_id)[:8]}"]
+    if case is not None:
+        parts.append(case.get_indication_display())
+    parts.append(stain)
+    if fields is not None:
+        parts.append(f"{fields} field{'' if fields == 1 else 's'}")
+    return " · ".join(parts)
+
+
 # --- label and macro images -------------------------------------------------------------------------
 # The label usually carries the patient's name: pathologists and admins (who see the clinical record)
 # may open it, annotators never (they work on pseudonymous slides), nor clinicians (no slide pages).

@@ -187,7 +187,9 @@ def slide_associated_image(request, pk, name):
 
 @role_required(Role.ADMIN, Role.PATHOLOGIST, Role.ANNOTATOR)
 def annotator_slides(request):
-    slides = access.pseudonymous_slides(request.user)[:200]
+    slides = list(access.pseudonymous_slides(request.user).select_related("case")[:200])
+    for slide in slides:
+        slide.description = services.pseudonymous_description(slide)
     return render(request, "cases/annotator_slides.html", {"slides": slides})
 
 

@@ -227,8 +227,24 @@ def test_submit_locks_the_session_and_the_list_shows_it(new_page, site):
     page = new_page()
     open_session(page, site, "submit")
     click_image(page, 450, 450)
+    wait_saved(page)
+    # Submitting asks first (issue 18 item 10); cancelling submits nothing and leaves the session editable.
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append((dialog.type, dialog.message))
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    page.click("#submit")
+    page.wait_for_timeout(500)  # a submission would be under way by now
+    assert asked and asked[0][0] == "confirm" and "Submit this session for review with 1 point?" in asked[0][1]
+    assert state(page)["status"] != "submitted" and not page.is_disabled("#submit")
+    assert server_points(page, site, "submit")["status"] != "submitted"
+    page.once("dialog", lambda dialog: answer(dialog, True))
     page.click("#submit")
     page.wait_for_function("window.pdl1Annotate.status === 'submitted'")
+    assert len(asked) == 2
     assert server_points(page, site, "submit")["status"] == "submitted"
     assert len(server_points(page, site, "submit")["points"]) == 1
     click_image(page, 460, 460)   # locked: nothing placed
@@ -333,7 +349,16 @@ def draw_at(page, x, y):
 def test_pathologist_draws_a_field_and_the_projects_annotators_get_sessions(reviewer_page, site):
     page, project = reviewer_page, site.data["draw_project"]
     page.goto(f"{site.url}/annotate/projects/{project}/")
-    page.select_option("#draw-form select[name=slide]", site.data["pseudo_id"])
+    # Slides are picked by thumbnail and pseudonymous description (issue 18 item 10), not by a bare id.
+    option = page.locator(f"input[name=slide][value='{site.data['pseudo_id']}']")
+    card = page.locator("#draw-form label.slide-option", has=option)
+    thumb = card.locator("img")
+    thumb.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    assert card.inner_text().startswith(f"Slide {site.data['pseudo_id'][:8]} · ")
+    for secret in site.data["secrets"]:
+        assert secret not in page.locator("#add-fields ~ .add-fields").inner_text()
+    card.click()
     with page.expect_navigation():
         page.click("#draw-form button[type=submit]")
     page.wait_for_function("window.pdl1DrawField && window.pdl1DrawField.ready"

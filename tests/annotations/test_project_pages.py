@@ -184,7 +184,7 @@ def test_sample_fields_from_the_project_page(personas, synthetic_slide):  # noqa
     project, _ = project_with_field(personas)
     client = client_for(personas["pathologist"])
     html = page_of(client.get(f"{PROJECTS}{project.pk}/"))
-    assert 'id="sample-form"' in html and f'<option value="{synthetic_slide.pseudo_id}">' in html
+    assert 'id="sample-form"' in html and f'name="slide" value="{synthetic_slide.pseudo_id}"' in html
     for secret in secrets_of(personas) + [synthetic_slide.original_name]:
         assert secret not in html
     r = client.post(f"{PROJECTS}{project.pk}/fields/sample/", sample_form(synthetic_slide), follow=True)
@@ -294,3 +294,63 @@ def test_draw_page_only_for_the_projects_managers(personas):
     assert_refused(personas, "post", url, {"slide": str(field.slide.pseudo_id), "x": 0, "y": 0, "width": 64,
                                            "height": 64})
     assert project.fields.count() == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Slides by thumbnail and pseudonymous description (issue 18 item 10)
+# ----------------------------------------------------------------------------------------------
+
+
+def _option_text(html, form_id, pseudo_id):
+    """The text of the slide card of `pseudo_id` in the form `form_id`, and its thumbnail's URL."""
+    form = html.split(f'id="{form_id}"')[1].split("</form>")[0]
+    card = re.search(r'<label class="slide-option"[^>]*>(?:(?!</label>).)*?value="%s"(?:(?!</label>).)*</label>'
+                     % pseudo_id, form, re.S).group(0)
+    return re.sub(r"<[^>]+>", " ", card).split(), re.search(r'<img src="([^"]+)"', card).group(1)
+
+
+def _slide_of_case(personas, indication, clone, file_name):
+    case = personas["case"]
+    case.indication, case.assay_clone = indication, clone
+    case.save()
+    return case, SlideFactory(case=case, original_name=file_name)
+
+
+def test_project_page_offers_slides_by_thumbnail_and_pseudonymous_description(personas):
+    case, slide = _slide_of_case(personas, "lung_squamous", "SP263", "SMITH-JOHN-MRN123.svs")
+    project, _ = project_with_field(personas, slide=slide)
+    services.do_create_field(project, slide, 3000, 3000, 256, 256, user=personas["pathologist"])
+    other = SlideFactory(case=case)
+    html = page_of(client_for(personas["pathologist"]).get(f"{PROJECTS}{project.pk}/"))
+    code = str(slide.pseudo_id)[:8]
+    for form_id in ("sample-form", "draw-form"):
+        words, thumb = _option_text(html, form_id, slide.pseudo_id)
+        assert " ".join(words) == (f"Slide {code} · Lung squamous cell carcinoma · PD-L1 SP263 · 2 fields · "
+                                   f"{slide.width}×{slide.height} px · 0.5 µm/px")
+        assert thumb == f"/annotate/{slide.pseudo_id}/thumbnail.png"
+        assert "0 fields" in " ".join(_option_text(html, form_id, other.pseudo_id)[0])
+    # the fields table describes each field's slide the same way, with its thumbnail
+    rows = html.split('class="table annotation-fields"')[1].split("</table>")[0]
+    assert rows.count(f"Slide {code} · Lung squamous cell carcinoma · PD-L1 SP263 · 2 fields") == 2
+    assert rows.count(f'src="/annotate/{slide.pseudo_id}/thumbnail.png"') == 2
+    for secret in secrets_of(personas) + ["SMITH-JOHN-MRN123.svs"]:
+        assert secret not in html
+    # one id per element: the two slide pickers do not share ids
+    ids = re.findall(r'id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+
+
+def test_annotator_pages_describe_slides_pseudonymously(personas):
+    case, slide = _slide_of_case(personas, "lung_nonsquamous", "22C3", "DOE-JANE.svs")
+    _, field = project_with_field(personas, slide=slide)
+    client = client_for(personas["annotator"])
+    described = f"Slide {str(slide.pseudo_id)[:8]} · {case.get_indication_display()} · PD-L1 22C3"
+    listing = page_of(client.get("/annotate/sessions/"))
+    assert described in listing and f'src="/annotate/{slide.pseudo_id}/thumbnail.png"' in listing
+    session = page_of(client.get(f"/annotate/sessions/{field.sessions.get().pk}/"))
+    assert f"{described} · 1 field" in session
+    slides = page_of(client.get("/annotate/"))
+    assert described in slides
+    for html in (listing, session, slides):
+        for secret in secrets_of(personas) + ["DOE-JANE.svs"]:
+            assert secret not in html

@@ -348,8 +348,16 @@ function showStatus() {
   if ($("import")) { $("import").disabled = !state.editable; }
 }
 
+// Submitting hands the session to the reviewer and locks it: the annotator is asked first.
+function confirmSubmit() {
+  var n = state.points.length;
+  return window.confirm("Submit this session for review with " + n + " point" + (n === 1 ? "" : "s") + "?\n\n" +
+                        "You cannot change it afterwards unless the reviewer returns it to you.");
+}
+
 function submit() {
   if (!state.editable || state.conflict) { return; }
+  if (!confirmSubmit()) { return; }
   $("submit").disabled = true;
   var flush = state.saving ? state.saving.then(save) : save();
   flush.then(function () {
