@@ -16,12 +16,31 @@ from django.utils import timezone
 from analysis.choices import BatchStatus, JobStatus
 from analysis.models import AnalysisJob, JobBatch
 from workers import pipeline
+from workers.dbretry import OUTAGE_ERRORS, retry_while_database_down
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
 
 log = logging.getLogger(__name__)
 
 _deadline = lease_deadline
+
+# A stage that meets an unreachable database (a PostgreSQL restart) runs again from its start for this
+# long, instead of failing and waiting BATCH_DEADLINE_SECONDS for the watchdog. Every stage checks the
+# job's state under its row lock, so running again repeats nothing that was recorded.
+STAGE_DB_RETRY_SECONDS = 120
+
+# Batches leased by this process, with the attempt that leased them: a detect batch run again after a
+# database outage takes back its own lease instead of taking it for another worker's.
+_own_leases: set[tuple[int, int, int, int]] = set()  # (job, job attempt, batch index, batch attempt)
+
+
+def _riding_out_outages(stage):
+    import functools
+
+    @functools.wraps(stage)
+    def task(*args):
+        return retry_while_database_down(lambda: stage(*args), f"{stage.__name__}{args}", STAGE_DB_RETRY_SECONDS)
+    return task
 
 
 def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
@@ -31,6 +50,7 @@ def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
     return job if job.status == status and job.attempt == attempt else None
 
 
+@_riding_out_outages
 def split_job(job_id: int) -> None:
     # Check the state under the row lock and let it go: planning reads the whole slide (seconds to
     # minutes) and must not hold the lock (under SQLite the database's one write lock).
@@ -44,6 +64,8 @@ def split_job(job_id: int) -> None:
     started = time.perf_counter()
     try:
         plan = pipeline.plan_job(job)
+    except OUTAGE_ERRORS:
+        raise  # the database, not the slide: the stage runs again when it is back
     except Exception as exc:  # noqa: BLE001  any failure ends the job with its reason, never leaves it queued
         with transaction.atomic():
             job = _current(job_id, JobStatus.QUEUED, attempt)
@@ -71,27 +93,35 @@ def split_job(job_id: int) -> None:
         transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", job_id, i) for i in range(count)])
 
 
+@_riding_out_outages
 def detect_batch(job_id: int, index: int) -> None:
     with transaction.atomic():
         batch = JobBatch.objects.select_for_update().select_related("job__slide").get(job_id=job_id, index=index)
         if batch.job.status != JobStatus.RUNNING or batch.status == BatchStatus.DONE:
             return  # cancelled or failed meanwhile, or a redelivered duplicate of a finished batch
-        if batch.status == BatchStatus.LEASED and batch.deadline and batch.deadline > timezone.now():
+        own = batch.status == BatchStatus.LEASED and (job_id, batch.job.attempt, index, batch.attempts) in _own_leases
+        if batch.status == BatchStatus.LEASED and batch.deadline and batch.deadline > timezone.now() and not own:
             return  # a duplicate delivery while another worker holds a live lease on it
-        over_cap = batch.attempts >= settings.BATCH_MAX_ATTEMPTS
+        over_cap = not own and batch.attempts >= settings.BATCH_MAX_ATTEMPTS
         if not over_cap:
-            batch.status, batch.deadline, batch.attempts = BatchStatus.LEASED, _deadline(), batch.attempts + 1
+            batch.status, batch.deadline = BatchStatus.LEASED, _deadline()
+            batch.attempts += 0 if own else 1  # this process's own lease, taken back after an outage
             batch.save(update_fields=["status", "deadline", "attempts"])
     job = batch.job
     if over_cap:
         _fail(job_id, _over_cap_reason(index, batch.attempts), attempt=job.attempt)
         return
+    lease = (job_id, job.attempt, index, batch.attempts)
+    _own_leases.add(lease)  # committed: a run again after an outage below takes it back
     try:
         found = pipeline.detect_batch(job, batch.tiles)
         result_file = pipeline.write_batch_file(job, index, found)
+    except OUTAGE_ERRORS:
+        raise
     except Exception as exc:  # noqa: BLE001  a detector that cannot load, a bad tile, a full disk: the job
         # fails with the reason (Retry starts it again) instead of being requeued until the end of time.
         _fail(job_id, _reason(f"batch {index}", exc), attempt=job.attempt)
+        _own_leases.discard(lease)
         return
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job_id)
@@ -109,9 +139,11 @@ def detect_batch(job_id: int, index: int) -> None:
         job.save()
         emit_job_progress(job, new_points={"xy": found.xy[:5000].round(1).tolist(),
                                            "labels": found.labels[:5000].tolist()})
+    _own_leases.discard(lease)
     requeue_overdue_batches(job_id)
 
 
+@_riding_out_outages
 def merge_job(job_id: int) -> None:
     # As split_job: read what to merge under the lock, merge without it, record under it again.
     with transaction.atomic():
@@ -126,6 +158,8 @@ def merge_job(job_id: int) -> None:
     failure = None
     try:
         result_file, summary = pipeline.merge_job(job, files)
+    except OUTAGE_ERRORS:
+        raise
     except Exception as exc:  # noqa: BLE001
         failure = _reason("merge", exc)
     with transaction.atomic():
