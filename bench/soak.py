@@ -305,7 +305,7 @@ def drive(site: Site, args) -> dict:
     t0 = time.monotonic()
     t_end = t0 + args.duration
     faults = schedule(random.Random(args.seed + 1), t0, args.duration) if not args.no_faults else []
-    injector = Injector(site, faults, recover_timeout=max(120.0, 3 * args.batch_deadline + 60))
+    injector = Injector(site, faults, recover_timeout=args.recover_timeout or max(120.0, 3 * args.batch_deadline + 60))
 
     for port in site.ports:
         probe = Client(rec, [port], f"probe-{port}", 10**9, stop)
@@ -433,6 +433,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-signed", type=int, default=5)
     ap.add_argument("--batch-deadline", type=int, default=60, help="BATCH_DEADLINE_SECONDS of the workers")
     ap.add_argument("--media-mb", type=int, default=512, help="size of MEDIA_ROOT's own file system")
+    ap.add_argument("--recover-timeout", type=float, default=0,
+                    help="seconds a fault may take to recover before it counts as not recovered "
+                         "(default: 3 batch deadlines + 60 s, at least 120 s)")
     ap.add_argument("--drain", type=float, default=420, help="seconds to let jobs and training end after the load")
     ap.add_argument("--no-faults", action="store_true")
     ap.add_argument("--seed", type=int, default=19)
