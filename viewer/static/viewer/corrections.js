@@ -2,6 +2,7 @@
  * with the version they were based on (a colleague's save in between is a conflict). */
 
 import { describeDetail, fetchJSON } from "../common/api.js";
+import { showCarryOver } from "./carry.js";
 import { requestDraw } from "./draw.js";
 import { clearHistory, recordEdit } from "./history.js";
 import { appendPoint, indexOfId } from "./points.js";
@@ -23,6 +24,7 @@ export function loadCorrections() {
     S.corrections.count = (res.data.items || []).length;
     showScores(res.data.scores);
     showCorrectionsLine();
+    showCarryOver(res.data.carry_over);
   }).catch((err) => { setText("corrections-line", "Corrections unavailable: " + err); });
 }
 

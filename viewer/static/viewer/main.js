@@ -2,7 +2,7 @@
  * overlay for detections, heatmap, corrections, regions and live job progress.
  *
  * ES modules, no bundler: this entry starts OpenSeadragon and wires the modules beside it
- * (state, geometry, points, queries, draw, scores, selection, corrections, regions, progress,
+ * (state, geometry, points, queries, draw, scores, selection, corrections, carry, regions, progress,
  * scalebar, ruler, history, keys); the API client and OpenSeadragon defaults are the site's shared ones
  * (static/common), also used by the annotation pages.
  *
@@ -15,6 +15,7 @@
 
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { createViewer, preferredDrawer } from "../common/osd.js";
+import { bindCarryNotice } from "./carry.js";
 import { bindCorrectionTools, loadCorrections, postCorrection } from "./corrections.js";
 import { requestDraw } from "./draw.js";
 import { bindHistory, setHistoryHandlers } from "./history.js";
@@ -136,6 +137,7 @@ function start() {
   bindMagnificationButtons();
   bindKeys();
   bindStartJob();
+  bindCarryNotice();
   if (cfg.job) { loadCorrections(); loadRegions(); }
   if (cfg.runningJob) { trackJob(cfg.runningJob); }
   debug.trackJob = trackJob;
