@@ -155,6 +155,12 @@ Q_CLUSTER = {
 # Training runs have a queue of their own (workers.choices.TRAINING_QUEUE): one worker started with
 # Q_CLUSTER_NAME=training takes them, so clinical analysis never waits behind a training run.
 TRAINING_TIMEOUT_SECONDS = env_int("TRAINING_TIMEOUT_SECONDS", 86400, minimum=60)
+# The training watchdog (workers.training.watch_training_runs, every minute): a running run that has not
+# reported for this long lost its worker (killed, or the machine restarted) and is resumed from its last
+# checkpoint, at most TRAINING_MAX_ATTEMPTS starts in all, else failed with the reason. Longer than
+# the slowest step, the dataset loading and the final held-out evaluation.
+TRAINING_STALE_SECONDS = env_int("TRAINING_STALE_SECONDS", 900, minimum=30)
+TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
 Q_CLUSTER["ALT_CLUSTERS"] = {
     "training": {"workers": 1, "timeout": TRAINING_TIMEOUT_SECONDS, "retry": TRAINING_TIMEOUT_SECONDS + 600,
                  "max_attempts": 1},

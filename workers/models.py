@@ -32,6 +32,8 @@ class TrainingRun(models.Model):
     model_version = models.ForeignKey("analysis.ModelVersion", null=True, blank=True, on_delete=models.PROTECT,
                                       related_name="training_runs")
     task_id = models.CharField(max_length=64, blank=True, help_text="django-q2 task id")
+    attempt = models.PositiveSmallIntegerField(
+        default=0, help_text="times a worker started this run; after the first it resumes from its checkpoint")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -53,12 +55,25 @@ class TrainingRun(models.Model):
     def state_label(self) -> str:
         if self.cancel_requested and not self.is_final:
             return "Cancelling (stops after the current step)"
+        if self.status == TrainingStatus.QUEUED and self.attempt:
+            return "Queued to resume from its last checkpoint"
         return self.get_status_display()
 
     def mark_running(self):
+        """A worker took the run: a new attempt (the loop's writes carry it, so a superseded worker's
+        do nothing); started_at stays the first start's, progress_at is now."""
         if self.status != TrainingStatus.QUEUED:
             raise TrainingStateError(f"training {self.name} is {self.status}, not queued")
-        self.status, self.started_at = TrainingStatus.RUNNING, timezone.now()
+        now = timezone.now()
+        self.status, self.attempt, self.progress_at = TrainingStatus.RUNNING, self.attempt + 1, now
+        self.started_at = self.started_at or now
+
+    def mark_lost(self, note: str):
+        """Its worker stopped reporting (killed, or the machine restarted): queued again, to resume
+        from its last checkpoint; the note says so on the project page."""
+        if self.status != TrainingStatus.RUNNING:
+            raise TrainingStateError(f"training {self.name} is {self.status}, not running")
+        self.status, self.error, self.eta_seconds, self.progress_at = TrainingStatus.QUEUED, note[:2000], None, timezone.now()
 
     def mark_done(self, model_version):
         self.status, self.model_version, self.finished_at = TrainingStatus.DONE, model_version, timezone.now()
