@@ -68,9 +68,12 @@ class LiveSite:
         self._daphne()
         return data
 
+    # The module whose main() runs the setup in the site's environment (a subclass names its own).
+    setup_module = "tests.viewer.browser"
+
     def _setup(self) -> dict:
         # Not `-m tests.viewer.browser`: the tests.viewer package imports models, so Django is set up first.
-        code = "import django; django.setup(); from tests.viewer.browser import main; main()"
+        code = f"import django; django.setup(); from {self.setup_module} import main; main()"
         out = subprocess.run([PYTHON, "-c", code, "setup", str(self.tmp)], cwd=REPO, env=self.env,
                              capture_output=True, text=True, timeout=180)
         for line in out.stdout.splitlines():
@@ -276,10 +279,11 @@ def _setup(tmp: Path) -> dict:
     }
 
 
-def main() -> None:
-    """Entry point of the setup subprocess (Django already set up by the caller)."""
+def main(setup=None) -> None:
+    """Entry point of the setup subprocess (Django already set up by the caller); `setup(tmp) -> dict`
+    is another module's setup (default: this module's)."""
     if len(sys.argv) == 3 and sys.argv[1] == "setup":
-        result = _setup(Path(sys.argv[2]))
+        result = (setup or _setup)(Path(sys.argv[2]))
         sys.stdout.write(REPLY + json.dumps(result) + "\n")
         sys.stdout.flush()
     else:
