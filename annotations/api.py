@@ -2,7 +2,7 @@
 
 import json
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -236,7 +236,7 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
     def import_points(self, request, pk=None):
         """Replace the points with a file: fields `fmt` (geojson|csv), `version`, and `file` or `content`."""
         session = self.get_object()
-        limit = settings.ANNOTATION_IMPORT_MAX_BYTES
+        limit = settings.PDL1_ANNOTATION_IMPORT_MAX_BYTES
         upload = request.FILES.get("file")  # the upload handler stops a file past the limit (cases.uploads)
         if getattr(request._request, "upload_too_large", False) or (upload is not None and upload.size > limit):
             return Response({"detail": f"the file is larger than the import limit of {limit} bytes"},

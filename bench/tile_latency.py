@@ -96,8 +96,8 @@ def write_settings(workdir: Path, tile_cache: bool, fast_path: bool = False) -> 
         from pdl1site.settings import *  # noqa
         PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
         LOGGING = {{"version": 1, "disable_existing_loggers": True}}
-        VIEWER_TILE_CACHE_BYTES = {32 * 1024 * 1024 if tile_cache else 0}
-        VIEWER_TILE_GRANT_SECONDS = {10 if fast_path else 0}
+        PDL1_VIEWER_TILE_CACHE_BYTES = {32 * 1024 * 1024 if tile_cache else 0}
+        PDL1_VIEWER_TILE_GRANT_SECONDS = {10 if fast_path else 0}
     """))
 
 

@@ -9,7 +9,12 @@ class CasesConfig(AppConfig):
         import os
 
         from django.conf import settings
+        from django.core.checks import register
 
+        from pdl1site.conf import check_renamed_settings
+
+        # A project still setting an unprefixed name of a module setting is warned (pdl1site.W001).
+        register(check_renamed_settings)
         # Uploads stream into this folder; Django does not create it.
         os.makedirs(settings.FILE_UPLOAD_TEMP_DIR, exist_ok=True)
         from cases import audit  # noqa: F401  registers models with auditlog

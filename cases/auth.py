@@ -6,7 +6,7 @@ years ago would still read patient data after its owner changed a leaked passwor
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
@@ -15,7 +15,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 
 def token_expires_at(token: Token) -> datetime:
-    return token.created + timedelta(seconds=settings.API_TOKEN_MAX_AGE)
+    return token.created + timedelta(seconds=settings.PDL1_API_TOKEN_MAX_AGE)
 
 
 def check_token_expired(token: Token, now: datetime | None = None) -> bool:

@@ -10,7 +10,7 @@ import io
 from xml.sax.saxutils import escape
 
 import numpy as np
-from django.conf import settings
+from pdl1site.conf import settings
 from django.utils import timezone
 from PIL import Image
 from reportlab.lib import colors
@@ -213,7 +213,7 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
         status = f"AMENDED (supersedes version {report.version - 1})"
 
     story = [
-        _p(settings.INSTITUTION_NAME, styles["Title"]),
+        _p(settings.PDL1_INSTITUTION_NAME, styles["Title"]),
         _p("PD-L1 immunohistochemistry report", styles["Heading2"]),
         _p(f"Status: {status}", styles["Heading3"]),
     ]
@@ -293,7 +293,7 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     footer = (f"{case.accession} v{report.version} - MRN {case.patient.mrn}" if case else "draft") + \
         f" - generated {timezone.localtime().strftime('%Y-%m-%d %H:%M')}"
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm,
-                            bottomMargin=18 * mm, title="PD-L1 IHC report", author=settings.INSTITUTION_NAME)
+                            bottomMargin=18 * mm, title="PD-L1 IHC report", author=settings.PDL1_INSTITUTION_NAME)
     note = (f"FHIR record sha256 {record_sha256} - this PDF's own sha256 is in the download's Repr-Digest header"
             if record_sha256 else "Not a signed record: rendered for this download only")
     doc.build(story, canvasmaker=_canvas_maker(footer, note))

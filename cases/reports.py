@@ -6,7 +6,7 @@ live on cases.models.Report (sign, amend). The PDF is built in cases.report_pdf.
 
 from __future__ import annotations
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 
 from analysis.choices import JobStatus
@@ -18,8 +18,8 @@ from cases.models import Case, CutoffTable, Report, ReportError
 # LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
 LOINC = "http://loinc.org"
 LOINC_PDL1_22C3 = "85147-7"
-MRN_SYSTEM = settings.FHIR_MRN_SYSTEM
-ACCESSION_SYSTEM = settings.FHIR_ACCESSION_SYSTEM
+MRN_SYSTEM = settings.PDL1_FHIR_MRN_SYSTEM
+ACCESSION_SYSTEM = settings.PDL1_FHIR_ACCESSION_SYSTEM
 LOCAL_CODES = "urn:pdl1:codes"
 
 __all__ = ["ReportError", "check_may_author", "do_create_draft", "do_sign", "do_amend", "score_snapshot",

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 
 from cases.choices import Marker, MppSource, Role
@@ -115,9 +115,10 @@ def do_ingest_slide(
             if len(names) > 1:
                 check_series_members([staging / name for name in names])
             # Decoding runs in a child process under a memory ceiling (cases.isolation).
-            info = run_limited(validate_slide, str(main), str(staging / "thumbnail.png"), settings.SLIDE_MAX_PIXELS,
-                               settings.SLIDE_MAX_DECODE_PIXELS, memory_bytes=settings.SLIDE_VALIDATION_MEMORY_BYTES,
-                               timeout_s=settings.SLIDE_VALIDATION_TIMEOUT_SECONDS)
+            info = run_limited(validate_slide, str(main), str(staging / "thumbnail.png"),
+                               settings.PDL1_SLIDE_MAX_PIXELS, settings.PDL1_SLIDE_MAX_DECODE_PIXELS,
+                               memory_bytes=settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
+                               timeout_s=settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS)
         except SlideError as exc:
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None
         return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)
@@ -301,8 +302,8 @@ def _stage(sources: list[IngestSource], staging: Path) -> tuple[list[str], int]:
             raise IngestError(f"{src.name}: file not found or unreadable") from None
         if size == 0:
             raise IngestError(f"{src.name}: the file is empty (0 bytes)")
-        if size > settings.SLIDE_UPLOAD_MAX_BYTES:
-            raise IngestError(f"{src.name}: larger than the limit of {settings.SLIDE_UPLOAD_MAX_BYTES} bytes")
+        if size > settings.PDL1_SLIDE_UPLOAD_MAX_BYTES:
+            raise IngestError(f"{src.name}: larger than the limit of {settings.PDL1_SLIDE_UPLOAD_MAX_BYTES} bytes")
         if src.movable:
             shutil.move(src.path, target)
             digests.append(_sha256_of(target))

@@ -3,7 +3,7 @@
 import errno
 import logging
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
 
 log = logging.getLogger(__name__)
@@ -13,8 +13,8 @@ def upload_limit(request) -> int:
     """Annotation point files are read whole into memory: they get their own, small cap."""
     match = getattr(request, "resolver_match", None)
     if match is not None and match.url_name == "annotation-session-import-points":
-        return settings.ANNOTATION_IMPORT_MAX_BYTES
-    return settings.SLIDE_UPLOAD_MAX_BYTES
+        return settings.PDL1_ANNOTATION_IMPORT_MAX_BYTES
+    return settings.PDL1_SLIDE_UPLOAD_MAX_BYTES
 
 
 class LimitedTemporaryFileUploadHandler(TemporaryFileUploadHandler):

@@ -1,6 +1,6 @@
 """REST API of the integration app: FHIR ServiceRequest in (service users), delivery state (admins). Thin."""
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema

@@ -3,7 +3,7 @@ instead of filling the outbox with rows that can never be delivered."""
 
 from urllib.parse import urlsplit
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.core.checks import Error, register
 
 

@@ -1,11 +1,13 @@
-"""Results out, part 2: sending outbox rows until each peer acknowledges them, in order, exactly once.
+"""Results out, part 2: sending outbox rows until each peer acknowledges them, in order.
 
-A row is delivered only on an AA (or CA) acknowledgement of its own MSH-10, or an HTTP 2xx; a row
-whose earlier attempt may have reached the peer is sent again with the same MSH-10 / Idempotency-Key,
-which the peer uses to drop the repeat. Each channel sends its rows in signing order: a row that
-fails holds back the rows after it (an amendment never overtakes its original). Failures wait
-RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with no limit on attempts; a rejection (AR,
-HTTP 4xx) stops the row for an administrator (admin action "Send again").
+A row is delivered only on an AA (or CA) acknowledgement of its own MSH-10, or an HTTP 2xx, and never
+sent after that; a row whose earlier attempt may have reached the peer is sent again with the same
+MSH-10 / Idempotency-Key, which a peer that keeps them uses to drop the repeat (most FHIR servers do
+not: a duplicate is then possible; docs/integration.md, "An answer that was lost"). Each channel sends
+its rows in signing order: a row that fails holds back the rows after it (an amendment never
+overtakes its original). Failures wait RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with
+no limit on attempts; a rejection (AR, HTTP 4xx) stops the row for an administrator (admin action
+"Send again").
 
 Claiming a row leases it for a while (three timeouts), outside any long transaction: two delivery
 runs never send the same row at once, and a run that died mid-send leaves a lease that expires.
@@ -18,7 +20,7 @@ import datetime
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 from django.utils import timezone
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 import hl7
-from django.conf import settings
+from pdl1site.conf import settings
 
 from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, clone_of, indication_of, parse_date
 

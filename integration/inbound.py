@@ -73,7 +73,7 @@ def new_ack_id() -> str:
 def handle_hl7(raw: bytes, *, oversized: bool = False) -> bytes:
     """The ACK or NACK of one HL7 v2 message received over MLLP (`oversized`: `raw` is only the first
     PDL1_INTEGRATION_MAX_MESSAGE_BYTES of a longer message, which is refused)."""
-    from django.conf import settings
+    from pdl1site.conf import settings
 
     from integration import hl7v2
     from integration.orders import do_file_order

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from django.conf import settings
+from pdl1site.conf import settings
 
 from cases.choices import AssayClone, Indication, Sex
 from cases.models import Case, Department, Patient, RecordLocked

@@ -8,7 +8,7 @@ commit together or not at all; integration.delivery sends them afterwards.
 
 from __future__ import annotations
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 
 from cases.choices import DocumentKind

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pdl1site.conf import DEFAULTS as defaults  # the module's own settings (PDL1_…): one set of defaults
 from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_optional_int, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -45,12 +46,13 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)  # one working day
 # How long a session's tile access to a slide, decided by the tile view, is replayed by the tile
 # fast path (viewer/fastpath.py) without asking Django again; 0 turns the fast path off.
-VIEWER_TILE_GRANT_SECONDS = env_int("VIEWER_TILE_GRANT_SECONDS", 10, minimum=0)
+PDL1_VIEWER_TILE_GRANT_SECONDS = env_int("VIEWER_TILE_GRANT_SECONDS", defaults["PDL1_VIEWER_TILE_GRANT_SECONDS"],
+                                         minimum=0)
 # The tile server (viewer/tiles.py): open slides kept per process, bytes of rendered tiles kept per
 # process (0: none), and the JPEG quality of rendered tiles (part of each tile's ETag).
-VIEWER_SLIDE_CACHE_SIZE = env_int("VIEWER_SLIDE_CACHE_SIZE", 16, minimum=1)
-VIEWER_TILE_CACHE_BYTES = env_int("VIEWER_TILE_CACHE_BYTES", 32 * 1024 * 1024, minimum=0)
-VIEWER_JPEG_QUALITY = env_int("VIEWER_JPEG_QUALITY", 80, minimum=1)
+PDL1_VIEWER_SLIDE_CACHE_SIZE = env_int("VIEWER_SLIDE_CACHE_SIZE", defaults["PDL1_VIEWER_SLIDE_CACHE_SIZE"], minimum=1)
+PDL1_VIEWER_TILE_CACHE_BYTES = env_int("VIEWER_TILE_CACHE_BYTES", defaults["PDL1_VIEWER_TILE_CACHE_BYTES"], minimum=0)
+PDL1_VIEWER_JPEG_QUALITY = env_int("VIEWER_JPEG_QUALITY", defaults["PDL1_VIEWER_JPEG_QUALITY"], minimum=1)
 # The web server's first garbage-collector threshold (pdl1site/asgi.py tune_gc); 0 = Python's defaults.
 SERVER_GC_THRESHOLD = env_int("SERVER_GC_THRESHOLD", 50_000, minimum=0)
 
@@ -159,17 +161,17 @@ TRAINING_TIMEOUT_SECONDS = env_int("TRAINING_TIMEOUT_SECONDS", 86400, minimum=60
 # reported for this long lost its worker (killed, or the machine restarted) and is resumed from its last
 # checkpoint, at most TRAINING_MAX_ATTEMPTS starts in all, else failed with the reason. Longer than
 # the slowest step, the dataset loading and the final held-out evaluation.
-TRAINING_STALE_SECONDS = env_int("TRAINING_STALE_SECONDS", 900, minimum=30)
-TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", 3, minimum=1)
+PDL1_TRAINING_STALE_SECONDS = env_int("TRAINING_STALE_SECONDS", defaults["PDL1_TRAINING_STALE_SECONDS"], minimum=30)
+PDL1_TRAINING_MAX_ATTEMPTS = env_int("TRAINING_MAX_ATTEMPTS", defaults["PDL1_TRAINING_MAX_ATTEMPTS"], minimum=1)
 Q_CLUSTER["ALT_CLUSTERS"] = {
     "training": {"workers": 1, "timeout": TRAINING_TIMEOUT_SECONDS, "retry": TRAINING_TIMEOUT_SECONDS + 600,
                  "max_attempts": 1},
 }
 # A detect batch not finished this long after it was queued or started goes back in the queue
 # (its worker was killed, or the Redis broker lost its task). Longer than the slowest batch.
-BATCH_DEADLINE_SECONDS = env_int("BATCH_DEADLINE_SECONDS", 900, minimum=2)
+PDL1_BATCH_DEADLINE_SECONDS = env_int("BATCH_DEADLINE_SECONDS", defaults["PDL1_BATCH_DEADLINE_SECONDS"], minimum=2)
 # A batch leased this many times without finishing (its worker died each time) fails its job.
-BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", 3, minimum=1)
+PDL1_BATCH_MAX_ATTEMPTS = env_int("BATCH_MAX_ATTEMPTS", defaults["PDL1_BATCH_MAX_ATTEMPTS"], minimum=1)
 
 if EMBEDDED_BROKER:
     Q_CLUSTER["orm"] = "default"
@@ -206,17 +208,20 @@ STORAGES = {
 FILE_UPLOAD_HANDLERS = ["cases.uploads.LimitedTemporaryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
 FILE_UPLOAD_TEMP_DIR = str(MEDIA_ROOT / "tmp")
-SLIDE_UPLOAD_MAX_BYTES = env_bytes("SLIDE_UPLOAD_MAX_BYTES", 8 * 1024**3)
+PDL1_SLIDE_UPLOAD_MAX_BYTES = env_bytes("SLIDE_UPLOAD_MAX_BYTES", defaults["PDL1_SLIDE_UPLOAD_MAX_BYTES"])
 # Declared image sizes are checked before any pixel is decoded (slideio.slidefile.check_declared_size).
-SLIDE_MAX_PIXELS = env_int("SLIDE_MAX_PIXELS", 40_000_000_000, minimum=1)
-SLIDE_MAX_DECODE_PIXELS = env_int("SLIDE_MAX_DECODE_PIXELS", 50_000_000, minimum=1)
+PDL1_SLIDE_MAX_PIXELS = env_int("SLIDE_MAX_PIXELS", defaults["PDL1_SLIDE_MAX_PIXELS"], minimum=1)
+PDL1_SLIDE_MAX_DECODE_PIXELS = env_int("SLIDE_MAX_DECODE_PIXELS", defaults["PDL1_SLIDE_MAX_DECODE_PIXELS"], minimum=1)
 # Pixels of an upload are decoded in a child process under these limits (cases.isolation).
-SLIDE_VALIDATION_MEMORY_BYTES = env_bytes("SLIDE_VALIDATION_MEMORY_BYTES", 4 * 1024**3)
-SLIDE_VALIDATION_TIMEOUT_SECONDS = env_int("SLIDE_VALIDATION_TIMEOUT_SECONDS", 300, minimum=1)
+PDL1_SLIDE_VALIDATION_MEMORY_BYTES = env_bytes("SLIDE_VALIDATION_MEMORY_BYTES",
+                                               defaults["PDL1_SLIDE_VALIDATION_MEMORY_BYTES"])
+PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS = env_int("SLIDE_VALIDATION_TIMEOUT_SECONDS",
+                                                defaults["PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS"], minimum=1)
 # Annotation point files (GeoJSON/CSV) are read whole: their own, small cap.
-ANNOTATION_IMPORT_MAX_BYTES = env_bytes("ANNOTATION_IMPORT_MAX_BYTES", 20 * 1024**2)
+PDL1_ANNOTATION_IMPORT_MAX_BYTES = env_bytes("ANNOTATION_IMPORT_MAX_BYTES",
+                                             defaults["PDL1_ANNOTATION_IMPORT_MAX_BYTES"])
 # An analysis job's tile grid (estimated from the slide and parameters before it is queued).
-JOB_MAX_TILES = env_int("JOB_MAX_TILES", 200_000, minimum=1)
+PDL1_JOB_MAX_TILES = env_int("JOB_MAX_TILES", defaults["PDL1_JOB_MAX_TILES"], minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024**2
 
 # --- Auth, API --------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "cases.auth.RevokeTokensOnPasswordChange"},
 ]
 # Seconds an API token works after it was issued; then it is refused and a new one must be obtained.
-API_TOKEN_MAX_AGE = env_int("API_TOKEN_MAX_AGE", 24 * 3600, minimum=60)
+PDL1_API_TOKEN_MAX_AGE = env_int("API_TOKEN_MAX_AGE", defaults["PDL1_API_TOKEN_MAX_AGE"], minimum=60)
 
 # Brute-force protection (django-axes) on every password check: the login page, the API token
 # endpoint and the report sign-off. After LOGIN_FAILURE_LIMIT wrong passwords for one user name,
@@ -324,45 +329,57 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-INSTITUTION_NAME = env_str("INSTITUTION_NAME", "PD-L1 platform demo hospital")
+PDL1_INSTITUTION_NAME = env_str("INSTITUTION_NAME", defaults["PDL1_INSTITUTION_NAME"])
 # FHIR identifier systems of the patient's MRN and the case's accession number in report bundles.
-FHIR_MRN_SYSTEM = env_str("FHIR_MRN_SYSTEM", "urn:pdl1:mrn")
-FHIR_ACCESSION_SYSTEM = env_str("FHIR_ACCESSION_SYSTEM", "urn:pdl1:accession")
+PDL1_FHIR_MRN_SYSTEM = env_str("FHIR_MRN_SYSTEM", defaults["PDL1_FHIR_MRN_SYSTEM"])
+PDL1_FHIR_ACCESSION_SYSTEM = env_str("FHIR_ACCESSION_SYSTEM", defaults["PDL1_FHIR_ACCESSION_SYSTEM"])
 
 # --- GPU workers (workers/pipeline.py, workers/gpu_runtime.py) ---------------------------------------
 # PDL1_GPU_INDEX pins a worker process to one visible GPU (else PDL1_WORKER_INDEX modulo the GPUs);
 # either, or PDL1_GPU_STREAM, sends network detectors through the GPU tile stream.
-PDL1_GPU_INDEX = env_optional_int("PDL1_GPU_INDEX", minimum=0)
-PDL1_WORKER_INDEX = env_int("PDL1_WORKER_INDEX", 0, minimum=0)
-PDL1_GPU_STREAM = env_bool("PDL1_GPU_STREAM", False)
-PDL1_GPU_READERS = env_int("PDL1_GPU_READERS", 0, minimum=0)  # tile-decoding processes per worker
-PDL1_GPU_BATCH = env_int("PDL1_GPU_BATCH", 32, minimum=1)
-PDL1_TORCH_COMPILE = env_bool("PDL1_TORCH_COMPILE", False)
-PDL1_TORCH_COMPILE_MODE = env_str("PDL1_TORCH_COMPILE_MODE", "")  # empty: gpu_runtime.DEFAULT_COMPILE_MODE
-PDL1_COMPILE_CACHE = env_str("PDL1_COMPILE_CACHE", "")  # empty: MEDIA_ROOT/torch-compile-cache
+PDL1_GPU_INDEX = env_optional_int("PDL1_GPU_INDEX", minimum=0)  # unset: None, not pinned
+PDL1_WORKER_INDEX = env_int("PDL1_WORKER_INDEX", defaults["PDL1_WORKER_INDEX"], minimum=0)
+PDL1_GPU_STREAM = env_bool("PDL1_GPU_STREAM", defaults["PDL1_GPU_STREAM"])
+# Tile-decoding processes per worker, tiles per forward pass; compile mode empty: gpu_runtime.DEFAULT_COMPILE_MODE,
+# compile cache empty: MEDIA_ROOT/torch-compile-cache.
+PDL1_GPU_READERS = env_int("PDL1_GPU_READERS", defaults["PDL1_GPU_READERS"], minimum=0)
+PDL1_GPU_BATCH = env_int("PDL1_GPU_BATCH", defaults["PDL1_GPU_BATCH"], minimum=1)
+PDL1_TORCH_COMPILE = env_bool("PDL1_TORCH_COMPILE", defaults["PDL1_TORCH_COMPILE"])
+PDL1_TORCH_COMPILE_MODE = env_str("PDL1_TORCH_COMPILE_MODE", defaults["PDL1_TORCH_COMPILE_MODE"])
+PDL1_COMPILE_CACHE = env_str("PDL1_COMPILE_CACHE", defaults["PDL1_COMPILE_CACHE"])
 
 # --- Hospital integration (integration app: HL7 v2 over MLLP, FHIR R4 over REST) ------------------
 # The module's own settings, prefixed PDL1_INTEGRATION_ (README, "Configuration"; docs/integration.md).
 # Orders are filed into this department (its code); unset: every order is refused with a NACK.
-PDL1_INTEGRATION_ORDER_DEPARTMENT = env_str("PDL1_INTEGRATION_ORDER_DEPARTMENT", "")
+PDL1_INTEGRATION_ORDER_DEPARTMENT = env_str("PDL1_INTEGRATION_ORDER_DEPARTMENT",
+                                            defaults["PDL1_INTEGRATION_ORDER_DEPARTMENT"])
 # PID-3's assigning authority (namespace id) of the MRN; empty: the repetition whose type is MR.
-PDL1_INTEGRATION_MRN_AUTHORITY = env_str("PDL1_INTEGRATION_MRN_AUTHORITY", "")
-PDL1_INTEGRATION_MLLP_HOST = env_str("PDL1_INTEGRATION_MLLP_HOST", "127.0.0.1")
-PDL1_INTEGRATION_MLLP_PORT = env_int("PDL1_INTEGRATION_MLLP_PORT", 2575, minimum=1)
-PDL1_INTEGRATION_MAX_MESSAGE_BYTES = env_bytes("PDL1_INTEGRATION_MAX_MESSAGE_BYTES", 1024**2)
+PDL1_INTEGRATION_MRN_AUTHORITY = env_str("PDL1_INTEGRATION_MRN_AUTHORITY", defaults["PDL1_INTEGRATION_MRN_AUTHORITY"])
+PDL1_INTEGRATION_MLLP_HOST = env_str("PDL1_INTEGRATION_MLLP_HOST", defaults["PDL1_INTEGRATION_MLLP_HOST"])
+PDL1_INTEGRATION_MLLP_PORT = env_int("PDL1_INTEGRATION_MLLP_PORT", defaults["PDL1_INTEGRATION_MLLP_PORT"], minimum=1)
+PDL1_INTEGRATION_MAX_MESSAGE_BYTES = env_bytes("PDL1_INTEGRATION_MAX_MESSAGE_BYTES",
+                                               defaults["PDL1_INTEGRATION_MAX_MESSAGE_BYTES"])
 # MSH-3/MSH-4 of what the module sends, MSH-5/MSH-6 of its results.
-PDL1_INTEGRATION_APPLICATION = env_str("PDL1_INTEGRATION_APPLICATION", "PDL1")
-PDL1_INTEGRATION_FACILITY = env_str("PDL1_INTEGRATION_FACILITY", "PATHOLOGY")
-PDL1_INTEGRATION_RESULTS_APPLICATION = env_str("PDL1_INTEGRATION_RESULTS_APPLICATION", "HIS")
-PDL1_INTEGRATION_RESULTS_FACILITY = env_str("PDL1_INTEGRATION_RESULTS_FACILITY", "HOSPITAL")
+PDL1_INTEGRATION_APPLICATION = env_str("PDL1_INTEGRATION_APPLICATION", defaults["PDL1_INTEGRATION_APPLICATION"])
+PDL1_INTEGRATION_FACILITY = env_str("PDL1_INTEGRATION_FACILITY", defaults["PDL1_INTEGRATION_FACILITY"])
+PDL1_INTEGRATION_RESULTS_APPLICATION = env_str("PDL1_INTEGRATION_RESULTS_APPLICATION",
+                                               defaults["PDL1_INTEGRATION_RESULTS_APPLICATION"])
+PDL1_INTEGRATION_RESULTS_FACILITY = env_str("PDL1_INTEGRATION_RESULTS_FACILITY",
+                                            defaults["PDL1_INTEGRATION_RESULTS_FACILITY"])
 # Results out: ORU^R01 to this MLLP peer (host:port) and/or the FHIR bundle to this base URL; empty: none.
-PDL1_INTEGRATION_RESULTS_MLLP_PEER = env_str("PDL1_INTEGRATION_RESULTS_MLLP_PEER", "")
-PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL = env_str("PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL", "")
-PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION = env_str("PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION", "")
+PDL1_INTEGRATION_RESULTS_MLLP_PEER = env_str("PDL1_INTEGRATION_RESULTS_MLLP_PEER",
+                                             defaults["PDL1_INTEGRATION_RESULTS_MLLP_PEER"])
+PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL = env_str("PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL",
+                                                 defaults["PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL"])
+PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION = env_str("PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION",
+                                                      defaults["PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION"])
 # Each delivery attempt's connect + answer limit; retries wait RETRY_BASE * 2^(attempts-1), at most RETRY_MAX.
-PDL1_INTEGRATION_TIMEOUT_SECONDS = env_int("PDL1_INTEGRATION_TIMEOUT_SECONDS", 10, minimum=1)
-PDL1_INTEGRATION_RETRY_BASE_SECONDS = env_int("PDL1_INTEGRATION_RETRY_BASE_SECONDS", 30, minimum=1)
-PDL1_INTEGRATION_RETRY_MAX_SECONDS = env_int("PDL1_INTEGRATION_RETRY_MAX_SECONDS", 900, minimum=1)
+PDL1_INTEGRATION_TIMEOUT_SECONDS = env_int("PDL1_INTEGRATION_TIMEOUT_SECONDS",
+                                           defaults["PDL1_INTEGRATION_TIMEOUT_SECONDS"], minimum=1)
+PDL1_INTEGRATION_RETRY_BASE_SECONDS = env_int("PDL1_INTEGRATION_RETRY_BASE_SECONDS",
+                                              defaults["PDL1_INTEGRATION_RETRY_BASE_SECONDS"], minimum=1)
+PDL1_INTEGRATION_RETRY_MAX_SECONDS = env_int("PDL1_INTEGRATION_RETRY_MAX_SECONDS",
+                                             defaults["PDL1_INTEGRATION_RETRY_MAX_SECONDS"], minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -8,7 +8,7 @@ for tiles of the same slide, most of them already encoded in the tile cache.
 
 How: Django's tile view (viewer.views) stays the only code that decides access. Each time it
 serves a tile it records a *grant*: this session key may read tiles of this slide route, from this
-file, for GRANT_SECONDS (settings.VIEWER_TILE_GRANT_SECONDS, 0 turns the fast path off).
+file, for GRANT_SECONDS (settings.PDL1_VIEWER_TILE_GRANT_SECONDS, 0 turns the fast path off).
 ``TileFastPath`` (ASGI middleware in front of Django, pdl1site/asgi.py) answers a tile GET itself
 only when the request's session cookie holds a live grant for that slide route AND the tile's
 bytes are already in viewer.tiles.tile_cache; with the same ETag, 304 and Cache-Control as the view
@@ -27,7 +27,7 @@ import threading
 import time
 from http.cookies import SimpleCookie
 
-from django.conf import settings
+from pdl1site.conf import settings
 
 TILE_PATH = re.compile(
     r"^/viewer/(?P<kind>slides|pseudo)/(?P<ref>\d+|[0-9a-fA-F-]{36})_files/(?P<level>\d+)/(?P<col>\d+)_(?P<row>\d+)\.jpeg$")
@@ -40,7 +40,7 @@ TILE_CACHE_CONTROL = b"private, no-cache"
 
 
 def grant_seconds() -> float:
-    return float(settings.VIEWER_TILE_GRANT_SECONDS)
+    return float(settings.PDL1_VIEWER_TILE_GRANT_SECONDS)
 
 
 class TileGrants:

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from django.conf import settings
+from pdl1site.conf import settings
 
 TILE_SIZE = 254
 OVERLAP = 1
@@ -47,15 +47,15 @@ class OpenedSlide:
 
 
 def _cache_size() -> int:
-    return max(1, settings.VIEWER_SLIDE_CACHE_SIZE)
+    return max(1, settings.PDL1_VIEWER_SLIDE_CACHE_SIZE)
 
 
 def _tile_cache_bytes() -> int:
-    return max(0, settings.VIEWER_TILE_CACHE_BYTES)
+    return max(0, settings.PDL1_VIEWER_TILE_CACHE_BYTES)
 
 
 def _jpeg_quality() -> int:
-    return int(settings.VIEWER_JPEG_QUALITY)
+    return int(settings.PDL1_VIEWER_JPEG_QUALITY)
 
 
 def open_generator(path: str) -> OpenedSlide:
@@ -89,7 +89,7 @@ def _needs_lock(slide) -> bool:
 
 
 class SlideCache:
-    """LRU of OpenedSlide by (path, mtime_ns); size from settings.VIEWER_SLIDE_CACHE_SIZE (default 16)."""
+    """LRU of OpenedSlide by (path, mtime_ns); size from settings.PDL1_VIEWER_SLIDE_CACHE_SIZE (default 16)."""
 
     def __init__(self, opener=open_generator):
         self._entries: OrderedDict[tuple[str, int], OpenedSlide] = OrderedDict()
@@ -139,7 +139,7 @@ class SlideCache:
 
 
 class TileBytesCache:
-    """LRU of encoded tiles, bounded by total bytes (settings.VIEWER_TILE_CACHE_BYTES)."""
+    """LRU of encoded tiles, bounded by total bytes (settings.PDL1_VIEWER_TILE_CACHE_BYTES)."""
 
     def __init__(self):
         self._entries: OrderedDict[tuple, bytes] = OrderedDict()

@@ -6,7 +6,7 @@ tile_px=10**400 for a float the parser cannot make. Everything is checked before
 
 import math
 
-from django.conf import settings
+from pdl1site.conf import settings
 
 from slideio.slidefile import PLAUSIBLE_MPP
 
@@ -67,7 +67,7 @@ def estimated_tiles(slide, parameters: dict) -> int:
 
 def check_tile_count(slide, parameters: dict) -> int:
     tiles = estimated_tiles(slide, parameters)
-    if tiles > settings.JOB_MAX_TILES:
+    if tiles > settings.PDL1_JOB_MAX_TILES:
         raise ParameterError(f"these parameters cut the slide into about {tiles:,} tiles, more than the limit of "
-                             f"{settings.JOB_MAX_TILES:,} (JOB_MAX_TILES): raise working_mpp or tile_px")
+                             f"{settings.PDL1_JOB_MAX_TILES:,} (JOB_MAX_TILES): raise working_mpp or tile_px")
     return tiles

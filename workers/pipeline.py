@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
+from pdl1site.conf import settings
 
 from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR

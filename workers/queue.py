@@ -15,10 +15,10 @@ log = logging.getLogger(__name__)
 
 def lease_deadline():
     """When a stage or batch queued (or started) now counts as lost: BATCH_DEADLINE_SECONDS from now."""
-    from django.conf import settings
+    from pdl1site.conf import settings
     from django.utils import timezone
 
-    return timezone.now() + timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)
+    return timezone.now() + timedelta(seconds=settings.PDL1_BATCH_DEADLINE_SECONDS)
 
 
 def enqueue(func: str, job_id: int, *args) -> None:

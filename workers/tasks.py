@@ -8,7 +8,7 @@ import logging
 import time
 from datetime import timedelta
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -102,7 +102,7 @@ def detect_batch(job_id: int, index: int) -> None:
         own = batch.status == BatchStatus.LEASED and (job_id, batch.job.attempt, index, batch.attempts) in _own_leases
         if batch.status == BatchStatus.LEASED and batch.deadline and batch.deadline > timezone.now() and not own:
             return  # a duplicate delivery while another worker holds a live lease on it
-        over_cap = not own and batch.attempts >= settings.BATCH_MAX_ATTEMPTS
+        over_cap = not own and batch.attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS
         if not over_cap:
             batch.status, batch.deadline = BatchStatus.LEASED, _deadline()
             batch.attempts += 0 if own else 1  # this process's own lease, taken back after an outage
@@ -188,7 +188,7 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
     requeued, exhausted = [], {}
     with transaction.atomic():
         for batch in overdue.select_for_update():
-            if batch.attempts >= settings.BATCH_MAX_ATTEMPTS:  # its worker died every time: stop here
+            if batch.attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS:  # its worker died every time: stop here
                 exhausted.setdefault(batch.job_id, _over_cap_reason(batch.index, batch.attempts))
                 continue
             batch.status, batch.deadline = BatchStatus.PENDING, _deadline()
@@ -215,12 +215,12 @@ def requeue_lost_stages() -> int:
     now = timezone.now()
     lost = AnalysisJob.objects.filter(status__in=list(STAGE_TASKS)).filter(
         Q(stage_deadline__lt=now)
-        | Q(stage_deadline__isnull=True, created_at__lt=now - timedelta(seconds=settings.BATCH_DEADLINE_SECONDS)))
+        | Q(stage_deadline__isnull=True, created_at__lt=now - timedelta(seconds=settings.PDL1_BATCH_DEADLINE_SECONDS)))
     requeued, exhausted = [], []
     with transaction.atomic():
         for job in lost.select_for_update():
             stage, func = STAGE_TASKS[job.status]
-            if job.stage_attempts + 1 >= settings.BATCH_MAX_ATTEMPTS:
+            if job.stage_attempts + 1 >= settings.PDL1_BATCH_MAX_ATTEMPTS:
                 job.mark_failed(f"the {stage} stage did not finish in {job.stage_attempts + 1} attempts "
                                 "(BATCH_MAX_ATTEMPTS): its worker stopped each time (killed, out of memory?) or its "
                                 "task was lost")

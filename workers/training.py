@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -236,7 +236,7 @@ def watch_training_runs() -> dict:
     from analysis.training_checkpoint import CHECKPOINT_NAME
 
     now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.TRAINING_STALE_SECONDS)
+    cutoff = now - timedelta(seconds=settings.PDL1_TRAINING_STALE_SECONDS)
     done = {"resumed": [], "failed": [], "cancelled": [], "requeued": []}
     stale = TrainingRun.objects.filter(status=TrainingStatus.RUNNING).filter(
         Q(progress_at__lt=cutoff) | Q(progress_at__isnull=True, started_at__lt=cutoff))
@@ -249,13 +249,13 @@ def watch_training_runs() -> dict:
                 run.mark_cancelled()
                 run.error = f"{lost}; it was being cancelled: nothing registered."
                 done["cancelled"].append(run.pk)
-            elif run.attempt >= settings.TRAINING_MAX_ATTEMPTS:
+            elif run.attempt >= settings.PDL1_TRAINING_MAX_ATTEMPTS:
                 run.mark_failed(f"{lost}. Its worker stopped {run.attempt} times, so it is not resumed again: "
                                 "check the training worker's log (memory?), then train again.")
                 done["failed"].append(run.pk)
             elif (run_folder(run) / CHECKPOINT_NAME).is_file():
                 run.mark_lost(f"{lost}; resumed from its last checkpoint (attempt {run.attempt + 1} of "
-                              f"{settings.TRAINING_MAX_ATTEMPTS}).")
+                              f"{settings.PDL1_TRAINING_MAX_ATTEMPTS}).")
                 done["resumed"].append(run.pk)
             else:
                 run.mark_failed(f"{lost}, before its first checkpoint: nothing to resume from. Train again.")

@@ -74,7 +74,7 @@ def test_name_with_path_parts_gets_400(api, media_root, name):
 
 
 def test_upload_over_the_size_limit_is_stopped(api, media_root, settings):
-    settings.SLIDE_UPLOAD_MAX_BYTES = 100_000
+    settings.PDL1_SLIDE_UPLOAD_MAX_BYTES = 100_000
     response = upload(api, shared_slide("CMU-1-Small-Region.svs"))
     assert response.status_code == 413
     assert Slide.objects.count() == 0 and stored_files(media_root) == []

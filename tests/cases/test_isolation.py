@@ -32,13 +32,13 @@ def test_a_child_that_dies_or_hangs_is_an_error():
 def test_the_web_process_never_decodes_an_upload(personas, media_root, settings):
     # With a ceiling far too low to decode anything, the upload is refused with a message, nothing is
     # stored, and the test process (the web process) is unharmed: the decoding ran elsewhere.
-    settings.SLIDE_VALIDATION_MEMORY_BYTES = 48 * MB
+    settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES = 48 * MB
     client = APIClient()
     client.force_authenticate(personas["pathologist"])
     with open(shared_slide("CMU-1-Small-Region.svs"), "rb") as fh:
         r = client.post("/api/slides/", {"files": fh}, format="multipart")
     assert r.status_code == 400 and "memory" in r.json()["detail"], r.json()
     assert not Slide.objects.exists() and stored_files(media_root) == []
-    settings.SLIDE_VALIDATION_MEMORY_BYTES = 4096 * MB
+    settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES = 4096 * MB
     with open(shared_slide("CMU-1-Small-Region.svs"), "rb") as fh:
         assert client.post("/api/slides/", {"files": fh}, format="multipart").status_code == 201

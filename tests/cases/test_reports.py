@@ -230,7 +230,7 @@ def _pdf_text(data: bytes) -> str:
 
 
 def test_pdf_content(personas, draft, settings):
-    settings.INSTITUTION_NAME = "St. Example University Hospital"
+    settings.PDL1_INSTITUTION_NAME = "St. Example University Hospital"
     case = draft.case
     case.specimen = "Lung, right upper lobe, core biopsy"
     case.save()

@@ -29,7 +29,7 @@ def user(personas):
 
 
 def test_token_works_until_its_maximum_age(user, settings):
-    settings.API_TOKEN_MAX_AGE = 3600
+    settings.PDL1_API_TOKEN_MAX_AGE = 3600
     response = obtain("pathologist", "right-horse-battery")
     assert response.status_code == 200 and "expires" in response.json()
     key = response.json()["token"]
@@ -43,7 +43,7 @@ def test_token_works_until_its_maximum_age(user, settings):
 
 
 def test_obtaining_again_replaces_an_expired_token(user, settings):
-    settings.API_TOKEN_MAX_AGE = 60
+    settings.PDL1_API_TOKEN_MAX_AGE = 60
     first = obtain("pathologist", "right-horse-battery").json()["token"]
     Token.objects.filter(key=first).update(created=Token.objects.get(key=first).created - timedelta(seconds=61))
     second = obtain("pathologist", "right-horse-battery").json()["token"]

@@ -115,7 +115,7 @@ def test_every_model_of_the_platform_is_in_the_admin():
 
 
 def test_oversized_upload_through_the_page_is_refused(personas, media_root, settings):
-    settings.SLIDE_UPLOAD_MAX_BYTES = 50_000
+    settings.PDL1_SLIDE_UPLOAD_MAX_BYTES = 50_000
     web = Client()
     web.force_login(personas["pathologist"])
     with open(shared_slide("CMU-1-Small-Region.svs"), "rb") as fh:

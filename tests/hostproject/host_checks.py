@@ -11,12 +11,15 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.staticfiles import finders
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 import analysis
 import cases
 from analysis.models import ModelVersion
-from cases.models import Case, Department, Patient, UserProfile
+from cases.models import Case, Department, Patient, Slide, UserProfile
+from pdl1site.conf import DEFAULTS, RENAMED
+from pdl1site.conf import settings as module_settings
 
 MODULE_PACKAGES = ["pdl1site", "slideio", "cases", "annotations", "analysis", "workers", "viewer"]
 # Read only by the standalone site's own files (its settings, ASGI entry and demo loader), never by a host.
@@ -43,11 +46,37 @@ def _settings_read_by_the_module():
     return {n for n in names if n.isupper()} - SITE_ONLY
 
 
-def test_every_setting_the_module_reads_is_set_by_the_host():
+def test_every_setting_the_module_reads_is_set_by_the_host_or_defaulted():
     names = _settings_read_by_the_module()
-    assert {"INSTITUTION_NAME", "SLIDE_UPLOAD_MAX_BYTES", "AUTH_USER_MODEL"} <= names  # the scan works
-    missing = sorted(n for n in names if not hasattr(settings, n))
+    assert {"PDL1_INSTITUTION_NAME", "PDL1_SLIDE_UPLOAD_MAX_BYTES", "AUTH_USER_MODEL"} <= names  # the scan works
+    assert not {n for n in names if n in RENAMED}, "the module reads an unprefixed name of its own"
+    missing = sorted(n for n in names if n not in DEFAULTS and not hasattr(settings, n))
     assert not missing, f"the module reads settings README.md does not give a host: {missing}"
+
+
+def test_the_module_defaults_what_the_host_does_not_set():
+    assert not hasattr(settings, "PDL1_BATCH_MAX_ATTEMPTS") and not hasattr(settings, "PDL1_INSTITUTION_NAME")
+    assert module_settings.PDL1_BATCH_MAX_ATTEMPTS == 3
+    assert module_settings.PDL1_INSTITUTION_NAME == DEFAULTS["PDL1_INSTITUTION_NAME"]
+    # The one the host sets is its own (tests/hostproject/settings.py).
+    assert settings.PDL1_SLIDE_UPLOAD_MAX_BYTES == module_settings.PDL1_SLIDE_UPLOAD_MAX_BYTES == 50_000
+
+
+@pytest.mark.django_db
+def test_the_hosts_upload_limit_is_honoured(client):
+    """PDL1_SLIDE_UPLOAD_MAX_BYTES = 50_000 in the host's settings (the default is 8 GiB): a larger upload
+    is stopped with 413 while it streams in; a smaller one gets through to the slide checks (400: not a slide)."""
+    department = Department.objects.create(code="path", name="Pathology")
+    user = get_user_model().objects.create_user("dr.limit", password="host-pass-123", staff_number="P-18")
+    user.groups.add(Group.objects.get(name="pathologist"))
+    UserProfile.objects.create(user=user).departments.add(department)
+    client.force_login(user)
+
+    too_large = client.post("/pathology/api/slides/", {"files": SimpleUploadedFile("big.svs", b"\0" * 60_000)})
+    assert too_large.status_code == 413, too_large.content
+    small = client.post("/pathology/api/slides/", {"files": SimpleUploadedFile("small.svs", b"\0" * 20_000)})
+    assert small.status_code == 400, small.content
+    assert Slide.objects.count() == 0
 
 
 def test_shipped_files_are_found():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from pdl1site.conf import DEFAULTS, RENAMED
 from pdl1site.env import env_optional_int
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,29 +64,36 @@ def test_env_optional_int(monkeypatch):
 
 
 def _settings_in_a_fresh_process(tmp_path, **env) -> subprocess.CompletedProcess:
-    names = ["PDL1_GPU_INDEX", "PDL1_WORKER_INDEX", "PDL1_GPU_STREAM", "PDL1_GPU_READERS", "PDL1_GPU_BATCH",
-             "PDL1_TORCH_COMPILE", "PDL1_TORCH_COMPILE_MODE", "PDL1_COMPILE_CACHE", "VIEWER_SLIDE_CACHE_SIZE",
-             "VIEWER_TILE_CACHE_BYTES", "VIEWER_JPEG_QUALITY", "FHIR_MRN_SYSTEM", "FHIR_ACCESSION_SYSTEM"]
+    """The module's settings (pdl1site.conf.DEFAULTS) as pdl1site.settings sets them from `env` alone."""
+    names = list(DEFAULTS)
+    variables = set(names) | set(RENAMED)  # the environment variables: PDL1_GPU_BATCH, BATCH_DEADLINE_SECONDS, ...
     code = ("import json, pdl1site.settings as s; "
             f"print(json.dumps({{n: getattr(s, n) for n in {names!r}}}))")
-    clean = {k: v for k, v in os.environ.items() if k not in names and k not in ("DATABASE_URL", "REDIS_URL")}
+    clean = {k: v for k, v in os.environ.items() if k not in variables and k not in ("DATABASE_URL", "REDIS_URL")}
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**clean, "PDL1_VAR_DIR": str(tmp_path), **env})
 
 
-def test_settings_read_the_gpu_viewer_and_fhir_variables(tmp_path):
+def test_settings_read_the_module_variables(tmp_path):
+    """Unset, every module setting is the default a host project gets (pdl1site.conf.DEFAULTS); the
+    environment variables keep their names (BATCH_DEADLINE_SECONDS sets PDL1_BATCH_DEADLINE_SECONDS)."""
     defaults = _settings_in_a_fresh_process(tmp_path)
     assert defaults.returncode == 0, defaults.stderr
-    assert json.loads(defaults.stdout) == {
-        "PDL1_GPU_INDEX": None, "PDL1_WORKER_INDEX": 0, "PDL1_GPU_STREAM": False, "PDL1_GPU_READERS": 0,
-        "PDL1_GPU_BATCH": 32, "PDL1_TORCH_COMPILE": False, "PDL1_TORCH_COMPILE_MODE": "", "PDL1_COMPILE_CACHE": "",
-        "VIEWER_SLIDE_CACHE_SIZE": 16, "VIEWER_TILE_CACHE_BYTES": 32 * 1024 * 1024, "VIEWER_JPEG_QUALITY": 80,
-        "FHIR_MRN_SYSTEM": "urn:pdl1:mrn", "FHIR_ACCESSION_SYSTEM": "urn:pdl1:accession"}
+    values = json.loads(defaults.stdout)
+    assert values == DEFAULTS
+    assert (values["PDL1_GPU_INDEX"], values["PDL1_GPU_BATCH"], values["PDL1_VIEWER_TILE_CACHE_BYTES"],
+            values["PDL1_FHIR_MRN_SYSTEM"], values["PDL1_BATCH_DEADLINE_SECONDS"]) == (
+        None, 32, 32 * 1024 * 1024, "urn:pdl1:mrn", 900)  # the documented defaults (README, "Configuration")
     given = _settings_in_a_fresh_process(tmp_path, PDL1_GPU_INDEX="1", PDL1_GPU_BATCH="256", PDL1_TORCH_COMPILE="yes",
-                                         VIEWER_JPEG_QUALITY="70", FHIR_MRN_SYSTEM="urn:oid:1.2.3")
+                                         VIEWER_JPEG_QUALITY="70", FHIR_MRN_SYSTEM="urn:oid:1.2.3",
+                                         BATCH_DEADLINE_SECONDS="60", SLIDE_UPLOAD_MAX_BYTES="2G",
+                                         PDL1_INTEGRATION_MLLP_PORT="2600")
+    assert given.returncode == 0, given.stderr
     values = json.loads(given.stdout)
     assert (values["PDL1_GPU_INDEX"], values["PDL1_GPU_BATCH"], values["PDL1_TORCH_COMPILE"],
-            values["VIEWER_JPEG_QUALITY"], values["FHIR_MRN_SYSTEM"]) == (1, 256, True, 70, "urn:oid:1.2.3")
+            values["PDL1_VIEWER_JPEG_QUALITY"], values["PDL1_FHIR_MRN_SYSTEM"], values["PDL1_BATCH_DEADLINE_SECONDS"],
+            values["PDL1_SLIDE_UPLOAD_MAX_BYTES"], values["PDL1_INTEGRATION_MLLP_PORT"]) == (
+        1, 256, True, 70, "urn:oid:1.2.3", 60, 2 * 1024**3, 2600)
 
 
 def test_a_bad_gpu_variable_stops_start_up_naming_it(tmp_path):

@@ -39,7 +39,7 @@ def test_sane_parameters_pass():
 
 
 def test_a_job_cutting_a_slide_into_too_many_tiles_is_refused_before_it_is_queued(personas, settings):
-    settings.JOB_MAX_TILES = 10_000
+    settings.PDL1_JOB_MAX_TILES = 10_000
     slide = SlideFactory(case=personas["case"], width=100_000, height=80_000, mpp_x=0.25, mpp_y=0.25)
     client = api_for(personas["pathologist"])
     r = client.post("/api/jobs/", {"slide": slide.pk, "detector": "classic",
@@ -72,18 +72,18 @@ def test_a_small_file_claiming_a_huge_image_is_refused_before_decoding(personas,
 def test_the_decode_cap_is_a_setting(personas, media_root, settings):
     from tests.conftest import shared_slide
 
-    settings.SLIDE_MAX_DECODE_PIXELS = 100  # small.svs is 16 x 16 = 256 pixels, one level
+    settings.PDL1_SLIDE_MAX_DECODE_PIXELS = 100  # small.svs is 16 x 16 = 256 pixels, one level
     with open(shared_slide("small.svs"), "rb") as fh:
         r = api_for(personas["pathologist"]).post("/api/slides/", {"files": fh}, format="multipart")
     assert r.status_code == 400 and "256" in r.json()["detail"]
-    settings.SLIDE_MAX_DECODE_PIXELS, settings.SLIDE_MAX_PIXELS = 10_000, 100
+    settings.PDL1_SLIDE_MAX_DECODE_PIXELS, settings.PDL1_SLIDE_MAX_PIXELS = 10_000, 100
     with open(shared_slide("small.svs"), "rb") as fh:
         r = api_for(personas["pathologist"]).post("/api/slides/", {"files": fh}, format="multipart")
     assert r.status_code == 400 and "limit of 100 pixels" in r.json()["detail"]
 
 
 def test_annotation_imports_have_their_own_size_cap(personas, settings, tmp_path):
-    settings.ANNOTATION_IMPORT_MAX_BYTES = 2000
+    settings.PDL1_ANNOTATION_IMPORT_MAX_BYTES = 2000
     _, field = project_with_field(personas)
     session = session_of(field, personas["annotator"])
     client = client_for(personas["annotator"])

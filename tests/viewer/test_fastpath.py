@@ -107,10 +107,10 @@ def test_an_expired_grant_asks_django_again(personas, synthetic_slide, settings,
     _, cookie = session_cookie(personas["pathologist"])
     get(app, tile_path(synthetic_slide), cookie)
     now = fastpath.time.monotonic()
-    monkeypatch.setattr(fastpath.time, "monotonic", lambda: now + settings.VIEWER_TILE_GRANT_SECONDS + 1)
+    monkeypatch.setattr(fastpath.time, "monotonic", lambda: now + settings.PDL1_VIEWER_TILE_GRANT_SECONDS + 1)
     get(app, tile_path(synthetic_slide), cookie)
     assert django.calls == 2
-    settings.VIEWER_TILE_GRANT_SECONDS = 0  # off: every tile through Django
+    settings.PDL1_VIEWER_TILE_GRANT_SECONDS = 0  # off: every tile through Django
     get(app, tile_path(synthetic_slide), cookie)
     get(app, tile_path(synthetic_slide), cookie)
     assert django.calls == 4

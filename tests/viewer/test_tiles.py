@@ -164,7 +164,7 @@ def test_pseudonymous_tile_etag_does_not_reveal_the_file_hash(personas, syntheti
 
 
 def test_slide_cache_is_a_bounded_lru(settings, tmp_path):
-    settings.VIEWER_SLIDE_CACHE_SIZE = 2
+    settings.PDL1_VIEWER_SLIDE_CACHE_SIZE = 2
     paths = []
     for i in range(3):
         path = tmp_path / f"field-{i}.png"

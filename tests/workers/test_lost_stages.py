@@ -73,7 +73,7 @@ def test_a_late_duplicate_of_a_requeued_split_does_nothing(synthetic_slide):
     assert job.status == JobStatus.DONE and job.finished_at == done_at and job.summary == summary
 
 
-@override_settings(BATCH_MAX_ATTEMPTS=2)
+@override_settings(PDL1_BATCH_MAX_ATTEMPTS=2)
 def test_a_stage_lost_every_time_fails_its_job_with_the_reason(synthetic_slide):
     with queue.collecting() as pending:
         job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)

@@ -78,7 +78,7 @@ class WorkerKilled(BaseException):
 
 
 def test_a_batch_whose_worker_keeps_dying_stops_at_the_cap(synthetic_slide, monkeypatch, settings):
-    settings.BATCH_MAX_ATTEMPTS = 2
+    settings.PDL1_BATCH_MAX_ATTEMPTS = 2
 
     def die(*args, **kwargs):
         raise WorkerKilled
@@ -105,7 +105,7 @@ def test_a_batch_whose_worker_keeps_dying_stops_at_the_cap(synthetic_slide, monk
 
 
 def test_a_redelivered_batch_past_the_cap_fails_instead_of_running(synthetic_slide, monkeypatch, settings):
-    settings.BATCH_MAX_ATTEMPTS = 1
+    settings.PDL1_BATCH_MAX_ATTEMPTS = 1
     with queue.collecting() as pending:
         job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
         queue.run(*pending.pop(0))  # split

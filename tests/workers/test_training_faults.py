@@ -64,7 +64,7 @@ def kill_at(monkeypatch, run, at_step):
 
 def go_stale(settings):
     """Let the running run's last report age past the (shortened) staleness, in real time."""
-    settings.TRAINING_STALE_SECONDS = 1
+    settings.PDL1_TRAINING_STALE_SECONDS = 1
     time.sleep(1.2)
 
 

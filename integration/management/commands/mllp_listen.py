@@ -2,7 +2,7 @@
 
 import asyncio
 
-from django.conf import settings
+from pdl1site.conf import settings
 from django.core.management.base import BaseCommand
 
 
