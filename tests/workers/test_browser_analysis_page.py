@@ -1,9 +1,10 @@
 """The Analysis page follows a running job by itself (websocket, or polling in embedded mode) and the
-case page shows the finished slide's status and TPS: headless Chromium against a live site."""
+case page shows the finished slide's status and TPS; its detector menu fits its card on a 1280 x 900
+screen: headless Chromium against a live site."""
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, LiveSite, chromium_browser, logged_in_page, running_site
+from tests.viewer.browser import CHROMIUM, LiveSite, chromium_browser, logged_in_page, running_site, screenshot
 
 pytestmark = [
     pytest.mark.browser,
@@ -49,3 +50,40 @@ def test_analysis_page_shows_live_progress_then_the_result(site, request):
         card = page.locator(f".slide[data-slide='{slide}']")
         assert "Done" in card.locator(".job-status").text_content()
         assert "TPS" in card.locator(".slide-tps").text_content()
+
+
+# Whether the selected option's text fits in the menu (text measured in the menu's own font).
+TEXT_FITS = """m => { const c = document.createElement('canvas').getContext('2d');
+  c.font = getComputedStyle(m).font;
+  return c.measureText(m.selectedOptions[0].text).width < m.clientWidth; }"""
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return (inner["x"] >= outer["x"] and inner["y"] >= outer["y"]
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5)
+
+
+def test_the_detector_menu_fits_its_card_on_a_1280_by_900_screen(site, request):
+    slide = site.data["dense"]["slide"]
+    with chromium_browser() as browser, logged_in_page(browser, site.url, "pathologist", width=1280, height=900,
+                                                       shot=request.node.name) as page:
+        page.goto(f"{site.url}/slides/{slide}/analysis/")
+        card, menu = page.locator("form#start-analysis"), page.locator("form#start-analysis select[name=detector]")
+        button = card.locator("button[type=submit]")
+        # The real menu: its default option's label reads in full, the menu and the button lie in the card,
+        # and the card in the page's width and on the first screen.
+        label = menu.locator("option:checked").inner_text()
+        assert label.endswith(" - default"), label
+        assert menu.evaluate(TEXT_FITS), "the default option's label is cut"
+        for box in (menu.bounding_box(), button.bounding_box()):
+            assert inside(box, card.bounding_box()), (box, card.bounding_box())
+        assert inside(card.bounding_box(), {"x": 0, "y": 0, "width": 1280, "height": 900}), card.bounding_box()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        screenshot(page, f"{request.node.name}-real-menu")
+        # A model whose label is longer than the page is wide (names are free text): cut, never spilling out.
+        menu.evaluate("m => m.add(new Option('research-free-text-name '.repeat(12) + '(fcn_resnet18, sha256 0)', 'x'))")
+        menu.select_option("x")
+        box, outer = menu.bounding_box(), card.bounding_box()
+        assert inside(box, outer) and outer["x"] + outer["width"] <= 1280, (box, outer)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
