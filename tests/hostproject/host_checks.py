@@ -21,7 +21,7 @@ from cases.models import Case, Department, Patient, Slide, UserProfile
 from pdl1site.conf import DEFAULTS, RENAMED
 from pdl1site.conf import settings as module_settings
 
-MODULE_PACKAGES = ["pdl1site", "slideio", "cases", "annotations", "analysis", "workers", "viewer"]
+MODULE_PACKAGES = ["pdl1site", "slideio", "cases", "annotations", "analysis", "workers", "viewer", "integration"]
 # Read only by the standalone site's own files (its settings, ASGI entry and demo loader), never by a host.
 SITE_ONLY = {"BASE_DIR", "SERVER_GC_THRESHOLD"}
 
@@ -163,3 +163,34 @@ def test_pathologist_works_under_the_prefix(client):
 
     # The host's own pages are untouched.
     assert client.get("/").content == b"Hospital information system"
+
+
+@pytest.mark.django_db
+def test_orders_arrive_under_the_prefix(client, settings):
+    """The optional integration app in the host: a FHIR ServiceRequest under the prefix, from a user of
+    the integration role (made by its migration), creates the patient and the case (SYNTHETIC patient)."""
+    import json
+
+    from integration.models import InboundMessage
+
+    settings.PDL1_INTEGRATION_ORDER_DEPARTMENT = "path"
+    Department.objects.get_or_create(code="path", defaults={"name": "Pathology"})
+    interface = get_user_model().objects.create_user("his-interface", password="his-pass-123", staff_number="I-1")
+    interface.groups.add(Group.objects.get(name="integration"))
+    client.force_login(interface)
+    acsn = {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"}]},
+            "value": "H26-0042"}
+    order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+             "contained": [{"resourceType": "Patient", "id": "p",
+                            "identifier": [{"system": "urn:pdl1:mrn", "value": "H-SYN-1"}],
+                            "name": [{"family": "Synthetic", "given": ["Host"]}], "gender": "female",
+                            "birthDate": "1960-01-01"}],
+             "identifier": [acsn], "code": {"text": "PD-L1 22C3"}, "subject": {"reference": "#p"},
+             "reasonCode": [{"text": "Lung squamous cell carcinoma"}]}
+    assert reverse("api:integration-fhir-servicerequest") == "/pathology/api/integration/fhir/ServiceRequest"
+    response = client.generic("POST", "/pathology/api/integration/fhir/ServiceRequest", json.dumps(order),
+                              content_type="application/fhir+json")
+    assert response.status_code == 201, response.content
+    case = Case.objects.get(accession="H26-0042")
+    assert case.patient.mrn == "H-SYN-1" and case.assay_clone == "22C3"
+    assert InboundMessage.objects.get().sender == "his-interface"

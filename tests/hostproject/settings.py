@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "analysis",
     "workers",
     "viewer",
+    "integration",  # optional: orders in, results out (docs/integration.md)
 ]
 
 MIDDLEWARE = [
