@@ -178,3 +178,20 @@ def test_watchdog_queues_again_a_queued_run_whose_task_was_lost(project, folder,
 def test_the_watchdog_is_scheduled_every_minute():
     schedule = Schedule.objects.get(func="workers.training.watch_training_runs")
     assert (schedule.schedule_type, schedule.minutes, schedule.repeats, schedule.cluster) == ("I", 1, -1, None)
+
+
+def test_a_worker_whose_run_went_to_another_attempt_stops_without_writing(project, folder, monkeypatch,
+                                                                          fast_progress):
+    run = queued_run(project, folder, name="slow-not-dead", steps=50)
+    original = training._Progress.__call__
+
+    def hooked(self, report):
+        if report.step == 2:  # meanwhile the watchdog gave the run to another worker, which took it
+            TrainingRun.objects.filter(pk=run.pk).update(attempt=2, steps_done=0)
+        return original(self, report)
+
+    monkeypatch.setattr(training._Progress, "__call__", hooked)
+    assert training.run_training(run.pk) == "superseded"
+    run.refresh_from_db()
+    assert (run.status, run.attempt, run.steps_done, run.finished_at) == (TrainingStatus.RUNNING, 2, 0, None)
+    assert not ModelVersion.objects.filter(name=run.name).exists()
