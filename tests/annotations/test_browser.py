@@ -225,6 +225,9 @@ def test_500_points_per_click_handling_median_within_16_ms(new_page, site):
 
 def test_submit_locks_the_session_and_the_list_shows_it(new_page, site):
     page = new_page()
+    # After login the annotator lands on their own home, the session list (issue 18 item 4), not a 403.
+    assert page.url == f"{site.url}/annotate/sessions/", page.url
+    assert page.locator(f"tr[data-session='{site.data['sessions']['submit']}']").count() == 1
     open_session(page, site, "submit")
     click_image(page, 450, 450)
     wait_saved(page)

@@ -166,10 +166,13 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
         page.set_default_timeout(TIMEOUT_MS)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         login(page, site.url, "clinician")
-        page.goto(f"{site.url}/reports/")
+        # The clinician lands on their own home, the report list (issue 18 item 4), with TPS and category (item 9).
+        assert page.url == f"{site.url}/reports/", page.url
         row = page.locator("tbody tr", has_text=ACCESSION)
         assert row.count() == 1, page.locator("body").inner_text()[:2000]
         assert "Signed" in row.inner_text()
+        assert re.match(r"\d+\.\d %", row.locator(".report-tps").inner_text()), row.inner_text()
+        assert row.locator(".report-category").inner_text().startswith("TPS "), row.inner_text()
         shot(page, "8-clinician-list")
         with page.expect_download() as info:
             row.locator("a", has_text="PDF").click()
