@@ -87,3 +87,16 @@ def test_the_detector_menu_fits_its_card_on_a_1280_by_900_screen(site, request):
         box, outer = menu.bounding_box(), card.bounding_box()
         assert inside(box, outer) and outer["x"] + outer["width"] <= 1280, (box, outer)
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_the_viewers_detector_menu_fits_its_panel(site, request):
+    slide = site.data["dense"]["slide"]
+    with chromium_browser() as browser, logged_in_page(browser, site.url, "pathologist", width=1280, height=900,
+                                                       shot=request.node.name) as page:
+        page.goto(f"{site.url}/slides/{slide}/viewer/")
+        page.wait_for_function("window.pdl1Viewer && window.pdl1Viewer.ready")
+        panel, menu = page.locator(".viewer-panel"), page.locator("#start-job #detector")
+        assert menu.is_visible()
+        for box in (menu.bounding_box(), page.locator("#start-job-button").bounding_box()):
+            assert inside(box, panel.bounding_box()), (box, panel.bounding_box())
+        assert panel.evaluate("p => p.scrollWidth <= p.clientWidth"), "the panel scrolls sideways"
