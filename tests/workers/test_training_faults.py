@@ -19,6 +19,7 @@ from analysis.models import ModelVersion
 from analysis.training_checkpoint import CHECKPOINT_NAME
 from annotations import dataset
 from tests.annotations import client_for
+from tests.annotations.test_dataset import accepted_session, make_project
 from tests.workers.test_training_runs import folder, project, queued_run  # noqa: F401  (fixtures)
 from workers import dbretry, training
 from workers.choices import TrainingStatus
@@ -195,3 +196,24 @@ def test_a_worker_whose_run_went_to_another_attempt_stops_without_writing(projec
     run.refresh_from_db()
     assert (run.status, run.attempt, run.steps_done, run.finished_at) == (TrainingStatus.RUNNING, 2, 0, None)
     assert not ModelVersion.objects.filter(name=run.name).exists()
+
+
+def test_a_failed_run_is_trained_again_from_its_row(personas, synthetic_slide, folder):
+    project = make_project(personas)
+    accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256),
+                     [[150, 250, "positive"], [300, 400, "negative"]])
+    lost = queued_run(project, folder, name="again", steps=2, status=TrainingStatus.FAILED,
+                      error="The training worker stopped reporting at step 1 of 2")
+    running = queued_run(project, folder, name="busy", steps=2, status=TrainingStatus.RUNNING)
+    client = client_for(personas["pathologist"])
+    page = client.get(f"/annotate/projects/{project.pk}/").content.decode()
+    form = (f'<form method="post" action="/annotate/projects/{project.pk}/train/" class="train-again">',
+            '<input type="hidden" name="name" value="again"><input type="hidden" name="steps" value="2">'
+            '<input type="hidden" name="backbone" value="resnet18"><button type="submit"')
+    assert form[0] in page and form[1] in page and page.count('class="train-again"') == 1  # not for the running one
+    page = client.post(f"/annotate/projects/{project.pk}/train/", {"name": "again", "steps": "2",
+                                                                   "backbone": "resnet18"}, follow=True).content.decode()
+    assert "Training of model &#x27;again&#x27; queued" in page
+    again = TrainingRun.objects.filter(name="again").exclude(pk=lost.pk).get()
+    assert again.status == TrainingStatus.DONE and again.model_version.name == "again"  # ran inline in tests
+    assert TrainingRun.objects.get(pk=lost.pk).status == TrainingStatus.FAILED and running.pk != again.pk
