@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, PYTHON, REPO, LiveSite, running_site
+from tests.viewer.browser import CHROMIUM, PYTHON, REPO, LiveSite, running_site, screenshot
 from tests.viewer.test_browser_tools import page  # noqa: F401  the pathologist's page on this module's site
 
 pytestmark = [
@@ -89,7 +89,7 @@ def open_viewer(page, site):
     page.wait_for_function("window.pdl1Viewer.correctionsVersion !== null")
 
 
-def test_the_viewer_shows_what_a_rerun_carried_and_what_it_did_not(page, site, tmp_path):
+def test_the_viewer_shows_what_a_rerun_carried_and_what_it_did_not(page, site):
     rerun_data = site.data["rerun"]
     report = rerun_data["report"]
     assert report["carried"] == 1 and len(report["not_carried"]) == 1  # the setup did a real carry
@@ -112,7 +112,7 @@ def test_the_viewer_shows_what_a_rerun_carried_and_what_it_did_not(page, site, t
     # in view on a 900-px screen, at the top of the panel
     box = notice.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 900
-    page.screenshot(path=str(tmp_path / "carry-notice.png"))
+    screenshot(page, "carry-notice")
 
     # "Go there" centres the view on the place of the correction that was not carried, at 20x
     missed.first.locator("button.carry-go").click()
@@ -123,7 +123,7 @@ def test_the_viewer_shows_what_a_rerun_carried_and_what_it_did_not(page, site, t
     centre = page.evaluate("""() => { const vp = window.pdl1Viewer.viewer.viewport;
       const c = vp.viewportToImageCoordinates(vp.getCenter(true)); return [c.x, c.y]; }""")
     assert abs(centre[0] - x) < 5 and abs(centre[1] - y) < 5, (centre, x, y)
-    page.screenshot(path=str(tmp_path / "carry-go-there.png"))
+    screenshot(page, "carry-go-there")
 
     # Dismiss hides it, and it stays dismissed for this job on the next visit
     page.locator("#carry-dismiss").click()

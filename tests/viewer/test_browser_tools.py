@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, LiveSite, chromium_browser, draw_square_region,
-                                  logged_in_page, running_site)
+                                  logged_in_page, running_site, screenshot)
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,9 +34,9 @@ def page(site):
         yield page
 
 
-def shot(page, tmp_path, name):
+def shot(page, name):
     time.sleep(0.2)  # let the last redraw land
-    page.screenshot(path=str(tmp_path / f"tools-{name}.png"))
+    screenshot(page, f"tools-{name}")
 
 
 def open_sparse(page, site):
@@ -90,7 +90,7 @@ ISOLATED_POINT = """([label, clear]) => {
 }"""
 
 
-def test_tools_in_view_markers_scale_and_undo_redo_corrections(page, site, tmp_path):
+def test_tools_in_view_markers_scale_and_undo_redo_corrections(page, site):
     open_sparse(page, site)
     # On a 900-px-tall screen every correction tool is over the slide, in view without scrolling.
     osd = page.locator("#osd").bounding_box()
@@ -114,7 +114,7 @@ def test_tools_in_view_markers_scale_and_undo_redo_corrections(page, site, tmp_p
     on_ring = page.evaluate(OVERLAY_AT, [target["x"], target["y"], r * 0.7071, -r * 0.7071, 0])
     assert centre[3] == 0, centre  # the nucleus under the marker stays visible
     assert on_ring[3] > 128 and on_ring[0] > 180 and on_ring[1] < 90, on_ring  # the ring, in the positive red
-    shot(page, tmp_path, "1-rings-20x")
+    shot(page, "1-rings-20x")
 
     # Reclassify it with the floating tool: it is drawn as a (corrected) diamond, TPS moves.
     version = page.evaluate("window.pdl1Viewer.correctionsVersion")
@@ -132,7 +132,7 @@ def test_tools_in_view_markers_scale_and_undo_redo_corrections(page, site, tmp_p
     assert diagonal[3] < 64, diagonal  # a diamond has no stroke where the ring was
     assert tip[3] > 128 and tip[0] > 200 and tip[1] > 150 and tip[2] < 90, tip  # its tip, in the negative yellow
     assert page.evaluate(OVERLAY_AT, [target["x"], target["y"], 0, 0, 0])[3] == 0
-    shot(page, tmp_path, "2-corrected-diamond")
+    shot(page, "2-corrected-diamond")
 
     # Ctrl+Z undoes it (an undo correction: version + 1), Ctrl+Shift+Z redoes it, Ctrl+Y after another undo.
     assert page.locator("#undo").is_enabled()
@@ -164,7 +164,7 @@ def test_tools_in_view_markers_scale_and_undo_redo_corrections(page, site, tmp_p
     assert page.evaluate("window.pdl1Viewer.history") == {"undo": 1, "redo": 1, "busy": False}
 
 
-def test_region_undo_vertex_edit_ruler_and_magnification(page, site, tmp_path):
+def test_region_undo_vertex_edit_ruler_and_magnification(page, site):
     open_sparse(page, site)
     magnify(page, 5)
     # 40× (0.25 µm per screen px) is within the zoom limit of a 0.5 µm/px scan (to about 80×).
@@ -182,6 +182,12 @@ def test_region_undo_vertex_edit_ruler_and_magnification(page, site, tmp_path):
     twice = sum(v[i][0] * v[i - 1][1] - v[i - 1][0] * v[i][1] for i in range(len(v)))
     area = abs(twice) / 2 * MPP * MPP / 1e6
     assert area < 0.1 and f"{area:.4f} mm²" in facts, (facts, area)
+    # Its counts and TPS: the only (include) region, so the panel's scores are the region's cells.
+    page.wait_for_function("document.querySelector('#region-list .region-facts').textContent.includes('positive')")
+    facts = page.locator("#region-list .region-facts").inner_text()
+    pos, neg = (int(page.locator(f"#count-{k}").inner_text().replace(",", "")) for k in ("positive", "negative"))
+    assert pos + neg > 0 and f"{pos} positive, {neg} negative" in facts, (facts, pos, neg)
+    assert f"TPS {100 * pos / (pos + neg):.1f} %" in facts, (facts, pos, neg)
 
     # Undo / redo a drawn region.
     key(page, "Control+z")
@@ -207,7 +213,7 @@ def test_region_undo_vertex_edit_ruler_and_magnification(page, site, tmp_path):
     for step in range(1, 7):
         page.mouse.move(first["x"] - 10 * step, first["y"] - 10 * step)
     page.mouse.up()
-    shot(page, tmp_path, "3-editing-vertices")
+    shot(page, "3-editing-vertices")
     key(page, "Enter")
     page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 5}")  # added, then the old deleted
     page.wait_for_function("window.pdl1Viewer.regions.length === 1")
@@ -232,6 +238,6 @@ def test_region_undo_vertex_edit_ruler_and_magnification(page, site, tmp_path):
     ruler = page.evaluate("window.pdl1Viewer.ruler")
     assert ruler["um"] == pytest.approx(100, abs=0.5), ruler
     assert page.locator("#tool-status").inner_text() == f"Distance: {ruler['um']:.1f} µm"
-    shot(page, tmp_path, "4-ruler")
+    shot(page, "4-ruler")
     key(page, "Escape")
     assert page.evaluate("window.pdl1Viewer.ruler") is None
