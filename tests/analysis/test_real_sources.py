@@ -128,6 +128,10 @@ def test_adaptive_rules_per_compartment():
     # (PD-L1, opt-in only) keeps Otsu: nothing labelled has measured a change there.
     assert ADAPTIVE_RULE["nucleus"] == ("negative_population", 0.20, 0.50)
     assert ADAPTIVE_RULE["membrane"] == ("otsu", 0.10, 0.60)
+    # Where the negatives end: median + 2.5 robust spreads ((median - 25th percentile) / 0.674), the
+    # k chosen leave-one-source-out (bench/classic_loso.py; 3 before the second round).
+    negatives = np.r_[np.full(40, 0.10), np.full(40, 0.1674), np.full(20, 0.30)]  # median 0.1674, q25 0.10
+    assert adaptive_dab_threshold(negatives, "nucleus") == pytest.approx(0.1674 + 2.5 * 0.1, abs=1e-3)
     values = np.r_[np.full(50, 0.05), np.full(50, 0.45)]
     assert 0.10 <= adaptive_dab_threshold(values, "membrane") < 0.45  # Otsu: between the two, never below 0.10
     with pytest.raises(ValueError):
