@@ -184,6 +184,16 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
         assert data.startswith(b"%PDF")
         text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(data)).pages)
         assert ACCESSION in text and "TPS" in text, text[:2000]
+        # A page outside the clinician's work (the case page) is the site's styled 403 that says what to do,
+        # and its "home page" link leads back to the report list (issue 18 item 4).
+        answer = page.goto(f"{site.url}/cases/{site.data['case']}/")
+        assert answer.status == 403
+        assert page.locator("#error-403").is_visible() and page.locator(".topbar").is_visible()
+        assert "ask an administrator" in page.locator("#error-403").inner_text()
+        shot(page, "9-clinician-403")
+        with page.expect_navigation():
+            page.locator("#error-403 a", has_text="Go to your home page").click()
+        assert page.url == f"{site.url}/reports/", page.url
         context.close()
     assert not errors, f"JavaScript errors: {errors}"
 
