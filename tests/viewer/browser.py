@@ -130,6 +130,21 @@ def running_site(site_class, folder: Path):
         live.stop()
 
 
+def site_fixture(setup_module: str, folder: str):
+    """A module-scoped `site` fixture: a started live site whose setup is `setup_module`'s main()
+    (`site = site_fixture(__name__, "browser-x")` in a test module)."""
+    import pytest
+
+    site_class = type("ModuleSite", (LiveSite,), {"setup_module": setup_module})
+
+    @pytest.fixture(scope="module")
+    def site(tmp_path_factory):
+        with running_site(site_class, tmp_path_factory.mktemp(folder)) as live:
+            yield live
+
+    return site
+
+
 @contextlib.contextmanager
 def chromium_browser():
     """Debian's headless Chromium driven by Playwright, closed afterwards."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, LiveSite, chromium_browser, login, running_site, screenshot
+from tests.viewer.browser import CHROMIUM, chromium_browser, login, screenshot, site_fixture
 from tests.viewer.browser import main as browser_main
 
 pytestmark = [
@@ -35,16 +35,7 @@ OPAQUE_OVERLAY_PIXELS = """() => {
 }"""
 
 
-class DemoSite(LiveSite):
-    """The live site loaded by the demo command itself."""
-
-    setup_module = "tests.workers.test_browser_demo"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with running_site(DemoSite, tmp_path_factory.mktemp("browser-demo")) as live:
-        yield live
+site = site_fixture(__name__, "browser-demo")  # the live site loaded by the demo command itself
 
 
 def count(page, name: str) -> int:
