@@ -13,13 +13,15 @@ memory, the machine restarting) leaves a run that stops reporting, which watch_t
 resumes from its checkpoint or fails with the reason.
 """
 
+import contextlib
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from pdl1site.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -145,7 +147,8 @@ def run_training(run_id: int) -> str:
                          progress=False, resume=True, checkpoint_every=CHECKPOINT_EVERY)
     monitor = _Progress(run.pk, run.attempt)
     try:
-        result = train(config, monitor=monitor)
+        with _heartbeat(run.pk, run.attempt):
+            result = train(config, monitor=monitor)
     except TrainingCancelled as stopped:
         if monitor.lost is not None:
             log.error("training %s stopped at step %s: %s", run.name, stopped.step, monitor.lost)
@@ -168,6 +171,38 @@ def run_training(run_id: int) -> str:
         _finish(run, lambda r: r.mark_failed(f"{type(exc).__name__}: {exc}"))
         return "failed"
     return _db_retry(lambda: _register(run, result), "registering the trained model")
+
+
+@contextlib.contextmanager
+def _heartbeat(run_id: int, attempt: int):
+    """While the worker computes (loading the dataset, a slow step, the final held-out evaluation), it
+    marks its run alive every quarter of TRAINING_STALE_SECONDS from a thread of its own, so the
+    watchdog takes a run for lost only when its worker is gone (killed, out of memory, the machine
+    restarted: the thread dies with it), never because one stretch of work outlasted the staleness."""
+    stop = threading.Event()
+    interval = max(0.5, settings.PDL1_TRAINING_STALE_SECONDS / 4)
+
+    def beat():
+        try:
+            while not stop.wait(interval):
+                try:
+                    TrainingRun.objects.filter(pk=run_id, attempt=attempt, status=TrainingStatus.RUNNING).update(
+                        progress_at=timezone.now())
+                except DatabaseError as exc:  # an outage: the next beat tries again on a new connection
+                    log.warning("training %s: heartbeat not written (%s)", run_id, exc)
+                    with contextlib.suppress(DatabaseError):
+                        connection.close()
+        finally:
+            with contextlib.suppress(DatabaseError):
+                connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"training-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 def _register(run: TrainingRun, result) -> str:
@@ -214,7 +249,8 @@ def watch_training_runs() -> dict:
     A running run whose worker stopped reporting for TRAINING_STALE_SECONDS lost its worker: the
     process was killed (SIGKILL, out of memory, django-q's TRAINING_TIMEOUT_SECONDS) or the machine
     restarted. Its row would say "Training" forever, and its name stays taken. The worker's liveness
-    is read from the run's own progress_at (written at its start and at every step), not from
+    is read from the run's own progress_at (written at its start, at every step and by the worker's
+    heartbeat thread while it computes), not from
     django-q: the Redis broker forgets a task once a worker took it, so "task alive" cannot be asked.
     What an annotator and an engineer expect, and what happens:
 

@@ -8,6 +8,7 @@ on the progress UPDATE), the worker's death by stopping the loop with an excepti
 Exception` catches, as SIGKILL leaves it: the row still "running", the checkpoint on disk.
 Runs on SQLite and on PostgreSQL (DATABASE_URL)."""
 
+import contextlib
 import time
 
 import pytest
@@ -217,3 +218,30 @@ def test_a_failed_run_is_trained_again_from_its_row(personas, synthetic_slide, f
     again = TrainingRun.objects.filter(name="again").exclude(pk=lost.pk).get()
     assert again.status == TrainingStatus.DONE and again.model_version.name == "again"  # ran inline in tests
     assert TrainingRun.objects.get(pk=lost.pk).status == TrainingStatus.FAILED and running.pk != again.pk
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("heartbeat", [True, False])
+def test_a_live_worker_busy_longer_than_the_staleness_is_not_taken_for_lost(project, folder, settings, monkeypatch,
+                                                                            heartbeat):
+    """One stretch of work (loading the dataset, the final evaluation) longer than TRAINING_STALE_SECONDS:
+    the worker's heartbeat thread keeps its run alive for the watchdog; without it (the control) the
+    same run is taken for lost."""
+    settings.PDL1_TRAINING_STALE_SECONDS = 1.0
+    if not heartbeat:
+        monkeypatch.setattr(training, "_heartbeat", lambda run_id, attempt: contextlib.nullcontext())
+    run = queued_run(project, folder, name=f"slow-{heartbeat}", steps=3)
+    seen = {}
+
+    def slow_train(config, monitor):
+        time.sleep(2.0)  # twice the staleness, without a step to report
+        seen.update(training.watch_training_runs())
+        raise _Stop
+
+    monkeypatch.setattr("analysis.training.train", slow_train)
+    assert training.run_training(run.pk) == "failed"  # _Stop ends this run: what matters is what the watchdog saw
+    lost = seen["resumed"] + seen["failed"]
+    assert (run.pk in lost) is not heartbeat, seen
