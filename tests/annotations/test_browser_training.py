@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.viewer.browser import CHROMIUM, LiveSite, chromium_browser, logged_in_page, main as setup_main
-from tests.viewer.browser import running_site, screenshot
+from tests.viewer.browser import CHROMIUM, chromium_browser, logged_in_page, main as setup_main
+from tests.viewer.browser import screenshot, site_fixture
 from tests.workers.processes import Cluster
 from workers.choices import TRAINING_QUEUE
 
@@ -45,14 +45,7 @@ def main() -> None:
     setup_main(_setup)
 
 
-class TrainingSite(LiveSite):
-    setup_module = "tests.annotations.test_browser_training"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with running_site(TrainingSite, tmp_path_factory.mktemp("training-site")) as live:
-        yield live
+site = site_fixture(__name__, "training-site")
 
 
 def at_least(run: int, steps: int) -> str:

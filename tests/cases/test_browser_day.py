@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, LiveSite, chromium_browser, login, running_site,
-                                  screenshot)
+from tests.viewer.browser import CHROMIUM, POINT_NEAR_CENTRE, chromium_browser, login, screenshot, site_fixture
 from tests.viewer.browser import main as browser_main
 
 pytestmark = [
@@ -28,16 +27,8 @@ ACCESSION = "S26-DAY"
 SLIDE_NAME = "SYNTHETIC-day.tiff"
 
 
-class DaySite(LiveSite):
-    """The live site with this module's setup: a pathologist and a case holding one unanalysed slide."""
-
-    setup_module = "tests.cases.test_browser_day"
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with running_site(DaySite, tmp_path_factory.mktemp("browser-day")) as live:
-        yield live
+# The live site with this module's setup (main below): a pathologist and a case holding one unanalysed slide.
+site = site_fixture(__name__, "browser-day")
 
 
 def shot(page, stage: str) -> None:

@@ -9,16 +9,14 @@ See tests/viewer/browser.py for the site; the setup here only creates the users 
 from __future__ import annotations
 
 import io
-import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, PYTHON, REPLY, REPO, LiveSite, chromium_browser,
-                                  draw_square_region, login, running_site, screenshot)
+from tests.viewer.browser import (CHROMIUM, POINT_NEAR_CENTRE, chromium_browser, draw_square_region, login,
+                                  screenshot, site_fixture)
+from tests.viewer.browser import main as browser_main
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,23 +28,8 @@ TIMEOUT_MS = 20_000
 ACCESSION = "S26-JOURNEY"
 
 
-class JourneySite(LiveSite):
-    """The live site with this module's own setup: users and an empty case, no slides."""
-
-    def _setup(self) -> dict:
-        code = "import django; django.setup(); from tests.cases.test_browser_journey import main; main()"
-        out = subprocess.run([PYTHON, "-c", code, "setup", str(self.tmp)], cwd=REPO, env=self.env,
-                             capture_output=True, text=True, timeout=180)
-        for line in out.stdout.splitlines():
-            if line.startswith(REPLY):
-                return json.loads(line[len(REPLY):])
-        raise AssertionError(f"setup failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with running_site(JourneySite, tmp_path_factory.mktemp("browser-journey")) as live:
-        yield live
+# The live site with this module's own setup (main below): users and an empty case, no slides.
+site = site_fixture(__name__, "browser-journey")
 
 
 def shot(page, stage: str) -> None:
@@ -201,7 +184,7 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
 # --- the setup command (runs in the site's environment) ----------------------------------------
 
 
-def _setup() -> dict:
+def _setup(tmp) -> dict:
     from cases.choices import Role
     from tests.factories import CaseFactory, DepartmentFactory, make_user
 
@@ -215,9 +198,5 @@ def _setup() -> dict:
 
 def main() -> None:
     """Entry point of the setup subprocess (Django already set up by the caller)."""
-    if len(sys.argv) == 3 and sys.argv[1] == "setup":
-        sys.stdout.write(REPLY + json.dumps(_setup()) + "\n")
-        sys.stdout.flush()
-    else:
-        sys.exit("usage: setup TMPDIR")
+    browser_main(_setup)
 
