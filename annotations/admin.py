@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from analysis.admin import ReadOnlyRecordAdmin
 from annotations.models import AnnotationProject, AnnotationRevision, AnnotationSession, Field
 
 
@@ -23,16 +24,7 @@ class AnnotationSessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AnnotationRevision)
-class AnnotationRevisionAdmin(admin.ModelAdmin):
+class AnnotationRevisionAdmin(ReadOnlyRecordAdmin):
     """Read-only history."""
 
     list_display = ["session", "version", "saved_by", "source", "saved_at"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
