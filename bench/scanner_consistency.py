@@ -55,6 +55,12 @@ class ScannerColour:
                 f"white balance gains {tuple(self.white_balance)}, gamma {self.gamma:g}")
 
 
+# The two simulated second scanners every scanner bench uses (this one, scanner_consistency_real.py).
+PROFILES = {"moderate": ScannerColour(),
+            "strong": ScannerColour(h_rotation_deg=10.0, dab_rotation_deg=-10.0, od_scale=1.0,
+                                    white_balance=(0.92, 0.96, 1.0), gamma=1.25)}
+
+
 def _hue_rotate(v, deg):
     """Rotate unit OD vector ``v`` by ``deg`` towards the hue direction (perpendicular to v and grey)."""
     v = np.asarray(v, float) / np.linalg.norm(v)
@@ -200,9 +206,7 @@ def main(argv=None) -> int:
     from analysis.stain_normalisation import estimate_stains
 
     torch.set_num_threads(2)
-    profiles = {"moderate": ScannerColour(),
-                "strong": ScannerColour(h_rotation_deg=10.0, dab_rotation_deg=-10.0, od_scale=1.0,
-                                        white_balance=(0.92, 0.96, 1.0), gamma=1.25)}
+    profiles = PROFILES
     na, nb = int(round(args.size_um / MPP_A)), int(round(args.size_um / MPP_B))
     fields = []
     for k in range(args.fields):
