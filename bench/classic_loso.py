@@ -254,9 +254,49 @@ def score_cuts(fields: list[FieldCells], flt: tuple, radius_um: float) -> list[d
     return out
 
 
-def objective(rows: dict, sources) -> float:
-    return float(np.mean([rows[s]["positive_pct_abs_error"] + F1_WEIGHT * (1 - rows[s]["f1"]["detection"])
-                          for s in sources]))
+def objective(rows: dict, sources, how: str = "mean") -> float:
+    """The tuning objective over ``sources``: their mean (the protocol's), or "worst": the largest,
+    the choice that guards an unseen lab against the tuning source it resembles least."""
+    values = [rows[s]["positive_pct_abs_error"] + F1_WEIGHT * (1 - rows[s]["f1"]["detection"]) for s in sources]
+    return float(np.mean(values) if how == "mean" else np.max(values))
+
+
+def _settings(c: dict) -> dict:
+    return {k: c[k] for k in ("segmentation", "min_area", "min_minor", "max_elongation", "cut")}
+
+
+def fold_picks(candidates: list[dict], how: str) -> list[dict]:
+    """Per held-out source: the candidate with the lowest objective ``how`` on the two others (the grid's
+    first among equals), its held-out row, and the spread of held-out errors among the tied ones."""
+    out = []
+    for held in SOURCES:
+        tuning = [s for s in SOURCES if s != held]
+        tune = [{s: c["rows"][f"tune:{s}"] for s in SOURCES} for c in candidates]
+        scores = [objective(t, tuning, how) for t in tune]
+        best = int(np.argmin(scores))
+        tied = [c["rows"][f"held:{held}"]["positive_pct_abs_error"] for c, v in zip(candidates, scores)
+                if v <= scores[best] + 1e-9]
+        out.append({"held_out": held, "objective": how, "settings": _settings(candidates[best]),
+                    "held_out_score": candidates[best]["rows"][f"held:{held}"],
+                    "tied_on_tuning": {"n": len(tied), "held_out_error_min": round(min(tied), 2),
+                                       "held_out_error_max": round(max(tied), 2)}})
+    return out
+
+
+def save_candidates(candidates: list[dict], path: Path) -> None:
+    """Every candidate's rows (gzip JSON, outside git: several MB), for re-reading the folds with
+    another objective without segmenting again."""
+    import gzip
+
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump(candidates, fh, default=float)
+
+
+def load_candidates(path: Path) -> list[dict]:
+    import gzip
+
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def score_settings(s: dict, spec: str, radius_um: float) -> dict:
@@ -289,7 +329,18 @@ def main(argv=None) -> int:
     parser.add_argument("--radius-um", type=float, default=4.0)
     parser.add_argument("--deepliif-whole", action="store_true",
                         help="only add the DeepLIIF whole-field rows to an existing --out (seconds, no re-tuning)")
+    parser.add_argument("--save-candidates", default="", help="also write every candidate's rows here (.json.gz)")
+    parser.add_argument("--from-candidates", default="",
+                        help="read a --save-candidates file and print the folds' picks under --objective (no tuning)")
+    parser.add_argument("--objective", choices=("mean", "worst"), default="mean")
     args = parser.parse_args(argv)
+    if args.from_candidates:
+        for f in fold_picks(load_candidates(Path(args.from_candidates)), args.objective):
+            r, t = f["held_out_score"], f["tied_on_tuning"]
+            print(f"{f['held_out']}: {describe(f['settings'])}: F1 {r['f1']['detection']:.3f}, pos-% error "
+                  f"{r['positive_pct_abs_error']:.2f} (max {r['positive_pct_abs_error_max']:.1f}); "
+                  f"{t['n']} tied ({t['held_out_error_min']}-{t['held_out_error_max']})")
+        return 0
     if args.deepliif_whole:
         for key, r in rescore_deepliif_whole(Path(args.out), args.radius_um).items():
             if isinstance(r, dict):
@@ -316,12 +367,13 @@ def main(argv=None) -> int:
                     "segmentation": seg_name, "min_area": flt[0], "min_minor": flt[1], "max_elongation": flt[2],
                     "cut": list(cut), "rows": {f"{k[0]}:{k[1]}": v[i] for k, v in scored.items()}})
         print(f"{seg_name}: {len(candidates)} candidates, {time.monotonic() - began:.0f} s", flush=True)
+    if args.save_candidates:
+        save_candidates(candidates, Path(args.save_candidates))
 
     def tune_rows(c):
         return {s: c["rows"][f"tune:{s}"] for s in SOURCES}
 
-    def settings(c):
-        return {k: c[k] for k in ("segmentation", "min_area", "min_minor", "max_elongation", "cut")}
+    settings = _settings
 
     def is_former(c):
         return settings(c) == FORMER
