@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis import evaluation, nucleus_classifier as nc  # noqa: E402
 from analysis.classic import ClassicParams, adaptive_dab_threshold, detect_classic  # noqa: E402
+from analysis.detectors import Detections  # noqa: E402
 from analysis.labels import NEGATIVE, POSITIVE  # noqa: E402
 from analysis.matching import match_points  # noqa: E402
 
@@ -82,13 +83,7 @@ class FilteredClassic:
         dab = cells.dab_nucleus[keep]
         t = adaptive_dab_threshold(dab, "nucleus")
         labels = np.where(dab > t, POSITIVE, NEGATIVE).astype(np.int8)
-
-        class Found:
-            pass
-
-        found = Found()
-        found.xy, found.labels = cells.xy[keep], labels
-        return found
+        return Detections(cells.xy[keep], labels, p[keep], dab)
 
 
 def main(argv=None):
