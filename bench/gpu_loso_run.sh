@@ -7,17 +7,9 @@
 # Usage: bash bench/gpu_loso_run.sh [TRAIN_SECONDS] [RUNS]   (RUNS: comma list, default all nine)
 set -u -o pipefail
 TRAIN_S=${1:-240}; RUNS=${2:-}
-OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
-  python3 -c "import sys, torch, torchvision; print(sys.version.split()[0], torch.__version__, torchvision.__version__)"
-} 2>&1 | tee "$OUT/device.log"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-# analysis.datasets reads ../shared/data/ihc/deepliif_train and ../shared/data/ihc_train (the developer layout).
-mkdir -p ../shared/data/ihc && ln -sfn "$PWD/.gpu/deepliif_train" ../shared/data/ihc/deepliif_train \
-  && ln -sfn "$PWD/.gpu/ihc_train" ../shared/data/ihc_train || exit 1
+OUT=${OUT:-/tmp/gpu-out}
+source bench/gpu_prepare.sh || exit 1
+[ -d .gpu/ihc_train ] || { echo "carry .gpu with .gpu/ihc_train (bench/GPU.md)"; exit 1; }
 W=/tmp/gpu-loso
 SEL=(); [ -n "$RUNS" ] && SEL=(--runs "$RUNS")
 python3 bench/gpu_train.py --suite loso "${SEL[@]}" --smoke --out $W/smoke 2>&1 | tee -a "$OUT/device.log" || exit 1

@@ -6,16 +6,8 @@
 # in .gpu/deepliif_train).  Usage: bash bench/gpu_run.sh [TRAIN_SECONDS] [THROUGHPUT_BUDGET_S]
 set -u -o pipefail
 TRAIN_S=${1:-240}; TP_BUDGET=${2:-100}
-OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
-  python3 -c "import sys, torch, torchvision; print(sys.version.split()[0], torch.__version__, torchvision.__version__)"
-} 2>&1 | tee "$OUT/device.log"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-# analysis.datasets reads DeepLIIF from ../shared/data/ihc/deepliif_train (the developer layout).
-mkdir -p ../shared/data/ihc && ln -sfn "$PWD/.gpu/deepliif_train" ../shared/data/ihc/deepliif_train
+OUT=${OUT:-/tmp/gpu-out}
+source bench/gpu_prepare.sh || exit 1
 W=/tmp/gpu-train
 python3 bench/gpu_train.py --smoke --out $W/smoke 2>&1 | tee -a "$OUT/device.log" || exit 1
 python3 bench/gpu_train.py --auto-steps $W/smoke --train-seconds "$TRAIN_S" --out $W/main 2>&1 | tee "$OUT/train.log"
