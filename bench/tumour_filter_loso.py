@@ -38,6 +38,14 @@ HELD_OUT_SPEC = {"bcdata": "bcdata", "shidc": "shidc", "deepliif": "deepliif:hel
 TRAIN_SPEC = {"bcdata": "bcdata", "shidc": "shidc", "deepliif": "deepliif"}
 RADIUS_UM = 4.0
 NORMALISE = True
+H_ONLY = False  # --h-only: the classifier sees haematoxylin alone (DAB zeroed): shape and arrangement, not stain context
+
+
+def classifier_image(rgb, mpp, xy):
+    image = nc.StainImage.from_rgb(rgb, mpp, nuclei_xy=xy if NORMALISE else None)
+    if H_ONLY:
+        image.od[1] = 0
+    return image
 
 
 def training_fields(spec: str, source: str, negatives_within_um: float = 0.0) -> list[nc.TrainingField]:
@@ -57,7 +65,7 @@ def training_fields(spec: str, source: str, negatives_within_um: float = 0.0) ->
             labelled = np.concatenate([f.xy, f.ignore_xy]) if f.ignore_xy is not None and len(f.ignore_xy) else f.xy
             d, _ = cKDTree(labelled).query(cells.xy)
             keep = (target == nc.TUMOUR) | (d * f.mpp <= negatives_within_um)
-        image = nc.StainImage.from_rgb(f.rgb, f.mpp, nuclei_xy=cells.xy if NORMALISE else None)
+        image = classifier_image(f.rgb, f.mpp, cells.xy)
         out.append(nc.TrainingField(f.name, image, cells.xy[keep], target[keep], source))
     return out
 
@@ -73,7 +81,7 @@ class FilteredClassic:
         key = (rgb.ctypes.data, rgb.shape, mpp)
         if key not in self.cache:
             cells = detect_classic(rgb, mpp, ClassicParams(compartment="nucleus"))
-            p = nc.tumour_probability(self.net, nc.StainImage.from_rgb(rgb, mpp, nuclei_xy=cells.xy if NORMALISE else None), cells.xy, tta=self.tta)
+            p = nc.tumour_probability(self.net, classifier_image(rgb, mpp, cells.xy), cells.xy, tta=self.tta)
             self.cache[key] = (cells, p)
         return self.cache[key]
 
@@ -96,16 +104,18 @@ def main(argv=None):
     ap.add_argument("--held-out", default=",".join(SOURCES))
     ap.add_argument("--save-dir", default="", help="keep each fold's classifier here (outside git)")
     ap.add_argument("--negatives-within-um", type=float, default=0.0)
+    ap.add_argument("--h-only", action="store_true", help="the classifier sees haematoxylin only")
     ap.add_argument("--no-normalise", action="store_true", help="absolute haematoxylin OD (the first run)")
     args = ap.parse_args(argv)
-    global NORMALISE
+    global NORMALISE, H_ONLY
     NORMALISE = not args.no_normalise
+    H_ONLY = args.h_only
 
     started = time.time()
     excluded = {s for s in args.exclude_from_training.split(",") if s}
     train = {s: training_fields(TRAIN_SPEC[s], s, args.negatives_within_um) for s in SOURCES if s not in excluded}
     print(f"classic detections ready in {time.time() - started:.0f} s", flush=True)
-    results = {"machine": evaluation.machine_description(), "steps": args.steps, "threshold": args.threshold, "normalise_h": NORMALISE, "negatives_within_um": args.negatives_within_um,
+    results = {"machine": evaluation.machine_description(), "steps": args.steps, "threshold": args.threshold, "normalise_h": NORMALISE, "h_only": H_ONLY, "negatives_within_um": args.negatives_within_um,
                "excluded_from_training": sorted(excluded), "folds": {}}
     for held in [s for s in args.held_out.split(",") if s]:
         fields = [f for s in train if s != held for f in train[s]]
