@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from analysis import evaluation, nucleus_classifier as nc  # noqa: E402
 from analysis.classic import ClassicParams, adaptive_dab_threshold, detect_classic  # noqa: E402
@@ -33,9 +34,9 @@ from analysis.detectors import Detections  # noqa: E402
 from analysis.labels import NEGATIVE, POSITIVE  # noqa: E402
 from analysis.matching import match_points  # noqa: E402
 
-SOURCES = ("bcdata", "shidc", "deepliif")
-HELD_OUT_SPEC = {"bcdata": "bcdata", "shidc": "shidc", "deepliif": "deepliif:heldout"}
-TRAIN_SPEC = {"bcdata": "bcdata", "shidc": "shidc", "deepliif": "deepliif"}
+# The sources and their held-out / training data are classic_loso.py's, so the rows compare.
+from classic_loso import HELD_OUT_SPEC, SOURCES, TUNE_SPEC as TRAIN_SPEC  # noqa: E402
+
 RADIUS_UM = 4.0
 NORMALISE = True
 H_ONLY = False  # --h-only: the classifier sees haematoxylin alone (DAB zeroed): shape and arrangement, not stain context
