@@ -27,6 +27,7 @@ fields, scored held-out on the right halves (as in bench/accuracy_loso.py).  Rea
 
     .venv/bin/python bench/classic_loso.py --out bench/RESULTS-classic-loso.json
     .venv/bin/python bench/classic_loso.py --deepliif-whole   # adds the DeepLIIF whole-field rows
+    .venv/bin/python bench/classic_loso.py --third-round --out bench/RESULTS-classic-loso-round3.json
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ SEGMENTATIONS = {  # name -> ClassicParams overrides (compartment nucleus)
     "od_sum, haze 0.35, threshold 0.09": {"dab_haze_od": 0.35, "threshold": 0.09},
     "od_sum, haze 0.25, threshold 0.07": {"dab_haze_od": 0.25, "threshold": 0.07},
     "haematoxylin, threshold 0.12": {"detection_image": "hematoxylin", "threshold": 0.12},
+}
+# Third round (2026-12-01), only with --third-round: the nucleus splitting and background settings,
+# tuned until now on synthetic fields and DeepLIIF only, around the two detection images the folds
+# picked (haze 0.35 / 0.25, threshold 0.09); appended after the grid above so that ties keep its order.
+# Not adopted: held out, BCData 4.3 -> 8.1 points, SHIDC 9.4 -> 9.4, DeepLIIF 6.1 -> 6.0
+# (bench/RESULTS-classic-loso-round3.json, RESULTS-accuracy.md decision 12).
+THIRD_ROUND_SEGMENTATIONS = {
+    f"od_sum, haze {haze:.2f}, threshold 0.09, {name}": {"dab_haze_od": haze, "threshold": 0.09, **extra}
+    for haze in (0.35, 0.25)
+    for name, extra in (("split 2.0 µm", {"split_um": 2.0}), ("split 3.5 µm", {"split_um": 3.5}),
+                        ("split 4.5 µm", {"split_um": 4.5}), ("seed blur 1.0 µm", {"seed_sigma_um": 1.0}),
+                        ("seed blur 2.0 µm", {"seed_sigma_um": 2.0}),
+                        ("seed blur 2.0 µm, split 3.5 µm", {"seed_sigma_um": 2.0, "split_um": 3.5}),
+                        ("background 6 µm", {"background_radius_um": 6.0}),
+                        ("background 12 µm", {"background_radius_um": 12.0}),
+                        ("smoothing 0.8 µm", {"sigma_um": 0.8}))
 }
 FILTERS = list(itertools.product((10.0, 20.0), (0.0, 3.5), (None, 2.5)))  # min area, min minor, max elongation
 
@@ -333,7 +350,11 @@ def main(argv=None) -> int:
     parser.add_argument("--from-candidates", default="",
                         help="read a --save-candidates file and print the folds' picks under --objective (no tuning)")
     parser.add_argument("--objective", choices=("mean", "worst"), default="mean")
+    parser.add_argument("--third-round", action="store_true",
+                        help="append THIRD_ROUND_SEGMENTATIONS to the grid (not adopted; write to another --out)")
     args = parser.parse_args(argv)
+    if args.third_round:
+        SEGMENTATIONS.update(THIRD_ROUND_SEGMENTATIONS)
     if args.from_candidates:
         for f in fold_picks(load_candidates(Path(args.from_candidates)), args.objective):
             r, t = f["held_out_score"], f["tied_on_tuning"]
