@@ -111,7 +111,10 @@ class SlideViewSet(AuditedRetrieveMixin, mixins.UpdateModelMixin, viewsets.ReadO
         case = serializer.validated_data.get("case")
         if case is not None and not access.visible_cases(self.request.user).filter(pk=case.pk).exists():
             raise ValidationError({"case": "no such case"})
-        serializer.save()
+        try:
+            serializer.save()
+        except RecordLocked as exc:  # a slide that a signed report states stays in its case
+            raise Locked(str(exc)) from None
 
     @extend_schema(request={"multipart/form-data": SlideUploadSerializer},
                    responses={201: SlideSerializer, 200: SlideSerializer, 400: OpenApiResponse(description="Bad input"),

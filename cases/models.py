@@ -227,6 +227,36 @@ class Slide(models.Model):
     def get_absolute_url(self):
         return reverse("cases:slide-detail", args=[self.pk])
 
+    # --- the case a signed report filed it under --------------------------------------------------
+
+    def check_case_move(self):
+        """A slide that a signed (or since amended) report states stays in that report's case: moved, the
+        report's amendments would score another patient's case's slide. Raises RecordLocked."""
+        if self._state.adding or self.pk is None:
+            return
+        stored = type(self).objects.filter(pk=self.pk).values_list("case_id", flat=True).first()
+        if stored == self.case_id:
+            return
+        stating = list(Report.objects.filter(job__slide_id=self.pk, status__in=(ReportStatus.SIGNED, ReportStatus.AMENDED))
+                       .select_related("case").order_by("pk")[:5])
+        if stating:
+            versions = ", ".join(f"{r.case.accession} v{r.version}" for r in stating)
+            raise RecordLocked(f"case: this slide is stated by the signed report {versions} and stays with that "
+                               "case; to file the same scan under another case, upload it there again.")
+
+    def clean(self):
+        super().clean()
+        try:
+            self.check_case_move()
+        except RecordLocked as exc:
+            raise ValidationError(str(exc)) from None
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"case", "case_id"} & set(update_fields):
+            self.check_case_move()
+        super().save(*args, **kwargs)
+
     # --- check before scoring ---------------------------------------------------------------------
 
     @property

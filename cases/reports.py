@@ -9,7 +9,7 @@ from __future__ import annotations
 from pdl1site.conf import settings
 from django.db import transaction
 
-from analysis.choices import JobStatus
+from analysis.choices import JobStatus, Marker
 from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
@@ -30,6 +30,14 @@ def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | N
     table = (CutoffTable.objects.filter(assay_clone=assay_clone, indication=indication, score_type=score_type)
              .prefetch_related("cutoffs").first())
     return table.as_dict() if table else None
+
+
+def report_tps_cutoffs(case: Case) -> list[dict]:
+    """The TPS cut-offs a report on `case` interprets with: its clone and indication's table ([] when
+    none; the near-cut-off check then uses 22C3's 1 % and 50 %, analysis.scoring.score_summary). The
+    viewer reads the same ones (viewer.scores.job_scores), so both flag the same results."""
+    table = cutoff_table(case.assay_clone, case.indication, ScoreType.TPS)
+    return [{"lower": float(c["lower"]), "label": c["label"]} for c in table["cutoffs"]] if table else []
 
 
 def method_of(job) -> dict:
@@ -133,7 +141,46 @@ def case_jobs(case: Case):
 def check_job_for_case(case: Case, job):
     if job is None or not case_jobs(case).filter(pk=job.pk).exists():
         raise ReportError("the analysis must be a finished job on a slide of this case")
+    marker = job.slide.marker
+    if marker != Marker.PDL1:  # the report, its PDF title and its FHIR code (LOINC 85147-7) say PD-L1
+        raise ReportError(f"The slide is stained for {marker}, not PD-L1: a PD-L1 report states PD-L1 slides only. "
+                          "Correct the slide's marker if it was recorded wrongly.")
     return job
+
+
+# What a draft states that signing must find unchanged, with the words the refusal uses.
+_DRAFT_PARTS = {
+    "counts": "the counts (corrections or regions changed)",
+    "tps": "the TPS, its interval or its cut-off table",
+    "cps": "the CPS or its cut-off table",
+    "adequacy": "the adequacy",
+    "research_use": "the research-use status",
+    "method": "the analysis method or its model's status",
+    "assay_clone": "the case's assay clone",
+    "indication": "the case's indication",
+}
+
+
+def check_draft_current(report: Report) -> None:
+    """A draft states the analysis as it stood when it was prepared; signing refuses one that a fresh
+    snapshot no longer matches (corrections or regions saved since, a cut-off table edited or withdrawn,
+    the slide moved to another case or its marker changed, the model's status changed), so a signed
+    report never states numbers other than those the viewer showed when it was signed. The slide's
+    check before scoring is excluded: signing records it as it stands (Report.sign)."""
+    if not report.job_id:
+        return
+    check_job_for_case(report.case, report.job)
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    fresh = json.loads(json.dumps(score_snapshot(report.case, report.job), cls=DjangoJSONEncoder))
+    stored = json.loads(json.dumps(report.scores or {}, cls=DjangoJSONEncoder))
+    changed = [words for key, words in _DRAFT_PARTS.items() if fresh.get(key) != stored.get(key)]
+    changed += ["the corrections"] if fresh.get("corrections_version") != stored.get("corrections_version") else []
+    if changed:
+        raise ReportError("The analysis changed after this draft was prepared (" + "; ".join(changed) + "): "
+                          "prepare the draft again from the analysis, check it, then sign.")
 
 
 # --- actions ------------------------------------------------------------------------------------
@@ -176,6 +223,7 @@ def do_sign(report: Report, user, password: str) -> Report:
         refusal = locked.job.research_use_reason() if locked.job_id else ""
         if refusal:  # a research model's result never becomes a signed record
             raise ReportError(refusal)
+        check_draft_current(locked)
         locked.sign(user, password)
     report.refresh_from_db()
     return report

@@ -83,6 +83,11 @@ def test_a_research_model_never_feeds_a_signed_report(candidate, personas):
         do_sign(draft, personas["pathologist"], PASSWORD)
     candidate.set_status(ModelStatus.CLINICAL)
     candidate.save()
+    # The draft still says "research use only": it is prepared again before it is signed.
+    with pytest.raises(ReportError, match="the analysis method or its model's status"):
+        do_sign(draft, personas["pathologist"], PASSWORD)
+    draft = do_create_draft(personas["case"], AnalysisJob.objects.get(pk=result.pk), personas["pathologist"])
+    assert draft.scores["method"]["model_status"] == ModelStatus.CLINICAL
     assert do_sign(draft, personas["pathologist"], PASSWORD).status == "signed"
 
 
