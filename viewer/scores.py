@@ -7,10 +7,12 @@ from analysis.scoring import (
     CUTOFFS_22C3_NSCLC_TPS,
     INTERVAL_BLOCK_UM,
     block_counts,
+    categorize,
     positive_pct_interval,
     tps_cutoffs,
     uncertainty,
 )
+from cases.reports import report_tps_cutoffs
 from viewer.geometry import Regions
 from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import CorrectionState, corrected_counts, corrected_points, scores_from_counts
@@ -25,10 +27,17 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     store = store or job_store(job)
     state = state if state is not None else correction_state(job)
     regions = regions if regions is not None else job_regions(job)
-    assay = job.slide.case.assay_clone if job.slide.case_id else None
+    case = job.slide.case if job.slide.case_id else None
+    assay = case.assay_clone if case is not None else None
     scores = scores_from_counts(corrected_counts(store, state, regions), assay)
+    # The cut-offs a report on this case interprets with (its clone and indication's table), so the
+    # category and the near-cut-off flag here are the ones the signed report will state; a slide with
+    # no case: the clone's built-in ones (22C3's without a clone).
+    cutoffs = report_tps_cutoffs(case) if case is not None else list(tps_cutoffs(assay))
+    if case is not None and cutoffs:
+        scores["tps_category"] = categorize(scores["tps"], cutoffs)
     interval, error = tps_interval(job, store, state, regions)
-    stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
+    stated = uncertainty(interval, cutoffs or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
     scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
                   uncertainty=stated["uncertainty"])
     return scores

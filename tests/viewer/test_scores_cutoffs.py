@@ -1,0 +1,39 @@
+"""The viewer's TPS category and near-cut-off flag are read against the cut-offs the report uses (the
+case's clone and indication table), so what the pathologist sees is what the signed report states."""
+
+import pytest
+
+from cases.choices import Indication, ScoreType
+from cases.models import Cutoff, CutoffTable
+from cases.reports import score_snapshot
+from tests.viewer import job_with_result
+from viewer.scores import job_scores
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_edited_table_moves_the_viewers_flag_with_the_reports(personas, media_root):
+    case = personas["case"]
+    job = job_with_result(case, n=400, seed=21)
+    tps = job_scores(job)["tps"]
+    table = CutoffTable.objects.get(assay_clone=case.assay_clone, indication=case.indication, score_type=ScoreType.TPS)
+    Cutoff.objects.create(table=table, lower_bound=round(tps), label="lab's own category")  # inside any interval
+    viewer, report = job_scores(job), score_snapshot(case, job)["tps"]
+    assert viewer["near_cutoff"] and report["near_cutoff"]
+    assert viewer["uncertainty"] == report["uncertainty"] and f"{round(tps):g} %" in viewer["uncertainty"]
+    assert viewer["tps_category"] == report["category"]
+
+
+@pytest.mark.parametrize("clone, indication", [("SP263", Indication.BREAST_DUCTAL), ("SP263", Indication.LUNG_SQUAMOUS),
+                                               ("22C3", Indication.LUNG_SQUAMOUS), ("SP142", Indication.BREAST_DUCTAL)])
+def test_viewer_and_report_flag_the_same_results(personas, media_root, clone, indication):
+    case = personas["case"]
+    case.assay_clone, case.indication = clone, indication
+    case.save()
+    for seed in range(4):
+        job = job_with_result(case, n=120, seed=30 + seed)
+        viewer, report = job_scores(job), score_snapshot(case, job)["tps"]
+        assert viewer["near_cutoff"] == report["near_cutoff"]
+        assert viewer["uncertainty"] == report["uncertainty"]
+        if report["category"] is not None:
+            assert viewer["tps_category"] == report["category"]
