@@ -43,3 +43,33 @@ def locked_correction_set(job, base: int):
     if correction_set.is_stale(base):
         raise CorrectionConflict(conflict_message(correction_set), correction_set.version)
     return correction_set
+
+
+def locked_slide_correction_sets(job, base: int):
+    """For a region change: the job's correction set (its base version checked) and those of every other
+    job on the slide, all row-locked in one order (no deadlock between two slides' reviewers).
+
+    Why: regions belong to the slide, so every job on it counts inside them; each job's version moves
+    with a region change, so a reviewer on another run of the same slide meets a conflict instead of a
+    silent change, and a report's draft of that run sees its corrections version moved."""
+    from analysis.models import AnalysisJob
+    from viewer.models import CorrectionSet
+
+    for other in AnalysisJob.objects.filter(slide_id=job.slide_id).values_list("pk", flat=True):
+        CorrectionSet.objects.get_or_create(job_id=other)
+    sets = list(CorrectionSet.objects.select_for_update(of=("self",)).select_related("updated_by")
+                .filter(job__slide_id=job.slide_id).order_by("pk"))
+    own = next(s for s in sets if s.job_id == job.pk)
+    if own.is_stale(base):
+        raise CorrectionConflict(conflict_message(own), own.version)
+    return own, [s for s in sets if s is not own]
+
+
+def bump_all(own, others, user, when) -> int:
+    """Bump every locked set; the job's own new version is returned (the one the region records)."""
+    for other in others:
+        other.bump(user, when)
+        other.save(update_fields=["version", "updated_by", "updated_at"])
+    version = own.bump(user, when)
+    own.save()
+    return version

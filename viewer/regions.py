@@ -13,7 +13,7 @@ from analysis.scoring import tps
 from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
 from viewer.geometry import area_mm2, covered, outline_problem, polygon, regions_from_rows
-from viewer.human_layer import correction_state, correction_version, locked_correction_set
+from viewer.human_layer import bump_all, correction_state, correction_version, locked_slide_correction_sets
 from viewer.overlay import corrected_points
 from viewer.params import RegionInput, check_base_version, parse
 from viewer.scores import job_scores
@@ -71,18 +71,16 @@ def regions_overview(job, include_deleted: bool = False) -> dict:
 
 def do_add_region(job, user, data) -> dict:
     """Save a region if data["base_version"] is current: {"version", "scores", "item"}."""
-    from viewer.models import CorrectionSet, Region
+    from viewer.models import Region
 
     if not isinstance(data, dict):
         raise ViewerInputError("expected a JSON object")
     base = check_base_version(data)
     store = job_store(job)
     fields = check_region(job, data)
-    CorrectionSet.objects.get_or_create(job=job)
     with transaction.atomic():
-        correction_set = locked_correction_set(job, base)
-        version = correction_set.bump(user, timezone.now())
-        correction_set.save()
+        own, others = locked_slide_correction_sets(job, base)
+        version = bump_all(own, others, user, timezone.now())
         row = Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=version, author=user, **fields)
     row.author = user
     return {"version": version, "scores": job_scores(job, store), "item": region_items(job, store, [row])[0]}
@@ -90,21 +88,19 @@ def do_add_region(job, user, data) -> dict:
 
 def do_delete_region(job, user, region_id, data) -> dict:
     """Soft-delete a region if data["base_version"] is current: {"version", "scores", "item"}."""
-    from viewer.models import CorrectionSet, Region
+    from viewer.models import Region
 
     base = check_base_version(data if isinstance(data, dict) else {})
     store = job_store(job)
-    CorrectionSet.objects.get_or_create(job=job)
     with transaction.atomic():
-        correction_set = locked_correction_set(job, base)
+        own, others = locked_slide_correction_sets(job, base)
         row = Region.objects.select_for_update(of=("self",)).filter(slide_id=job.slide_id, pk=region_id).first()
         if row is None:
             raise ViewerInputError(f"region {region_id} does not exist on this slide")
         if row.deleted_at is not None:
             raise ViewerInputError(f"region {region_id} is already deleted")
         now = timezone.now()
-        version = correction_set.bump(user, now)
-        correction_set.save()
+        version = bump_all(own, others, user, now)
         row.deleted_version, row.deleted_by, row.deleted_at = version, user, now
         row.save(update_fields=["deleted_version", "deleted_by", "deleted_at"])
     row = Region.objects.select_related("author", "deleted_by").get(pk=row.pk)
