@@ -17,9 +17,24 @@ RANGES = {
     "batch_size": (1, 256, True),
     "working_mpp": (0.1, 10.0, False),
     "mpp": (PLAUSIBLE_MPP[0], PLAUSIBLE_MPP[1], False),
-    "dedupe_radius_um": (0.1, 50.0, False),
+    # Merge drops every second detection within this radius, tile seam or not: above about half a tumour
+    # nucleus (5 µm) it removes real touching nuclei (50 µm took a synthetic slide from 557 cells to 75).
+    "dedupe_radius_um": (0.1, 5.0, False),
 }
 COMPARTMENTS = ("membrane", "nucleus")
+# Pixels one batch may read and detect (tile_px² × batch_size): 32 times the default 512² × 8. A batch's
+# lease is not renewed while it computes, and 4096² × 256 took about 40 min with classic on one core,
+# far past the default 900 s lease (then copies run in parallel and the job fails).
+MAX_BATCH_PIXELS = 64 * 2**20
+# Where positivity is read when a job does not say: a Ki-67 slide stains the nucleus (and gets the
+# nuclear settings measured on real Ki-67 tissue, bench/RESULTS-accuracy.md); PD-L1 and the rest the
+# membrane ring.
+COMPARTMENT_BY_MARKER = {"Ki67": "nucleus"}
+DEFAULT_COMPARTMENT = "membrane"
+
+
+def marker_compartment(marker: str | None) -> str:
+    return COMPARTMENT_BY_MARKER.get(marker or "", DEFAULT_COMPARTMENT)
 ALLOWED_PARAMETERS = {*RANGES, "compartment"}
 
 
@@ -51,6 +66,11 @@ def check_parameters(parameters: dict) -> dict:
         checked[key] = int(number) if whole else number
     if checked.get("overlap_px", 64) * 2 >= checked.get("tile_px", 512):
         raise ParameterError("tile_px must be more than twice overlap_px")
+    pixels = checked.get("tile_px", 512) ** 2 * checked.get("batch_size", 8)
+    if pixels > MAX_BATCH_PIXELS:
+        raise ParameterError(f"tile_px² × batch_size is {pixels:,} pixels, more than {MAX_BATCH_PIXELS:,}: a batch "
+                             "must finish within its lease (BATCH_DEADLINE_SECONDS), or it is handed to another "
+                             "worker and the job fails; lower batch_size or tile_px")
     return checked
 
 

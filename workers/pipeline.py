@@ -36,6 +36,7 @@ class Plan:
     batches: list[list[dict]]
     tissue_area_mm2: float
     qc: dict  # analysis.slide_qc's findings, and the tissue threshold the detect stage filters points with
+    mpp: float = 0.0  # the slide resolution the tiles were cut at (recorded on the job: merge uses the same)
 
 
 def job_parameters(job) -> dict:
@@ -43,6 +44,7 @@ def job_parameters(job) -> dict:
 
 
 def slide_mpp(job) -> float:
+    """The resolution to cut tiles at: the job's mpp parameter, else the slide's (as it is now)."""
     mpp = job.parameters.get("mpp") or job.slide.mpp_x
     if not mpp:
         raise PipelineError("the slide has no resolution (mpp): set it on the slide before analysis")
@@ -85,7 +87,7 @@ def plan_job(job) -> Plan:
     as_dicts = [dataclasses.asdict(tile) for tile in tiles]
     size = max(1, int(params["batch_size"]))
     batches = [as_dicts[i:i + size] for i in range(0, len(as_dicts), size)]
-    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc)
+    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc, mpp=mpp)
 
 
 @dataclass
@@ -196,7 +198,10 @@ def stream_settings(detector) -> dict:
 
 
 def job_folder(job) -> Path:
-    return Path(settings.MEDIA_ROOT) / "results" / f"job-{job.pk}"
+    """Where this attempt of the job writes: one folder per attempt, because a batch or merge of a
+    cancelled attempt can still be computing when the retry runs, and would otherwise overwrite the
+    retry's file of the same name (its tiles may differ: the mpp or parameters can change between)."""
+    return Path(settings.MEDIA_ROOT) / "results" / f"job-{job.pk}" / f"attempt-{job.attempt}"
 
 
 def write_batch_file(job, index: int, found: BatchDetections) -> str:
@@ -214,7 +219,9 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
 def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
     """Merge every batch, store all detections compactly, and summarise counts and TPS."""
     params = job_parameters(job)
-    mpp = slide_mpp(job)
+    # The resolution this attempt's tiles were cut at (recorded at split): the slide's mpp may have been
+    # set again since, and the dedupe radius, the store's mpp and the interval's blocks must match the tiles.
+    mpp = float((job.provenance or {}).get("tiled_at_mpp") or slide_mpp(job))
     parts, markers = [], []
     for name in batch_files:
         with np.load(Path(settings.MEDIA_ROOT) / name) as data:

@@ -9,6 +9,7 @@ from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
 
 from workers.parameters import ALLOWED_PARAMETERS, ParameterError  # noqa: F401  (re-exported)
+from workers.parameters import DEFAULT_COMPARTMENT, marker_compartment
 from workers import parameters as _parameters
 
 
@@ -97,7 +98,9 @@ def do_start_job(slide, *, user=None, detector: str | None = None, parameters: d
     parameters = check_parameters(parameters or {}, slide)
     if slide.mpp_x is None and "mpp" not in parameters:
         raise JobError("the slide has no resolution (mpp): set it on the slide, or give mpp")
-    compartment = parameters.get("compartment", "membrane")
+    if "compartment" not in parameters and marker_compartment(slide.marker) != DEFAULT_COMPARTMENT:
+        parameters["compartment"] = marker_compartment(slide.marker)  # a Ki-67 slide: the nucleus
+    compartment = parameters.get("compartment", DEFAULT_COMPARTMENT)
     name, version, provenance = check_detector(detector, slide=slide, compartment=compartment, research=research)
     with transaction.atomic():
         job = AnalysisJob.objects.create(slide=slide, detector=name, model_version=version, parameters=parameters,

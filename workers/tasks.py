@@ -83,6 +83,7 @@ def split_job(job_id: int) -> None:
             JobBatch(job=job, index=i, tiles=tiles, deadline=_deadline()) for i, tiles in enumerate(plan.batches)
         )
         job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
+        job.provenance = {**(job.provenance or {}), "tiled_at_mpp": plan.mpp}  # merge reads the same
         job.save()
         # The slide's check before scoring (cases.Slide.qc): flagged on its pages, and a failed one
         # feeds no signed report unless a pathologist overrides it.
@@ -125,8 +126,8 @@ def detect_batch(job_id: int, index: int) -> None:
         return
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job_id)
-        if job.status != JobStatus.RUNNING:
-            return
+        if job.status != JobStatus.RUNNING or job.attempt != lease[1]:
+            return  # cancelled, failed, or retried meanwhile: this attempt's result counts for nothing
         JobBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.DONE, result_file=result_file,
                                                     points=len(found.labels), seconds=found.seconds)
         done = JobBatch.objects.filter(job=job, status=BatchStatus.DONE)
