@@ -139,6 +139,8 @@ class SlideViewSet(AuditedRetrieveMixin, mixins.UpdateModelMixin, viewsets.ReadO
             sources = services.sources_from_uploads(uploads, rename=params.get("name"))
             result = services.do_ingest_slide(sources, case=case, uploaded_by=request.user, mpp=params.get("mpp"),
                                               marker=params.get("marker", "PD-L1"))
+        except services.IngestStorageFull as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         except services.IngestError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         body = {**SlideSerializer(result.slide, context={"request": request}).data, "duplicate": result.duplicate}

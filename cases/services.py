@@ -29,10 +29,15 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 4 * 1024 * 1024
 MAX_NAME_LENGTH = 200
+MAX_NAME_BYTES = 255
 
 
 class IngestError(Exception):
     """Bad input for slide ingest; the message is meant for the user."""
+
+
+class IngestStorageFull(IngestError):
+    """The slide storage filled up while the slide was stored: nothing was kept (HTTP 507)."""
 
 
 @dataclass
@@ -54,6 +59,11 @@ class IngestResult:
         return not self.created
 
 
+# Stored beside the slide's own files: a hidden name, which no uploaded file may have (check_file_name),
+# so a slide uploaded as "thumbnail.png" is never overwritten by its own thumbnail.
+THUMBNAIL_NAME = ".thumbnail.png"
+
+
 def check_file_name(name: str) -> str:
     """A plain file name: no directories, no traversal, nothing hidden or unprintable."""
     if not name or not name.strip():
@@ -64,7 +74,19 @@ def check_file_name(name: str) -> str:
         raise IngestError(f"file name {name!r} is not allowed")
     if len(name) > MAX_NAME_LENGTH:
         raise IngestError(f"file name is longer than {MAX_NAME_LENGTH} characters")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:  # the file system's limit, whatever the characters
+        raise IngestError(f"file name is longer than {MAX_NAME_BYTES} bytes (UTF-8)")
     return name
+
+
+def _raise_if_storage_full(exc: OSError) -> None:
+    import errno
+
+    from cases.uploads import STORAGE_FULL
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        log.error("slide storage full while storing a slide: %s", exc)
+        raise IngestStorageFull(STORAGE_FULL) from None
 
 
 def check_mpp(value) -> float:
@@ -105,7 +127,11 @@ def do_ingest_slide(
         if marker not in Marker.values:
             raise IngestError(f"unknown marker {marker!r}; choose one of {', '.join(Marker.values)}")
         staging.mkdir(parents=True)
-        digests, total = _stage(sources, staging)
+        try:
+            digests, total = _stage(sources, staging)
+        except OSError as exc:
+            _raise_if_storage_full(exc)
+            raise
         sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
         existing = _visible_duplicate(sha256, uploaded_by)
         if existing is not None:
@@ -115,13 +141,24 @@ def do_ingest_slide(
             if len(names) > 1:
                 check_series_members([staging / name for name in names])
             # Decoding runs in a child process under a memory ceiling (cases.isolation).
-            info = run_limited(validate_slide, str(main), str(staging / "thumbnail.png"),
+            info = run_limited(validate_slide, str(main), str(staging / THUMBNAIL_NAME),
                                settings.PDL1_SLIDE_MAX_PIXELS, settings.PDL1_SLIDE_MAX_DECODE_PIXELS,
                                memory_bytes=settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
                                timeout_s=settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS)
         except SlideError as exc:
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None
-        return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)
+        except OSError as exc:
+            _raise_if_storage_full(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001  a decoder's own error type (imagecodecs, tifffile, ...)
+            log.warning("slide %s could not be decoded", names[0], exc_info=True)
+            raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: the file cannot be decoded "
+                              f"({type(exc).__name__}); it may be corrupt or in an unsupported encoding") from None
+        try:
+            return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)
+        except OSError as exc:
+            _raise_if_storage_full(exc)
+            raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         for src in sources:  # temporary uploads not moved into storage are ours to delete
@@ -379,7 +416,7 @@ def _register(staging, main_name, sha256, total, file_count, info, case, uploade
                 marker=marker,
                 properties=info.properties,
                 associated_images=info.associated_images,
-                thumbnail=str(relative_dir / "thumbnail.png"),
+                thumbnail=str(relative_dir / THUMBNAIL_NAME),
                 uploaded_by=uploaded_by,
             )
     except BaseException:

@@ -23,7 +23,10 @@ from pdl1site.conf import settings
 
 TILE_SIZE = 254
 OVERLAP = 1
-LIMIT_BOUNDS = True
+# The DeepZoom image is the whole level-0 plane, not the scanner's bounds rectangle: detections, regions
+# and drawn outlines are in level-0 pixels, and with the bounds (Leica SCN, Ventana BIF, Philips, Zeiss)
+# the image would start at bounds-x / bounds-y and every overlay would be shifted by them.
+LIMIT_BOUNDS = False
 TILE_FORMAT = "jpeg"
 
 

@@ -92,12 +92,20 @@ def detector_choices(slide) -> list[dict]:
     return choices
 
 
+SQUARE_PIXEL_TOLERANCE = 0.02  # scanners report x and y a few parts in a thousand apart
+
+
 def do_start_job(slide, *, user=None, detector: str | None = None, parameters: dict | None = None,
                  research: bool = False) -> AnalysisJob:
     """Queue an analysis. `research=True` (analyze_slide only) also admits research models and paths."""
     parameters = check_parameters(parameters or {}, slide)
     if slide.mpp_x is None and "mpp" not in parameters:
         raise JobError("the slide has no resolution (mpp): set it on the slide, or give mpp")
+    if "mpp" not in parameters and slide.mpp_y and abs(slide.mpp_y - slide.mpp_x) > SQUARE_PIXEL_TOLERANCE * slide.mpp_x:
+        # Tiling, tissue area and every detector take one pixel size: non-square pixels would squash the
+        # nuclei along one axis and misstate the area. Refused rather than analysed wrongly.
+        raise JobError(f"the slide's pixels are not square (mpp x {slide.mpp_x:g}, y {slide.mpp_y:g} µm): the analysis "
+                       "needs square pixels; correct the resolution on the slide if it was recorded wrongly")
     if "compartment" not in parameters and marker_compartment(slide.marker) != DEFAULT_COMPARTMENT:
         parameters["compartment"] = marker_compartment(slide.marker)  # a Ki-67 slide: the nucleus
     compartment = parameters.get("compartment", DEFAULT_COMPARTMENT)

@@ -93,7 +93,7 @@ def test_both_files_are_ingested_as_one_slide_stored_in_one_folder(media_root, s
     assert slide.original_name == "synthetic-level0.dcm"  # the file OpenSlide opens
     folder = (media_root / slide.file.name).parent
     assert folder.parent.parent == media_root / "slides"
-    assert sorted(p.name for p in folder.iterdir()) == ["synthetic-level0.dcm", "synthetic-level1.dcm", "thumbnail.png"]
+    assert sorted(p.name for p in folder.iterdir()) == [".thumbnail.png", "synthetic-level0.dcm", "synthetic-level1.dcm"]
     for original in series.files:
         assert (folder / original.name).read_bytes() == original.read_bytes()
     assert slide.size_bytes == sum(f.stat().st_size for f in series.files)

@@ -57,8 +57,8 @@ def test_every_shared_format_gives_a_dzi_and_tiles(personas, name):
     slide = ingest(shared_slide(name), case=personas["case"])
     client = client_for(personas["pathologist"])
     width, height = dzi_of(client, reverse("viewer:slide-dzi", args=[slide.pk]))
-    # limit_bounds: the DZI is the slide's bounds (the whole slide for these files)
-    assert 0 < width <= slide.width and 0 < height <= slide.height
+    # the DZI is the whole level-0 plane: overlays are in level-0 pixels
+    assert (width, height) == (slide.width, slide.height)
     top = deepest_level(width, height)
     first = decode(client.get(reverse("viewer:slide-tile", args=[slide.pk, top, 0, 0])))
     assert first.size == (min(255, width), min(255, height))
@@ -201,3 +201,26 @@ def test_slide_cache_is_thread_safe(tmp_path):
     finally:
         tiles.slide_cache = saved
     assert len(opened) == 1 and all(r[:2] == b"\xff\xd8" for r in results)
+
+
+def test_a_slide_with_scanner_bounds_is_shown_whole_so_overlays_stay_in_level_0(monkeypatch):
+    """Leica, Ventana, Philips and Zeiss files carry bounds; the DeepZoom image must still start at
+    level-0 (0, 0), where detections and regions are placed."""
+    import openslide
+
+    from slideio import slidefile
+    from viewer.tiles import open_generator
+
+    class Bounded(openslide.OpenSlide):
+        @property
+        def properties(self):
+            return {**super().properties, openslide.PROPERTY_NAME_BOUNDS_X: "1000",
+                    openslide.PROPERTY_NAME_BOUNDS_Y: "1500", openslide.PROPERTY_NAME_BOUNDS_WIDTH: "1000",
+                    openslide.PROPERTY_NAME_BOUNDS_HEIGHT: "1000"}
+
+    monkeypatch.setattr(slidefile, "open_slide", lambda path: Bounded(path))
+    opened = open_generator(str(shared_slide("CMU-1-Small-Region.svs")))
+    try:
+        assert opened.generator.level_dimensions[-1] == opened.slide.dimensions == (2220, 2967)
+    finally:
+        opened.slide.close()

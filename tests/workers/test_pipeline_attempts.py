@@ -109,3 +109,13 @@ def test_a_batch_too_large_to_finish_within_its_lease_is_refused(synthetic_slide
     assert not AnalysisJob.objects.exists()
     with queue.collecting():  # the bound itself is allowed
         do_start_job(synthetic_slide, detector="classic", parameters={"tile_px": 2048, "batch_size": 16})
+
+
+def test_a_slide_with_pixels_that_are_not_square_is_refused(synthetic_slide):
+    do_set_slide_mpp(synthetic_slide, 0.25, 0.5)
+    with pytest.raises(JobError, match="pixels are not square"):
+        do_start_job(synthetic_slide, detector="classic")
+    assert not AnalysisJob.objects.exists()
+    do_set_slide_mpp(synthetic_slide, 0.25, 0.2505)  # a scanner's rounding: allowed
+    with queue.collecting():
+        do_start_job(synthetic_slide, detector="classic")
