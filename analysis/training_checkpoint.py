@@ -10,8 +10,11 @@ from .training_config import TrainConfig, TrainingError, config_dict
 
 CHECKPOINT_NAME = "last.pt"
 TRAIN_STATE_FORMAT = "pdl1-detector-train-state"
-# Resuming with another value of one of these would not continue the same run.
-RESUME_KEYS = ("arch", "backbone", "mpp", "seed", "batch_size", "crop")
+# Resuming with another value of one of these would not continue the same run. The data keys too: the
+# card of the finished model states the sources and the starting weights of the *resumed* call, so a run
+# begun on other data (SYNTHETIC, say) and resumed on real fields would be carded as real-data trained.
+RESUME_KEYS = ("arch", "backbone", "mpp", "seed", "batch_size", "crop", "sources", "source_weights", "init_from",
+               "synthetic_train", "synthetic_val", "synthetic_size")
 
 
 def weights_from(path) -> dict:
@@ -51,9 +54,10 @@ def restore_state(path: Path, config: TrainConfig, model, optimizer) -> int:
     saved = json.loads(state["config"])
     # `steps` may change, to extend or shorten a run: the schedule then follows the new
     # total, so only an unchanged config reproduces the uninterrupted run exactly.
+    now = config_dict(config)  # lists where the config holds tuples, as saved
     for key in RESUME_KEYS:
-        if saved[key] != getattr(config, key):
-            raise TrainingError(f"cannot resume: checkpoint has {key}={saved[key]!r}, now {getattr(config, key)!r}")
+        if key in saved and saved[key] != now[key]:  # a key missing from an older checkpoint: not checked
+            raise TrainingError(f"cannot resume: checkpoint has {key}={saved[key]!r}, now {now[key]!r}")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])

@@ -280,3 +280,22 @@ def test_a_monitor_returning_false_stops_between_steps_without_a_model(tmp_path)
     assert state["step"] == 2  # what was done stays resumable
     resumed = train(TrainConfig(out_dir=str(tmp_path), resume=True, **config))
     assert resumed.finished and resumed.steps_done == 4
+
+
+def test_a_run_cannot_resume_on_other_data_than_it_began_with(tmp_path):
+    """The finished model's card states the resumed call's sources and starting weights: a run begun on
+    SYNTHETIC fields and resumed on real ones would be carded as trained on real data only."""
+    from analysis.training import TrainConfig, train
+    from analysis.training_config import TrainingError
+
+    base = dict(out_dir=str(tmp_path / "run"), steps=4, stop_at_step=2, batch_size=2, crop=64, synthetic_train=4,
+                synthetic_val=2, synthetic_size=128, checkpoint_every=1, progress=False, device="cpu")
+    train(TrainConfig(sources=("synthetic",), **base))
+    resumed = {**base, "stop_at_step": None}
+    with pytest.raises(TrainingError, match="cannot resume: checkpoint has synthetic_train=4, now 6"):
+        train(TrainConfig(sources=("synthetic",), resume=True, **{**resumed, "synthetic_train": 6}))
+    if datasets.deepliif_samples():  # real fields beside the SYNTHETIC ones, where the shared data is
+        with pytest.raises(TrainingError, match="cannot resume: checkpoint has sources=\\['synthetic'\\]"):
+            train(TrainConfig(sources=("synthetic", "deepliif"), resume=True, **resumed))
+    result = train(TrainConfig(sources=("synthetic",), resume=True, **resumed))
+    assert result.steps_done == 4
