@@ -1,7 +1,11 @@
 from django import forms
 from django.contrib import admin
 
+from .choices import ModelStatus
 from .models import ActiveModel, AnalysisJob, JobBatch, ModelEvaluation, ModelPromotion, ModelVersion
+
+
+_RANK = {ModelStatus.RESEARCH: 0, ModelStatus.VALIDATED: 1, ModelStatus.CLINICAL: 2}
 
 
 class ModelVersionForm(forms.ModelForm):
@@ -11,6 +15,10 @@ class ModelVersionForm(forms.ModelForm):
 
     def clean_status(self):
         status = self.cleaned_data["status"]
+        if _RANK[status] > _RANK[self.instance.status]:
+            raise forms.ValidationError(
+                "The admin only withdraws a model (lowers its status). It is released for clinical use by its "
+                "promotion on the Models page: evaluated against the current default, with a reason.")
         try:
             self.instance.set_status(status)  # an active model cannot be withdrawn from clinical use
         except ValueError as exc:
@@ -24,8 +32,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "arch", "backbone", "mpp", "origin", "created_at")
     list_filter = ("status", "origin", "arch", "backbone")
     search_fields = ("name", "sha256")
-    # Weights are identified by these: edit a version by registering a new one.
-    readonly_fields = ("file", "sha256", "arch", "backbone", "mpp", "normalisation", "created_at")
+    # Weights are identified by these, and what was measured and trained on belongs to those weights (the
+    # reports and the SYNTHETIC label read them): edit a version by registering a new one.
+    readonly_fields = ("name", "file", "sha256", "arch", "backbone", "mpp", "normalisation", "metrics", "training_data",
+                       "origin", "created_at")
 
 
 @admin.register(ActiveModel)

@@ -6,7 +6,7 @@ import pytest
 
 from analysis import promotion, registry
 from analysis.choices import JobStatus, ModelStatus
-from analysis.models import AnalysisJob
+from analysis.models import AnalysisJob, ModelVersion
 from cases.models import ReportError
 from cases.reports import do_create_draft, do_sign
 from tests.analysis.test_registry import tiny_checkpoint
@@ -105,3 +105,26 @@ def test_the_analysis_menu_preselects_the_real_default(candidate, personas):
     page = client_for(personas["pathologist"]).get(f"/slides/{slide.pk}/analysis/").content.decode()
     assert f'<option value="{candidate.name}" selected>' in page and "- default" in page
     assert page.count(" selected>") == 1
+
+
+def test_the_admin_withdraws_a_model_but_never_releases_or_recards_it(candidate, personas):
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    admin = site._registry[ModelVersion]
+    request = RequestFactory().post("/admin/")
+    request.user = personas["admin"]
+    form_class = admin.get_form(request, candidate)  # the form the admin's change page shows
+    assert not {"name", "metrics", "training_data"} & set(form_class.base_fields)
+    form = form_class({"status": ModelStatus.CLINICAL, "notes": ""}, instance=candidate)
+    assert not form.is_valid() and "promotion on the Models page" in str(form.errors["status"])
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.RESEARCH and not registry.clinical_models().filter(pk=candidate.pk).exists()
+
+    candidate.set_status(ModelStatus.CLINICAL)
+    candidate.save()
+    form = form_class({"status": ModelStatus.RESEARCH, "notes": "withdrawn"}, instance=candidate)
+    assert form.is_valid(), form.errors
+    form.save()
+    candidate.refresh_from_db()
+    assert candidate.status == ModelStatus.RESEARCH
