@@ -190,9 +190,14 @@ def describe(samples: list[Sample]) -> list[dict]:
         )
         entry["synthetic"] = entry["synthetic"] or s.synthetic
         entry["fields"][s.split] = entry["fields"].get(s.split, 0) + 1
+        if s.split == "val":  # which fields were held out, so a promotion reads exactly those again
+            entry.setdefault("val_fields", []).append(s.name)
         counts = entry["points"].setdefault(s.split, {"positive": 0, "negative": 0})
         counts["positive"] += int((s.labels == POSITIVE).sum())
         counts["negative"] += int((s.labels == NEGATIVE).sum())
+    for entry in out.values():
+        if "val_fields" in entry:
+            entry["val_fields"].sort()
     return list(out.values())
 
 

@@ -54,6 +54,15 @@ def held_out_sources(candidate: ModelVersion) -> list[tuple[str, int]]:
             if isinstance(s, dict) and s.get("source") and int(s.get("fields", {}).get("val", 0)) > 0]
 
 
+def recorded_val_fields(candidate: ModelVersion, spec: str) -> list[str] | None:
+    """The names of the held-out fields the card recorded for `spec`; None for a card from before they were
+    recorded (then only their count is checked)."""
+    for s in (candidate.training_data or {}).get("sources") or []:
+        if isinstance(s, dict) and s.get("source") == spec and isinstance(s.get("val_fields"), list):
+            return sorted(str(n) for n in s["val_fields"])
+    return None
+
+
 def held_out_data(candidate: ModelVersion):
     """The candidate's recorded held-out split as analysis.evaluation.EvalData (read again, at its
     working resolution); PromotionError when there is none or it no longer reads as recorded."""
@@ -76,6 +85,11 @@ def held_out_data(candidate: ModelVersion):
         if len(found) != count:
             raise PromotionError(f"the held-out split of {spec} has changed ({len(found)} fields now, {count} when "
                                  f"{candidate.name} was trained): it cannot be compared as recorded.")
+        names = recorded_val_fields(candidate, spec)
+        if names is not None and sorted(s.name for s in found) != names:
+            # Same count, other fields (slides accepted since move the split): some may have been trained on.
+            raise PromotionError(f"the held-out split of {spec} has changed (other fields than when {candidate.name} "
+                                 "was trained, some of which it may have trained on): it cannot be compared as recorded.")
         samples += found
     synthetic = any(s.synthetic for s in samples)
     names = "; ".join(f"{spec}: {count} field(s)" for spec, count in recorded)

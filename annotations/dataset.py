@@ -42,6 +42,37 @@ def split_by_slide(slide_keys, val: float = 0.15, test: float = 0.15, seed: int 
     return out
 
 
+def split_groups(slides) -> dict[int, str]:
+    """Slide pk -> the key its split is drawn by: slides of one file (the same sha256, e.g. uploaded in two
+    departments) or of one patient share a key, so the same tissue never lands in train and val (a model
+    would be scored on what it trained on). The key is the group's smallest pseudo id: nothing of the
+    patient is written."""
+    parent: dict[int, int] = {}
+
+    def root(pk):
+        while parent[pk] != pk:
+            parent[pk] = parent[parent[pk]]
+            pk = parent[pk]
+        return pk
+
+    slides = {slide.pk: slide for slide in slides}
+    first_by: dict[tuple, int] = {}
+    for pk, slide in sorted(slides.items()):
+        parent.setdefault(pk, pk)
+        patient = slide.case.patient_id if slide.case_id else None
+        for key in (("file", slide.sha256), ("patient", patient)):
+            if key[1] is None:
+                continue
+            if key in first_by:
+                parent[root(pk)] = root(first_by[key])
+            else:
+                first_by[key] = pk
+    members: dict[int, list[str]] = {}
+    for pk in slides:
+        members.setdefault(root(pk), []).append(str(slides[pk].pseudo_id))
+    return {pk: min(members[root(pk)]) for pk in slides}
+
+
 def field_to_image_points(points, x0: int, y0: int, scale: float, out_w: int, out_h: int):
     """Level-0 slide points -> pixels of the resampled crop (pure; pixel-centre convention)."""
     rows = []
@@ -93,7 +124,7 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
 
     from annotations.services import AnnotationError
 
-    sessions = list(sessions.select_related("field__slide", "field__project", "annotator")
+    sessions = list(sessions.select_related("field__slide__case", "field__project", "annotator")
                     if hasattr(sessions, "select_related") else sessions)
     out = Path(out_dir)
     problems = []
@@ -111,7 +142,8 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
     if problems:
         raise AnnotationError("dataset not exported", problems)
 
-    splits = split_by_slide([str(s.field.slide.pseudo_id) for s in sessions], val, test, seed)
+    group = split_groups({s.field.slide for s in sessions})
+    splits = split_by_slide([group[s.field.slide.pk] for s in sessions], val, test, seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "points").mkdir(parents=True, exist_ok=True)
     entries, images = [], {}
@@ -129,7 +161,7 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
         (out / points_rel).write_text(formats.to_csv(rows), encoding="utf-8")
         entries.append({
             "id": entry_id, "image": image_rel, "points": points_rel, "mpp": float(mpp),
-            "split": splits[str(slide.pseudo_id)],
+            "split": splits[group[slide.pk]],
             "slide": str(slide.pseudo_id), "region": f.region, "slide_mpp": slide.mpp_x,
             "project": f.project.name, "annotator": s.annotator.username, "session": s.pk, "version": s.version,
             "counts": s.counts(),
@@ -155,9 +187,10 @@ def db_samples(sessions=None) -> list:
     from analysis.labels import LABEL_CODES
 
     sessions = list((sessions if sessions is not None else accepted_sessions())
-                    .select_related("field__slide", "field__project", "annotator"))
+                    .select_related("field__slide__case", "field__project", "annotator"))
     sessions = [s for s in sessions if s.status == SessionStatus.ACCEPTED and s.field.slide.mpp_x]
-    splits = split_by_slide([str(s.field.slide.pseudo_id) for s in sessions])
+    group = split_groups({s.field.slide for s in sessions})
+    splits = split_by_slide([group[s.field.slide.pk] for s in sessions])
     out = []
     for s in sessions:
         f, slide = s.field, s.field.slide
@@ -166,7 +199,7 @@ def db_samples(sessions=None) -> list:
         xy = np.asarray([[u, v] for u, v, _ in rows], np.float64).reshape(-1, 2)
         labels = np.asarray([LABEL_CODES[lab] for _, _, lab in rows], np.int64)
         out.append(Sample(rgb, xy, labels, float(slide.mpp_x), "db", f"field-{f.pk}-session-{s.pk}",
-                          splits[str(slide.pseudo_id)], False, "internal",
+                          splits[group[slide.pk]], False, "internal",
                           {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username}))
     return out
 

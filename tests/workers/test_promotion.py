@@ -128,3 +128,28 @@ def test_the_admin_withdraws_a_model_but_never_releases_or_recards_it(candidate,
     form.save()
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.RESEARCH
+
+
+def test_a_held_out_split_with_the_same_count_but_other_fields_is_refused(candidate, personas):
+    from analysis import datasets
+
+    spec = candidate.training_data["sources"][0]["source"]
+    val = sorted(s.name for s in datasets.load_source(spec, candidate.mpp) if s.split == "val")
+    assert len(val) == 2
+    sources = [{**candidate.training_data["sources"][0], "val_fields": [val[0], "a-field-it-trained-on"]}]
+    ModelVersion.objects.filter(pk=candidate.pk).update(training_data={**candidate.training_data, "sources": sources})
+    candidate.refresh_from_db()
+    with pytest.raises(promotion.PromotionError, match="other fields than when candidate-v1 was trained"):
+        promotion.do_evaluate(candidate, personas["pathologist"])
+    sources[0]["val_fields"] = val  # the fields recorded at training: compared as recorded
+    ModelVersion.objects.filter(pk=candidate.pk).update(training_data={**candidate.training_data, "sources": sources})
+    candidate.refresh_from_db()
+    assert promotion.do_evaluate(candidate, personas["pathologist"]).fields == 2
+
+
+def test_a_training_card_records_which_fields_were_held_out():
+    from analysis import datasets
+
+    samples = datasets.synthetic_samples(3, "val", 0.5) + datasets.synthetic_samples(2, "train", 0.5)
+    described = datasets.describe(samples)
+    assert described[0]["val_fields"] == sorted(s.name for s in samples if s.split == "val")
