@@ -98,6 +98,9 @@ IHC_TRAIN_VAL = {
     "bcdata": ("21", "22", "23", "24", "25"),
 }
 LYMPHOCYTE = "lymphocyte"
+# Sources whose fields are stained for a nuclear marker (Ki-67): a classic detector scored on them reads the
+# nucleus, as a Ki-67 job does.
+NUCLEAR_MARKER_SOURCES = frozenset({"shidc", "bcdata", "deepliif"})
 
 
 class DatasetError(ValueError):

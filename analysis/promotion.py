@@ -17,9 +17,18 @@ from django.db import transaction
 from .choices import CLASSIC_DETECTOR, Marker, ModelStatus
 from .models import ModelEvaluation, ModelPromotion, ModelVersion
 
-# The membrane compartment for the classic baseline: PD-L1, the marker the platform reports.
+# The membrane compartment for the classic baseline: PD-L1, the marker the platform reports; on held-out
+# fields that are all Ki-67 (analysis.datasets.NUCLEAR_MARKER_SOURCES) the nucleus, as a Ki-67 job runs it
+# (the membrane setting there would weaken the default and flatter the candidate).
 BASELINE_MARKER = Marker.PDL1
 BASELINE_COMPARTMENT = "membrane"
+
+
+def baseline_compartment(candidate: ModelVersion) -> str:
+    from . import datasets
+
+    kinds = {datasets.parse_source(spec)[0] for spec, _ in held_out_sources(candidate)}
+    return "nucleus" if kinds and kinds <= datasets.NUCLEAR_MARKER_SOURCES else BASELINE_COMPARTMENT
 
 
 class PromotionError(ValueError):
@@ -95,7 +104,7 @@ def held_out_data(candidate: ModelVersion):
     names = "; ".join(f"{spec}: {count} field(s)" for spec, count in recorded)
     label = ("SYNTHETIC " if synthetic else "") + f"held-out split of {candidate.name} ({names})"
     fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in samples]
-    return EvalData(label, fields, synthetic=synthetic, compartment=BASELINE_COMPARTMENT)
+    return EvalData(label, fields, synthetic=synthetic, compartment=baseline_compartment(candidate))
 
 
 def check_reviewable(candidate: ModelVersion) -> None:
@@ -117,7 +126,7 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     detector = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
     if detector.sha256 != candidate.sha256:
         raise PromotionError(f"the file of {candidate.name} is not the registered one (sha256 differs): not evaluated.")
-    default = load_detector(baseline.name, compartment=BASELINE_COMPARTMENT)
+    default = load_detector(baseline.name, compartment=data.compartment)
     if baseline.version is not None and getattr(default, "sha256", "") != baseline.sha256:
         raise PromotionError(f"the file of the default {baseline.name} is not the registered one: not evaluated.")
     scores = [score_detector(d, data).to_dict() for d in (detector, default)]

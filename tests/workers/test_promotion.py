@@ -153,3 +153,13 @@ def test_a_training_card_records_which_fields_were_held_out():
     samples = datasets.synthetic_samples(3, "val", 0.5) + datasets.synthetic_samples(2, "train", 0.5)
     described = datasets.describe(samples)
     assert described[0]["val_fields"] == sorted(s.name for s in samples if s.split == "val")
+
+
+def test_the_classic_baseline_reads_the_nucleus_on_ki67_held_out_fields(candidate, media_root):
+    assert promotion.baseline_compartment(candidate) == "membrane"  # a folder of unknown marker: PD-L1's
+    ki67 = registry.register_checkpoint(
+        tiny_checkpoint(media_root / "ki67.pt", seed=5), "ki67-v1", metrics={"bcdata": {"fields": 5}},
+        training_data={"synthetic": False, "sources": [
+            {"source": "bcdata", "synthetic": False, "fields": {"train": 20, "val": 5}},
+            {"source": "shidc", "synthetic": False, "fields": {"train": 10, "val": 3}}]})
+    assert promotion.baseline_compartment(ki67) == "nucleus"
