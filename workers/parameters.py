@@ -8,6 +8,7 @@ import math
 
 from pdl1site.conf import settings
 
+from analysis.choices import Marker
 from slideio.slidefile import PLAUSIBLE_MPP
 
 # name: (lowest, highest, whole number?)
@@ -29,13 +30,13 @@ MAX_BATCH_PIXELS = 64 * 2**20
 # Where positivity is read when a job does not say: a Ki-67 slide stains the nucleus (and gets the
 # nuclear settings measured on real Ki-67 tissue, bench/RESULTS-accuracy.md); PD-L1 and the rest the
 # membrane ring.
-COMPARTMENT_BY_MARKER = {"Ki67": "nucleus"}
+COMPARTMENT_BY_MARKER = {Marker.KI67: "nucleus"}
 DEFAULT_COMPARTMENT = "membrane"
+ALLOWED_PARAMETERS = {*RANGES, "compartment"}
 
 
 def marker_compartment(marker: str | None) -> str:
     return COMPARTMENT_BY_MARKER.get(marker or "", DEFAULT_COMPARTMENT)
-ALLOWED_PARAMETERS = {*RANGES, "compartment"}
 
 
 class ParameterError(ValueError):
