@@ -1,6 +1,9 @@
 from django.contrib import admin, messages
 
 from analysis.admin import ReadOnlyRecordAdmin
+from cases.admin import AuditedAccessAdmin
+from cases.choices import ReportStatus
+from integration.choices import OutboxState
 from integration.delivery import retry
 from integration.models import InboundMessage, OutboxMessage
 
@@ -10,8 +13,9 @@ def _text(data) -> str:
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ReadOnlyRecordAdmin):
-    """Every order message as received, with its answer: read-only (it is the record of what arrived)."""
+class InboundMessageAdmin(AuditedAccessAdmin, ReadOnlyRecordAdmin):
+    """Every order message as received, with its answer: read-only (it is the record of what arrived). Its
+    page shows the raw message (the patient's name, birth date, MRN): each view is audited."""
 
     list_display = ["received_at", "channel", "message_type", "sender", "control_id", "outcome", "case", "repeats"]
     list_filter = ["channel", "outcome", "message_type"]
@@ -50,6 +54,10 @@ class OutboxMessageAdmin(admin.ModelAdmin):
     def send_again(self, request, queryset):
         count = retry(queryset)
         self.message_user(request, f"{count} message(s) will be sent at the next delivery run.", messages.SUCCESS)
+        superseded = queryset.exclude(state=OutboxState.DELIVERED).filter(report__status=ReportStatus.AMENDED).count()
+        if superseded:
+            self.message_user(request, f"{superseded} message(s) not sent again: their report was superseded by a "
+                              "signed amendment, whose result replaces them.", messages.WARNING)
 
     def has_add_permission(self, request):
         return False

@@ -24,6 +24,7 @@ from pdl1site.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from cases.choices import ReportStatus
 from integration.choices import Channel, OutboxState
 from integration.models import OutboxMessage
 
@@ -89,9 +90,11 @@ def _record(row: OutboxMessage, result: Attempt, now=None):
 
 
 def retry(rows) -> int:
-    """Administrators' "Send again": rejected or waiting rows become due now."""
-    return rows.exclude(state=OutboxState.DELIVERED).update(state=OutboxState.PENDING, next_attempt_at=timezone.now(),
-                                                            leased_until=None)
+    """Administrators' "Send again": rejected or waiting rows become due now, except those of a version a
+    later signed amendment superseded: sent after its correction, the superseded result would be the
+    receiving system's last word (an amendment never overtakes its original, nor the other way round)."""
+    return (rows.exclude(state=OutboxState.DELIVERED).exclude(report__status=ReportStatus.AMENDED)
+            .update(state=OutboxState.PENDING, next_attempt_at=timezone.now(), leased_until=None))
 
 
 def send(row: OutboxMessage) -> Attempt:

@@ -9,15 +9,17 @@ control id is refused (AR) and kept too.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from typing import Callable
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from integration.choices import Channel, InboundOutcome
 from integration.models import InboundMessage
 from integration.orders import FiledOrder, OrderError
 
+log = logging.getLogger(__name__)
 Answer = Callable[[str, OrderError | None, FiledOrder | None], bytes]
 
 
@@ -57,6 +59,13 @@ def _receive(channel, control_id, sender, message_type, raw, process, answer) ->
                 filed = process()
         except OrderError as exc:
             error = exc
+        except DatabaseError:
+            raise  # the database, not the message: the sender gets no answer and sends it again
+        except Exception as exc:  # noqa: BLE001  a message shaped as no reader expected (a short PID, no code)
+            # Kept and answered (AE) like any refused order: else the whole message rolled back, no answer went
+            # out, and the sender resent it forever, holding up the orders queued behind it.
+            log.exception("inbound %s message %r could not be read", channel, control_id)
+            error = OrderError(f"the message could not be read ({type(exc).__name__}: {exc})"[:300], code="207")
     row.outcome = (InboundOutcome.ACCEPTED if error is None
                    else InboundOutcome.REJECTED if error.reject else InboundOutcome.ERROR)
     row.error = error.text if error else ""
