@@ -324,13 +324,20 @@ def reporter(client: Client, seed: dict, rng: random.Random, password: str, max_
                 r = client.call("POST", "/api/reports/", "report-draft", json={"case": case, "job": job})
                 if r is not None and r.status_code == 201:
                     draft = r.json()["id"]
-        elif draft is not None:
+        if draft is not None:  # signed straight after it is (re)prepared, as a pathologist who has checked it
             r = client.call("POST", f"/api/reports/{draft}/sign/", "report-sign", json={"password": password})
+            if r is not None and r.status_code == 400 and "prepare the draft again" in r.text:
+                # Corrections by the other load users changed the job since the draft: refill it (the open
+                # draft, an amendment's too) and sign it at once.
+                client.call("POST", "/api/reports/", "report-draft", json={"case": case, "job": job})
+                r = client.call("POST", f"/api/reports/{draft}/sign/", "report-sign", json={"password": password})
             if r is not None and r.status_code == 200:
                 body = r.json()
                 signed[draft] = dict(body.get("document_sha256") or {})
                 client.rec.ack("reports", {"report": draft, "document_sha256": signed[draft]})
                 draft = None
+            elif r is not None and r.status_code == 400 and "prepare the draft again" in r.text:
+                pass  # changed again between refill and signing: refilled at the next turn
             elif r is not None and r.status_code == 400:
                 draft = _open_draft(client, case) if "not a draft" in r.text.lower() else draft
                 if draft is None:
