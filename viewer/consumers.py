@@ -80,7 +80,16 @@ class _ProgressConsumer(AsyncJsonWebsocketConsumer):
         return eta.estimate_eta(state.get("status"), state.get("tiles_done") or 0, state.get("tiles_total") or 0,
                                      elapsed)
 
+    async def _still_allowed(self) -> bool:
+        """Whether the user still sees what this socket follows (overridden per consumer)."""
+        return True
+
     async def job_progress(self, event):
+        # Access is read again for every event, not only at connect: a user removed from the department,
+        # or a slide moved to another department's case, stops receiving its progress and points at once.
+        if not await self._still_allowed():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         message = {"type": "progress", "state": event["state"]}
         if event.get("points"):
             message["points"] = event["points"]
@@ -94,6 +103,9 @@ class _ProgressConsumer(AsyncJsonWebsocketConsumer):
 
 
 class JobProgressConsumer(_ProgressConsumer):
+    async def _still_allowed(self) -> bool:
+        return await _visible_job(self.scope["user"], self.job_id) is not None
+
     async def connect(self):
         user = self.scope["user"]
         if not user.is_authenticated:
@@ -104,6 +116,7 @@ class JobProgressConsumer(_ProgressConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self._remember(job)
+        self.job_id = job.pk
         # Join before reading the state: an event between the two is then sent, never lost.
         await self._join(job_group(job.pk))
         await self.accept()
@@ -112,6 +125,10 @@ class JobProgressConsumer(_ProgressConsumer):
 
 class SlideProgressConsumer(_ProgressConsumer):
     """Every job of a slide; on connect, the state of its latest job (if any)."""
+
+    async def _still_allowed(self) -> bool:
+        allowed, _ = await _visible_slide_latest_job(self.scope["user"], self.scope["url_route"]["kwargs"]["slide_id"])
+        return allowed
 
     async def connect(self):
         user = self.scope["user"]

@@ -97,3 +97,37 @@ def test_a_listener_gets_the_state_at_once_then_every_progress_event(personas, s
         running = [m["eta_s"] for m in batches if m["state"]["status"] == "running"]
         assert running and all(e is not None and e >= 0 for e in running)
         assert messages[-1]["state"]["summary"]["detections"] > 0
+
+
+def test_a_user_who_loses_access_stops_receiving_progress(personas, synthetic_slide):  # noqa: F811
+    from channels.layers import get_channel_layer
+
+    from workers.progress import job_group, slide_group
+
+    job, _ = queued_job(synthetic_slide)
+    headers = headers_for(personas["pathologist"])
+    event = {"type": "job.progress", "state": {"job": job.pk, "status": "running", "tiles_done": 1,
+                                               "tiles_total": 4}}
+
+    @database_sync_to_async
+    def leave_department():
+        personas["pathologist"].profile.departments.clear()
+
+    async def scenario():
+        layer = get_channel_layer()
+        by_job = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=headers)
+        by_slide = WebsocketCommunicator(application, f"/ws/slides/{synthetic_slide.pk}/", headers=headers)
+        assert (await by_job.connect(timeout=5))[0] and (await by_slide.connect(timeout=5))[0]
+        await by_job.receive_json_from(timeout=5), await by_slide.receive_json_from(timeout=5)
+        await layer.group_send(job_group(job.pk), event)
+        await layer.group_send(slide_group(synthetic_slide.pk), event)
+        still = [(await c.receive_json_from(timeout=5))["state"]["tiles_done"] for c in (by_job, by_slide)]
+        await leave_department()
+        await layer.group_send(job_group(job.pk), event)
+        await layer.group_send(slide_group(synthetic_slide.pk), event)
+        closed = [await c.receive_output(timeout=5) for c in (by_job, by_slide)]
+        return still, closed
+
+    still, closed = async_to_sync(scenario)()
+    assert still == [1, 1]
+    assert all(out == {"type": "websocket.close", "code": 4403} for out in closed), closed
