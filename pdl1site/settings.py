@@ -20,15 +20,22 @@ VAR_DIR = Path(env_str("PDL1_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET = "dev-only-insecure-key-never-use-in-production"
-SECRET_KEY = env_str("SECRET_KEY") or (_DEV_SECRET if DEBUG else None)
-if not SECRET_KEY and not env_str("DATABASE_URL"):
+_PRODUCTION = bool(env_str("DATABASE_URL"))  # a server database: a deployment, whatever DEBUG says
+# The public development key only on a developer's embedded site: with DATABASE_URL set a forgotten
+# SECRET_KEY stops start-up even with DEBUG on (sessions and signed tokens would be forgeable).
+SECRET_KEY = env_str("SECRET_KEY") or (_DEV_SECRET if DEBUG and not _PRODUCTION else None)
+if not SECRET_KEY and not _PRODUCTION:
     # Embedded mode: the key `make run` wrote (made here if missing), so manage.py commands in
     # another shell work without exporting it. Production (DATABASE_URL set) must set SECRET_KEY.
     SECRET_KEY = file_secret(VAR_DIR / "secret_key", create=True)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (production: DATABASE_URL is set)")
+    raise ImproperlyConfigured("SECRET_KEY must be set in production (DATABASE_URL is set), DEBUG or not")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+if _PRODUCTION and not DEBUG and "*" in ALLOWED_HOSTS:
+    # Any Host header would be accepted: links in e-mails and redirects could name an attacker's host.
+    raise ImproperlyConfigured("ALLOWED_HOSTS='*' is refused in production (DATABASE_URL is set): name the host "
+                               "names the site is reached by")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Behind the hospital's TLS-terminating proxy: trust its X-Forwarded-Proto and send cookies over

@@ -71,6 +71,9 @@ def test_embedded_mode_uses_the_key_file_make_run_wrote(tmp_path):
 
 @pytest.mark.parametrize("env,message", [
     ({"DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1"}, "SECRET_KEY must be set"),
+    ({"DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1", "DEBUG": "1"}, "SECRET_KEY must be set"),
+    ({"SECRET_KEY": "k", "DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1", "ALLOWED_HOSTS": "*"},
+     "ALLOWED_HOSTS='*' is refused"),
     ({"SECRET_KEY": "k", "DEBUG": "perhaps"}, "DEBUG='perhaps' is not a boolean"),
     ({"SECRET_KEY": "k", "DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
     ({"SECRET_KEY": "k", "SLIDE_UPLOAD_MAX_BYTES": "huge"}, "SLIDE_UPLOAD_MAX_BYTES"),
