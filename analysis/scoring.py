@@ -72,10 +72,10 @@ def tps_cutoffs(assay_clone: str | None = None) -> tuple:
 
 
 def tps_category(value: float | None, assay_clone: str | None = None) -> str | None:
-    """The category of `value` under the clone's built-in cut-offs (22C3 when no clone is given;
-    None for a clone without built-in cut-offs). Reports use the admin-edited tables instead
-    (cases.reports.score_snapshot → `score_summary`)."""
-    return categorize(value, tps_cutoffs(assay_clone))
+    """The category of `value` (rounded to 2 decimals, as it is stated) under the clone's built-in cut-offs
+    (22C3 when no clone is given; None for a clone without built-in cut-offs). Reports use the
+    admin-edited tables instead (cases.reports.score_snapshot → `score_summary`)."""
+    return categorize(None if value is None else round(value, 2), tps_cutoffs(assay_clone))
 
 
 def adequacy(viable_tumour: int, minimum: int = MIN_VIABLE_TUMOUR_CELLS) -> dict:
@@ -100,7 +100,7 @@ def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dic
         out["status"] = RESEARCH_USE
     else:
         out["status"] = "reportable"
-        out["category"] = categorize(value, out["cutoffs"])
+        out["category"] = categorize(out["value"], out["cutoffs"])  # the value as stated: 49.996 shows 50.00
     return out
 
 
@@ -174,9 +174,9 @@ def positive_pct_interval(positive, negative, detector_error_pp: float = 0.0, dr
             pct = 100.0 * positive[pick].sum(1) / total[pick].sum(1)
         boot_low, boot_high = np.percentile(pct[np.isfinite(pct)], [2.5, 97.5])
         low, high = min(low, boot_low), max(high, boot_high)
+    low, high = max(0.0, float(low)), min(100.0, float(high))  # the delta method's limits can leave [0, 100]
     err = max(float(detector_error_pp), 0.0)
-    return Interval(max(0.0, float(low) - err), min(100.0, float(high) + err), float(low), float(high), err,
-                    int(len(total)))
+    return Interval(max(0.0, low - err), min(100.0, high + err), low, high, err, int(len(total)))
 
 
 def _wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:

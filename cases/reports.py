@@ -32,12 +32,11 @@ def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | N
     return table.as_dict() if table else None
 
 
-def report_tps_cutoffs(case: Case) -> list[dict]:
-    """The TPS cut-offs a report on `case` interprets with: its clone and indication's table ([] when
-    none; the near-cut-off check then uses 22C3's 1 % and 50 %, analysis.scoring.score_summary). The
-    viewer reads the same ones (viewer.scores.job_scores), so both flag the same results."""
-    table = cutoff_table(case.assay_clone, case.indication, ScoreType.TPS)
-    return [{"lower": float(c["lower"]), "label": c["label"]} for c in table["cutoffs"]] if table else []
+def report_tps_table(case: Case) -> dict | None:
+    """The TPS cut-off table a report on `case` interprets with (its clone and indication's; None when
+    none). The viewer reads the same one (viewer.scores.job_scores), so both state the same category and
+    flag the same results."""
+    return cutoff_table(case.assay_clone, case.indication, ScoreType.TPS)
 
 
 def method_of(job) -> dict:
@@ -96,7 +95,7 @@ def score_snapshot(case: Case, job) -> dict:
     except NoResult:  # no readable store: the merged summary (no corrections can exist without one)
         counts, corrections = dict(job.summary.get("counts", {})), 0
     summary = score_summary(counts,
-                            tps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.TPS),
+                            tps_table=report_tps_table(case),
                             cps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.CPS),
                             tps_interval=interval)
     summary["tps"]["detector_error"] = error_basis

@@ -6,13 +6,14 @@ from analysis.accuracy import detector_error
 from analysis.scoring import (
     CUTOFFS_22C3_NSCLC_TPS,
     INTERVAL_BLOCK_UM,
+    Interval,
     block_counts,
-    categorize,
     positive_pct_interval,
+    score_summary,
     tps_cutoffs,
     uncertainty,
 )
-from cases.reports import report_tps_cutoffs
+from cases.reports import report_tps_table
 from viewer.geometry import Regions
 from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import CorrectionState, corrected_counts, corrected_points, scores_from_counts
@@ -29,15 +30,20 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     regions = regions if regions is not None else job_regions(job)
     case = job.slide.case if job.slide.case_id else None
     assay = case.assay_clone if case is not None else None
-    scores = scores_from_counts(corrected_counts(store, state, regions), assay)
-    # The cut-offs a report on this case interprets with (its clone and indication's table), so the
-    # category and the near-cut-off flag here are the ones the signed report will state; a slide with
-    # no case: the clone's built-in ones (22C3's without a clone).
-    cutoffs = report_tps_cutoffs(case) if case is not None else list(tps_cutoffs(assay))
-    if case is not None and cutoffs:
-        scores["tps_category"] = categorize(scores["tps"], cutoffs)
+    counts = corrected_counts(store, state, regions)
+    scores = scores_from_counts(counts, assay)
     interval, error = tps_interval(job, store, state, regions)
-    stated = uncertainty(interval, cutoffs or CUTOFFS_22C3_NSCLC_TPS)  # as score_summary does
+    if interval is not None:
+        interval = Interval(**interval.to_dict())  # as stored and stated: the report reads this rounded one
+    if case is not None:
+        # What a report on this case states (cases.reports.score_snapshot): its clone and indication's
+        # table, approved or not, adequacy, the rounded value; so the category and the near-cut-off flag
+        # shown here are the ones the signed report will carry.
+        tps_part = score_summary(counts, tps_table=report_tps_table(case), tps_interval=interval)["tps"]
+        scores["tps_category"] = tps_part["category"]
+        stated = {k: tps_part[k] for k in ("interval", "near_cutoff", "uncertainty")}
+    else:  # a slide with no case: the built-in cut-offs (22C3's without a clone)
+        stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)
     scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
                   uncertainty=stated["uncertainty"])
     return scores

@@ -153,3 +153,21 @@ def test_many_blocks_use_the_bootstraps_normal_limit(monkeypatch):
     boot = positive_pct_interval(pos, neg)
     assert delta.sampling_low == pytest.approx(boot.sampling_low, abs=0.3)
     assert delta.sampling_high == pytest.approx(boot.sampling_high, abs=0.3)
+
+
+@pytest.mark.parametrize("positive,negative,value,label", [
+    (12499, 12501, 50.0, "TPS >= 50%"),  # 49.996 %: stated as 50.00, so categorised as 50
+    (249, 24751, 1.0, "TPS 1-49%"),  # 0.996 %
+    (12497, 12503, 49.99, "TPS 1-49%"),  # 49.988 %: stays below
+])
+def test_the_category_is_that_of_the_value_as_stated(positive, negative, value, label):
+    part = score_summary({"positive": positive, "negative": negative}, tps_table=TABLE_22C3)["tps"]
+    assert (part["value"], part["category"]) == (value, label)
+    assert tps_category(100 * positive / (positive + negative)) == label
+
+
+def test_the_sampling_limits_stay_within_0_and_100_percent():
+    one_positive = positive_pct_interval(np.r_[1, np.zeros(599)], np.r_[0, np.ones(599)])
+    all_but_one = positive_pct_interval(np.r_[0, np.ones(599)], np.r_[1, np.zeros(599)])
+    assert one_positive.blocks == 600 and 0.0 <= one_positive.sampling_low < one_positive.sampling_high
+    assert all_but_one.sampling_high <= 100.0 and all_but_one.sampling_low < 100.0

@@ -34,6 +34,14 @@ def test_viewer_and_report_flag_the_same_results(personas, media_root, clone, in
         job = job_with_result(case, n=120, seed=30 + seed)
         viewer, report = job_scores(job), score_snapshot(case, job)["tps"]
         assert viewer["near_cutoff"] == report["near_cutoff"]
-        assert viewer["uncertainty"] == report["uncertainty"]
-        if report["category"] is not None:
-            assert viewer["tps_category"] == report["category"]
+        assert viewer["uncertainty"] == report["uncertainty"] and viewer["tps_interval"] == report["interval"]
+        assert viewer["tps_category"] == report["category"]  # None where the report says research use
+
+
+def test_a_table_that_is_not_approved_gives_no_category_in_the_viewer_either(personas, media_root):
+    case = personas["case"]
+    CutoffTable.objects.filter(assay_clone=case.assay_clone, indication=case.indication).update(approved=False)
+    job = job_with_result(case, n=120, seed=50)
+    assert job_scores(job)["tps_category"] is None
+    report = score_snapshot(case, job)
+    assert report["research_use"] and report["tps"]["category"] is None

@@ -16,7 +16,8 @@ export function showScores(scores) {
   setText("count-positive", formatNumber(counts.positive));
   setText("count-negative", formatNumber(counts.negative));
   const tps = scores.tps;
-  setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(1) + " %");
+  // Two decimals, as the report, its PDF and FHIR state it (49.96 % shown as "50.0 %" beside "1-49 %" misled).
+  setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(2) + " %");
   // The server's category follows the case's clone; null (a clone without built-in cut-offs) stays "—".
   setText("tps-category", ("tps_category" in scores ? scores.tps_category : tpsCategory(tps)) || "—");
   // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
