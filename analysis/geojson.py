@@ -61,7 +61,10 @@ def point_feature(x: float, y: float, name: str, colour, object_type: str = "det
 def _number(v) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an integer too large for a float (JSON allows any number of digits)
+        return None
     return v if math.isfinite(v) else None
 
 

@@ -206,7 +206,8 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
     def accept(self, request, pk=None):
         form = ReviewSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        session = services.do_accept(self.get_object(), request.user, form.validated_data["comment"])
+        session = services.do_accept(self.get_object(), request.user, form.validated_data["comment"],
+                                     form.validated_data["version"])
         return Response(SessionSerializer(session).data)
 
     @extend_schema(request=ReviewSerializer)
@@ -214,7 +215,8 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
     def return_(self, request, pk=None):
         form = ReviewSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        session = services.do_return(self.get_object(), request.user, form.validated_data["comment"])
+        session = services.do_return(self.get_object(), request.user, form.validated_data["comment"],
+                                     form.validated_data["version"])
         return Response(SessionSerializer(session).data)
 
     @action(detail=True, methods=["get"], url_path="export")

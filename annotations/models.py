@@ -9,7 +9,7 @@ set is also appended to AnnotationRevision, so nothing saved is ever lost.
 """
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from annotations.choices import DEFAULT_LABELS, EDITABLE_STATUSES, FieldSource, SessionStatus
@@ -112,27 +112,42 @@ class AnnotationSession(models.Model):
             out[label] = out.get(label, 0) + 1
         return out
 
+    def _move(self, allowed_from, version: int | None = None, **changes) -> bool:
+        """Change the row only if it is still in one of `allowed_from` (and at `version` when given): the
+        check on the row locked as it is now, so two requests that loaded the same session cannot both move it
+        (an accepted session reopened by a second reviewer's stale page). Updates this instance; False when
+        refused."""
+        with transaction.atomic():
+            current = type(self).objects.select_for_update().get(pk=self.pk)  # the row as it is now, locked
+            if current.status not in allowed_from or (version is not None and current.version != version):
+                self.refresh_from_db()
+                return False
+            self.status, self.version = current.status, current.version
+            for name, value in changes.items():
+                setattr(self, name, value)
+            self.save(update_fields=[*changes, "updated_at"])  # save(), not update(): the audit log sees it
+        return True
+
     def submit(self):
-        if not self.editable:
+        if not self._move(EDITABLE_STATUSES, status=SessionStatus.SUBMITTED, submitted_at=timezone.now()):
             raise TransitionError(f"a {self.get_status_display().lower()} session cannot be submitted")
-        self.status = SessionStatus.SUBMITTED
-        self.submitted_at = timezone.now()
-        self.save(update_fields=["status", "submitted_at", "updated_at"])
 
-    def _review(self, reviewer, status, comment):
-        if self.status != SessionStatus.SUBMITTED:
+    def _review(self, reviewer, status, comment, version: int | None = None):
+        if not self._move((SessionStatus.SUBMITTED,), version, status=status, comment=comment, reviewed_by=reviewer,
+                          reviewed_at=timezone.now()):
+            if self.status == SessionStatus.SUBMITTED:  # refused only by the version: resubmitted since
+                raise TransitionError(f"the session changed since you loaded it (version {self.version} now, you "
+                                      f"reviewed {version}): reload it and review what is there now")
             raise TransitionError(f"only a submitted session can be reviewed (this one is {self.status})")
-        self.status, self.comment = status, comment
-        self.reviewed_by, self.reviewed_at = reviewer, timezone.now()
-        self.save(update_fields=["status", "comment", "reviewed_by", "reviewed_at", "updated_at"])
 
-    def accept(self, reviewer, comment: str = ""):
-        self._review(reviewer, SessionStatus.ACCEPTED, comment)
+    def accept(self, reviewer, comment: str = "", version: int | None = None):
+        """`version`: the one the reviewer saw (the review page and the API send it); None: as it is now."""
+        self._review(reviewer, SessionStatus.ACCEPTED, comment, version)
 
-    def return_(self, reviewer, comment: str):
+    def return_(self, reviewer, comment: str, version: int | None = None):
         if not comment or not comment.strip():
             raise TransitionError("returning a session needs a comment saying what to change")
-        self._review(reviewer, SessionStatus.RETURNED, comment.strip())
+        self._review(reviewer, SessionStatus.RETURNED, comment.strip(), version)
 
 
 class AnnotationRevision(models.Model):

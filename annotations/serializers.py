@@ -102,3 +102,5 @@ class PointsSerializer(serializers.Serializer):
 
 class ReviewSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="")
+    version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=2**31,
+                                       help_text="the session version reviewed; refused if it was resubmitted since")

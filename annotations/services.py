@@ -349,6 +349,14 @@ def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | N
 # ----------------------------------------------------------------------------
 
 
+def _finite(v) -> bool:
+    """A finite number a float can hold (an integer of 400 digits is not: math.isfinite overflows on it)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def check_points(field, label_names, points) -> list[list]:
     """Normalised [[x, y, label]]; every point outside the field or with an unknown label is listed."""
     if not isinstance(points, list):
@@ -366,8 +374,8 @@ def check_points(field, label_names, points) -> list[list]:
             problems.append(f"point {n}: must be {{x, y, label}}, got {p!r}")
             continue
         if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(y, (int, float)) \
-                or not (math.isfinite(x) and math.isfinite(y)):
-            problems.append(f"point {n}: x and y must be numbers, got {x!r}, {y!r}")
+                or not (_finite(x) and _finite(y)):
+            problems.append(f"point {n}: x and y must be numbers, got {str(x)[:40]!r}, {str(y)[:40]!r}")
             continue
         bad = []
         name = known.get(label.strip().lower()) if isinstance(label, str) else None
@@ -464,15 +472,16 @@ def check_reviewer(session, user):
         raise NotAllowed("an annotator cannot review their own session")
 
 
-def do_accept(session, reviewer, comment=""):
+def do_accept(session, reviewer, comment="", version: int | None = None):
+    """`version`: the session version the reviewer saw; a session resubmitted since is not accepted."""
     check_reviewer(session, reviewer)
-    session.accept(reviewer, comment or "")
+    session.accept(reviewer, comment or "", version)
     return session
 
 
-def do_return(session, reviewer, comment):
+def do_return(session, reviewer, comment, version: int | None = None):
     check_reviewer(session, reviewer)
-    session.return_(reviewer, comment or "")
+    session.return_(reviewer, comment or "", version)
     return session
 
 

@@ -265,11 +265,17 @@ def session_review(request, pk):
     session = get_object_or_404(services.visible_sessions(request.user).select_related("field__project", "annotator"),
                                 pk=pk)
     action, comment = request.POST.get("action"), request.POST.get("comment", "")
+    version = request.POST.get("version", "")
+    try:
+        # The version the review page showed: a session resubmitted since is not accepted unseen.
+        version = int(version) if version.strip() else None
+    except ValueError:
+        version = -1  # matches no session: refused with the message below
     try:
         if action == "accept":
-            services.do_accept(session, request.user, comment)
+            services.do_accept(session, request.user, comment, version)
         elif action == "return":
-            services.do_return(session, request.user, comment)
+            services.do_return(session, request.user, comment, version)
         else:
             raise TransitionError(f"unknown review action {action!r} (accept or return)")
     except (TransitionError, services.NotAllowed) as exc:

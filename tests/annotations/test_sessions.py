@@ -146,3 +146,39 @@ def test_slide_without_case_access_is_not_pseudonymous_for_annotator(personas):
     with pytest.raises(services.AnnotationError, match="no access to slide"):
         services.do_create_field(project, slide, 0, 0, 100, 100)
     assert project.fields.count() == 1
+
+
+def test_two_reviewers_with_the_same_page_cannot_both_decide(personas):
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    services.do_submit(session, personas["annotator"])
+    first, second = AnnotationSession.objects.get(pk=session.pk), AnnotationSession.objects.get(pk=session.pk)
+    services.do_accept(first, personas["pathologist"], "good")
+    with pytest.raises(TransitionError, match="only a submitted session can be reviewed"):
+        services.do_return(second, personas["admin"], "too late: it is accepted")
+    session.refresh_from_db()
+    assert session.status == SessionStatus.ACCEPTED and session.reviewed_by == personas["pathologist"]
+
+
+def test_a_session_resubmitted_since_the_review_page_loaded_is_not_accepted_unseen(personas):
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    services.do_submit(session, personas["annotator"])
+    seen = session.version  # what the reviewer's page shows
+    services.do_return(session, personas["admin"], "add the lower field")
+    services.do_save_points(session, personas["annotator"], seen, [[1001, 1001, "positive"]])
+    services.do_submit(session, personas["annotator"])
+    with pytest.raises(TransitionError, match="changed since you loaded it"):
+        services.do_accept(session, personas["pathologist"], "", version=seen)
+    assert AnnotationSession.objects.get(pk=session.pk).status == SessionStatus.SUBMITTED
+    services.do_accept(session, personas["pathologist"], "", version=seen + 1)
+    assert AnnotationSession.objects.get(pk=session.pk).status == SessionStatus.ACCEPTED
+
+
+def test_a_coordinate_too_large_for_a_float_is_a_clear_refusal(personas):
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    with pytest.raises(services.AnnotationError, match="x and y must be numbers"):
+        services.do_save_points(session, personas["annotator"], 0, [{"x": 10 ** 400, "y": 5, "label": "positive"}])
+    session.refresh_from_db()
+    assert session.version == 0 and session.points == []
