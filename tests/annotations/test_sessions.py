@@ -182,3 +182,19 @@ def test_a_coordinate_too_large_for_a_float_is_a_clear_refusal(personas):
         services.do_save_points(session, personas["annotator"], 0, [{"x": 10 ** 400, "y": 5, "label": "positive"}])
     session.refresh_from_db()
     assert session.version == 0 and session.points == []
+
+
+def test_the_admin_cannot_move_a_field_or_a_session_once_accepted(personas):
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    request = RequestFactory().get("/admin/")
+    request.user = make_user(None, username="root", is_staff=True, is_superuser=True)
+    field_admin, session_admin = site._registry[Field], site._registry[AnnotationSession]
+    assert "x" not in field_admin.get_readonly_fields(request, field)  # nothing accepted yet: fixable
+    services.do_submit(session, personas["annotator"])
+    services.do_accept(session, personas["pathologist"])
+    assert {"slide", "x", "y", "width", "height"} <= set(field_admin.get_readonly_fields(request, field))
+    assert {"status", "field", "annotator", "points"} <= set(session_admin.get_readonly_fields(request, session))

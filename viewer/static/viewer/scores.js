@@ -18,7 +18,8 @@ export function showScores(scores) {
   const tps = scores.tps;
   // Two decimals, as the report, its PDF and FHIR state it (49.96 % shown as "50.0 %" beside "1-49 %" misled).
   setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(2) + " %");
-  // The server's category follows the case's clone; null (a clone without built-in cut-offs) stays "—".
+  // The server's category is the one the report states (the case's cut-off table); null where the report
+  // states none (research use, too few cells, a clone without cut-offs) stays "—".
   setText("tps-category", ("tps_category" in scores ? scores.tps_category : tpsCategory(tps)) || "—");
   // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
   // the server computes both (viewer.services.job_scores); a summary without them shows "—".
