@@ -35,7 +35,7 @@ def _unknown_detector() -> JobError:
     return JobError(f"unknown detector: choose {names} (a model released for clinical use, by name or id)")
 
 
-def check_detector(value, *, slide, compartment: str = "membrane", research: bool = False):
+def check_detector(value, *, slide, compartment: str = DEFAULT_COMPARTMENT, research: bool = False):
     """(detector label, ModelVersion or None, provenance) for a job on `slide`.
 
     Clinical jobs (web, API, analysis_job) take only "classic" or a ModelVersion released for
