@@ -38,8 +38,28 @@ class ModelVersionAdmin(admin.ModelAdmin):
                        "origin", "created_at")
 
 
+class ActiveModelForm(forms.ModelForm):
+    """The admin's activation goes through ModelVersion.check_activation, as every other does: a default
+    is a promoted model compared with the default it replaces."""
+
+    class Meta:
+        model = ActiveModel
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        version = cleaned.get("model_version")
+        if version is not None and "indication" in cleaned and "marker" in cleaned:
+            try:
+                version.check_activation(cleaned["indication"], cleaned["marker"])
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return cleaned
+
+
 @admin.register(ActiveModel)
 class ActiveModelAdmin(admin.ModelAdmin):
+    form = ActiveModelForm
     list_display = ("indication", "marker", "model_version", "activated_at")
     list_filter = ("marker",)
     autocomplete_fields = ("model_version",)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from .choices import FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus
+from .choices import CLASSIC_DETECTOR, FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus
 
 def software_version() -> str:
     from pdl1site import __version__
@@ -75,16 +75,36 @@ class ModelVersion(models.Model):
             raise ValueError(f"{self.name} is the active model for some indication: activate another one first")
         self.status = status
 
-    def activate(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> ActiveModel:
-        """Make this the model used for (indication, marker); replaces the previous one, if any.
-        Only a model released for clinical use can be the default of clinical jobs."""
+    def check_activation(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> None:
+        """ValueError saying why this version may not become the default of (indication, marker) now.
+
+        A default decides the number of every clinical job that does not name a detector, so it must be
+        a model released by promotion (analysis.promotion) whose recorded evaluation compared it with
+        the default it replaces: being clinical (selectable by name) is not enough, and the shipped
+        starter, clinical without a promotion, is never made the default this way."""
         if not self.clinical:
             raise ValueError(f"{self.name} is {self.get_status_display().lower()}: promote it to clinical first")
         if indication not in Indication.values and indication != ANY_INDICATION:
             raise ValueError(f"unknown indication {indication!r}")
         if marker not in Marker.values:
             raise ValueError(f"unknown marker {marker!r}")
+        current = ActiveModel.current(indication or None, marker)
+        if current is not None and current.pk == self.pk:
+            return
+        replaced = (current.name, current.sha256) if current is not None else (CLASSIC_DETECTOR, "")
+        where = f"{indication or 'any indication'} / {marker}"
+        if not self.promotions.exists():
+            raise ValueError(f"{self.name} has no promotion record (it was never evaluated against the default and "
+                             f"released with a reason on the Models page): it cannot be made the default for {where}.")
+        if not self.promotions.filter(evaluation__baseline=replaced[0], evaluation__baseline_sha256=replaced[1]).exists():
+            raise ValueError(f"{self.name} was promoted on an evaluation against another detector than {replaced[0]}, "
+                             f"the default for {where} now: it cannot replace a default it was not compared with.")
+
+    def activate(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> ActiveModel:
+        """Make this the model used for (indication, marker); replaces the previous one, if any
+        (check_activation says when it may)."""
         with transaction.atomic():
+            self.check_activation(indication, marker)
             # select_for_update + save (not update_or_create's bare update) so the audit log records the change.
             active = ActiveModel.objects.select_for_update().filter(indication=indication, marker=marker).first()
             if active is None:
@@ -110,6 +130,16 @@ class ActiveModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.indication or 'any indication'} / {self.marker}: {self.model_version}"
+
+    @classmethod
+    def current(cls, indication: str | None, marker: str = Marker.PDL1) -> ModelVersion | None:
+        """The clinical model activated for (indication, marker), else for (any indication, marker)."""
+        for key in ([indication] if indication else []) + [ANY_INDICATION]:
+            active = (cls.objects.select_related("model_version")
+                      .filter(indication=key, marker=marker, model_version__status=ModelStatus.CLINICAL).first())
+            if active is not None:
+                return active.model_version
+        return None
 
 
 class ModelEvaluation(models.Model):

@@ -20,7 +20,7 @@ from analysis.choices import Marker
 
 from .choices import CLASSIC_DETECTOR, ModelOrigin, ModelStatus
 from .hashing import sha256_file  # noqa: F401  also the registry's: jobs and tests identify weights with it
-from .models import ANY_INDICATION, ActiveModel, ModelVersion
+from .models import ActiveModel, ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +137,7 @@ def resolve_detector_path(name_or_path) -> Path:
 
 def active_model(indication: str | None, marker: str = Marker.PDL1) -> ModelVersion | None:
     """The clinical model activated for (indication, marker), else for (any indication, marker)."""
-    for key in ([indication] if indication else []) + [ANY_INDICATION]:
-        active = (ActiveModel.objects.select_related("model_version")
-                  .filter(indication=key, marker=marker, model_version__status=ModelStatus.CLINICAL).first())
-        if active is not None:
-            return active.model_version
-    return None
+    return ActiveModel.current(indication, marker)
 
 
 def clinical_models():

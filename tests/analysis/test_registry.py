@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from analysis import registry
 from analysis.choices import ModelStatus
-from analysis.models import ActiveModel, ModelVersion
+from analysis.models import ActiveModel, ModelEvaluation, ModelPromotion, ModelVersion
 from analysis.nets import DetectorConfig, build_detector, save_checkpoint
 from cases.choices import Indication, Marker
 
@@ -38,13 +38,28 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     status = ModelStatus.CLINICAL
 
 
+def promoted(version, against=None):
+    """Record the promotion a default needs: `version` evaluated against `against` (a ModelVersion, or None
+    for classic) and released with a reason, as analysis.promotion does after a review."""
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username="promoter")
+    evaluation = ModelEvaluation.objects.create(
+        model_version=version, baseline=against.name if against else "classic",
+        baseline_sha256=against.sha256 if against else "", data="held-out", fields=1,
+        candidate_scores={}, baseline_scores={})
+    ModelPromotion.objects.create(model_version=version, evaluation=evaluation, from_status=ModelStatus.RESEARCH,
+                                  to_status=ModelStatus.CLINICAL, reason="reviewed", promoted_by=user)
+    return version
+
+
 @pytest.fixture
 def version(media_root):
     path = tiny_checkpoint(media_root / "v1.pt")
     version = registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data={"synthetic": True})
     version.set_status(ModelStatus.CLINICAL)
     version.save()
-    return version
+    return promoted(version)
 
 
 @pytest.fixture
@@ -109,8 +124,8 @@ def test_resolve_registered_but_missing_file(version, media_root):
 
 
 def test_one_active_model_per_indication_and_marker(version):
-    v2 = ModelVersionFactory()
     lung = Indication.LUNG_SQUAMOUS
+    v2 = promoted(ModelVersionFactory(), against=version)  # compared with the default it replaces for lung
     version.activate(lung, Marker.PDL1)
     v2.activate(lung, Marker.PDL1)
     version.activate(Indication.BREAST_DUCTAL, Marker.PDL1)
@@ -212,8 +227,8 @@ def test_only_clinical_models_are_activated_or_offered(media_root):
     assert research not in registry.clinical_models()
     research.set_status(ModelStatus.CLINICAL)
     research.save()
-    research.activate(Indication.OTHER, Marker.PDL1)
     assert research in registry.clinical_models()
+    promoted(research).activate(Indication.OTHER, Marker.PDL1)
     with pytest.raises(ValueError, match="active model"):
         research.set_status(ModelStatus.RESEARCH)
 
@@ -228,3 +243,56 @@ def test_real_starter_file_if_shipped():
     card = (registry.STARTER_DIR / "MODEL_CARD.md").read_text()
     assert "SYNTHETIC" in card and "non-commercial" in card
     assert registry.ensure_starter_registered().origin == "shipped"
+
+
+def test_a_default_is_a_promoted_model_compared_with_the_default_it_replaces(version, media_root, no_starter):
+    """Clinical (selectable by name) is not enough to decide every job's number: activation needs a promotion
+    whose evaluation was against the detector it replaces (classic, or the active model)."""
+    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1")
+    unreviewed.set_status(ModelStatus.CLINICAL)
+    unreviewed.save()
+    with pytest.raises(ValueError, match="no promotion record"):
+        unreviewed.activate("", Marker.PDL1)
+    assert not ActiveModel.objects.exists() and registry.default_detector_name() == "classic"
+
+    version.activate("", Marker.PDL1)  # promoted against classic, which it replaces
+    version.activate("", Marker.PDL1)  # again: nothing to compare
+    challenger = promoted(registry.register_checkpoint(tiny_checkpoint(media_root / "c.pt", seed=2), "challenger-v1"))
+    challenger.set_status(ModelStatus.CLINICAL)
+    challenger.save()
+    for indication in ("", Indication.LUNG_SQUAMOUS):  # lung falls back to the any-indication default
+        with pytest.raises(ValueError, match="against another detector than unet-v1"):
+            challenger.activate(indication, Marker.PDL1)
+    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == "unet-v1"
+    promoted(challenger, against=version).activate(Indication.LUNG_SQUAMOUS, Marker.PDL1)
+    assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == "challenger-v1"
+    assert registry.default_detector_name(Indication.BREAST_DUCTAL) == "unet-v1"
+
+
+def test_the_starter_is_selectable_but_never_made_the_default_without_a_promotion():
+    if not registry.STARTER_FILE.is_file():
+        pytest.skip("starter model not shipped")
+    starter = ModelVersion.objects.get(name=registry.STARTER_NAME)
+    assert starter in registry.clinical_models()
+    with pytest.raises(ValueError, match="no promotion record"):
+        starter.activate("", Marker.PDL1)
+
+
+def test_the_admin_activates_only_through_the_same_check(version, media_root, no_starter):
+    from django.contrib.admin.sites import site
+    from django.contrib.auth import get_user_model
+    from django.test import RequestFactory
+
+    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1")
+    unreviewed.set_status(ModelStatus.CLINICAL)
+    unreviewed.save()
+    admin = site._registry[ActiveModel]
+    request = RequestFactory().post("/admin/")
+    request.user = get_user_model().objects.create_superuser("root", "r@example.org", "pw")
+    form_class = admin.get_form(request)
+    form = form_class({"indication": "", "marker": Marker.PDL1, "model_version": unreviewed.pk})
+    assert not form.is_valid() and "no promotion record" in str(form.errors)
+    form = form_class({"indication": "", "marker": Marker.PDL1, "model_version": version.pk})
+    assert form.is_valid(), form.errors
+    form.save()
+    assert registry.default_detector_name() == "unet-v1"

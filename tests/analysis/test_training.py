@@ -114,14 +114,19 @@ def test_resnet101_configuration_builds():
 
 
 @pytest.mark.django_db
-def test_command_trains_registers_and_activates(tmp_path, media_root):
+def test_command_trains_and_registers_for_research_only(tmp_path, media_root):
+    """The server shell trains and registers; a model is released for clinical use and made a default only
+    by its promotion (evaluated against the default, with a reason), never by this command."""
     call_command("train_detector", "--source", "synthetic", "--steps", "2", "--batch-size", "1", "--crop", "64",
                  "--synthetic-fields", "2", "--synthetic-val", "1", "--synthetic-size", "96", "--out", str(tmp_path / "out"), "--register", "cmd-v1",
-                 "--activate", "lung_squamous:PD-L1", "--no-progress", "--device", "cpu")
+                 "--no-progress", "--device", "cpu")
     version = ModelVersion.objects.get(name="cmd-v1")
     assert version.training_data["synthetic"] is True and "synthetic" in version.metrics
     assert version.path() == (tmp_path / "out" / "model.pt").resolve()
-    assert ActiveModel.objects.get(indication="lung_squamous", marker="PD-L1").model_version == version
+    assert version.status == "research" and not ActiveModel.objects.exists()
+    with pytest.raises(CommandError):  # the option that released a model without a promotion is gone
+        call_command("train_detector", "--source", "synthetic", "--out", str(tmp_path / "o2"), "--register", "cmd-v2",
+                     "--activate", "lung_squamous:PD-L1")
 
 
 @pytest.mark.django_db
@@ -130,9 +135,6 @@ def test_command_trains_registers_and_activates(tmp_path, media_root):
     (["--source", "db"], "no accepted annotation sessions"),
     (["--source", "folder:"], "needs a path"),
     (["--source", "synthetic", "--crop", "60"], "multiple of 8"),
-    (["--source", "synthetic", "--activate", "lung_squamous:PD-L1"], "needs --register"),
-    (["--source", "synthetic", "--register", "x", "--activate", "lungs:PD-L1"], "unknown indication"),
-    (["--source", "synthetic", "--register", "x", "--activate", "PD-L1"], "INDICATION:MARKER"),
     (["--source", "synthetic", "--source-weights", "1,1"], "give 1 positive numbers"),
     (["--source", "synthetic", "--source", "synthetic", "--source-weights", "1,0"], "positive numbers"),
     (["--source", "synthetic", "--source-weights", "nan"], "positive numbers"),

@@ -3,7 +3,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
-from analysis.choices import Indication, Marker, ModelStatus
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
 from analysis.training import train
@@ -33,9 +32,6 @@ class Command(BaseCommand):
         parser.add_argument("--checkpoint-every", type=int, default=100)
         parser.add_argument("--register", metavar="NAME", help="register the trained model under this name")
         parser.add_argument("--name", help="the model's name in its card and checkpoint (default: --register)")
-        parser.add_argument("--activate", metavar="INDICATION:MARKER",
-                            help="release the registered model for clinical use and make it the default for "
-                                 "INDICATION:MARKER, e.g. lung_squamous:PD-L1 or :PD-L1 for any")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
         parser.add_argument("--synthetic-fields", type=int, default=64, help="synthetic training fields")
@@ -77,9 +73,6 @@ class Command(BaseCommand):
         return weights
 
     def handle(self, *args, **opts):
-        activation = self._parse_activate(opts["activate"]) if opts["activate"] else None
-        if activation and not opts["register"]:
-            raise CommandError("--activate needs --register NAME")
         for spec in opts["source"]:
             try:
                 datasets.parse_source(spec)
@@ -113,20 +106,6 @@ class Command(BaseCommand):
                 )
             except registry.RegistryError as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"registered {version.name} (sha256 {version.sha256[:12]})")
-            if activation:
-                version.set_status(ModelStatus.CLINICAL)  # an operator's explicit release; audited
-                version.save(update_fields=["status"])
-                version.activate(*activation)
-                self.stdout.write(f"activated for {activation[0] or 'any indication'} / {activation[1]}")
-
-    @staticmethod
-    def _parse_activate(value: str) -> tuple[str, str]:
-        indication, sep, marker = value.partition(":")
-        if not sep:
-            raise CommandError("--activate must be INDICATION:MARKER, e.g. lung_squamous:PD-L1")
-        if indication and indication not in Indication.values:
-            raise CommandError(f"unknown indication {indication!r}; choose from {', '.join(Indication.values)}")
-        if marker not in Marker.values:
-            raise CommandError(f"unknown marker {marker!r}; choose from {', '.join(Marker.values)}")
-        return indication, marker
+            # Registered for research use: it is released for clinical use by its promotion on the Models
+            # page (evaluated against the current default, with a reason), never from here.
+            self.stdout.write(f"registered {version.name} (sha256 {version.sha256[:12]}) for research use")
