@@ -69,7 +69,10 @@ def register_checkpoint(
     metrics / training_data default to those of the model_card.json beside
     the file.  Registering the same name again with the same weights returns
     the existing version; with different weights it is an error (versions
-    are immutable: pick a new name).
+    are immutable: pick a new name).  The version's file is a read-only copy
+    under MEDIA_ROOT/models/NAME/ (registered_copy), never the training
+    output: a resumed or repeated run writes its model.pt again in place,
+    which would have replaced a registered version's weights.
     """
     from django.core.exceptions import ValidationError
     from django.core.validators import validate_slug
@@ -95,10 +98,43 @@ def register_checkpoint(
         metrics = card.get("metrics", {})
     if training_data is None:
         training_data = card.get("training_data", {})
+    stored, digest = registered_copy(path, name, card)
     return ModelVersion.objects.create(
-        name=name, file=_stored_path(path), sha256=digest, **_config_fields(config),
+        name=name, file=_stored_path(stored), sha256=digest, **_config_fields(config),
         metrics=metrics, training_data=training_data, origin=origin, notes=notes,
     )
+
+
+def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str]:
+    """(file, sha256) of a read-only copy of the checkpoint at MEDIA_ROOT/models/NAME/SHA256[:16].pt, with
+    its card beside it as model_card.json.  The hash is taken of the copy itself, so the registered
+    sha256 is that of the bytes stored even if the source is being rewritten meanwhile."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(settings.MEDIA_ROOT) / "models" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            shutil.copyfileobj(src, out)
+        digest = sha256_file(tmp)
+        read_checkpoint_config(tmp)  # the copy must still be a checkpoint (the source may have been replaced)
+        final = folder / f"{digest[:16]}.pt"
+        if final.exists():
+            if sha256_file(final) != digest:
+                raise RegistryError(f"{final} exists with other contents: not overwritten")
+        else:
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    card_file = folder / "model_card.json"
+    if card and not card_file.exists():
+        card_file.write_text(json.dumps(card, indent=1), encoding="utf-8")
+        os.chmod(card_file, 0o444)
+    return final, digest
 
 
 def _config_fields(config: dict) -> dict:

@@ -69,11 +69,27 @@ def no_starter(monkeypatch, tmp_path):
 
 
 def test_register_reads_config_and_hash(version, media_root):
-    assert version.file == "v1.pt"  # relative to MEDIA_ROOT
-    assert version.sha256 == registry.sha256_file(media_root / "v1.pt")
+    digest = registry.sha256_file(media_root / "v1.pt")
+    assert version.file == f"models/unet-v1/{digest[:16]}.pt"  # a copy, relative to MEDIA_ROOT
+    assert version.sha256 == digest == registry.sha256_file(version.path())
     assert (version.arch, version.mpp, version.synthetic) == ("unet", 0.5, True)
     assert version.normalisation["mean"] == list(DetectorConfig().mean)
-    assert version.path() == media_root / "v1.pt"
+    assert version.path() == media_root / version.file
+
+
+def test_a_registered_version_keeps_its_weights_when_the_training_output_is_written_again(tmp_path, media_root):
+    """A resumed or repeated run writes model.pt in place; the registered version must not change with it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    tiny_checkpoint(out / "model.pt", seed=0)
+    first = registry.register_checkpoint(out / "model.pt", "run-v1")
+    tiny_checkpoint(out / "model.pt", seed=1)  # the same folder trained again
+    second = registry.register_checkpoint(out / "model.pt", "run-v2")
+    assert first.path() != second.path() and first.sha256 != second.sha256
+    assert registry.sha256_file(first.path()) == first.sha256  # still the weights registered as run-v1
+    assert registry.sha256_file(second.path()) == second.sha256
+    assert not first.path().stat().st_mode & 0o222  # read-only
+    assert not list(first.path().parent.glob(".incoming-*"))
 
 
 def test_register_reads_the_card_beside_the_checkpoint(tmp_path):
@@ -83,7 +99,8 @@ def test_register_reads_the_card_beside_the_checkpoint(tmp_path):
     (out / "model_card.json").write_text(json.dumps({"metrics": {"x": 1}, "training_data": {"synthetic": False}}))
     v = registry.register_checkpoint(out / "model.pt", "from-card")
     assert v.metrics == {"x": 1} and v.training_data == {"synthetic": False}
-    assert v.file == str((out / "model.pt").resolve())  # outside MEDIA_ROOT: absolute
+    assert v.file.startswith("models/from-card/")  # copied under MEDIA_ROOT, the card beside it
+    assert json.loads((v.path().parent / "model_card.json").read_text())["metrics"] == {"x": 1}
 
 
 def test_register_same_name_is_idempotent_but_new_weights_need_a_new_name(version, media_root):
@@ -107,7 +124,7 @@ def test_register_rejects_a_non_checkpoint(media_root):
 
 
 def test_resolve_by_name_or_path(version, media_root):
-    assert registry.resolve_detector_path("unet-v1") == media_root / "v1.pt"
+    assert registry.resolve_detector_path("unet-v1") == version.path()
     assert registry.resolve_detector_path(str(media_root / "v1.pt")) == media_root / "v1.pt"
 
 
@@ -118,7 +135,7 @@ def test_resolve_unknown_is_a_clear_error(version, name):
 
 
 def test_resolve_registered_but_missing_file(version, media_root):
-    (media_root / "v1.pt").unlink()
+    version.path().unlink()
     with pytest.raises(registry.UnknownDetector, match="file .* is missing"):
         registry.resolve_detector_path("unet-v1")
 
