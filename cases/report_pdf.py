@@ -87,13 +87,16 @@ def _thumbnail(slide) -> Image.Image:
 
 
 def _points(job):
-    """Corrected detections (xy level-0 px, labels), or empty when the job has no readable store."""
+    """Corrected detections (xy level-0 px, labels), or empty when the job has no store; a store that cannot
+    be read is an error (ResultUnreadable), not an empty dot map in a signed document."""
     if job is None:
         return np.zeros((0, 2)), np.zeros(0, np.int8)
-    from cases.results import NoResult, job_results
+    from cases.results import NoResult, ResultUnreadable, job_results
 
     try:
         return job_results().corrected_points(job)
+    except ResultUnreadable:
+        raise
     except NoResult:
         return np.zeros((0, 2)), np.zeros(0, np.int8)
 

@@ -84,7 +84,7 @@ def method_description(method: dict) -> str:
 def score_snapshot(case: Case, job) -> dict:
     """The scores a report states: the job's result with pathologists' corrections applied,
     interpreted with the cut-off tables configured for the case's assay and indication."""
-    from cases.results import NoResult, job_results
+    from cases.results import NoResult, ResultUnreadable, job_results
 
     interval, error_basis = None, ""
     try:
@@ -92,7 +92,9 @@ def score_snapshot(case: Case, job) -> dict:
         counts, corrections = scores["counts"], job_results().correction_version(job)
         interval = Interval(**scores["tps_interval"]) if scores["tps_interval"] else None
         error_basis = scores["detector_error"]
-    except NoResult:  # no readable store: the merged summary (no corrections can exist without one)
+    except ResultUnreadable as exc:  # its corrections and regions cannot be applied: no number is stated
+        raise ReportError(str(exc)) from None
+    except NoResult:  # no store at all: the merged summary (no corrections can exist without one)
         counts, corrections = dict(job.summary.get("counts", {})), 0
     summary = score_summary(counts,
                             tps_table=report_tps_table(case),

@@ -18,6 +18,14 @@ class NoResult(Exception):
     http_status = 409  # pdl1site.rest.exception_handler
 
 
+class ResultUnreadable(NoResult):
+    """The job is done but its detection store cannot be read (missing, damaged, no permission): a fault
+    to repair (restore the file), never "no result yet": nothing may fall back to the uncorrected
+    summary, which would drop the pathologists' corrections and regions from a report."""
+
+    http_status = 503
+
+
 class JobResults(Protocol):
     def scores(self, job) -> dict:
         """Corrected scores, counted inside the job's drawn regions (raises NoResult)."""

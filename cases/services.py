@@ -218,7 +218,7 @@ def slide_overview(slides) -> list[dict]:
     merged result, or the corrected one when pathologists corrected it (cases.results)."""
     from analysis.choices import JobStatus
     from analysis.models import AnalysisJob
-    from cases.results import NoResult, job_results
+    from cases.results import NoResult, ResultUnreadable, job_results
 
     rows = []
     for slide in slides:
@@ -228,6 +228,8 @@ def slide_overview(slides) -> list[dict]:
         if done is not None and job_results().correction_version(done):
             try:
                 tps, corrected = job_results().scores(done)["tps"], True
+            except ResultUnreadable:  # not the uncorrected number in place of the corrected one
+                tps = None
             except NoResult:
                 pass
         rows.append({"slide": slide, "job": latest, "done": done, "tps": tps, "corrected": corrected})

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from analysis.choices import JobStatus
 from analysis.detection_store import DetectionStore, open_store
-from cases.results import NoResult
+from cases.results import NoResult, ResultUnreadable
 
 
 class _StoreCache:
@@ -48,7 +48,8 @@ def job_store(job) -> DetectionStore:
     try:
         return _stores.get(path)
     except (OSError, ValueError) as exc:
-        raise NoResult(f"the detections of job {job.pk} cannot be read: {exc}") from None
+        raise ResultUnreadable(f"the detections of job {job.pk} cannot be read ({exc}): restore the file "
+                               f"{job.result_file} from the backup") from None
 
 
 def base_density(store, grid_px: float) -> dict[int, np.ndarray]:
