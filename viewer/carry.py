@@ -147,47 +147,61 @@ def previous_done_job(job):
 
 def do_carry_over(job) -> dict | None:
     """Carry the previous run's corrections onto `job` (done) once; returns its carry report, or None
-    when there was nothing to carry. Idempotent: a job whose report exists is left as it is."""
+    when there was nothing to carry. Idempotent: a job whose report exists is left as it is, and the
+    first call always stores one (empty when nothing was carried), so a later save of the job never
+    carries the earlier run's corrections made since on top of this run's own."""
     from viewer.models import Correction, CorrectionSet, Region
     from viewer.stores import job_store
 
     done = CorrectionSet.objects.filter(job=job, carry_report__isnull=False).values_list("carry_report", flat=True)
     if done:
-        return done[0]
+        return shown_report(done[0])
     previous = previous_done_job(job)
-    if previous is None or not Correction.objects.filter(job=previous).exists():
-        return None
-    old_rows = list(Correction.objects.filter(job=previous))
-    old_state = fold_corrections(old_rows)
-    old_store, new_store = job_store(previous), job_store(job)
-    mpp = new_store.mpp or job.slide.mpp_x or FALLBACK_MPP
-    radius_px = CARRY_RADIUS_UM / float(mpp)
-    wanted = np.asarray(sorted(old_state.deleted | set(old_state.relabelled)), np.int64)
-    old_xy = dict(zip(wanted.tolist(), old_store.take(wanted).xy.astype(np.float64).tolist()))
-    everything = new_store.all()
-    plan = plan_carry(old_xy, old_state, sources_of(old_rows), everything.xy, everything.labels, radius_px)
+    old_rows = list(Correction.objects.filter(job=previous)) if previous is not None else []
+    plan, radius_px = None, None
+    if old_rows:
+        old_state = fold_corrections(old_rows)
+        old_store, new_store = job_store(previous), job_store(job)
+        mpp = new_store.mpp or job.slide.mpp_x or FALLBACK_MPP
+        radius_px = CARRY_RADIUS_UM / float(mpp)
+        wanted = np.asarray(sorted(old_state.deleted | set(old_state.relabelled)), np.int64)
+        old_xy = dict(zip(wanted.tolist(), old_store.take(wanted).xy.astype(np.float64).tolist()))
+        everything = new_store.all()
+        plan = plan_carry(old_xy, old_state, sources_of(old_rows), everything.xy, everything.labels, radius_px)
 
     CorrectionSet.objects.get_or_create(job=job)
     with transaction.atomic():
         correction_set = CorrectionSet.objects.select_for_update(of=("self",)).get(job=job)
         if correction_set.carry_report is not None:
-            return correction_set.carry_report
+            return shown_report(correction_set.carry_report)
         now = timezone.now()
-        for op in plan.ops:
+        for op in plan.ops if plan is not None else []:
             source = op.pop("source")
             version = correction_set.bump(None, now)
             Correction.objects.create(job=job, version=version, author_id=source.author_id, carried_from=source,
                                       **op)
+        # The slide's regions change this run's scores too, also when no point correction was carried:
+        # its version then says "corrected" (case page, report) as its counts do.
         if Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).exists():
-            correction_set.bump(None, now)  # the slide's regions change this run's scores too
-        report = {"from_job": previous.pk, "radius_um": CARRY_RADIUS_UM, "radius_px": round(radius_px, 2),
-                  "carried": len(plan.ops) + plan.already, "saved": len(plan.ops), "already_so": plan.already,
-                  "not_carried": plan.missed, "reason": f"no detection of this analysis within {CARRY_RADIUS_UM:g} µm "
-                                                       "of where they were made"}
-        report["message"] = carry_message(report)
-        correction_set.carried_from, correction_set.carry_report = previous, report
+            correction_set.bump(None, now)
+        if plan is None:
+            report = {"from_job": previous.pk if previous is not None else None, "carried": 0, "saved": 0,
+                      "already_so": 0, "not_carried": [], "nothing": True, "message": ""}
+        else:
+            report = {"from_job": previous.pk, "radius_um": CARRY_RADIUS_UM, "radius_px": round(radius_px, 2),
+                      "carried": len(plan.ops) + plan.already, "saved": len(plan.ops), "already_so": plan.already,
+                      "not_carried": plan.missed, "reason": f"no detection of this analysis within "
+                                                            f"{CARRY_RADIUS_UM:g} µm of where they were made"}
+            report["message"] = carry_message(report)
+            correction_set.carried_from = previous
+        correction_set.carry_report = report
         correction_set.save()
-    return report
+    return shown_report(report)
+
+
+def shown_report(report: dict | None) -> dict | None:
+    """The carry report as the viewer and callers see it: None when the earlier run had nothing to carry."""
+    return None if report is None or report.get("nothing") else report
 
 
 def carry_after_commit(job_id: int) -> None:

@@ -50,9 +50,10 @@ def corrections_overview(job) -> dict:
 
 def carry_over(job) -> dict | None:
     """What the previous run's corrections became on this job (viewer.carry), with its message."""
+    from viewer.carry import shown_report
     from viewer.models import CorrectionSet
 
-    return CorrectionSet.objects.filter(job=job).values_list("carry_report", flat=True).first()
+    return shown_report(CorrectionSet.objects.filter(job=job).values_list("carry_report", flat=True).first())
 
 
 def check_correction(job, store, state: CorrectionState, data: dict) -> dict:

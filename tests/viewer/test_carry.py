@@ -137,3 +137,40 @@ def test_the_migration_gives_every_region_its_jobs_slide(personas, media_root):
     executor.migrate(executor.loader.graph.leaf_nodes())
     migrated = Region.objects.get(pk=region.pk)
     assert migrated.slide_id == slide.pk and migrated.drawn_on_id == job.pk
+
+
+def test_a_rerun_after_regions_only_is_corrected_as_its_scores_are(personas, media_root,
+                                                                     django_capture_on_commit_callbacks):
+    """Regions drawn, no point corrected: the re-run's scores count inside the regions, so its version says
+    "corrected" (the case page's TPS and the PDF's "includes pathologist corrections" read it)."""
+    from cases.services import slide_overview
+    from viewer.human_layer import correction_version
+    from viewer.scores import job_scores
+
+    slide = SlideFactory(case=personas["case"], width=1000, height=1000)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 1000, (2000, 2)).astype(np.float32)
+    labels = np.where(xy[:, 0] < 500, 1, 2).astype(np.int8)  # left half positive
+    first = store_job(slide, xy, labels, "first")
+    post(client_for(personas["pathologist"]), first, "regions", base_version=0, kind="tumour",
+         vertices=[[0, 0], [400, 0], [400, 1000], [0, 1000]])
+    with django_capture_on_commit_callbacks(execute=True):
+        second = store_job(slide, xy + 1, labels, "second")
+    assert correction_version(second) > 0 and job_scores(second)["tps"] == 100.0
+    (row,) = slide_overview([slide])
+    assert row["done"] == second and row["corrected"] and row["tps"] == 100.0
+
+
+def test_a_saved_rerun_never_carries_corrections_made_since_on_top_of_its_own(personas, media_root,
+                                                                             django_capture_on_commit_callbacks):
+    slide = SlideFactory(case=personas["case"], width=1000, height=1000)
+    xy = np.array([[100, 100], [300, 300], [500, 500]], np.float32)
+    first = store_job(slide, xy, [1, 2, 2], "first")
+    with django_capture_on_commit_callbacks(execute=True):
+        second = store_job(slide, xy, [1, 2, 2], "second")  # nothing to carry yet
+    assert carry.do_carry_over(second) is None
+    post(client_for(personas["pathologist"]), first, "corrections", base_version=0, op="add", x=800, y=800,
+         label="positive")  # the earlier run corrected afterwards
+    with django_capture_on_commit_callbacks(execute=True):
+        second.save()  # any later save of the done re-run
+    assert not Correction.objects.filter(job=second).exists()
