@@ -44,8 +44,11 @@ Sources, named as on the ``train_detector`` command line:
     Non-commercial licence: read in place, never copied into the repository.
     Each field is split spatially: left half train, right half val.
 
-``db``
-    Accepted annotation sessions in the database (annotations.dataset.db_samples), split by slide.
+``db:MARKER``
+    Accepted annotation sessions in the database (annotations.dataset.db_samples) of the projects
+    stained for MARKER (``db:PD-L1``, ``db:Ki67``), split by slide.  The marker is required: "positive"
+    means a stained membrane in a PD-L1 project and a stained nucleus in a Ki-67 one, so mixing them
+    would teach one class two meanings.
 
 ``shidc``, ``bcdata``
     Real Ki-67 fields with point labels under ``shared/data/ihc_train`` (13
@@ -103,6 +106,12 @@ LYMPHOCYTE = "lymphocyte"
 NUCLEAR_MARKER_SOURCES = frozenset({"shidc", "bcdata", "deepliif"})
 
 
+def is_nuclear_marker_source(spec: str) -> bool:
+    """Whether a source's fields are stained for a nuclear marker: the Ki-67 sets, or db:Ki67."""
+    kind, arg = parse_source(spec)
+    return kind in NUCLEAR_MARKER_SOURCES or (kind == "db" and arg == "Ki67")
+
+
 class DatasetError(ValueError):
     """A source cannot be read; the message says what is wrong and where."""
 
@@ -132,9 +141,16 @@ def parse_source(spec: str) -> tuple[str, str | None]:
     """'folder:PATH' -> ('folder', 'PATH'); 'synthetic' -> ('synthetic', None)."""
     kind, _, arg = str(spec).partition(":")
     if kind not in SOURCE_KINDS:
-        raise DatasetError(f"unknown source {spec!r}: use synthetic, folder:PATH, deepliif, shidc, bcdata or db")
+        raise DatasetError(f"unknown source {spec!r}: use synthetic, folder:PATH, deepliif, shidc, bcdata or db:MARKER")
     if kind == "folder" and not arg:
         raise DatasetError("source 'folder' needs a path: folder:PATH")
+    if kind == "db":
+        from analysis.choices import Marker
+
+        if arg not in Marker.values:
+            raise DatasetError(f"source {spec!r}: give the projects' marker, db:MARKER with MARKER one of "
+                               f"{', '.join(Marker.values)} (PD-L1 and Ki-67 points mean different things)")
+        return kind, arg
     if kind != "folder" and arg:
         raise DatasetError(f"source {kind!r} takes no argument (got {spec!r})")
     return kind, arg or None
@@ -146,7 +162,7 @@ _db_samples = None
 
 
 def provide_db_samples(loader) -> None:
-    """Register the callable (no arguments, returns list[Sample]) behind ``--source db``."""
+    """Register the callable (marker -> list[Sample]) behind ``--source db:MARKER``."""
     global _db_samples
     _db_samples = loader
 
@@ -163,9 +179,10 @@ def load_source(spec: str, mpp: float, seed: int = 0, synthetic_train: int = 64,
     elif kind == "db":
         if _db_samples is None:  # set by annotations at start-up (AnnotationsConfig.ready)
             raise DatasetError("source 'db' needs the annotations app (run through manage.py)")
-        samples = _db_samples()
+        samples = _db_samples(arg)
         if not samples:
-            raise DatasetError("source 'db' has no accepted annotation sessions on slides with a resolution")
+            raise DatasetError(f"source {spec!r} has no accepted annotation sessions of {arg} projects on slides "
+                               "with a resolution")
     elif kind in IHC_TRAIN:
         samples = ihc_train_samples(kind)
     else:

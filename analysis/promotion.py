@@ -18,7 +18,7 @@ from .choices import CLASSIC_DETECTOR, Marker, ModelStatus
 from .models import ModelEvaluation, ModelPromotion, ModelVersion
 
 # The membrane compartment for the classic baseline: PD-L1, the marker the platform reports; on held-out
-# fields that are all Ki-67 (analysis.datasets.NUCLEAR_MARKER_SOURCES) the nucleus, as a Ki-67 job runs it
+# fields that are all Ki-67 (analysis.datasets.is_nuclear_marker_source) the nucleus, as a Ki-67 job runs it
 # (the membrane setting there would weaken the default and flatter the candidate).
 BASELINE_MARKER = Marker.PDL1
 BASELINE_COMPARTMENT = "membrane"
@@ -27,8 +27,8 @@ BASELINE_COMPARTMENT = "membrane"
 def baseline_compartment(candidate: ModelVersion) -> str:
     from . import datasets
 
-    kinds = {datasets.parse_source(spec)[0] for spec, _ in held_out_sources(candidate)}
-    return "nucleus" if kinds and kinds <= datasets.NUCLEAR_MARKER_SOURCES else BASELINE_COMPARTMENT
+    specs = [spec for spec, _ in held_out_sources(candidate)]
+    return "nucleus" if specs and all(datasets.is_nuclear_marker_source(s) for s in specs) else BASELINE_COMPARTMENT
 
 
 class PromotionError(ValueError):

@@ -10,4 +10,4 @@ class AnnotationsConfig(AppConfig):
         from annotations import audit  # noqa: F401  registers models with auditlog
         from annotations.dataset import db_samples
 
-        datasets.provide_db_samples(db_samples)  # train_detector --source db
+        datasets.provide_db_samples(db_samples)  # train_detector --source db:MARKER

@@ -177,16 +177,21 @@ def accepted_sessions(project=None):
     return qs.filter(field__project=project) if project is not None else qs
 
 
-def db_samples(sessions=None) -> list:
-    """Accepted sessions as analysis.datasets.Sample objects at each slide's own mpp (in memory).
+def db_samples(marker: str | None = None, sessions=None) -> list:
+    """Accepted sessions of the projects stained for `marker` as analysis.datasets.Sample objects at each
+    slide's own mpp (in memory).
 
-    The "db" source of analysis.datasets (train_detector --source db); splits are drawn per
-    slide as in the export.
+    The "db:MARKER" source of analysis.datasets (train_detector --source db:PD-L1); splits are drawn
+    per slide as in the export.  Without a marker, `sessions` must be given (one project's).
     """
     from analysis.datasets import Sample
     from analysis.labels import LABEL_CODES
 
-    sessions = list((sessions if sessions is not None else accepted_sessions())
+    if sessions is None:
+        if not marker:
+            raise ValueError("db_samples needs the projects' marker: PD-L1 and Ki-67 points mean different things")
+        sessions = accepted_sessions().filter(field__project__marker=marker)
+    sessions = list(sessions
                     .select_related("field__slide__case", "field__project", "annotator"))
     sessions = [s for s in sessions if s.status == SessionStatus.ACCEPTED and s.field.slide.mpp_x]
     group = split_groups({s.field.slide for s in sessions})
@@ -198,9 +203,10 @@ def db_samples(sessions=None) -> list:
         rows = field_to_image_points(s.points, f.x, f.y, scale, rgb.shape[1], rgb.shape[0])
         xy = np.asarray([[u, v] for u, v, _ in rows], np.float64).reshape(-1, 2)
         labels = np.asarray([LABEL_CODES[lab] for _, _, lab in rows], np.int64)
-        out.append(Sample(rgb, xy, labels, float(slide.mpp_x), "db", f"field-{f.pk}-session-{s.pk}",
+        out.append(Sample(rgb, xy, labels, float(slide.mpp_x), f"db:{f.project.marker}", f"field-{f.pk}-session-{s.pk}",
                           splits[group[slide.pk]], False, "internal",
-                          {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username}))
+                          {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username,
+                           "project": f.project.name, "marker": f.project.marker}))
     return out
 
 

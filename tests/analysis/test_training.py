@@ -132,7 +132,8 @@ def test_command_trains_and_registers_for_research_only(tmp_path, media_root):
 @pytest.mark.django_db
 @pytest.mark.parametrize("args, message", [
     (["--source", "bogus"], "unknown source"),
-    (["--source", "db"], "no accepted annotation sessions"),
+    (["--source", "db"], "db:MARKER"),
+    (["--source", "db:PD-L1"], "no accepted annotation sessions"),
     (["--source", "folder:"], "needs a path"),
     (["--source", "synthetic", "--crop", "60"], "multiple of 8"),
     (["--source", "synthetic", "--source-weights", "1,1"], "give 1 positive numbers"),

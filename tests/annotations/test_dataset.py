@@ -134,8 +134,8 @@ def test_export_over_the_api(personas, synthetic_slide, settings):  # noqa: F811
 def test_db_samples_match_the_folder_export(personas, synthetic_slide, tmp_path):  # noqa: F811
     project = make_project(personas)
     accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256), [[110, 210, "positive"]])
-    (sample,) = dataset.db_samples()
-    assert sample.source == "db" and sample.mpp == 0.5 and sample.rgb.shape == (256, 256, 3)
+    (sample,) = dataset.db_samples("PD-L1")
+    assert sample.source == "db:PD-L1" and sample.mpp == 0.5 and sample.rgb.shape == (256, 256, 3)
     np.testing.assert_allclose(sample.xy, [[10, 10]])
     dataset.do_export_dataset(dataset.accepted_sessions(project), tmp_path / "e", mpp=0.5)
     (folder,) = datasets.folder_samples(tmp_path / "e")
@@ -229,3 +229,22 @@ def test_train_button_on_the_project_page(personas, synthetic_slide):  # noqa: F
     trained = ModelVersion.objects.get(name="lung-from-page")
     assert trained.backbone == "resnet18" and trained.status == "research"  # not for clinical jobs until released
     assert "registered model version <b>lung-from-page</b>" in page
+
+
+def test_the_db_source_reads_one_markers_projects_only(personas, synthetic_slide):  # noqa: F811
+    """A Ki-67 project's "positive" (a stained nucleus) is not a PD-L1 positive (a stained membrane): training
+    reads db:MARKER, one marker's projects, and a bare "db" is refused."""
+    pdl1 = make_project(personas)
+    ki67 = services.do_create_project(personas["pathologist"], "ki67", "lung_squamous", "Ki67", [],
+                                      [personas["annotator"]])
+    accepted_session(personas, pdl1, synthetic_slide, (100, 200, 64, 64), [[110, 210, "positive"]])
+    accepted_session(personas, ki67, synthetic_slide, (400, 400, 64, 64), [[410, 410, "positive"]])
+    (pd,) = datasets.load_source("db:PD-L1", 0.5)
+    (ki,) = datasets.load_source("db:Ki67", 0.5)
+    assert (pd.meta["marker"], ki.meta["marker"]) == ("PD-L1", "Ki67")
+    assert datasets.is_nuclear_marker_source("db:Ki67") and not datasets.is_nuclear_marker_source("db:PD-L1")
+    for spec in ("db", "db:CD8"):
+        with pytest.raises(datasets.DatasetError, match="db:MARKER"):
+            datasets.load_source(spec, 0.5)
+    with pytest.raises(datasets.DatasetError, match="no accepted annotation sessions of H&E projects"):
+        datasets.load_source("db:H&E", 0.5)
