@@ -35,6 +35,27 @@ class OmeTiffSlide:
         self.level_downsamples = tuple(self.dimensions[0] / d[0] for d in self.level_dimensions)
         self.properties = self._read_properties()
         self.associated_images = {}
+        self._scale = self._intensity_scale()
+
+    def _intensity_scale(self) -> float | None:
+        """Factor to 8 bits, one for the whole file (None: already uint8).  A per-region scale (its own
+        brightest pixel) made one pixel read differently in every tile that holds it: glass and tissue
+        alike stretched to white, the DAB and tissue thresholds moved from tile to tile."""
+        dtype = np.dtype(self._levels[0].dtype)
+        if dtype == np.uint8:
+            return None
+        if dtype.kind != "u":
+            self._tif.close()
+            raise ValueError(f"OME-TIFF pixels are {dtype}: only unsigned integer brightfield images are read "
+                             "(export the slide as 8- or 16-bit RGB)")
+        bits = dtype.itemsize * 8
+        try:
+            pixels = next(el for el in ET.fromstring(self._tif.ome_metadata or "").iter() if el.tag.endswith("Pixels"))
+            declared = int(pixels.get("SignificantBits") or bits)
+            bits = declared if 8 <= declared <= bits else bits
+        except (ET.ParseError, StopIteration, ValueError):
+            pass
+        return 255.0 / float(2 ** bits - 1)
 
     def _read_properties(self) -> dict[str, str]:
         props = {"openslide.vendor": "ome-tiff", "tiff.ImageDescription": "OME-XML"}
@@ -88,9 +109,8 @@ class OmeTiffSlide:
         if data.ndim == 2:
             data = np.repeat(data[:, :, None], 3, axis=2)
         data = data[:, :, :3]
-        if data.dtype != np.uint8:
-            hi = float(data.max()) or 1.0
-            data = (data.astype(np.float32) * (255.0 / hi)).astype(np.uint8)
+        if self._scale is not None:
+            data = np.clip(np.rint(data.astype(np.float32) * self._scale), 0, 255).astype(np.uint8)
         return data
 
     def get_thumbnail(self, size):

@@ -108,9 +108,13 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         _probe_pixels(slide)
         fmt = props.get(openslide.PROPERTY_NAME_VENDOR) or _fallback_format(slide, path)
         mpp_x = plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
-        mpp_y = plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_Y)) or mpp_x
-        if mpp_x is None:
-            mpp_y = None
+        declared_y = props.get(openslide.PROPERTY_NAME_MPP_Y)
+        # y falls back to x only when the file declares no y at all: a declared but implausible y
+        # (0.5 x 352 µm) is a resolution nobody can trust, so neither is taken (the slide asks for one)
+        # rather than the pixels silently made square.
+        mpp_y = mpp_x if declared_y in (None, "") else plausible_mpp(declared_y)
+        if mpp_x is None or mpp_y is None:
+            mpp_x = mpp_y = None
         return SlideInfo(
             format=fmt,
             vendor=_vendor_name(fmt),

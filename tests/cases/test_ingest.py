@@ -106,6 +106,57 @@ def test_ome_tiff_pyramid_is_read_with_tifffile(tmp_path):
     assert slide.mpp_x == pytest.approx(0.25)
 
 
+def test_a_16_bit_ome_tiff_reads_one_pixel_the_same_in_every_tile(tmp_path):
+    """SYNTHETIC 16-bit OME-TIFF: one scale to 8 bits for the whole file (each region stretched to its own
+    brightest pixel read tissue as white glass in a tile holding only tissue)."""
+    import tifffile
+
+    from slideio.slidefile import open_slide
+
+    data = np.full((1024, 1024, 3), 60000, np.uint16)  # glass
+    data[:, 512:] = 20000  # tissue, right half
+    path = tmp_path / "field16.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(data, tile=(256, 256), photometric="rgb",
+                  metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    assert ingest(path).slide.format == "ome-tiff"
+    handle = open_slide(path)
+    tissue_only = np.asarray(handle.read_region((768, 0), 0, (256, 256)))[0, 0, :3]
+    straddling = np.asarray(handle.read_region((384, 0), 0, (256, 256)))[0, 255, :3]
+    glass = np.asarray(handle.read_region((0, 0), 0, (256, 256)))[0, 0, :3]
+    assert tissue_only.tolist() == straddling.tolist() == [78, 78, 78]  # 20000 / 65535 * 255
+    assert glass.tolist() == [233, 233, 233]
+
+
+def test_a_floating_point_ome_tiff_is_refused_at_ingest(tmp_path, media_root):
+    import tifffile
+
+    path = tmp_path / "float.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(np.full((512, 512, 3), 0.5, np.float32), tile=(256, 256), photometric="rgb",
+                  metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    with pytest.raises(IngestError, match="float32"):
+        ingest(path)
+    assert not Slide.objects.exists()
+
+
+def test_a_declared_but_implausible_y_resolution_is_not_replaced_by_x(tmp_path, media_root):
+    """0.5 µm in x, 352 µm in y: neither is taken (the slide asks for its resolution), rather than the
+    pixels silently made square, which the square-pixel check at analysis could then never see."""
+    import tifffile
+
+    rgb = np.full((1024, 1024, 3), 200, np.uint8)
+    path = tmp_path / "xy.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for k in range(2):
+            f = 2 ** k
+            tif.write(rgb[::f, ::f], tile=(256, 256), photometric="rgb", resolution=(2e4 / f, 28.3465 / f),
+                      resolutionunit="CENTIMETER", subfiletype=0 if k == 0 else 1, metadata=None)
+    slide = ingest(path).slide
+    assert float(slide.properties["openslide.mpp-y"]) > 300
+    assert (slide.mpp_x, slide.mpp_y, slide.mpp_source) == (None, None, MppSource.MISSING)
+
+
 def test_dicom_series_folder_is_one_slide_whatever_the_file_order(tmp_path):
     series = [IngestSource(name="sm_image.dcm", path=shared_slide("sm_image.dcm"))]
     first = do_ingest_slide(series)
