@@ -73,14 +73,16 @@ def split_groups(slides) -> dict[int, str]:
     return {pk: min(members[root(pk)]) for pk in slides}
 
 
-def field_to_image_points(points, x0: int, y0: int, scale: float, out_w: int, out_h: int):
-    """Level-0 slide points -> pixels of the resampled crop (pure; pixel-centre convention)."""
+def field_to_image_points(points, x0: int, y0: int, scale, out_w: int, out_h: int):
+    """Level-0 slide points -> pixels of the resampled crop (pure; pixel-centre convention).  `scale` is
+    output px per level-0 px, one number or (x, y): the rounded output size makes them differ."""
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
     rows = []
     for x, y, label in points:
         if label not in TRAINING_LABELS:
             continue
-        u = (x - x0 + 0.5) * scale - 0.5
-        v = (y - y0 + 0.5) * scale - 0.5
+        u = (x - x0 + 0.5) * sx - 0.5
+        v = (y - y0 + 0.5) * sy - 0.5
         # rounding of the output size can push a border point a hair outside: keep it on the image
         u = min(max(u, -0.5), out_w - 0.5 - 1e-3)
         v = min(max(v, -0.5), out_h - 0.5 - 1e-3)
@@ -88,8 +90,9 @@ def field_to_image_points(points, x0: int, y0: int, scale: float, out_w: int, ou
     return rows
 
 
-def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, float]:
-    """The field as RGB uint8 at `mpp` µm/px, and the scale (output px per level-0 px)."""
+def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """The field as RGB uint8 at `mpp` µm/px, and the scale per axis (output px per level-0 px).  The
+    image covers exactly the field's level-0 rectangle in both axes (the level read is cropped to it)."""
     from PIL import Image
 
     from analysis.tiling import choose_level
@@ -108,9 +111,12 @@ def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, float]:
     region = region.convert("RGBA")
     white = Image.new("RGBA", region.size, (255, 255, 255, 255))
     rgb = Image.alpha_composite(white, region).convert("RGB")
-    if rgb.size != (out_w, out_h):
-        rgb = rgb.resize((out_w, out_h), Image.BILINEAR)
-    return np.asarray(rgb), out_w / field.width
+    # The level read covers ceil(w / ds) level pixels, up to ds - 1 level-0 pixels more than the field:
+    # resample only the field's own extent (box, in level pixels), so both axes map level-0 to output.
+    box = (0.0, 0.0, field.width / ds, field.height / ds)
+    if rgb.size != (out_w, out_h) or box[2:] != rgb.size:
+        rgb = rgb.resize((out_w, out_h), Image.BILINEAR, box=box)
+    return np.asarray(rgb), (out_w / field.width, out_h / field.height)
 
 
 def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licence: str = "internal",

@@ -131,6 +131,20 @@ def test_export_over_the_api(personas, synthetic_slide, settings):  # noqa: F811
     assert len(datasets.folder_samples(dataset.dataset_folder(body["dataset"]))) == 1
 
 
+def test_an_exported_point_stays_on_its_nucleus_in_both_axes(personas, synthetic_slide, tmp_path):  # noqa: F811
+    """A narrow, tall field: the rounded output width made the x scale differ from the y scale, and the y
+    coordinate was scaled with x's (6 µm off, a nucleus away, at the far end of the field)."""
+    project = make_project(personas)
+    accepted_session(personas, project, synthetic_slide, (100, 200, 101, 1200), [[150, 1390, "positive"]])
+    dataset.do_export_dataset(dataset.accepted_sessions(project), tmp_path / "e", mpp=1.0)
+    (sample,) = datasets.folder_samples(tmp_path / "e")
+    height, width = sample.rgb.shape[:2]
+    assert (width, height) == (50, 600)  # 101 x 1200 level-0 px at 0.5 -> 1.0 µm/px, 50.5 rounded
+    x, y = sample.xy[0]
+    assert y == pytest.approx((1390 - 200 + 0.5) * 600 / 1200 - 0.5, abs=0.01)  # 594.75, not 588.86
+    assert x == pytest.approx((150 - 100 + 0.5) * 50 / 101 - 0.5, abs=0.01)
+
+
 def test_db_samples_match_the_folder_export(personas, synthetic_slide, tmp_path):  # noqa: F811
     project = make_project(personas)
     accepted_session(personas, project, synthetic_slide, (100, 200, 256, 256), [[110, 210, "positive"]])
