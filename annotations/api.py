@@ -166,7 +166,8 @@ class FieldViewSet(viewsets.ReadOnlyModelViewSet):
         field = self._reviewable()
         result = services.field_consensus(field, _radius(request))
         if request.query_params.get("fmt") == "geojson":
-            return Response(formats.to_geojson(result["points"], field.project.labels))
+            return _geojson_download(formats.to_geojson(result["points"], field.project.labels),
+                                     f"field-{field.pk}-consensus")
         return Response(result)
 
 
@@ -230,9 +231,7 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
             response = HttpResponse(body, content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
             return response
-        response = Response(body)
-        response["Content-Disposition"] = f'attachment; filename="{name}.geojson"'
-        return response
+        return _geojson_download(body, name)
 
     @action(detail=True, methods=["post"], url_path="import")
     def import_points(self, request, pk=None):
@@ -248,13 +247,31 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"file": "send the GeoJSON/CSV as a file upload 'file' or as 'content'"})
         if not isinstance(content, (str, bytes)):
             content = json.dumps(content)
-        if len(content) > limit:
+        if len(content.encode() if isinstance(content, str) else content) > limit:
             return Response({"detail": f"the import is larger than the limit of {limit} bytes"},
                             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        try:
-            version = int(request.data.get("version"))
-        except (TypeError, ValueError, OverflowError):  # OverflowError: 1e400 parses as infinity
-            raise ValidationError({"version": "the version the import replaces (an integer) is required"}) from None
+        version = _whole_number(request.data.get("version"))
+        if version is None:
+            raise ValidationError({"version": "the version the import replaces (an integer) is required"})
         fmt = request.data.get("fmt") or ("csv" if upload is not None and upload.name.lower().endswith(".csv") else "geojson")
         session = services.do_import_points(session, request.user, version, content, fmt)
         return Response({"version": session.version, "status": session.status, "counts": session.counts()})
+
+
+def _geojson_download(body: dict, name: str) -> HttpResponse:
+    """A GeoJSON file whatever the client's Accept header (a browser's link asks for text/html first, and
+    the browsable API then sent its HTML page under the .geojson name)."""
+    response = HttpResponse(json.dumps(body), content_type="application/geo+json")
+    response["Content-Disposition"] = f'attachment; filename="{name}.geojson"'
+    return response
+
+
+def _whole_number(value) -> int | None:
+    """An int, or a string of decimal digits; None for anything else (true, 1.9, "1e3", "")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 18:
+        return int(value.strip())
+    return None

@@ -116,3 +116,31 @@ def test_import_and_export_over_the_api(personas):
     assert session.version == 2 and session.points == [[1200.0, 1200.0, "negative"]]
     # someone else's session: not found
     assert client_for(personas["outsider"]).get(f"{url}/export/").status_code == 404
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.django_db
+def test_a_geojson_download_from_the_page_is_geojson_not_the_api_page(personas):
+    """The page's download link sends a browser's Accept (HTML first); QuPath needs the GeoJSON file."""
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    services.do_save_points(session, personas["annotator"], 0, [[1100, 1100, "positive"]])
+    r = client_for(personas["annotator"]).get(f"/api/annotation/sessions/{session.pk}/export/?fmt=geojson",
+                                              HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert r.status_code == 200 and r["Content-Type"] == "application/geo+json"
+    assert json.loads(r.content)["features"][0]["geometry"]["coordinates"] == [[1100, 1100]]  # a MultiPoint
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", [True, 0.9, "0.0", "1e0", "", None, [0]])
+def test_an_import_version_must_be_a_whole_number(personas, version):
+    _, field = project_with_field(personas)
+    session = session_of(field, personas["annotator"])
+    r = client_for(personas["annotator"]).post(
+        f"/api/annotation/sessions/{session.pk}/import/",
+        {"fmt": "csv", "version": version, "content": "x,y,label\n1100,1100,positive\n"}, content_type="application/json")
+    assert r.status_code == 400 and "version" in r.json()
+    session.refresh_from_db()
+    assert session.version == 0
