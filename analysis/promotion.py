@@ -120,13 +120,25 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     from .detectors import ModelDetector, load_detector
     from .evaluation import score_detector
 
+    from .registry import UnknownDetector
+
     check_reviewable(candidate)
     data = held_out_data(candidate)
     baseline = Baseline.current()
-    detector = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
+    try:
+        detector = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
+    except Exception as exc:  # noqa: BLE001  a missing file, or torch's many errors for a damaged one
+        raise PromotionError(f"the file of {candidate.name} cannot be loaded ({type(exc).__name__}): not evaluated. "
+                             "Restore it from the backup or register the model again.") from None
     if detector.sha256 != candidate.sha256:
         raise PromotionError(f"the file of {candidate.name} is not the registered one (sha256 differs): not evaluated.")
-    default = load_detector(baseline.name, compartment=data.compartment)
+    try:
+        default = load_detector(baseline.name, compartment=data.compartment)
+    except UnknownDetector as exc:
+        raise PromotionError(f"the current default cannot be loaded: {exc}. Not evaluated.") from None
+    except Exception as exc:  # noqa: BLE001
+        raise PromotionError(f"the file of the default {baseline.name} cannot be loaded ({type(exc).__name__}): "
+                             "not evaluated.") from None
     if baseline.version is not None and getattr(default, "sha256", "") != baseline.sha256:
         raise PromotionError(f"the file of the default {baseline.name} is not the registered one: not evaluated.")
     scores = [score_detector(d, data).to_dict() for d in (detector, default)]

@@ -163,3 +163,19 @@ def test_the_classic_baseline_reads_the_nucleus_on_ki67_held_out_fields(candidat
             {"source": "bcdata", "synthetic": False, "fields": {"train": 20, "val": 5}},
             {"source": "shidc", "synthetic": False, "fields": {"train": 10, "val": 3}}]})
     assert promotion.baseline_compartment(ki67) == "nucleus"
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage"])
+def test_a_model_file_that_cannot_be_loaded_is_a_message_not_a_500(candidate, personas, damage):
+    path = candidate.path()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.chmod(0o644)
+        path.write_bytes(b"not a checkpoint")
+    client = client_for(personas["pathologist"])
+    client.raise_request_exception = False
+    response = client.post(f"/models/{candidate.pk}/evaluate/", follow=True)
+    assert response.status_code == 200
+    assert "cannot be loaded" in response.content.decode()
+    assert not candidate.evaluations.exists()
