@@ -226,11 +226,17 @@ def do_export_project_dataset(project, mpp: float = 0.5):
     from django.conf import settings
     from django.utils import timezone
 
+    import shutil
+
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     parent = Path(settings.MEDIA_ROOT) / "datasets"
     parent.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f"project-{project.pk}-{stamp}-", dir=parent))
-    return out, do_export_dataset(accepted_sessions(project), out, mpp=mpp, name=project.name)
+    try:
+        return out, do_export_dataset(accepted_sessions(project), out, mpp=mpp, name=project.name)
+    except BaseException:  # a refused or failed export leaves no folder behind
+        shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def dataset_folder(name: str) -> Path:
@@ -245,13 +251,20 @@ def dataset_folder(name: str) -> Path:
 def check_training_request(name, steps, backbone) -> tuple[str, int, str]:
     from django.utils.text import slugify
 
+    from analysis.choices import CLASSIC_DETECTOR
     from analysis.models import ModelVersion
     from analysis.nets import BACKBONES
     from workers.training import unfinished_run_named
 
+    MODEL_NAME_MAX = ModelVersion._meta.get_field("name").max_length
+
     problems = []
     if not name or slugify(str(name)) != str(name):
         problems.append(f"name {name!r}: give a slug such as lung-pdl1-v2")
+    elif len(str(name)) > MODEL_NAME_MAX:
+        problems.append(f"name {name!r}: at most {MODEL_NAME_MAX} characters")
+    elif name == CLASSIC_DETECTOR:
+        problems.append(f"name {name!r}: reserved for the classic detector")
     elif ModelVersion.objects.filter(name=name).exists():
         problems.append(f"name {name!r}: a model with this name is already registered")
     elif unfinished_run_named(name):
@@ -277,12 +290,20 @@ def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float 
     from annotations.services import AnnotationError
     from workers.training import do_queue_training as queue_run
 
+    from workers.training import TrainingError
+
     name, steps, backbone = check_training_request(name, steps, backbone)
     if not accepted_sessions(project).exists():
         raise AnnotationError("cannot start training", ["the project has no accepted fields yet"])
     folder, manifest = do_export_project_dataset(project, mpp)
-    run = queue_run(group=training_group(project), dataset=str(folder), name=name, steps=steps, backbone=backbone,
-                    mpp=mpp, user=user)
+    try:
+        run = queue_run(group=training_group(project), dataset=str(folder), name=name, steps=steps,
+                        backbone=backbone, mpp=mpp, user=user)
+    except TrainingError as exc:  # a second click (or colleague) while the first was exporting
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        raise AnnotationError("cannot start training", [str(exc)]) from None
     run.refresh_from_db()
     return {"run": run.pk, "task": run.task_id, "model_name": name, "dataset": folder.name,
             "fields": len(manifest["fields"]), "steps": steps, "backbone": backbone}

@@ -43,6 +43,12 @@ class TrainingRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        constraints = [
+            # Two clicks on "Train" (or two pathologists) must not queue two runs that both train in full
+            # and race to register one name: the database refuses the second, whatever the timing.
+            models.UniqueConstraint(fields=["name"], condition=models.Q(status__in=["queued", "running"]),
+                                    name="one_unfinished_training_run_per_name"),
+        ]
 
     def __str__(self) -> str:
         return f"Training {self.name} ({self.status})"

@@ -58,10 +58,17 @@ def run_folder(run: TrainingRun) -> Path:
 
 def do_queue_training(*, group: str, dataset: str, name: str, steps: int, backbone: str, mpp: float,
                       user=None) -> TrainingRun:
-    """Record the run and queue it on the training queue once the row is committed."""
+    """Record the run and queue it on the training queue once the row is committed; TrainingError when a
+    run of that name is queued or running already (one_unfinished_training_run_per_name)."""
+    from django.db import IntegrityError
+
     with transaction.atomic():
-        run = TrainingRun.objects.create(group=group, dataset=dataset, name=name, steps_total=steps,
-                                         backbone=backbone, mpp=mpp, created_by=user)
+        try:
+            with transaction.atomic():  # a savepoint: the refusal leaves the caller's transaction usable
+                run = TrainingRun.objects.create(group=group, dataset=dataset, name=name, steps_total=steps,
+                                                 backbone=backbone, mpp=mpp, created_by=user)
+        except IntegrityError:
+            raise TrainingError(f"a training run named {name!r} is queued or running already") from None
 
         def queue():
             task_id = enqueue_training(run.pk, name=name, group=group)

@@ -100,6 +100,41 @@ def test_a_name_of_a_queued_run_cannot_be_given_to_another(project, folder):
     assert refused.value.problems == ["name 'taken-name': a training run with this name is queued or running"]
 
 
+def test_a_second_click_during_the_export_queues_no_second_run(project, folder, personas, monkeypatch, settings):
+    """The name check runs before the export (seconds): a second request arriving meanwhile passes it too.
+    The database refuses the second unfinished run of one name, and the refused request's export is removed."""
+    exported = []
+
+    def export(project_, mpp=0.5):
+        out = settings.MEDIA_ROOT / "datasets" / f"export-{len(exported)}"
+        out.mkdir(parents=True)
+        exported.append(out)
+        if len(exported) == 1:  # the second click lands while the first is exporting, and finishes first
+            dataset.do_queue_training(project, "dup-v1", steps=3, user=personas["pathologist"])
+        return out, {"fields": []}
+
+    monkeypatch.setattr(dataset, "accepted_sessions", lambda project=None: _AnyAccepted())
+    monkeypatch.setattr(dataset, "do_export_project_dataset", export)
+    monkeypatch.setattr(training, "enqueue_training", lambda *args, **kwargs: "task")
+    with pytest.raises(services.AnnotationError) as refused:
+        dataset.do_queue_training(project, "dup-v1", steps=3, user=personas["pathologist"])
+    assert "queued or running already" in refused.value.problems[0]
+    assert list(TrainingRun.objects.values_list("name", "status")) == [("dup-v1", "queued")]
+    assert [out.exists() for out in exported] == [False, True]  # the refused request's export is removed
+
+
+class _AnyAccepted:
+    def exists(self):
+        return True
+
+
+@pytest.mark.parametrize("name, problem", [("classic", "reserved"), ("a" * 101, "at most 100 characters")])
+def test_names_that_could_never_be_registered_are_refused_before_training(name, problem):
+    with pytest.raises(services.AnnotationError) as refused:
+        dataset.check_training_request(name, 10, "resnet18")
+    assert problem in refused.value.problems[0]
+
+
 def test_api_lists_progress_and_cancels(project, folder, personas):
     running = queued_run(project, folder, name="running-run", steps=100)
     TrainingRun.objects.filter(pk=running.pk).update(status=TrainingStatus.RUNNING, steps_done=40, loss=1.25,
