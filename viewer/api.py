@@ -43,7 +43,7 @@ from viewer.params import (
     check_viewport_params,
 )
 from viewer.regions import do_add_region, do_delete_region, regions_overview
-from viewer.stores import job_store
+from viewer.stores import job_mpp, job_store
 
 
 class _FileRenderer(BaseRenderer):
@@ -140,7 +140,7 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         fmt = check_export_format(request.query_params)
         store = job_store(job)
         log_access(job.slide)
-        meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job.slide.mpp_x,
+        meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job_mpp(job, store),
                 "corrections_version": correction_version(job)}
         body, content_type = export_annotations(store, correction_state(job), fmt, meta)
         response = HttpResponse(body, content_type=content_type)

@@ -151,7 +151,7 @@ def do_carry_over(job) -> dict | None:
     first call always stores one (empty when nothing was carried), so a later save of the job never
     carries the earlier run's corrections made since on top of this run's own."""
     from viewer.models import Correction, CorrectionSet, Region
-    from viewer.stores import job_store
+    from viewer.stores import job_mpp, job_store
 
     done = CorrectionSet.objects.filter(job=job, carry_report__isnull=False).values_list("carry_report", flat=True)
     if done:
@@ -162,7 +162,7 @@ def do_carry_over(job) -> dict | None:
     if old_rows:
         old_state = fold_corrections(old_rows)
         old_store, new_store = job_store(previous), job_store(job)
-        mpp = new_store.mpp or job.slide.mpp_x or FALLBACK_MPP
+        mpp = job_mpp(job, new_store) or FALLBACK_MPP
         radius_px = CARRY_RADIUS_UM / float(mpp)
         wanted = np.asarray(sorted(old_state.deleted | set(old_state.relabelled)), np.int64)
         old_xy = dict(zip(wanted.tolist(), old_store.take(wanted).xy.astype(np.float64).tolist()))

@@ -11,7 +11,7 @@ from viewer.errors import ViewerInputError
 from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import corrected_points
 from viewer.params import HOTSPOT_FIELD_MM2, HOTSPOT_MIN_CELLS, MAX_DENSITY_CELLS
-from viewer.stores import job_store
+from viewer.stores import job_mpp, job_store
 
 
 def hotspot_grid(xy, labels, width: int, height: int, field_px: float, min_cells: int) -> dict:
@@ -45,7 +45,7 @@ def hotspot_grid(xy, labels, width: int, height: int, field_px: float, min_cells
 def job_hotspots(job, field_mm2: float = HOTSPOT_FIELD_MM2, min_cells: int = HOTSPOT_MIN_CELLS) -> dict:
     """The TPS hot-spot map of a job: corrected points, restricted to its regions, per field of `field_mm2`."""
     store = job_store(job)
-    mpp = job.slide.mpp_x or getattr(store, "mpp", None)
+    mpp = job_mpp(job, store)
     if not mpp:
         raise ViewerInputError("the slide has no pixel size (mpp): fields in mm² cannot be laid out")
     field_px = math.sqrt(field_mm2) * 1000.0 / float(mpp)

@@ -17,7 +17,7 @@ from viewer.human_layer import bump_all, correction_state, correction_version, l
 from viewer.overlay import corrected_points
 from viewer.params import RegionInput, check_base_version, parse
 from viewer.scores import job_scores
-from viewer.stores import job_store
+from viewer.stores import job_mpp, job_store
 
 
 def region_item(row) -> dict:
@@ -44,7 +44,7 @@ def region_stats(vertices, xy: np.ndarray, labels: np.ndarray, mpp: float | None
 def region_items(job, store, rows, state=None) -> list[dict]:
     """region_item of each row with its region_stats, the job's corrected points read once."""
     xy, labels = corrected_points(store, state if state is not None else correction_state(job))
-    mpp = store.mpp or job.slide.mpp_x
+    mpp = job_mpp(job, store)
     return [{**region_item(row), **region_stats(row.vertices, xy, labels, mpp)} for row in rows]
 
 

@@ -17,7 +17,7 @@ from cases.reports import report_tps_table
 from viewer.geometry import Regions
 from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import CorrectionState, corrected_counts, corrected_points, scores_from_counts
-from viewer.stores import job_store
+from viewer.stores import job_mpp, job_store
 
 
 def job_scores(job, store=None, state=None, regions=None) -> dict:
@@ -69,6 +69,6 @@ def tps_interval(job, store, state: CorrectionState, regions: Regions | None):
     if regions:
         keep = regions.mask(xy)
         xy, labels = xy[keep], labels[keep]
-    block_px = INTERVAL_BLOCK_UM / float(store.mpp or 0.5)
+    block_px = INTERVAL_BLOCK_UM / (job_mpp(job, store) or 0.5)
     error = detector_error(detector_key(job))
     return positive_pct_interval(*block_counts(xy, labels, block_px), error.positive_pct_pp), error

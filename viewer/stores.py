@@ -52,6 +52,14 @@ def job_store(job) -> DetectionStore:
                                f"{job.result_file} from the backup") from None
 
 
+def job_mpp(job, store) -> float | None:
+    """The pixel size (µm/px) every µm or mm² of a job's result is read at: the one its analysis ran at
+    (recorded in its store), else the slide's.  One definition, so region areas, hot-spot fields, the
+    interval's blocks, the carry radius and the export agree even after the slide's mpp is changed."""
+    mpp = getattr(store, "mpp", None) or job.slide.mpp_x
+    return float(mpp) if mpp else None
+
+
 def base_density(store, grid_px: float) -> dict[int, np.ndarray]:
     key = (str(store.path), os.stat(store.path).st_mtime_ns, float(grid_px))
     with _densities_lock:

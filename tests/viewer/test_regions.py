@@ -1,6 +1,8 @@
 """Drawn include/exclude regions: validation, permissions, scores inside regions, soft delete,
 hot-spot map, the report's scores and PDF region map."""
 
+import json
+
 import numpy as np
 import pytest
 from django.conf import settings
@@ -205,3 +207,26 @@ def test_each_region_has_its_counts_tps_and_area(personas, media_root, client):
     assert items["tumour"]["counts"] == {"positive": 4, "negative": 3}
     empty = post(client, job, base_version=3, kind="artefact", vertices=[[900, 900], [990, 900], [990, 990]])
     assert empty.json()["item"]["counts"] == {"positive": 0, "negative": 0} and empty.json()["item"]["tps"] is None
+
+
+def test_every_micrometre_of_a_result_is_read_at_the_pixel_size_it_was_analysed_at(personas, media_root):
+    """The slide's mpp set again after the analysis: a region's area and the hot-spot fields still agree
+    (both at the run's own pixel size), as do the export's stated mpp."""
+    from viewer.hotspots import job_hotspots
+    from viewer.stores import job_mpp, job_store
+
+    job = job_with_result(personas["case"], n=2000, seed=3, width=4000, height=4000)
+    run_mpp = job_store(job).mpp
+    job.slide.mpp_x = job.slide.mpp_y = run_mpp / 2  # the pixel size corrected after the analysis
+    job.slide.save()
+    assert job_mpp(job, job_store(job)) == run_mpp
+    side_px = 2000
+    client = client_for(personas["pathologist"])
+    item = client.post(f"/api/viewer/jobs/{job.pk}/regions/", {"base_version": 0, "kind": "tumour",
+                       "vertices": [[0, 0], [side_px, 0], [side_px, side_px], [0, side_px]]},
+                       content_type="application/json").json()["item"]
+    field_mm2 = item["area_mm2"]
+    hot = job_hotspots(job, field_mm2, 1)
+    assert hot["field_px"] == pytest.approx(side_px, rel=1e-3)  # a field of the region's area is the region
+    exported = client.get(f"/api/viewer/jobs/{job.pk}/corrections/export/?format=geojson")
+    assert exported.status_code == 200 and json.loads(exported.content)["properties"]["mpp"] == run_mpp
