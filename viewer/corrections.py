@@ -9,7 +9,7 @@ from django.utils import timezone
 from analysis.labels import LABEL_NAMES
 from viewer.choices import CorrectionOp
 from viewer.errors import ViewerInputError
-from viewer.human_layer import correction_state, correction_version, locked_correction_set
+from viewer.human_layer import correction_state, locked_correction_set, read_at_one_version
 from viewer.overlay import CorrectionState, fold_corrections
 from viewer.params import (
     AddedPoint,
@@ -41,11 +41,15 @@ def correction_item(row) -> dict:
 def corrections_overview(job) -> dict:
     from viewer.models import Correction
 
-    rows = list(Correction.objects.filter(job=job).select_related("author"))
     store = job_store(job)
-    state = fold_corrections(rows)
-    return {"version": correction_version(job), "items": [correction_item(r) for r in rows],
-            "scores": job_scores(job, store, state), "carry_over": carry_over(job)}
+
+    def read():
+        rows = list(Correction.objects.filter(job=job).select_related("author"))
+        return rows, job_scores(job, store, fold_corrections(rows))
+
+    version, (rows, scores) = read_at_one_version(job, read)
+    return {"version": version, "items": [correction_item(r) for r in rows], "scores": scores,
+            "carry_over": carry_over(job)}
 
 
 def carry_over(job) -> dict | None:

@@ -23,6 +23,19 @@ def correction_version(job) -> int:
     return CorrectionSet.objects.filter(job=job).values_list("version", flat=True).first() or 0
 
 
+def read_at_one_version(job, read, attempts: int = 5):
+    """(version, read()) where everything read() saw belongs to that version.  Every save of a correction
+    or region bumps the version, so an unchanged version before and after the read proves it; otherwise it
+    is read again.  Should saves keep landing, the version from *before* the last read is returned: a page
+    that saves on it gets a conflict and reloads, never a save accepted against items it did not see."""
+    for _ in range(max(attempts, 1)):
+        before = correction_version(job)
+        result = read()
+        if correction_version(job) == before:
+            return before, result
+    return before, result
+
+
 def job_regions(job) -> Regions:
     from viewer.models import Region
 

@@ -13,7 +13,9 @@ from analysis.scoring import tps
 from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
 from viewer.geometry import area_mm2, covered, outline_problem, polygon, regions_from_rows
-from viewer.human_layer import bump_all, correction_state, correction_version, locked_slide_correction_sets
+from viewer.human_layer import (
+    bump_all, correction_state, locked_slide_correction_sets, read_at_one_version,
+)
 from viewer.overlay import corrected_points
 from viewer.params import RegionInput, check_base_version, parse
 from viewer.scores import job_scores
@@ -60,13 +62,18 @@ def check_region(job, data: dict) -> dict:
 def regions_overview(job, include_deleted: bool = False) -> dict:
     from viewer.models import Region
 
-    rows = Region.objects.filter(slide_id=job.slide_id).select_related("author", "deleted_by")
+    query = Region.objects.filter(slide_id=job.slide_id).select_related("author", "deleted_by")
     if not include_deleted:
-        rows = rows.filter(deleted_at__isnull=True)
-    rows = list(rows)
+        query = query.filter(deleted_at__isnull=True)
     store = job_store(job)
-    return {"version": correction_version(job), "items": region_items(job, store, rows),
-            "scores": job_scores(job, store, regions=regions_from_rows(rows))}
+
+    def read():
+        rows = list(query.all())
+        state = correction_state(job)
+        return region_items(job, store, rows, state), job_scores(job, store, state, regions=regions_from_rows(rows))
+
+    version, (items, scores) = read_at_one_version(job, read)
+    return {"version": version, "items": items, "scores": scores}
 
 
 def do_add_region(job, user, data) -> dict:

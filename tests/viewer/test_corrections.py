@@ -224,3 +224,26 @@ def test_every_geojson_export_writes_the_one_vocabulary(client, job):
     detections = to_geojson(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([1, 2]), np.array([0.9, 0.8]))
     assert [f["properties"]["classification"] for f in detections["features"]] == [
         {"name": "Positive", "color": list(LABEL_RGB[POSITIVE])}, {"name": "Negative", "color": list(LABEL_RGB[NEGATIVE])}]
+
+
+def test_an_overview_never_pairs_a_newer_version_with_older_items(personas, media_root, monkeypatch):
+    """A colleague saves between the read of the items and the read of the version: the page must not get
+    the new version with the old items (its next save would be accepted against a state it never saw)."""
+    import viewer.corrections as corrections_module
+    import viewer.human_layer as human_layer
+    from tests.viewer import job_with_result
+
+    job = job_with_result(personas["case"], n=300, seed=2)
+    real = human_layer.correction_version
+    calls = {"n": 0}
+
+    def colleague_saves_after_the_first_read(j):
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the version read before the items, before the one after
+            corrections_module.do_add_correction(j, personas["admin"], {"base_version": real(j), "op": "add",
+                                                                        "x": 5, "y": 5, "label": "positive"})
+        return real(j)
+
+    monkeypatch.setattr(human_layer, "correction_version", colleague_saves_after_the_first_read)
+    body = corrections_module.corrections_overview(job)
+    assert body["version"] == len(body["items"]) == 1  # read again: the colleague's point and its version
