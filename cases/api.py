@@ -138,7 +138,7 @@ class SlideViewSet(AuditedRetrieveMixin, mixins.UpdateModelMixin, viewsets.ReadO
                 case = services.check_case_for_user(params["case"], request.user)
             sources = services.sources_from_uploads(uploads, rename=params.get("name"))
             result = services.do_ingest_slide(sources, case=case, uploaded_by=request.user, mpp=params.get("mpp"),
-                                              marker=params.get("marker", "PD-L1"))
+                                              marker=params.get("marker"))
         except services.IngestStorageFull as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         except services.IngestError as exc:

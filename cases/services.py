@@ -105,14 +105,16 @@ def do_ingest_slide(
     case: Case | None = None,
     uploaded_by=None,
     mpp: float | None = None,
-    marker: str = Marker.PDL1,
+    marker: str | None = None,
 ) -> IngestResult:
     """Validate, store and register a slide (one file, or a DICOM series of several).
 
     Bad input raises IngestError and leaves no Slide row and no file in storage. A file whose
     sha256 is already stored as a slide the uploader may see is not stored again: that slide comes
-    back, created=False. A copy the uploader may not see (another department's) is never
-    disclosed: the file is stored again as a slide of its own.
+    back, created=False, if it agrees with what the upload asked for (check_duplicate_request: its
+    case, resolution and marker; a resolution it lacks is set). A copy the uploader may not see
+    (another department's) is never disclosed: the file is stored again as a slide of its own.
+    `marker` None: PD-L1 for a new slide, and whatever a stored duplicate has.
     """
     if not sources:
         raise IngestError("no file was given")
@@ -124,7 +126,7 @@ def do_ingest_slide(
             raise IngestError("two files of the series have the same name")
         if mpp is not None:
             mpp = check_mpp(mpp)
-        if marker not in Marker.values:
+        if marker is not None and marker not in Marker.values:
             raise IngestError(f"unknown marker {marker!r}; choose one of {', '.join(Marker.values)}")
         staging.mkdir(parents=True)
         try:
@@ -135,7 +137,7 @@ def do_ingest_slide(
         sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
         existing = _visible_duplicate(sha256, uploaded_by)
         if existing is not None:
-            return IngestResult(existing, created=False)
+            return IngestResult(check_duplicate_request(existing, case, mpp, marker), created=False)
         main = staging / _main_file(staging, names)
         try:
             if len(names) > 1:
@@ -155,7 +157,8 @@ def do_ingest_slide(
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: the file cannot be decoded "
                               f"({type(exc).__name__}); it may be corrupt or in an unsupported encoding") from None
         try:
-            return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp, marker)
+            return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp,
+                             marker or Marker.PDL1)
         except OSError as exc:
             _raise_if_storage_full(exc)
             raise
@@ -164,6 +167,26 @@ def do_ingest_slide(
         for src in sources:  # temporary uploads not moved into storage are ours to delete
             if src.movable:
                 Path(src.path).unlink(missing_ok=True)
+
+
+def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: str | None) -> Slide:
+    """The stored slide an upload of the same file comes back as, when it agrees with what the upload
+    asked for; IngestError naming it otherwise (nothing is silently dropped: a resolution the user typed,
+    the case they uploaded into, the marker they chose).  A resolution the stored slide lacks is set."""
+    named = f"this file is already stored as slide {existing.original_name!r}"
+    if case is not None and existing.case_id != case.pk:
+        where = f"in case {existing.case.accession}" if existing.case_id else "not filed in any case"
+        raise IngestError(f"{named} ({where}): open that slide to file it in this case; it was not stored again")
+    if marker is not None and marker != existing.marker:
+        raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: correct the slide's marker "
+                          "there; it was not stored again")
+    if mpp is not None:
+        if existing.mpp_x is None:
+            return do_set_slide_mpp(existing, mpp)
+        if abs(existing.mpp_x - mpp) > 1e-9 or abs((existing.mpp_y or existing.mpp_x) - mpp) > 1e-9:
+            raise IngestError(f"{named} at {existing.mpp_x:g} µm/px, not {mpp:g}: set its resolution on the "
+                              "slide's page if that one is wrong; it was not stored again")
+    return existing
 
 
 def do_set_slide_mpp(slide: Slide, mpp_x, mpp_y=None) -> Slide:

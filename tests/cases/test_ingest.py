@@ -157,6 +157,29 @@ def test_a_declared_but_implausible_y_resolution_is_not_replaced_by_x(tmp_path, 
     assert (slide.mpp_x, slide.mpp_y, slide.mpp_source) == (None, None, MppSource.MISSING)
 
 
+def test_uploading_a_stored_file_again_never_drops_what_the_upload_asked_for(personas, media_root):
+    """The same file again: its missing resolution is set from the upload; a conflicting resolution, marker or
+    case is refused naming the stored slide (it came back silently, the user's values dropped)."""
+    from tests.factories import CaseFactory
+
+    boxes = shared_slide("boxes.tiff")
+    first = ingest(boxes)
+    assert first.slide.mpp_source == MppSource.MISSING
+    again = ingest(boxes, mpp=0.25)
+    assert again.duplicate and again.slide.pk == first.slide.pk
+    again.slide.refresh_from_db()
+    assert again.slide.mpp_x == 0.25 and again.slide.mpp_source == MppSource.USER
+    with pytest.raises(IngestError, match="at 0.25 µm/px, not 0.5"):
+        ingest(boxes, mpp=0.5)
+    with pytest.raises(IngestError, match="stained for PD-L1, not Ki67"):
+        ingest(boxes, marker="Ki67")
+    other_case = CaseFactory(patient__department=personas["case"].department)
+    with pytest.raises(IngestError, match=r"not filed in any case\): open that slide"):
+        ingest(boxes, case=other_case)
+    assert not other_case.slides.exists() and Slide.objects.count() == 1
+    assert ingest(boxes, mpp=0.25, marker="PD-L1").slide.pk == first.slide.pk  # agreeing: the stored slide
+
+
 def test_dicom_series_folder_is_one_slide_whatever_the_file_order(tmp_path):
     series = [IngestSource(name="sm_image.dcm", path=shared_slide("sm_image.dcm"))]
     first = do_ingest_slide(series)
