@@ -184,6 +184,10 @@ def test_correction_updates_tps(page, site):
     page.wait_for_selector("#conflict", state="visible")
     assert "colleague" in page.locator("#conflict-message").inner_text()
     screenshot(page, "test_correction_updates_tps-conflict")
+    # Trying again without reloading is refused again: the page has not seen the colleague's change.
+    with page.expect_response(lambda r: r.url.endswith("/corrections/") and r.request.method == "POST") as again:
+        page.locator("#reclass-negative").click()
+    assert again.value.status == 409
     page.locator("#conflict-reload").click()
     page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
     tps_reloaded = page.locator("#tps").inner_text()

@@ -46,7 +46,8 @@ export function versionSaved(data) {
 /** A refused save: 409 (someone saved in between) or another error; the conflict box says which. */
 export function saveRefused(res, what, conflictText) {
   if (res.status === 409) {
-    if (res.data && res.data.version !== undefined) { S.corrections.version = res.data.version; }
+    // Not the server's new version: this page has not seen what changed, so a retry must be refused
+    // again until "Reload corrections" shows it (loadCorrections takes the version with the items).
     showConflict((res.data && res.data.detail) || conflictText);
   } else {
     showConflict(what + " was not saved: " + describeDetail(res.data, res.status));
