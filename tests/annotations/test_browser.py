@@ -65,7 +65,8 @@ def new_page(browser, site, request):
 
     yield make
     for n, (context, page) in enumerate(made):
-        screenshot(page, f"annotate-{request.node.name}" + (f"-{n}" if n else ""))
+        if not page.is_closed():
+            screenshot(page, f"annotate-{request.node.name}" + (f"-{n}" if n else ""))
         errors = page.js_errors
         context.close()
         assert not errors, f"JavaScript errors: {errors}"
@@ -196,6 +197,35 @@ def test_two_pages_on_one_session_the_later_save_gets_a_conflict(new_page, site)
     second.wait_for_function("window.pdl1Annotate && window.pdl1Annotate.ready")
     s = state(second)
     assert len(s["points"]) == 1 and near(s["points"][0], (300, 300)) and s["conflict"] is None
+
+
+def test_leaving_with_unsaved_points_asks_first_and_sends_them(new_page, site):
+    """A point placed and the tab closed before the autosave: the browser asks (beforeunload), and on leaving
+    the page sends what is unsaved (keepalive), so the point the annotator saw is on the server."""
+    page = new_page()
+    open_session(page, site, "leave")
+
+    def no_autosave(route):  # the autosave fails (network), so the point stays unsaved, whatever the timing
+        return route.abort() if route.request.method == "PUT" else route.continue_()
+
+    page.route("**/points/", no_autosave)
+    click_image(page, 420, 430)
+    page.wait_for_function("() => { const s = window.pdl1Annotate; return s.dirty && !s.saving; }")
+    page.unroute("**/points/", no_autosave)
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.type)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    page.close(run_before_unload=True)
+    other = new_page()
+    other.wait_for_function("""async (url) => { const r = await fetch(url); const body = await r.json();
+      return body.points.length === 1; }""", arg=f"{site.url}/api/annotation/sessions/{site.data['sessions']['leave']}/points/")
+    assert asked == ["beforeunload"]
+    (point,) = server_points(other, site, "leave")["points"]
+    assert near((point["x"], point["y"]), (420, 430))
 
 
 def test_500_points_per_click_handling_median_within_16_ms(new_page, site):

@@ -467,10 +467,23 @@ function start() {
   $("submit").addEventListener("click", submit);
   if ($("import")) { $("import").addEventListener("click", importFile); }
   $("conflict-reload").addEventListener("click", function () { window.location.reload(); });
-  // Leaving with unsaved edits: send them now (keepalive outlives the page).
+  // Leaving with unsaved edits: the browser asks first, and what is unsaved is sent now (keepalive outlives
+  // the page). Edits made while a save is in flight are sent on the version that save will make (version
+  // + 1): if that save failed, the server answers 409 and overwrites nothing.
+  window.addEventListener("beforeunload", function (e) {
+    if ((state.dirty || state.saving) && !state.conflict && state.editable) {
+      e.preventDefault();
+      e.returnValue = "";
+    }
+  });
   window.addEventListener("pagehide", function () {
-    if (state.dirty && !state.conflict && !state.saving && state.editable && state.version !== null) {
+    if (!state.dirty || state.conflict || !state.editable || state.version === null) { return; }
+    if (!state.saving) {
       api(cfg.points, "PUT", payload(), true);
+    } else {
+      var body = JSON.parse(payload());
+      body.version = state.version + 1;
+      api(cfg.points, "PUT", JSON.stringify(body), true);
     }
   });
   setLabel(state.label);
