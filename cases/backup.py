@@ -256,6 +256,15 @@ def _sqlite_copy(source, target: Path) -> dict:
         copy.close()
 
 
+def previous_copy_intact(previous_file: Path, known: dict) -> bool:
+    """Whether an earlier backup's copy still holds the bytes its manifest recorded (size, then sha256:
+    read only, nothing written)."""
+    try:
+        return previous_file.stat().st_size == known["size"] and sha256_file(previous_file) == known["sha256"]
+    except OSError:
+        return False
+
+
 def link_or_copy(previous_file: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -296,14 +305,20 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
         snapshot_at = started.isoformat()
 
         clock = time.monotonic()
-        files, vanished = {}, []
+        files, vanished, damaged_previous = {}, [], []
         for source in media_files(media_root):
             relative = source.relative_to(media_root).as_posix()
             try:
                 stat = source.stat()
                 known = earlier.get(relative)
-                if (known and known["size"] == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns
-                        and (Path(previous) / MEDIA / relative).is_file()):
+                reusable = (known and known["size"] == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns
+                            and (Path(previous) / MEDIA / relative).is_file())
+                if reusable and not previous_copy_intact(Path(previous) / MEDIA / relative, known):
+                    # Linking a damaged copy would carry the damage (and its old, now false, sha256) into
+                    # this backup and every later one that links it: copy the live file instead.
+                    damaged_previous.append(relative)
+                    reusable = False
+                if reusable:
                     link_or_copy(Path(previous) / MEDIA / relative, partial / MEDIA / relative)
                     digest, size = known["sha256"], known["size"]
                 else:
@@ -323,6 +338,7 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
                          "size": (partial / dump_name).stat().st_size},
             "row_counts": facts["row_counts"], "migrations": facts["migrations"],
             "media": files, "media_skipped": list(SKIPPED_MEDIA), "media_vanished": vanished,
+            "previous_damaged": damaged_previous,
             "seconds": {k: round(v, 3) for k, v in seconds.items()},
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -250,6 +250,24 @@ def test_a_backup_with_previous_links_unchanged_media_and_copies_what_changed(pe
     assert sha((first / "media" / world["job"].result_file).read_bytes()) != manifest["media"][world["job"].result_file]["sha256"]
 
 
+def test_a_damaged_copy_in_the_previous_backup_is_not_carried_into_the_next(personas, media_root, tmp_path):
+    """Last night's copy of a slide was truncated on the backup disk: tonight's backup copies the intact live
+    file instead of linking the damage under its old sha256 (and says so in its manifest)."""
+    world = live_system(personas, media_root)
+    first, second = tmp_path / "night-1", tmp_path / "night-2"
+    call_command("backup", str(first))
+    slide_file = world["slide"].file.name
+    damaged = first / "media" / slide_file
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    os.utime(damaged, ns=(0, json.loads((first / "manifest.json").read_text())["media"][slide_file]["mtime_ns"]))
+    call_command("backup", str(second), previous=str(first))
+    manifest = json.loads((second / "manifest.json").read_text())
+    copy = second / "media" / slide_file
+    assert copy.stat().st_ino != damaged.stat().st_ino
+    assert sha(copy.read_bytes()) == sha((media_root / slide_file).read_bytes()) == manifest["media"][slide_file]["sha256"]
+    assert manifest["previous_damaged"] == [slide_file]
+
+
 def test_a_restore_that_fails_midway_removes_the_media_it_wrote(personas, media_root, tmp_path, monkeypatch):
     from cases import backup
 
