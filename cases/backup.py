@@ -256,11 +256,13 @@ def _sqlite_copy(source, target: Path) -> dict:
         copy.close()
 
 
-def previous_copy_intact(previous_file: Path, known: dict) -> bool:
-    """Whether an earlier backup's copy still holds the bytes its manifest recorded (size, then sha256:
-    read only, nothing written)."""
+def previous_copy_intact(previous_file: Path, known: dict, verify: bool) -> bool:
+    """Whether an earlier backup's copy still holds the bytes its manifest recorded: its size always (a
+    truncated copy), its sha256 too with `verify` (reads the copy whole; nothing is written)."""
     try:
-        return previous_file.stat().st_size == known["size"] and sha256_file(previous_file) == known["sha256"]
+        if previous_file.stat().st_size != known["size"]:
+            return False
+        return not verify or sha256_file(previous_file) == known["sha256"]
     except OSError:
         return False
 
@@ -274,12 +276,14 @@ def link_or_copy(previous_file: Path, target: Path) -> None:
 
 
 def do_backup(out: Path, db: Database | None = None, media_root: Path | None = None,
-              previous: Path | None = None) -> Result:
+              previous: Path | None = None, verify_previous: bool = False) -> Result:
     """Back up the database, then the media folder, into the new folder `out`.
 
     With `previous` (an earlier backup on the same file system), a media file whose path, size and
     modification time are unchanged is hard-linked from it with its recorded sha256 instead of copied:
-    slides never change after ingest, so a nightly backup copies only what is new.
+    slides never change after ingest, so a nightly backup copies only what is new.  The earlier copy's
+    size is checked, and with `verify_previous` its sha256 (it is read whole): a damaged one is copied
+    afresh from the live file and listed in the manifest's previous_damaged.
     Written into `out.partial` and renamed at the end: a folder named `out` is always complete."""
     from pdl1site import __version__
 
@@ -313,7 +317,7 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
                 known = earlier.get(relative)
                 reusable = (known and known["size"] == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns
                             and (Path(previous) / MEDIA / relative).is_file())
-                if reusable and not previous_copy_intact(Path(previous) / MEDIA / relative, known):
+                if reusable and not previous_copy_intact(Path(previous) / MEDIA / relative, known, verify_previous):
                     # Linking a damaged copy would carry the damage (and its old, now false, sha256) into
                     # this backup and every later one that links it: copy the live file instead.
                     damaged_previous.append(relative)

@@ -254,18 +254,23 @@ def test_a_damaged_copy_in_the_previous_backup_is_not_carried_into_the_next(pers
     """Last night's copy of a slide was truncated on the backup disk: tonight's backup copies the intact live
     file instead of linking the damage under its old sha256 (and says so in its manifest)."""
     world = live_system(personas, media_root)
-    first, second = tmp_path / "night-1", tmp_path / "night-2"
+    first = tmp_path / "night-1"
     call_command("backup", str(first))
     slide_file = world["slide"].file.name
     damaged = first / "media" / slide_file
-    damaged.write_bytes(damaged.read_bytes()[:100])
-    os.utime(damaged, ns=(0, json.loads((first / "manifest.json").read_text())["media"][slide_file]["mtime_ns"]))
-    call_command("backup", str(second), previous=str(first))
-    manifest = json.loads((second / "manifest.json").read_text())
-    copy = second / "media" / slide_file
-    assert copy.stat().st_ino != damaged.stat().st_ino
-    assert sha(copy.read_bytes()) == sha((media_root / slide_file).read_bytes()) == manifest["media"][slide_file]["sha256"]
-    assert manifest["previous_damaged"] == [slide_file]
+    intact = damaged.read_bytes()
+    for night, damage, options in ((2, intact[:100], {}),  # truncated: its size gives it away
+                                   (3, bytes([intact[0] ^ 1]) + intact[1:], {"verify_previous": True})):  # a flipped bit
+        damaged.chmod(0o600)
+        damaged.write_bytes(damage)
+        os.utime(damaged, ns=(0, json.loads((first / "manifest.json").read_text())["media"][slide_file]["mtime_ns"]))
+        out = tmp_path / f"night-{night}"
+        call_command("backup", str(out), previous=str(first), **options)
+        manifest = json.loads((out / "manifest.json").read_text())
+        copy = out / "media" / slide_file
+        assert copy.stat().st_ino != damaged.stat().st_ino
+        assert sha(copy.read_bytes()) == sha((media_root / slide_file).read_bytes()) == manifest["media"][slide_file]["sha256"]
+        assert manifest["previous_damaged"] == [slide_file]
 
 
 def test_a_restore_that_fails_midway_removes_the_media_it_wrote(personas, media_root, tmp_path, monkeypatch):

@@ -14,11 +14,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("out", help="New folder for this backup (must not exist)")
         parser.add_argument("--previous", help="An earlier backup on the same file system: unchanged media files "
-                                               "are hard-linked from it instead of copied")
+                                               "are hard-linked from it instead of copied (its copy's size checked)")
+        parser.add_argument("--verify-previous", action="store_true",
+                            help="also check the sha256 of every earlier copy before linking it (reads that backup "
+                                 "whole: weekly, say); a damaged copy is copied afresh from the live file")
 
-    def handle(self, *args, out, previous, **options):
+    def handle(self, *args, out, previous, verify_previous=False, **options):
         try:
-            result = do_backup(out, previous=previous)
+            result = do_backup(out, previous=previous, verify_previous=verify_previous)
         except BackupError as exc:
             raise CommandError(str(exc)) from None
         manifest = result.manifest
