@@ -67,3 +67,38 @@ STORAGE_FULL = ("The server's slide storage is full: the upload was not stored. 
 def storage_full(request) -> bool:
     """Whether the upload handler stopped this request's upload on a full disk (after parsing its body)."""
     return getattr(getattr(request, "_request", request), "upload_storage_full", False)
+
+
+# What a killed process (SIGKILL, out of memory, a restart during a 300-s validation) leaves under the
+# temporary folder: an ingest's staging folder, a spilled upload, Django's temporary upload file. Nothing
+# else cleans them and backups skip the folder, so they would fill the disk unseen.  An entry is old
+# when nothing in it changed for this long: far beyond an upload or a validation in progress.
+TEMP_MAX_AGE_SECONDS = 6 * 3600
+
+
+def sweep_stale_temporary_files(now: float | None = None) -> list[str]:
+    """Remove entries of FILE_UPLOAD_TEMP_DIR unchanged for TEMP_MAX_AGE_SECONDS; their names.  Run by a
+    django-q2 schedule every hour (cases/migrations/0009)."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    cutoff = (time.time() if now is None else now) - TEMP_MAX_AGE_SECONDS
+    removed = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            newest = max([entry.lstat().st_mtime] + [p.lstat().st_mtime for p in entry.rglob("*")]
+                         if entry.is_dir() and not entry.is_symlink() else [entry.lstat().st_mtime])
+            if newest >= cutoff:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry.name)
+        except FileNotFoundError:  # finished and removed by its own process meanwhile
+            continue
+    if removed:
+        log.warning("removed %d stale temporary upload file(s): %s", len(removed), ", ".join(removed[:20]))
+    return removed
