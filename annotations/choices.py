@@ -1,5 +1,7 @@
 from django.db import models
 
+from analysis.labels import LABEL_HEX, LABEL_NAMES, NEGATIVE, POSITIVE
+
 
 class SessionStatus(models.TextChoices):
     ASSIGNED = "assigned", "Assigned"
@@ -17,8 +19,13 @@ class FieldSource(models.TextChoices):
     SAMPLED = "sampled", "Sampled from tissue"
 
 
-# The two labels every project has (the detector's classes); extra labels are optional.
-POSITIVE_LABEL = {"name": "positive", "title": "PD-L1-positive tumour nucleus", "colour": "#ff0000"}
-NEGATIVE_LABEL = {"name": "negative", "title": "PD-L1-negative tumour nucleus", "colour": "#ffff00"}
+# The two labels every project has (the detector's classes, with the names and colours of the one
+# vocabulary, analysis.labels); extra labels are optional.
+POSITIVE_LABEL = {"name": LABEL_NAMES[POSITIVE], "title": "PD-L1-positive tumour nucleus", "colour": LABEL_HEX[POSITIVE]}
+NEGATIVE_LABEL = {"name": LABEL_NAMES[NEGATIVE], "title": "PD-L1-negative tumour nucleus", "colour": LABEL_HEX[NEGATIVE]}
 DEFAULT_LABELS = [POSITIVE_LABEL, NEGATIVE_LABEL]
-TRAINING_LABELS = ("positive", "negative")  # the only labels analysis.datasets reads
+TRAINING_LABELS = (LABEL_NAMES[POSITIVE], LABEL_NAMES[NEGATIVE])  # the only labels analysis.datasets reads
+# Colours an extra label may not come near (RGB distance): the two classes' own, and red / yellow as
+# projects made before the shared vocabulary showed them.  A red "immune" point reads as PD-L1-positive.
+RESERVED_COLOURS = [LABEL_HEX[POSITIVE], LABEL_HEX[NEGATIVE], "#ff0000", "#ffff00"]
+RESERVED_COLOUR_DISTANCE = 80

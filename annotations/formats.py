@@ -52,9 +52,16 @@ def to_geojson(points, labels: list[dict]) -> dict:
         by_label.setdefault(label, []).append([x, y])
     colours = {lab["name"]: lab.get("colour", "#888888") for lab in labels}
     order = [lab["name"] for lab in labels] + sorted(set(by_label) - set(colours))
-    return geojson.feature_collection([
-        geojson.class_feature(name, hex_to_rgb(colours.get(name, "#888888")), by_label[name])
-        for name in order if name in by_label])
+    # The two tumour classes as QuPath's own Positive / Negative, in the platform's colours: the same
+    # classes as the viewer's and detect_nuclei's exports of the same slide (analysis.geojson); extra
+    # labels keep the project's name and colour.
+    qupath = geojson.qupath_classes()
+
+    def feature(name):
+        shown, colour = qupath.get(name, (name, hex_to_rgb(colours.get(name, "#888888"))))
+        return geojson.class_feature(shown, colour, by_label[name])
+
+    return geojson.feature_collection([feature(name) for name in order if name in by_label])
 
 
 def parse_geojson(text) -> list[tuple[float, float, str]]:

@@ -171,10 +171,24 @@ def check_labels(extra_labels) -> list[dict]:
         if name in [x["name"] for x in labels]:
             problems.append(f"label {name!r}: given twice (positive and negative are always there)")
             continue
+        if _near_reserved_colour(colour):
+            problems.append(f"label {name!r}: colour {colour} is too close to the positive or negative colour "
+                            "(red and yellow mean PD-L1-positive and -negative tumour nuclei): choose another")
+            continue
         labels.append({"name": name, "title": str(lab.get("title") or name), "colour": colour.lower()})
     if problems:
         raise AnnotationError("bad label set", problems)
     return labels
+
+
+def _near_reserved_colour(colour: str) -> bool:
+    from annotations.choices import RESERVED_COLOUR_DISTANCE, RESERVED_COLOURS
+
+    def rgb(hex_colour):
+        return [int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)]
+
+    return any(sum((a - b) ** 2 for a, b in zip(rgb(colour), rgb(reserved))) ** 0.5 < RESERVED_COLOUR_DISTANCE
+               for reserved in RESERVED_COLOURS)
 
 
 def do_create_project(user, name, indication, marker, extra_labels=(), annotators=()) -> AnnotationProject:

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from analysis.nets import BACKBONES
 from annotations import dataset, forms, services
+from annotations.choices import DEFAULT_LABELS
 from annotations.models import TransitionError
 from cases.choices import Role
 from cases.services import pseudonymous_description
@@ -108,6 +109,7 @@ def project_list(request):
     projects = services.managed_projects(request.user).order_by("-created_at")[:200]
     return render(request, "annotations/project_list.html", {
         "projects": [(p, services.project_progress(p, request.user)) for p in projects], "form": form,
+        "tumour_labels": DEFAULT_LABELS,
     }, status=400 if request.method == "POST" else 200)
 
 

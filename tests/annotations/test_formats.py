@@ -17,9 +17,10 @@ def test_geojson_round_trip_is_qupath_shaped():
     assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 2
     pos = doc["features"][0]
     assert pos["geometry"] == {"type": "MultiPoint", "coordinates": [[10.0, 20.0], [11.0, 21.0]]}
-    assert pos["properties"]["classification"] == {"name": "positive", "color": [255, 0, 0]}
-    assert doc["features"][1]["properties"]["classification"]["color"] == [255, 255, 0]
-    assert sorted(formats.parse_geojson(json.dumps(doc))) == sorted(tuple(p) for p in POINTS)
+    assert pos["properties"]["classification"] == {"name": "Positive", "color": [220, 30, 40]}  # analysis.labels
+    assert doc["features"][1]["properties"]["classification"]["color"] == [245, 200, 0]
+    read = [(x, y, name.lower()) for x, y, name in formats.parse_geojson(json.dumps(doc))]
+    assert sorted(read) == sorted(tuple(p) for p in POINTS)
 
 
 def test_geojson_accepts_point_features_and_a_bare_feature():
@@ -93,7 +94,7 @@ def test_import_and_export_over_the_api(personas):
     r = client.get(f"{url}/export/?fmt=geojson")
     assert r.status_code == 200 and "geojson" in r["Content-Disposition"]
     names = [f["properties"]["classification"]["name"] for f in r.json()["features"]]
-    assert names == ["positive", "immune"]
+    assert names == ["Positive", "immune"]  # QuPath's own class for the tumour labels, as the viewer's export
     r = client.get(f"{url}/export/?fmt=csv")
     assert r["Content-Type"].startswith("text/csv")
     assert r.content.decode() == "x,y,label\n1100,1100,positive\n1101,1300,immune\n"
@@ -144,3 +145,31 @@ def test_an_import_version_must_be_a_whole_number(personas, version):
     assert r.status_code == 400 and "version" in r.json()
     session.refresh_from_db()
     assert session.version == 0
+
+
+
+@pytest.mark.django_db
+def test_the_tumour_classes_export_as_the_viewers_do_and_read_back(personas):
+    """One vocabulary: an annotation export names the two classes as the viewer's and detect_nuclei's
+    exports do (QuPath's Positive / Negative, the platform's colours), and imports them back."""
+    from analysis.geojson import qupath_classes
+
+    doc = formats.to_geojson([[1100, 1100, "positive"], [1200, 1200, "negative"], [1300, 1300, "immune"]],
+                             [*LABELS, {"name": "immune", "colour": "#00aaff"}])
+    shown = {f["properties"]["classification"]["name"]: f["properties"]["classification"]["color"]
+             for f in doc["features"]}
+    assert shown == {qupath_classes()["positive"][0]: qupath_classes()["positive"][1],
+                     qupath_classes()["negative"][0]: qupath_classes()["negative"][1], "immune": [0, 170, 255]}
+    _, field = project_with_field(personas, extra_labels=["immune"])
+    session = session_of(field, personas["annotator"])
+    services.do_import_points(session, personas["annotator"], 0, json.dumps(doc), "geojson")
+    session.refresh_from_db()
+    assert sorted(p[2] for p in session.points) == ["immune", "negative", "positive"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("colour", ["#ff0000", "#dc1e28", "#e01020", "#ffff00", "#f5c800"])
+def test_an_extra_label_cannot_look_like_a_tumour_class(colour):
+    with pytest.raises(services.AnnotationError) as refused:
+        services.check_labels([{"name": "immune", "colour": colour}])
+    assert "too close to the positive or negative colour" in refused.value.problems[0]

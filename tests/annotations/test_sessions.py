@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db
 
 def test_project_has_positive_and_negative_then_extra_labels(personas):
     project, _ = project_with_field(personas, extra_labels=[{"name": "Immune", "colour": "#00FF00"}])
-    assert project.labels[0] == {"name": "positive", "title": "PD-L1-positive tumour nucleus", "colour": "#ff0000"}
-    assert project.labels[1]["name"] == "negative" and project.labels[1]["colour"] == "#ffff00"
+    assert project.labels[0] == {"name": "positive", "title": "PD-L1-positive tumour nucleus", "colour": "#dc1e28"}
+    assert project.labels[1]["name"] == "negative" and project.labels[1]["colour"] == "#f5c800"  # analysis.labels
     assert project.label_names == ["positive", "negative", "immune"]
 
 
