@@ -30,7 +30,7 @@ from viewer.corrections import corrections_overview, do_add_correction
 from viewer.eta import job_state_with_eta
 from viewer.export import export_annotations
 from viewer.hotspots import job_hotspots
-from viewer.human_layer import correction_state, read_at_one_version
+from viewer.human_layer import correction_state, job_regions, read_at_one_version
 from viewer.overlay import corrected_density, point_detail, viewport
 from viewer.params import (
     GridParams,
@@ -140,10 +140,10 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         fmt = check_export_format(request.query_params)
         store = job_store(job)
         log_access(job.slide)
-        version, state = read_at_one_version(job, lambda: correction_state(job))
+        version, (state, regions) = read_at_one_version(job, lambda: (correction_state(job), job_regions(job)))
         meta = {"job": job.pk, "slide_sha256": job.slide.sha256, "mpp": job_mpp(job, store),
                 "corrections_version": version}
-        body, content_type = export_annotations(store, state, fmt, meta)
+        body, content_type = export_annotations(store, state, fmt, meta, regions)
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="job-{job.pk}-corrected.{fmt}"'
         return response

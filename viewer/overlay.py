@@ -192,6 +192,21 @@ def corrected_density(store, state: CorrectionState, grid_px: float) -> dict:
             "negative": negative.tolist(), "max": int(max(positive.max(initial=0), negative.max(initial=0)))}
 
 
+POINT_SOURCES = ("model", "relabelled", "added")  # unreviewed model output, a pathologist's class, a pathologist's cell
+
+
+def corrected_points_with_source(store, state: CorrectionState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """corrected_points and, per point, its index in POINT_SOURCES: which points a pathologist made or
+    reclassified and which are the model's unreviewed output (a training export must tell them apart)."""
+    idx, _ = _apply_to_indices(store, state, np.arange(len(store), dtype=np.int64))
+    xy, labels = corrected_points(store, state)
+    source = np.zeros(len(labels), np.int8)
+    if state.relabelled and len(idx):
+        source[:len(idx)][np.isin(idx, state.relabel_arrays()[0])] = POINT_SOURCES.index("relabelled")
+    source[len(idx):] = POINT_SOURCES.index("added")
+    return xy, labels, source
+
+
 def corrected_points(store, state: CorrectionState) -> tuple[np.ndarray, np.ndarray]:
     """Every point of the corrected result: (xy level-0 px, label codes), model points then added ones."""
     idx, labels = _apply_to_indices(store, state, np.arange(len(store), dtype=np.int64))

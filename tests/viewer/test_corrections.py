@@ -182,9 +182,10 @@ def test_export_is_the_full_corrected_point_set(client, job, media_root):
     assert response.status_code == 200 and response["Content-Type"] == "text/csv"
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert len(rows) == pos + neg and set(rows[0]) == {"x", "y", "label"}
+    assert len(rows) == pos + neg and set(rows[0]) == {"x", "y", "label", "source", "in_regions"}
     assert sum(r["label"] == "positive" for r in rows) == pos + 1
-    assert {"x": "50.0", "y": "60.0", "label": "positive"} in rows
+    assert {"x": "50.0", "y": "60.0", "label": "positive", "source": "added", "in_regions": "yes"} in rows
+    assert sum(r["source"] == "model" for r in rows) == pos + neg - 1  # the rest: unreviewed model output
     victim_xy = store_of(job, media_root).all().xy[victim].round(1)
     assert not any(float(r["x"]) == victim_xy[0] and float(r["y"]) == victim_xy[1] for r in rows)
 
@@ -192,11 +193,12 @@ def test_export_is_the_full_corrected_point_set(client, job, media_root):
     assert geo.status_code == 200 and geo["Content-Type"] == "application/geo+json"
     body = json.loads(geo.content)
     assert body["type"] == "FeatureCollection" and body["properties"]["corrections_version"] == 2
-    by_class = {f["properties"]["classification"]["name"]: f for f in body["features"]}
-    assert set(by_class) == {"Positive", "Negative"}
-    assert by_class["Positive"]["geometry"]["type"] == "MultiPoint"
-    assert len(by_class["Positive"]["geometry"]["coordinates"]) == pos + 1
-    assert len(by_class["Negative"]["geometry"]["coordinates"]) == neg - 1
+    points = {}
+    for f in body["features"]:
+        key = (f["properties"]["classification"]["name"], f["properties"]["source"])
+        points[key] = points.get(key, 0) + len(f["geometry"]["coordinates"])
+        assert f["geometry"]["type"] == "MultiPoint" and f["properties"]["in_regions"] is True
+    assert points == {("Positive", "model"): pos, ("Positive", "added"): 1, ("Negative", "model"): neg - 1}
     assert all(f["properties"]["objectType"] == "annotation" for f in body["features"])
 
     assert client.get(url(job, "corrections/export")).status_code == 200  # csv by default
@@ -247,3 +249,21 @@ def test_an_overview_never_pairs_a_newer_version_with_older_items(personas, medi
     monkeypatch.setattr(human_layer, "correction_version", colleague_saves_after_the_first_read)
     body = corrections_module.corrections_overview(job)
     assert body["version"] == len(body["items"]) == 1  # read again: the colleague's point and its version
+
+
+
+def test_the_export_tells_reviewed_points_from_model_output_and_marks_what_the_regions_count(client, job, media_root):
+    """Re-imported as annotations, the detector's unreviewed points must not pass for human labels; points
+    outside the slide's regions (not counted by the viewer or the report) say so."""
+    victim = first_of_label(job, media_root, 2)
+    assert post(client, job, base_version=0, op="reclassify", detection=victim, label="positive").status_code == 201
+    response = client.post(url(job, "regions"), {"base_version": 1, "kind": "tumour",
+                           "vertices": [[0, 0], [500, 0], [500, 500], [0, 500]]}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    rows = list(csv.DictReader(io.StringIO(client.get(url(job, "corrections/export"), {"format": "csv"}).content.decode())))
+    victim_xy = store_of(job, media_root).all().xy[victim].round(1)
+    (relabelled,) = [r for r in rows if r["source"] == "relabelled"]
+    assert (float(relabelled["x"]), float(relabelled["y"])) == tuple(victim_xy) and relabelled["label"] == "positive"
+    inside = [r for r in rows if float(r["x"]) <= 500 and float(r["y"]) <= 500]
+    assert inside and all(r["in_regions"] == "yes" for r in inside)
+    assert all(r["in_regions"] == "no" for r in rows if r not in inside)
