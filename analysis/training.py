@@ -172,13 +172,19 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
     if not finished:
         save_state(state_path, step, model, optimizer, config)
 
+    model_path = out / MODEL_NAME
+    save_checkpoint(model_path, model, det, extra={"name": config.name, "steps": step}, half=config.half)
+    # The card's numbers are those of the weights stored: with --half, of the fp16 weights read back.
+    stored = model
+    if config.half and val_samples:
+        from .nets import load_checkpoint
+
+        stored = load_checkpoint(model_path, map_location=device)[0]
     metrics = (
-        evaluate_samples(model, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
+        evaluate_samples(stored, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
         if val_samples else {}
     )
     card = model_card(config, det, samples, metrics, step, finished, device, time.monotonic() - began, history)
-    model_path = out / MODEL_NAME
-    save_checkpoint(model_path, model, det, extra={"name": config.name, "steps": step}, half=config.half)
     (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / CARD_MD).write_text(card_markdown(card), encoding="utf-8")
     return TrainResult(model_path, out / CARD_MD, out / CARD_JSON, state_path, step, finished, metrics, card)

@@ -302,3 +302,20 @@ def test_a_run_cannot_resume_on_other_data_than_it_began_with(tmp_path):
             train(TrainConfig(sources=("synthetic", "deepliif"), resume=True, **resumed))
     result = train(TrainConfig(sources=("synthetic",), resume=True, **resumed))
     assert result.steps_done == 4
+
+
+def test_with_half_the_card_measures_the_fp16_weights_it_stores(tmp_path, monkeypatch):
+    import analysis.training as training_module
+
+    seen = []
+    real = training_module.evaluate_samples
+
+    def spy(model, *args, **kwargs):
+        seen.append([p.detach().clone() for p in model.parameters()])
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(training_module, "evaluate_samples", spy)
+    result = train(TrainConfig(out_dir=str(tmp_path), name="tiny-half", half=True, **TINY))
+    (evaluated,) = seen
+    assert all(torch.equal(p, p.half().float()) for p in evaluated)  # what fp16 can hold, as stored
+    assert result.card["metrics"]
