@@ -1,6 +1,7 @@
 """REST API of point annotation. Thin: logic lives in annotations.services."""
 
 import json
+import re
 
 from pdl1site.conf import settings
 from django.http import HttpResponse
@@ -272,6 +273,6 @@ def _whole_number(value) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 18:
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value.strip(), re.ASCII):
         return int(value.strip())
     return None

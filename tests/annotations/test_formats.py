@@ -135,7 +135,7 @@ def test_a_geojson_download_from_the_page_is_geojson_not_the_api_page(personas):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("version", [True, 0.9, "0.0", "1e0", "", None, [0]])
+@pytest.mark.parametrize("version", [True, 0.9, "0.0", "1e0", "", None, [0], "²", "--0", "٣"])
 def test_an_import_version_must_be_a_whole_number(personas, version):
     _, field = project_with_field(personas)
     session = session_of(field, personas["annotator"])
