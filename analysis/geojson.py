@@ -83,10 +83,11 @@ def _classification(feature: dict) -> str | None:
     return None
 
 
-def read_points(text) -> list[tuple[float, float, str]]:
+def read_points(text, refuse_model_points: bool = False) -> list[tuple[float, float, str]]:
     """Points (x, y, class name as written) of a FeatureCollection, a Feature or a list of features
     (text, bytes or parsed JSON). Only Point and MultiPoint geometries carry nuclei; anything else is
-    an error. Raises GeoJSONError."""
+    an error. With `refuse_model_points`, a feature whose properties say source "model" (the detector's
+    unreviewed output in a viewer export) is an error too. Raises GeoJSONError."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = text.decode("utf-8")
@@ -132,6 +133,11 @@ def read_points(text) -> list[tuple[float, float, str]]:
         label = _classification(feature)
         if label is None:
             problems.append(f"{where}: no classification name (properties.classification.name)")
+            continue
+        properties = feature.get("properties")
+        if refuse_model_points and isinstance(properties, dict) and properties.get("source") == "model":
+            problems.append(f"{where}: the detector's unreviewed output (source model), not a person's labels: "
+                            "import the reviewed points only")
             continue
         if not isinstance(coords, list):
             problems.append(f"{where}: coordinates must be a list")

@@ -70,7 +70,7 @@ def parse_geojson(text) -> list[tuple[float, float, str]]:
     Only Point and MultiPoint geometries carry nuclei; anything else is an error.
     """
     try:
-        return geojson.read_points(text)
+        return geojson.read_points(text, refuse_model_points=True)
     except geojson.GeoJSONError as exc:
         raise FormatError(exc.summary, exc.problems) from None
 
@@ -101,7 +101,7 @@ def parse_csv(text) -> list[tuple[float, float, str]]:
         except UnicodeDecodeError:
             raise FormatError("CSV is not UTF-8 text") from None
     try:
-        rows, problems = pointcsv.read_rows(text)
+        rows, problems = pointcsv.read_rows(text, refuse_model_points=True)
     except pointcsv.BadHeader as exc:
         raise FormatError(str(exc)) from None
     if problems:

@@ -29,3 +29,35 @@ def test_annotations_and_datasets_report_the_same_rows(tmp_path):
     xy, labels, problems = read_points_csv(path, 100, 100)
     assert caught.value.problems == [p.removeprefix("field.csv ") for p in problems]
     assert np.array_equal(xy, [[3.0, 4.0]]) and labels.tolist() == [2]
+
+
+def test_the_platforms_own_exports_read_back_and_model_output_is_never_an_annotation(tmp_path):
+    """The viewer's export (x,y,label,source,in_regions) and detect_nuclei's (x,y,label,score) read as point
+    files; an annotation import refuses the detector's unreviewed points, a dataset folder keeps them."""
+    viewer_export = "x,y,label,source,in_regions\n1,2,positive,model,yes\n3,4,negative,relabelled,no\n5,6,positive,added,yes\n"
+    rows, problems = pointcsv.read_rows(viewer_export)
+    assert [r[1:] for r in rows] == [(1.0, 2.0, "positive"), (3.0, 4.0, "negative"), (5.0, 6.0, "positive")]
+    assert problems == []
+    assert pointcsv.read_rows("x,y,label,score\n1,2,positive,0.9\n")[0] == [(2, 1.0, 2.0, "positive")]
+    with pytest.raises(FormatError) as refused:
+        parse_csv(viewer_export)
+    assert refused.value.problems == ["line 2: the detector's unreviewed output (source=model), not a person's "
+                                      "label: import the reviewed points only"]
+    assert parse_csv(viewer_export.replace("model", "added")) == [(1.0, 2.0, "positive"), (3.0, 4.0, "negative"),
+                                                                 (5.0, 6.0, "positive")]
+    for header in ("x,y,label,colour", "x,y,label,score,score", "label,x,y"):
+        with pytest.raises(pointcsv.BadHeader):
+            pointcsv.read_rows(header + "\n")
+
+
+def test_a_geojson_import_refuses_the_detectors_unreviewed_points():
+    from analysis import geojson
+    from annotations.formats import parse_geojson
+
+    doc = geojson.feature_collection([
+        geojson.class_feature("Positive", [220, 30, 40], [[1, 2]], source="model"),
+        geojson.class_feature("Negative", [245, 200, 0], [[3, 4]], source="relabelled")])
+    with pytest.raises(FormatError) as refused:
+        parse_geojson(doc)
+    assert len(refused.value.problems) == 1 and "feature 0" in refused.value.problems[0]
+    assert geojson.read_points(doc) == [(1.0, 2.0, "Positive"), (3.0, 4.0, "Negative")]
