@@ -69,36 +69,48 @@ def storage_full(request) -> bool:
     return getattr(getattr(request, "_request", request), "upload_storage_full", False)
 
 
-# What a killed process (SIGKILL, out of memory, a restart during a 300-s validation) leaves under the
-# temporary folder: an ingest's staging folder, a spilled upload, Django's temporary upload file. Nothing
-# else cleans them and backups skip the folder, so they would fill the disk unseen.  An entry is old
-# when nothing in it changed for this long: far beyond an upload or a validation in progress.
+# What a killed process (SIGKILL, out of memory, a restart during a 300-s validation) leaves behind: an
+# ingest's staging folder and a spilled upload (MEDIA_ROOT/tmp, cases.services) and Django's temporary upload
+# files (FILE_UPLOAD_TEMP_DIR). Nothing else cleans them and backups skip the folder, so they would fill the
+# disk unseen.  Only these names are touched; an entry is old when nothing in it changed for this long: far
+# beyond an upload or a validation in progress.
 TEMP_MAX_AGE_SECONDS = 6 * 3600
+TEMP_PATTERNS = ("ingest-*", "spill-*", "tmp*.upload*")
 
 
 def sweep_stale_temporary_files(now: float | None = None) -> list[str]:
-    """Remove entries of FILE_UPLOAD_TEMP_DIR unchanged for TEMP_MAX_AGE_SECONDS; their names.  Run by a
-    django-q2 schedule every hour (cases/migrations/0009)."""
+    """Remove this platform's temporary entries (TEMP_PATTERNS) unchanged for TEMP_MAX_AGE_SECONDS from
+    MEDIA_ROOT/tmp and FILE_UPLOAD_TEMP_DIR; their names.  A folder that is MEDIA_ROOT or holds it is never
+    swept.  Run by a django-q2 schedule every hour (cases/migrations/0009)."""
     import shutil
     import time
+    from fnmatch import fnmatch
     from pathlib import Path
 
-    folder = Path(settings.FILE_UPLOAD_TEMP_DIR)
+    media = Path(settings.MEDIA_ROOT).resolve()
+    folders = {(media / "tmp").resolve(), Path(settings.FILE_UPLOAD_TEMP_DIR or media / "tmp").resolve()}
     cutoff = (time.time() if now is None else now) - TEMP_MAX_AGE_SECONDS
     removed = []
-    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-        try:
-            newest = max([entry.lstat().st_mtime] + [p.lstat().st_mtime for p in entry.rglob("*")]
-                         if entry.is_dir() and not entry.is_symlink() else [entry.lstat().st_mtime])
-            if newest >= cutoff:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-            removed.append(entry.name)
-        except FileNotFoundError:  # finished and removed by its own process meanwhile
+    for folder in sorted(folders):
+        if folder == media or folder in media.parents or not folder.is_dir():
+            if folder.is_dir():
+                log.error("not sweeping %s: it is MEDIA_ROOT or holds it (set FILE_UPLOAD_TEMP_DIR to a folder "
+                          "of its own)", folder)
             continue
+        for entry in sorted(folder.iterdir()):
+            if not any(fnmatch(entry.name, pattern) for pattern in TEMP_PATTERNS):
+                continue
+            try:
+                tree = entry.is_dir() and not entry.is_symlink()
+                newest = max([entry.lstat().st_mtime] + ([p.lstat().st_mtime for p in entry.rglob("*")] if tree else []))
+                if newest >= cutoff:
+                    continue
+                shutil.rmtree(entry) if tree else entry.unlink()
+                removed.append(entry.name)
+            except FileNotFoundError:  # finished and removed by its own process meanwhile
+                continue
+            except OSError as exc:  # one entry we cannot remove must not stop the sweep of the others
+                log.warning("temporary entry %s not removed: %s", entry, exc)
     if removed:
         log.warning("removed %d stale temporary upload file(s): %s", len(removed), ", ".join(removed[:20]))
     return removed

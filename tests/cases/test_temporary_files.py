@@ -29,11 +29,23 @@ def test_stale_staging_folders_and_uploads_are_removed_and_fresh_ones_kept(media
     in_progress = tmp / "ingest-live"
     in_progress.mkdir()
     (in_progress / "slide.svs").write_bytes(b"z")  # written just now: a validation under way
-    for path in (killed / "slide.svs", killed, spill):
+    upload = tmp / "tmpab12cd.upload.svs"  # Django's temporary upload file of a killed request
+    upload.write_bytes(b"u")
+    foreign = tmp / "someone-elses.dat"  # not one of ours: never touched, however old
+    foreign.write_bytes(b"f")
+    for path in (killed / "slide.svs", killed, spill, upload, foreign):
         age(path, TEMP_MAX_AGE_SECONDS + 60)
     age(in_progress, TEMP_MAX_AGE_SECONDS + 60)  # an old folder with a fresh file is still in use
-    assert sweep_stale_temporary_files() == ["ingest-dead", "spill-dead"]
-    assert sorted(p.name for p in tmp.iterdir()) == ["ingest-live"]
+    assert sweep_stale_temporary_files() == ["ingest-dead", "spill-dead", "tmpab12cd.upload.svs"]
+    assert sorted(p.name for p in tmp.iterdir()) == ["ingest-live", "someone-elses.dat"]
+
+
+def test_a_temporary_folder_that_is_media_root_is_never_swept(media_root, settings):
+    settings.FILE_UPLOAD_TEMP_DIR = str(media_root)  # a host's misconfiguration
+    old_slides = media_root / "ingest-like-name"
+    old_slides.mkdir()
+    age(old_slides, TEMP_MAX_AGE_SECONDS + 60)
+    assert sweep_stale_temporary_files() == [] and old_slides.exists()
 
 
 def test_the_sweep_is_scheduled():
