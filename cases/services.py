@@ -135,9 +135,10 @@ def do_ingest_slide(
             _raise_if_storage_full(exc)
             raise
         sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
-        existing = _visible_duplicate(sha256, uploaded_by)
-        if existing is not None:
-            return IngestResult(check_duplicate_request(existing, case, mpp, marker), created=False)
+        existing = _visible_duplicate(sha256, uploaded_by, case)
+        agreed = check_duplicate_request(existing, case, mpp, marker) if existing is not None else None
+        if agreed is not None:
+            return IngestResult(agreed, created=False)
         main = staging / _main_file(staging, names)
         try:
             if len(names) > 1:
@@ -169,17 +170,21 @@ def do_ingest_slide(
                 Path(src.path).unlink(missing_ok=True)
 
 
-def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: str | None) -> Slide:
-    """The stored slide an upload of the same file comes back as, when it agrees with what the upload
-    asked for; IngestError naming it otherwise (nothing is silently dropped: a resolution the user typed,
-    the case they uploaded into, the marker they chose).  A resolution the stored slide lacks is set."""
+def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: str | None) -> Slide | None:
+    """The stored slide an upload of the same file comes back as, when it agrees with what the upload asked
+    for; None when the upload asks for another case that slide is in (the scan is then stored again, as a
+    slide of that case: a slide stays with the case its reports state).  An unfiled slide is filed in the
+    case asked for, and a resolution it lacks is set; another resolution or marker is an IngestError
+    naming it (a value the user typed is never silently dropped)."""
     named = f"this file is already stored as slide {existing.original_name!r}"
     if case is not None and existing.case_id != case.pk:
-        where = f"in case {existing.case.accession}" if existing.case_id else "not filed in any case"
-        raise IngestError(f"{named} ({where}): open that slide to file it in this case; it was not stored again")
+        if existing.case_id is not None:
+            return None
+        existing.case = case
+        existing.save(update_fields=["case"])  # audited
     if marker is not None and marker != existing.marker:
-        raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: correct the slide's marker "
-                          "there; it was not stored again")
+        raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: if its marker is wrong, correct it "
+                          f"(PATCH /api/slides/{existing.pk}/ with the marker); it was not stored again")
     if mpp is not None:
         if existing.mpp_x is None:
             return do_set_slide_mpp(existing, mpp)
@@ -341,15 +346,19 @@ def associated_images_of(slide: Slide) -> list[str]:
     return [name for name in ASSOCIATED_IMAGE_NAMES if name in (slide.associated_images or [])]
 
 
-def _visible_duplicate(sha256: str, user) -> Slide | None:
+def _visible_duplicate(sha256: str, user, case=None) -> Slide | None:
     """The oldest slide with this content that `user` may see (any, for a server-side import with
-    no user). Deduplicating across departments would hand the uploader another department's
-    slide, case and metadata."""
+    no user), the one in `case` first. Deduplicating across departments would hand the uploader
+    another department's slide, case and metadata."""
     from cases.access import visible_slides
 
     candidates = Slide.objects.filter(sha256=sha256)
     if user is not None:
         candidates = candidates.filter(pk__in=visible_slides(user).values("pk"))
+    if case is not None:
+        in_case = candidates.filter(case=case).order_by("created_at", "pk").first()
+        if in_case is not None:
+            return in_case
     return candidates.order_by("created_at", "pk").first()
 
 

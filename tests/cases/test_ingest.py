@@ -171,13 +171,20 @@ def test_uploading_a_stored_file_again_never_drops_what_the_upload_asked_for(per
     assert again.slide.mpp_x == 0.25 and again.slide.mpp_source == MppSource.USER
     with pytest.raises(IngestError, match="at 0.25 µm/px, not 0.5"):
         ingest(boxes, mpp=0.5)
-    with pytest.raises(IngestError, match="stained for PD-L1, not Ki67"):
+    with pytest.raises(IngestError, match=f"stained for PD-L1, not Ki67: .*PATCH /api/slides/{first.slide.pk}/"):
         ingest(boxes, marker="Ki67")
-    other_case = CaseFactory(patient__department=personas["case"].department)
-    with pytest.raises(IngestError, match=r"not filed in any case\): open that slide"):
-        ingest(boxes, case=other_case)
-    assert not other_case.slides.exists() and Slide.objects.count() == 1
     assert ingest(boxes, mpp=0.25, marker="PD-L1").slide.pk == first.slide.pk  # agreeing: the stored slide
+    # Uploaded into a case: the unfiled slide is filed there; uploaded into another case, the scan is stored
+    # again as that case's slide (a slide stays with the case its reports state); again into it: that one.
+    case_a = personas["case"]
+    case_b = CaseFactory(patient__department=case_a.department)
+    assert ingest(boxes, case=case_a).slide.pk == first.slide.pk
+    first.slide.refresh_from_db()
+    assert first.slide.case == case_a
+    in_b = ingest(boxes, case=case_b)
+    assert not in_b.duplicate and in_b.slide.case == case_b and in_b.slide.pk != first.slide.pk
+    assert ingest(boxes, case=case_b).slide.pk == in_b.slide.pk
+    assert ingest(boxes, case=case_a).slide.pk == first.slide.pk
 
 
 def test_dicom_series_folder_is_one_slide_whatever_the_file_order(tmp_path):

@@ -20,7 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("path", help="Slide file, or a folder with every file of a DICOM series")
         parser.add_argument("--case", help="Accession number of the case the slide belongs to")
         parser.add_argument("--mpp", type=float, help="µm per pixel, for files that do not store it")
-        parser.add_argument("--marker", default=Marker.PDL1, choices=Marker.values)
+        parser.add_argument("--marker", choices=Marker.values,
+                            help="what the slide is stained for (default PD-L1 for a new slide; a file already "
+                                 "stored keeps its own)")
         parser.add_argument("--user", help="User name recorded as the uploader (and in the audit trail)")
 
     def handle(self, *args, path, case, mpp, marker, user, **options):

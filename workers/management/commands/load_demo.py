@@ -75,8 +75,11 @@ class Command(BaseCommand):
         )
         case.assigned_to.add(users[Role.PATHOLOGIST])
         pathologist = users[Role.PATHOLOGIST]
+        # Run again (every `make run`): the demo slide keeps a resolution a user has set on it since.
+        has_mpp = case.slides.filter(original_name=PDL1_SLIDE.name, mpp_x__isnull=False).exists()
         pdl1 = services.do_ingest_slide([services.IngestSource(name=PDL1_SLIDE.name, path=PDL1_SLIDE)],
-                                        case=case, uploaded_by=pathologist, mpp=PDL1_MPP, marker=Marker.PDL1)
+                                        case=case, uploaded_by=pathologist, mpp=None if has_mpp else PDL1_MPP,
+                                        marker=Marker.PDL1)
         he = services.do_ingest_slide([services.IngestSource(name=HE_NAME, path=HE_SLIDE)],
                                       case=case, uploaded_by=pathologist, marker=Marker.HE)
         job = analyse_once(pdl1.slide, pathologist)
