@@ -78,9 +78,15 @@ class ReportAdmin(AuditedAccessAdmin):
 
     list_display = ["case", "version", "status", "signed_by", "signed_at"]
     list_filter = ["status"]
-    raw_id_fields = ["case", "job", "supersedes"]
-    readonly_fields = ["status", "signed_by", "signed_at", "created_by", "created_at", "supersedes"]
+    # Every field, drafts' too: a draft changes only through its services (prepared from its analysis,
+    # amended with a reason). Edited here, an amendment draft's case could be switched so that signing it
+    # superseded another patient's report, or its reason blanked.
+    fields = readonly_fields = ["case", "version", "status", "job", "scores", "comment", "amendment_reason",
+                                "supersedes", "created_by", "created_at", "signed_by", "signed_at"]
     inlines = [ReportDocumentInline]
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.is_locked:

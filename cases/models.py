@@ -382,6 +382,12 @@ class Report(models.Model):
             raise ReportError("The password is incorrect: the report was not signed.")
         if not self.scores:
             raise ReportError("the draft has no scores to sign")
+        if self.supersedes_id:
+            previous = Report.objects.filter(pk=self.supersedes_id).values_list("case_id", flat=True).first()
+            if previous != self.case_id:
+                raise ReportError("this amendment supersedes a report of another case: it cannot be signed")
+            if not (self.amendment_reason or "").strip():
+                raise ReportError("An amendment needs a reason: it cannot be signed without one.")
         if self.job_id:
             # The slide's check before scoring, as it stands now (an override may postdate the draft).
             slide = Slide.objects.get(pk=self.job.slide_id)

@@ -183,8 +183,21 @@ def _p(text: str, style) -> Paragraph:
     return Paragraph(escape(str(text)), style)
 
 
-def _score_rows(part: dict, name: str) -> list[list[str]]:
-    value = "-" if part["value"] is None else f"{part['value']:.2f}%"
+def _colour_word(code: int) -> str:
+    """The legend's word for a label's colour (analysis.labels.LABEL_RGB), so the text says what is drawn."""
+    r, g, b = LABEL_RGB[code]
+    if r > 180 and g > 150 and b < 100:
+        return "yellow"
+    if r > 150 and g < 100 and b < 100:
+        return "red"
+    if b > r and b > g:
+        return "blue"
+    return "#%02x%02x%02x" % (r, g, b)
+
+
+def _score_rows(part: dict, name: str, adequate: bool = True) -> list[list[str]]:
+    # No number for an inadequate specimen (cases.reports.tps_statement): its counts are stated below.
+    value = "-" if part["value"] is None or not adequate else f"{part['value']:.2f}%"
     cutoffs = "; ".join(f">= {c['lower']:g}%: {c['label']}" for c in part.get("cutoffs", [])) or "none configured"
     table = part.get("table") or "none"
     approval = "approved" if part.get("approved") else "NOT approved (research use)"
@@ -237,7 +250,7 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
 
     story.append(_p("Scores", styles["Heading3"]))
     rows = [["Score", "Value", "Category", "Interpretation table"]]
-    rows += _score_rows(scores["tps"], "TPS")
+    rows += _score_rows(scores["tps"], "TPS", scores["adequacy"]["adequate"])
     cps = scores["cps"]
     rows += [["CPS", "-" if cps["value"] is None else f"{cps['value']:.1f}", cps.get("category") or cps["status"],
               "CPS = (PD-L1-positive tumour cells + PD-L1-positive lymphocytes and macrophages) / viable tumour "
@@ -274,10 +287,12 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     dots, heat = overlay_images(slide, job)
     # The heading travels with its images: never alone at the foot of a page.
     story.append(KeepTogether([_p("Slide", styles["Heading3"]), _table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
-                         [_p("Detections: red PD-L1-positive, blue negative tumour nuclei"
+                         [_p(f"Detections: {_colour_word(POSITIVE)} PD-L1-positive, {_colour_word(NEGATIVE)} negative "
+                             "tumour nuclei"
                              + ("; region map: scored areas outlined green (include), excluded areas black"
                                 if _regions(job) else ""), small),
-                          _p("Heatmap: cell density (opacity), positive fraction (blue to red)", small)]],
+                          _p(f"Heatmap: cell density (opacity), positive fraction ({_colour_word(NEGATIVE)} to "
+                             f"{_colour_word(POSITIVE)})", small)]],
                         [90 * mm, 90 * mm])]))
 
     signoff = [_p("Sign-off", styles["Heading3"])]

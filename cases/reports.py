@@ -298,6 +298,16 @@ def _method_text(report: Report) -> str:
     return f"{method_description(method)}; reviewed by a pathologist; assay {report.case.assay_clone}"
 
 
+def tps_statement(scores: dict) -> str:
+    """The TPS in words, as the FHIR conclusion, the HL7 conclusion (TX) and the PDF state it: no number when
+    the specimen is inadequate or no tumour cell was counted, as the structured value is withheld then (a
+    number beside "insufficient" is a number a reader may act on)."""
+    tps = scores["tps"]
+    if tps.get("value") is None or not scores["adequacy"]["adequate"]:
+        return f"TPS not evaluable: {tps.get('status') or 'no viable tumour cells counted'}"
+    return f"TPS {tps['value']}%: {tps['category'] or tps['status']}"
+
+
 def fhir_bundle(report: Report) -> dict:
     """A FHIR R4 collection Bundle: one DiagnosticReport and its Observations (TPS, CPS), as JSON data."""
     return fhir_bundle_resource(report).model_dump(mode="json", exclude_none=True)
@@ -317,7 +327,7 @@ def fhir_bundle_resource(report: Report):
                 "text": f"PD-L1 combined positive score ({case.assay_clone})"}
     observations = [_observation(report, "tps", scores["tps"], tps_code),
                     _observation(report, "cps", scores["cps"], cps_code)]
-    conclusion = [f"TPS {scores['tps']['value']}%: {scores['tps']['category'] or scores['tps']['status']}",
+    conclusion = [tps_statement(scores),
                   f"CPS: {scores['cps']['status'] if scores['cps']['value'] is None else scores['cps']['value']}",
                   scores["adequacy"]["statement"]]
     if scores["tps"].get("near_cutoff"):

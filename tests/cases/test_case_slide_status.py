@@ -16,7 +16,7 @@ def test_case_page_shows_each_slides_status_and_tps(personas, media_root):
     body = client_for(personas["pathologist"]).get(f"/cases/{personas['case'].pk}/").content.decode()
     done_card = body[body.index(f'data-slide="{done.slide_id}"'):]
     done_card = done_card[:done_card.index("</div>")]
-    assert "Done" in done_card and f"TPS {done.summary['tps']:.1f} %" in done_card
+    assert "Done" in done_card and f"TPS {done.summary['tps']:.2f} %" in done_card
     running_card = body[body.index(f'data-slide="{running.slide_id}"'):]
     running_card = running_card[:running_card.index("</div>")]
     assert "Running" in running_card and "3 / 9 tiles" in running_card and "TPS" not in running_card

@@ -58,4 +58,4 @@ def test_clinicians_report_list_shows_tps_and_category(personas, media_root):
     body = client_for(personas["clinician"]).get("/reports/").content.decode()
     row = body[body.index(case.accession):]
     row = row[:row.index("</tr>")]
-    assert f"{tps['value']:.1f} %" in row and tps["category"] in row
+    assert f"{tps['value']:.2f} %" in row and tps["category"] in row
