@@ -65,10 +65,25 @@ def _claim_next(channel: str, now=None) -> OutboxMessage | None:
                .order_by("pk").first())
         if row is None or row.next_attempt_at > now or (row.leased_until and row.leased_until > now):
             return None
+        if _later_version_delivered(row):
+            # A corrected version already reached this peer (a delivery that outlived its lease, then another
+            # run): the superseded one sent now would be the receiving system's last word. Kept, not sent.
+            row.state, row.leased_until = OutboxState.REJECTED, None
+            row.last_error = "not sent: a later version of this report was delivered to this peer first"
+            row.save(update_fields=["state", "leased_until", "last_error"])
+            return _claim_next(channel, now)
         # connect, write and read each have the timeout: the lease outlasts all three
         row.leased_until = now + datetime.timedelta(seconds=3 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
         row.save(update_fields=["leased_until"])
         return row
+
+
+def _later_version_delivered(row: OutboxMessage) -> bool:
+    """Whether a later version of the row's report (same case, higher version) was delivered on the same
+    channel to the same destination."""
+    return OutboxMessage.objects.filter(
+        channel=row.channel, destination=row.destination, state=OutboxState.DELIVERED,
+        report__case_id=row.report.case_id, report__version__gt=row.report.version).exists()
 
 
 def _record(row: OutboxMessage, result: Attempt, now=None):
@@ -90,11 +105,14 @@ def _record(row: OutboxMessage, result: Attempt, now=None):
 
 
 def retry(rows) -> int:
-    """Administrators' "Send again": rejected or waiting rows become due now, except those of a version a
-    later signed amendment superseded: sent after its correction, the superseded result would be the
+    """Administrators' "Send again": rejected or waiting rows become due now, except one being sent now
+    (its lease holds) and those of a version a later signed amendment superseded: sent after its correction, the superseded result would be the
     receiving system's last word (an amendment never overtakes its original, nor the other way round)."""
+    now = timezone.now()
+    # A row being sent right now keeps its lease: cleared, a second delivery run would send it again beside
+    # the first, and a correction signed meanwhile could arrive between the two copies.
     return (rows.exclude(state=OutboxState.DELIVERED).exclude(report__status=ReportStatus.AMENDED)
-            .update(state=OutboxState.PENDING, next_attempt_at=timezone.now(), leased_until=None))
+            .exclude(leased_until__gt=now).update(state=OutboxState.PENDING, next_attempt_at=now))
 
 
 def send(row: OutboxMessage) -> Attempt:

@@ -74,3 +74,39 @@ def test_viewing_a_kept_message_in_the_admin_is_audited(department):
     assert client.get(f"/admin/integration/inboundmessage/{kept.pk}/change/").status_code == 200
     assert LogEntry.objects.get_for_object(kept).filter(action=LogEntry.Action.ACCESS,
                                                        actor=root).count() == 1
+
+
+def test_send_again_leaves_a_row_being_sent_alone(personas, job, mllp_port):  # noqa: F811
+    """A row claimed by a delivery run (its lease holds) is not made due again by "Send again": a second run
+    would send it beside the first, and a correction signed meanwhile could arrive between the copies."""
+    from django.utils import timezone
+
+    from integration.delivery import _claim_next
+
+    original = sign(personas, job)
+    row = OutboxMessage.objects.get(report=original, channel="hl7v2")
+    assert _claim_next("hl7v2") == row  # run A is sending it
+    assert retry(OutboxMessage.objects.filter(pk=row.pk)) == 0
+    row.refresh_from_db()
+    assert row.leased_until > timezone.now()
+    assert _claim_next("hl7v2") is None  # run B finds nothing to send
+
+
+def test_a_superseded_row_is_never_sent_after_its_correction_was_delivered(personas, job, mllp_port):  # noqa: F811
+    """A delivery that outlived its lease let another run deliver the correction first: the original is kept,
+    marked, and not sent after it."""
+    from integration.choices import OutboxState
+
+    original = sign(personas, job)
+    amend(personas, original)
+    first = OutboxMessage.objects.get(report=original, channel="hl7v2")
+    correction = OutboxMessage.objects.exclude(pk=first.pk).get(channel="hl7v2")
+    correction.state = OutboxState.DELIVERED  # as the other run left it
+    correction.save()
+    peer = ResultsPeer(mllp_port, answers=["AA"])
+    try:
+        deliver_due(later(1))
+    finally:
+        peer.stop()
+    first.refresh_from_db()
+    assert peer.received == [] and first.state == OutboxState.REJECTED and "later version" in first.last_error
