@@ -107,8 +107,12 @@ NUCLEAR_MARKER_SOURCES = frozenset({"shidc", "bcdata", "deepliif"})
 
 
 def is_nuclear_marker_source(spec: str) -> bool:
-    """Whether a source's fields are stained for a nuclear marker: the Ki-67 sets, or db:Ki67."""
-    kind, arg = parse_source(spec)
+    """Whether a source's fields are stained for a nuclear marker: the Ki-67 sets, or db:Ki67 (a spec no longer
+    valid, such as a bare "db" in an older model card, is not)."""
+    try:
+        kind, arg = parse_source(spec)
+    except DatasetError:
+        return False
     return kind in NUCLEAR_MARKER_SOURCES or (kind == "db" and arg == "Ki67")
 
 

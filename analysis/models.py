@@ -96,7 +96,11 @@ class ModelVersion(models.Model):
         if not self.promotions.exists():
             raise ValueError(f"{self.name} has no promotion record (it was never evaluated against the default and "
                              f"released with a reason on the Models page): it cannot be made the default for {where}.")
-        if not self.promotions.filter(evaluation__baseline=replaced[0], evaluation__baseline_sha256=replaced[1]).exists():
+        if not self.promotions.filter(evaluation__marker=marker).exists():
+            raise ValueError(f"{self.name} was evaluated on fields stained for another marker than {marker}: it cannot "
+                             f"be made the default for {where}.")
+        if not self.promotions.filter(evaluation__marker=marker, evaluation__baseline=replaced[0],
+                                      evaluation__baseline_sha256=replaced[1]).exists():
             raise ValueError(f"{self.name} was promoted on an evaluation against another detector than {replaced[0]}, "
                              f"the default for {where} now: it cannot replace a default it was not compared with.")
 

@@ -31,23 +31,30 @@ def baseline_compartment(candidate: ModelVersion) -> str:
     return "nucleus" if specs and all(datasets.is_nuclear_marker_source(s) for s in specs) else BASELINE_COMPARTMENT
 
 
+def evaluation_marker(candidate: ModelVersion) -> str:
+    """The marker the candidate's held-out fields are stained for, so the default it is compared with and may
+    replace: Ki-67 when they are all nuclear-marker fields, else PD-L1.  A model measured on one marker is
+    never made the default of the other (ModelVersion.check_activation reads ModelEvaluation.marker)."""
+    return Marker.KI67 if baseline_compartment(candidate) == "nucleus" else BASELINE_MARKER
+
+
 class PromotionError(ValueError):
     """A review step refused; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
 class Baseline:
-    """The detector clinical PD-L1 jobs run by default now (analysis.registry.default_detector_name)."""
+    """The detector clinical jobs of a marker run by default now (analysis.registry.default_detector_name)."""
 
     name: str
     sha256: str  # empty for classic
     version: ModelVersion | None
 
     @classmethod
-    def current(cls) -> Baseline:
+    def current(cls, marker: str = BASELINE_MARKER) -> Baseline:
         from .registry import active_model
 
-        version = active_model(None, BASELINE_MARKER)
+        version = active_model(None, marker)
         if version is None:
             return cls(CLASSIC_DETECTOR, "", None)
         return cls(version.name, version.sha256, version)
@@ -124,7 +131,8 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
 
     check_reviewable(candidate)
     data = held_out_data(candidate)
-    baseline = Baseline.current()
+    marker = evaluation_marker(candidate)
+    baseline = Baseline.current(marker)
     try:
         detector = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
     except Exception as exc:  # noqa: BLE001  a missing file, or torch's many errors for a damaged one
@@ -145,15 +153,16 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     for score in scores:
         score.pop("per_field", None)  # the pooled numbers are what the review compares
     return ModelEvaluation.objects.create(
-        model_version=candidate, baseline=baseline.name, baseline_sha256=baseline.sha256, marker=BASELINE_MARKER,
+        model_version=candidate, baseline=baseline.name, baseline_sha256=baseline.sha256, marker=marker,
         data=data.name, fields=len(data.fields), synthetic=data.synthetic, candidate_scores=scores[0],
         baseline_scores=scores[1], created_by=user)
 
 
 def current_evaluation(candidate: ModelVersion) -> ModelEvaluation | None:
     """The latest evaluation against the default as it is now (an older default's does not count)."""
-    baseline = Baseline.current()
-    return next((e for e in candidate.evaluations.all() if baseline.matches(e)), None)
+    marker = evaluation_marker(candidate)
+    baseline = Baseline.current(marker)
+    return next((e for e in candidate.evaluations.all() if baseline.matches(e) and e.marker == marker), None)
 
 
 def do_promote(candidate: ModelVersion, user, reason: str) -> ModelPromotion:
@@ -168,7 +177,8 @@ def do_promote(candidate: ModelVersion, user, reason: str) -> ModelPromotion:
         evaluation = current_evaluation(candidate)
         if evaluation is None:
             raise PromotionError(f"{candidate.name} has not been evaluated against the current default "
-                                 f"({Baseline.current().name}) on its held-out fields: evaluate it first.")
+                                 f"({Baseline.current(evaluation_marker(candidate)).name}) on its held-out fields: "
+                                 "evaluate it first.")
         before = candidate.status
         candidate.set_status(ModelStatus.CLINICAL)
         candidate.save()  # audited (analysis.audit)

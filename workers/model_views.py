@@ -25,7 +25,8 @@ def model_review(request, pk):
     candidate = get_object_or_404(ModelVersion, pk=pk)
     evaluation = promotion.current_evaluation(candidate)
     return render(request, "workers/model_review.html", {
-        "candidate": candidate, "default": promotion.Baseline.current(), "evaluation": evaluation,
+        "candidate": candidate, "default": promotion.Baseline.current(promotion.evaluation_marker(candidate)),
+        "evaluation": evaluation,
         "rows": promotion.comparison_rows(evaluation) if evaluation else [],
         "held_out": promotion.held_out_sources(candidate), "promotions": candidate.promotions.all()})
 

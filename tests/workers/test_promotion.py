@@ -6,7 +6,7 @@ import pytest
 
 from analysis import promotion, registry
 from analysis.choices import JobStatus, ModelStatus
-from analysis.models import AnalysisJob, ModelVersion
+from analysis.models import AnalysisJob, ModelEvaluation, ModelVersion
 from cases.models import ReportError
 from cases.reports import do_create_draft, do_sign
 from tests.analysis.test_registry import tiny_checkpoint
@@ -179,3 +179,35 @@ def test_a_model_file_that_cannot_be_loaded_is_a_message_not_a_500(candidate, pe
     assert response.status_code == 200
     assert "cannot be loaded" in response.content.decode()
     assert not candidate.evaluations.exists()
+
+
+def test_a_model_measured_on_one_marker_never_becomes_the_other_markers_default(candidate, personas, media_root):
+    """A model evaluated on Ki-67 fields (classic read in the nucleus) was accepted as the PD-L1 default: its
+    evaluation recorded PD-L1 and the same baseline name. The evaluation now states the fields' marker,
+    compares with that marker's default, and activation checks the marker."""
+    from analysis.choices import Marker
+
+    ki67 = registry.register_checkpoint(
+        tiny_checkpoint(media_root / "ki67.pt", seed=5), "ki67-v1", metrics={"bcdata": {"fields": 5}},
+        training_data={"synthetic": False, "sources": [{"source": "db:Ki67", "synthetic": False,
+                                                        "fields": {"train": 2, "val": 1}}]})
+    assert promotion.evaluation_marker(ki67) == Marker.KI67
+    assert promotion.evaluation_marker(candidate) == Marker.PDL1
+    evaluation = ModelEvaluation.objects.create(  # what do_evaluate records for Ki-67 held-out fields
+        model_version=ki67, baseline="classic", baseline_sha256="", marker=Marker.KI67, data="held-out", fields=1,
+        candidate_scores={}, baseline_scores={})
+    assert promotion.current_evaluation(ki67) == evaluation
+    promotion.do_promote(ki67, personas["admin"], "better on Ki-67 held-out fields")
+    ki67.refresh_from_db()
+    with pytest.raises(ValueError, match="another marker than PD-L1"):
+        ki67.activate("", Marker.PDL1)
+    ki67.activate("", Marker.KI67)
+    assert registry.default_detector_name(None, Marker.KI67) == "ki67-v1"
+    assert registry.default_detector_name(None, Marker.PDL1) == "classic"
+
+
+def test_a_model_card_with_a_bare_db_source_still_opens_its_review_page(candidate, personas):
+    ModelVersion.objects.filter(pk=candidate.pk).update(training_data={"sources": [
+        {"source": "db", "fields": {"train": 2, "val": 1}}]})  # a card from before db:MARKER
+    response = client_for(personas["pathologist"]).get(f"/models/{candidate.pk}/")
+    assert response.status_code == 200
