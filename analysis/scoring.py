@@ -52,14 +52,15 @@ TPS_CUTOFFS_BY_CLONE = {None: CUTOFFS_22C3_NSCLC_TPS, "22C3": CUTOFFS_22C3_NSCLC
 def categorize(value: float | None, cutoffs: Sequence) -> str | None:
     """The label of the highest threshold that `value` reaches.
 
-    `cutoffs` are ordered (lower_bound, label) pairs, or dicts with "lower" and "label"; a value
-    below the first bound gets the first label.
+    `cutoffs` are (lower_bound, label) pairs, or dicts with "lower" and "label"; a value below the lowest
+    bound gets no category (None): a table without a 0 row does not say what such a value is, and its
+    lowest category ("TPS 1-49%", say) would be a positive call for 0 %.
     """
     if value is None or not cutoffs:
         return None
     pairs = [(float(c["lower"]), c["label"]) if isinstance(c, dict) else (float(c[0]), c[1]) for c in cutoffs]
     pairs.sort(key=lambda p: p[0])
-    label = pairs[0][1]
+    label = None
     for lower, name in pairs:
         if value >= lower:
             label = name
@@ -85,6 +86,9 @@ def adequacy(viable_tumour: int, minimum: int = MIN_VIABLE_TUMOUR_CELLS) -> dict
                           else f"{INSUFFICIENT}: {viable_tumour} viable tumour cells, fewer than {minimum}")}
 
 
+BELOW_TABLE = "no category: the value is below the lowest cut-off of the table (correct the table)"
+
+
 def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dict:
     """A score with its category under `table` ({"cutoffs": [...], "approved": bool, ...} or None)."""
     out = {"value": None if value is None else round(value, 2), "category": None, "cutoffs": [],
@@ -99,8 +103,8 @@ def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dic
     elif not out["approved"] or not out["cutoffs"]:
         out["status"] = RESEARCH_USE
     else:
-        out["status"] = "reportable"
         out["category"] = categorize(out["value"], out["cutoffs"])  # the value as stated: 49.996 shows 50.00
+        out["status"] = "reportable" if out["category"] is not None else BELOW_TABLE
     return out
 
 

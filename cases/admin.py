@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
@@ -118,8 +119,22 @@ class ReportDocumentAdmin(AuditedAccessAdmin):
         return False
 
 
+class CutoffRowsFormSet(forms.BaseInlineFormSet):
+    """An approved table gives clinical categories: its rows start at 0 %, so every value has one."""
+
+    def clean(self):
+        super().clean()
+        bounds = [form.cleaned_data["lower_bound"] for form in self.forms
+                  if form.cleaned_data and not form.cleaned_data.get("DELETE") and
+                  form.cleaned_data.get("lower_bound") is not None]
+        if self.instance.approved and (not bounds or min(bounds) != 0):
+            raise forms.ValidationError("An approved table needs a row with lower bound 0 (its lowest category): "
+                                        "without it a value under the lowest bound has no category.")
+
+
 class CutoffInline(admin.TabularInline):
     model = Cutoff
+    formset = CutoffRowsFormSet
     extra = 1
 
 

@@ -532,3 +532,9 @@ class Cutoff(models.Model):
 
     def __str__(self):
         return f"{self.table}: ≥ {self.lower_bound:g}% → {self.label}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.lower_bound is None or not 0.0 <= self.lower_bound <= 100.0:
+            raise ValidationError({"lower_bound": "a cut-off is a percentage from 0 to 100"})

@@ -171,3 +171,14 @@ def test_the_sampling_limits_stay_within_0_and_100_percent():
     all_but_one = positive_pct_interval(np.r_[0, np.ones(599)], np.r_[1, np.zeros(599)])
     assert one_positive.blocks == 600 and 0.0 <= one_positive.sampling_low < one_positive.sampling_high
     assert all_but_one.sampling_high <= 100.0 and all_but_one.sampling_low < 100.0
+
+
+def test_a_value_below_the_tables_lowest_cut_off_gets_no_category():
+    """A table without a 0 row called 0 % "TPS 1-49%" (its lowest category): a positive call."""
+    from analysis.scoring import score_summary
+
+    assert categorize(0.0, [(1, "TPS 1-49%"), (50, "TPS >= 50%")]) is None
+    table = {"name": "edited", "approved": True, "cutoffs": [{"lower": 1, "label": "TPS 1-49%"},
+                                                              {"lower": 50, "label": "TPS >= 50%"}]}
+    tps = score_summary({"positive": 0, "negative": 500, "other": 0}, tps_table=table)["tps"]
+    assert tps["value"] == 0.0 and tps["category"] is None and "below the lowest cut-off" in tps["status"]

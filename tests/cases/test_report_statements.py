@@ -76,3 +76,30 @@ def test_the_admin_changes_no_report_field(personas, media_root):
     assert not form_class.base_fields  # nothing editable, drafts included
     assert not admin.has_add_permission(request)
     assert json.loads(json.dumps(draft.scores))  # the draft itself is unchanged and readable
+
+
+def test_an_approved_cut_off_table_starts_at_zero_and_bounds_are_percentages(personas):
+    from django.test import Client
+
+    from cases.models import CutoffTable
+    from tests.factories import make_user
+
+    client = Client()
+    client.force_login(make_user(None, username="root", is_staff=True, is_superuser=True))
+
+    def post(rows, approved=True):
+        data = {"assay_clone": "SP263", "indication": "other", "score_type": "TPS", "source": "lab SOP",
+                "notes": "", "cutoffs-TOTAL_FORMS": str(len(rows)), "cutoffs-INITIAL_FORMS": "0",
+                "cutoffs-MIN_NUM_FORMS": "0", "cutoffs-MAX_NUM_FORMS": "1000"}
+        if approved:
+            data["approved"] = "on"
+        for n, (lower, label) in enumerate(rows):
+            data[f"cutoffs-{n}-lower_bound"], data[f"cutoffs-{n}-label"] = str(lower), label
+        return client.post("/admin/cases/cutofftable/add/", data)
+
+    before = CutoffTable.objects.count()
+    assert b"needs a row with lower bound 0" in post([(1, "1-49%"), (50, ">= 50%")]).content
+    assert b"percentage from 0 to 100" in post([(0, "< 1%"), (150, "impossible")]).content
+    assert CutoffTable.objects.count() == before
+    assert post([(0, "< 1%"), (1, "1-49%"), (50, ">= 50%")]).status_code == 302
+    assert CutoffTable.objects.count() == before + 1
