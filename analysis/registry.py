@@ -84,6 +84,9 @@ def register_checkpoint(
         validate_slug(name)
     except ValidationError:
         raise RegistryError(f"model name {name!r} must be a slug (letters, digits, - and _)") from None
+    if len(name) > ModelVersion._meta.get_field("name").max_length:
+        raise RegistryError(f"model name {name!r} is longer than {ModelVersion._meta.get_field('name').max_length} "
+                            "characters")
     if name == CLASSIC_DETECTOR:
         raise RegistryError(f"{CLASSIC_DETECTOR!r} is reserved for the classic pipeline")
     digest = sha256_file(path)
@@ -98,17 +101,25 @@ def register_checkpoint(
         metrics = card.get("metrics", {})
     if training_data is None:
         training_data = card.get("training_data", {})
-    stored, digest = registered_copy(path, name, card)
-    return ModelVersion.objects.create(
-        name=name, file=_stored_path(stored), sha256=digest, **_config_fields(config),
-        metrics=metrics, training_data=training_data, origin=origin, notes=notes,
-    )
+    stored, digest, fresh = registered_copy(path, name, card)
+    try:
+        with transaction.atomic():
+            return ModelVersion.objects.create(
+                name=name, file=_stored_path(stored), sha256=digest, **_config_fields(config),
+                metrics=metrics, training_data=training_data, origin=origin, notes=notes,
+            )
+    except Exception:
+        if fresh:  # not registered after all (the name taken meanwhile, say): no file left without its row
+            for leftover in (stored, stored.with_suffix(".json")):
+                leftover.unlink(missing_ok=True)
+        raise
 
 
-def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str]:
-    """(file, sha256) of a read-only copy of the checkpoint at MEDIA_ROOT/models/NAME/SHA256[:16].pt, with
-    its card beside it as model_card.json.  The hash is taken of the copy itself, so the registered
-    sha256 is that of the bytes stored even if the source is being rewritten meanwhile."""
+def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str, bool]:
+    """(file, sha256, whether this call wrote it) of a read-only copy of the checkpoint at
+    MEDIA_ROOT/models/NAME/SHA256[:16].pt, with its card beside it as SHA256[:16].json (one card per weights).
+    The hash is taken of the copy itself, so the registered sha256 is that of the bytes stored even if the
+    source is being rewritten meanwhile."""
     import os
     import shutil
     import tempfile
@@ -122,7 +133,8 @@ def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str]:
         digest = sha256_file(tmp)
         read_checkpoint_config(tmp)  # the copy must still be a checkpoint (the source may have been replaced)
         final = folder / f"{digest[:16]}.pt"
-        if final.exists():
+        fresh = not final.exists()
+        if not fresh:
             if sha256_file(final) != digest:
                 raise RegistryError(f"{final} exists with other contents: not overwritten")
         else:
@@ -130,11 +142,11 @@ def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str]:
             os.replace(tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    card_file = folder / "model_card.json"
+    card_file = final.with_suffix(".json")
     if card and not card_file.exists():
         card_file.write_text(json.dumps(card, indent=1), encoding="utf-8")
         os.chmod(card_file, 0o444)
-    return final, digest
+    return final, digest, fresh
 
 
 def _config_fields(config: dict) -> dict:

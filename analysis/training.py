@@ -173,6 +173,8 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         save_state(state_path, step, model, optimizer, config)
 
     model_path = out / MODEL_NAME
+    for stale in (out / CARD_JSON, out / CARD_MD):  # an earlier run's card never sits beside these weights
+        stale.unlink(missing_ok=True)
     save_checkpoint(model_path, model, det, extra={"name": config.name, "steps": step}, half=config.half)
     # The card's numbers are those of the weights stored: with --half, of the fp16 weights read back.
     stored = model

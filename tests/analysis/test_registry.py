@@ -100,7 +100,7 @@ def test_register_reads_the_card_beside_the_checkpoint(tmp_path):
     v = registry.register_checkpoint(out / "model.pt", "from-card")
     assert v.metrics == {"x": 1} and v.training_data == {"synthetic": False}
     assert v.file.startswith("models/from-card/")  # copied under MEDIA_ROOT, the card beside it
-    assert json.loads((v.path().parent / "model_card.json").read_text())["metrics"] == {"x": 1}
+    assert json.loads(v.path().with_suffix(".json").read_text())["metrics"] == {"x": 1}  # one card per weights
 
 
 def test_register_same_name_is_idempotent_but_new_weights_need_a_new_name(version, media_root):
@@ -313,3 +313,17 @@ def test_the_admin_activates_only_through_the_same_check(version, media_root, no
     assert form.is_valid(), form.errors
     form.save()
     assert registry.default_detector_name() == "unet-v1"
+
+
+def test_a_registration_that_fails_leaves_no_file_and_long_names_are_refused(tmp_path, media_root, monkeypatch):
+    tiny_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(registry.RegistryError, match="longer than 100"):
+        registry.register_checkpoint(tmp_path / "m.pt", "a" * 101)
+
+    def taken_meanwhile(**kwargs):
+        raise IntegrityError("UNIQUE constraint failed: analysis_modelversion.name")
+
+    monkeypatch.setattr(ModelVersion.objects, "create", taken_meanwhile)
+    with pytest.raises(IntegrityError):
+        registry.register_checkpoint(tmp_path / "m.pt", "raced-v1")
+    assert not list((media_root / "models").rglob("*.pt"))
