@@ -338,7 +338,11 @@ def fhir_bundle_resource(report: Report):
         conclusion.append("Research use only: no approved cut-off for this assay and indication.")
     diagnostic = {
         "id": f"report-{report.pk}",
-        "identifier": [{"system": ACCESSION_SYSTEM, "value": f"{case.accession}-v{report.version}"}],
+        # This version's identifier, and the one every version of the case's report shares (the
+        # accession), so a receiving system can tell that an amended version replaces the final one.
+        "identifier": [{"system": ACCESSION_SYSTEM, "value": f"{case.accession}-v{report.version}",
+                        "use": "official"},
+                       {"system": ACCESSION_SYSTEM, "value": case.accession, "use": "secondary"}],
         "status": report.fhir_status,
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "SP",
                                   "display": "Surgical Pathology"}]}],
@@ -356,7 +360,12 @@ def fhir_bundle_resource(report: Report):
         name = report.signed_by.get_full_name() or report.signed_by.get_username()
         diagnostic["resultsInterpreter"] = [{"display": name}]
     if report.supersedes_id:
-        diagnostic["extension"] = [{"url": "urn:pdl1:amendment-reason", "valueString": report.amendment_reason}]
+        replaced = report.supersedes
+        diagnostic["extension"] = [
+            {"url": "urn:pdl1:amendment-reason", "valueString": report.amendment_reason},
+            # FHIR R4 DiagnosticReport has no "replaces": the version this one amends, by its identifier.
+            {"url": "urn:pdl1:replaces", "valueIdentifier": {"system": ACCESSION_SYSTEM,
+                                                             "value": f"{case.accession}-v{replaced.version}"}}]
     entries = [DiagnosticReport(**diagnostic), *observations]
     return Bundle(type="collection", entry=[
         BundleEntry(fullUrl=f"urn:pdl1:{r.get_resource_type()}/{r.id}", resource=r) for r in entries])

@@ -49,7 +49,7 @@ def test_amended_non_22c3_report_has_no_empty_coding(signed, personas):
     # FHIR allows no empty arrays: the hand-written bundle had "coding": [] here.
     assert diagnostic["code"] == {"text": "PD-L1 IHC (SP263) report"}
     assert diagnostic["status"] == "amended"
-    assert diagnostic["extension"] == [{"url": "urn:pdl1:amendment-reason", "valueString": "clone was SP263"}]
+    assert diagnostic["extension"][0] == {"url": "urn:pdl1:amendment-reason", "valueString": "clone was SP263"}
 
 
 def test_an_invalid_resource_is_refused_before_it_is_stored(signed, monkeypatch):

@@ -103,3 +103,17 @@ def test_an_approved_cut_off_table_starts_at_zero_and_bounds_are_percentages(per
     assert CutoffTable.objects.count() == before
     assert post([(0, "< 1%"), (1, "1-49%"), (50, ">= 50%")]).status_code == 302
     assert CutoffTable.objects.count() == before + 1
+
+
+def test_a_fhir_amendment_names_the_version_it_replaces(personas, media_root):
+    """Each version had its own id and identifier and nothing pointed back: a receiver kept v1 "final"
+    beside v2. Every version now shares the accession identifier and an amendment names the one it replaces."""
+    job = job_with_result(personas["case"], n=400, seed=7)
+    signed = do_sign(do_create_draft(personas["case"], job, personas["pathologist"]), personas["pathologist"], PASSWORD)
+    amendment = do_sign(do_amend(signed, personas["pathologist"], "recount"), personas["pathologist"], PASSWORD)
+    accession = personas["case"].accession
+    first, second = (fhir_bundle(r)["entry"][0]["resource"] for r in (signed, amendment))
+    assert {"system": first["identifier"][1]["system"], "value": accession, "use": "secondary"} in second["identifier"]
+    assert first["identifier"][1]["value"] == accession and second["identifier"][0]["value"] == f"{accession}-v2"
+    replaces = next(e for e in second["extension"] if e["url"] == "urn:pdl1:replaces")
+    assert replaces["valueIdentifier"]["value"] == f"{accession}-v1" and second["status"] == "amended"
