@@ -154,7 +154,7 @@ def test_upload_analyse_correct_sign_and_clinician_downloads_pdf(site, tmp_path)
         row = page.locator("tbody tr", has_text=ACCESSION)
         assert row.count() == 1, page.locator("body").inner_text()[:2000]
         assert "Signed" in row.inner_text()
-        assert re.match(r"\d+\.\d %", row.locator(".report-tps").inner_text()), row.inner_text()
+        assert re.match(r"\d+\.\d\d %", row.locator(".report-tps").inner_text()), row.inner_text()
         assert row.locator(".report-category").inner_text().startswith("TPS "), row.inner_text()
         shot(page, "8-clinician-list")
         with page.expect_download() as info:
