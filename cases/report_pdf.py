@@ -261,6 +261,8 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
         story.append(_p("RESEARCH USE ONLY: no approved cut-off is configured for this assay and indication; "
                         "no clinical category is given.", body))
     counts, fit = scores["counts"], scores["adequacy"]
+    if scores["tps"].get("cut_note"):
+        story.append(_p(scores["tps"]["cut_note"], body))
     story.append(_p(f"Adequacy: {fit['statement']}.", body))
     story.append(_p(f"Counts: {counts['positive']} PD-L1-positive and {counts['negative']} PD-L1-negative viable "
                     f"tumour cells ({scores['viable_tumour_cells']} in all)"

@@ -86,12 +86,12 @@ def score_snapshot(case: Case, job) -> dict:
     interpreted with the cut-off tables configured for the case's assay and indication."""
     from cases.results import NoResult, ResultUnreadable, job_results
 
-    interval, error_basis = None, ""
+    interval, error_basis, cut_note = None, "", ""
     try:
         scores = job_results().scores(job)
         counts, corrections = scores["counts"], job_results().correction_version(job)
         interval = Interval(**scores["tps_interval"]) if scores["tps_interval"] else None
-        error_basis = scores["detector_error"]
+        error_basis, cut_note = scores["detector_error"], scores.get("cut_note", "")
     except ResultUnreadable as exc:  # its corrections and regions cannot be applied: no number is stated
         raise ReportError(str(exc)) from None
     except NoResult:  # no store at all: the merged summary (no corrections can exist without one)
@@ -101,6 +101,8 @@ def score_snapshot(case: Case, job) -> dict:
                             cps_table=cutoff_table(case.assay_clone, case.indication, ScoreType.CPS),
                             tps_interval=interval)
     summary["tps"]["detector_error"] = error_basis
+    if cut_note:  # the slide-wide positivity cut was read outside the regions that now count
+        summary["tps"]["cut_note"] = cut_note
     return {**summary, "corrections_version": corrections, "method": method_of(job),
             "assay_clone": case.assay_clone, "indication": case.indication,
             "slide_qc": job.slide.qc_snapshot()}
@@ -332,6 +334,8 @@ def fhir_bundle_resource(report: Report):
                   scores["adequacy"]["statement"]]
     if scores["tps"].get("near_cutoff"):
         conclusion.append(scores["tps"]["uncertainty"])
+    if scores["tps"].get("cut_note"):
+        conclusion.append(scores["tps"]["cut_note"])
     if qc_statement(scores):
         conclusion.append(qc_statement(scores))
     if scores.get("research_use"):

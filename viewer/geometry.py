@@ -3,54 +3,12 @@ an outline is a valid polygon, and its area."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-import shapely
 from shapely.geometry import MultiPoint, Polygon
 
+from analysis.regions import Regions, covered, polygon, regions_from_pairs  # noqa: F401  re-exported
 from viewer.choices import INCLUDE_REGION_KINDS
 
 MIN_AREA_PX2 = 1.0
-
-
-@dataclass
-class Regions:
-    """Active drawn regions of a slide: include polygons (tumour area) and exclude polygons."""
-
-    include: list[Polygon] = field(default_factory=list)
-    exclude: list[Polygon] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.include or self.exclude)
-
-    def mask(self, xy: np.ndarray) -> np.ndarray:
-        """Points that count: inside some include polygon (any point when there is none) and
-        outside every exclude polygon. A point on an outline is inside it."""
-        xy = np.asarray(xy, np.float64).reshape(-1, 2)
-        keep = np.zeros(len(xy), bool) if self.include else np.ones(len(xy), bool)
-        for poly in self.include:
-            keep |= covered(poly, xy)
-        for poly in self.exclude:
-            if keep.any():
-                keep &= ~covered(poly, xy)
-        return keep
-
-
-def polygon(vertices) -> Polygon:
-    """The polygon of [[x, y], ...] level-0 px (unclosed), prepared for repeated point tests."""
-    poly = Polygon(np.asarray(vertices, np.float64).reshape(-1, 2))
-    shapely.prepare(poly)
-    return poly
-
-
-def covered(poly: Polygon, xy: np.ndarray) -> np.ndarray:
-    """Which points lie inside `poly` or on its outline; only those in its bounding box are tested."""
-    x0, y0, x1, y1 = poly.bounds
-    near = np.flatnonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))
-    out = np.zeros(len(xy), bool)
-    out[near] = shapely.intersects_xy(poly, xy[near, 0], xy[near, 1])
-    return out
 
 
 def outline_problem(vertices) -> str | None:
@@ -72,10 +30,11 @@ def area_mm2(vertices, mpp_x: float | None, mpp_y: float | None = None) -> float
     return Polygon(vertices).area * float(mpp_x) * float(mpp_y or mpp_x) / 1e6
 
 
+def region_pairs(rows) -> list[tuple[bool, list]]:
+    """(include?, vertices) of the active rows: what analysis.regions and cases.results take."""
+    return [(row.kind in INCLUDE_REGION_KINDS, row.vertices) for row in rows
+            if getattr(row, "deleted_at", None) is None]
+
+
 def regions_from_rows(rows) -> Regions:
-    regions = Regions()
-    for row in rows:
-        if getattr(row, "deleted_at", None) is not None:
-            continue
-        (regions.include if row.kind in INCLUDE_REGION_KINDS else regions.exclude).append(polygon(row.vertices))
-    return regions
+    return regions_from_pairs(region_pairs(rows))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from viewer.choices import INCLUDE_REGION_KINDS
+from viewer.geometry import region_pairs
 from viewer.human_layer import correction_state
 from viewer.human_layer import correction_version as _correction_version
 from viewer.overlay import corrected_points as _corrected_points
@@ -27,5 +27,4 @@ def corrected_points(job) -> tuple[np.ndarray, np.ndarray]:
 def regions(job) -> list[tuple[bool, list]]:
     from viewer.models import Region
 
-    return [(r.kind in INCLUDE_REGION_KINDS, r.vertices)
-            for r in Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).only("kind", "vertices")]
+    return region_pairs(Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).only("kind", "vertices"))

@@ -45,8 +45,29 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     else:  # a slide with no case: the built-in cut-offs (22C3's without a clone)
         stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)
     scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
-                  uncertainty=stated["uncertainty"])
+                  uncertainty=stated["uncertainty"], cut_note=positivity_cut_note(job))
     return scores
+
+
+def positivity_cut_note(job) -> str:
+    """What to do when a slide-wide positivity cut (classic, adaptive) was read from other cells than the
+    regions now drawn count ("" when it was read inside them, or the job has no such cut): its labels were
+    set at merge, so only a re-run reads the cut inside the new regions."""
+    from analysis.regions import regions_fingerprint
+    from viewer.geometry import region_pairs
+    from viewer.models import Region
+
+    summary = job.summary or {}
+    if summary.get("dab_threshold") is None:
+        return ""
+    then = summary.get("dab_threshold_regions", "")
+    now = regions_fingerprint(region_pairs(Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True)
+                                           .only("kind", "vertices")))
+    if now == then:
+        return ""
+    where = "the whole slide" if not then else "the regions drawn at the time"
+    return (f"The positivity cut (DAB {summary['dab_threshold']:g} OD) was read from {where}, not from the regions "
+            "drawn now: re-run the analysis to read it inside them.")
 
 
 def detector_key(job) -> str:

@@ -18,6 +18,7 @@ from pdl1site.conf import settings
 from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import adaptive_dab_threshold
+from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.scoring import tps
 from slideio.slidefile import SlideError, open_slide
@@ -228,11 +229,20 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
             parts.append((data["xy"], data["labels"], data["scores"]))
             markers.append(data["marker"] if "marker" in data.files else None)
     merged = merge.merge_detections(parts, dedupe_radius_px=params["dedupe_radius_um"] / mpp)
-    slide_cut = None
+    slide_cut, cut_regions = None, ""
     if _adaptive_classic(job, params) and all(m is not None for m in markers):
-        # The slide's own positivity cut, from every cell it holds (kept ones only).
+        # The slide's own positivity cut, from the cells its drawn regions count (every cell when it has
+        # none, or none of its cells lies inside them): cells in excluded necrosis or outside the tumour
+        # area would otherwise move the cut of the cells that are counted. The regions read are recorded,
+        # so the viewer and the report can say when the regions changed since (viewer.scores).
         marker = np.concatenate([np.asarray(m, np.float32).reshape(-1) for m in markers])[merged.kept]
-        slide_cut = adaptive_dab_threshold(marker, params["compartment"])
+        pairs = _slide_regions(job)
+        scope = regions_from_pairs(pairs).mask(merged.xy) if pairs else np.ones(len(marker), bool)
+        if pairs and scope.any():
+            cut_regions = regions_fingerprint(pairs)
+        else:
+            scope = np.ones(len(marker), bool)
+        slide_cut = adaptive_dab_threshold(marker[scope], params["compartment"])
         merged.labels = np.where(marker > slide_cut, merge.POSITIVE, merge.NEGATIVE).astype(np.int8)
     store = job_folder(job) / "detections.store"
     detection_store.write_store(store, merged.xy, merged.labels, merged.scores,
@@ -242,4 +252,16 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
                "detections": int(len(merged.labels))}
     if slide_cut is not None:
         summary["dab_threshold"] = round(float(slide_cut), 4)
+        summary["dab_threshold_regions"] = cut_regions  # "": read from the whole slide
     return str(store.relative_to(settings.MEDIA_ROOT)), summary
+
+
+def _slide_regions(job) -> list[tuple[bool, list]]:
+    """The slide's active drawn regions as (include?, vertices), through cases.results (the viewer provides
+    them; the pipeline sits below it); none where no provider is registered (plain-Python use)."""
+    from cases.results import job_results
+
+    try:
+        return list(job_results().regions(job))
+    except RuntimeError:
+        return []

@@ -148,3 +148,43 @@ def test_progress_events_are_sent_after_commit(synthetic_slide, monkeypatch):
     assert statuses[0] == "queued" and statuses[-1] == "done" and "running" in statuses
     assert all(groups == [f"job-{job.pk}", f"slide-{synthetic_slide.pk}"] for groups, _ in sent)
     assert any("points" in event for _, event in sent)
+
+
+def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_slide, media_root, personas,
+                                                                    monkeypatch):
+    """The adaptive (nuclear) cut is taken at merge from the cells the slide's regions count: cells in an
+    excluded area no longer move the cut of the counted ones. A result whose cut was read from other cells
+    than the regions now drawn says so (viewer, report), until the analysis is run again."""
+    from analysis.regions import regions_from_pairs
+    from viewer.regions import do_add_region
+    from viewer.scores import job_scores
+    from workers import pipeline
+
+    with queue.collecting() as pending:
+        first = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        run_all(pending)
+    first.refresh_from_db()
+    assert first.status == JobStatus.DONE, first.error
+    assert first.summary["dab_threshold_regions"] == "" and job_scores(first)["cut_note"] == ""
+    width, height = synthetic_slide.width, synthetic_slide.height
+    excluded = [[0, 0], [width // 2, 0], [width // 2, height], [0, height]]
+    do_add_region(first, personas["pathologist"], {"base_version": 0, "kind": "necrosis", "vertices": excluded})
+    note = job_scores(first)["cut_note"]
+    assert "read from the whole slide" in note and "re-run the analysis" in note
+    from cases.reports import do_create_draft, fhir_bundle
+
+    draft = do_create_draft(personas["case"], first, personas["pathologist"])  # what a report would state
+    assert draft.scores["tps"]["cut_note"] == note and note in fhir_bundle(draft)["entry"][0]["resource"]["conclusion"]
+
+    read_from = []
+    real = pipeline.adaptive_dab_threshold
+    monkeypatch.setattr(pipeline, "adaptive_dab_threshold", lambda values, c: read_from.append(len(values)) or real(values, c))
+    with queue.collecting() as pending:
+        again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        run_all(pending)
+    again.refresh_from_db()
+    assert again.status == JobStatus.DONE, again.error
+    store = open_store(media_root / again.result_file)
+    counted = regions_from_pairs([(False, excluded)]).mask(store.all().xy).sum()
+    assert read_from == [counted] and 0 < counted < len(store)  # only the cells the regions count
+    assert again.summary["dab_threshold_regions"] and job_scores(again)["cut_note"] == ""

@@ -34,6 +34,12 @@ export function showScores(scores) {
     near.hidden = !scores.near_cutoff;
     near.textContent = scores.near_cutoff ? scores.uncertainty : "";
   }
+  // The slide-wide positivity cut was read outside the regions that now count (viewer.scores).
+  const cutNote = $("cut-note");
+  if (cutNote && "cut_note" in scores) {
+    cutNote.hidden = !scores.cut_note;
+    cutNote.textContent = scores.cut_note || "";
+  }
 }
 
 /** The finished job's summary rendered into the page (json_script), shown before any request. */
