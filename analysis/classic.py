@@ -218,14 +218,17 @@ def _segment_nuclei(rgb, mpp, p: ClassicParams):
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     lab = watershed(-relief, markers, mask=fg)
+    return size_filtered(lab, mpp, p), h, dab, det
 
-    # Size filter (physical units).
+
+def size_filtered(lab: np.ndarray, mpp: float, p: ClassicParams) -> np.ndarray:
+    """The label image with nuclei outside [min_area_um2, max_area_um2] removed, renumbered 1..N."""
     n = int(lab.max())
     area = np.bincount(lab.ravel(), minlength=n + 1)[1:] * mpp * mpp
     ok = (area >= p.min_area_um2) & (area <= p.max_area_um2)
     remap = np.zeros(n + 1, np.int32)
     remap[1:][ok] = np.arange(1, ok.sum() + 1)
-    return remap[lab], h, dab, det
+    return remap[lab]
 
 
 def _label_means(values, lab, n):

@@ -74,12 +74,7 @@ def _segment_with_seeds(rgb, mpp, p: ClassicParams, seeds_xy: np.ndarray, mode: 
     if len(markers_rc):
         markers[tuple(np.asarray(markers_rc).T)] = np.arange(1, len(markers_rc) + 1)
     lab = watershed(-relief, markers, mask=fg)
-    n = int(lab.max())
-    area = np.bincount(lab.ravel(), minlength=n + 1)[1:] * mpp * mpp
-    ok = (area >= p.min_area_um2) & (area <= p.max_area_um2)
-    remap = np.zeros(n + 1, np.int32)
-    remap[1:][ok] = np.arange(1, ok.sum() + 1)
-    return remap[lab], h, dab, det
+    return classic.size_filtered(lab, mpp, p), h, dab, det
 
 
 @dataclass
