@@ -12,6 +12,8 @@ value is reported for research use only, with no clinical category.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +32,14 @@ CPS_UNAVAILABLE = ("unavailable: immune cells (lymphocytes, macrophages) are not
 def tps(positive: int, negative: int) -> float | None:
     total = positive + negative
     return None if total == 0 else 100.0 * positive / total
+
+
+def stated_pct(value: float | None) -> float | None:
+    """A percentage as every output states it: two decimals, cut (not rounded) so the stated number never
+    reaches a cut-off the count does not (49.996 % is stated 49.99 and is "1-49 %", as the count is; rounded
+    it read 50.00).  The category is read from this value, so it is the exact count's for cut-offs of up to
+    two decimals.  The 1e-9 absorbs float error in 100 * p / n (a true 29 % computed as 28.999...)."""
+    return None if value is None else math.floor(value * 100 + 1e-9) / 100
 
 
 def cps(positive_tumour: int, positive_immune: int | None, viable_tumour: int) -> float | None:
@@ -73,10 +83,10 @@ def tps_cutoffs(assay_clone: str | None = None) -> tuple:
 
 
 def tps_category(value: float | None, assay_clone: str | None = None) -> str | None:
-    """The category of `value` (rounded to 2 decimals, as it is stated) under the clone's built-in cut-offs
+    """The category of `value` (as it is stated, stated_pct) under the clone's built-in cut-offs
     (22C3 when no clone is given; None for a clone without built-in cut-offs). Reports use the
     admin-edited tables instead (cases.reports.score_snapshot → `score_summary`)."""
-    return categorize(None if value is None else round(value, 2), tps_cutoffs(assay_clone))
+    return categorize(stated_pct(value), tps_cutoffs(assay_clone))
 
 
 def adequacy(viable_tumour: int, minimum: int = MIN_VIABLE_TUMOUR_CELLS) -> dict:
@@ -91,7 +101,7 @@ BELOW_TABLE = "no category: the value is below the lowest cut-off of the table (
 
 def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dict:
     """A score with its category under `table` ({"cutoffs": [...], "approved": bool, ...} or None)."""
-    out = {"value": None if value is None else round(value, 2), "category": None, "cutoffs": [],
+    out = {"value": stated_pct(value), "category": None, "cutoffs": [],
            "approved": False, "table": None, "source": ""}
     if table:
         out.update(cutoffs=[{"lower": float(c["lower"]), "label": c["label"]} for c in table["cutoffs"]],
@@ -103,7 +113,7 @@ def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dic
     elif not out["approved"] or not out["cutoffs"]:
         out["status"] = RESEARCH_USE
     else:
-        out["category"] = categorize(out["value"], out["cutoffs"])  # the value as stated: 49.996 shows 50.00
+        out["category"] = categorize(out["value"], out["cutoffs"])  # the value as stated (stated_pct)
         out["status"] = "reportable" if out["category"] is not None else BELOW_TABLE
     return out
 

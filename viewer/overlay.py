@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.labels import LABEL_CODES, LABEL_NAMES
-from analysis.scoring import tps, tps_category
+from analysis.scoring import stated_pct, tps, tps_category
 from viewer.choices import CorrectionOp
 from viewer.geometry import Regions
 from viewer.stores import base_density
@@ -164,7 +164,7 @@ def corrected_counts(store, state: CorrectionState, regions: Regions | None = No
 
 def scores_from_counts(counts: dict, assay_clone: str | None = None) -> dict:
     value = tps(counts["positive"], counts["negative"])
-    return {"counts": counts, "tps": None if value is None else round(value, 2),
+    return {"counts": counts, "tps": stated_pct(value),
             "tps_category": tps_category(value, assay_clone)}
 
 

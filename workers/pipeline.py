@@ -20,7 +20,7 @@ from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import adaptive_dab_threshold
 from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
-from analysis.scoring import tps
+from analysis.scoring import stated_pct, tps
 from slideio.slidefile import SlideError, open_slide
 
 DEFAULTS = {"tile_px": 512, "overlap_px": 64, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
@@ -248,7 +248,7 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
     detection_store.write_store(store, merged.xy, merged.labels, merged.scores,
                                 width=job.slide.width, height=job.slide.height, mpp=mpp)
     counts = merge.counts(merged.labels)
-    summary = {"counts": counts, "tps": tps(counts["positive"], counts["negative"]),
+    summary = {"counts": counts, "tps": stated_pct(tps(counts["positive"], counts["negative"])),
                "detections": int(len(merged.labels))}
     if slide_cut is not None:
         summary["dab_threshold"] = round(float(slide_cut), 4)

@@ -156,9 +156,11 @@ def test_many_blocks_use_the_bootstraps_normal_limit(monkeypatch):
 
 
 @pytest.mark.parametrize("positive,negative,value,label", [
-    (12499, 12501, 50.0, "TPS >= 50%"),  # 49.996 %: stated as 50.00, so categorised as 50
-    (249, 24751, 1.0, "TPS 1-49%"),  # 0.996 %
-    (12497, 12503, 49.99, "TPS 1-49%"),  # 49.988 %: stays below
+    (12499, 12501, 49.99, "TPS 1-49%"),  # 49.996 %: stated 49.99 (cut, not rounded to 50.00): below 50, as counted
+    (249, 24751, 0.99, "TPS < 1%"),  # 0.996 %
+    (12497, 12503, 49.98, "TPS 1-49%"),  # 49.988 %
+    (500, 500, 50.0, "TPS >= 50%"),  # exactly 50 %
+    (290, 710, 29.0, "TPS 1-49%"),  # 29 %, whatever the float error of 100 * 290 / 1000
 ])
 def test_the_category_is_that_of_the_value_as_stated(positive, negative, value, label):
     part = score_summary({"positive": positive, "negative": negative}, tps_table=TABLE_22C3)["tps"]

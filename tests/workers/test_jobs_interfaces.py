@@ -64,7 +64,7 @@ def test_web_page_starts_and_shows_jobs(synthetic_slide, personas):
     assert web.post(url, {"detector": "classic"}).status_code == 302
     page = web.get(url).content.decode()
     job = AnalysisJob.objects.get()
-    assert job.status == JobStatus.DONE and "Done" in page and f"{job.summary['tps']:.1f} %" in page
+    assert job.status == JobStatus.DONE and "Done" in page and f"{job.summary['tps']:.2f} %" in page
     outsider = Client()
     outsider.force_login(personas["outsider"])
     assert outsider.get(url).status_code == 404
