@@ -177,20 +177,23 @@ def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: st
     case asked for, and a resolution it lacks is set; another resolution or marker is an IngestError
     naming it (a value the user typed is never silently dropped)."""
     named = f"this file is already stored as slide {existing.original_name!r}"
-    if case is not None and existing.case_id != case.pk:
-        if existing.case_id is not None:
+    with transaction.atomic():
+        existing = Slide.objects.select_for_update().get(pk=existing.pk)  # two uploads at once: one decides
+        if case is not None and existing.case_id not in (None, case.pk):
             return None
-        existing.case = case
-        existing.save(update_fields=["case"])  # audited
-    if marker is not None and marker != existing.marker:
-        raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: if its marker is wrong, correct it "
-                          f"(PATCH /api/slides/{existing.pk}/ with the marker); it was not stored again")
-    if mpp is not None:
-        if existing.mpp_x is None:
-            return do_set_slide_mpp(existing, mpp)
-        if abs(existing.mpp_x - mpp) > 1e-9 or abs((existing.mpp_y or existing.mpp_x) - mpp) > 1e-9:
+        if marker is not None and marker != existing.marker:
+            raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: if its marker is wrong, correct "
+                              f"it (PATCH /api/slides/{existing.pk}/ with the marker); it was not stored again")
+        if mpp is not None and existing.mpp_x is not None and (
+                abs(existing.mpp_x - mpp) > 1e-9 or abs((existing.mpp_y or existing.mpp_x) - mpp) > 1e-9):
             raise IngestError(f"{named} at {existing.mpp_x:g} µm/px, not {mpp:g}: set its resolution on the "
                               "slide's page if that one is wrong; it was not stored again")
+        # Agreed: only now is anything changed (a refused upload changes nothing).
+        if case is not None and existing.case_id is None:
+            existing.case = case
+            existing.save(update_fields=["case"])  # audited
+        if mpp is not None and existing.mpp_x is None:
+            existing = do_set_slide_mpp(existing, mpp)
     return existing
 
 

@@ -178,6 +178,10 @@ def test_uploading_a_stored_file_again_never_drops_what_the_upload_asked_for(per
     # again as that case's slide (a slide stays with the case its reports state); again into it: that one.
     case_a = personas["case"]
     case_b = CaseFactory(patient__department=case_a.department)
+    with pytest.raises(IngestError, match="not Ki67"):  # refused: the unfiled slide is not filed either
+        ingest(boxes, case=case_a, marker="Ki67")
+    first.slide.refresh_from_db()
+    assert first.slide.case is None
     assert ingest(boxes, case=case_a).slide.pk == first.slide.pk
     first.slide.refresh_from_db()
     assert first.slide.case == case_a
