@@ -15,6 +15,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from analysis.scoring import BELOW_TABLE
 from cases.choices import (
     AssayClone,
     CaseStatus,
@@ -382,6 +383,12 @@ class Report(models.Model):
             raise ReportError("The password is incorrect: the report was not signed.")
         if not self.scores:
             raise ReportError("the draft has no scores to sign")
+        tps_part = self.scores.get("tps") or {}
+        if tps_part.get("status") == BELOW_TABLE:
+            raise ReportError("The TPS is below the lowest cut-off of the case's table, which gives it no category: "
+                              "correct the table (its rows start at 0), prepare the draft again, then sign.")
+        if tps_part.get("cut_note"):
+            raise ReportError(f"{tps_part['cut_note']} The report can be signed once the analysis is run again.")
         if self.supersedes_id:
             previous = Report.objects.filter(pk=self.supersedes_id).values_list("case_id", flat=True).first()
             if previous != self.case_id:

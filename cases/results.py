@@ -48,7 +48,11 @@ def provide(provider: JobResults) -> None:
     _provider = provider
 
 
+class NoProvider(RuntimeError):
+    """No JobResults provider is registered (plain Python without the viewer app)."""
+
+
 def job_results() -> JobResults:
     if _provider is None:
-        raise RuntimeError("no job results provider: the viewer app registers one when Django starts")
+        raise NoProvider("no job results provider: the viewer app registers one when Django starts")
     return _provider

@@ -238,9 +238,8 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
         marker = np.concatenate([np.asarray(m, np.float32).reshape(-1) for m in markers])[merged.kept]
         pairs = _slide_regions(job)
         scope = regions_from_pairs(pairs).mask(merged.xy) if pairs else np.ones(len(marker), bool)
-        if pairs and scope.any():
-            cut_regions = regions_fingerprint(pairs)
-        else:
+        cut_regions = regions_fingerprint(pairs)  # recorded also when they count no cell: a re-run would not differ
+        if not scope.any():  # the regions count no cell (they count nothing then): the whole slide's cells
             scope = np.ones(len(marker), bool)
         slide_cut = adaptive_dab_threshold(marker[scope], params["compartment"])
         merged.labels = np.where(marker > slide_cut, merge.POSITIVE, merge.NEGATIVE).astype(np.int8)
@@ -259,9 +258,9 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
 def _slide_regions(job) -> list[tuple[bool, list]]:
     """The slide's active drawn regions as (include?, vertices), through cases.results (the viewer provides
     them; the pipeline sits below it); none where no provider is registered (plain-Python use)."""
-    from cases.results import job_results
+    from cases.results import NoProvider, job_results
 
     try:
         return list(job_results().regions(job))
-    except RuntimeError:
+    except NoProvider:
         return []

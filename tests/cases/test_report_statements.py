@@ -117,3 +117,18 @@ def test_a_fhir_amendment_names_the_version_it_replaces(personas, media_root):
     assert first["identifier"][1]["value"] == accession and second["identifier"][0]["value"] == f"{accession}-v2"
     replaces = next(e for e in second["extension"] if e["url"] == "urn:pdl1:replaces")
     assert replaces["valueIdentifier"]["value"] == f"{accession}-v1" and second["status"] == "amended"
+
+
+
+def test_a_value_without_a_category_in_the_cases_table_is_not_signed(personas, media_root):
+    from cases.models import CutoffTable
+
+    table, _ = CutoffTable.objects.update_or_create(
+        assay_clone=personas["case"].assay_clone, indication=personas["case"].indication, score_type="TPS",
+        defaults={"approved": True, "source": "edited without its 0 row"})
+    table.cutoffs.all().delete()
+    table.cutoffs.create(lower_bound=99.5, label=">= 99.5%")  # no category for anything below
+    draft = do_create_draft(personas["case"], job_with_result(personas["case"], n=400, seed=8), personas["pathologist"])
+    assert draft.scores["tps"]["category"] is None
+    with pytest.raises(ReportError, match="below the lowest cut-off"):
+        do_sign(draft, personas["pathologist"], PASSWORD)

@@ -175,6 +175,11 @@ def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_sli
 
     draft = do_create_draft(personas["case"], first, personas["pathologist"])  # what a report would state
     assert draft.scores["tps"]["cut_note"] == note and note in fhir_bundle(draft)["entry"][0]["resource"]["conclusion"]
+    from cases.models import ReportError
+    from cases.reports import do_sign
+
+    with pytest.raises(ReportError, match="run again"):  # not signed on a cut the system says to read again
+        do_sign(draft, personas["pathologist"], "pw-for-tests-123")
 
     read_from = []
     real = pipeline.adaptive_dab_threshold
@@ -188,3 +193,24 @@ def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_sli
     counted = regions_from_pairs([(False, excluded)]).mask(store.all().xy).sum()
     assert read_from == [counted] and 0 < counted < len(store)  # only the cells the regions count
     assert again.summary["dab_threshold_regions"] and job_scores(again)["cut_note"] == ""
+
+
+
+def test_regions_that_count_no_cell_leave_no_re_run_note(synthetic_slide, media_root, personas):
+    """The cut falls back to the whole slide when the regions count no cell; a re-run reads it the same way,
+    so it records those regions and says nothing about re-running."""
+    from viewer.regions import do_add_region
+    from viewer.scores import job_scores
+
+    with queue.collecting() as pending:
+        first = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        run_all(pending)
+    first.refresh_from_db()
+    tiny = [[0, 0], [2, 0], [2, 2], [0, 2]]  # a corner of glass: no cell inside
+    do_add_region(first, personas["pathologist"], {"base_version": 0, "kind": "tumour", "vertices": tiny})
+    with queue.collecting() as pending:
+        again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        run_all(pending)
+    again.refresh_from_db()
+    assert again.status == JobStatus.DONE and again.summary["dab_threshold_regions"]
+    assert job_scores(again)["cut_note"] == ""
