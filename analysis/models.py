@@ -75,6 +75,21 @@ class ModelVersion(models.Model):
             raise ValueError(f"{self.name} is the active model for some indication: activate another one first")
         self.status = status
 
+    def held_out_sources(self) -> list[tuple[str, int]]:
+        """(source spec, held-out field count) of every training source its card counted val fields in."""
+        sources = (self.training_data or {}).get("sources") or []
+        return [(s["source"], int(s.get("fields", {}).get("val", 0))) for s in sources
+                if isinstance(s, dict) and s.get("source") and int(s.get("fields", {}).get("val", 0)) > 0]
+
+    def held_out_marker(self) -> str:
+        """The marker its held-out fields are stained for: Ki-67 when they all are nuclear-marker fields
+        (analysis.datasets.is_nuclear_marker_source), else PD-L1. What it was measured on, so the only marker
+        it may become the default of."""
+        from .datasets import is_nuclear_marker_source
+
+        specs = [spec for spec, _ in self.held_out_sources()]
+        return Marker.KI67 if specs and all(is_nuclear_marker_source(s) for s in specs) else Marker.PDL1
+
     def check_activation(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> None:
         """ValueError saying why this version may not become the default of (indication, marker) now.
 
@@ -96,7 +111,7 @@ class ModelVersion(models.Model):
         if not self.promotions.exists():
             raise ValueError(f"{self.name} has no promotion record (it was never evaluated against the default and "
                              f"released with a reason on the Models page): it cannot be made the default for {where}.")
-        if not self.promotions.filter(evaluation__marker=marker).exists():
+        if self.held_out_marker() != marker or not self.promotions.filter(evaluation__marker=marker).exists():
             raise ValueError(f"{self.name} was evaluated on fields stained for another marker than {marker}: it cannot "
                              f"be made the default for {where}.")
         if not self.promotions.filter(evaluation__marker=marker, evaluation__baseline=replaced[0],

@@ -25,17 +25,14 @@ BASELINE_COMPARTMENT = "membrane"
 
 
 def baseline_compartment(candidate: ModelVersion) -> str:
-    from . import datasets
-
-    specs = [spec for spec, _ in held_out_sources(candidate)]
-    return "nucleus" if specs and all(datasets.is_nuclear_marker_source(s) for s in specs) else BASELINE_COMPARTMENT
+    return "nucleus" if candidate.held_out_marker() == Marker.KI67 else BASELINE_COMPARTMENT
 
 
 def evaluation_marker(candidate: ModelVersion) -> str:
-    """The marker the candidate's held-out fields are stained for, so the default it is compared with and may
-    replace: Ki-67 when they are all nuclear-marker fields, else PD-L1.  A model measured on one marker is
-    never made the default of the other (ModelVersion.check_activation reads ModelEvaluation.marker)."""
-    return Marker.KI67 if baseline_compartment(candidate) == "nucleus" else BASELINE_MARKER
+    """The marker the candidate's held-out fields are stained for (ModelVersion.held_out_marker), so the default
+    it is compared with and may replace: a model measured on one marker is never made the default of the other
+    (ModelVersion.check_activation)."""
+    return candidate.held_out_marker()
 
 
 class PromotionError(ValueError):
@@ -65,9 +62,7 @@ class Baseline:
 
 def held_out_sources(candidate: ModelVersion) -> list[tuple[str, int]]:
     """(source spec, held-out field count) of every training source the card counted val fields in."""
-    sources = (candidate.training_data or {}).get("sources") or []
-    return [(s["source"], int(s.get("fields", {}).get("val", 0))) for s in sources
-            if isinstance(s, dict) and s.get("source") and int(s.get("fields", {}).get("val", 0)) > 0]
+    return candidate.held_out_sources()
 
 
 def recorded_val_fields(candidate: ModelVersion, spec: str) -> list[str] | None:

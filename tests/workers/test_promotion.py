@@ -211,3 +211,25 @@ def test_a_model_card_with_a_bare_db_source_still_opens_its_review_page(candidat
         {"source": "db", "fields": {"train": 2, "val": 1}}]})  # a card from before db:MARKER
     response = client_for(personas["pathologist"]).get(f"/models/{candidate.pk}/")
     assert response.status_code == 200
+
+
+def test_a_ki67_model_promoted_before_evaluations_named_their_marker_stays_off_pd_l1(personas, media_root):
+    """Evaluations recorded before they named the fields' marker all say PD-L1: the model's own held-out fields
+    decide the marker it may be the default of."""
+    from analysis.choices import Marker
+
+    ki67 = registry.register_checkpoint(
+        tiny_checkpoint(media_root / "old-ki67.pt", seed=6), "old-ki67-v1", metrics={"bcdata": {"fields": 5}},
+        training_data={"synthetic": False, "sources": [{"source": "bcdata", "fields": {"train": 20, "val": 5}}]})
+    legacy = ModelEvaluation.objects.create(model_version=ki67, baseline="classic", baseline_sha256="",
+                                            marker=Marker.PDL1, data="held-out", fields=5, candidate_scores={},
+                                            baseline_scores={})
+    from analysis.models import ModelPromotion
+
+    ki67.set_status(ModelStatus.CLINICAL)
+    ki67.save()
+    ModelPromotion.objects.create(model_version=ki67, evaluation=legacy, from_status=ModelStatus.RESEARCH,
+                                  to_status=ModelStatus.CLINICAL, reason="before markers", promoted_by=personas["admin"])
+    with pytest.raises(ValueError, match="another marker than PD-L1"):
+        ki67.activate("", Marker.PDL1)
+    assert registry.default_detector_name(None, Marker.PDL1) == "classic"
