@@ -109,7 +109,12 @@ def register_checkpoint(
                 metrics=metrics, training_data=training_data, origin=origin, notes=notes,
             )
     except Exception:
-        if fresh:  # not registered after all (the name taken meanwhile, say): no file left without its row
+        # Registered meanwhile by another call (the same weights: idempotent, as above), or not registered
+        # at all: then no copied file stays without its row, unless a row names it.
+        raced = ModelVersion.objects.filter(name=name).first()
+        if raced is not None and raced.sha256 == digest:
+            return raced
+        if fresh and not ModelVersion.objects.filter(file=_stored_path(stored)).exists():
             for leftover in (stored, stored.with_suffix(".json")):
                 leftover.unlink(missing_ok=True)
         raise

@@ -327,3 +327,21 @@ def test_a_registration_that_fails_leaves_no_file_and_long_names_are_refused(tmp
     with pytest.raises(IntegrityError):
         registry.register_checkpoint(tmp_path / "m.pt", "raced-v1")
     assert not list((media_root / "models").rglob("*.pt"))
+
+
+def test_two_registrations_of_the_same_weights_at_once_keep_the_file(tmp_path, media_root, monkeypatch):
+    """B registers while A copies: A's create fails on the name, finds B's row with the same weights and
+    returns it (same name and weights is idempotent) without removing the file B's row names."""
+    tiny_checkpoint(tmp_path / "m.pt")
+    real_copy = registry.registered_copy
+
+    def b_registers_meanwhile(path, name, card):
+        stored, digest, fresh = real_copy(path, name, card)
+        ModelVersion.objects.create(name=name, file=registry._stored_path(stored), sha256=digest, arch="unet",
+                                    mpp=0.5)  # B's row, naming the same copy
+        return stored, digest, fresh
+
+    monkeypatch.setattr(registry, "registered_copy", b_registers_meanwhile)
+    version = registry.register_checkpoint(tmp_path / "m.pt", "same-v1")
+    assert version.path().is_file() and registry.sha256_file(version.path()) == version.sha256
+    assert ModelVersion.objects.filter(name="same-v1").count() == 1
