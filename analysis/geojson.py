@@ -86,8 +86,8 @@ def _classification(feature: dict) -> str | None:
 def read_points(text, refuse_model_points: bool = False) -> list[tuple[float, float, str]]:
     """Points (x, y, class name as written) of a FeatureCollection, a Feature or a list of features
     (text, bytes or parsed JSON). Only Point and MultiPoint geometries carry nuclei; anything else is
-    an error. With `refuse_model_points`, a feature whose properties say source "model" (the detector's
-    unreviewed output in a viewer export) is an error too. Raises GeoJSONError."""
+    an error. With `refuse_model_points`, a feature that is a detector's output (source "model" in a viewer
+    export, or objectType "detection") is an error too. Raises GeoJSONError."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = text.decode("utf-8")
@@ -135,9 +135,12 @@ def read_points(text, refuse_model_points: bool = False) -> list[tuple[float, fl
             problems.append(f"{where}: no classification name (properties.classification.name)")
             continue
         properties = feature.get("properties")
-        if refuse_model_points and isinstance(properties, dict) and properties.get("source") == "model":
-            problems.append(f"{where}: the detector's unreviewed output (source model), not a person's labels: "
-                            "import the reviewed points only")
+        if refuse_model_points and isinstance(properties, dict) and (
+                properties.get("source") == "model" or properties.get("objectType") == "detection"):
+            # source "model": the viewer's export of unreviewed points; objectType "detection": a detector's
+            # output (detect_nuclei, QuPath's cell detection), where a person's points are annotations.
+            problems.append(f"{where}: a detector's output (source model or a QuPath detection), not a person's "
+                            "labels: import the reviewed points only")
             continue
         if not isinstance(coords, list):
             problems.append(f"{where}: coordinates must be a list")

@@ -42,6 +42,10 @@ def read_rows(text: str, refuse_model_points: bool = False) -> tuple[list[tuple[
         raise BadHeader(f"malformed CSV: the header line must be 'x,y,label' (optionally followed by "
                         f"{', '.join(OPTIONAL_COLUMNS)}), got {header!r}")
     source_at = names.index("source") if "source" in names else None
+    if refuse_model_points and "score" in names and source_at is None:
+        # x,y,label,score is detect_nuclei's output: every row a detector's unreviewed point.
+        raise BadHeader("a detector's output (x,y,label,score, as detect_nuclei writes it), not a person's labels: "
+                        "import the reviewed points only")
     rows, problems = [], []
     try:
         for line, row in enumerate(reader, start=2):

@@ -61,3 +61,17 @@ def test_a_geojson_import_refuses_the_detectors_unreviewed_points():
         parse_geojson(doc)
     assert len(refused.value.problems) == 1 and "feature 0" in refused.value.problems[0]
     assert geojson.read_points(doc) == [(1.0, 2.0, "Positive"), (3.0, 4.0, "Negative")]
+
+
+
+def test_a_detectors_own_output_is_never_imported_as_annotations():
+    """detect_nuclei writes x,y,label,score (CSV) and QuPath detections (GeoJSON): a detector's points."""
+    from analysis.management.commands.detect_nuclei import to_geojson
+    from annotations.formats import parse_geojson
+
+    with pytest.raises(FormatError, match="detector's output"):
+        parse_csv("x,y,label,score\n1,2,positive,0.9\n")
+    detections = to_geojson(np.array([[1.0, 2.0]]), np.array([1]), np.array([0.9]))
+    with pytest.raises(FormatError) as refused:
+        parse_geojson(detections)
+    assert "detector's output" in refused.value.problems[0]
