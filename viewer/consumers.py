@@ -36,6 +36,30 @@ def _visible_slide_latest_job(user, slide_id):
 
 
 @database_sync_to_async
+def _fresh_user(scope):
+    """The socket's user as a request would find it now: its session read again from the store (logged out,
+    expired or its password changed: anonymous), the user row loaded again (deactivated: anonymous) with no
+    roles cached from connect (access.roles_of caches them on the user object)."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import get_user
+    from django.contrib.auth.models import AnonymousUser
+
+    session = scope.get("session")
+    key = getattr(session, "session_key", None)
+    if not key:
+        return AnonymousUser()
+
+    class _Request:  # what django.contrib.auth.get_user reads
+        pass
+
+    request = _Request()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    return get_user(request)
+
+
+@database_sync_to_async
 def _started_at(job_id):
     from analysis.models import AnalysisJob
 
@@ -80,14 +104,19 @@ class _ProgressConsumer(AsyncJsonWebsocketConsumer):
         return eta.estimate_eta(state.get("status"), state.get("tiles_done") or 0, state.get("tiles_total") or 0,
                                      elapsed)
 
-    async def _still_allowed(self) -> bool:
-        """Whether the user still sees what this socket follows (overridden per consumer)."""
+    async def _still_allowed(self, user) -> bool:
+        """Whether `user` still sees what this socket follows (overridden per consumer)."""
         return True
 
     async def job_progress(self, event):
-        # Access is read again for every event, not only at connect: a user removed from the department,
-        # or a slide moved to another department's case, stops receiving its progress and points at once.
-        if not await self._still_allowed():
+        # Access is read again for every event, not only at connect, for the user as a request would find
+        # them now: logged out, deactivated, a role or department taken away, or the slide moved to another
+        # department's case, and the socket closes before anything more is sent.
+        user = await _fresh_user(self.scope)
+        if not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if not await self._still_allowed(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         message = {"type": "progress", "state": event["state"]}
@@ -103,8 +132,8 @@ class _ProgressConsumer(AsyncJsonWebsocketConsumer):
 
 
 class JobProgressConsumer(_ProgressConsumer):
-    async def _still_allowed(self) -> bool:
-        return await _visible_job(self.scope["user"], self.job_id) is not None
+    async def _still_allowed(self, user) -> bool:
+        return await _visible_job(user, self.job_id) is not None
 
     async def connect(self):
         user = self.scope["user"]
@@ -126,8 +155,8 @@ class JobProgressConsumer(_ProgressConsumer):
 class SlideProgressConsumer(_ProgressConsumer):
     """Every job of a slide; on connect, the state of its latest job (if any)."""
 
-    async def _still_allowed(self) -> bool:
-        allowed, _ = await _visible_slide_latest_job(self.scope["user"], self.scope["url_route"]["kwargs"]["slide_id"])
+    async def _still_allowed(self, user) -> bool:
+        allowed, _ = await _visible_slide_latest_job(user, self.scope["url_route"]["kwargs"]["slide_id"])
         return allowed
 
     async def connect(self):

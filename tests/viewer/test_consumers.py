@@ -131,3 +131,40 @@ def test_a_user_who_loses_access_stops_receiving_progress(personas, synthetic_sl
     still, closed = async_to_sync(scenario)()
     assert still == [1, 1]
     assert all(out == {"type": "websocket.close", "code": 4403} for out in closed), closed
+
+
+@pytest.mark.parametrize("revoke, code", [("role", 4403), ("deactivate", 4401), ("logout", 4401)])
+def test_a_socket_stops_when_its_user_loses_a_role_is_deactivated_or_logs_out(personas, synthetic_slide, revoke,
+                                                                               code):  # noqa: F811
+    """The user object loaded at connect caches its roles, and its session was never read again: a
+    pathologist whose role was removed, who was deactivated or who logged out kept receiving points."""
+    from channels.layers import get_channel_layer
+    from django.contrib.sessions.models import Session
+
+    from workers.progress import job_group
+
+    job, _ = queued_job(synthetic_slide)
+    headers = headers_for(personas["pathologist"])
+    event = {"type": "job.progress", "state": {"job": job.pk, "status": "running", "tiles_done": 1, "tiles_total": 4}}
+
+    @database_sync_to_async
+    def take_away():
+        user = personas["pathologist"]
+        if revoke == "role":
+            user.groups.clear()
+        elif revoke == "deactivate":
+            user.is_active = False
+            user.save()
+        else:
+            Session.objects.all().delete()  # what logging out does to the session
+
+    async def scenario():
+        layer = get_channel_layer()
+        socket = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=headers)
+        assert (await socket.connect(timeout=5))[0]
+        await socket.receive_json_from(timeout=5)
+        await take_away()
+        await layer.group_send(job_group(job.pk), event)
+        return await socket.receive_output(timeout=5)
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": code}
