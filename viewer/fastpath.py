@@ -30,7 +30,9 @@ from http.cookies import SimpleCookie
 from pdl1site.conf import settings
 
 TILE_PATH = re.compile(
-    r"^/viewer/(?P<kind>slides|pseudo)/(?P<ref>\d+|[0-9a-fA-F-]{36})_files/(?P<level>\d+)/(?P<col>\d+)_(?P<row>\d+)\.jpeg$")
+    # At most 9 digits each (Django's own <int:> answers the rest with a 404; int() of 4,300 digits raises).
+    r"^/viewer/(?P<kind>slides|pseudo)/(?P<ref>\d{1,18}|[0-9a-fA-F-]{36})_files/(?P<level>\d{1,9})/(?P<col>\d{1,9})_"
+    r"(?P<row>\d{1,9})\.jpeg$")
 # Headers that belong to one response, never copied into the fast path's template.
 _PER_RESPONSE = {b"etag", b"content-length", b"set-cookie", b"date", b"content-type", b"cache-control"}
 MAX_GRANTS = 50_000

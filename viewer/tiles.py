@@ -13,6 +13,7 @@ low-zoom tiles again and again, and a repeat costs no decoding.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -20,6 +21,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from pdl1site.conf import settings
+
+log = logging.getLogger(__name__)
 
 TILE_SIZE = 254
 OVERLAP = 1
@@ -111,6 +114,13 @@ class SlideCache:
         with self._lock:
             self._entries.clear()
 
+    def evict(self, path: str) -> None:
+        """Forget every open handle of `path`: the next request opens the file again (OpenSlide keeps a
+        handle that met a read error in that error for good)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == str(path)]:
+                del self._entries[key]
+
     def get(self, path: str) -> OpenedSlide:
         path = str(path)
         try:
@@ -173,6 +183,13 @@ class TileBytesCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def evict(self, path: str) -> None:
+        """Forget every open handle of `path`: the next request opens the file again (OpenSlide keeps a
+        handle that met a read error in that error for good)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == str(path)]:
+                del self._entries[key]
             self._bytes = 0
 
 
@@ -210,8 +227,14 @@ def tile_jpeg(path: str, level: int, col: int, row: int) -> bytes:
     data = tile_cache.get(key)
     if data is not None:
         return data
-    with opened.lock:
-        tile = generator.get_tile(level, (col, row))
+    try:
+        with opened.lock:
+            tile = generator.get_tile(level, (col, row))
+    except Exception as exc:  # noqa: BLE001  OpenSlideError, OSError, a decoder's own error on damaged data
+        slide_cache.evict(path)  # not a handle stuck in its error for every other tile and user
+        log.warning("tile %s %s_%s of %s cannot be read: %s", level, col, row, path, exc)
+        raise TileError(f"this part of the slide cannot be read (level {level}, tile {col}_{row}): the file may be "
+                        "damaged there") from None
     buffer = io.BytesIO()
     tile.convert("RGB").save(buffer, "JPEG", quality=_jpeg_quality())
     data = buffer.getvalue()

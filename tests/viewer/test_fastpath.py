@@ -147,3 +147,13 @@ def test_the_server_process_tunes_its_garbage_collector_only_when_configured():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_huge_tile_address_goes_to_django_and_gets_a_404(personas, synthetic_slide):
+    """A level of 5,000 digits made int() raise inside the fast path (a 500 under daphne)."""
+    django = Counting()
+    app = fastpath.TileFastPath(django)
+    _, cookie = session_cookie(personas["pathologist"])
+    assert get(app, tile_path(synthetic_slide), cookie)["status"] == 200  # a grant for this session
+    huge = get(app, f"/viewer/slides/{synthetic_slide.pk}_files/{'9' * 5000}/0_0.jpeg", cookie)
+    assert huge["status"] == 404 and django.calls == 2

@@ -224,3 +224,24 @@ def test_a_slide_with_scanner_bounds_is_shown_whole_so_overlays_stay_in_level_0(
         assert opened.generator.level_dimensions[-1] == opened.slide.dimensions == (2220, 2967)
     finally:
         opened.slide.close()
+
+
+def test_a_tile_that_cannot_be_read_is_a_clear_404_and_does_not_break_the_slide(personas, synthetic_slide,
+                                                                               monkeypatch):  # noqa: F811
+    """A damaged tile raised out of the view (500), and OpenSlide's handle, cached, stayed in its error for
+    every other tile and user. Now: a 404 saying so, and the handle is opened again for the next tile."""
+    import openslide
+
+    client = client_for(personas["pathologist"])
+    client.raise_request_exception = False
+    url = reverse("viewer:slide-tile", args=[synthetic_slide.pk, 11, 0, 0])
+    opened = tiles.slide_cache.get(synthetic_slide.path)
+
+    def damaged(level, address):
+        raise openslide.OpenSlideError("TIFFReadEncodedTile: ZIPDecode: decoding error")
+
+    monkeypatch.setattr(opened.generator, "get_tile", damaged)
+    response = client.get(url)
+    assert response.status_code == 404  # not a 500
+    assert not tiles.slide_cache.keys()  # the handle met an error: forgotten
+    assert decode(client.get(reverse("viewer:slide-tile", args=[synthetic_slide.pk, 11, 1, 1]))).size == (256, 256)
