@@ -1,5 +1,7 @@
 """The API token endpoint (a view module of its own: cases.auth is imported by DRF's settings)."""
 
+from collections.abc import Mapping
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -23,8 +25,9 @@ class ObtainExpiringAuthToken(ObtainAuthToken):
         if not serializer.is_valid():
             # The serializer's authenticate() went through django-axes: a locked-out user name is
             # refused like a wrong password there; say why here, with the lockout's 429.
-            username = str(request.data.get("username") or "")
-            if username and check_is_locked_out(request, username):
+            data = request.data if isinstance(request.data, Mapping) else {}  # a JSON array, string or null
+            username = data.get("username")
+            if isinstance(username, str) and username and check_is_locked_out(request, username):
                 return Response({"detail": lockout_message()}, status=settings.AXES_HTTP_RESPONSE_CODE)
             raise ValidationError(serializer.errors)
         token = do_issue_token(serializer.validated_data["user"])

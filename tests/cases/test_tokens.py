@@ -82,3 +82,11 @@ def test_login_hash_upgrade_keeps_tokens(user, settings):
     user.refresh_from_db()
     assert user.password.startswith("scrypt$")
     assert get_with(key).status_code == 200
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"x"', "123", "null"])
+def test_the_token_endpoint_answers_a_body_that_is_not_an_object_with_a_400(body):
+    from rest_framework.test import APIClient
+
+    response = APIClient().post("/api/auth/token/", body, content_type="application/json")
+    assert response.status_code == 400
