@@ -13,7 +13,9 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from .choices import CLASSIC_DETECTOR, FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus
+from .choices import (
+    CLASSIC_DETECTOR, FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus,
+)
 
 def software_version() -> str:
     from pdl1site import __version__
