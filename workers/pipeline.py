@@ -18,8 +18,8 @@ from pdl1site.conf import settings
 from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import adaptive_dab_threshold
-from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
+from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.scoring import stated_pct, tps
 from slideio.slidefile import SlideError, open_slide
 
