@@ -174,3 +174,23 @@ def test_a_saved_rerun_never_carries_corrections_made_since_on_top_of_its_own(pe
     with django_capture_on_commit_callbacks(execute=True):
         second.save()  # any later save of the done re-run
     assert not Correction.objects.filter(job=second).exists()
+
+
+def test_the_migration_marks_region_only_reruns_carried_before_as_corrected(personas, media_root):
+    """Re-runs carried before the fix kept version 0 though their scores count inside the regions."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from viewer.human_layer import correction_version
+
+    slide = SlideFactory(case=personas["case"], width=1000, height=1000)
+    first = store_job(slide, FIRST, FIRST_LABELS, "first")
+    post(client_for(personas["pathologist"]), first, "regions", base_version=0, kind="tumour",
+         vertices=[[0, 0], [400, 0], [400, 1000], [0, 1000]])
+    rerun = store_job(slide, FIRST, FIRST_LABELS, "second")  # as carried before: no version, no report
+    untouched = store_job(SlideFactory(case=personas["case"], width=1000, height=1000), FIRST, FIRST_LABELS, "other")
+    assert correction_version(rerun) == 0
+    import_module("viewer.migrations.0004_region_only_reruns_are_corrected").bump_region_only_runs(apps, None)
+    assert correction_version(rerun) == 1 and correction_version(first) == 1
+    assert correction_version(untouched) == 0  # no regions on its slide
