@@ -183,13 +183,6 @@ class TileBytesCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-
-    def evict(self, path: str) -> None:
-        """Forget every open handle of `path`: the next request opens the file again (OpenSlide keeps a
-        handle that met a read error in that error for good)."""
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == str(path)]:
-                del self._entries[key]
             self._bytes = 0
 
 
