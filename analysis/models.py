@@ -7,6 +7,7 @@ switching models is a small audited change and never edits a version.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from django.conf import settings
@@ -16,6 +17,9 @@ from django.utils import timezone
 from .choices import (
     CLASSIC_DETECTOR, FINAL_JOB_STATUSES, BatchStatus, Indication, JobStatus, Marker, ModelOrigin, ModelStatus,
 )
+
+log = logging.getLogger(__name__)
+
 
 def software_version() -> str:
     from pdl1site import __version__
@@ -105,6 +109,9 @@ class ModelVersion(models.Model):
             raise ValueError(f"unknown indication {indication!r}")
         if marker not in Marker.values:
             raise ValueError(f"unknown marker {marker!r}")
+        if self.held_out_marker() != marker:
+            raise ValueError(f"{self.name} was evaluated on fields stained for another marker than {marker}: it cannot "
+                             f"be made the default for {indication or 'any indication'} / {marker}.")
         current = ActiveModel.current(indication or None, marker)
         if current is not None and current.pk == self.pk:
             return
@@ -113,7 +120,7 @@ class ModelVersion(models.Model):
         if not self.promotions.exists():
             raise ValueError(f"{self.name} has no promotion record (it was never evaluated against the default and "
                              f"released with a reason on the Models page): it cannot be made the default for {where}.")
-        if self.held_out_marker() != marker or not self.promotions.filter(evaluation__marker=marker).exists():
+        if not self.promotions.filter(evaluation__marker=marker).exists():
             raise ValueError(f"{self.name} was evaluated on fields stained for another marker than {marker}: it cannot "
                              f"be made the default for {where}.")
         if not self.promotions.filter(evaluation__marker=marker, evaluation__baseline=replaced[0],
@@ -154,12 +161,19 @@ class ActiveModel(models.Model):
 
     @classmethod
     def current(cls, indication: str | None, marker: str = Marker.PDL1) -> ModelVersion | None:
-        """The clinical model activated for (indication, marker), else for (any indication, marker)."""
+        """The clinical model activated for (indication, marker), else for (any indication, marker). A model
+        measured on another marker's fields (activated before activation checked it) is passed over, logged."""
         for key in ([indication] if indication else []) + [ANY_INDICATION]:
             active = (cls.objects.select_related("model_version")
                       .filter(indication=key, marker=marker, model_version__status=ModelStatus.CLINICAL).first())
-            if active is not None:
-                return active.model_version
+            if active is None:
+                continue
+            if active.model_version.held_out_marker() != marker:
+                log.error(
+                    "%s is active for %s / %s but was measured on %s fields: not used as the default",
+                    active.model_version.name, key or "any indication", marker, active.model_version.held_out_marker())
+                continue
+            return active.model_version
         return None
 
 
@@ -257,6 +271,17 @@ class AnalysisJob(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_JOB_STATUSES
+
+    @property
+    def stated_summary(self) -> dict:
+        """The summary with its TPS as every output states it (analysis.scoring.stated_pct): jobs merged
+        before that rule kept the uncut float, which a page rounding it would state otherwise."""
+        from .scoring import stated_pct
+
+        summary = dict(self.summary or {})
+        if summary.get("tps") is not None:
+            summary["tps"] = stated_pct(summary["tps"])
+        return summary
 
     def _require(self, *allowed):
         if self.status not in allowed:

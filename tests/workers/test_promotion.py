@@ -233,3 +233,20 @@ def test_a_ki67_model_promoted_before_evaluations_named_their_marker_stays_off_p
     with pytest.raises(ValueError, match="another marker than PD-L1"):
         ki67.activate("", Marker.PDL1)
     assert registry.default_detector_name(None, Marker.PDL1) == "classic"
+
+
+def test_a_ki67_model_already_active_for_pd_l1_is_not_the_pd_l1_default(personas, media_root):
+    """Activated for PD-L1 before activation checked the marker: the row stays (audited history), but
+    the default for PD-L1 jobs passes over it."""
+    from analysis.choices import Marker
+    from analysis.models import ActiveModel
+
+    ki67 = registry.register_checkpoint(
+        tiny_checkpoint(media_root / "active-ki67.pt", seed=7), "active-ki67-v1", metrics={"bcdata": {"fields": 5}},
+        training_data={"synthetic": False, "sources": [{"source": "bcdata", "fields": {"train": 20, "val": 5}}]})
+    ki67.set_status(ModelStatus.CLINICAL)
+    ki67.save()
+    ActiveModel.objects.create(indication="", marker=Marker.PDL1, model_version=ki67)  # as an older release did
+    assert registry.default_detector_name(None, Marker.PDL1) == "classic"
+    with pytest.raises(ValueError, match="another marker than PD-L1"):
+        ki67.activate("", Marker.PDL1)
