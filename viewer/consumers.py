@@ -37,26 +37,42 @@ def _visible_slide_latest_job(user, slide_id):
 
 @database_sync_to_async
 def _fresh_user(scope):
-    """The socket's user as a request would find it now: its session read again from the store (logged out,
-    expired or its password changed: anonymous), the user row loaded again (deactivated: anonymous) with no
-    roles cached from connect (access.roles_of caches them on the user object)."""
+    """The socket's user as a request would find it now, read without changing anything: its session read
+    again from the store (logged out or expired: anonymous), the user loaded again by its backend
+    (deactivated: anonymous), the session's password hash checked (changed password: anonymous), and no
+    roles cached from connect (access.roles_of caches them on the user object). Unlike
+    django.contrib.auth.get_user it never flushes or cycles the session (a socket cannot hand the browser a
+    new session key). A scope authenticated without a session keeps its connect-time user."""
     from importlib import import_module
 
     from django.conf import settings
-    from django.contrib.auth import get_user
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
     from django.contrib.auth.models import AnonymousUser
+    from django.utils.crypto import constant_time_compare
 
     session = scope.get("session")
     key = getattr(session, "session_key", None)
     if not key:
+        user = scope.get("user")
+        return user if user is not None and user.is_authenticated and session is None else AnonymousUser()
+    stored = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    try:
+        user_id, backend_path = stored[SESSION_KEY], stored[BACKEND_SESSION_KEY]
+    except KeyError:
         return AnonymousUser()
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return AnonymousUser()
+    from django.contrib.auth import get_user_model
 
-    class _Request:  # what django.contrib.auth.get_user reads
-        pass
-
-    request = _Request()
-    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
-    return get_user(request)
+    user = load_backend(backend_path).get_user(get_user_model()._meta.pk.to_python(user_id))
+    if user is None:
+        return AnonymousUser()
+    hashes = [user.get_session_auth_hash()]
+    if hasattr(user, "get_session_auth_fallback_hash"):
+        hashes += list(user.get_session_auth_fallback_hash())
+    if not any(constant_time_compare(stored.get(HASH_SESSION_KEY, ""), h) for h in hashes):
+        return AnonymousUser()
+    return user
 
 
 @database_sync_to_async

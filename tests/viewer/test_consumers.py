@@ -168,3 +168,24 @@ def test_a_socket_stops_when_its_user_loses_a_role_is_deactivated_or_logs_out(pe
         return await socket.receive_output(timeout=5)
 
     assert async_to_sync(scenario)() == {"type": "websocket.close", "code": code}
+
+
+def test_the_per_event_user_check_never_changes_the_session(personas, settings):
+    """django.contrib.auth.get_user cycles a session whose hash matches only a fallback key (a key
+    rotation): done from a socket, the browser lost its session. The socket's check reads, never writes."""
+    from django.contrib.sessions.models import Session
+
+    from viewer.consumers import _fresh_user
+
+    old_key = settings.SECRET_KEY
+    web = Client()
+    web.force_login(personas["pathologist"])
+    key = web.cookies["sessionid"].value
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-key-" + "x" * 40, [old_key]
+
+    from importlib import import_module
+
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+    user = async_to_sync(_fresh_user)({"session": session, "user": personas["pathologist"]})
+    assert user.is_authenticated and user.pk == personas["pathologist"].pk
+    assert Session.objects.filter(session_key=key).exists()  # not cycled away
