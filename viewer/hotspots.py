@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from analysis.labels import LABEL_CODES
+from analysis.scoring import stated_pct
 from viewer.errors import ViewerInputError
 from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import corrected_points
@@ -30,12 +31,12 @@ def hotspot_grid(xy, labels, width: int, height: int, field_px: float, min_cells
     total = pos + neg
     valid = total >= min_cells
     value = np.divide(100.0 * pos, total, out=np.zeros(total.shape), where=total > 0)
-    grid = [[round(float(value[r, c]), 2) if valid[r, c] else None for c in range(cols_n)] for r in range(rows_n)]
+    grid = [[stated_pct(float(value[r, c])) if valid[r, c] else None for c in range(cols_n)] for r in range(rows_n)]
     top = None
     if valid.any():
         order = np.lexsort((-total.ravel(), -np.where(valid, value, -1.0).ravel()))
         r, c = divmod(int(order[0]), cols_n)
-        top = {"row": r, "col": c, "tps": round(float(value[r, c]), 2), "positive": int(pos[r, c]),
+        top = {"row": r, "col": c, "tps": stated_pct(float(value[r, c])), "positive": int(pos[r, c]),
                "negative": int(neg[r, c]), "x0": round(c * field_px, 1), "y0": round(r * field_px, 1),
                "x1": round(min((c + 1) * field_px, width), 1), "y1": round(min((r + 1) * field_px, height), 1)}
     return {"field_px": round(field_px, 3), "shape": [rows_n, cols_n], "min_cells": min_cells, "tps": grid,

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analysis.labels import NEGATIVE, POSITIVE
-from analysis.scoring import tps
+from analysis.scoring import stated_pct, tps
 from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
 from viewer.geometry import area_mm2, covered, outline_problem, polygon, regions_from_rows
@@ -39,7 +39,7 @@ def region_stats(vertices, xy: np.ndarray, labels: np.ndarray, mpp: float | None
     positive, negative = int((inside == POSITIVE).sum()), int((inside == NEGATIVE).sum())
     value, area = tps(positive, negative), area_mm2(vertices, mpp)
     return {"counts": {"positive": positive, "negative": negative},
-            "tps": None if value is None else round(value, 2),
+            "tps": stated_pct(value),
             "area_mm2": None if area is None else round(area, 6)}
 
 

@@ -46,7 +46,7 @@ function regionFacts(r) {
   if (counts && counts.positive !== undefined) {
     parts.push(counts.positive + " positive, " + counts.negative + " negative");
   }
-  if (r.tps !== undefined && r.tps !== null) { parts.push("TPS " + Number(r.tps).toFixed(1) + " %"); }
+  if (r.tps !== undefined && r.tps !== null) { parts.push("TPS " + Number(r.tps).toFixed(2) + " %"); }
   return parts.join(" · ");
 }
 
@@ -324,7 +324,7 @@ export function loadHotspots() {
     if (!res.ok) { setText("hotspot-line", "Hot spots unavailable: " + describeDetail(res.data, res.status)); return; }
     S.hotspots = debug.hotspots = res.data;
     const top = res.data.top;
-    setText("hotspot-line", top ? "Hot spot: TPS " + top.tps.toFixed(1) + " % (" + (top.positive + top.negative) +
+    setText("hotspot-line", top ? "Hot spot: TPS " + top.tps.toFixed(2) + " % (" + (top.positive + top.negative) +
       " tumour cells)" : "No field has " + res.data.min_cells + " tumour cells or more.");
   }).catch((err) => { setText("hotspot-line", "Hot spots unavailable: " + err); })
     .then(() => { S.hotspotsLoading = false; requestDraw(); });
