@@ -14,6 +14,8 @@ from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
 
 
 class AnalysisJobSerializer(serializers.ModelSerializer):
+    summary = serializers.JSONField(source="stated_summary", read_only=True)
+
     class Meta:
         model = AnalysisJob
         fields = ["id", "slide", "detector", "model_version", "provenance", "software_version", "parameters", "status",

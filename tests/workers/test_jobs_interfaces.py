@@ -83,3 +83,18 @@ def test_cli_lists_cancels_and_retries(white_slide, capsys):
         call_command("analysis_job", "cancel", str(job["id"]))
     with pytest.raises(CommandError, match="no analysis job"):
         call_command("analysis_job", "cancel", "999999")
+
+
+def test_a_job_merged_before_the_cut_rule_is_stated_as_reports_state_it(personas, media_root):
+    """A summary stored with the uncut TPS (49.996) is stated 49.99 by the API and the Analysis page, as the
+    report and the case page state it; rounded it read 50.00."""
+    from tests.viewer import client_for, job_with_result
+
+    job = job_with_result(personas["case"], n=100, seed=1)
+    AnalysisJob.objects.filter(pk=job.pk).update(summary={**job.summary, "tps": 49.996})
+    client = APIClient()
+    client.force_authenticate(personas["pathologist"])
+    listed = client.get(f"/api/jobs/{job.pk}/").json()
+    assert listed["summary"]["tps"] == 49.99
+    page = client_for(personas["pathologist"]).get(f"/slides/{job.slide_id}/analysis/").content.decode()
+    assert "49.99 %" in page and "50.00 %" not in page

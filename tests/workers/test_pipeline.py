@@ -207,6 +207,9 @@ def test_regions_that_count_no_cell_leave_no_re_run_note(synthetic_slide, media_
         run_all(pending)
     first.refresh_from_db()
     tiny = [[0, 0], [2, 0], [2, 2], [0, 2]]  # a corner of glass: no cell inside
+    from analysis.regions import regions_from_pairs
+
+    assert not regions_from_pairs([(True, tiny)]).mask(open_store(media_root / first.result_file).all().xy).any()
     do_add_region(first, personas["pathologist"], {"base_version": 0, "kind": "tumour", "vertices": tiny})
     with queue.collecting() as pending:
         again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
