@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 
+from analysis.admin import ReadOnlyRecordAdmin
 from cases.audit import log_access
 from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, ReportDocument, Slide, UserProfile
 
@@ -149,18 +150,9 @@ class CutoffTableAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cutoff)
-class CutoffAdmin(admin.ModelAdmin):
+class CutoffAdmin(ReadOnlyRecordAdmin):
     """Rows are listed here and edited only within their table (CutoffTableAdmin), whose checks see every row:
     changed alone, an approved table's 0 row could be deleted or moved."""
 
     list_display = ["table", "lower_bound", "label"]
     list_filter = ["table__assay_clone", "table__indication", "table__score_type"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

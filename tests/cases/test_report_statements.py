@@ -103,6 +103,12 @@ def test_an_approved_cut_off_table_starts_at_zero_and_bounds_are_percentages(per
     assert CutoffTable.objects.count() == before
     assert post([(0, "< 1%"), (1, "1-49%"), (50, ">= 50%")]).status_code == 302
     assert CutoffTable.objects.count() == before + 1
+    row = CutoffTable.objects.latest("pk").cutoffs.get(lower_bound=0)  # alone, a row is only listed
+    assert client.post(f"/admin/cases/cutoff/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.post(f"/admin/cases/cutoff/{row.pk}/change/", {"table": row.table_id, "lower_bound": "0.5",
+                                                                 "label": "x"}).status_code == 403
+    row.refresh_from_db()
+    assert row.lower_bound == 0
 
 
 def test_a_fhir_amendment_names_the_version_it_replaces(personas, media_root):
