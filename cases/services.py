@@ -249,14 +249,13 @@ def slide_overview(slides) -> list[dict]:
     merged result, or the corrected one when pathologists corrected it (cases.results)."""
     from analysis.choices import JobStatus
     from analysis.models import AnalysisJob
-    from analysis.scoring import stated_pct
     from cases.results import NoResult, ResultUnreadable, job_results
 
     rows = []
     for slide in slides:
         jobs = AnalysisJob.objects.filter(slide=slide).order_by("-created_at")
         latest, done = jobs.first(), jobs.filter(status=JobStatus.DONE).first()
-        tps, corrected = (stated_pct(done.summary.get("tps")) if done else None), False  # as reports state it
+        tps, corrected = (done.stated_summary.get("tps") if done else None), False  # as reports state it
         if done is not None and job_results().correction_version(done):
             try:
                 tps, corrected = job_results().scores(done)["tps"], True
