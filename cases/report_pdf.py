@@ -21,7 +21,7 @@ from reportlab.pdfgen import canvas as pdfcanvas
 from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from analysis.labels import LABEL_RGB, NEGATIVE, POSITIVE
+from analysis.labels import LABEL_COLOUR_WORDS, LABEL_RGB, NEGATIVE, POSITIVE
 from analysis.scoring import interval_text
 from cases.reports import method_description, qc_statement
 
@@ -183,18 +183,6 @@ def _p(text: str, style) -> Paragraph:
     return Paragraph(escape(str(text)), style)
 
 
-def _colour_word(code: int) -> str:
-    """The legend's word for a label's colour (analysis.labels.LABEL_RGB), so the text says what is drawn."""
-    r, g, b = LABEL_RGB[code]
-    if r > 180 and g > 150 and b < 100:
-        return "yellow"
-    if r > 150 and g < 100 and b < 100:
-        return "red"
-    if b > r and b > g:
-        return "blue"
-    return "#%02x%02x%02x" % (r, g, b)
-
-
 def _score_rows(part: dict, name: str, adequate: bool = True) -> list[list[str]]:
     # No number for an inadequate specimen (cases.reports.tps_statement): its counts are stated below.
     value = "-" if part["value"] is None or not adequate else f"{part['value']:.2f}%"
@@ -289,12 +277,12 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     dots, heat = overlay_images(slide, job)
     # The heading travels with its images: never alone at the foot of a page.
     story.append(KeepTogether([_p("Slide", styles["Heading3"]), _table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
-                         [_p(f"Detections: {_colour_word(POSITIVE)} PD-L1-positive, {_colour_word(NEGATIVE)} negative "
-                             "tumour nuclei"
+                         [_p(f"Detections: {LABEL_COLOUR_WORDS[POSITIVE]} PD-L1-positive, "
+                             f"{LABEL_COLOUR_WORDS[NEGATIVE]} negative tumour nuclei"
                              + ("; region map: scored areas outlined green (include), excluded areas black"
                                 if _regions(job) else ""), small),
-                          _p(f"Heatmap: cell density (opacity), positive fraction ({_colour_word(NEGATIVE)} to "
-                             f"{_colour_word(POSITIVE)})", small)]],
+                          _p(f"Heatmap: cell density (opacity), positive fraction ({LABEL_COLOUR_WORDS[NEGATIVE]} to "
+                             f"{LABEL_COLOUR_WORDS[POSITIVE]})", small)]],
                         [90 * mm, 90 * mm])]))
 
     signoff = [_p("Sign-off", styles["Heading3"])]
