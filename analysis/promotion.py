@@ -60,11 +60,6 @@ class Baseline:
         return (evaluation.baseline, evaluation.baseline_sha256) == (self.name, self.sha256)
 
 
-def held_out_sources(candidate: ModelVersion) -> list[tuple[str, int]]:
-    """(source spec, held-out field count) of every training source the card counted val fields in."""
-    return candidate.held_out_sources()
-
-
 def recorded_val_fields(candidate: ModelVersion, spec: str) -> list[str] | None:
     """The names of the held-out fields the card recorded for `spec`; None for a card from before they were
     recorded (then only their count is checked)."""
@@ -80,7 +75,7 @@ def held_out_data(candidate: ModelVersion):
     from . import datasets
     from .evaluation import EvalData, EvalField
 
-    recorded = held_out_sources(candidate)
+    recorded = candidate.held_out_sources()
     if not recorded:
         raise PromotionError(f"{candidate.name} has no held-out evaluation (no held-out fields in its training "
                              "data): it cannot be promoted. Train it on data from more than one slide.")

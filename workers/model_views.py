@@ -28,7 +28,7 @@ def model_review(request, pk):
         "candidate": candidate, "default": promotion.Baseline.current(promotion.evaluation_marker(candidate)),
         "evaluation": evaluation,
         "rows": promotion.comparison_rows(evaluation) if evaluation else [],
-        "held_out": promotion.held_out_sources(candidate), "promotions": candidate.promotions.all()})
+        "held_out": candidate.held_out_sources(), "promotions": candidate.promotions.all()})
 
 
 @require_POST
