@@ -19,6 +19,7 @@ import numpy as np
 from .choices import CLASSIC_DETECTOR
 from .hashing import sha256_file  # not via the registry: this module runs without Django too
 from .labels import NEGATIVE, POSITIVE
+from .tiling import OWNERSHIP_BAND_PX
 
 TILE = 512  # px at the working resolution: bounded memory whatever the field size
 # Context on each side of a tile's core, px at the working resolution: 32 µm at
@@ -166,12 +167,17 @@ class ModelDetector:
         points = predict(self.model, tiles, self.config, device=resolve_device(self.device),
                          nms_radius_um=self.nms_radius_um, min_score=self.min_score, batch_size=self.batch_size)
         all_xy, all_labels, all_scores = [], [], []
+        band = int(min(OWNERSHIP_BAND_PX, 0.5 * self.nms_radius_um / self.working_mpp))
         for (y0, x0, (ylo, yhi), (xlo, xhi)), p in zip(boxes, points):
             gxy = p.xy.astype(np.float64) + [x0, y0]
-            # Keep a point only in the tile whose core holds its pixel: each part of
-            # the field is owned by exactly one tile, so overlaps give no duplicates.
+            # Keep a point in the tile whose core holds its pixel, and within `band` px past a core
+            # side shared with another tile: two tiles can place one nucleus a fraction of a pixel
+            # apart on either side of their border, and neither would keep it.  The NMS below
+            # (radius at least twice the band) leaves one point of a nucleus both keep.
             px, py = np.floor(gxy[:, 0] + 0.5), np.floor(gxy[:, 1] + 0.5)
-            own = (px >= xlo) & (px < xhi) & (py >= ylo) & (py < yhi)
+            x_lo, x_hi = (xlo - band if xlo > 0 else xlo), (xhi + band if xhi < width else xhi)
+            y_lo, y_hi = (ylo - band if ylo > 0 else ylo), (yhi + band if yhi < height else yhi)
+            own = (px >= x_lo) & (px < x_hi) & (py >= y_lo) & (py < y_hi)
             all_xy.append(gxy[own])
             all_labels.append(p.labels[own])
             all_scores.append(p.scores[own])

@@ -1,7 +1,7 @@
 """Merge per-tile detections into one slide-wide set, and count them.
 
 Core ownership (analysis.tiling) already keeps most nuclei once; what is left are the same
-nucleus found by two tiles a pixel apart on either side of a core border.  Those are
+nucleus found by two tiles near a core border, each of which keeps a narrow band past it.  Those are
 resolved by the one non-maximum suppression (analysis.nms: greedy by score, ties by input order,
 so the result is deterministic; a point is dropped when a kept, better point lies closer than the
 radius).

@@ -4,8 +4,11 @@ Each tile is read from the coarsest pyramid level that is still at least as fine
 working resolution and resized by `scale` (never upsampled from a coarser level), so the
 detector always sees the same µm per pixel.  Tiles overlap by `overlap_px` working pixels
 so that a nucleus near a border is seen whole by some tile; each tile also owns a "core",
-and the cores partition level 0 exactly: keep a detection only in the tile whose core holds
-it, and every nucleus is counted once.
+and the cores partition level 0 exactly.  Two tiles can place one nucleus a fraction of a
+pixel apart on either side of a core border (each sees a different context); were each to keep
+only what its core holds, such a nucleus would be kept by neither.  So a tile keeps what lies in
+its core widened by OWNERSHIP_BAND_PX working px on every side that borders another core, and the
+merge's duplicate removal (a radius of several working px) leaves one point per nucleus.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ import numpy as np
 # A level counts as "not coarser than the working resolution" within 1 %: OpenSlide reports
 # downsamples such as 3.9998 for a nominal 4x level.
 LEVEL_TOLERANCE = 1.01
+
+# How far past a shared core border a tile still keeps a detection, in working px: the pipeline
+# passes at most half the merge's dedupe radius (3 µm = 6 working px at the default 0.5 µm/px), so
+# that one nucleus kept by both neighbours is one point after the merge.
+OWNERSHIP_BAND_PX = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,16 @@ class Tile:
     scale: float  # working px per level px
     core: tuple[int, int, int, int]  # (x0, y0, x1, y1) level-0 px, half-open: what this tile owns
     level_downsample: float = 1.0
+    # Level-0 size of the slide (which core sides border another core) and the band, level-0 px,
+    # kept past such a side.  None / 0 (a tile queued before these existed) keeps the exact core.
+    slide_size: tuple[int, int] | None = None
+    band0: int = 0
 
     def __post_init__(self):
         # A tile that went through JSON (a queued batch) comes back with its core as a list.
         object.__setattr__(self, "core", tuple(int(v) for v in self.core))
+        if self.slide_size is not None:
+            object.__setattr__(self, "slide_size", tuple(int(v) for v in self.slide_size))
 
     @property
     def out_w(self) -> int:
@@ -72,6 +86,23 @@ class Tile:
         cx0, cy0, cx1, cy1 = self.core
         return (px >= cx0) & (px < cx1) & (py >= cy0) & (py < cy1)
 
+    def keeps(self, xy0: np.ndarray) -> np.ndarray:
+        """Which level-0 points this tile keeps: its core, widened by `band0` level-0 px on each
+        side shared with another core (never past the slide's edge).
+
+        Neighbours both keep a nucleus found on their shared border; the merge's dedupe leaves one.
+        """
+        if self.slide_size is None or self.band0 <= 0:
+            return self.owns(xy0)
+        xy0 = np.asarray(xy0, np.float64).reshape(-1, 2)
+        px, py = np.floor(xy0[:, 0] + 0.5), np.floor(xy0[:, 1] + 0.5)
+        band = int(self.band0)
+        width0, height0 = self.slide_size
+        cx0, cy0, cx1, cy1 = self.core
+        x_lo, y_lo = (cx0 - band if cx0 > 0 else cx0), (cy0 - band if cy0 > 0 else cy0)
+        x_hi, y_hi = (cx1 + band if cx1 < width0 else cx1), (cy1 + band if cy1 < height0 else cy1)
+        return (px >= x_lo) & (px < x_hi) & (py >= y_lo) & (py < y_hi)
+
 
 def to_level0(tile: Tile, xy: np.ndarray, level_downsamples=None) -> np.ndarray:
     """Tile.to_level0, with the slide's own downsample of the tile's level when given."""
@@ -81,8 +112,8 @@ def to_level0(tile: Tile, xy: np.ndarray, level_downsamples=None) -> np.ndarray:
 
 
 def in_core(tile: Tile, xy0: np.ndarray) -> np.ndarray:
-    """Tile.owns: which level-0 points this tile keeps."""
-    return tile.owns(xy0)
+    """Tile.keeps: which level-0 points this tile keeps (its core and the shared-border band)."""
+    return tile.keeps(xy0)
 
 
 def choose_level(level_downsamples, slide_mpp: float | None, working_mpp: float | None) -> tuple[int, float]:
@@ -104,14 +135,16 @@ def choose_level(level_downsamples, slide_mpp: float | None, working_mpp: float 
 
 
 def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, working_mpp: float | None,
-              tile_px: int = 512, overlap_px: int = 32, mask=None, min_tissue_fraction: float = 0.0) -> list[Tile]:
+              tile_px: int = 512, overlap_px: int = 32, mask=None, min_tissue_fraction: float = 0.0,
+              band_px: float = OWNERSHIP_BAND_PX) -> list[Tile]:
     """Tiles of `tile_px` working px whose read windows overlap by >= `overlap_px` working px.
 
     Cores are (tile_px - overlap_px) working px apart, and each read window extends half the
     overlap (rounded up, in level px) beyond its core on every side; the last row/column of
     cores ends at the slide edge and reads past it (padded white by read_tile), so every
     tile has the same size and batches stack.  With a TissueMask, tiles whose core has no
-    tissue (or less than `min_tissue_fraction`) are left out.
+    tissue (or less than `min_tissue_fraction`) are left out.  Each tile keeps detections up to
+    `band_px` working px (rounded down to level-0 px) past a core side shared with another core.
     """
     if tile_px <= overlap_px:
         raise ValueError(f"tile_px ({tile_px}) must exceed overlap_px ({overlap_px})")
@@ -125,6 +158,7 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
     xcuts = _cuts(width0, step0)
     ycuts = _cuts(height0, step0)
     margin0 = int(round(margin * ds))
+    band0 = int(math.floor(max(float(band_px), 0.0) * ds / scale + 1e-9))
     tiles = []
     ncols = len(xcuts) - 1
     for row, (cy0, cy1) in enumerate(zip(ycuts[:-1], ycuts[1:])):
@@ -135,7 +169,8 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
                     continue
             tiles.append(Tile(index=row * ncols + col, row=row, col=col, level=level,
                               x0=cx0 - margin0, y0=cy0 - margin0, read_w=read, read_h=read,
-                              scale=scale, core=(cx0, cy0, cx1, cy1), level_downsample=ds))
+                              scale=scale, core=(cx0, cy0, cx1, cy1), level_downsample=ds,
+                              slide_size=(width0, height0), band0=band0))
     return tiles
 
 

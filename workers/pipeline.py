@@ -82,13 +82,19 @@ def plan_job(job) -> Plan:
         raise PipelineError("no tissue found on the slide")
     tiles = tiling.tile_grid(slide.level_dimensions, slide.level_downsamples, slide_mpp=mpp,
                              working_mpp=params["working_mpp"], tile_px=params["tile_px"],
-                             overlap_px=params["overlap_px"], mask=mask)
+                             overlap_px=params["overlap_px"], mask=mask, band_px=ownership_band_px(params))
     if not tiles:
         raise PipelineError("no tissue found on the slide")
     as_dicts = [dataclasses.asdict(tile) for tile in tiles]
     size = max(1, int(params["batch_size"]))
     batches = [as_dicts[i:i + size] for i in range(0, len(as_dicts), size)]
     return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc, mpp=mpp)
+
+
+def ownership_band_px(params: dict) -> float:
+    """Working px a tile keeps past a shared core border: at most half the merge's dedupe radius, so
+    that one nucleus both neighbours keep is merged into one point (analysis.tiling)."""
+    return min(tiling.OWNERSHIP_BAND_PX, 0.5 * params["dedupe_radius_um"] / params["working_mpp"])
 
 
 @dataclass

@@ -163,3 +163,39 @@ def test_tiled_detection_finds_each_nucleus_once(tmp_path):
     assert np.mean(distance < 8) > 0.9  # detections sit on true nuclei (4 µm)
     # No nucleus twice: no two kept points closer than the dedupe radius.
     assert len(cKDTree(merged.xy).query_pairs(6.0)) == 0
+
+
+def test_a_nucleus_placed_across_a_core_border_by_both_neighbours_is_kept_once():
+    """Each tile sees a border nucleus in its own context: the left tile may place it just right of the
+    border and the right tile just left of it.  Were each to keep only its core, neither would keep it."""
+    from analysis.merge import merge_detections
+
+    dims, ds = pyramid(1000, 1000, (1,))
+    tiles = tile_grid(dims, ds, 0.25, 0.5, tile_px=256, overlap_px=32)  # 2 level-0 px per working px
+    left = next(t for t in tiles if t.row == 0 and t.col == 0)
+    right = next(t for t in tiles if t.row == 0 and t.col == 1)
+    border = left.core[2]
+    assert right.core[0] == border and left.band0 == 2  # 1 working px
+    seen_by_left = np.array([[border + 0.3, 50.0]])
+    seen_by_right = np.array([[border - 0.8, 50.0]])
+    assert not left.owns(seen_by_left)[0] and not right.owns(seen_by_right)[0]  # the exact cores: lost
+    parts = [(p[in_core(t, p)], np.ones(int(in_core(t, p).sum())), np.full(int(in_core(t, p).sum()), s))
+             for t, p, s in ((left, seen_by_left, 0.9), (right, seen_by_right, 0.8))]
+    merged = merge_detections(parts, dedupe_radius_px=6.0)
+    assert len(merged) == 1 and merged.xy[0, 0] == pytest.approx(border + 0.3)
+    # Past the band, or past the slide's edge, nothing is kept.
+    assert not in_core(left, np.array([[border + 2.6, 50.0]]))[0]
+    last = max(tiles, key=lambda t: t.col)
+    assert not in_core(last, np.array([[999.6, 50.0]]))[0] and in_core(last, np.array([[999.4, 50.0]]))[0]
+    assert not in_core(left, np.array([[-0.6, 50.0]]))[0]
+
+
+def test_the_band_is_rounded_down_to_level0_pixels_and_old_tiles_keep_their_core():
+    dims, ds = pyramid(1000, 1000, (1,))
+    assert {t.band0 for t in tile_grid(dims, ds, 0.5, 0.5, tile_px=256, overlap_px=32)} == {1}
+    assert {t.band0 for t in tile_grid(dims, ds, 0.5, 0.5, tile_px=256, overlap_px=32, band_px=0.4)} == {0}
+    tile = tile_grid(dims, ds, 0.25, 0.5, tile_px=256, overlap_px=32)[1]
+    queued_before = {k: v for k, v in dataclasses.asdict(tile).items() if k not in ("slide_size", "band0")}
+    old = Tile(**json.loads(json.dumps(queued_before)))
+    outside = np.array([[old.core[0] - 1.0, 10.0]])
+    assert not in_core(old, outside)[0] and in_core(tile, outside)[0]
