@@ -98,3 +98,35 @@ def check_renamed_settings(app_configs, **kwargs):
                     hint=f"rename {old} to {new} in your settings (README.md, 'Configuration')",
                     obj=old, id="pdl1site.W001")
             for old, new in RENAMED.items() if hasattr(django_settings, old)]
+
+
+# REST_FRAMEWORK entries the module's access rules rely on: the browsable pages' forms list every row
+# of a related table (every patient's name and MRN), and django-filter's default related-object filter
+# tells a missing id from one the user may not see.
+REQUIRED_REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["pdl1site.rest.FilterBackend"],
+}
+
+
+def check_rest_framework(app_configs, **kwargs):
+    """System checks pdl1site.E002 / E003 (registered by CasesConfig.ready): REST_FRAMEWORK renders JSON
+    only and filters related objects by id, or the API shows patients to users outside their department."""
+    from django.core.checks import Error
+
+    configured = getattr(django_settings, "REST_FRAMEWORK", {}) or {}
+    errors = []
+    renderers = list(configured.get("DEFAULT_RENDERER_CLASSES") or ["rest_framework.renderers.BrowsableAPIRenderer"])
+    if any("BrowsableAPIRenderer" in str(r) or "TemplateHTMLRenderer" in str(r) for r in renderers):
+        errors.append(Error("REST_FRAMEWORK renders the browsable API, whose forms list every patient and case",
+                            hint='set REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"] = '
+                                 '["rest_framework.renderers.JSONRenderer"] (README.md, "Installing into a host Django project")',
+                            obj="REST_FRAMEWORK", id="pdl1site.E002"))
+    backends = [str(b) for b in configured.get("DEFAULT_FILTER_BACKENDS") or []]
+    if "django_filters.rest_framework.DjangoFilterBackend" in backends or "pdl1site.rest.FilterBackend" not in backends:
+        errors.append(Error("REST_FRAMEWORK must filter with pdl1site.rest.FilterBackend: related objects by id, "
+                            "so that a missing id and another department's answer alike",
+                            hint='put "pdl1site.rest.FilterBackend" in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] '
+                                 'instead of DjangoFilterBackend',
+                            obj="REST_FRAMEWORK", id="pdl1site.E003"))
+    return errors

@@ -1,6 +1,9 @@
 """DRF pieces every API view uses (settings.REST_FRAMEWORK): bad input is a 4xx, never a 500."""
 
+import django_filters
+import django_filters.rest_framework
 from django.conf import settings
+from django.db import models
 from rest_framework import metadata, parsers, status
 from rest_framework.exceptions import APIException, ParseError
 
@@ -56,3 +59,24 @@ def exception_handler(exc, context):
         return views.exception_handler(exc, context)
     extra = exc.http_extra() if hasattr(exc, "http_extra") else {}
     return Response({"detail": str(exc), **extra}, status=code)
+
+
+class IdFilterSet(django_filters.rest_framework.FilterSet):
+    """A related object in `filterset_fields` is filtered by its id as a plain number.
+
+    django-filter's default, a choice among every row of the related table, answered a missing id with
+    400 ("Select a valid choice") and an id the user may not see with an empty list: anyone could probe
+    which patients, cases or projects exist.  Now both are an empty list.
+    """
+
+    FILTER_DEFAULTS = {
+        **django_filters.filterset.FILTER_FOR_DBFIELD_DEFAULTS,
+        models.ForeignKey: {"filter_class": django_filters.NumberFilter},
+        models.OneToOneField: {"filter_class": django_filters.NumberFilter},
+    }
+
+
+class FilterBackend(django_filters.rest_framework.DjangoFilterBackend):
+    """DjangoFilterBackend over IdFilterSet (settings.REST_FRAMEWORK's DEFAULT_FILTER_BACKENDS)."""
+
+    filterset_base = IdFilterSet

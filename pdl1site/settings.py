@@ -277,10 +277,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "pdl1site.rest.FilterBackend",  # related objects by id, not a choice among all rows
         "rest_framework.filters.OrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
+    # JSON only: DRF's browsable pages build their filter and form drop-downs from every row of the
+    # related table (get_queryset is not consulted), so they listed every patient's name and MRN
+    # to any signed-in pathologist.  Swagger UI (/api/schema/swagger-ui/) is the browsable view.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # JSON nested too deeply is a 400, and OPTIONS never needs a serializer (pdl1site.rest).
     "DEFAULT_PARSER_CLASSES": ["pdl1site.rest.JSONParser", "rest_framework.parsers.FormParser",
