@@ -71,7 +71,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         project = self._managed()
         form = AnnotatorsSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.do_assign_annotators(project, users_by_name(form.validated_data["annotators"]))
+        services.do_assign_annotators(project, users_by_name(form.validated_data["annotators"]), manager=request.user)
         return Response(ProjectSerializer(project).data)
 
     @action(detail=True, methods=["post"], url_path="export-dataset")

@@ -5,6 +5,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from annotations.models import AnnotationProject, AnnotationSession, Field
+from annotations.services import not_assignable
 from cases.choices import Indication, Marker
 
 
@@ -31,11 +32,12 @@ class AnnotatorsSerializer(serializers.Serializer):
 
 
 def users_by_name(names):
-    """Users named in `names`; unknown names raise a ValidationError listing them."""
+    """Users named in `names`; unknown names raise a ValidationError worded as for a user the manager may
+    not assign (services.check_annotators), so that the answer tells nothing of who exists."""
     users = {u.username: u for u in get_user_model().objects.filter(username__in=names)}
     unknown = [n for n in names if n not in users]
     if unknown:
-        raise serializers.ValidationError({"annotators": [f"unknown user(s): {', '.join(unknown)}"]})
+        raise serializers.ValidationError({"annotators": [not_assignable(n) for n in unknown]})
     return [users[n] for n in dict.fromkeys(names)]
 
 

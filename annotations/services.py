@@ -195,11 +195,11 @@ def do_create_project(user, name, indication, marker, extra_labels=(), annotator
     labels = check_labels(extra_labels)
     if not access.has_role(user, Role.ADMIN, Role.PATHOLOGIST):
         raise NotAllowed("only pathologists and administrators create annotation projects")
-    check_annotators(annotators)
+    check_annotators(annotators, manager=user)
     with transaction.atomic():
         project = AnnotationProject.objects.create(name=name, indication=indication, marker=marker, labels=labels,
                                                    created_by=user)
-        do_assign_annotators(project, annotators)
+        do_assign_annotators(project, annotators, manager=user)
     return project
 
 
@@ -217,9 +217,21 @@ def assignable_annotators(manager):
     return users.distinct().order_by("username")
 
 
-def check_annotators(users, fields=()):
+def not_assignable(username) -> str:
+    """One message for a name that is unknown, not an annotator or outside the manager's departments:
+    which usernames exist, and their roles, are not for the asking."""
+    return f"no annotator {username!r} that you may assign"
+
+
+def check_annotators(users, fields=(), manager=None):
+    """Each user may annotate (and, with a `manager`, is one the manager may assign: assignable_annotators)
+    and sees every field's slide."""
     problems = []
+    offered = set(assignable_annotators(manager).values_list("pk", flat=True)) if manager is not None else None
     for u in users:
+        if offered is not None and u.pk not in offered:
+            problems.append(not_assignable(u.username))
+            continue
         if not access.has_role(u, Role.ANNOTATOR, Role.PATHOLOGIST, Role.ADMIN):
             problems.append(f"user {u.username!r} is not an annotator")
             continue
@@ -237,7 +249,7 @@ def do_assign_annotators(project, users, manager=None) -> list[AnnotationSession
     if manager is not None:
         check_manages_whole_project(manager, project)
     fields = list(project.fields.select_related("slide"))
-    check_annotators(users, fields)
+    check_annotators(users, fields, manager=manager)
     created = []
     with transaction.atomic():
         project.annotators.add(*users)

@@ -43,6 +43,19 @@ def filing_departments(user) -> QuerySet[Department]:
     return Department.objects.all() if is_admin(user) else user_departments(user)
 
 
+def may_refile(user, department) -> bool:
+    """Whether `user` may move a record out of `department` (or file a new case for its patient):
+    administrators and that department's members.  A pathologist who sees another department's case
+    because it is assigned to them reads and works on it, but never takes it, its patient or its
+    slides into their own department."""
+    return is_admin(user) or (department is not None and user_departments(user).filter(pk=department.pk).exists())
+
+
+def filing_patients(user) -> QuerySet[Patient]:
+    """Patients `user` may open a case for: those of their departments (every one for admins)."""
+    return Patient.objects.all() if is_admin(user) else Patient.objects.filter(department__in=user_departments(user))
+
+
 def visible_cases(user) -> QuerySet[Case]:
     if is_admin(user):
         return Case.objects.all()

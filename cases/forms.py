@@ -1,6 +1,6 @@
 from django import forms
 
-from cases.access import filing_departments, visible_patients
+from cases.access import filing_departments, filing_patients
 from cases.choices import Marker
 from cases.models import Case, Patient
 
@@ -23,7 +23,9 @@ class CaseForm(forms.ModelForm):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["patient"].queryset = visible_patients(user)
+        # Patients of the user's departments only: an assigned case of another department is worked on,
+        # never used to open that patient's cases elsewhere (access.may_refile).
+        self.fields["patient"].queryset = filing_patients(user)
         self.fields["department"].queryset = filing_departments(user)
 
 

@@ -1,12 +1,13 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from cases.access import visible_patients
+from cases.access import filing_patients, may_refile, visible_cases, visible_patients
 from cases.models import Case, Department, Patient, Report, ReportDocument, Slide
 
 
 class DepartmentField(serializers.SlugRelatedField):
-    """A department given by code; users may only file records into their own departments."""
+    """A department given by code; users may only file records into their own departments (and move
+    one out of a department only as its member: MovesWithinOwnDepartments)."""
 
     def __init__(self, **kwargs):
         super().__init__(slug_field="code", queryset=Department.objects.all(), **kwargs)
@@ -17,7 +18,17 @@ class DepartmentField(serializers.SlugRelatedField):
         return filing_departments(self.context["request"].user)
 
 
-class PatientSerializer(serializers.ModelSerializer):
+class MovesWithinOwnDepartments:
+    """A record's department changes only by an administrator or a member of its current department."""
+
+    def validate_department(self, department):
+        current = getattr(self.instance, "department", None)
+        if current is not None and department != current and not may_refile(self.context["request"].user, current):
+            raise serializers.ValidationError(f"only members of department {current.code} move its records")
+        return department
+
+
+class PatientSerializer(MovesWithinOwnDepartments, serializers.ModelSerializer):
     department = DepartmentField()
 
     class Meta:
@@ -30,7 +41,7 @@ class VisiblePatientField(serializers.PrimaryKeyRelatedField):
         return visible_patients(self.context["request"].user)
 
 
-class CaseSerializer(serializers.ModelSerializer):
+class CaseSerializer(MovesWithinOwnDepartments, serializers.ModelSerializer):
     patient = VisiblePatientField()
     department = DepartmentField()
     slide_count = serializers.IntegerField(source="slides.count", read_only=True)
@@ -42,6 +53,12 @@ class CaseSerializer(serializers.ModelSerializer):
             "status", "slide_count", "created_at", "updated_at",
         ]
         read_only_fields = ["status"]
+
+    def validate_patient(self, patient):
+        if getattr(self.instance, "patient_id", None) != patient.pk and \
+                not filing_patients(self.context["request"].user).filter(pk=patient.pk).exists():
+            raise serializers.ValidationError("a case is filed for a patient of your own departments")
+        return patient
 
 
 class SlideSerializer(serializers.ModelSerializer):
@@ -59,6 +76,20 @@ class SlideSerializer(serializers.ModelSerializer):
             "associated_images", "thumbnail_url", "qc_status", "qc", "qc_override_reason", "created_at",
         ]
         read_only_fields = [f for f in fields if f not in ("case", "marker")]
+
+    def get_fields(self):
+        # A case the user may not see answers like a missing one ("Invalid pk"): ids are not probed.
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None:
+            fields["case"].queryset = visible_cases(request.user)
+        return fields
+
+    def validate_case(self, case):
+        current = getattr(self.instance, "case", None)
+        if current is not None and case != current and not may_refile(self.context["request"].user, current.department):
+            raise serializers.ValidationError(f"only members of department {current.department.code} move its slides")
+        return case
 
     def get_thumbnail_url(self, slide) -> str:
         return reverse("api:slide-thumbnail", args=[slide.pk])
