@@ -8,11 +8,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pdl1site.settings")
 django_asgi_app = get_asgi_application()  # set up Django before importing consumers
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from pdl1site.origin import SameOriginWebsocketValidator  # noqa: E402
-from pdl1site.routing import websocket_urlpatterns  # noqa: E402
+from pdl1site.routing import websocket_application  # noqa: E402
 from viewer.fastpath import TileFastPath  # noqa: E402
 
 
@@ -40,7 +38,7 @@ application = ProtocolTypeRouter(
     {
         # Repeat tile requests of a session already granted the slide skip Django (viewer/fastpath.py).
         "http": TileFastPath(django_asgi_app),
-        # Same origin only, port included (pdl1site/origin.py).
-        "websocket": SameOriginWebsocketValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Same origin only: scheme, host and port (pdl1site/origin.py).
+        "websocket": websocket_application(),
     }
 )

@@ -86,12 +86,14 @@ def test_websocket_origin_must_match_host_and_port(personas, settings):
     """A page on another port of the same host is another origin: its websockets are refused."""
     settings.CSRF_TRUSTED_ORIGINS = ["https://pdl1.hospital.example"]
     settings.ALLOWED_HOSTS = ["localhost", "pdl1.hospital.example"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     web = Client()
     web.force_login(personas["pathologist"])
     cookie = (b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode())
 
-    async def connects(origin, host):
+    async def connects(origin, host, proto=None):
         headers = [cookie] + ([(b"origin", origin)] if origin else []) + ([(b"host", host)] if host else [])
+        headers += [(b"x-forwarded-proto", proto)] if proto else []
         communicator = WebsocketCommunicator(application, "/ws/ping/", headers=headers)
         connected, _ = await communicator.connect()
         if connected:
@@ -104,7 +106,14 @@ def test_websocket_origin_must_match_host_and_port(personas, settings):
         (b"https://pdl1.hospital.example", b"pdl1.hospital.example"): True,  # trusted origin (TLS proxy)
         (b"http://localhost:9999", b"localhost:8000"): False,  # same host, another port
         (b"http://localhost:8000", b"localhost"): False,
-        (b"https://localhost:8000", b"localhost:8000"): True,
+        # The scheme is the connection's: a plain-http page is not the https site, nor the reverse.
+        (b"https://localhost:8000", b"localhost:8000"): False,
+        (b"https://localhost:8000", b"localhost:8000", b"https"): True,  # behind the TLS proxy
+        (b"http://localhost:8000", b"localhost:8000", b"https"): False,
+        (b"http://pdl1.hospital.example", b"pdl1.hospital.example", b"https"): False,
+        (b"https://pdl1.hospital.example", b"pdl1.hospital.example", b"https"): True,
+        (b"http://localhost:443", b"localhost:443", b"https"): False,
+        (b"https://localhost", b"localhost", b"http"): False,
         (b"http://evil.example:8000", b"localhost:8000"): False,
         (b"http://evil.example", b"evil.example"): False,  # not an allowed host
         (b"null", b"localhost"): False,
@@ -113,3 +122,26 @@ def test_websocket_origin_must_match_host_and_port(personas, settings):
     }
     got = {key: async_to_sync(connects)(*key) for key in cases}
     assert got == cases
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_host_mounting_the_websockets_under_a_prefix_keeps_the_origin_check(personas, settings):
+    """pdl1site.routing.websocket_application(prefix): what the README tells a host project to serve."""
+    from pdl1site.routing import websocket_application
+
+    settings.ALLOWED_HOSTS = ["his.hospital.example"]
+    host_app = websocket_application("pathology/")
+    web = Client()
+    web.force_login(personas["pathologist"])
+    cookie = (b"cookie", f"sessionid={web.cookies['sessionid'].value}".encode())
+
+    async def connects(origin):
+        headers = [cookie, (b"host", b"his.hospital.example"), (b"origin", origin)]
+        communicator = WebsocketCommunicator(host_app, "/pathology/ws/ping/", headers=headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(connects)(b"http://his.hospital.example") is True
+    assert async_to_sync(connects)(b"http://portal.hospital.example") is False  # a sibling site
