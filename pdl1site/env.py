@@ -6,6 +6,7 @@ deployment's environment stops the process at start-up instead of silently using
 
 from __future__ import annotations
 
+import math
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -31,7 +32,7 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return default
@@ -41,15 +42,29 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
         raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below the minimum {minimum}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name}={number} is above the maximum {maximum}")
     return number
 
 
-def env_optional_int(name: str, *, minimum: int | None = None) -> int | None:
+def env_optional_int(name: str, *, minimum: int | None = None, maximum: int | None = None) -> int | None:
     """An integer, or None when the variable is unset or empty."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return None
-    return env_int(name, 0, minimum=minimum)
+    return env_int(name, 0, minimum=minimum, maximum=maximum)
+
+
+def env_choice(name: str, default: str, choices) -> str:
+    """One of `choices`, given in any letter case (returned as spelled in `choices`)."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    by_key = {choice.casefold(): choice for choice in choices}
+    try:
+        return by_key[value.strip().casefold()]
+    except KeyError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}") from None
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -74,9 +89,13 @@ def env_bytes(name: str, default: int) -> int:
         number = float(text)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a size (examples: 4G, 500M, 1048576)") from None
-    if number <= 0:
-        raise ImproperlyConfigured(f"{name}={value!r} must be a positive size")
-    return int(number * factor)
+    # float() also reads "nan" and "inf", which no size is (int() of them raised without the name).
+    if not math.isfinite(number) or number <= 0:
+        raise ImproperlyConfigured(f"{name}={value!r} must be a positive size (examples: 4G, 500M, 1048576)")
+    size = int(number * factor)
+    if size < 1:  # "0.5" would truncate to 0 bytes: a limit nothing passes
+        raise ImproperlyConfigured(f"{name}={value!r} is less than one byte")
+    return size
 
 
 def file_secret(path, *, create: bool) -> str:

@@ -5,6 +5,7 @@ embedded: SQLite, the django-q2 ORM broker and an in-process channel layer, no R
 Setting DATABASE_URL and REDIS_URL switches to the production services.
 """
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pdl1site.conf import DEFAULTS as defaults  # the module's own settings (PDL1_…): one set of defaults
-from pdl1site.env import env_bool, env_bytes, env_int, env_list, env_optional_int, env_str, file_secret
+from pdl1site.env import env_bool, env_bytes, env_choice, env_int, env_list, env_optional_int, env_str, file_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PDL1_VAR_DIR", str(BASE_DIR / "var")))
@@ -23,7 +24,11 @@ _DEV_SECRET = "dev-only-insecure-key-never-use-in-production"
 _PRODUCTION = bool(env_str("DATABASE_URL"))  # a server database: a deployment, whatever DEBUG says
 # The public development key only on a developer's embedded site: with DATABASE_URL set a forgotten
 # SECRET_KEY stops start-up even with DEBUG on (sessions and signed tokens would be forgeable).
-SECRET_KEY = env_str("SECRET_KEY") or (_DEV_SECRET if DEBUG and not _PRODUCTION else None)
+SECRET_KEY = env_str("SECRET_KEY")
+if SECRET_KEY and not SECRET_KEY.strip():
+    # Blanks only: a key anyone can guess, which would have been used as given (it is not empty).
+    raise ImproperlyConfigured("SECRET_KEY is set but holds only whitespace: set a long random key")
+SECRET_KEY = SECRET_KEY or (_DEV_SECRET if DEBUG and not _PRODUCTION else None)
 if not SECRET_KEY and not _PRODUCTION:
     # Embedded mode: the key `make run` wrote (made here if missing), so manage.py commands in
     # another shell work without exporting it. Production (DATABASE_URL set) must set SECRET_KEY.
@@ -36,6 +41,11 @@ if _PRODUCTION and not DEBUG and "*" in ALLOWED_HOSTS:
     # Any Host header would be accepted: links in e-mails and redirects could name an attacker's host.
     raise ImproperlyConfigured("ALLOWED_HOSTS='*' is refused in production (DATABASE_URL is set): name the host "
                                "names the site is reached by")
+if not ALLOWED_HOSTS and (_PRODUCTION or not DEBUG):
+    # Set but naming no host (ALLOWED_HOSTS="" or ","): Django would answer every request 400. Only with
+    # DEBUG on an embedded site does an empty list mean something (Django's localhost names).
+    raise ImproperlyConfigured("ALLOWED_HOSTS is set but names no host, so every request would be refused: "
+                               "name the host names the site is reached by (unset: localhost,127.0.0.1,[::1])")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # Behind the hospital's TLS-terminating proxy: trust its X-Forwarded-Proto and send cookies over
@@ -59,7 +69,10 @@ PDL1_VIEWER_TILE_GRANT_SECONDS = env_int("VIEWER_TILE_GRANT_SECONDS", defaults["
 # process (0: none), and the JPEG quality of rendered tiles (part of each tile's ETag).
 PDL1_VIEWER_SLIDE_CACHE_SIZE = env_int("VIEWER_SLIDE_CACHE_SIZE", defaults["PDL1_VIEWER_SLIDE_CACHE_SIZE"], minimum=1)
 PDL1_VIEWER_TILE_CACHE_BYTES = env_int("VIEWER_TILE_CACHE_BYTES", defaults["PDL1_VIEWER_TILE_CACHE_BYTES"], minimum=0)
-PDL1_VIEWER_JPEG_QUALITY = env_int("VIEWER_JPEG_QUALITY", defaults["PDL1_VIEWER_JPEG_QUALITY"], minimum=1)
+# At most 95: Pillow's own advice; above it files grow a lot for no visible gain (100 turns parts of
+# the JPEG compression off), and Pillow silently clamps anything over 100.
+PDL1_VIEWER_JPEG_QUALITY = env_int("VIEWER_JPEG_QUALITY", defaults["PDL1_VIEWER_JPEG_QUALITY"], minimum=1,
+                                   maximum=95)
 # The web server's first garbage-collector threshold (pdl1site/asgi.py tune_gc); 0 = Python's defaults.
 SERVER_GC_THRESHOLD = env_int("SERVER_GC_THRESHOLD", 50_000, minimum=0)
 
@@ -148,6 +161,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: task broker and channel layer -----------------------------------------------------
 REDIS_URL = env_str("REDIS_URL") or None
+# redis-py would read a URL of another scheme only when the first task is queued or the first
+# websocket connects, long after start-up said nothing.
+if REDIS_URL is not None and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} is not a Redis URL (redis://, rediss:// or unix://), "
+                               "e.g. redis://host:6379/0; unset it for the embedded broker")
 EMBEDDED_BROKER = REDIS_URL is None
 
 Q_CLUSTER = {
@@ -161,6 +179,11 @@ Q_CLUSTER = {
     "catch_up": False,
     "label": "Task queue",
 }
+if Q_CLUSTER["retry"] <= Q_CLUSTER["timeout"]:
+    # django-q2 gives a task still running after `retry` seconds to a second worker: with retry not
+    # above timeout every long analysis would run twice at once.
+    raise ImproperlyConfigured(f"Q_RETRY ({Q_CLUSTER['retry']}) must be greater than Q_TIMEOUT "
+                               f"({Q_CLUSTER['timeout']}): raise Q_RETRY (default 3700) with Q_TIMEOUT")
 # Training runs have a queue of their own (workers.choices.TRAINING_QUEUE): one worker started with
 # Q_CLUSTER_NAME=training takes them, so clinical analysis never waits behind a training run.
 TRAINING_TIMEOUT_SECONDS = env_int("TRAINING_TIMEOUT_SECONDS", 86400, minimum=60)
@@ -367,7 +390,8 @@ PDL1_INTEGRATION_ORDER_DEPARTMENT = env_str("PDL1_INTEGRATION_ORDER_DEPARTMENT",
 # PID-3's assigning authority (namespace id) of the MRN; empty: the repetition whose type is MR.
 PDL1_INTEGRATION_MRN_AUTHORITY = env_str("PDL1_INTEGRATION_MRN_AUTHORITY", defaults["PDL1_INTEGRATION_MRN_AUTHORITY"])
 PDL1_INTEGRATION_MLLP_HOST = env_str("PDL1_INTEGRATION_MLLP_HOST", defaults["PDL1_INTEGRATION_MLLP_HOST"])
-PDL1_INTEGRATION_MLLP_PORT = env_int("PDL1_INTEGRATION_MLLP_PORT", defaults["PDL1_INTEGRATION_MLLP_PORT"], minimum=1)
+PDL1_INTEGRATION_MLLP_PORT = env_int("PDL1_INTEGRATION_MLLP_PORT", defaults["PDL1_INTEGRATION_MLLP_PORT"], minimum=1,
+                                     maximum=65535)
 PDL1_INTEGRATION_MAX_MESSAGE_BYTES = env_bytes("PDL1_INTEGRATION_MAX_MESSAGE_BYTES",
                                                defaults["PDL1_INTEGRATION_MAX_MESSAGE_BYTES"])
 # MSH-3/MSH-4 of what the module sends, MSH-5/MSH-6 of its results.
@@ -396,7 +420,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # A name logging knows, checked here: dictConfig's "Unable to configure root logger" names no variable.
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", list(logging.getLevelNamesMapping()))},
     # django-axes logs every successful login at INFO; its failures and lockouts are warnings.
     "loggers": {"axes": {"level": "WARNING"}},
 }

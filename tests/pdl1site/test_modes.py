@@ -77,10 +77,55 @@ def test_embedded_mode_uses_the_key_file_make_run_wrote(tmp_path):
     ({"SECRET_KEY": "k", "DEBUG": "perhaps"}, "DEBUG='perhaps' is not a boolean"),
     ({"SECRET_KEY": "k", "DATABASE_URL": "nonsense://x"}, "DATABASE_URL"),
     ({"SECRET_KEY": "k", "SLIDE_UPLOAD_MAX_BYTES": "huge"}, "SLIDE_UPLOAD_MAX_BYTES"),
+    # Each of these used to start, or to fail without naming the variable.
+    ({"SECRET_KEY": "k", "Q_TIMEOUT": "5000"}, "Q_RETRY (3700) must be greater than Q_TIMEOUT (5000)"),
+    ({"SECRET_KEY": "k", "Q_TIMEOUT": "600", "Q_RETRY": "600"}, "Q_RETRY (600) must be greater than Q_TIMEOUT (600)"),
+    ({"SECRET_KEY": "k", "REDIS_URL": "cache.internal:6379"}, "REDIS_URL='cache.internal:6379' is not a Redis URL"),
+    ({"SECRET_KEY": "k", "REDIS_URL": "http://cache.internal:6379/0"}, "REDIS_URL='http://cache.internal:6379/0'"),
+    ({"SECRET_KEY": "k", "SLIDE_UPLOAD_MAX_BYTES": "nan"}, "SLIDE_UPLOAD_MAX_BYTES='nan' must be a positive size"),
+    ({"SECRET_KEY": "k", "ANNOTATION_IMPORT_MAX_BYTES": "inf"}, "ANNOTATION_IMPORT_MAX_BYTES='inf' must be a positive"),
+    ({"SECRET_KEY": "k", "PDL1_INTEGRATION_MAX_MESSAGE_BYTES": "0.5"}, "PDL1_INTEGRATION_MAX_MESSAGE_BYTES='0.5' is "
+                                                                       "less than one byte"),
+    ({"SECRET_KEY": "k", "LOG_LEVEL": "verbose"}, "LOG_LEVEL='verbose' is not one of CRITICAL"),
+    ({"SECRET_KEY": "k", "PDL1_INTEGRATION_MLLP_PORT": "70000"}, "PDL1_INTEGRATION_MLLP_PORT=70000 is above the "
+                                                                 "maximum 65535"),
+    ({"SECRET_KEY": "   "}, "SECRET_KEY is set but holds only whitespace"),
+    ({"SECRET_KEY": " \t", "DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1"}, "SECRET_KEY is set but holds only"),
+    ({"SECRET_KEY": "k", "DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1", "ALLOWED_HOSTS": ""},
+     "ALLOWED_HOSTS is set but names no host"),
+    ({"SECRET_KEY": "k", "DATABASE_URL": "postgres://u:p@db.internal:5432/pdl1", "ALLOWED_HOSTS": " , ",
+      "DEBUG": "1"}, "ALLOWED_HOSTS is set but names no host"),
+    ({"SECRET_KEY": "k", "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS is set but names no host"),  # embedded, DEBUG off: all 400
+    ({"SECRET_KEY": "k", "VIEWER_JPEG_QUALITY": "100"}, "VIEWER_JPEG_QUALITY=100 is above the maximum 95"),
+    ({"SECRET_KEY": "k", "VIEWER_JPEG_QUALITY": "0"}, "VIEWER_JPEG_QUALITY=0 is below the minimum 1"),
 ])
 def test_bad_configuration_stops_start_up(tmp_path, env, message):
     result = settings_with(tmp_path, **env)
-    assert result.returncode != 0 and message in result.stderr
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+
+
+CHECKED = ("import json; from django.conf import settings as s; import django; django.setup(); "
+           "print(json.dumps({'redis': s.REDIS_URL, 'timeout': s.Q_CLUSTER['timeout'], 'retry': s.Q_CLUSTER['retry'],"
+           " 'level': s.LOGGING['root']['level'], 'hosts': s.ALLOWED_HOSTS, 'port': s.PDL1_INTEGRATION_MLLP_PORT,"
+           " 'jpeg': s.PDL1_VIEWER_JPEG_QUALITY}))")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"REDIS_URL": "rediss://cache.internal:6380/0"}, {"redis": "rediss://cache.internal:6380/0"}),
+    ({"REDIS_URL": "unix:///run/redis/redis.sock?db=2"}, {"redis": "unix:///run/redis/redis.sock?db=2"}),
+    ({"Q_TIMEOUT": "5000", "Q_RETRY": "5100"}, {"timeout": 5000, "retry": 5100}),
+    ({"LOG_LEVEL": "warning"}, {"level": "WARNING"}),  # logging itself knows only the upper-case names
+    ({"ALLOWED_HOSTS": "", "DEBUG": "1"}, {"hosts": []}),  # embedded with DEBUG: Django's localhost names
+    ({"PDL1_INTEGRATION_MLLP_PORT": "65535", "VIEWER_JPEG_QUALITY": "95"}, {"port": 65535, "jpeg": 95}),
+])
+def test_values_at_the_edges_still_start(tmp_path, env, expected):
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG", "ALLOWED_HOSTS")}
+    base.update({"DJANGO_SETTINGS_MODULE": "pdl1site.settings", "PDL1_VAR_DIR": str(tmp_path), "SECRET_KEY": "k",
+                 **env})
+    result = subprocess.run([sys.executable, "-c", CHECKED], cwd=ROOT, env=base, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    assert {name: got[name] for name in expected} == expected
 
 
 @pytest.mark.slow
