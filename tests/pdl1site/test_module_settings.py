@@ -117,3 +117,33 @@ def test_an_old_bare_setting_is_warned_about_naming_the_new_one():
     assert sorted(w.obj for w in warnings) == ["BATCH_DEADLINE_SECONDS", "VIEWER_JPEG_QUALITY"]
     message = next(w for w in warnings if w.obj == "BATCH_DEADLINE_SECONDS")
     assert "settings.PDL1_BATCH_DEADLINE_SECONDS" in message.msg and message.level == 30  # WARNING
+
+
+def environment_variables_read() -> set[str]:
+    """Every variable pdl1site/settings.py reads through a typed reader (env_int("NAME", ...) and the
+    rest), wherever the call sits: an assignment, a dict, another call's argument."""
+    return {node.args[0].value for node in ast.walk(ast.parse((REPO / "pdl1site/settings.py").read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.startswith("env_")
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+
+
+def documented_variables(readme: str) -> set[str]:
+    """The variables README.md's settings tables name in their first column ("Configuration" and its
+    subsections, up to the next top-level section)."""
+    [section] = [part for part in re.split(r"^## ", readme, flags=re.M) if part.startswith("Configuration\n")]
+    return {name for line in section.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1])}
+
+
+def test_the_scan_finds_every_kind_of_read():
+    read = environment_variables_read()
+    # Read inside another call, inside the LOGGING dict, and through an assignment.
+    assert {"DB_CONN_MAX_AGE", "LOG_LEVEL", "STATIC_ROOT", "PDL1_VAR_DIR", "Q_RETRY", "SECRET_KEY"} <= read
+    table = "| `A_B`, `C` | `D_E` | default `F` |\n| `G` | x |\n"
+    assert documented_variables(f"## Configuration\n\n{table}\n## Other\n| `H` | y |\n") == {"A_B", "C", "G"}
+
+
+def test_every_environment_variable_is_in_the_readme_table():
+    """A variable settings.py reads but README's table does not name is a setting nobody can find."""
+    documented = documented_variables((REPO / "README.md").read_text(encoding="utf-8"))
+    assert sorted(environment_variables_read() - documented) == []
