@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, clone_of, indication_of
+from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, check_text, clone_of, indication_of
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 FILLER_TYPES, PLACER_TYPES = ("ACSN", "FILL"), ("PLAC",)
@@ -109,6 +109,10 @@ def read_service_request(body: bytes):
     clone = clone_of(*_texts([request.code]))
     order = OrderData(patient=_patient(request), accession=accession, specimen=specimen[:200], indication=indication,
                       assay_clone=clone)
+    for location, text in (("Patient.identifier", order.patient.mrn), ("Patient.name", order.patient.family_name),
+                           ("Patient.name", order.patient.given_name), ("ServiceRequest.identifier", accession),
+                           ("ServiceRequest.specimen", specimen)):
+        check_text(text, location)  # what is stored; the vocabulary values (indication, clone) are ours
     return request, order
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import hl7
 from pdl1site.conf import settings
 
-from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, clone_of, indication_of, parse_date
+from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, check_text, clone_of, indication_of,
+                                parse_date)
 
 ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
 ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": "latin-1"}
@@ -52,9 +53,11 @@ def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
     try:
         message = hl7.parse(text)
-        control_id = value_at(message, "MSH.F10").strip()
-        header = Header(control_id, f"{value_at(message, 'MSH.F3')}^{value_at(message, 'MSH.F4')}",
-                        f"{value_at(message, 'MSH.F9.R1.C1')}^{value_at(message, 'MSH.F9.R1.C2')}")
+        control_id = text_at(message, "MSH.F10").strip()
+        header = Header(control_id, f"{text_at(message, 'MSH.F3')}^{text_at(message, 'MSH.F4')}",
+                        f"{text_at(message, 'MSH.F9.R1.C1')}^{text_at(message, 'MSH.F9.R1.C2')}")
+    except OrderError:
+        raise
     except Exception as exc:  # python-hl7 raises plain exceptions on malformed structure
         raise OrderError(f"the message cannot be parsed: {exc}", location="MSH^1", code="100", reject=True) from None
     if not control_id:
@@ -77,6 +80,22 @@ def value_at(message, path: str) -> str:
         return ""
 
 
+def text_at(message, path: str) -> str:
+    """value_at for what an order says: its unescaped value, refused (AE) where it holds a control character
+    (a \\X00\\ escape is a NUL once unescaped, which the check on the raw bytes cannot see)."""
+    return check_text(value_at(message, path), *where(path))
+
+
+def where(path: str) -> tuple[str, str]:
+    """(HL7 ERL, human name) of an accessor path: "PID.F5.R1.C1" is ("PID^1^5^1^1", "PID-5.1")."""
+    key = hl7.Accessor.parse_key(path)
+    field = key.field_num or 1
+    erl = [key.segment, key.segment_num or 1, field] + [n for n in (key.repeat_num, key.component_num,
+                                                                   key.subcomponent_num) if n]
+    return "^".join(map(str, erl)), f"{key.segment}-{field}" + "".join(
+        f".{n}" for n in (key.component_num, key.subcomponent_num) if n)
+
+
 def _segment(message, name: str, required: bool = True):
     try:
         return message.segment(name)
@@ -92,11 +111,11 @@ def _mrn(message) -> str:
     authority = settings.PDL1_INTEGRATION_MRN_AUTHORITY
     repetitions = len(_segment(message, "PID")(3))
     for r in range(1, repetitions + 1):
-        value = value_at(message, f"PID.F3.R{r}.C1").strip()
+        value = text_at(message, f"PID.F3.R{r}.C1").strip()
         if not value:
             continue
-        names = {value_at(message, f"PID.F3.R{r}.C4.S1"), value_at(message, f"PID.F3.R{r}.C4.S2")}
-        if (authority and authority in names) or (not authority and value_at(message, f"PID.F3.R{r}.C5") == "MR"):
+        names = {text_at(message, f"PID.F3.R{r}.C4.S1"), text_at(message, f"PID.F3.R{r}.C4.S2")}
+        if (authority and authority in names) or (not authority and text_at(message, f"PID.F3.R{r}.C5") == "MR"):
             return value
     wanted = f"assigning authority {authority}" if authority else "identifier type MR"
     raise OrderError(f"PID-3 has no patient identifier with {wanted}", location="PID^1^3", code="101")
@@ -104,7 +123,7 @@ def _mrn(message) -> str:
 
 def _one(message, *paths: str, location: str, what: str) -> str:
     """The value the given fields agree on ('' when none is given); different values are an error."""
-    values = {p: value_at(message, p).strip() for p in paths if has_segment(message, p.split(".")[0])}
+    values = {p: text_at(message, p).strip() for p in paths if has_segment(message, p.split(".")[0])}
     given = {v for v in values.values() if v}
     if len(given) > 1:
         raise OrderError(f"{what} differ: " + ", ".join(f"{p} {v!r}" for p, v in values.items() if v),
@@ -117,14 +136,14 @@ def has_segment(message, segment: str) -> bool:
 
 
 def _cwe_text(message, path: str) -> str:
-    return (value_at(message, f"{path}.C2") or value_at(message, f"{path}.C1")).strip()
+    return (text_at(message, f"{path}.C2") or text_at(message, f"{path}.C1")).strip()
 
 
 def read_order(message) -> OrderData:
     """An ORM^O01 or OML^O21 as OrderData (raises OrderError naming the field that is wrong)."""
     _segment(message, "ORC")
     _segment(message, "OBR")
-    control = value_at(message, "ORC.F1").strip()
+    control = text_at(message, "ORC.F1").strip()
     if control not in ("NW", "XO", "SC"):
         raise OrderError(f"order control {control or '(empty)'} (ORC-1) is not accepted: send NW (new) or XO "
                          "(change); cancellations are made by the laboratory", location="ORC^1^1", code="103",
@@ -136,9 +155,9 @@ def read_order(message) -> OrderData:
         raise OrderError("no accession: give the filler order number (ORC-3/OBR-3) or the placer order number "
                          "(ORC-2/OBR-2)", location="ORC^1^3", code="101")
     patient = PatientData(
-        mrn=_mrn(message), family_name=value_at(message, "PID.F5.R1.C1").strip(), given_name=value_at(message, "PID.F5.R1.C2").strip(),
-        birth_date=parse_date(value_at(message, "PID.F7.R1.C1"), "PID^1^7"))
-    sex = value_at(message, "PID.F8").strip().upper()
+        mrn=_mrn(message), family_name=text_at(message, "PID.F5.R1.C1").strip(), given_name=text_at(message, "PID.F5.R1.C2").strip(),
+        birth_date=parse_date(text_at(message, "PID.F7.R1.C1"), "PID^1^7"))
+    sex = text_at(message, "PID.F8").strip().upper()
     if sex:
         if sex not in SEX_CODES:
             raise OrderError(f"administrative sex {sex!r} (PID-8) is not in HL7 table 0001", location="PID^1^8",
@@ -149,12 +168,12 @@ def read_order(message) -> OrderData:
         specimen = ", ".join(t for t in (_cwe_text(message, "SPM.F4.R1"), _cwe_text(message, "SPM.F8.R1")) if t)
     if not specimen:
         # OBR-15 (SPS): its first component is a CWE in subcomponents (code&text&system)
-        specimen = (value_at(message, "OBR.F15.R1.C1.S2") or value_at(message, "OBR.F15.R1.C1.S1")).strip() if value_at(message, "OBR.F15") else ""
+        specimen = (text_at(message, "OBR.F15.R1.C1.S2") or text_at(message, "OBR.F15.R1.C1.S1")).strip() if text_at(message, "OBR.F15") else ""
     dg1 = _cwe_text(message, "DG1.F3.R1") if has_segment(message, "DG1") else ""
-    indication = indication_of(value_at(message, "OBR.F13").strip(), dg1,
-                               location="OBR^1^13" if value_at(message, "OBR.F13").strip() else "DG1^1^3")
-    clone = clone_of(value_at(message, "OBR.F4.R1.C1"), value_at(message, "OBR.F4.R1.C2"), value_at(message, "OBR.F4.R1.C4"),
-                     value_at(message, "OBR.F4.R1.C5"))
+    indication = indication_of(text_at(message, "OBR.F13").strip(), dg1,
+                               location="OBR^1^13" if text_at(message, "OBR.F13").strip() else "DG1^1^3")
+    clone = clone_of(text_at(message, "OBR.F4.R1.C1"), text_at(message, "OBR.F4.R1.C2"), text_at(message, "OBR.F4.R1.C4"),
+                     text_at(message, "OBR.F4.R1.C5"))
     return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
                      assay_clone=clone)
 

@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Callable
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 
 from integration.choices import Channel, InboundOutcome
 from integration.models import InboundMessage
@@ -29,14 +29,14 @@ def receive(channel: str, control_id: str, sender: str, message_type: str, raw: 
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _receive(channel, control_id, sender, message_type, raw, process, answer)
+                return _receive(channel, control_id, sender, message_type, raw, process, answer, last_try=attempt == 1)
         except IntegrityError:
             if attempt:  # the same control id committed concurrently, twice: not a repeat we can explain
                 raise
     raise AssertionError("unreachable")
 
 
-def _receive(channel, control_id, sender, message_type, raw, process, answer) -> InboundMessage:
+def _receive(channel, control_id, sender, message_type, raw, process, answer, last_try) -> InboundMessage:
     sha256 = hashlib.sha256(raw).hexdigest()
     first = (InboundMessage.objects.select_for_update()
              .filter(channel=channel, sender=sender, control_id=control_id, duplicate_of=None).first()
@@ -59,11 +59,16 @@ def _receive(channel, control_id, sender, message_type, raw, process, answer) ->
                 filed = process()
         except OrderError as exc:
             error = exc
-        except DatabaseError:
-            raise  # the database, not the message: the sender gets no answer and sends it again
-        except Exception as exc:  # noqa: BLE001  a message shaped as no reader expected (a short PID, no code)
-            # Kept and answered (AE) like any refused order: else the whole message rolled back, no answer went
-            # out, and the sender resent it forever, holding up the orders queued behind it.
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, (OperationalError, InterfaceError)) or (
+                    isinstance(exc, IntegrityError) and not last_try):
+                # The database, not the message (down, restarting; a row made concurrently, which the retry
+                # sees): nothing is committed, the sender gets no answer and sends it again.
+                raise
+            # A message shaped as no reader expected (a short PID, no code), or a value the database refuses
+            # (DataError), or a conflict that the retry did not explain: kept and answered (AE) like any refused
+            # order. Else the whole message rolled back, no answer went out, and the sender resent it forever,
+            # holding up the orders queued behind it.
             log.exception("inbound %s message %r could not be read", channel, control_id)
             error = OrderError(f"the message could not be read ({type(exc).__name__}: {exc})"[:300], code="207")
     row.outcome = (InboundOutcome.ACCEPTED if error is None

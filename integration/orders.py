@@ -8,6 +8,7 @@ message and its answer in the same transaction, and rolls the changes back when 
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from dataclasses import dataclass, field
 
 from pdl1site.conf import settings
@@ -24,6 +25,8 @@ class OrderError(Exception):
     `code` is the HL7 table 0357 error code, `reject` an AR (the message itself is not acceptable) rather than AE."""
 
     def __init__(self, text: str, *, location: str = "", code: str = "207", reject: bool = False):
+        # The text is kept (PostgreSQL text cannot hold NUL) and sent back: no control character from the input
+        text = "".join(f"\\x{ord(c):02x}" if _is_control(c) else c for c in text)
         super().__init__(text)
         self.text, self.location, self.code, self.reject = text, location, code, reject
 
@@ -53,6 +56,20 @@ class FiledOrder:
     case: Case
     created_patient: bool
     created_case: bool
+
+
+def _is_control(char: str) -> bool:
+    return char != "\t" and unicodedata.category(char) == "Cc"
+
+
+def check_text(text: str, location: str, name: str = "") -> str:
+    """`text`, unless it holds a control character (tab aside): none belongs in a name, an identifier or a
+    specimen, and PostgreSQL text cannot hold NUL (an insert would fail instead of the order being refused)."""
+    bad = next((c for c in text if _is_control(c)), None)
+    if bad is not None:
+        raise OrderError(f"{name or location} holds the control character U+{ord(bad):04X}: send printable text only",
+                         location=location, code="102")
+    return text
 
 
 # --- vocabularies --------------------------------------------------------------------------------
