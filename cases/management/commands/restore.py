@@ -21,8 +21,15 @@ class Command(BaseCommand):
         parser.add_argument("--media-root", help="Target media folder (default: MEDIA_ROOT); must hold no files")
 
     def handle(self, *args, backup, database_url, media_root, **options):
+        if database_url is not None:
+            try:
+                target = dj_database_url.parse(database_url)
+            except ValueError as exc:  # UnknownSchemeError, ParseError: a traceback before, naming no option
+                # The URL itself is not repeated: it may hold the database password.
+                raise CommandError(f"--database-url is not a database URL ({exc}); "
+                                   "e.g. postgres://user:pass@host:5432/pdl1_restored") from None
         try:
-            db = Database.from_settings(dj_database_url.parse(database_url) if database_url
+            db = Database.from_settings(target if database_url is not None
                                         else connections["default"].settings_dict)
             result = do_restore(Path(backup), db, Path(media_root) if media_root else None)
         except BackupError as exc:
