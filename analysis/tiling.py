@@ -46,6 +46,9 @@ class Tile:
     # kept past such a side.  None / 0 (a tile queued before these existed) keeps the exact core.
     slide_size: tuple[int, int] | None = None
     band0: int = 0
+    # The working size every tile is resized to (tile_grid: the tile_px asked for); 0 (a tile queued
+    # before this existed) is the read window times `scale`, rounded.
+    out_px: int = 0
 
     def __post_init__(self):
         # A tile that went through JSON (a queued batch) comes back with its core as a list.
@@ -55,11 +58,11 @@ class Tile:
 
     @property
     def out_w(self) -> int:
-        return max(int(round(self.read_w * self.scale)), 1)
+        return self.out_px or max(int(round(self.read_w * self.scale)), 1)
 
     @property
     def out_h(self) -> int:
-        return max(int(round(self.read_h * self.scale)), 1)
+        return self.out_px or max(int(round(self.read_h * self.scale)), 1)
 
     def to_level0(self, xy: np.ndarray) -> np.ndarray:
         """Working-resolution pixel coordinates of this tile -> level-0 px (float32).
@@ -139,8 +142,9 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
               band_px: float = OWNERSHIP_BAND_PX) -> list[Tile]:
     """Tiles of `tile_px` working px whose read windows overlap by >= `overlap_px` working px.
 
-    Cores are (tile_px - overlap_px) working px apart, and each read window extends half the
-    overlap (rounded up, in level px) beyond its core on every side; the last row/column of
+    Every tile is exactly `tile_px` working px (what the detector and its GPU path are sized for);
+    its read window extends half the overlap (rounded up, in level px) beyond its core on every side,
+    so cores are about (tile_px - overlap_px) working px apart; the last row/column of
     cores ends at the slide edge and reads past it (padded white by read_tile), so every
     tile has the same size and batches stack.  With a TissueMask, tiles whose core has no
     tissue (or less than `min_tissue_fraction`) are left out.  Each tile keeps detections up to
@@ -152,7 +156,8 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
     ds = float(level_downsamples[level])
     width0, height0 = (int(v) for v in level_dimensions[0])
     margin = int(math.ceil(overlap_px / 2 / scale))  # level px
-    core_lvl = max(int(math.floor((tile_px - overlap_px) / scale)), 1)
+    read = _read_size(tile_px, scale)
+    core_lvl = max(read - 2 * margin, 1)
     read = core_lvl + 2 * margin
     step0 = core_lvl * ds  # level-0 px between cores
     xcuts = _cuts(width0, step0)
@@ -170,8 +175,19 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
             tiles.append(Tile(index=row * ncols + col, row=row, col=col, level=level,
                               x0=cx0 - margin0, y0=cy0 - margin0, read_w=read, read_h=read,
                               scale=scale, core=(cx0, cy0, cx1, cy1), level_downsample=ds,
-                              slide_size=(width0, height0), band0=band0))
+                              slide_size=(width0, height0), band0=band0, out_px=tile_px))
     return tiles
+
+
+def _read_size(tile_px: int, scale: float) -> int:
+    """Level px to read for a `tile_px` working-px tile: the whole number nearest tile_px / scale.
+
+    The tile is then resized to exactly tile_px (Tile.out_px), a resize within half a level pixel
+    of `scale`.  Rounding the margin up and the core down separately gave 513- or 514-px tiles at many
+    scanners' resolutions (0.4536, 0.4416, 0.2738 µm/px ...): the CPU detector then split each tile
+    into four overlapping passes while the GPU path ran one, and their points differed.
+    """
+    return max(int(round(tile_px / scale)), 1)
 
 
 def _cuts(size0: int, step0: float) -> list[int]:

@@ -199,3 +199,15 @@ def test_the_band_is_rounded_down_to_level0_pixels_and_old_tiles_keep_their_core
     old = Tile(**json.loads(json.dumps(queued_before)))
     outside = np.array([[old.core[0] - 1.0, 10.0]])
     assert not in_core(old, outside)[0] and in_core(tile, outside)[0]
+
+
+def test_every_tile_is_exactly_tile_px_at_any_scanner_resolution():
+    """0.4536 µm/px (a Hamamatsu 20x) gave 513-px tiles: the CPU detector split each into four passes."""
+    dims, ds = pyramid(5000, 4000, (1, 4, 16))
+    for slide_mpp in [0.4536, 0.4416, 0.4654, 0.2738, *np.linspace(0.2, 0.6, 401)]:
+        for tile_px, overlap_px in ((512, 64), (256, 32), (1024, 64)):
+            tiles = tile_grid(dims, ds, float(slide_mpp), 0.5, tile_px=tile_px, overlap_px=overlap_px)
+            t = tiles[0]
+            assert (t.out_w, t.out_h) == (tile_px, tile_px), (slide_mpp, tile_px)
+            f = t.level_downsample / t.scale  # level-0 px per working px
+            assert (t.core[0] - t.x0) / f >= overlap_px / 2 - 1e-6  # the overlap asked for is kept
