@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Callable
 
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError, transaction
 
 from integration.choices import Channel, InboundOutcome
 from integration.models import InboundMessage
@@ -26,14 +26,27 @@ Answer = Callable[[str, OrderError | None, FiledOrder | None], bytes]
 def receive(channel: str, control_id: str, sender: str, message_type: str, raw: bytes,
             process: Callable[[], FiledOrder], answer: Answer) -> InboundMessage:
     """Process one message (or replay the stored answer of a repeat); the kept row with its answer."""
+    # The keys as they are stored: a repeat looked up by longer ones was never found, was processed again and
+    # broke the unique constraint, every time it came
+    control_id, sender = control_id[:199], sender[:200]
     for attempt in range(2):
         try:
             with transaction.atomic():
                 return _receive(channel, control_id, sender, message_type, raw, process, answer, last_try=attempt == 1)
-        except IntegrityError:
-            if attempt:  # the same control id committed concurrently, twice: not a repeat we can explain
-                raise
-    raise AssertionError("unreachable")
+        except IntegrityError as exc:  # the same control id committed concurrently: the retry finds it
+            failure = exc
+        except DataError as exc:
+            failure = exc
+            break
+    # Not a repeat we can explain, or a row the database refuses: answered all the same (not kept), else the
+    # sender resends it forever
+    log.error("inbound %s message %r could not be kept: %s", channel, control_id, failure)
+    error = OrderError(f"the message could not be recorded ({type(failure).__name__}): send it again with a new "
+                       "control id, or ask the laboratory", code="207")
+    row = InboundMessage(channel=channel, control_id=control_id, sender=sender, message_type=message_type[:32],
+                         raw=raw, outcome=InboundOutcome.ERROR, error=error.text)
+    row.answer = answer(row.outcome, error, None)
+    return row
 
 
 def _receive(channel, control_id, sender, message_type, raw, process, answer, last_try) -> InboundMessage:
@@ -41,7 +54,7 @@ def _receive(channel, control_id, sender, message_type, raw, process, answer, la
     first = (InboundMessage.objects.select_for_update()
              .filter(channel=channel, sender=sender, control_id=control_id, duplicate_of=None).first()
              if control_id else None)
-    row = InboundMessage(channel=channel, control_id=control_id, sender=sender[:200], message_type=message_type[:32],
+    row = InboundMessage(channel=channel, control_id=control_id, sender=sender, message_type=message_type[:32],
                          raw=raw, sha256=sha256)
     if first is not None and first.sha256 == sha256:
         first.repeats += 1
@@ -95,9 +108,12 @@ def handle_hl7(raw: bytes, *, oversized: bool = False) -> bytes:
     if oversized:
         raw = raw[:settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES]
     fields = hl7v2.header_fields(raw)
-    control_id = fields.get("control_id", "").strip()[:199]
+    control_id = fields.get("control_id", "").strip()
     sender = f"{fields.get('app', '')}^{fields.get('facility', '')}"
     try:
+        if len(sender) > 200:  # a key that does not fit would be cut, and two senders could share it
+            raise OrderError(f"the sending application and facility (MSH-3^MSH-4) are {len(sender)} characters long: "
+                             "at most 200 are accepted", location="MSH^1^3", code="207", reject=True)
         if oversized:
             raise OrderError(f"the message is larger than {settings.PDL1_INTEGRATION_MAX_MESSAGE_BYTES} bytes "
                              "(PDL1_INTEGRATION_MAX_MESSAGE_BYTES); its beginning is kept", location="MSH^1",

@@ -84,3 +84,23 @@ def test_a_database_that_is_down_gets_no_answer(department, monkeypatch):
     with pytest.raises(OperationalError):
         handle_hl7(orm())  # the listener closes the connection: the sender sends it again
     assert InboundMessage.objects.count() == 0
+
+
+def test_an_over_long_sender_is_refused_and_its_resend_gets_the_same_answer(department):
+    message = orm().replace(b"|HIS|HOSP|", b"|" + b"A" * 250 + b"|HOSP|", 1)
+    answer = handle_hl7(message)
+    assert fields(answer, "MSA")[1] == "AR" and "at most 200" in said(answer)
+    assert handle_hl7(message) == answer  # looked up by the key it was stored with: a repeat
+    kept = InboundMessage.objects.get()
+    assert kept.repeats == 1 and len(kept.sender) == 200 and Case.objects.count() == 0
+
+
+def test_a_message_that_cannot_be_kept_is_still_answered(department, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(InboundMessage, "save", refuse)
+    answer = handle_hl7(orm())  # the conflict twice: not a repeat the retry can explain
+    assert fields(answer, "MSA")[1:3] == ["AE", "MSG0001"] and "could not be recorded" in said(answer)
+    monkeypatch.undo()
+    assert InboundMessage.objects.count() == 0 and Case.objects.count() == 0
