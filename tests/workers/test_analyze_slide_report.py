@@ -18,12 +18,23 @@ def _text(path):
 
 
 def test_report_for_a_slide_of_a_case(synthetic_slide, tmp_path):
+    """A PDF only: a pathologist's open draft (their job, their comment) is left as it is."""
+    from django.contrib.auth import get_user_model
+
+    from analysis.models import AnalysisJob
+
+    pathologist = get_user_model().objects.create(username="drafting")
+    earlier = AnalysisJob.objects.create(slide=synthetic_slide, detector="classic", status="done")
+    draft = Report.objects.create(case=synthetic_slide.case, version=1, job=earlier, comment="reviewed",
+                                  created_by=pathologist)
     out, pdf = tmp_path / "r.json", tmp_path / "report.pdf"
     call_command("analyze_slide", str(synthetic_slide.pk), "--detector", "classic", "--json", str(out),
                  "--report", str(pdf), "--no-progress")
     result = json.loads(out.read_text())
-    report = Report.objects.get(case=synthetic_slide.case)
-    assert report.status == ReportStatus.DRAFT and report.job_id == result["job"]
+    assert list(Report.objects.filter(case=synthetic_slide.case)) == [draft]
+    draft.refresh_from_db()
+    assert draft.status == ReportStatus.DRAFT and draft.job_id == earlier.pk != result["job"]
+    assert draft.comment == "reviewed"
     text = _text(pdf)
     assert "DRAFT" in text and synthetic_slide.case.accession in text and "classic" in text
     assert f"{round(result['tps'], 2):.2f}%" in text

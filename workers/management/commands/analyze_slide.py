@@ -35,8 +35,8 @@ class Command(BaseCommand):
                             help="send the job to running qcluster workers instead, and wait for it")
         parser.add_argument("--json", required=True, dest="json_path", help="where to write the result")
         parser.add_argument("--report", dest="report_path",
-                            help="also write the draft report PDF here (a draft Report row when the slide "
-                                 "belongs to a case without a signed report)")
+                            help="also write a draft report PDF here (a file only: no Report row is created "
+                                 "or changed; drafts are made by a pathologist)")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, slide, mpp, detector, indication, workers, batch_size, use_queue, json_path,
@@ -156,20 +156,23 @@ def _run_batches(calls, workers: int, bar):
 
 
 def draft_report_pdf(job: AnalysisJob) -> bytes:
-    """The draft report of `job`: saved as the case's draft when possible, else a transient one."""
+    """A draft report PDF of `job`, never stored: the command line writes no Report row.
+
+    It used to save the case's draft, and so re-pointed a pathologist's open draft (their comment kept)
+    at this uncorrected job: a file that matched a clinical slide was enough.  Drafts are made by a
+    pathologist on the case page or through the API (cases.reports.do_create_draft with its checks).
+    """
     from analysis.scoring import score_summary
-    from cases.models import Report, ReportError
+    from cases.models import Report
     from cases.report_pdf import build_pdf
-    from cases.reports import do_create_draft, method_of, score_snapshot
+    from cases.reports import method_of, score_snapshot
 
     case = job.slide.case if job.slide.case_id else None
     if case is not None:
-        try:
-            return build_pdf(do_create_draft(case, job, user=None))
-        except ReportError:  # a signed report exists: changes go through an amendment, not here
-            latest = case.reports.order_by("-version").first()
-            report = Report(case=case, version=latest.version + 1, job=job, scores=score_snapshot(case, job))
-            return build_pdf(report, job=job)
+        latest = case.reports.order_by("-version").first()
+        report = Report(case=case, version=(latest.version + 1) if latest else 1, job=job,
+                        scores=score_snapshot(case, job))
+        return build_pdf(report, job=job)
     scores = {**score_summary(job.summary.get("counts", {})), "corrections_version": 0, "method": method_of(job)}
     return build_pdf(Report(version=1, job=job, scores=scores), job=job)
 
