@@ -72,7 +72,34 @@ class Command(BaseCommand):
             raise CommandError(f"--source-weights {text!r}: give {n_sources} positive numbers, one per --source in order")
         return weights
 
+    @staticmethod
+    def _check_register_name(name):
+        """The checks registry.register_checkpoint makes, made before training: they used to come only
+        after the run (hours on a GPU), whose model then stayed unregistered."""
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_slug
+
+        from analysis.choices import CLASSIC_DETECTOR
+        from analysis.models import ModelVersion
+
+        most = ModelVersion._meta.get_field("name").max_length
+        try:
+            validate_slug(name)
+        except ValidationError:
+            raise CommandError(f"--register {name!r}: a model name must be a slug (letters, digits, - and _)") from None
+        if len(name) > most:
+            raise CommandError(f"--register {name!r}: a model name is at most {most} characters")
+        if name == CLASSIC_DETECTOR:
+            raise CommandError(f"--register {name!r}: reserved for the classic pipeline")
+        existing = ModelVersion.objects.filter(name=name).first()
+        if existing is not None:
+            # A version's weights never change, and a new run's weights are other weights.
+            raise CommandError(f"--register {name!r}: a model is already registered under this name "
+                               f"(sha256 {existing.sha256[:12]}); choose a new name")
+
     def handle(self, *args, **opts):
+        if opts["register"] is not None:
+            self._check_register_name(opts["register"])
         for spec in opts["source"]:
             try:
                 datasets.parse_source(spec)
