@@ -67,6 +67,8 @@ class DetectorScore:
     positive_pct_abs_error_max: float = float("nan")  # worst field, percentage points
     # Per field: name, true and stated positive %, counts (for per-field tables and intervals).
     per_field: list = field(default_factory=list)
+    # Fields with labelled tumour cells where the detector found none: scored at their worst error.
+    fields_without_cells: int = 0
 
     def to_dict(self) -> dict:
         return _clean(asdict(self))
@@ -91,11 +93,12 @@ def score_detector(detector, data: EvalData, radius_um: float = 4.0, note: str =
     n_truth = {"detection": 0, POSITIVE: 0, NEGATIVE: 0}
     same_class = matched = neg_matched = neg_called_pos = 0
     count_err, pct_err, per_field = [], [], []
+    fields_without_cells = 0
     start = time.perf_counter()
     for f in data.fields:
         found = detector.detect(f.rgb, f.mpp)
         ev = evaluate(found.xy, found.labels, f.xy, f.labels, f.mpp, radius_um, ignore_xy=f.ignore_xy)
-        pl, tl = np.asarray(found.labels)[ev.match.pred_idx], np.asarray(f.labels)[ev.match.truth_idx]
+        pl, tl = ev.matched_pred_labels, ev.matched_truth_labels
         tp["detection"] += ev.detection.tp
         n_pred["detection"] += ev.detection.n_pred
         n_truth["detection"] += ev.detection.n_truth
@@ -110,6 +113,11 @@ def score_detector(detector, data: EvalData, radius_um: float = 4.0, note: str =
         count_err.append(abs(ev.detection.n_pred - ev.detection.n_truth))
         if not math.isnan(ev.positive_pct_abs_error):
             pct_err.append(ev.positive_pct_abs_error)
+        elif math.isfinite(ev.positive_pct_truth):
+            # Tumour cells labelled, none found: no percentage is stated, the field's worst error (it
+            # was left out of the mean and max, so a detector that found nothing scored 0).
+            pct_err.append(max(ev.positive_pct_truth, 100.0 - ev.positive_pct_truth))
+            fields_without_cells += 1
         per_field.append({"name": f.name, "n_truth": ev.detection.n_truth, "n_pred": ev.detection.n_pred,
                           "tp": ev.detection.tp, "positive_pct_truth": _finite(ev.positive_pct_truth),
                           "positive_pct_pred": _finite(ev.positive_pct_pred)})
@@ -129,6 +137,7 @@ def score_detector(detector, data: EvalData, radius_um: float = 4.0, note: str =
         positive_pct_abs_error=float(np.mean(pct_err)) if pct_err else float("nan"),
         seconds=time.perf_counter() - start, note=note,
         positive_pct_abs_error_max=float(np.max(pct_err)) if pct_err else float("nan"), per_field=per_field,
+        fields_without_cells=fields_without_cells,
     )
 
 

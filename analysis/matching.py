@@ -137,6 +137,10 @@ class Evaluation:
     mpp: float
     mean_match_distance_um: float
     match: Match = field(repr=False, default=None)
+    # The labels of each matched pair (prediction, truth): match.pred_idx indexes the predictions left
+    # after ignore zones, not those passed in, so callers read the pairs' classes here.
+    matched_pred_labels: np.ndarray = field(repr=False, default=None)
+    matched_truth_labels: np.ndarray = field(repr=False, default=None)
 
     def to_dict(self) -> dict:
         out = {k: _nan_to_none(getattr(self, k)) for k in (
@@ -202,7 +206,7 @@ def evaluate(pred_xy, pred_labels, truth_xy, truth_labels, mpp: float,
         false_positive_rate=_ratio(int((mpl[neg] == POSITIVE).sum()), int(neg.sum())),
         radius_px=radius_px, mpp=mpp,
         mean_match_distance_um=float(m.distances.mean() * mpp) if m.n_matched else float("nan"),
-        match=m,
+        match=m, matched_pred_labels=mpl, matched_truth_labels=mtl,
     )
 
 

@@ -56,6 +56,24 @@ def test_nothing_found_gives_zero_f1_not_nan():
     assert s.f1["detection"] == 0.0 and s.to_dict()["class_accuracy"] is None
 
 
+def test_a_field_where_nothing_is_found_counts_at_its_worst_error():
+    """It was left out of the positive-% mean and max: a detector that found nothing scored 0."""
+    data = EvalData("hand", [EvalField("f", np.zeros((20, 20, 3), np.uint8), np.array([[5.0, 5.0], [15.0, 5.0]]),
+                                       np.array([1, 1]), 0.5)], False)
+    s = score_detector(Fixed(np.zeros((0, 2)), np.zeros(0, int)), data)
+    assert s.positive_pct_abs_error == s.positive_pct_abs_error_max == 100.0 and s.fields_without_cells == 1
+
+
+def test_class_metrics_read_the_pairs_left_after_the_ignore_zones():
+    """A detection on a lymphocyte (ignored) shifted the matched pairs' indices: a right negative read as wrong."""
+    truth_xy, truth_labels = np.array([[50.0, 50.0]]), np.array([2])
+    pred_xy, pred_labels = np.array([[10.0, 10.0], [50.0, 51.0]]), np.array([1, 2])  # lymphocyte first
+    field = EvalField("f", np.zeros((100, 100, 3), np.uint8), truth_xy, truth_labels, 0.5,
+                      ignore_xy=np.array([[10.0, 11.0]]))
+    s = score_detector(Fixed(pred_xy, pred_labels), EvalData("hand", [field], False))
+    assert s.n_pred == 1 and s.class_accuracy == 1.0 and s.false_positive_rate == 0.0
+
+
 @pytest.mark.django_db
 def test_command_writes_table_naming_synthetic(tmp_path):
     call_command("evaluate_detector", "--data", "synthetic", "--synthetic-fields", "1", "--out", str(tmp_path))
