@@ -100,3 +100,30 @@ class TrainingRun(models.Model):
         self.cancel_requested = True
         if self.status == TrainingStatus.QUEUED:
             self.mark_cancelled()
+
+
+class StageStart(models.Model):
+    """A worker took the split or merge of an analysis job (workers.tasks, under the job's row lock): the
+    job's stage lease is that worker's until it runs out. The watchdog tells a stage that started and
+    went silent (its worker was killed: counted towards BATCH_MAX_ATTEMPTS) from one still waiting in a
+    busy queue, or whose task was lost, which it queues again without counting. One row per job."""
+
+    job = models.OneToOneField("analysis.AnalysisJob", on_delete=models.CASCADE, primary_key=True, related_name="+")
+    status = models.CharField(max_length=16, help_text="the job's status the stage ran in: queued (split), merging")
+    attempt = models.PositiveIntegerField(help_text="the job's attempt")
+    number = models.PositiveIntegerField(help_text="the job's stage_attempts this start made")
+
+    @classmethod
+    def record(cls, job) -> None:
+        cls.objects.update_or_create(job=job, defaults={"status": job.status, "attempt": job.attempt,
+                                                        "number": job.stage_attempts})
+
+    @classmethod
+    def holds(cls, job) -> bool:
+        """Whether the job's current stage lease is a worker's start (not a queued task's)."""
+        return cls.objects.filter(job=job, status=job.status, attempt=job.attempt, number=job.stage_attempts).exists()
+
+    @classmethod
+    def release(cls, job) -> None:
+        """The started worker went silent: the stage's lease is a queued task's again."""
+        cls.objects.filter(job=job).delete()

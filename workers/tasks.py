@@ -17,6 +17,7 @@ from analysis.choices import BatchStatus, JobStatus
 from analysis.models import AnalysisJob, JobBatch
 from workers import pipeline
 from workers.dbretry import OUTAGE_ERRORS, retry_while_database_down
+from workers.models import StageStart
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
 
@@ -32,6 +33,8 @@ STAGE_DB_RETRY_SECONDS = 120
 # Batches leased by this process, with the attempt that leased them: a detect batch run again after a
 # database outage takes back its own lease instead of taking it for another worker's.
 _own_leases: set[tuple[int, int, int, int]] = set()  # (job, job attempt, batch index, batch attempt)
+# Likewise the split and merge stages this process took: (job, job attempt, job status, stage_attempts).
+_own_stages: set[tuple[int, int, str, int]] = set()
 
 
 def _riding_out_outages(stage):
@@ -50,17 +53,51 @@ def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
     return job if job.status == status and job.attempt == attempt else None
 
 
-@_riding_out_outages
-def split_job(job_id: int) -> None:
-    # Check the state under the row lock and let it go: planning reads the whole slide (seconds to
-    # minutes) and must not hold the lock (under SQLite the database's one write lock).
+def _start_stage(job_id: int, status: str) -> AnalysisJob | None:
+    """Take the job's split (`status` queued) or merge (merging) for this worker under the row lock and
+    let the lock go: the stage's lease is then this worker's and the start counts towards
+    BATCH_MAX_ATTEMPTS. None when the job moved on, another worker holds a live start, or every start
+    so far went silent (the job fails with the reason). Waiting in the queue never counts: 50 slides
+    queued at once keep a merge waiting for hours."""
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
-        if job.status != JobStatus.QUEUED:
-            return  # already split by an earlier delivery, or cancelled
-        attempt = job.attempt
-        job.lease_stage(_deadline())  # planning under way: lost only if it outlives this lease
-        job.save(update_fields=["stage_deadline"])
+        if job.status != status:
+            return None  # already done by an earlier delivery, or cancelled
+        started = StageStart.holds(job)
+        own = started and (job.pk, job.attempt, status, job.stage_attempts) in _own_stages
+        if started and not own and job.stage_deadline and job.stage_deadline > timezone.now():
+            return None  # a duplicate delivery while another worker runs the stage
+        if not own:
+            if job.stage_attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS:
+                job.mark_failed(_stage_over_cap_reason(STAGE_TASKS[status][0], job.stage_attempts))
+                job.save()
+                emit_job_progress(job)
+                return None
+            job.stage_attempts += 1
+            StageStart.record(job)
+        job.lease_stage(_deadline())  # under way: lost only if it outlives this lease
+        job.save(update_fields=["stage_deadline", "stage_attempts"])
+    _own_stages.add((job.pk, job.attempt, status, job.stage_attempts))  # taken back after an outage
+    return job
+
+
+def _end_stage(job: AnalysisJob, status: str) -> None:
+    _own_stages.discard((job.pk, job.attempt, status, job.stage_attempts))
+
+
+@_riding_out_outages
+def split_job(job_id: int) -> None:
+    # Planning reads the whole slide (seconds to minutes) and must not hold the row lock (under SQLite
+    # the database's one write lock): the stage is taken under it, computed, then recorded under it.
+    job = _start_stage(job_id, JobStatus.QUEUED)
+    if job is None:
+        return
+    _split(job)  # a database outage escapes with the lease kept: the stage run again takes it back
+    _end_stage(job, JobStatus.QUEUED)
+
+
+def _split(job: AnalysisJob) -> None:
+    job_id, attempt = job.pk, job.attempt
     started = time.perf_counter()
     try:
         plan = pipeline.plan_job(job)
@@ -146,15 +183,17 @@ def detect_batch(job_id: int, index: int) -> None:
 
 @_riding_out_outages
 def merge_job(job_id: int) -> None:
-    # As split_job: read what to merge under the lock, merge without it, record under it again.
-    with transaction.atomic():
-        job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
-        if job.status != JobStatus.MERGING:
-            return
-        attempt = job.attempt
-        job.lease_stage(_deadline())
-        job.save(update_fields=["stage_deadline"])
-        files = list(job.batches.order_by("index").values_list("result_file", flat=True))
+    # As split_job: take the stage under the lock, merge without it, record under it again.
+    job = _start_stage(job_id, JobStatus.MERGING)
+    if job is None:
+        return
+    _merge(job)
+    _end_stage(job, JobStatus.MERGING)
+
+
+def _merge(job: AnalysisJob) -> None:
+    job_id, attempt = job.pk, job.attempt
+    files = list(job.batches.order_by("index").values_list("result_file", flat=True))
     started = time.perf_counter()
     failure = None
     try:
@@ -171,6 +210,7 @@ def merge_job(job_id: int) -> None:
             job.mark_failed(failure)
         else:
             job.mark_done(result_file, summary, time.perf_counter() - started)
+            job.stage_attempts = 0  # no stage under way: the count of starts is the merge's no more
         job.save()
         emit_job_progress(job)
 
@@ -209,10 +249,12 @@ STAGE_TASKS = {JobStatus.QUEUED: ("split", "workers.tasks.split_job"),
 
 def requeue_lost_stages() -> int:
     """Queue again the split of every queued job and the merge of every merging job whose stage lease
-    ran out: a Redis restart lost the task, the broker was down when it was queued, or the worker
-    died in it. Both stages check the job's state under its row lock, so a late duplicate does
-    nothing. A stage lost BATCH_MAX_ATTEMPTS times fails its job with the reason (Retry starts again).
-    Jobs from before the lease existed (no stage_deadline) count from their creation."""
+    ran out. Not taken by a worker since it was queued (waiting in a busy queue, or its task lost to a
+    Redis restart or a broker down at commit): queued again, at most once per lease, never counted.
+    Taken and gone silent (its worker killed): queued again while fewer than BATCH_MAX_ATTEMPTS starts
+    went silent, else the job fails with the reason (Retry starts again). Both stages check the job's
+    state and lease under its row lock, so a late duplicate does nothing. Jobs from before the lease
+    existed (no stage_deadline) count from their creation."""
     now = timezone.now()
     lost = AnalysisJob.objects.filter(status__in=list(STAGE_TASKS)).filter(
         Q(stage_deadline__lt=now)
@@ -221,16 +263,15 @@ def requeue_lost_stages() -> int:
     with transaction.atomic():
         for job in lost.select_for_update():
             stage, func = STAGE_TASKS[job.status]
-            if job.stage_attempts + 1 >= settings.PDL1_BATCH_MAX_ATTEMPTS:
-                job.mark_failed(f"the {stage} stage did not finish in {job.stage_attempts + 1} attempts "
-                                "(BATCH_MAX_ATTEMPTS): its worker stopped each time (killed, out of memory?) or its "
-                                "task was lost")
-                job.save()
-                exhausted.append(job)
-                continue
+            if StageStart.holds(job):  # its worker went silent
+                if job.stage_attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS:
+                    job.mark_failed(_stage_over_cap_reason(stage, job.stage_attempts))
+                    job.save()
+                    exhausted.append(job)
+                    continue
+                StageStart.release(job)
             job.lease_stage(_deadline())
-            job.stage_attempts += 1
-            job.save(update_fields=["stage_deadline", "stage_attempts"])
+            job.save(update_fields=["stage_deadline"])
             requeued.append((func, job.pk))
         transaction.on_commit(lambda: [enqueue(func, pk) for func, pk in requeued])
     for job in exhausted:
@@ -247,6 +288,11 @@ def _reason(stage: str, exc: Exception) -> str:
         return str(exc)
     log.exception("%s failed", stage)
     return f"{stage} failed: {type(exc).__name__}: {exc}"
+
+
+def _stage_over_cap_reason(stage: str, attempts: int) -> str:
+    return (f"the {stage} stage did not finish in {attempts} attempts (BATCH_MAX_ATTEMPTS): its worker stopped "
+            "each time (killed, out of memory?)")
 
 
 def _over_cap_reason(index: int, attempts: int) -> str:

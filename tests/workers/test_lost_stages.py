@@ -73,14 +73,26 @@ def test_a_late_duplicate_of_a_requeued_split_does_nothing(synthetic_slide):
     assert job.status == JobStatus.DONE and job.finished_at == done_at and job.summary == summary
 
 
+class Killed(BaseException):
+    """The worker process dies in the stage (SIGKILL, out of memory): nothing after it runs."""
+
+
+def killed(*args):
+    raise Killed
+
+
 @override_settings(PDL1_BATCH_MAX_ATTEMPTS=2)
-def test_a_stage_lost_every_time_fails_its_job_with_the_reason(synthetic_slide):
+def test_a_stage_whose_worker_dies_every_time_fails_its_job_with_the_reason(synthetic_slide, monkeypatch):
+    monkeypatch.setattr(tasks, "_own_stages", set())  # the dead workers' memory
+    monkeypatch.setattr("workers.pipeline.plan_job", killed)
     with queue.collecting() as pending:
         job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
-        pending.clear()
+        with pytest.raises(Killed):
+            queue.run(*pending.pop(0))
         expire_lease(job)
         assert tasks.requeue_lost_stages() == 1  # second attempt
-        pending.clear()
+        with pytest.raises(Killed):
+            queue.run(*pending.pop(0))
         expire_lease(job)
         assert tasks.requeue_lost_stages() == 0
         assert pending == []
