@@ -72,10 +72,11 @@ def fields(message: bytes, segment: str) -> list[str]:
 
 
 class Listener:
-    """The order listener (integration.mllp.serve) in a thread with its own event loop."""
+    """The order listener (integration.mllp.serve) in a thread with its own event loop; `limits`: those of
+    integration.mllp.Limits to change."""
 
-    def __init__(self, port: int, limit: int = 1024 * 1024):
-        from integration.mllp import serve
+    def __init__(self, port: int, limit: int = 1024 * 1024, **limits):
+        from integration.mllp import Limits, serve
 
         self.port, self.loop = port, asyncio.new_event_loop()
         ready = threading.Event()
@@ -83,7 +84,7 @@ class Listener:
 
         def run():
             asyncio.set_event_loop(self.loop)
-            self.task = self.loop.create_task(serve("127.0.0.1", port, limit, ready))
+            self.task = self.loop.create_task(serve("127.0.0.1", port, limit, ready, Limits(**limits)))
             try:
                 self.loop.run_until_complete(self.task)
             except asyncio.CancelledError:
