@@ -226,6 +226,12 @@ def do_sign(report: Report, user, password: str) -> Report:
         refusal = locked.job.research_use_reason() if locked.job_id else ""
         if refusal:  # a research model's result never becomes a signed record
             raise ReportError(refusal)
+        if locked.job_id:
+            # Corrections and regions hold still until the signature commits: one saved after the check
+            # below would otherwise be drawn into the signed PDF's maps beside counts that predate it.
+            from cases.results import job_results
+
+            job_results().lock_for_signing(locked.job)
         check_draft_current(locked)
         locked.sign(user, password)
     report.refresh_from_db()

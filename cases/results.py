@@ -39,6 +39,10 @@ class JobResults(Protocol):
     def regions(self, job) -> list[tuple[bool, list]]:
         """Active drawn regions as (include?, [(x, y), ...] level-0 px)."""
 
+    def lock_for_signing(self, job) -> None:
+        """Row-lock the job's human layer until the transaction ends: a correction or region saved while
+        its report is signed waits, and then meets a moved version."""
+
 
 _provider: JobResults | None = None
 

@@ -28,3 +28,13 @@ def regions(job) -> list[tuple[bool, list]]:
     from viewer.models import Region
 
     return region_pairs(Region.objects.filter(slide_id=job.slide_id, deleted_at__isnull=True).only("kind", "vertices"))
+
+
+def lock_for_signing(job) -> None:
+    """The job's correction set, row-locked (cases.reports.do_sign): every correction save locks it, and
+    every region save locks the sets of every job on the slide, so neither can commit between the check
+    that the draft still states what the viewer shows and the signed documents drawn from that state."""
+    from viewer.models import CorrectionSet
+
+    CorrectionSet.objects.get_or_create(job_id=job.pk)
+    list(CorrectionSet.objects.select_for_update(of=("self",)).filter(job_id=job.pk))

@@ -120,3 +120,48 @@ def test_a_marker_changed_after_the_draft_blocks_signing(personas, job, draft):
     job.slide.save()
     with pytest.raises(ReportError, match="stained for H&E, not PD-L1"):
         do_sign(draft, personas["pathologist"], PASSWORD)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_corrections_wait_while_a_report_is_being_signed(personas, media_root):
+    """Between the draft check and the stored documents nothing may change what the report draws (PostgreSQL:
+    SQLite serialises writers anyway)."""
+    import threading
+
+    from django.db import DatabaseError, connection, connections, transaction
+
+    from cases.models import Report
+    from viewer.models import CorrectionSet
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a server database with real concurrent connections")
+    job = job_with_result(personas["case"], n=200, seed=3)
+    draft = do_create_draft(personas["case"], job, personas["pathologist"])
+    inside, release, outcome = threading.Event(), threading.Event(), {}
+    real_sign = Report.sign
+
+    def slow_sign(self, user, password):
+        inside.set()
+        release.wait(10)
+        return real_sign(self, user, password)
+
+    def sign():
+        try:
+            do_sign(draft, personas["pathologist"], PASSWORD)
+            outcome["signed"] = True
+        finally:
+            connections.close_all()
+
+    Report.sign = slow_sign
+    try:
+        signer = threading.Thread(target=sign)
+        signer.start()
+        assert inside.wait(10)
+        with pytest.raises(DatabaseError), transaction.atomic():  # a correction save would have to wait
+            CorrectionSet.objects.select_for_update(nowait=True).get(job=job)
+        release.set()
+        signer.join(10)
+    finally:
+        Report.sign = real_sign
+        release.set()
+    assert outcome == {"signed": True}
