@@ -142,13 +142,13 @@ def handle_fhir_service_request(body: bytes, user, idempotency_key: str = "") ->
     import json
 
     from integration import fhir_orders
-    from integration.orders import do_file_order
+    from integration.orders import FHIR_LOCATIONS, do_file_order
 
     statuses = {}
 
     def process() -> FiledOrder:
         _, order = fhir_orders.read_service_request(body)
-        return do_file_order(order, patient_location="ServiceRequest.subject")
+        return do_file_order(order, locations=FHIR_LOCATIONS)
 
     def answer(outcome, error, filed):
         if error is not None:

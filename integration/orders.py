@@ -141,7 +141,30 @@ def _update(instance, values: dict, what: str):
     return changed
 
 
-def do_file_order(order: OrderData, *, patient_location: str = "PID^1^3") -> FiledOrder:
+def _differs(given: str, stored: str) -> bool:
+    return bool(given and stored) and " ".join(given.split()).casefold() != " ".join(stored.split()).casefold()
+
+
+def check_same_patient(patient: Patient, data: PatientData, locations: dict):
+    """An order for a known MRN must describe that patient: another birth date, or another family *and* given
+    name, is more likely a wrong MRN than a correction, and filing it would rename someone else's record (and
+    put the case under them). A changed family name alone, or data the record lacks, are updates."""
+    if data.birth_date and patient.birth_date and data.birth_date != patient.birth_date:
+        raise OrderError(f"the birth date differs from that of patient {patient.mrn} on record: is the MRN right? "
+                         "(a correction of the patient's identity is made by the laboratory)",
+                         location=locations["birth_date"], code="207")
+    if _differs(data.family_name, patient.family_name) and _differs(data.given_name, patient.given_name):
+        raise OrderError(f"the name differs from that of patient {patient.mrn} on record: is the MRN right? "
+                         "(a correction of the patient's identity is made by the laboratory)",
+                         location=locations["name"], code="207")
+
+
+HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "accession": "ORC^1^3"}
+FHIR_LOCATIONS = {"mrn": "ServiceRequest.subject", "name": "Patient.name", "birth_date": "Patient.birthDate",
+                  "accession": "ServiceRequest.identifier"}
+
+
+def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> FiledOrder:
     """Create or update the order's Patient (by MRN) and Case (by accession). Raises OrderError."""
     from django.core.exceptions import ValidationError
 
@@ -151,17 +174,21 @@ def do_file_order(order: OrderData, *, patient_location: str = "PID^1^3") -> Fil
     created_patient = patient is None
     demographics = {"family_name": data.family_name, "given_name": data.given_name, "birth_date": data.birth_date,
                     "sex": data.sex}
+    if patient is not None and data.sex == Sex.UNKNOWN and patient.sex not in ("", Sex.UNKNOWN):
+        demographics["sex"] = ""  # "unknown" to the sender is no news: a known sex stays
     try:
         if created_patient:
             missing = [name for name in ("family_name", "birth_date") if not demographics[name]]
             if missing:
                 raise OrderError(f"a new patient needs {' and '.join(n.replace('_', ' ') for n in missing)}",
-                                 location="PID^1^5" if "family_name" in missing else "PID^1^7", code="101")
+                                 location=locations["name" if "family_name" in missing else "birth_date"],
+                                 code="101")
             patient = Patient(mrn=data.mrn, department=department,
                               **{k: v for k, v in demographics.items() if v not in ("", None)})
             patient.full_clean(exclude=["clinicians"])
             patient.save()
         else:
+            check_same_patient(patient, data, locations)
             _update(patient, demographics, f"patient {data.mrn}")
         case = Case.objects.select_for_update().filter(accession=order.accession).first()
         created_case = case is None
@@ -174,11 +201,11 @@ def do_file_order(order: OrderData, *, patient_location: str = "PID^1^3") -> Fil
         else:
             if case.patient_id != patient.pk:
                 raise OrderError(f"accession {order.accession} is already the case of another patient",
-                                 location="ORC^1^3", code="207")
+                                 location=locations["accession"], code="207")
             _update(case, {"specimen": order.specimen, "indication": order.indication,
                            "assay_clone": order.assay_clone}, f"case {order.accession}")
     except ValidationError as exc:
         raise OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v)
                                for k, v in exc.message_dict.items()),
-                         location=patient_location, code="102") from None
+                         location=locations["mrn"], code="102") from None
     return FiledOrder(patient, case, created_patient, created_case)

@@ -1,0 +1,73 @@
+"""What an order may do: it never renames another person's record, files one order per message, follows
+its order control, and is for PD-L1 (review findings, 2026-12-01). SYNTHETIC patients."""
+
+import copy
+import datetime
+
+import pytest
+
+from cases.models import Case, Patient
+from integration.inbound import handle_hl7
+from integration.models import InboundMessage
+from tests.factories import DepartmentFactory
+from tests.integration import fields, orm
+from tests.integration.test_orders_fhir import SERVICE_REQUEST, post, service  # noqa: F401  fixture
+from tests.integration.test_orders_hl7 import said
+
+
+@pytest.fixture
+def department(db, settings):
+    settings.PDL1_INTEGRATION_ORDER_DEPARTMENT = "pathology"
+    settings.PDL1_INTEGRATION_MRN_AUTHORITY = "HOSP"
+    return DepartmentFactory(code="pathology")
+
+
+def msa(answer: bytes) -> str:
+    return fields(answer, "MSA")[1]
+
+
+def identity() -> tuple:
+    return Patient.objects.values_list("family_name", "given_name", "birth_date", "sex").get()
+
+
+# --- a known MRN --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, location", [
+    (dict(birth="19900101"), "PID^1^7"),
+    (dict(family="Smith", given="Bob"), "PID^1^5"),
+    (dict(family="Smith", given="Bob", birth="19900101", sex="M"), "PID^1^7"),
+])
+def test_an_order_naming_another_person_for_a_known_mrn_changes_nothing(department, change, location):
+    handle_hl7(orm())
+    before = identity()
+    answer = handle_hl7(orm("MSG0002", accession="S26-00050", **change))
+    assert msa(answer) == "AE" and "is the MRN right" in said(answer) and fields(answer, "ERR")[2] == location
+    assert identity() == before and not Case.objects.filter(accession="S26-00050").exists()
+
+
+def test_a_known_patient_is_still_updated(department):
+    handle_hl7(orm(given="", sex="U"))
+    assert msa(handle_hl7(orm("MSG0002", family="DOE", given="Jane", sex="F"))) == "AA"  # data the record lacked
+    assert identity() == ("DOE", "Jane", datetime.date(1960, 5, 17), "female")
+    assert msa(handle_hl7(orm("MSG0003", family="Roe"))) == "AA"  # a new family name, the same given name
+    assert identity()[0] == "Roe"
+
+
+@pytest.mark.parametrize("sex", ["U", "N"])
+def test_an_unknown_sex_never_replaces_a_known_one(department, sex):
+    handle_hl7(orm(sex="F"))
+    assert msa(handle_hl7(orm("MSG0002", sex=sex))) == "AA"
+    assert identity()[3] == "female"
+
+
+def test_a_service_request_for_a_known_mrn_follows_the_same_rules(service):  # noqa: F811
+    assert post(service, SERVICE_REQUEST).status_code == 201
+    unknown = copy.deepcopy(SERVICE_REQUEST)
+    unknown["contained"][0]["gender"] = "unknown"
+    assert post(service, unknown).status_code == 200 and identity()[3] == "female"
+    born = copy.deepcopy(SERVICE_REQUEST)
+    born["contained"][0]["birthDate"] = "1970-01-01"
+    response = post(service, born)
+    assert response.status_code == 422 and response.json()["issue"][0]["expression"] == ["Patient.birthDate"]
+    assert identity()[2] == datetime.date(1958, 3, 2)
+    assert InboundMessage.objects.filter(outcome="AE").count() == 1
