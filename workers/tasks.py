@@ -227,12 +227,20 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
     if job_id is not None:
         overdue = overdue.filter(job_id=job_id)
     requeued, exhausted = [], {}
+    now, lease = timezone.now(), timedelta(seconds=settings.PDL1_BATCH_DEADLINE_SECONDS)
     with transaction.atomic():
-        for batch in overdue.select_for_update():
+        for batch in overdue.select_for_update().select_related("job"):
             if batch.attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS:  # its worker died every time: stop here
                 exhausted.setdefault(batch.job_id, _over_cap_reason(batch.index, batch.attempts))
                 continue
-            batch.status, batch.deadline = BatchStatus.PENDING, _deadline()
+            if batch.status == BatchStatus.PENDING:
+                # No worker took it since it was queued: most likely waiting behind a backlog (50 slides
+                # queued at once), else its task was lost. Looked at again after as long as the job's
+                # batches have waited, so a backlog of hours piles a few copies per batch, not one a lease.
+                waited = now - (batch.job.started_at or now)
+                batch.deadline = now + max(lease, waited)
+            else:  # its worker went silent
+                batch.status, batch.deadline = BatchStatus.PENDING, _deadline()
             batch.save(update_fields=["status", "deadline"])
             requeued.append((batch.job_id, batch.index))
         transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", j, i) for j, i in requeued])
