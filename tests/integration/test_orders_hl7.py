@@ -142,7 +142,8 @@ def test_a_patient_stated_by_a_signed_report_is_not_renamed_by_an_order(departme
     case = personas["case"]
     do_sign(do_create_draft(case, job_with_result(case, n=500), personas["pathologist"]), personas["pathologist"],
             "pw-for-tests-123")
-    answer = handle_hl7(orm(mrn=case.patient.mrn, family="Renamed", accession="S26-NEW"))
+    # The same given name: a new family name alone is an update (another whole name is refused before)
+    answer = handle_hl7(orm(mrn=case.patient.mrn, family="Renamed", given=case.patient.given_name, accession="S26-NEW"))
     assert msa(answer)[1] == "AE" and "signed report" in said(answer)
     assert not Case.objects.filter(accession="S26-NEW").exists()
     assert Patient.objects.get(pk=case.patient.pk).family_name != "Renamed"
