@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from analysis.labels import LABEL_NAMES
 from viewer.choices import CorrectionOp
-from viewer.errors import ViewerInputError
+from viewer.errors import PointAlreadyThere, ViewerInputError
 from viewer.human_layer import correction_state, locked_correction_set, read_at_one_version
-from viewer.overlay import CorrectionState, fold_corrections
+from viewer.overlay import CorrectionState, fold_corrections, nearest_live_point
 from viewer.params import (
     AddedPoint,
     CorrectionOpInput,
@@ -21,7 +21,13 @@ from viewer.params import (
     parse,
 )
 from viewer.scores import job_scores
-from viewer.stores import job_store
+from viewer.stores import job_mpp, job_store
+
+# An added point closer than this to a live point is the same cell counted twice: the merge's dedupe
+# radius (workers.pipeline DEFAULTS["dedupe_radius_um"]), so a pathologist's cell obeys the rule the
+# detector's cells were held to.  Without a pixel size, the pipeline's working 0.5 µm/px is assumed.
+ADD_MIN_DISTANCE_UM = 3.0
+ASSUMED_MPP = 0.5
 
 
 def correction_item(row) -> dict:
@@ -67,6 +73,7 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
     op = parse(CorrectionOpInput, data)["op"]
     if op == CorrectionOp.ADD:
         point = parse(AddedPoint, data, width=job.slide.width, height=job.slide.height)
+        check_free_spot(job, store, state, point["x"], point["y"])
         return {"op": op, **point}
     if op == CorrectionOp.UNDO:
         target = parse(UndoTarget, data)["target"]
@@ -97,6 +104,21 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
             raise ViewerInputError(f"the point is already {LABEL_NAMES[label]}")
         fields["label"] = label
     return fields
+
+
+def check_free_spot(job, store, state: CorrectionState, x: float, y: float) -> None:
+    """Refuse an added point within ADD_MIN_DISTANCE_UM of a live one (model detection not deleted, or an
+    earlier added point): the report would count that cell twice. The error names the point to select."""
+    mpp = job_mpp(job, store) or ASSUMED_MPP
+    found = nearest_live_point(store, state, x, y, ADD_MIN_DISTANCE_UM / mpp)
+    if found is None:
+        return
+    point, label, distance = found
+    what = f"added point {point}" if isinstance(point, str) else f"detection {point}"
+    raise PointAlreadyThere(
+        f"{what} ({LABEL_NAMES.get(label, label)}) is {distance * mpp:.1f} µm from here, closer than "
+        f"{ADD_MIN_DISTANCE_UM:g} µm: it is the same cell; select it to reclassify it instead of adding "
+        f"another", point)
 
 
 def do_add_correction(job, user, data: dict) -> dict:

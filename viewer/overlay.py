@@ -109,6 +109,24 @@ def viewport(store, state: CorrectionState, x0, y0, x1, y1, max_points: int, lay
     return out
 
 
+def nearest_live_point(store, state: CorrectionState, x: float, y: float, radius_px: float):
+    """(id, label, distance px) of the live point nearest (x, y) closer than `radius_px` (a model detection
+    not deleted, by the store's spatial index, or an added point), or None. Ids as in the overlay."""
+    best = None
+    idx = store.indices(x - radius_px, y - radius_px, x + radius_px + 1e-6, y + radius_px + 1e-6)
+    idx, labels = _apply_to_indices(store, state, idx)
+    if len(idx):
+        d = np.hypot(*(store.take(idx).xy.astype(np.float64) - (x, y)).T)
+        i = int(np.argmin(d))
+        if d[i] < radius_px:
+            best = (int(idx[i]), int(labels[i]), float(d[i]))
+    for cid, (px, py, label) in state.added.items():
+        d = math.hypot(px - x, py - y)
+        if d < radius_px and (best is None or d < best[2]):
+            best = (f"c{cid}", int(label), d)
+    return best
+
+
 def point_detail(store, state: CorrectionState, point_id: str) -> dict | None:
     """One point by id (store index or "c<correction id>"); None if it does not exist or was deleted."""
     point_id = str(point_id)

@@ -9,7 +9,7 @@ import { appendPoint, indexOfId } from "./points.js";
 import { forgetDensity, scheduleQuery } from "./queries.js";
 import { loadHotspots, loadRegions } from "./regions.js";
 import { showScores } from "./scores.js";
-import { select, showSelection } from "./selection.js";
+import { select, selectPointId, showSelection } from "./selection.js";
 import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
 
 export function loadCorrections() {
@@ -71,6 +71,12 @@ export function postCorrection(body) {
       scheduleQuery(true);
       if (S.regions.length) { loadRegions(); } // their per-region counts changed too
       return item;
+    }
+    if (res.status === 400 && body.op === "add" && res.data && res.data.point !== undefined) {
+      // A live point is already there (the same cell): nothing was saved; it is selected instead.
+      selectPointId(res.data.point);
+      setText("tool-status", describeDetail(res.data, res.status));
+      return null;
     }
     saveRefused(res, "The correction", "Someone else changed these detections.");
     return null;

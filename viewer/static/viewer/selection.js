@@ -5,6 +5,7 @@ import { fetchJSON } from "../common/api.js";
 import { sendCorrection } from "./corrections.js";
 import { pointRadius, requestDraw } from "./draw.js";
 import { affine } from "./geometry.js";
+import { indexOfId } from "./points.js";
 import { addVertex } from "./regions.js";
 import { rulerClick } from "./ruler.js";
 import { $, LABEL_NAME, NEGATIVE, POSITIVE, S, api, cfg, debug, setText } from "./state.js";
@@ -25,6 +26,15 @@ export function onCanvasClick(e) {
   if (S.editing) { return; } // vertices move by dragging; a click does nothing else meanwhile
   if (S.addMode) {
     if (!cfg.job) { return; }
+    // A click on a point already there selects it: adding another would count that cell twice (the
+    // server refuses an add within 3 µm of a live point too, and names it: selectPointId below).
+    const onPoint = hitTest(pos.x, pos.y);
+    if (onPoint >= 0) {
+      select(onPoint);
+      setText("tool-status", "A point is already here: selected instead of adding another (1/2 reclassify it).");
+      requestDraw();
+      return;
+    }
     const p = viewer.viewport.viewerElementToImageCoordinates(pos);
     if (p.x < 0 || p.y < 0 || p.x >= info.width || p.y >= info.height) { return; }
     sendCorrection({ op: "add", x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10,
@@ -57,6 +67,15 @@ function hitTest(sx, sy) {
     if (dd <= bestD) { bestD = dd; best = i; }
   }
   return best;
+}
+
+/** Select a point by its id when it is loaded (the server named it); false when it is not. */
+export function selectPointId(id) {
+  const i = indexOfId(id);
+  if (i < 0) { return false; }
+  select(i);
+  requestDraw();
+  return true;
 }
 
 export function select(i) {
