@@ -141,8 +141,11 @@ def _cwe_text(message, path: str) -> str:
 
 def read_order(message) -> OrderData:
     """An ORM^O01 or OML^O21 as OrderData (raises OrderError naming the field that is wrong)."""
-    _segment(message, "ORC")
-    _segment(message, "OBR")
+    for name in ("ORC", "OBR"):
+        _segment(message, name)
+        if len(message.segments(name)) > 1:  # only the first was read, and AA said all were filed
+            raise OrderError(f"the message holds {len(message.segments(name))} {name} segments: send one order "
+                             "per message", location=f"{name}^2", code="100", reject=True)
     control = text_at(message, "ORC.F1").strip()
     if control not in ("NW", "XO", "SC"):
         raise OrderError(f"order control {control or '(empty)'} (ORC-1) is not accepted: send NW (new) or XO "

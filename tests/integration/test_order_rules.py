@@ -71,3 +71,15 @@ def test_a_service_request_for_a_known_mrn_follows_the_same_rules(service):  # n
     assert response.status_code == 422 and response.json()["issue"][0]["expression"] == ["Patient.birthDate"]
     assert identity()[2] == datetime.date(1958, 3, 2)
     assert InboundMessage.objects.filter(outcome="AE").count() == 1
+
+
+# --- one order per message ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [
+    ["ORC|NW|PLC-78|S26-00043", "OBR|2|PLC-78|S26-00043|85147-7^PD-L1 22C3^LN|||||||||lung_squamous"],
+    ["OBR|2|PLC-77|S26-00042|85147-7^PD-L1 22C3^LN"],
+])
+def test_a_message_with_more_than_one_order_is_refused(department, extra):
+    answer = handle_hl7(orm(extra=extra))
+    assert msa(answer) == "AR" and "one order per message" in said(answer)
+    assert Case.objects.count() == 0 and Patient.objects.count() == 0
