@@ -46,10 +46,16 @@ def _riding_out_outages(stage):
     return task
 
 
+# Row locks are taken job first, then its batches. A query that joins (the slide, the job) locks only its
+# own rows (FOR UPDATE OF, PostgreSQL): locking the job too from a batch would take them in the other
+# order, and a batch leased while another records its result deadlocked.
+_ROW = ("self",)
+
+
 def _current(job_id: int, status: str, attempt: int) -> AnalysisJob | None:
     """The job, row-locked, if it is still in `status` on `attempt`; None when it moved on while we
     computed (cancelled, failed, retried, or finished by a duplicate delivery)."""
-    job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
+    job = AnalysisJob.objects.select_for_update(of=_ROW).select_related("slide").get(pk=job_id)
     return job if job.status == status and job.attempt == attempt else None
 
 
@@ -60,7 +66,7 @@ def _start_stage(job_id: int, status: str) -> AnalysisJob | None:
     so far went silent (the job fails with the reason). Waiting in the queue never counts: 50 slides
     queued at once keep a merge waiting for hours."""
     with transaction.atomic():
-        job = AnalysisJob.objects.select_for_update().select_related("slide").get(pk=job_id)
+        job = AnalysisJob.objects.select_for_update(of=_ROW).select_related("slide").get(pk=job_id)
         if job.status != status:
             return None  # already done by an earlier delivery, or cancelled
         started = StageStart.holds(job)
@@ -134,7 +140,7 @@ def _split(job: AnalysisJob) -> None:
 @_riding_out_outages
 def detect_batch(job_id: int, index: int) -> None:
     with transaction.atomic():
-        batch = JobBatch.objects.select_for_update().select_related("job__slide").get(job_id=job_id, index=index)
+        batch = JobBatch.objects.select_for_update(of=_ROW).select_related("job__slide").get(job_id=job_id, index=index)
         if batch.job.status != JobStatus.RUNNING or batch.status == BatchStatus.DONE:
             return  # cancelled or failed meanwhile, or a redelivered duplicate of a finished batch
         own = batch.status == BatchStatus.LEASED and (job_id, batch.job.attempt, index, batch.attempts) in _own_leases
@@ -229,9 +235,9 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
     requeued, exhausted = [], {}
     now, lease = timezone.now(), timedelta(seconds=settings.PDL1_BATCH_DEADLINE_SECONDS)
     with transaction.atomic():
-        for batch in overdue.select_for_update().select_related("job"):
+        for batch in overdue.select_for_update(of=_ROW).select_related("job"):
             if batch.attempts >= settings.PDL1_BATCH_MAX_ATTEMPTS:  # its worker died every time: stop here
-                exhausted.setdefault(batch.job_id, _over_cap_reason(batch.index, batch.attempts))
+                exhausted.setdefault(batch.job_id, (_over_cap_reason(batch.index, batch.attempts), batch.job.attempt))
                 continue
             if batch.status == BatchStatus.PENDING:
                 # No worker took it since it was queued: most likely waiting behind a backlog (50 slides
@@ -244,8 +250,8 @@ def requeue_overdue_batches(job_id: int | None = None) -> int:
             batch.save(update_fields=["status", "deadline"])
             requeued.append((batch.job_id, batch.index))
         transaction.on_commit(lambda: [enqueue("workers.tasks.detect_batch", j, i) for j, i in requeued])
-    for failed_job, reason in exhausted.items():  # the job row is locked after the batches' lock is let go
-        _fail(failed_job, reason)
+    for failed_job, (reason, attempt) in exhausted.items():  # the job row is locked after the batches' lock is let go
+        _fail(failed_job, reason, attempt=attempt)  # a cancel and retry meanwhile: not the new attempt's failure
     if requeued:
         log.warning("requeued overdue batches %s", requeued)
     return len(requeued)
