@@ -8,7 +8,7 @@ import { clearHistory, recordEdit } from "./history.js";
 import { appendPoint, indexOfId } from "./points.js";
 import { forgetDensity, scheduleQuery } from "./queries.js";
 import { loadHotspots, loadRegions } from "./regions.js";
-import { showScores } from "./scores.js";
+import { clearScores, showScores } from "./scores.js";
 import { select, selectPointId, showSelection } from "./selection.js";
 import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
 
@@ -17,7 +17,10 @@ export function loadCorrections() {
   if (!job) { return Promise.resolve(); }
   return fetchJSON(api.corrections(job)).then((res) => {
     if (!res.ok) {
-      setText("corrections-line", "Corrections unavailable: " + describeDetail(res.data, res.status));
+      // No corrected scores (e.g. 503: the detections cannot be read): nothing stays up in their place.
+      const reason = describeDetail(res.data, res.status);
+      clearScores("Scores unavailable: " + reason);
+      setText("corrections-line", "Corrections unavailable: " + reason);
       return;
     }
     S.corrections.version = debug.correctionsVersion = res.data.version;
@@ -25,7 +28,10 @@ export function loadCorrections() {
     showScores(res.data.scores);
     showCorrectionsLine();
     showCarryOver(res.data.carry_over);
-  }).catch((err) => { setText("corrections-line", "Corrections unavailable: " + err); });
+  }).catch((err) => {
+    clearScores("Scores unavailable: " + err);
+    setText("corrections-line", "Corrections unavailable: " + err);
+  });
 }
 
 export function showCorrectionsLine() {

@@ -27,7 +27,7 @@ import { bindRegionTools, finishRegion, loadRegions, onEditDoubleClick, onEditDr
          postRegion, removeRegion } from "./regions.js";
 import { bindRuler } from "./ruler.js";
 import { bindMagnificationButtons, goToMagnification, updateScalebar } from "./scalebar.js";
-import { showInitialScores } from "./scores.js";
+import { clearScores } from "./scores.js";
 import { onCanvasClick } from "./selection.js";
 import { $, S, api, cfg, debug, reportError } from "./state.js";
 
@@ -128,7 +128,8 @@ function start() {
   }).catch((err) => { reportError("The slide information could not be loaded: " + err); });
 
   bindLayerToggles();
-  showInitialScores();
+  // "—" until the server's corrected scores arrive (loadCorrections): never the uncorrected summary.
+  clearScores(cfg.job ? "Loading the corrected scores…" : "");
   bindCorrectionTools();
   bindRegionTools();
   bindHistory();

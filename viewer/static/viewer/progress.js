@@ -4,7 +4,7 @@
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { requestDraw } from "./draw.js";
 import { resetDetections } from "./queries.js";
-import { showScores } from "./scores.js";
+import { clearScores } from "./scores.js";
 import { $, S, api, debug, cfg, setText } from "./state.js";
 
 const POLL_MS = 1500;
@@ -217,7 +217,9 @@ function finish(pr, state) {
   $("start-job").hidden = false;
   if (state.status === "done") {
     setText("job-line", "Job " + state.job + " · done");
-    if (state.summary) { showScores(state.summary); }
+    // The job's summary is uncorrected and slide-wide; the scores come from its corrections (carried ones
+    // included) and the slide's regions, which resetDetections loads.
+    clearScores("Loading the corrected scores…");
     resetDetections(state.job);
   } else {
     var err = $("job-error");

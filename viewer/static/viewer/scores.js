@@ -1,17 +1,35 @@
-/* The Scores block: counts, TPS, its 95 % interval, category and the near-cut-off flag. */
+/* The Scores block: counts, TPS, its 95 % interval, category and the near-cut-off flag.
+ *
+ * Only the server's corrected scores are shown (GET/POST corrections, regions: viewer.scores.job_scores,
+ * the numbers the report states). Until they arrive, or when they cannot be read, the block shows "—"
+ * and why: never the job's uncorrected whole-slide summary, nor a category computed here. */
 
 import { $, formatNumber, setText } from "./state.js";
 
-function tpsCategory(value) {
-  // Mirrors analysis.scoring.tps_category (22C3 NSCLC cut-offs) for a summary without a category key.
-  if (value === null || value === undefined) { return null; }
-  if (value < 1) { return "TPS < 1%"; }
-  if (value < 50) { return "TPS 1-49%"; }
-  return "TPS >= 50%";
+const SCORE_CELLS = ["count-positive", "count-negative", "tps", "tps-interval", "tps-category"];
+
+function showStatus(message) {
+  const el = $("scores-status");
+  if (!el) { return; }
+  el.hidden = !message;
+  el.textContent = message || "";
+}
+
+/** Empty the block ("—" everywhere) and say why: loading, or the server's reason for not answering. */
+export function clearScores(reason) {
+  SCORE_CELLS.forEach((id) => { setText(id, "—"); });
+  const intervalEl = $("tps-interval");
+  if (intervalEl) { intervalEl.title = ""; }
+  ["near-cutoff", "cut-note"].forEach((id) => {
+    const el = $(id);
+    if (el) { el.hidden = true; el.textContent = ""; }
+  });
+  showStatus(reason);
 }
 
 export function showScores(scores) {
   if (!scores) { return; }
+  showStatus("");
   const counts = scores.counts || {};
   setText("count-positive", formatNumber(counts.positive));
   setText("count-negative", formatNumber(counts.negative));
@@ -20,9 +38,9 @@ export function showScores(scores) {
   setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(2) + " %");
   // The server's category is the one the report states (the case's cut-off table); null where the report
   // states none (research use, too few cells, a clone without cut-offs) stays "—".
-  setText("tps-category", ("tps_category" in scores ? scores.tps_category : tpsCategory(tps)) || "—");
+  setText("tps-category", scores.tps_category || "—");
   // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
-  // the server computes both (viewer.services.job_scores); a summary without them shows "—".
+  // the server computes both (viewer.scores.job_scores); scores without them show "—".
   const interval = scores.tps_interval;
   const intervalEl = $("tps-interval");
   if (intervalEl) {
@@ -39,13 +57,5 @@ export function showScores(scores) {
   if (cutNote && "cut_note" in scores) {
     cutNote.hidden = !scores.cut_note;
     cutNote.textContent = scores.cut_note || "";
-  }
-}
-
-/** The finished job's summary rendered into the page (json_script), shown before any request. */
-export function showInitialScores() {
-  const summaryEl = $("viewer-job-summary");
-  if (summaryEl) {
-    try { showScores(JSON.parse(summaryEl.textContent)); } catch (e) { /* no summary yet */ }
   }
 }
