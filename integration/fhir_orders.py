@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, check_text, clone_of, indication_of
+from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 FILLER_TYPES, PLACER_TYPES = ("ACSN", "FILL"), ("PLAC",)
@@ -106,7 +106,7 @@ def read_service_request(body: bytes):
     if not specimen:
         specimen = ", ".join(_texts(request.bodySite)[:1])
     indication = indication_of(*_texts(request.reasonCode), location="ServiceRequest.reasonCode")
-    clone = clone_of(*_texts([request.code]))
+    clone = assay_of(*_texts([request.code] if request.code else []), location="ServiceRequest.code")
     order = OrderData(patient=_patient(request), accession=accession, specimen=specimen[:200], indication=indication,
                       assay_clone=clone)
     for location, text in (("Patient.identifier", order.patient.mrn), ("Patient.name", order.patient.family_name),

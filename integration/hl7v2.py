@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import hl7
 from pdl1site.conf import settings
 
-from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, check_text, clone_of, indication_of,
+from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of,
                                 parse_date)
 
 ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
@@ -22,7 +22,8 @@ ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": 
 LOINC_PDL1 = "85147-7"  # PD-L1 by clone 22C3 (cases.reports.LOINC_PDL1_22C3)
 HL7_ERRORS = {"100": "Segment sequence error", "101": "Required field missing", "102": "Data type error",
               "103": "Table value not found", "200": "Unsupported message type", "201": "Unsupported event code",
-              "203": "Unsupported version id", "207": "Application internal error"}
+              "203": "Unsupported version id", "204": "Unknown key identifier",
+              "207": "Application internal error"}
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,10 @@ def read_order(message) -> OrderData:
             raise OrderError(f"the message holds {len(message.segments(name))} {name} segments: send one order "
                              "per message", location=f"{name}^2", code="100", reject=True)
     control = text_at(message, "ORC.F1").strip()
-    if control not in ("NW", "XO", "SC"):
+    if control not in ("NW", "XO"):  # SC (a status change) orders nothing
         raise OrderError(f"order control {control or '(empty)'} (ORC-1) is not accepted: send NW (new) or XO "
-                         "(change); cancellations are made by the laboratory", location="ORC^1^1", code="103",
-                         reject=True)
+                         "(change); cancellations and status changes are made by the laboratory", location="ORC^1^1",
+                         code="103", reject=True)
     filler = _one(message, "ORC.F3.R1.C1", "OBR.F3.R1.C1", location="OBR^1^3", what="filler order numbers")
     placer = _one(message, "ORC.F2.R1.C1", "OBR.F2.R1.C1", location="OBR^1^2", what="placer order numbers")
     accession = filler or placer
@@ -175,10 +176,9 @@ def read_order(message) -> OrderData:
     dg1 = _cwe_text(message, "DG1.F3.R1") if has_segment(message, "DG1") else ""
     indication = indication_of(text_at(message, "OBR.F13").strip(), dg1,
                                location="OBR^1^13" if text_at(message, "OBR.F13").strip() else "DG1^1^3")
-    clone = clone_of(text_at(message, "OBR.F4.R1.C1"), text_at(message, "OBR.F4.R1.C2"), text_at(message, "OBR.F4.R1.C4"),
-                     text_at(message, "OBR.F4.R1.C5"))
+    clone = assay_of(*(text_at(message, f"OBR.F4.R1.C{c}") for c in (1, 2, 4, 5)), location="OBR^1^4")
     return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
-                     assay_clone=clone)
+                     assay_clone=clone, change=control == "XO")
 
 
 # --- answers -------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class OrderData:
     specimen: str = ""
     indication: str = ""  # an Indication value, or "" when not given
     assay_clone: str = ""  # an AssayClone value, or "" when not given
+    change: bool = False  # a change to a known case (HL7 XO), never a new one
     notes: list[str] = field(default_factory=list)
 
 
@@ -105,6 +106,26 @@ def clone_of(*texts: str) -> str:
     return ""
 
 
+def _names_pdl1(text: str) -> bool:
+    letters = "".join(c for c in text.upper() if c.isalnum())
+    return any(name in letters for name in ("PDL1", "CD274", "B7H1"))  # the protein, its gene, its old name
+
+
+def assay_of(*texts: str, location: str) -> str:
+    """The AssayClone an order's test code or text names ("" when it names PD-L1 but no clone). An order for
+    another test (HER2, say) is refused: filed as a PD-L1 case with clone "other", it would be stained and
+    reported as PD-L1."""
+    clone = clone_of(*texts)
+    if clone or any(_names_pdl1(t) for t in texts if t):
+        return clone
+    given = " / ".join(t.strip() for t in texts if t and t.strip())
+    if not given:
+        raise OrderError("no test is ordered: order PD-L1 (LOINC 85147-7, or a code or text that names PD-L1)",
+                         location=location, code="101")
+    raise OrderError(f"the ordered test {given[:80]!r} is not PD-L1: this platform reports PD-L1 only (LOINC "
+                     "85147-7, or a code or text that names PD-L1 or its clone)", location=location, code="103")
+
+
 def parse_date(text: str, location: str) -> datetime.date | None:
     text = (text or "").strip()
     if not text:
@@ -159,9 +180,10 @@ def check_same_patient(patient: Patient, data: PatientData, locations: dict):
                          location=locations["name"], code="207")
 
 
-HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "accession": "ORC^1^3"}
+HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "accession": "ORC^1^3",
+                 "control": "ORC^1^1"}
 FHIR_LOCATIONS = {"mrn": "ServiceRequest.subject", "name": "Patient.name", "birth_date": "Patient.birthDate",
-                  "accession": "ServiceRequest.identifier"}
+                  "accession": "ServiceRequest.identifier", "control": "ServiceRequest.intent"}
 
 
 def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> FiledOrder:
@@ -192,6 +214,9 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
             _update(patient, demographics, f"patient {data.mrn}")
         case = Case.objects.select_for_update().filter(accession=order.accession).first()
         created_case = case is None
+        if created_case and order.change:
+            raise OrderError(f"there is no case with accession {order.accession} to change (order control XO): "
+                             "send a new order (NW)", location=locations["control"], code="204")
         if created_case:
             case = Case(accession=order.accession, patient=patient, department=department,
                         indication=order.indication or Indication.OTHER,

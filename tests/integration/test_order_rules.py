@@ -83,3 +83,55 @@ def test_a_message_with_more_than_one_order_is_refused(department, extra):
     answer = handle_hl7(orm(extra=extra))
     assert msa(answer) == "AR" and "one order per message" in said(answer)
     assert Case.objects.count() == 0 and Patient.objects.count() == 0
+
+
+# --- order control and the test ordered ---------------------------------------------------------------
+
+def test_a_status_change_is_not_an_order(department):
+    answer = handle_hl7(orm(control="SC", accession="SC-1"))
+    assert msa(answer) == "AR" and fields(answer, "ERR")[2] == "ORC^1^1" and "order control SC" in said(answer)
+    handle_hl7(orm("MSG0002"))
+    answer = handle_hl7(orm("MSG0003", control="SC", clone="PDL1^PD-L1 SP142^L"))  # for a known case too
+    assert msa(answer) == "AR" and Case.objects.get().assay_clone == "22C3"
+    assert list(Case.objects.values_list("accession", flat=True)) == ["S26-00042"]
+
+
+def test_a_change_needs_a_known_case(department):
+    answer = handle_hl7(orm(control="XO", accession="XO-1", mrn="55"))
+    assert msa(answer) == "AE" and "no case with accession XO-1" in said(answer)
+    assert fields(answer, "ERR")[2:4] == ["ORC^1^1", "204^Unknown key identifier^HL70357"]
+    assert Case.objects.count() == 0 and Patient.objects.count() == 0
+    assert msa(handle_hl7(orm("MSG0002", accession="XO-1", mrn="55"))) == "AA"  # NW creates it
+    assert msa(handle_hl7(orm("MSG0003", control="XO", accession="XO-1", mrn="55",
+                              clone="PDL1^PD-L1 SP263^L"))) == "AA"
+    assert Case.objects.get().assay_clone == "SP263"
+
+
+@pytest.mark.parametrize("clone, code, words", [
+    ("HER2^HER2 IHC^L", "103", "'HER2 / HER2 IHC' is not PD-L1"),
+    ("", "101", "no test is ordered"),
+])
+def test_an_order_for_another_test_is_refused(department, clone, code, words):
+    answer = handle_hl7(orm(clone=clone))
+    assert msa(answer) == "AE" and words in said(answer), answer
+    assert fields(answer, "ERR")[2] == "OBR^1^4" and fields(answer, "ERR")[3].startswith(code)
+    assert Case.objects.count() == 0
+
+
+@pytest.mark.parametrize("clone, assay", [
+    ("85147-7^PD-L1 22C3^LN", "22C3"), ("85147-7", "22C3"), ("PDL1^PD-L1 IHC SP263^L", "SP263"),
+    ("X1^PD-L1 IHC^L", "other"), ("CD274^CD274 IHC^99LAB", "other"), ("L7^IHC^L^^SP142", "SP142"),
+    ("L8^28-8 IHC^L", "28-8"),
+])
+def test_pd_l1_orders_are_accepted(department, clone, assay):
+    assert msa(handle_hl7(orm(clone=clone))) == "AA"
+    assert Case.objects.get().assay_clone == assay
+
+
+@pytest.mark.parametrize("code, words", [({"text": "HER2 IHC"}, "is not PD-L1"), (None, "no test is ordered")])
+def test_a_service_request_for_another_test_is_refused(service, code, words):  # noqa: F811
+    body = copy.deepcopy(SERVICE_REQUEST)
+    body.pop("code") if code is None else body.update(code=code)
+    response = post(service, body)
+    assert response.status_code == 422 and words in response.json()["issue"][0]["diagnostics"]
+    assert Case.objects.count() == 0
