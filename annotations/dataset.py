@@ -29,17 +29,23 @@ DATASET_FORMAT, DATASET_VERSION = "pdl1-point-dataset", 1
 
 
 def split_by_slide(slide_keys, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, str]:
-    """Deterministic train/val/test per slide (pure): fields of one slide never straddle splits."""
-    keys = sorted(set(slide_keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
-    n = len(keys)
-    n_test = int(round(n * test)) if n >= 3 else 0
-    n_val = int(round(n * val)) if n >= 2 else 0
-    if n - n_test - n_val < 1:
-        n_val = max(min(n_val, n - 1 - n_test), 0)
-    out = {}
-    for i, k in enumerate(keys):
-        out[k] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    """Deterministic train/val/test per slide (pure): fields of one slide never straddle splits.
+
+    A slide's split follows from its own hash alone (test below `test`, val below `test + val`), so
+    accepting more slides never moves one: a split by rank in the hash order did, and a slide an earlier
+    model trained on became a later model's validation slide. When no slide would be left to train on
+    (a handful of slides), all are train: nothing is held out then, and those slides may move to val or
+    test once others arrive (a model trained on them has no held-out fields to be promoted on)."""
+    keys = set(slide_keys)
+    out = {k: _split_of(k, val, test, seed) for k in keys}
+    if keys and "train" not in out.values():
+        return dict.fromkeys(keys, "train")
     return out
+
+
+def _split_of(key, val: float, test: float, seed: int) -> str:
+    u = int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:16], 16) / 16**16  # uniform in [0, 1)
+    return "test" if u < test else "val" if u < test + val else "train"
 
 
 def split_groups(slides) -> dict[int, str]:
