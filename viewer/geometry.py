@@ -3,6 +3,7 @@ an outline is a valid polygon, and its area."""
 
 from __future__ import annotations
 
+from shapely import unary_union
 from shapely.geometry import MultiPoint, Polygon
 
 from analysis.regions import Regions, covered, polygon, regions_from_pairs  # noqa: F401  re-exported
@@ -28,6 +29,17 @@ def area_mm2(vertices, mpp_x: float | None, mpp_y: float | None = None) -> float
     if not mpp_x:
         return None
     return Polygon(vertices).area * float(mpp_x) * float(mpp_y or mpp_x) / 1e6
+
+
+def counted_area_mm2(vertices, exclude, mpp_x: float | None, mpp_y: float | None = None) -> float | None:
+    """The area in mm² of the polygon less the union of the `exclude` polygons (what of it counts); None
+    without a pixel size."""
+    if not mpp_x:
+        return None
+    shape = Polygon(vertices)
+    if exclude:
+        shape = shape.difference(unary_union(list(exclude)))
+    return shape.area * float(mpp_x) * float(mpp_y or mpp_x) / 1e6
 
 
 def region_pairs(rows) -> list[tuple[bool, list]]:

@@ -1,6 +1,7 @@
 """Drawn include (tumour area) and exclude (necrosis, artefact, control tissue) regions: validation,
 saving and soft deletion with the corrections' optimistic concurrency, and each region's own counts,
-TPS and area (the corrected points inside its outline; mm² at the job's pixel size)."""
+TPS and area (the corrected points inside its outline, an include region's less the active exclusions;
+mm² at the job's pixel size)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from analysis.labels import NEGATIVE, POSITIVE
 from analysis.scoring import stated_pct, tps
 from viewer.choices import INCLUDE_REGION_KINDS
 from viewer.errors import ViewerInputError
-from viewer.geometry import area_mm2, covered, outline_problem, polygon, regions_from_rows
+from viewer.geometry import (
+    Regions, area_mm2, counted_area_mm2, covered, outline_problem, polygon, regions_from_rows,
+)
 from viewer.human_layer import (
-    bump_all, correction_state, locked_slide_correction_sets, read_at_one_version,
+    bump_all, correction_state, job_regions, locked_slide_correction_sets, read_at_one_version,
 )
 from viewer.overlay import corrected_points
 from viewer.params import RegionInput, check_base_version, parse
@@ -32,22 +35,39 @@ def region_item(row) -> dict:
             "deleted_at": row.deleted_at.isoformat() if row.deleted_at else None}
 
 
-def region_stats(vertices, xy: np.ndarray, labels: np.ndarray, mpp: float | None) -> dict:
-    """Tumour cells inside the outline (corrected points; a point on it counts), their TPS (None
-    without tumour cells) and the area in mm² (None without a pixel size)."""
-    inside = labels[covered(polygon(vertices), np.asarray(xy, np.float64).reshape(-1, 2))]
+def region_stats(vertices, xy: np.ndarray, labels: np.ndarray, mpp: float | None, include: bool = True,
+                 exclude=()) -> dict:
+    """Tumour cells of the region (corrected points; a point on an outline is inside it), their TPS (None
+    without tumour cells) and the area in mm² (None without a pixel size).
+
+    An include region counts what the slide's score counts of it: its outline less the active `exclude`
+    polygons (a necrosis hole inside a tumour area is neither counted nor measured), as Regions.mask does.
+    An exclude region reports what it takes out: everything inside its outline. outline_area_mm2 is the
+    outline's own area either way."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    inside = covered(polygon(vertices), xy)
+    holes = list(exclude) if include else []
+    for hole in holes:
+        if inside.any():
+            inside &= ~covered(hole, xy)
+    inside = labels[inside]
     positive, negative = int((inside == POSITIVE).sum()), int((inside == NEGATIVE).sum())
-    value, area = tps(positive, negative), area_mm2(vertices, mpp)
+    value = tps(positive, negative)
+    area, outline = counted_area_mm2(vertices, holes, mpp), area_mm2(vertices, mpp)
     return {"counts": {"positive": positive, "negative": negative},
             "tps": stated_pct(value),
-            "area_mm2": None if area is None else round(area, 6)}
+            "area_mm2": None if area is None else round(area, 6),
+            "outline_area_mm2": None if outline is None else round(outline, 6)}
 
 
-def region_items(job, store, rows, state=None) -> list[dict]:
-    """region_item of each row with its region_stats, the job's corrected points read once."""
+def region_items(job, store, rows, state=None, regions: Regions | None = None) -> list[dict]:
+    """region_item of each row with its region_stats, the job's corrected points read once; `regions`: the
+    slide's active regions, whose exclusions an include region's stats leave out (read when not given)."""
     xy, labels = corrected_points(store, state if state is not None else correction_state(job))
     mpp = job_mpp(job, store)
-    return [{**region_item(row), **region_stats(row.vertices, xy, labels, mpp)} for row in rows]
+    exclude = (regions if regions is not None else job_regions(job)).exclude
+    return [{**region_item(row), **region_stats(row.vertices, xy, labels, mpp, row.kind in INCLUDE_REGION_KINDS,
+                                                exclude)} for row in rows]
 
 
 def check_region(job, data: dict) -> dict:
@@ -69,8 +89,8 @@ def regions_overview(job, include_deleted: bool = False) -> dict:
 
     def read():
         rows = list(query.all())
-        state = correction_state(job)
-        return region_items(job, store, rows, state), job_scores(job, store, state, regions=regions_from_rows(rows))
+        state, regions = correction_state(job), regions_from_rows(rows)  # active ones only
+        return region_items(job, store, rows, state, regions), job_scores(job, store, state, regions=regions)
 
     version, (items, scores) = read_at_one_version(job, read)
     return {"version": version, "items": items, "scores": scores}

@@ -38,10 +38,16 @@ export function areaMm2(vertices) {
 
 function regionFacts(r) {
   // Counts and TPS per region come from the server when it gives them (the viewer API's region
-  // items); the area is the polygon's, in mm², with the server's value preferred.
+  // items); the area is the polygon's, in mm², with the server's value preferred. A tumour area's counts,
+  // TPS and area leave out the exclusions inside it (viewer.regions.region_stats): both areas are shown then.
   const parts = [r.vertices.length + " vertices"];
   const area = r.area_mm2 !== undefined && r.area_mm2 !== null ? r.area_mm2 : areaMm2(r.vertices);
-  if (area !== null) { parts.push(area.toFixed(area < 0.1 ? 4 : 3) + " mm²"); }
+  const mm2 = (a) => a.toFixed(a < 0.1 ? 4 : 3) + " mm²";
+  if (area !== null) {
+    const outline = r.outline_area_mm2;
+    parts.push(outline !== undefined && outline !== null && outline !== area
+      ? mm2(area) + " counted (" + mm2(outline) + " outlined, less exclusions)" : mm2(area));
+  }
   const counts = r.counts || null;
   if (counts && counts.positive !== undefined) {
     parts.push(counts.positive + " positive, " + counts.negative + " negative");
