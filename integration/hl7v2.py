@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import hl7
 from pdl1site.conf import settings
 
-from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of,
-                                parse_date)
+from integration import hl7text
+from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of
 
 ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
 ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": "latin-1"}
@@ -82,9 +82,17 @@ def value_at(message, path: str) -> str:
 
 
 def text_at(message, path: str) -> str:
-    """value_at for what an order says: its unescaped value, refused (AE) where it holds a control character
-    (a \\X00\\ escape is a NUL once unescaped, which the check on the raw bytes cannot see)."""
-    return check_text(value_at(message, path), *where(path))
+    """What an order says at an accessor path: unescaped strictly (hl7text), refused (AE) where an escape
+    cannot be read or the value holds a control character (a \\X00\\ escape is a NUL once unescaped,
+    which the check on the raw bytes cannot see)."""
+    location, name = where(path)
+    charset = ENCODINGS.get(hl7text.leaf(message, "MSH.F18").strip().upper(), "utf-8")
+    try:
+        text = hl7text.unescape(hl7text.leaf(message, path), separators=message.separators, esc=message.esc,
+                                charset=charset)
+    except ValueError as exc:
+        raise OrderError(f"{name}: {exc}", location=location, code="102") from None
+    return check_text(text, location, name)
 
 
 def where(path: str) -> tuple[str, str]:
@@ -160,7 +168,7 @@ def read_order(message) -> OrderData:
                          "(ORC-2/OBR-2)", location="ORC^1^3", code="101")
     patient = PatientData(
         mrn=_mrn(message), family_name=text_at(message, "PID.F5.R1.C1").strip(), given_name=text_at(message, "PID.F5.R1.C2").strip(),
-        birth_date=parse_date(text_at(message, "PID.F7.R1.C1"), "PID^1^7"))
+        birth_date=_birth_date(text_at(message, "PID.F7.R1.C1")))
     sex = text_at(message, "PID.F8").strip().upper()
     if sex:
         if sex not in SEX_CODES:
@@ -179,6 +187,14 @@ def read_order(message) -> OrderData:
     clone = assay_of(*(text_at(message, f"OBR.F4.R1.C{c}") for c in (1, 2, 4, 5)), location="OBR^1^4")
     return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
                      assay_clone=clone, change=control == "XO")
+
+
+def _birth_date(text: str):
+    try:
+        return hl7text.parse_date(text)
+    except ValueError as exc:
+        raise OrderError(f"{text!r} is not a date: {exc}",
+                         location="PID^1^7", code="102") from None
 
 
 # --- answers -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ message and its answer in the same transaction, and rolls the changes back when 
 from __future__ import annotations
 
 import datetime
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -127,15 +128,16 @@ def assay_of(*texts: str, location: str) -> str:
 
 
 def parse_date(text: str, location: str) -> datetime.date | None:
+    """A FHIR date (YYYY-MM-DD, the whole of it: a year or a month alone is no birth date); None when empty."""
     text = (text or "").strip()
     if not text:
         return None
-    for length, pattern in ((10, "%Y-%m-%d"), (8, "%Y%m%d")):
-        try:
-            return datetime.datetime.strptime(text[:length], pattern).date()
-        except ValueError:
-            continue
-    raise OrderError(f"{text!r} is not a date (YYYYMMDD)", location=location, code="102")
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):  # fromisoformat alone also takes 19600517, 1960-W20-1
+            return datetime.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise OrderError(f"{text!r} is not a date (YYYY-MM-DD)", location=location, code="102")
 
 
 # --- filing ----------------------------------------------------------------------------------------
