@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test test-embedded serve worker clean
+.PHONY: setup run embedded-only test test-embedded serve worker clean
 
 # Install pinned requirements into .venv and the pinned browser assets (OpenSeadragon, from the npm
 # registry: package-lock.json) into node_modules; each re-runs only when its lock file changes.
@@ -27,10 +27,16 @@ var/secret_key:
 	$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
 	chmod 600 $@
 
+# `make run` loads the demo users, whose passwords (admin's too) are published: never into a server
+# database. Checked first, before anything is installed or migrated (environment or `make run DATABASE_URL=`).
+embedded-only:
+	$(if $(DATABASE_URL),$(error make run is the embedded demo (SQLite, demo users with published passwords) and \
+	DATABASE_URL is set: unset it, or run a deployment as README.md, "Configuration", says))
+
 # Embedded demo: SQLite, ORM broker, no Redis. Serves on http://$(HOST):$(PORT)/ with one analysis
 # worker and one training worker (its own queue: analysis never waits behind a training run).
 run: export SECRET_KEY = $(file < var/secret_key)
-run: setup var/secret_key
+run: embedded-only setup var/secret_key
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py load_demo

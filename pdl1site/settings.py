@@ -22,6 +22,9 @@ DEBUG = env_bool("DEBUG", False)
 
 _DEV_SECRET = "dev-only-insecure-key-never-use-in-production"
 _PRODUCTION = bool(env_str("DATABASE_URL"))  # a server database: a deployment, whatever DEBUG says
+# The embedded demo's own database (DATABASE_URL unset: SQLite under PDL1_VAR_DIR). Only there does
+# `manage.py load_demo` create its users with the passwords README.md publishes, unless --not-production.
+EMBEDDED_DEFAULT_DATABASE = not _PRODUCTION
 # The public development key only on a developer's embedded site: with DATABASE_URL set a forgotten
 # SECRET_KEY stops start-up even with DEBUG on (sessions and signed tokens would be forgeable).
 SECRET_KEY = env_str("SECRET_KEY")

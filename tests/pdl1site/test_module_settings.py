@@ -20,7 +20,7 @@ APPS = ("slideio", "analysis", "cases", "workers", "viewer", "annotations", "int
 # Settings of the libraries the module builds on (django-axes, DRF), read by the apps too.
 LIBRARY_SETTINGS = {"AXES_HTTP_RESPONSE_CODE", "AXES_COOLOFF_TIME", "REST_FRAMEWORK"}
 # The standalone site's own, read only by its demo loader (workers/management/commands/load_demo.py).
-SITE_ONLY = {"BASE_DIR"}
+SITE_ONLY = {"BASE_DIR", "EMBEDDED_DEFAULT_DATABASE"}
 
 
 def unprefixed_reads(source: str) -> list[str]:

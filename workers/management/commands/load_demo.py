@@ -5,6 +5,11 @@ demo/PDL1_DEMO_LICENCE.md), analysed here with the default detector so the first
 detections; the second is an H&E region kept only to show another format.
 Idempotent: running it again changes nothing that exists and never analyses the PD-L1 slide twice.
 The demo passwords are printed and are for a local demonstration only.
+
+Because those passwords are published (README.md), it refuses, before writing anything, a database that is
+not the embedded demo's own (DATABASE_URL set) unless --not-production says it is a scratch one, and a
+demo user name that exists but is not a demo user it made (it would have been given a role and the demo
+department).
 """
 
 import datetime
@@ -39,10 +44,44 @@ DEMO_USERS = [
 ]
 
 
-class Command(BaseCommand):
-    help = "Load the demo department, users and a case with a real PD-L1 IHC slide (analysed) and an H&E slide."
+# How load_demo names the users it creates (first name: the role's label): a user of a demo user name
+# without these names was made by someone else and is never given a demo role or department.
+DEMO_LAST_NAME = "Demo"
 
-    def handle(self, *args, **options):
+
+def is_demo_user(user, role) -> bool:
+    return user.first_name == str(role.label) and user.last_name == DEMO_LAST_NAME
+
+
+def embedded_default_database() -> bool:
+    """Whether this is the embedded demo's own database (pdl1site.settings: DATABASE_URL unset). A host
+    project's settings do not say: never assumed."""
+    try:
+        return bool(settings.EMBEDDED_DEFAULT_DATABASE)
+    except AttributeError:
+        return False
+
+
+class Command(BaseCommand):
+    help = ("Load the demo department, users and a case with a real PD-L1 IHC slide (analysed) and an H&E slide. "
+            "The embedded demo's database only (make run), unless --not-production.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--not-production", action="store_true",
+                            help="load the demo into this database although DATABASE_URL is set: it is a test or "
+                                 "scratch database (the demo users' passwords, admin's included, are published)")
+
+    def handle(self, *args, not_production=False, **options):
+        if not (embedded_default_database() or not_production):
+            raise CommandError(
+                "refused: load_demo creates the superuser admin and other users with published passwords, and this "
+                "is not the embedded demo database (DATABASE_URL is set). For a test or scratch database pass "
+                "--not-production; nothing was written.")
+        taken = [username for username, role, _ in DEMO_USERS
+                 for user in get_user_model().objects.filter(username=username) if not is_demo_user(user, role)]
+        if taken:
+            raise CommandError(f"refused: user(s) {', '.join(taken)} exist and were not made by load_demo; they would "
+                               "get a demo role and the demo department. Nothing was written.")
         for path in (PDL1_SLIDE, HE_SLIDE):
             if not path.exists():
                 raise CommandError(f"demo slide missing: {path}")
@@ -50,7 +89,7 @@ class Command(BaseCommand):
         users = {}
         for username, role, password in DEMO_USERS:
             user, created = get_user_model().objects.get_or_create(
-                username=username, defaults={"first_name": role.label, "last_name": "Demo"}
+                username=username, defaults={"first_name": str(role.label), "last_name": DEMO_LAST_NAME}
             )
             if created:
                 user.set_password(password)
