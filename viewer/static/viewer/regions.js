@@ -330,8 +330,15 @@ export function loadHotspots() {
     if (!res.ok) { setText("hotspot-line", "Hot spots unavailable: " + describeDetail(res.data, res.status)); return; }
     S.hotspots = debug.hotspots = res.data;
     const top = res.data.top;
-    setText("hotspot-line", top ? "Hot spot: TPS " + top.tps.toFixed(2) + " % (" + (top.positive + top.negative) +
-      " tumour cells)" : "No field has " + res.data.min_cells + " tumour cells or more.");
+    // A field is a candidate only with at least min_coverage of it in the counted area (viewer.hotspots):
+    // the regions, else the tissue; the line says which, and why when the tissue could not be read.
+    const coverage = res.data.coverage || {};
+    const where = coverage.basis ? " in the " + coverage.basis : "";
+    const half = Math.round(100 * (res.data.min_coverage || 0)) + " %";
+    setText("hotspot-line", (top ? "Hot spot: TPS " + top.tps.toFixed(2) + " % (" + (top.positive + top.negative) +
+      " tumour cells, " + Math.round(100 * top.covered) + " % of the field" + where + ")"
+      : "No field has " + res.data.min_cells + " tumour cells or more with " + half + " of it" + where + ".") +
+      (coverage.note ? " " + coverage.note + "." : ""));
   }).catch((err) => { setText("hotspot-line", "Hot spots unavailable: " + err); })
     .then(() => { S.hotspotsLoading = false; requestDraw(); });
 }
