@@ -5,9 +5,11 @@ workers.tasks wraps these in django-q2 tasks; analyze_slide calls the same tasks
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,10 +218,20 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
     folder = job_folder(job)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"batch-{index:05d}.npz"
-    partial = folder / f".batch-{index:05d}.{os.getpid()}.npz"
     extra = {} if found.marker is None else {"marker": found.marker}
-    np.savez(partial, xy=found.xy, labels=found.labels, scores=found.scores, **extra)
-    os.replace(partial, final)
+    # A name of its own (MEDIA_ROOT is shared by machines, whose workers can have the same pid, and two
+    # can compute one batch after a lease ran out), on disk before it replaces the batch's file.
+    fd, partial = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, xy=found.xy, labels=found.labels, scores=found.scores, **extra)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
     return str(final.relative_to(settings.MEDIA_ROOT))
 
 
