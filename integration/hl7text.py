@@ -88,3 +88,55 @@ def parse_date(text: str) -> datetime.date | None:
     if hour > 23 or minute > 59 or second > 59 or zone_hours > 14 or zone_minutes > 59:
         raise ValueError("the time is not a time of day")
     return datetime.date(year, month, day)  # ValueError for a day that does not exist
+
+
+# --- what an answer copies from a message -------------------------------------------------------------
+
+OURS = {"F": "|", "S": "^", "R": "~", "T": "&", "E": "\\"}  # the delimiters of every message we write
+
+
+def reencode(text: str, delimiters: dict) -> str:
+    """A field as the sender wrote it (with its `delimiters`, named as in OURS) written with ours: its
+    components, repetitions and delimiter escapes become ours, our delimiters written as data are escaped,
+    and so are control characters (hex); other escape sequences are kept (they mean the same in both),
+    and an escape left open is data. Else a control id holding \\F\\ was escaped twice in MSA-2, and with another field
+    separator a sender's MSH-3..6 broke our header."""
+    name_of = {char: name for name, char in OURS.items()}
+    structure = {delimiters[name]: OURS[name] for name in "SRT"}  # components and repetitions stay so
+    esc, out, i = delimiters["E"], [], 0
+    while i < len(text):
+        end = text.find(esc, i + 1) if text[i] == esc else -1
+        sequence = text[i + 1:end] if end > 0 else ""
+        if sequence and all(c not in name_of and c.isprintable() for c in sequence):
+            out.append(f"\\{sequence}\\")  # \F\ ... \E\ name a delimiter in both; \X41\, \H\ mean the same
+            i = end + 1
+            continue
+        char = text[i]
+        if char in structure:
+            out.append(structure[char])
+        elif char in name_of:
+            out.append(f"\\{name_of[char]}\\")
+        elif not char.isprintable():
+            out.append(f"\\X{char.encode('utf-8').hex().upper()}\\")
+        else:
+            out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def delimiters_of(msh_2: str, field_separator: str) -> dict:
+    """The sender's delimiters from MSH-1 and MSH-2 (component, repetition, escape, subcomponent), ours
+    where MSH-2 is short."""
+    given = dict(zip("SRET", msh_2[:4]))
+    return {**OURS, **given, "F": field_separator}
+
+
+def without_msh_7(raw: bytes) -> bytes:
+    """A message with its MSH-7 (date/time of message) emptied."""
+    if raw[:3] != b"MSH" or len(raw) < 4:
+        return raw
+    end = min([i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0] or [len(raw)])
+    fields = raw[:end].split(raw[3:4])
+    if len(fields) > 6:  # fields[0] is "MSH", fields[1] MSH-2: MSH-n is fields[n - 1]
+        fields[6] = b""
+    return raw[3:4].join(fields) + raw[end:]

@@ -210,14 +210,16 @@ def _now() -> str:
 
 def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: OrderError | None = None) -> bytes:
     """ACK (AA) or NACK (AE/AR, with MSA-3 and an ERR segment saying what is wrong) for a message.
-    `raw_header`: the sender's MSH-3..6, MSH-9.2, MSH-11, MSH-12 (blank for a message that could not be read)."""
+    `raw_header`: header_fields() of the message (empty for one that could not be read); `control_id` as the
+    message wrote it. What is copied from the message is written again with our delimiters."""
     h = raw_header
+    ours = (lambda name: hl7text.reencode(h.get(name, ""), h.get("delimiters", hl7text.OURS)))
     header = msh({3: settings.PDL1_INTEGRATION_APPLICATION, 4: settings.PDL1_INTEGRATION_FACILITY,
-                  5: h.get("app", ""), 6: h.get("facility", ""), 7: _now(),
-                  9: f"ACK^{h.get('event', '')}^ACK", 10: ack_id, 11: h.get("processing", "") or "P",
-                  12: h.get("version", "") or "2.5.1", 18: "UNICODE UTF-8"})
+                  5: ours("app"), 6: ours("facility"), 7: _now(), 9: f"ACK^{ours('event')}^ACK", 10: ack_id,
+                  11: ours("processing") or "P", 12: ours("version") or "2.5.1", 18: "UNICODE UTF-8"})
+    sent_id = hl7text.reencode(control_id, h.get("delimiters", hl7text.OURS))
     # MSA-3: the first 80 characters, cut before escaping (never half an escape sequence)
-    segments = [header, f"MSA|{code}|{_escape(control_id)}" + (f"|{_escape(error.text[:80])}" if error else "")]
+    segments = [header, f"MSA|{code}|{sent_id}" + (f"|{_escape(error.text[:80])}" if error else "")]
     if error:
         name = HL7_ERRORS.get(error.code, "Application error")
         segments.append(f"ERR||{error.location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
@@ -225,16 +227,24 @@ def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: Ord
 
 
 def header_fields(raw: bytes) -> dict:
-    """The fields an answer copies from a message's MSH, read leniently (the message may be broken)."""
+    """The fields an answer copies from a message's MSH, as written there (with the message's delimiters,
+    also given), read leniently (the message may be broken)."""
     if raw[:3] != b"MSH" or len(raw) < 8:
         return {}
     sep = raw[3:4].decode("latin-1")
     line = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].replace(b"\x00", b"")
     fields = line.decode("utf-8", "replace").split(sep)
     get = (lambda i: fields[i - 1] if len(fields) >= i else "")
-    component = get(9).split("^")
+    delimiters = hl7text.delimiters_of(get(2), sep)
+    component = get(9).split(delimiters["S"])
     return {"app": get(3), "facility": get(4), "control_id": get(10), "event": component[1] if len(component) > 1 else "",
-            "processing": get(11), "version": get(12)}
+            "processing": get(11), "version": get(12), "delimiters": delimiters}
+
+
+def same_message(first: bytes, again: bytes) -> bool:
+    """Whether two messages differ at most in MSH-7 (the time the engine sent it): an engine that stamps each
+    resend anew sends the same message, which was refused as a reuse of its control id."""
+    return hl7text.without_msh_7(first) == hl7text.without_msh_7(again)
 
 
 # --- results out ---------------------------------------------------------------------------------

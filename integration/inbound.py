@@ -24,15 +24,18 @@ Answer = Callable[[str, OrderError | None, FiledOrder | None], bytes]
 
 
 def receive(channel: str, control_id: str, sender: str, message_type: str, raw: bytes,
-            process: Callable[[], FiledOrder], answer: Answer) -> InboundMessage:
-    """Process one message (or replay the stored answer of a repeat); the kept row with its answer."""
+            process: Callable[[], FiledOrder], answer: Answer,
+            same: Callable[[bytes, bytes], bool] | None = None) -> InboundMessage:
+    """Process one message (or replay the stored answer of a repeat: the same bytes, or what `same` says is
+    the same message); the kept row with its answer."""
     # The keys as they are stored: a repeat looked up by longer ones was never found, was processed again and
     # broke the unique constraint, every time it came
     control_id, sender = control_id[:199], sender[:200]
     for attempt in range(2):
         try:
             with transaction.atomic():
-                return _receive(channel, control_id, sender, message_type, raw, process, answer, last_try=attempt == 1)
+                return _receive(channel, control_id, sender, message_type, raw, process, answer, same,
+                                last_try=attempt == 1)
         except IntegrityError as exc:  # the same control id committed concurrently: the retry finds it
             failure = exc
         except DataError as exc:
@@ -49,14 +52,14 @@ def receive(channel: str, control_id: str, sender: str, message_type: str, raw: 
     return row
 
 
-def _receive(channel, control_id, sender, message_type, raw, process, answer, last_try) -> InboundMessage:
+def _receive(channel, control_id, sender, message_type, raw, process, answer, same, last_try) -> InboundMessage:
     sha256 = hashlib.sha256(raw).hexdigest()
     first = (InboundMessage.objects.select_for_update()
              .filter(channel=channel, sender=sender, control_id=control_id, duplicate_of=None).first()
              if control_id else None)
     row = InboundMessage(channel=channel, control_id=control_id, sender=sender, message_type=message_type[:32],
                          raw=raw, sha256=sha256)
-    if first is not None and first.sha256 == sha256:
+    if first is not None and (first.sha256 == sha256 or (same is not None and same(bytes(first.raw), raw))):
         first.repeats += 1
         first.save(update_fields=["repeats"])
         return first
@@ -133,7 +136,8 @@ def handle_hl7(raw: bytes, *, oversized: bool = False) -> bytes:
         return hl7v2.answer(fields, outcome, control_id, new_ack_id(), error)
 
     message_type = header.message_type if header else ""
-    return bytes(receive(Channel.HL7V2, control_id, sender, message_type, raw, process, answer).answer)
+    return bytes(receive(Channel.HL7V2, control_id, sender, message_type, raw, process, answer,
+                         same=hl7v2.same_message).answer)
 
 
 def handle_fhir_service_request(body: bytes, user, idempotency_key: str = "") -> tuple[int, bytes]:
