@@ -13,7 +13,7 @@ createdb $PG $SRC; createdb $PG $DST
 export SECRET_KEY=bench-only PDL1_VAR_DIR=$WORK/var
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$SRC MEDIA_ROOT=$WORK/media
 $PY manage.py migrate --noinput -v 0
-$PY manage.py load_demo > /dev/null
+$PY manage.py load_demo --not-production > /dev/null
 # A finished whole-slide analysis of the demo slide: its detection store is part of the backup.
 $PY manage.py analyze_slide 1 --json $WORK/analysis.json > /dev/null 2>&1 || echo "analysis skipped (see $WORK)"
 /usr/bin/time -f "backup wall %e s, max RSS %M KB" $PY manage.py backup $WORK/backup

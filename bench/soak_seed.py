@@ -37,7 +37,7 @@ def seed(out_dir: Path, n_uploads: int) -> dict:
     from cases.models import Case, Department, UserProfile
 
     with redirect_stdout(io.StringIO()):
-        call_command("load_demo")
+        call_command("load_demo", "--not-production")  # a scratch soak database, never production
     department = Department.objects.get(code="pathology")
     case = Case.objects.get(accession="DEMO-2026-0001")
     reference = AnalysisJob.objects.filter(status=JobStatus.DONE).order_by("pk").first()

@@ -83,7 +83,7 @@ def _setup(tmp: Path) -> dict:
 
     out = io.StringIO()
     with redirect_stdout(out):
-        call_command("load_demo", stdout=out)
+        call_command("load_demo", "--not-production", stdout=out)
     loaded = json.loads(out.getvalue())
     assert loaded["analysis"]["status"] == "done", loaded
     return loaded
