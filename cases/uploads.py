@@ -2,6 +2,7 @@
 
 import errno
 import logging
+from fnmatch import fnmatch
 
 from pdl1site.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
@@ -80,11 +81,11 @@ TEMP_PATTERNS = ("ingest-*", "spill-*", "tmp*.upload*")
 
 def sweep_stale_temporary_files(now: float | None = None) -> list[str]:
     """Remove this platform's temporary entries (TEMP_PATTERNS) unchanged for TEMP_MAX_AGE_SECONDS from
-    MEDIA_ROOT/tmp and FILE_UPLOAD_TEMP_DIR; their names.  A folder that is MEDIA_ROOT or holds it is never
-    swept.  Run by a django-q2 schedule every hour (cases/migrations/0009)."""
+    MEDIA_ROOT/tmp and FILE_UPLOAD_TEMP_DIR, and those of analysis results (RESULT_TEMP_PATTERNS); their
+    names.  A folder that is MEDIA_ROOT or holds it is never swept.  Run by a django-q2 schedule every
+    hour (cases/migrations/0009)."""
     import shutil
     import time
-    from fnmatch import fnmatch
     from pathlib import Path
 
     media = Path(settings.MEDIA_ROOT).resolve()
@@ -111,6 +112,28 @@ def sweep_stale_temporary_files(now: float | None = None) -> list[str]:
                 continue
             except OSError as exc:  # one entry we cannot remove must not stop the sweep of the others
                 log.warning("temporary entry %s not removed: %s", entry, exc)
+    removed += _sweep_result_temporaries(media, cutoff)
     if removed:
-        log.warning("removed %d stale temporary upload file(s): %s", len(removed), ", ".join(removed[:20]))
+        log.warning("removed %d stale temporary file(s): %s", len(removed), ", ".join(removed[:20]))
+    return removed
+
+
+# What a worker killed while writing leaves in a job's results folder (MEDIA_ROOT/results/job-N/attempt-N):
+# a batch file's or the detection store's temporary copy, never renamed (workers.pipeline, analysis.detection_store).
+RESULT_TEMP_PATTERNS = (".batch-*", ".detections.store.*.tmp")
+
+
+def _sweep_result_temporaries(media, cutoff: float) -> list[str]:
+    removed = []
+    for entry in sorted((media / "results").glob("job-*/attempt-*/.*")):
+        if not any(fnmatch(entry.name, pattern) for pattern in RESULT_TEMP_PATTERNS):
+            continue
+        try:
+            if entry.is_file() and not entry.is_symlink() and entry.lstat().st_mtime < cutoff:
+                entry.unlink()
+                removed.append(str(entry.relative_to(media)))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("temporary entry %s not removed: %s", entry, exc)
     return removed

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from analysis.detectors import ClassicDetector, ModelDetector, load_detector, re
 from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.scoring import stated_pct, tps
 from slideio.slidefile import SlideError, open_slide
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = {"tile_px": 512, "overlap_px": 64, "batch_size": 8, "working_mpp": 0.5, "compartment": "membrane",
             "dedupe_radius_um": 3.0}
@@ -233,6 +237,24 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
             os.unlink(partial)
         raise
     return str(final.relative_to(settings.MEDIA_ROOT))
+
+
+def remove_leftovers(job, batch_files: list[str]) -> None:
+    """After the merge committed: the batch files (about 1.7 times the store; only this attempt's merge
+    reads them, a new run or a retry computes its own) and the folders of the job's earlier attempts
+    (superseded: the job's result is this attempt's store)."""
+    folder = job_folder(job)
+    for name in batch_files:
+        path = Path(settings.MEDIA_ROOT) / name
+        if path.parent == folder:  # this attempt's own, never another's
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # the job's result stands; the sweep does not look for these
+                log.warning("batch file %s not removed: %s", path, exc)
+    for earlier in folder.parent.glob("attempt-*"):
+        number = earlier.name.removeprefix("attempt-")
+        if number.isdigit() and int(number) < job.attempt:
+            shutil.rmtree(earlier, onerror=lambda *args: log.warning("%s not removed: %s", args[1], args[2][1]))
 
 
 def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:

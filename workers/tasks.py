@@ -216,6 +216,8 @@ def _merge(job: AnalysisJob) -> None:
         else:
             job.mark_done(result_file, summary, time.perf_counter() - started)
             job.stage_attempts = 0  # no stage under way: the count of starts is the merge's no more
+            done = job
+            transaction.on_commit(lambda: pipeline.remove_leftovers(done, files))
         job.save()
         emit_job_progress(job)
 
