@@ -190,6 +190,9 @@ class ModelEvaluation(models.Model):
     synthetic = models.BooleanField(default=False, help_text="any of the held-out fields is SYNTHETIC")
     candidate_scores = models.JSONField(help_text="analysis.evaluation.DetectorScore of the candidate")
     baseline_scores = models.JSONField(help_text="analysis.evaluation.DetectorScore of the default")
+    # Pooled scores let the largest source decide; the review shows each source's own row beside them.
+    per_source = models.JSONField(default=list, blank=True,
+                                  help_text="per held-out source: its spec, field count and both detectors' scores")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -4,8 +4,10 @@ admin has seen it scored beside the current default detector on the same held-ou
 The metrics in a model card and a default's own numbers come from different data and code paths,
 so they are never compared: at review time both detectors are run, through the same
 analysis.evaluation.score_detector, on the candidate's recorded held-out split (the "val" fields
-of its training sources, as its card counted them). A model without held-out fields, or whose
-split can no longer be read as recorded, cannot be promoted; nor can one with empty metrics.
+of its training sources, as its card counted them): other fields of the sources it trained on, not
+sources it never saw (no leave-one-source-out). Each source is scored on its own as well as pooled, so
+the largest source does not decide alone. A model without held-out fields, or whose split can no
+longer be read as recorded, cannot be promoted; nor can one with empty metrics.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def recorded_val_fields(candidate: ModelVersion, spec: str) -> list[str] | None:
     return None
 
 
-def held_out_data(candidate: ModelVersion):
-    """The candidate's recorded held-out split as analysis.evaluation.EvalData (read again, at its
-    working resolution); PromotionError when there is none or it no longer reads as recorded."""
+def held_out_data(candidate: ModelVersion) -> list:
+    """The candidate's recorded held-out split, one analysis.evaluation.EvalData per recorded source (read
+    again, at its working resolution); PromotionError when there is none or it no longer reads as recorded."""
     from . import datasets
     from .evaluation import EvalData, EvalField
 
@@ -79,7 +81,7 @@ def held_out_data(candidate: ModelVersion):
     if not recorded:
         raise PromotionError(f"{candidate.name} has no held-out evaluation (no held-out fields in its training "
                              "data): it cannot be promoted. Train it on data from more than one slide.")
-    samples = []
+    out = []
     for spec, count in recorded:
         try:
             if datasets.parse_source(spec)[0] == "synthetic":  # val seeds are fixed; the field size is the default
@@ -96,12 +98,40 @@ def held_out_data(candidate: ModelVersion):
             # Same count, other fields (slides accepted since move the split): some may have been trained on.
             raise PromotionError(f"the held-out split of {spec} has changed (other fields than when {candidate.name} "
                                  "was trained, some of which it may have trained on): it cannot be compared as recorded.")
-        samples += found
-    synthetic = any(s.synthetic for s in samples)
-    names = "; ".join(f"{spec}: {count} field(s)" for spec, count in recorded)
+        fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in found]
+        out.append(EvalData(spec, fields, any(s.synthetic for s in found), baseline_compartment(candidate)))
+    return out
+
+
+def pooled(candidate: ModelVersion, sources: list):
+    """All the sources' fields as one EvalData (counts pooled: the largest source weighs most)."""
+    from .evaluation import EvalData
+
+    synthetic = any(d.synthetic for d in sources)
+    names = "; ".join(f"{d.name}: {len(d.fields)} field(s)" for d in sources)
     label = ("SYNTHETIC " if synthetic else "") + f"held-out split of {candidate.name} ({names})"
-    fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in samples]
-    return EvalData(label, fields, synthetic=synthetic, compartment=baseline_compartment(candidate))
+    return EvalData(label, [f for d in sources for f in d.fields], synthetic, baseline_compartment(candidate))
+
+
+class _Once:
+    """A detector that runs each field once: the per-source rows and the pooled row score the same detections
+    (score_detector hands detect each field's own image, so the image identifies the field)."""
+
+    def __init__(self, detector):
+        self.name, self._detector, self._seen = detector.name, detector, {}
+
+    def detect(self, rgb, mpp):
+        if id(rgb) not in self._seen:
+            self._seen[id(rgb)] = (rgb, self._detector.detect(rgb, mpp))  # the image kept: its id stays its own
+        return self._seen[id(rgb)][1]
+
+
+def _scored(detector, data) -> dict:
+    from .evaluation import score_detector
+
+    score = score_detector(detector, data).to_dict()
+    score.pop("per_field", None)  # the pooled numbers are what the review compares
+    return score
 
 
 def check_reviewable(candidate: ModelVersion) -> None:
@@ -113,14 +143,14 @@ def check_reviewable(candidate: ModelVersion) -> None:
 
 
 def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
-    """Score the candidate and the current default on the candidate's held-out split; stored."""
+    """Score the candidate and the current default on the candidate's held-out split, pooled and per
+    source; stored."""
     from .detectors import ModelDetector, load_detector
-    from .evaluation import score_detector
-
     from .registry import UnknownDetector
 
     check_reviewable(candidate)
-    data = held_out_data(candidate)
+    sources = held_out_data(candidate)
+    data = pooled(candidate, sources)
     marker = evaluation_marker(candidate)
     baseline = Baseline.current(marker)
     try:
@@ -139,20 +169,22 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
                              "not evaluated.") from None
     if baseline.version is not None and getattr(default, "sha256", "") != baseline.sha256:
         raise PromotionError(f"the file of the default {baseline.name} is not the registered one: not evaluated.")
-    scores = [score_detector(d, data).to_dict() for d in (detector, default)]
-    for score in scores:
-        score.pop("per_field", None)  # the pooled numbers are what the review compares
+    detector, default = _Once(detector), _Once(default)
+    per_source = [{"source": d.name, "fields": len(d.fields), "synthetic": d.synthetic,
+                   "candidate": _scored(detector, d), "default": _scored(default, d)} for d in sources]
     return ModelEvaluation.objects.create(
         model_version=candidate, baseline=baseline.name, baseline_sha256=baseline.sha256, marker=marker,
-        data=data.name, fields=len(data.fields), synthetic=data.synthetic, candidate_scores=scores[0],
-        baseline_scores=scores[1], created_by=user)
+        data=data.name, fields=len(data.fields), synthetic=data.synthetic, candidate_scores=_scored(detector, data),
+        baseline_scores=_scored(default, data), per_source=per_source, created_by=user)
 
 
 def current_evaluation(candidate: ModelVersion) -> ModelEvaluation | None:
     """The latest evaluation against the default as it is now (an older default's does not count)."""
     marker = evaluation_marker(candidate)
     baseline = Baseline.current(marker)
-    return next((e for e in candidate.evaluations.all() if baseline.matches(e) and e.marker == marker), None)
+    # One recorded before the sources were scored apart pooled them (the largest source decided): not counted.
+    return next((e for e in candidate.evaluations.all()
+                 if baseline.matches(e) and e.marker == marker and e.per_source), None)
 
 
 def do_promote(candidate: ModelVersion, user, reason: str) -> ModelPromotion:
@@ -195,19 +227,72 @@ METRIC_ROWS = (
 )
 
 
+def _compare(candidate_scores: dict, default_scores: dict, path, higher_better) -> tuple:
+    cand, base = _get(candidate_scores, path), _get(default_scores, path)
+    better = None
+    if cand is not None and base is not None and cand != base:
+        better = "candidate" if (cand > base) == higher_better else "default"
+    return cand, base, better
+
+
 def comparison_rows(evaluation: ModelEvaluation) -> list[dict]:
     """One row per metric: candidate, default, and which is better (higher or lower is better)."""
     rows = []
     for label, path, higher_better in METRIC_ROWS:
-        values = []
-        for scores in (evaluation.candidate_scores, evaluation.baseline_scores):
-            value = scores
-            for key in path:
-                value = value.get(key) if isinstance(value, dict) else None
-            values.append(value)
-        cand, base = values
-        better = None
-        if cand is not None and base is not None and cand != base:
-            better = "candidate" if (cand > base) == higher_better else "default"
+        cand, base, better = _compare(evaluation.candidate_scores, evaluation.baseline_scores, path, higher_better)
         rows.append({"label": label, "candidate": cand, "default": base, "better": better})
     return rows
+
+
+# The metrics of the per-source table (a row per source; every metric would make it too wide to read).
+SOURCE_METRICS = tuple(r for r in METRIC_ROWS if r[0] in (
+    "Detection F1", "Positive F1", "Negative F1", "Positive-% error, mean (pp)"))
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One line of the per-source table: a source, the pooled fields, or the sources weighted equally."""
+
+    label: str
+    fields: int
+    synthetic: bool
+    cells: tuple  # per SOURCE_METRICS: (candidate, default, better)
+
+
+def source_rows(evaluation: ModelEvaluation) -> list[SourceRow]:
+    """The pooled row, a row per held-out source, and their mean with each source weighted equally (none
+    for an evaluation recorded before the sources were scored apart)."""
+    if not evaluation.per_source:
+        return []
+    rows = [SourceRow("Pooled (all fields)", evaluation.fields, evaluation.synthetic,
+                      _cells(evaluation.candidate_scores, evaluation.baseline_scores))]
+    sources = evaluation.per_source
+    rows += [SourceRow(s["source"], s["fields"], s["synthetic"], _cells(s["candidate"], s["default"]))
+             for s in sources]
+    if len(sources) > 1:
+        means = [_mean([s[who] for s in sources]) for who in ("candidate", "default")]
+        rows.append(SourceRow(f"Sources weighted equally ({len(sources)})", sum(s["fields"] for s in sources),
+                              any(s["synthetic"] for s in sources), _cells(*means)))
+    return rows
+
+
+def _cells(candidate_scores: dict, default_scores: dict) -> tuple:
+    return tuple(_compare(candidate_scores, default_scores, path, higher) for _, path, higher in SOURCE_METRICS)
+
+
+def _mean(scores: list[dict]) -> dict:
+    """Each SOURCE_METRICS value averaged over the sources that have it (nested as in a score)."""
+    out: dict = {}
+    for _, path, _ in SOURCE_METRICS:
+        values = [v for v in (_get(s, path) for s in scores) if v is not None]
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = sum(values) / len(values) if values else None
+    return out
+
+
+def _get(scores: dict, path):
+    for key in path:
+        scores = scores.get(key) if isinstance(scores, dict) else None
+    return scores

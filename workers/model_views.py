@@ -28,6 +28,8 @@ def model_review(request, pk):
         "candidate": candidate, "default": promotion.Baseline.current(promotion.evaluation_marker(candidate)),
         "evaluation": evaluation,
         "rows": promotion.comparison_rows(evaluation) if evaluation else [],
+        "source_metrics": [label for label, _, _ in promotion.SOURCE_METRICS],
+        "source_rows": promotion.source_rows(evaluation) if evaluation else [],
         "held_out": candidate.held_out_sources(), "promotions": candidate.promotions.all()})
 
 

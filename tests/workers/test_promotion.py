@@ -195,7 +195,8 @@ def test_a_model_measured_on_one_marker_never_becomes_the_other_markers_default(
     assert promotion.evaluation_marker(candidate) == Marker.PDL1
     evaluation = ModelEvaluation.objects.create(  # what do_evaluate records for Ki-67 held-out fields
         model_version=ki67, baseline="classic", baseline_sha256="", marker=Marker.KI67, data="held-out", fields=1,
-        candidate_scores={}, baseline_scores={})
+        candidate_scores={}, baseline_scores={},
+        per_source=[{"source": "db:Ki67", "fields": 1, "synthetic": False, "candidate": {}, "default": {}}])
     assert promotion.current_evaluation(ki67) == evaluation
     promotion.do_promote(ki67, personas["admin"], "better on Ki-67 held-out fields")
     ki67.refresh_from_db()
