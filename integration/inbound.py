@@ -2,8 +2,9 @@
 
 The order's changes, the kept message and its answer commit together; a refused order rolls its
 changes back (a savepoint) and is kept with its NACK. The same message again (same sender, same
-control id, same bytes) gets the stored answer and changes nothing; a different message reusing a
-control id is refused (AR) and kept too.
+control id, same bytes, or for HL7 v2 bytes that differ only in MSH-7) gets the stored answer and
+changes nothing; a different message reusing a control id is refused (AR) and kept too. Only a
+database that is down or unreachable leaves a message unanswered (the sender resends it).
 """
 
 from __future__ import annotations
