@@ -10,7 +10,7 @@ Routes (registered as "viewer/jobs" in pdl1site/api.py):
     POST /api/viewer/jobs/<id>/corrections/
     GET  /api/viewer/jobs/<id>/corrections/export/?format=csv|geojson
     GET  /api/viewer/jobs/<id>/regions/[?all=1]
-    POST /api/viewer/jobs/<id>/regions/           {base_version, kind, vertices}
+    POST /api/viewer/jobs/<id>/regions/           {base_version, kind, vertices[, replaces]}
     DELETE /api/viewer/jobs/<id>/regions/<rid>/   {base_version} (or ?base_version=)
     GET  /api/viewer/jobs/<id>/hotspots/?field_mm2=&min_cells=
 """
@@ -151,7 +151,8 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
     @extend_schema(request=RegionInput, responses=dict)
     @action(detail=True, methods=["get", "post"])
     def regions(self, request, pk=None):
-        """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history)."""
+        """Drawn include/exclude regions; GET ?all=1 lists deleted ones too (history). POST with `replaces`
+        (a region id) replaces that region in the same save (an edit of its vertices)."""
         job = self.get_object()
         if request.method == "GET":
             return Response(regions_overview(job, request.query_params.get("all") in ("1", "true")))

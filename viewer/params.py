@@ -271,10 +271,13 @@ class UndoTarget(_Input):
 
 
 class RegionInput(BaseVersion):
-    """base_version, kind and vertices of a drawn region; context: the slide's width and height."""
+    """base_version, kind and vertices of a drawn region; context: the slide's width and height.
+    replaces: the id of an active region this one takes the place of (an edit of its vertices, or its undo),
+    deleted in the same save."""
 
     kind = choice("kind", RegionKind.values)
     vertices = _Vertices()
+    replaces = integer("replaces", low=1, high=DATABASE_ID_LIMIT - 1, default=None, allow_null=True)
 
 
 def check_base_version(data) -> int:

@@ -71,12 +71,13 @@ def region_items(job, store, rows, state=None, regions: Regions | None = None) -
 
 
 def check_region(job, data: dict) -> dict:
-    """Validate a drawn region; returns {"kind", "vertices"} (rounded to 0.1 px, unclosed)."""
+    """Validate a drawn region; returns {"kind", "vertices", "replaces"} (vertices rounded to 0.1 px, unclosed;
+    replaces: a region id or None)."""
     fields = parse(RegionInput, data, width=job.slide.width, height=job.slide.height)
     problem = outline_problem(fields["vertices"])
     if problem:
         raise ViewerInputError(problem)
-    return {"kind": fields["kind"], "vertices": fields["vertices"]}
+    return {"kind": fields["kind"], "vertices": fields["vertices"], "replaces": fields["replaces"]}
 
 
 def regions_overview(job, include_deleted: bool = False) -> dict:
@@ -97,7 +98,12 @@ def regions_overview(job, include_deleted: bool = False) -> dict:
 
 
 def do_add_region(job, user, data) -> dict:
-    """Save a region if data["base_version"] is current: {"version", "scores", "item"}."""
+    """Save a region if data["base_version"] is current: {"version", "scores", "item"}.
+
+    With data["replaces"] (an active region's id) that region is soft-deleted in the same transaction and at
+    the same version, and answered as "replaced": an edit of its vertices is one save, so a refused one (409,
+    400) changes neither outline. As two requests (add, then delete), a conflict on the delete left both
+    outlines counting."""
     from viewer.models import Region
 
     if not isinstance(data, dict):
@@ -105,12 +111,39 @@ def do_add_region(job, user, data) -> dict:
     base = check_base_version(data)
     store = job_store(job)
     fields = check_region(job, data)
+    replaces = fields.pop("replaces")
     with transaction.atomic():
         own, others = locked_slide_correction_sets(job, base)
-        version = bump_all(own, others, user, timezone.now())
+        old = locked_active_region(job, replaces) if replaces is not None else None
+        now = timezone.now()
+        version = bump_all(own, others, user, now)
         row = Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=version, author=user, **fields)
+        if old is not None:
+            soft_delete(old, version, user, now)
     row.author = user
-    return {"version": version, "scores": job_scores(job, store), "item": region_items(job, store, [row])[0]}
+    out = {"version": version, "scores": job_scores(job, store)}
+    if old is None:
+        return {**out, "item": region_items(job, store, [row])[0]}
+    old = Region.objects.select_related("author", "deleted_by").get(pk=old.pk)
+    item, replaced = region_items(job, store, [row, old])
+    return {**out, "item": item, "replaced": replaced}
+
+
+def locked_active_region(job, region_id: int):
+    """The slide's active region `region_id`, row-locked; ViewerInputError when it is missing or deleted."""
+    from viewer.models import Region
+
+    row = Region.objects.select_for_update(of=("self",)).filter(slide_id=job.slide_id, pk=region_id).first()
+    if row is None:
+        raise ViewerInputError(f"region {region_id} does not exist on this slide")
+    if row.deleted_at is not None:
+        raise ViewerInputError(f"region {region_id} is already deleted")
+    return row
+
+
+def soft_delete(row, version: int, user, now) -> None:
+    row.deleted_version, row.deleted_by, row.deleted_at = version, user, now
+    row.save(update_fields=["deleted_version", "deleted_by", "deleted_at"])
 
 
 def do_delete_region(job, user, region_id, data) -> dict:
@@ -121,14 +154,9 @@ def do_delete_region(job, user, region_id, data) -> dict:
     store = job_store(job)
     with transaction.atomic():
         own, others = locked_slide_correction_sets(job, base)
-        row = Region.objects.select_for_update(of=("self",)).filter(slide_id=job.slide_id, pk=region_id).first()
-        if row is None:
-            raise ViewerInputError(f"region {region_id} does not exist on this slide")
-        if row.deleted_at is not None:
-            raise ViewerInputError(f"region {region_id} is already deleted")
+        row = locked_active_region(job, region_id)
         now = timezone.now()
         version = bump_all(own, others, user, now)
-        row.deleted_version, row.deleted_by, row.deleted_at = version, user, now
-        row.save(update_fields=["deleted_version", "deleted_by", "deleted_at"])
+        soft_delete(row, version, user, now)
     row = Region.objects.select_related("author", "deleted_by").get(pk=row.pk)
     return {"version": version, "scores": job_scores(job, store), "item": region_items(job, store, [row])[0]}

@@ -7,37 +7,73 @@ import { requestDraw } from "./draw.js";
 import { clearHistory, recordEdit } from "./history.js";
 import { appendPoint, indexOfId } from "./points.js";
 import { forgetDensity, scheduleQuery } from "./queries.js";
-import { loadHotspots, loadRegions } from "./regions.js";
+import { loadHotspots, loadRegions, showRegionsAnswer } from "./regions.js";
 import { clearScores, showScores } from "./scores.js";
 import { select, selectPointId, showSelection } from "./selection.js";
 import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
 
-export function loadCorrections() {
+const LOAD_ATTEMPTS = 3;
+
+/** The corrections and the regions, read at one version: the page takes that version only when both
+ * answers carry it (a save between the two reads would otherwise pair one list with the other's version, and
+ * a save on it be accepted against a state this page never showed). They are read again when they differ;
+ * should they keep differing, the page takes no version and refuses to save until a reload agrees. */
+export function loadHumanLayer(attempts = LOAD_ATTEMPTS) {
   const job = cfg.job;
   if (!job) { return Promise.resolve(); }
-  return fetchJSON(api.corrections(job)).then((res) => {
-    if (!res.ok) {
+  return Promise.all([fetchJSON(api.corrections(job)), fetchJSON(api.regions(job))]).then(([corr, regs]) => {
+    if (corr.ok && regs.ok && corr.data.version !== regs.data.version && attempts > 1) {
+      return loadHumanLayer(attempts - 1);
+    }
+    showRegionsAnswer(regs);
+    if (!corr.ok) {
       // No corrected scores (e.g. 503: the detections cannot be read): nothing stays up in their place.
-      const reason = describeDetail(res.data, res.status);
+      const reason = describeDetail(corr.data, corr.status);
+      forgetVersion();
       clearScores("Scores unavailable: " + reason);
       setText("corrections-line", "Corrections unavailable: " + reason);
       return;
     }
-    S.corrections.version = debug.correctionsVersion = res.data.version;
-    S.corrections.count = (res.data.items || []).length;
-    showScores(res.data.scores);
+    showCorrections(corr.data);
+    if (!regs.ok) {
+      forgetVersion(); // the regions were not seen: no save may be based on this version
+    } else if (corr.data.version !== regs.data.version) {
+      forgetVersion();
+      showConflict("The slide kept changing while it loaded (corrections at version " + corr.data.version +
+        ", regions at " + regs.data.version + "): reload to see one state before saving.");
+    } else {
+      S.corrections.version = debug.correctionsVersion = corr.data.version;
+    }
     showCorrectionsLine();
-    showCarryOver(res.data.carry_over);
   }).catch((err) => {
+    forgetVersion();
     clearScores("Scores unavailable: " + err);
     setText("corrections-line", "Corrections unavailable: " + err);
   });
 }
 
+function showCorrections(data) {
+  S.corrections.count = (data.items || []).length;
+  showScores(data.scores);
+  showCarryOver(data.carry_over);
+}
+
+function forgetVersion() { S.corrections.version = debug.correctionsVersion = null; }
+
+/** True (and shown) when this page holds no version to save on: nothing loaded yet, or a load whose two
+ * answers did not agree on one (loadHumanLayer). */
+export function versionUnknown(what) {
+  if (S.corrections.version !== null && S.corrections.version !== undefined) { return false; }
+  showConflict(what + " was not saved: this page has not loaded one consistent state of the slide; " +
+    "reload corrections first.");
+  return true;
+}
+
 export function showCorrectionsLine() {
   const c = S.corrections;
   setText("corrections-line", (c.count === null ? "" : c.count + " correction(s), ") +
-    "version " + c.version + (S.addMode ? " · add mode: click to place a point" : ""));
+    (c.version === null ? "no version loaded (saving is off)" : "version " + c.version) +
+    (S.addMode ? " · add mode: click to place a point" : ""));
 }
 
 /** A new version saved (a correction or a region): scores and everything derived from them follow. */
@@ -53,7 +89,7 @@ export function versionSaved(data) {
 export function saveRefused(res, what, conflictText) {
   if (res.status === 409) {
     // Not the server's new version: this page has not seen what changed, so a retry must be refused
-    // again until "Reload corrections" shows it (loadCorrections takes the version with the items).
+    // again until "Reload corrections" shows it (loadHumanLayer takes the version with the items).
     showConflict((res.data && res.data.detail) || conflictText);
   } else {
     showConflict(what + " was not saved: " + describeDetail(res.data, res.status));
@@ -65,6 +101,7 @@ export function saveRefused(res, what, conflictText) {
 export function postCorrection(body) {
   const job = cfg.job;
   if (!job) { return Promise.resolve(null); }
+  if (versionUnknown("The correction")) { return Promise.resolve(null); }
   body = Object.assign({}, body, { base_version: S.corrections.version });
   hideConflict();
   return fetchJSON(api.corrections(job), { body }).then((res) => {
@@ -133,8 +170,7 @@ export function hideConflict() { $("conflict").hidden = true; }
 function reloadAfterConflict() {
   hideConflict();
   clearHistory();
-  loadCorrections();
-  loadRegions();
+  loadHumanLayer();
   scheduleQuery(true);
 }
 

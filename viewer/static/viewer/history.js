@@ -4,8 +4,8 @@
  * colleague's save in between is a conflict, never overwritten): a correction is undone by an
  * "undo" correction naming it and redone by sending it again; a drawn region is undone by
  * deleting it, a deleted one restored by drawing it again, a vertex edit by putting the
- * previous vertices back. A redone added point gets a new id: later steps naming the old id
- * follow it (`renamed`). */
+ * previous vertices back in place of the edited region (one save: both outlines change or neither).
+ * A redone added point gets a new id: later steps naming the old id follow it (`renamed`). */
 
 import { $, S, debug, setText } from "./state.js";
 
@@ -13,7 +13,9 @@ const undoStack = [];
 const redoStack = [];
 const renamed = {}; // old added-point id -> its id after a redo
 let busy = false;
-let handlers = null; // {correction: send(body) -> item | null, addRegion(region) -> item | null, deleteRegion(id) -> bool}
+// {correction: send(body) -> item | null, addRegion(region) -> item | null, deleteRegion(id) -> bool,
+//  replaceRegion(id, region) -> item | null: the region in place of region id, in one save}
+let handlers = null;
 
 export function setHistoryHandlers(h) { handlers = h; }
 
@@ -65,11 +67,11 @@ async function undoStep(entry) {
     if (item) { entry.id = item.id; }
     return !!item;
   }
-  // region-edit: the previous vertices back (a new region), then the edited one removed
-  const item = await handlers.addRegion(entry.before.region);
+  // region-edit: the previous vertices back in place of the edited region, in one save (both or neither)
+  const item = await handlers.replaceRegion(entry.after.id, entry.before.region);
   if (!item) { return false; }
   entry.before.id = item.id;
-  return handlers.deleteRegion(entry.after.id);
+  return true;
 }
 
 async function redoStep(entry) {
@@ -88,10 +90,10 @@ async function redoStep(entry) {
     return !!item;
   }
   if (entry.kind === "region-delete") { return handlers.deleteRegion(entry.id); }
-  const item = await handlers.addRegion(entry.after.region);
+  const item = await handlers.replaceRegion(entry.before.id, entry.after.region);
   if (!item) { return false; }
   entry.after.id = item.id;
-  return handlers.deleteRegion(entry.before.id);
+  return true;
 }
 
 async function step(from, to, run, verb) {

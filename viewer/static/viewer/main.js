@@ -16,15 +16,15 @@
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { createViewer, preferredDrawer } from "../common/osd.js";
 import { bindCarryNotice } from "./carry.js";
-import { bindCorrectionTools, loadCorrections, postCorrection } from "./corrections.js";
+import { bindCorrectionTools, loadHumanLayer, postCorrection } from "./corrections.js";
 import { requestDraw } from "./draw.js";
 import { bindHistory, setHistoryHandlers } from "./history.js";
 import { bindKeys } from "./keys.js";
 import { pointsNearCentre } from "./points.js";
 import { bindStartJob, trackJob } from "./progress.js";
 import { bindLayerToggles, scheduleQuery } from "./queries.js";
-import { bindRegionTools, finishRegion, loadRegions, onEditDoubleClick, onEditDrag, onEditPress, onEditRelease,
-         postRegion, removeRegion } from "./regions.js";
+import { bindRegionTools, finishRegion, onEditDoubleClick, onEditDrag, onEditPress, onEditRelease, postRegion,
+         removeRegion } from "./regions.js";
 import { bindRuler } from "./ruler.js";
 import { bindMagnificationButtons, goToMagnification, updateScalebar } from "./scalebar.js";
 import { clearScores } from "./scores.js";
@@ -128,18 +128,19 @@ function start() {
   }).catch((err) => { reportError("The slide information could not be loaded: " + err); });
 
   bindLayerToggles();
-  // "—" until the server's corrected scores arrive (loadCorrections): never the uncorrected summary.
+  // "—" until the server's corrected scores arrive (loadHumanLayer): never the uncorrected summary.
   clearScores(cfg.job ? "Loading the corrected scores…" : "");
   bindCorrectionTools();
   bindRegionTools();
   bindHistory();
-  setHistoryHandlers({ correction: postCorrection, addRegion: postRegion, deleteRegion: removeRegion });
+  setHistoryHandlers({ correction: postCorrection, addRegion: (region) => postRegion(region),
+                       deleteRegion: removeRegion, replaceRegion: (id, region) => postRegion(region, id) });
   bindRuler();
   bindMagnificationButtons();
   bindKeys();
   bindStartJob();
   bindCarryNotice();
-  if (cfg.job) { loadCorrections(); loadRegions(); }
+  if (cfg.job) { loadHumanLayer(); } // corrections and regions at one version
   if (cfg.runningJob) { trackJob(cfg.runningJob); }
   debug.trackJob = trackJob;
   debug.pointsNearCentre = pointsNearCentre;

@@ -2,11 +2,10 @@
  * flight); the density grid for the heatmap; the detection layers' toggles. */
 
 import { describeDetail, fetchJSON } from "../common/api.js";
-import { loadCorrections } from "./corrections.js";
+import { loadHumanLayer } from "./corrections.js";
 import { requestDraw, wantHeatmap } from "./draw.js";
 import { boxArea, contains, viewBox } from "./geometry.js";
 import { indexOfId, pointsFromResponse } from "./points.js";
-import { loadRegions } from "./regions.js";
 import { showSelection } from "./selection.js";
 import { $, S, api, cfg, debug, emptyPoints, reportError } from "./state.js";
 
@@ -111,9 +110,8 @@ export function resetDetections(job) {
   showSelection();
   S.live = { xs: [], ys: [], labels: [] };
   scheduleQuery(true);
-  loadCorrections();
   S.hotspots = null;
-  loadRegions();
+  loadHumanLayer(); // corrections and regions at one version
 }
 
 // ---- layers --------------------------------------------------------------------------------

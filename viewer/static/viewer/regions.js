@@ -3,7 +3,7 @@
  * without any) and outside every exclude region. */
 
 import { describeDetail, fetchJSON } from "../common/api.js";
-import { hideConflict, saveRefused, setAddMode, showConflict, versionSaved } from "./corrections.js";
+import { hideConflict, saveRefused, setAddMode, showConflict, versionSaved, versionUnknown } from "./corrections.js";
 import { requestDraw } from "./draw.js";
 import { recordEdit } from "./history.js";
 import { imageZoom } from "./geometry.js";
@@ -13,15 +13,22 @@ export const REGION_COLORS = { tumour: "rgba(0, 170, 70, 0.95)", necrosis: "rgba
                                artefact: "rgba(120, 60, 160, 0.95)", control: "rgba(0, 110, 200, 0.95)" };
 const REGION_HELP = "Scores count points inside tumour areas (the whole slide without any) and outside exclusions.";
 
+/** Refresh the region list (after this page's own save: their counts changed). The version is not taken
+ * from it: the page's version comes from loadHumanLayer (corrections.js), where both lists agree on it. */
 export function loadRegions() {
   const job = cfg.job;
   if (!job) { return Promise.resolve(); }
-  return fetchJSON(api.regions(job)).then((res) => {
-    if (!res.ok) { setText("region-line", "Regions unavailable: " + describeDetail(res.data, res.status)); return; }
-    S.regions = debug.regions = res.data.items || [];
-    showRegionList();
-    requestDraw();
-  }).catch((err) => { setText("region-line", "Regions unavailable: " + err); });
+  return fetchJSON(api.regions(job)).then(showRegionsAnswer)
+    .catch((err) => { setText("region-line", "Regions unavailable: " + err); });
+}
+
+/** Show a GET regions answer ({ok, status, data}); false when it is an error (shown). */
+export function showRegionsAnswer(res) {
+  if (!res.ok) { setText("region-line", "Regions unavailable: " + describeDetail(res.data, res.status)); return false; }
+  S.regions = debug.regions = res.data.items || [];
+  showRegionList();
+  requestDraw();
+  return true;
 }
 
 /** Polygon area in mm² (level-0 px × the slide's µm/px), null without a resolution. */
@@ -124,15 +131,13 @@ export function saveEdit() {
   if (unchanged) { return Promise.resolve(false); }
   const before = { region: { kind: e.kind, vertices: e.original.map((v) => v.slice()) }, id: e.id };
   const after = { region: { kind: e.kind, vertices: e.vertices }, id: null };
-  // The edited polygon is saved as a new region that replaces the old one (the old stays in the
-  // history); a polygon the server refuses (self-intersecting, outside the slide) changes nothing.
-  return postRegion(after.region).then((item) => {
+  // The edited polygon replaces the old region in one save (POST with `replaces`: the old stays in the
+  // history); a refused save (a colleague's change, a self-intersecting outline) changes neither outline.
+  return postRegion(after.region, e.id).then((item) => {
     if (!item) { return false; }
     after.id = item.id;
-    return removeRegion(e.id).then((ok) => {
-      recordEdit(ok ? { kind: "region-edit", before, after } : { kind: "region-add", region: after.region, id: after.id });
-      return ok;
-    });
+    recordEdit({ kind: "region-edit", before, after });
+    return true;
   });
 }
 
@@ -224,10 +229,13 @@ export function finishRegion() {
   });
 }
 
-/** Save a region {kind, vertices}; resolves to the server's item, or null when refused (shown). */
-export function postRegion(region) {
+/** Save a region {kind, vertices}, in place of region `replaces` when given (one save: both or neither);
+ * resolves to the server's item, or null when refused (shown). */
+export function postRegion(region, replaces) {
+  if (versionUnknown("The region")) { return Promise.resolve(null); }
   hideConflict();
   const body = { kind: region.kind, vertices: region.vertices, base_version: S.corrections.version };
+  if (replaces !== undefined && replaces !== null) { body.replaces = replaces; }
   return fetchJSON(api.regions(cfg.job), { body }).then((res) => {
     if (res.status === 201) { regionSaved(res.data); return res.data.item || {}; }
     saveRefused(res, "The region", "Someone else changed this slide's regions.");
@@ -237,13 +245,14 @@ export function postRegion(region) {
 
 /** Soft-delete a region; resolves to true, or false when refused (shown). */
 export function removeRegion(id) {
+  if (versionUnknown("The region deletion")) { return Promise.resolve(false); }
   hideConflict();
   const version = S.corrections.version;
   return fetchJSON(api.region(cfg.job, id, version), { method: "DELETE", body: { base_version: version } }).then((res) => {
     if (res.ok) { regionSaved(res.data); return true; }
-    if (res.status === 409 && res.data && res.data.version !== undefined) { S.corrections.version = res.data.version; }
-    showConflict("The region was not deleted: " + describeDetail(res.data, res.status));
-    return false;
+    // A 409 keeps this page's version (saveRefused): it has not seen the colleague's change, so the next save
+    // must be refused too until "Reload corrections" shows it.
+    return saveRefused(res, "The region deletion", "Someone else changed this slide's regions.");
   }).catch((err) => { showConflict("The region was not deleted: " + err); return false; });
 }
 
