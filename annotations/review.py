@@ -46,18 +46,32 @@ def agreement(sets: dict[str, list], radius_px: float) -> dict:
             "max_positive_pct_difference": max(diffs) if diffs else None}
 
 
-def consensus(sets: dict[str, list], radius_px: float, label_order=("positive", "negative"),
-              min_votes: int | None = None) -> dict:
+MIN_ANNOTATORS = 2  # a "consensus" of one annotator is that annotator's own set
+
+
+class TooFewAnnotators(ValueError):
+    """Consensus asked of fewer than MIN_ANNOTATORS sets."""
+
+
+def consensus(sets: dict[str, list], radius_px: float, min_votes: int | None = None) -> dict:
     """Consensus points: clusters matched across annotators, kept when a majority found them.
 
     Annotators are taken in turn; each one's points are matched one-to-one (optimal
     assignment, analysis.matching) to the centroids of the clusters found so far, and the
     unmatched ones open new clusters, so a cluster holds at most one point per annotator.
     A cluster with at least ``min_votes`` points (default: a strict majority of the
-    annotators) becomes a consensus point at the mean position; its label is the majority
-    vote, ties broken by ``label_order`` (and reported).
+    annotators) whose label has a strict majority of its votes becomes a consensus point at
+    the mean position (``points``).
+
+    The rest is returned apart, never as a labelled point: a cluster found by enough annotators
+    whose labels tie (``uncertain``: breaking the tie by a label order made every 1-1 split
+    positive, inflating the positive share) and one found by too few (``unconfirmed``).  Each as
+    {"x", "y", "votes": {label: n}, "found_by": n}.  Fewer than MIN_ANNOTATORS sets raise
+    TooFewAnnotators: one annotator's set is not a consensus.
     """
     k = len(sets)
+    if k < MIN_ANNOTATORS:
+        raise TooFewAnnotators(f"a consensus needs the sets of at least {MIN_ANNOTATORS} annotators, got {k}")
     need = min_votes if min_votes is not None else k // 2 + 1
     clusters: list[dict] = []  # {"xy": [[x, y]...], "labels": [...], "who": [...]}
     for name, points in sets.items():
@@ -68,18 +82,22 @@ def consensus(sets: dict[str, list], radius_px: float, label_order=("positive", 
             c["xy"].append(points[i][:2]), c["labels"].append(points[i][2]), c["who"].append(name)
         for i in m.unmatched_pred:
             clusters.append({"xy": [list(points[i][:2])], "labels": [points[i][2]], "who": [name]})
-    rank = {name: r for r, name in enumerate(label_order)}
-    out, ties = [], 0
+    out, uncertain, unconfirmed = [], [], []
     for c in clusters:
-        if len(c["who"]) < need:
-            continue
         votes: dict[str, int] = {}
         for label in c["labels"]:
             votes[label] = votes.get(label, 0) + 1
+        x, y = (round(float(v), 2) for v in np.mean(c["xy"], axis=0))
+        apart = {"x": x, "y": y, "votes": dict(sorted(votes.items())), "found_by": len(c["who"])}
+        if len(c["who"]) < need:
+            unconfirmed.append(apart)
+            continue
         best = max(votes.values())
-        winners = sorted((lab for lab, v in votes.items() if v == best), key=lambda lab: (rank.get(lab, len(rank)), lab))
-        ties += len(winners) > 1
-        x, y = np.mean(c["xy"], axis=0)
-        out.append([round(float(x), 2), round(float(y), 2), winners[0]])
+        winners = [lab for lab, v in votes.items() if v == best]
+        if len(winners) > 1:
+            uncertain.append(apart)
+            continue
+        out.append([x, y, winners[0]])
     return {"annotators": list(sets), "min_votes": need, "radius_px": radius_px, "points": out,
-            "clusters": len(clusters), "label_ties": ties}
+            "uncertain": uncertain, "unconfirmed": unconfirmed, "clusters": len(clusters),
+            "label_ties": len(uncertain)}

@@ -533,9 +533,16 @@ def field_agreement(field, radius_um=DEFAULT_RADIUS_UM, statuses=REVIEW_STATUSES
 
 
 def field_consensus(field, radius_um=DEFAULT_RADIUS_UM, statuses=REVIEW_STATUSES, min_votes=None) -> dict:
-    return {"field": field.pk, "radius_um": radius_um,
-            **review.consensus(_sets(field, statuses), _radius_px(field, radius_um), field.project.label_names,
-                               min_votes)}
+    """review.consensus of the field's sets in `statuses`; AnnotationError when fewer than two annotators' sets
+    are there (one annotator's points shown as "consensus" would read as agreed when nobody checked them)."""
+    sets = _sets(field, statuses)
+    radius_px = _radius_px(field, radius_um)
+    if len(sets) < review.MIN_ANNOTATORS:
+        which = f" (only {', '.join(sets)})" if sets else ""
+        raise AnnotationError("no consensus", [
+            f"a consensus needs the points of at least {review.MIN_ANNOTATORS} annotators; this field has "
+            f"{len(sets)} {'/'.join(s.label.lower() for s in SessionStatus if s in statuses)} set(s){which}"])
+    return {"field": field.pk, "radius_um": radius_um, **review.consensus(sets, radius_px, min_votes)}
 
 
 # Marker shapes of the review page, one per annotator in username order; the fill is the label's colour.
@@ -558,12 +565,18 @@ def field_review(field, reviewer, radius_um=DEFAULT_RADIUS_UM) -> dict:
     problems = []
     try:
         agreement = field_agreement(field, radius_um)
+    except AnnotationError as exc:
+        problems += exc.problems
+    try:
         consensus = field_consensus(field, radius_um)
     except AnnotationError as exc:
-        problems = exc.problems
+        problems += [p for p in exc.problems if p not in problems]
+    # Tied clusters go on the consensus layer as grey rings ("uncertain" has no label colour): seen, never
+    # shown in a label's colour as if agreed.
     config = {
         "field": field.region, "labels": field.project.labels, "layers": layers,
-        "consensus": consensus["points"] if consensus else [],
+        "consensus": [*consensus["points"], *([u["x"], u["y"], "uncertain"] for u in consensus["uncertain"])]
+        if consensus else [],
     }
     return {
         "field": field, "project": field.project, "slide_pseudo_id": field.slide.pseudo_id,

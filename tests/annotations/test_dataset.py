@@ -174,12 +174,17 @@ def test_export_command(personas, synthetic_slide, tmp_path):  # noqa: F811
 
 
 def test_consensus_as_geojson(personas):
+    from cases.choices import Role
     from tests.annotations import project_with_field
+    from tests.factories import make_user
 
-    _, field = project_with_field(personas)
-    session = session_of(field, personas["annotator"])
-    services.do_save_points(session, personas["annotator"], 0, [[1100, 1100, "positive"]])
-    services.do_submit(session, personas["annotator"])
+    # two annotators: one annotator's set is no consensus (test_consensus_rules)
+    second = make_user(Role.ANNOTATOR, [personas["case"].department], username="annot2")
+    _, field = project_with_field(personas, annotators=[personas["annotator"], second])
+    for user in (personas["annotator"], second):
+        session = session_of(field, user)
+        services.do_save_points(session, user, 0, [[1100, 1100, "positive"]])
+        services.do_submit(session, user)
     r = client_for(personas["pathologist"]).get(f"/api/annotation/fields/{field.pk}/consensus/?fmt=geojson")
     assert r.json()["features"][0]["geometry"]["coordinates"] == [[1100.0, 1100.0]]
 

@@ -39,9 +39,15 @@ def test_consensus_keeps_majority_points_and_majority_labels():
     assert out["points"] == [[1.0, 0.33, "positive"], [50.0, 50.0, "negative"]]
 
 
-def test_consensus_tie_follows_label_order_and_is_reported():
+def test_consensus_tie_is_uncertain_not_positive_and_is_reported():
+    """A 1-1 (or 2-2) label split is no majority: it was made "positive" by the label order, which pushed
+    every disputed nucleus into the positive share. It is now returned apart as uncertain, with its votes."""
     out = review.consensus({"a": [[0, 0, "negative"]], "b": [[1, 0, "positive"]]}, 3)
-    assert out["points"] == [[0.5, 0.0, "positive"]] and out["label_ties"] == 1
+    assert out["points"] == [] and out["label_ties"] == 1
+    assert out["uncertain"] == [{"x": 0.5, "y": 0.0, "votes": {"negative": 1, "positive": 1}, "found_by": 2}]
+    four = {"a": [[0, 0, "negative"]], "b": [[1, 0, "positive"]], "c": [[2, 0, "negative"]], "d": [[0, 1, "positive"]]}
+    out = review.consensus(four, 3)
+    assert out["points"] == [] and len(out["uncertain"]) == 1 and out["uncertain"][0]["found_by"] == 4
 
 
 def test_consensus_one_point_per_annotator_per_cluster():
