@@ -21,7 +21,7 @@ from pdl1site.conf import settings
 
 from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
-from analysis.classic import adaptive_dab_threshold
+from analysis.classic import adaptive_cut, adaptive_dab_threshold
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.scoring import stated_pct, tps
@@ -116,7 +116,9 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
     """Read this batch's tiles from the slide, detect, keep points in each tile's core (level 0) that lie
     on the tile's own tissue (analysis.tissue.on_tissue: never on glass)."""
     params = job_parameters(job)
-    tissue_od = (job.slide.qc or {}).get("tissue_threshold_od")
+    recorded = job.provenance or {}  # jobs split before it was recorded: the slide's
+    tissue_od = recorded["tissue_threshold_od"] if "tissue_threshold_od" in recorded else (
+        (job.slide.qc or {}).get("tissue_threshold_od"))
     detector = load_job_detector(job, params["compartment"])
     slide = open_job_slide(job)
     started = time.perf_counter()
@@ -159,7 +161,7 @@ def load_job_detector(job, compartment: str):
     one (replaced on disk) stops the job instead of running unrecorded weights."""
     kind = job.provenance.get("kind")
     if _is_classic(job):
-        return ClassicDetector(compartment=compartment)
+        return _recorded_classic(job, compartment)
     if kind == "model" or job.model_version_id:
         source, expected = str(job.model_version.path()), job.model_version.sha256
     elif kind == "checkpoint-file":
@@ -174,6 +176,27 @@ def load_job_detector(job, compartment: str):
         raise PipelineError(f"the weights of {job.detector} on disk (sha256 {detector.sha256[:12]}) are not the "
                             f"recorded ones ({expected[:12]}): register the new file as a new model version")
     return detector
+
+
+def _recorded_classic(job, compartment: str) -> ClassicDetector:
+    """Classic with the parameters the job recorded when it was queued (analysis.detectors
+    .ClassicDetector.parameters), not the code's defaults at detect and merge (an upgrade in between);
+    jobs queued before they were recorded: the defaults."""
+    from analysis.classic import ClassicParams
+    from analysis.stains import DEFAULT_VECTORS, StainVectors
+
+    default = ClassicDetector(compartment=compartment)
+    recorded = (job.provenance or {}).get("parameters")
+    if not recorded:
+        return default
+    names = {f.name for f in dataclasses.fields(ClassicParams)} - {"vectors"}
+    vectors = recorded.get("stain_vectors")
+    if vectors and vectors != default.parameters()["stain_vectors"]:  # the defaults' own, exact: not recomputed
+        vectors = StainVectors(**{k: None if v is None else tuple(v) for k, v in vectors.items()})
+    else:
+        vectors = DEFAULT_VECTORS
+    params = ClassicParams(**{k: v for k, v in recorded.items() if k in names}, vectors=vectors)
+    return ClassicDetector(compartment=compartment, params=params)
 
 
 def _is_classic(job) -> bool:
@@ -281,7 +304,9 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
         cut_regions = regions_fingerprint(pairs)  # recorded also when they count no cell: a re-run would not differ
         if not scope.any():  # the regions count no cell (they count nothing then): the whole slide's cells
             scope = np.ones(len(marker), bool)
-        slide_cut = adaptive_dab_threshold(marker[scope], params["compartment"])
+        rule = ((job.provenance or {}).get("parameters") or {}).get("adaptive_rule")  # as recorded, if it was
+        slide_cut = (adaptive_cut(marker[scope], *rule) if rule
+                     else adaptive_dab_threshold(marker[scope], params["compartment"]))
         merged.labels = np.where(marker > slide_cut, merge.POSITIVE, merge.NEGATIVE).astype(np.int8)
     store = job_folder(job) / "detections.store"
     detection_store.write_store(store, merged.xy, merged.labels, merged.scores,

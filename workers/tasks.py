@@ -126,7 +126,9 @@ def _split(job: AnalysisJob) -> None:
             JobBatch(job=job, index=i, tiles=tiles, deadline=_deadline()) for i, tiles in enumerate(plan.batches)
         )
         job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
-        job.provenance = {**(job.provenance or {}), "tiled_at_mpp": plan.mpp}  # merge reads the same
+        # Detect and merge read what this split found, not the slide's as a later job's split leaves it.
+        job.provenance = {**(job.provenance or {}), "tiled_at_mpp": plan.mpp,
+                          "tissue_threshold_od": plan.qc.get("tissue_threshold_od")}
         job.save()
         # The slide's check before scoring (cases.Slide.qc): flagged on its pages, and a failed one
         # feeds no signed report unless a pathologist overrides it.
