@@ -157,6 +157,7 @@ def do_ingest_slide(
             log.warning("slide %s could not be decoded", names[0], exc_info=True)
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: the file cannot be decoded "
                               f"({type(exc).__name__}); it may be corrupt or in an unsupported encoding") from None
+        mpp = _typed_mpp(mpp, info, names[0] if len(names) == 1 else "the series")
         try:
             return _register(staging, main.name, sha256, total, len(names), info, case, uploaded_by, mpp,
                              marker or Marker.PDL1)
@@ -168,6 +169,31 @@ def do_ingest_slide(
         for src in sources:  # temporary uploads not moved into storage are ours to delete
             if src.movable:
                 Path(src.path).unlink(missing_ok=True)
+
+
+# A typed resolution within this fraction of the file's own is the same resolution (rounding of a
+# displayed value: 0.5 typed for a scanner's 0.4990); further apart, one of them is wrong.
+MPP_AGREEMENT = 0.01
+
+
+def mpp_agrees(a: float, b: float) -> bool:
+    return abs(a - b) <= MPP_AGREEMENT * max(a, b)
+
+
+def _typed_mpp(mpp: float | None, info, name: str) -> float | None:
+    """The resolution typed at upload, checked against the one the file declares: None (keep the
+    file's) when they agree. Every µm, mm² and the detector's working resolution follow the mpp, so
+    a typed value never silently replaces the scanner's: a disagreement is refused naming both, and
+    a user sure the file is wrong sets it on the slide afterwards (do_set_slide_mpp, audited)."""
+    if mpp is None or info.mpp_x is None:
+        return mpp
+    declared_y = info.mpp_y if info.mpp_y is not None else info.mpp_x
+    if mpp_agrees(mpp, info.mpp_x) and mpp_agrees(mpp, declared_y):
+        return None
+    declared = f"{info.mpp_x:g}" if declared_y == info.mpp_x else f"{info.mpp_x:g} × {declared_y:g}"
+    raise IngestError(f"{name}: the file declares {declared} µm/px, not the {mpp:g} µm/px given: upload it without "
+                      "a resolution to keep the file's; if the file's is wrong, set the resolution on the slide's "
+                      "page after the upload (the change is recorded). Nothing was stored.")
 
 
 def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: str | None) -> Slide | None:
@@ -184,8 +210,11 @@ def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: st
         if marker is not None and marker != existing.marker:
             raise IngestError(f"{named}, stained for {existing.marker}, not {marker}: if its marker is wrong, correct "
                               f"it (PATCH /api/slides/{existing.pk}/ with the marker); it was not stored again")
-        if mpp is not None and existing.mpp_x is not None and (
-                abs(existing.mpp_x - mpp) > 1e-9 or abs((existing.mpp_y or existing.mpp_x) - mpp) > 1e-9):
+        # Against the scanner's resolution, the tolerance of a first upload (_typed_mpp): the same file
+        # with the same typed value is not refused the second time; a typed one is matched exactly.
+        tolerance = mpp_agrees if existing.mpp_source == MppSource.SCANNER else (lambda a, b: abs(a - b) <= 1e-9)
+        if mpp is not None and existing.mpp_x is not None and not (
+                tolerance(mpp, existing.mpp_x) and tolerance(mpp, existing.mpp_y or existing.mpp_x)):
             raise IngestError(f"{named} at {existing.mpp_x:g} µm/px, not {mpp:g}: set its resolution on the "
                               "slide's page if that one is wrong; it was not stored again")
         # Agreed: only now is anything changed (a refused upload changes nothing).
