@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from slideio.pyramid import pyramid_problem
+
 _UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
@@ -32,7 +34,14 @@ class OmeTiffSlide:
         self.level_dimensions = tuple((int(s[xi]), int(s[yi])) for s in shapes)
         self.dimensions = self.level_dimensions[0]
         self.level_count = len(self._levels)
-        self.level_downsamples = tuple(self.dimensions[0] / d[0] for d in self.level_dimensions)
+        # As OpenSlide: the mean of the width and height ratios (the width alone hid a level whose
+        # height is reduced by another factor); a level that no one factor explains is refused.
+        width0, height0 = self.dimensions
+        self.level_downsamples = tuple((width0 / w + height0 / h) / 2 for w, h in self.level_dimensions)
+        problem = pyramid_problem(self.level_dimensions, self.level_downsamples)
+        if problem is not None:
+            self._tif.close()
+            raise ValueError(problem)
         self.properties = self._read_properties()
         self.associated_images = {}
         self._scale = self._intensity_scale()

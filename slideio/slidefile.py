@@ -16,6 +16,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slideio.pyramid import pyramid_problem
+
 # Outside this range an "mpp" is not a microscope resolution (e.g. a TIFF's 72 dpi default).
 PLAUSIBLE_MPP = (0.05, 20.0)
 THUMBNAIL_SIZE = (512, 512)
@@ -105,6 +107,9 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         if width < 1 or height < 1:
             raise SlideError("the image has no pixels")
         check_declared_size(slide.level_dimensions, max_pixels, max_decode_pixels)
+        problem = pyramid_problem(slide.level_dimensions, slide.level_downsamples)
+        if problem is not None:
+            raise SlideError(problem)
         _probe_pixels(slide)
         fmt = props.get(openslide.PROPERTY_NAME_VENDOR) or _fallback_format(slide, path)
         mpp_x = plausible_mpp(props.get(openslide.PROPERTY_NAME_MPP_X))
