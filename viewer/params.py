@@ -46,10 +46,19 @@ class _Input(serializers.Serializer):
 
 
 class _Number(serializers.FloatField):
-    """A finite number; infinity and NaN get their own message."""
+    """A finite number; infinity and NaN get their own message. json_number: a JSON number only (a request
+    body's coordinate), not a string such as "12.5" (query parameters are strings, and accepted)."""
+
+    def __init__(self, *, json_number: bool = False, **kwargs):
+        self.json_number = json_number
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         if isinstance(data, bool):
+            self.fail("invalid")
+        if self.json_number and not isinstance(data, (int, float)):
+            if isinstance(data, str) and not _finite_text(data):
+                self.fail("not_finite")  # "nan", "inf": named as the problem they are
             self.fail("invalid")
         try:
             return super().to_internal_value(data)
@@ -63,7 +72,16 @@ class _Number(serializers.FloatField):
             raise
 
 
+def _finite_text(text: str) -> bool:
+    """False for a string that reads as infinity or NaN ("nan", "-inf"); True otherwise."""
+    try:
+        return math.isfinite(float(text))
+    except (ValueError, OverflowError):
+        return True
+
+
 def number(name: str, *, what: str = "a number", low=None, high=None, **kwargs) -> _Number:
+    """A finite number field; json_number=True refuses strings (a request body's coordinates)."""
     between = f"{name} must be between {low:g} and {high:g}" if low is not None and high is not None else None
     return _Number(min_value=low, max_value=high, error_messages={
         "required": f"{name} is required", "null": f"{name} is required", "invalid": f"{name} must be {what}",
@@ -154,7 +172,10 @@ class _Vertices(serializers.Field):
             if not (isinstance(v, (list, tuple)) and len(v) == 2
                     and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in v)):
                 raise serializers.ValidationError(f"vertex {i} must be [x, y] (numbers, level-0 px)")
-            x, y = float(v[0]), float(v[1])
+            try:  # a JSON integer of 400 digits is an int that no float holds
+                x, y = float(v[0]), float(v[1])
+            except OverflowError:
+                raise serializers.ValidationError(f"vertex {i} must be finite") from None
             if not (math.isfinite(x) and math.isfinite(y)):
                 raise serializers.ValidationError(f"vertex {i} must be finite")
             if not (0 <= x <= width and 0 <= y <= height):
@@ -244,8 +265,9 @@ class CorrectionOpInput(_Input):
 class AddedPoint(_Input):
     """An added cell: x, y inside the slide (context: width, height) and its label."""
 
-    x = number("x", what="a number (level-0 px)")
-    y = number("y", what="a number (level-0 px)")
+    # JSON numbers only, as a region's vertices: "12.5" is refused in both.
+    x = number("x", what="a number (level-0 px)", json_number=True)
+    y = number("y", what="a number (level-0 px)", json_number=True)
     label = _Label()
 
     def validate(self, attrs):
