@@ -21,7 +21,7 @@ from pdl1site.conf import settings
 
 from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
-from analysis.classic import adaptive_cut, adaptive_dab_threshold
+from analysis.classic import ADAPTIVE_RULE, adaptive_cut
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
 from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.scoring import stated_pct, tps
@@ -304,9 +304,9 @@ def merge_job(job, batch_files: list[str]) -> tuple[str, dict]:
         cut_regions = regions_fingerprint(pairs)  # recorded also when they count no cell: a re-run would not differ
         if not scope.any():  # the regions count no cell (they count nothing then): the whole slide's cells
             scope = np.ones(len(marker), bool)
-        rule = ((job.provenance or {}).get("parameters") or {}).get("adaptive_rule")  # as recorded, if it was
-        slide_cut = (adaptive_cut(marker[scope], *rule) if rule
-                     else adaptive_dab_threshold(marker[scope], params["compartment"]))
+        # The rule as recorded when the job was queued (jobs from before: the code's, as detect_classic's).
+        rule = ((job.provenance or {}).get("parameters") or {}).get("adaptive_rule")
+        slide_cut = adaptive_cut(marker[scope], *(rule or ADAPTIVE_RULE[params["compartment"]]))
         merged.labels = np.where(marker > slide_cut, merge.POSITIVE, merge.NEGATIVE).astype(np.int8)
     store = job_folder(job) / "detections.store"
     detection_store.write_store(store, merged.xy, merged.labels, merged.scores,

@@ -195,8 +195,8 @@ def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_sli
         do_sign(draft, personas["pathologist"], "pw-for-tests-123")
 
     read_from = []
-    real = pipeline.adaptive_dab_threshold
-    monkeypatch.setattr(pipeline, "adaptive_dab_threshold", lambda values, c: read_from.append(len(values)) or real(values, c))
+    real = pipeline.adaptive_cut
+    monkeypatch.setattr(pipeline, "adaptive_cut", lambda values, *rule: read_from.append(len(values)) or real(values, *rule))
     with queue.collecting() as pending:
         again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
         run_all(pending)
