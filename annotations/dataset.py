@@ -3,13 +3,23 @@
 Layout (exactly what analysis.datasets.folder_samples reads)::
 
     OUT/manifest.json
-    OUT/images/<id>.png     the field resampled to the training mpp
-    OUT/points/<id>.csv     x,y,label in pixels of that image (pixel centres at integers)
+    OUT/images/<id>.png           the field resampled to the training mpp
+    OUT/points/<id>.csv           x,y,label in pixels of that image (pixel centres at integers)
+    OUT/points/<id>-ignore.csv    x,y,ignore: nuclei the annotators did not agree on (only when there are any)
 
-One entry per accepted session (two annotators on one field give two entries on the same
-image: both sit in the same split, since splits are drawn per slide).  Only the training labels
-(positive, negative) go into the CSV; every label is counted in the manifest.  Extra manifest
-keys (slide pseudo id, region, annotator, counts) are ignored by the reader.
+One entry per field (field_label_sets).  A field one annotator labelled gives that session's
+points.  A field several annotators labelled gives their consensus (review.consensus of the
+accepted sets, matched within CONSENSUS_RADIUS_UM): a nucleus found by a majority with a majority
+label is a point; one found by too few annotators, or whose labels tie, is an ignore point, never
+a positive or a negative.  One entry per session taught the same nucleus as positive in one sample
+and negative in another, and a nucleus only one annotator found as background in the others'.
+
+Only the training labels (positive, negative) go into the points CSV; every label is counted in
+the manifest.  Extra manifest keys (slide pseudo id, region, the contributing sessions and their
+versions, counts, ``ignore_points``) are ignored by the reader.  ``ignore_points`` is not read by
+analysis.datasets.folder_samples yet: a reader without it sees the ignore points as unlabelled
+(background in training, as they already are; a detection on one counts as a false positive in
+evaluation).  db_samples gives them as Sample.ignore_xy.
 """
 
 from __future__ import annotations
@@ -21,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotations import formats
+from annotations import formats, review
 from annotations.choices import TRAINING_LABELS, SessionStatus
 from annotations.models import AnnotationSession
 
 DATASET_FORMAT, DATASET_VERSION = "pdl1-point-dataset", 1
+CONSENSUS_RADIUS_UM = 4.0  # as services.DEFAULT_RADIUS_UM and analysis.matching.evaluate
+IGNORE_LABEL = "ignore"
 
 
 def split_by_slide(slide_keys, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, str]:
@@ -79,13 +91,14 @@ def split_groups(slides) -> dict[int, str]:
     return {pk: min(members[root(pk)]) for pk in slides}
 
 
-def field_to_image_points(points, x0: int, y0: int, scale, out_w: int, out_h: int):
+def field_to_image_points(points, x0: int, y0: int, scale, out_w: int, out_h: int, labels=TRAINING_LABELS):
     """Level-0 slide points -> pixels of the resampled crop (pure; pixel-centre convention).  `scale` is
-    output px per level-0 px, one number or (x, y): the rounded output size makes them differ."""
+    output px per level-0 px, one number or (x, y): the rounded output size makes them differ.  Points
+    with a label outside `labels` are left out."""
     sx, sy = (scale, scale) if np.isscalar(scale) else scale
     rows = []
     for x, y, label in points:
-        if label not in TRAINING_LABELS:
+        if label not in labels:
             continue
         u = (x - x0 + 0.5) * sx - 0.5
         v = (y - y0 + 0.5) * sy - 0.5
@@ -125,6 +138,56 @@ def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, tuple[float, f
     return np.asarray(rgb), (out_w / field.width, out_h / field.height)
 
 
+def field_label_sets(sessions) -> list[dict]:
+    """One labelled set per field of the (accepted) `sessions`, fields in pk order (pure over the rows given).
+
+    {"field", "sessions" (by annotator name), "id", "points" [[x, y, label]] (level-0), "ignore" [[x, y]],
+    "consensus" (None for one session; else its radius, votes needed and counts)}.  Several sessions of one
+    field give review.consensus of exactly those sets: the points a majority found with a majority label;
+    the rest (too few finders, tied labels) are ignore points, so no nucleus is taught as two classes or as
+    background beside its own label.  The id of a one-session field stays field-N-session-M (as before), so
+    a model card's held-out field names still match until a second annotator is accepted on the field."""
+    by_field: dict[int, list] = {}
+    for s in sessions:
+        by_field.setdefault(s.field_id, []).append(s)
+    out = []
+    for field_id in sorted(by_field):
+        group = sorted(by_field[field_id], key=lambda s: (s.annotator.username, s.pk))
+        field = group[0].field
+        if len(group) == 1:
+            out.append({"field": field, "sessions": group, "id": f"field-{field.pk}-session-{group[0].pk}",
+                        "points": group[0].points, "ignore": [], "consensus": None})
+            continue
+        radius_px = CONSENSUS_RADIUS_UM / field.slide.mpp_x
+        agreed = review.consensus({s.annotator.username: s.points for s in group}, radius_px)
+        ignore = [[u["x"], u["y"]] for u in (*agreed["uncertain"], *agreed["unconfirmed"])]
+        out.append({"field": field, "sessions": group, "id": f"field-{field.pk}-consensus",
+                    "points": agreed["points"], "ignore": ignore, "consensus": {
+                        "radius_um": CONSENSUS_RADIUS_UM, "min_votes": agreed["min_votes"],
+                        "annotators": len(group), "uncertain": len(agreed["uncertain"]),
+                        "unconfirmed": len(agreed["unconfirmed"])}})
+    return out
+
+
+def _counts(points) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _, _, label in points:
+        out[label] = out.get(label, 0) + 1
+    return out
+
+
+def _provenance(label_set) -> dict:
+    """The manifest's / sample meta's record of who and which saved version made a field's labels."""
+    group = label_set["sessions"]
+    single = group[0] if len(group) == 1 else None
+    return {
+        "annotator": single.annotator.username if single else None,
+        "session": single.pk if single else None, "version": single.version if single else None,
+        "sessions": [{"session": s.pk, "annotator": s.annotator.username, "version": s.version} for s in group],
+        "consensus": label_set["consensus"],
+    }
+
+
 def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licence: str = "internal",
                       val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict:
     """Write the accepted sessions as a dataset folder; returns the manifest.
@@ -158,26 +221,30 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
     splits = split_by_slide([group[s.field.slide.pk] for s in sessions], val, test, seed)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "points").mkdir(parents=True, exist_ok=True)
-    entries, images = [], {}
-    for s in sessions:
-        f, slide = s.field, s.field.slide
-        if f.pk not in images:
-            rgb, scale = read_field_rgb(slide, f, mpp)
-            image_rel = f"images/field-{f.pk}.png"
-            Image.fromarray(rgb).save(out / image_rel)
-            images[f.pk] = (image_rel, scale, rgb.shape[1], rgb.shape[0])
-        image_rel, scale, w, h = images[f.pk]
-        rows = field_to_image_points(s.points, f.x, f.y, scale, w, h)
-        entry_id = f"field-{f.pk}-session-{s.pk}"
+    entries = []
+    for label_set in field_label_sets(sessions):
+        f, slide = label_set["field"], label_set["field"].slide
+        rgb, scale = read_field_rgb(slide, f, mpp)
+        image_rel = f"images/field-{f.pk}.png"
+        Image.fromarray(rgb).save(out / image_rel)
+        w, h = rgb.shape[1], rgb.shape[0]
+        entry_id = label_set["id"]
         points_rel = f"points/{entry_id}.csv"
+        rows = field_to_image_points(label_set["points"], f.x, f.y, scale, w, h)
         (out / points_rel).write_text(formats.to_csv(rows), encoding="utf-8")
-        entries.append({
+        entry = {
             "id": entry_id, "image": image_rel, "points": points_rel, "mpp": float(mpp),
             "split": splits[group[slide.pk]],
             "slide": str(slide.pseudo_id), "region": f.region, "slide_mpp": slide.mpp_x,
-            "project": f.project.name, "annotator": s.annotator.username, "session": s.pk, "version": s.version,
-            "counts": s.counts(),
-        })
+            "project": f.project.name, **_provenance(label_set), "counts": _counts(label_set["points"]),
+        }
+        if label_set["ignore"]:
+            ignore_rows = field_to_image_points([[x, y, IGNORE_LABEL] for x, y in label_set["ignore"]], f.x, f.y,
+                                                scale, w, h, labels=(IGNORE_LABEL,))
+            entry["ignore_points"] = f"points/{entry_id}-ignore.csv"
+            (out / entry["ignore_points"]).write_text(formats.to_csv(ignore_rows), encoding="utf-8")
+            entry["counts"][IGNORE_LABEL] = len(ignore_rows)
+        entries.append(entry)
     manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "name": name or "annotation-export",
                 "synthetic": False, "licence": licence, "mpp": float(mpp), "fields": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -209,16 +276,19 @@ def db_samples(marker: str | None = None, sessions=None) -> list:
     group = split_groups({s.field.slide for s in sessions})
     splits = split_by_slide([group[s.field.slide.pk] for s in sessions])
     out = []
-    for s in sessions:
-        f, slide = s.field, s.field.slide
+    for label_set in field_label_sets(sessions):  # one sample per field, as the export
+        f, slide = label_set["field"], label_set["field"].slide
         rgb, scale = read_field_rgb(slide, f, slide.mpp_x)
-        rows = field_to_image_points(s.points, f.x, f.y, scale, rgb.shape[1], rgb.shape[0])
+        rows = field_to_image_points(label_set["points"], f.x, f.y, scale, rgb.shape[1], rgb.shape[0])
         xy = np.asarray([[u, v] for u, v, _ in rows], np.float64).reshape(-1, 2)
         labels = np.asarray([LABEL_CODES[lab] for _, _, lab in rows], np.int64)
-        out.append(Sample(rgb, xy, labels, float(slide.mpp_x), f"db:{f.project.marker}", f"field-{f.pk}-session-{s.pk}",
+        ignore = field_to_image_points([[x, y, IGNORE_LABEL] for x, y in label_set["ignore"]], f.x, f.y, scale,
+                                       rgb.shape[1], rgb.shape[0], labels=(IGNORE_LABEL,))
+        ignore_xy = np.asarray([[u, v] for u, v, _ in ignore], np.float64).reshape(-1, 2)
+        out.append(Sample(rgb, xy, labels, float(slide.mpp_x), f"db:{f.project.marker}", label_set["id"],
                           splits[group[slide.pk]], False, "internal",
-                          {"slide": str(slide.pseudo_id), "region": f.region, "annotator": s.annotator.username,
-                           "project": f.project.name, "marker": f.project.marker}))
+                          {"slide": str(slide.pseudo_id), "region": f.region, "project": f.project.name,
+                           "marker": f.project.marker, **_provenance(label_set)}, ignore_xy))
     return out
 
 
