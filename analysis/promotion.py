@@ -19,15 +19,18 @@ from django.db import transaction
 from .choices import CLASSIC_DETECTOR, Marker, ModelStatus
 from .models import ModelEvaluation, ModelPromotion, ModelVersion
 
-# The membrane compartment for the classic baseline: PD-L1, the marker the platform reports; on held-out
-# fields that are all Ki-67 (analysis.datasets.is_nuclear_marker_source) the nucleus, as a Ki-67 job runs it
-# (the membrane setting there would weaken the default and flatter the candidate).
+# The compartment the classic baseline reads on a source's fields: the nucleus on a nuclear-marker (Ki-67)
+# source (analysis.datasets.is_nuclear_marker_source), as a Ki-67 job runs it, else the membrane (PD-L1). Chosen
+# per source: the membrane setting on Ki-67 fields weakens the default and flatters the candidate, and one
+# choice for the whole held-out set got it wrong on mixed sets (SYNTHETIC + DeepLIIF: membrane on DeepLIIF).
 BASELINE_MARKER = Marker.PDL1
 BASELINE_COMPARTMENT = "membrane"
 
 
-def baseline_compartment(candidate: ModelVersion) -> str:
-    return "nucleus" if candidate.held_out_marker() == Marker.KI67 else BASELINE_COMPARTMENT
+def source_compartment(spec: str) -> str:
+    from .datasets import is_nuclear_marker_source
+
+    return "nucleus" if is_nuclear_marker_source(spec) else BASELINE_COMPARTMENT
 
 
 def evaluation_marker(candidate: ModelVersion) -> str:
@@ -99,30 +102,33 @@ def held_out_data(candidate: ModelVersion) -> list:
             raise PromotionError(f"the held-out split of {spec} has changed (other fields than when {candidate.name} "
                                  "was trained, some of which it may have trained on): it cannot be compared as recorded.")
         fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in found]
-        out.append(EvalData(spec, fields, any(s.synthetic for s in found), baseline_compartment(candidate)))
+        out.append(EvalData(spec, fields, any(s.synthetic for s in found), source_compartment(spec)))
     return out
 
 
 def pooled(candidate: ModelVersion, sources: list):
-    """All the sources' fields as one EvalData (counts pooled: the largest source weighs most)."""
+    """All the sources' fields as one EvalData (counts pooled: the largest source weighs most). Its compartment
+    is unused: a field is scored with its own source's detector (_PerField)."""
     from .evaluation import EvalData
 
     synthetic = any(d.synthetic for d in sources)
     names = "; ".join(f"{d.name}: {len(d.fields)} field(s)" for d in sources)
     label = ("SYNTHETIC " if synthetic else "") + f"held-out split of {candidate.name} ({names})"
-    return EvalData(label, [f for d in sources for f in d.fields], synthetic, baseline_compartment(candidate))
+    return EvalData(label, [f for d in sources for f in d.fields], synthetic, "per source")
 
 
-class _Once:
-    """A detector that runs each field once: the per-source rows and the pooled row score the same detections
-    (score_detector hands detect each field's own image, so the image identifies the field)."""
+class _PerField:
+    """Runs each field once with the detector of its source (the classic default reads the nucleus on Ki-67
+    sources), so the per-source rows and the pooled row score the same detections. score_detector hands
+    detect each field's own image, so the image identifies the field."""
 
-    def __init__(self, detector):
-        self.name, self._detector, self._seen = detector.name, detector, {}
+    def __init__(self, name: str, sources: list, detector_of):
+        self.name, self._seen = name, {}
+        self._detector = {id(f.rgb): detector_of(d) for d in sources for f in d.fields}
 
     def detect(self, rgb, mpp):
         if id(rgb) not in self._seen:
-            self._seen[id(rgb)] = (rgb, self._detector.detect(rgb, mpp))  # the image kept: its id stays its own
+            self._seen[id(rgb)] = (rgb, self._detector[id(rgb)].detect(rgb, mpp))  # the image kept: its id stays
         return self._seen[id(rgb)][1]
 
 
@@ -145,8 +151,7 @@ def check_reviewable(candidate: ModelVersion) -> None:
 def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     """Score the candidate and the current default on the candidate's held-out split, pooled and per
     source; stored."""
-    from .detectors import ModelDetector, load_detector
-    from .registry import UnknownDetector
+    from .detectors import ModelDetector
 
     check_reviewable(candidate)
     sources = held_out_data(candidate)
@@ -154,14 +159,30 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     marker = evaluation_marker(candidate)
     baseline = Baseline.current(marker)
     try:
-        detector = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
+        model = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)
     except Exception as exc:  # noqa: BLE001  a missing file, or torch's many errors for a damaged one
         raise PromotionError(f"the file of {candidate.name} cannot be loaded ({type(exc).__name__}): not evaluated. "
                              "Restore it from the backup or register the model again.") from None
-    if detector.sha256 != candidate.sha256:
+    if model.sha256 != candidate.sha256:
         raise PromotionError(f"the file of {candidate.name} is not the registered one (sha256 differs): not evaluated.")
+    defaults = {c: _load_default(baseline, c) for c in sorted({d.compartment for d in sources})}
+    detector = _PerField(candidate.name, sources, lambda d: model)
+    default = _PerField(baseline.name, sources, lambda d: defaults[d.compartment])
+    per_source = [{"source": d.name, "fields": len(d.fields), "synthetic": d.synthetic,
+                   "default_compartment": d.compartment if baseline.version is None else "",
+                   "candidate": _scored(detector, d), "default": _scored(default, d)} for d in sources]
+    return ModelEvaluation.objects.create(
+        model_version=candidate, baseline=baseline.name, baseline_sha256=baseline.sha256, marker=marker,
+        data=data.name, fields=len(data.fields), synthetic=data.synthetic, candidate_scores=_scored(detector, data),
+        baseline_scores=_scored(default, data), per_source=per_source, created_by=user)
+
+
+def _load_default(baseline: Baseline, compartment: str):
+    from .detectors import load_detector
+    from .registry import UnknownDetector
+
     try:
-        default = load_detector(baseline.name, compartment=data.compartment)
+        default = load_detector(baseline.name, compartment=compartment)
     except UnknownDetector as exc:
         raise PromotionError(f"the current default cannot be loaded: {exc}. Not evaluated.") from None
     except Exception as exc:  # noqa: BLE001
@@ -169,13 +190,7 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
                              "not evaluated.") from None
     if baseline.version is not None and getattr(default, "sha256", "") != baseline.sha256:
         raise PromotionError(f"the file of the default {baseline.name} is not the registered one: not evaluated.")
-    detector, default = _Once(detector), _Once(default)
-    per_source = [{"source": d.name, "fields": len(d.fields), "synthetic": d.synthetic,
-                   "candidate": _scored(detector, d), "default": _scored(default, d)} for d in sources]
-    return ModelEvaluation.objects.create(
-        model_version=candidate, baseline=baseline.name, baseline_sha256=baseline.sha256, marker=marker,
-        data=data.name, fields=len(data.fields), synthetic=data.synthetic, candidate_scores=_scored(detector, data),
-        baseline_scores=_scored(default, data), per_source=per_source, created_by=user)
+    return default
 
 
 def current_evaluation(candidate: ModelVersion) -> ModelEvaluation | None:
@@ -257,6 +272,7 @@ class SourceRow:
     fields: int
     synthetic: bool
     cells: tuple  # per SOURCE_METRICS: (candidate, default, better)
+    note: str = ""
 
 
 def source_rows(evaluation: ModelEvaluation) -> list[SourceRow]:
@@ -267,8 +283,9 @@ def source_rows(evaluation: ModelEvaluation) -> list[SourceRow]:
     rows = [SourceRow("Pooled (all fields)", evaluation.fields, evaluation.synthetic,
                       _cells(evaluation.candidate_scores, evaluation.baseline_scores))]
     sources = evaluation.per_source
-    rows += [SourceRow(s["source"], s["fields"], s["synthetic"], _cells(s["candidate"], s["default"]))
-             for s in sources]
+    rows += [SourceRow(s["source"], s["fields"], s["synthetic"], _cells(s["candidate"], s["default"]),
+                       f"{evaluation.baseline} read the {s['default_compartment']}" if s.get("default_compartment")
+                       else "") for s in sources]
     if len(sources) > 1:
         means = [_mean([s[who] for s in sources]) for who in ("candidate", "default")]
         rows.append(SourceRow(f"Sources weighted equally ({len(sources)})", sum(s["fields"] for s in sources),

@@ -155,14 +155,10 @@ def test_a_training_card_records_which_fields_were_held_out():
     assert described[0]["val_fields"] == sorted(s.name for s in samples if s.split == "val")
 
 
-def test_the_classic_baseline_reads_the_nucleus_on_ki67_held_out_fields(candidate, media_root):
-    assert promotion.baseline_compartment(candidate) == "membrane"  # a folder of unknown marker: PD-L1's
-    ki67 = registry.register_checkpoint(
-        tiny_checkpoint(media_root / "ki67.pt", seed=5), "ki67-v1", metrics={"bcdata": {"fields": 5}},
-        training_data={"synthetic": False, "sources": [
-            {"source": "bcdata", "synthetic": False, "fields": {"train": 20, "val": 5}},
-            {"source": "shidc", "synthetic": False, "fields": {"train": 10, "val": 3}}]})
-    assert promotion.baseline_compartment(ki67) == "nucleus"
+def test_the_classic_baseline_reads_the_nucleus_on_ki67_held_out_fields(candidate):
+    spec = candidate.training_data["sources"][0]["source"]
+    assert promotion.source_compartment(spec) == "membrane"  # a folder of unknown marker: PD-L1's
+    assert promotion.source_compartment("bcdata") == promotion.source_compartment("db:Ki67") == "nucleus"
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage"])
