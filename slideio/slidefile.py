@@ -120,6 +120,8 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         mpp_y = mpp_x if declared_y in (None, "") else plausible_mpp(declared_y)
         if mpp_x is None or mpp_y is None:
             mpp_x = mpp_y = None
+        if fmt == "generic-tiff":
+            mpp_x, mpp_y = _generic_tiff_level0(path, int(width), int(height), mpp_x, mpp_y)
         return SlideInfo(
             format=fmt,
             vendor=_vendor_name(fmt),
@@ -302,6 +304,101 @@ def _first_ifd_offset(path: str, magic: bytes) -> int:
     if version == 43 and len(header) >= 16:  # BigTIFF
         return struct.unpack(order + "Q", header[8:16])[0]
     return struct.unpack(order + "I", header[4:8])[0]
+
+
+@dataclass
+class _TiffPage:
+    index: int  # 0-based, among the file's top-level pages (not SubIFDs)
+    width: int
+    height: int
+    tiled: bool
+    mpp_x: float | None  # from its own resolution tags
+    mpp_y: float | None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# TIFF ResolutionUnit -> µm per unit; the units OpenSlide reads (2 inch, 3 centimetre). Any other is no resolution.
+_TIFF_UNIT_UM = {2: 25400.0, 3: 10000.0}
+
+
+def _tiff_pages(path: str) -> list[_TiffPage] | None:
+    """The top-level pages of a TIFF with their sizes and own resolutions; None if not a TIFF."""
+    import tifffile
+
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) not in (b"II", b"MM"):
+                return None
+        with tifffile.TiffFile(path) as tif:
+            return [_TiffPage(i, int(page.imagewidth), int(page.imagelength), bool(page.is_tiled),
+                              _tag_mpp(page, "XResolution"), _tag_mpp(page, "YResolution"))
+                    for i, page in enumerate(tif.pages)]
+    except SlideError:
+        raise
+    except Exception as exc:  # tifffile raises many types on a damaged header
+        raise SlideError(f"the TIFF structure is damaged: {exc}") from None
+
+
+def _tag_mpp(page, name: str) -> float | None:
+    unit_tag, tag = page.tags.get("ResolutionUnit"), page.tags.get(name)
+    unit = _TIFF_UNIT_UM.get(int(unit_tag.value) if unit_tag is not None else 2)  # TIFF's default unit: inch
+    if unit is None or tag is None:
+        return None
+    try:
+        numerator, denominator = tag.value
+        per_unit = numerator / denominator
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return plausible_mpp(unit / per_unit) if per_unit > 0 else None
+
+
+def _check_first_page_is_largest(path: str) -> None:
+    """A TIFF OpenSlide refuses is read as a plain image: its first page only. When another page is
+    larger (a thumbnail first, the real scan after it), that would store the thumbnail as the slide."""
+    pages = _tiff_pages(path)
+    if not pages or len(pages) < 2:
+        return
+    first, largest = pages[0], max(pages, key=lambda p: p.pixels)
+    if largest.pixels > first.pixels:
+        raise SlideError(f"the TIFF's first image ({first.width}×{first.height} px) is not its largest (image "
+                         f"{largest.index + 1}: {largest.width}×{largest.height} px); read as a plain image only the "
+                         "first would be kept. Store the full-resolution image first, as a tiled pyramidal TIFF "
+                         "(e.g. vips tiffsave --tile --pyramid)")
+
+
+def _generic_tiff_level0(path: str, width: int, height: int, mpp_x: float | None,
+                         mpp_y: float | None) -> tuple[float | None, float | None]:
+    """Check a generic TIFF's level 0 against the file's pages; the resolution to trust, or (None, None).
+
+    OpenSlide's generic-TIFF driver takes the first page and the pages flagged reduced-resolution as
+    the pyramid, and its mpp from the first page's resolution tags. A small thumbnail written first
+    (at 8 µm/px) then gave the whole slide 8 µm/px, and a full-resolution page not flagged reduced was
+    left out: the slide stored was the lower levels. So a page larger than level 0 is refused, and the
+    resolution is the level-0 page's own, kept only when OpenSlide's value agrees with it.
+    """
+    pages = _tiff_pages(path) or []
+    larger = [p for p in pages if p.pixels > width * height]
+    if larger:
+        page = max(larger, key=lambda p: p.pixels)
+        raise SlideError(f"the file holds an image larger ({page.width}×{page.height} px, image {page.index + 1}) than "
+                         f"the pyramid OpenSlide reads from it (full resolution {width}×{height} px): the scan would "
+                         "be stored without its full resolution. Store the full-resolution image first, as a tiled "
+                         "pyramidal TIFF (e.g. vips tiffsave --tile --pyramid)")
+    if mpp_x is None or mpp_y is None:
+        return None, None
+    level0 = [p for p in pages if (p.width, p.height) == (width, height)]
+    for page in level0:
+        page_y = page.mpp_y if page.mpp_y is not None else page.mpp_x
+        if page.mpp_x is None or page_y is None or not (_close(page.mpp_x, mpp_x) and _close(page_y, mpp_y)):
+            return None, None
+    return (mpp_x, mpp_y) if level0 else (None, None)
+
+
+def _close(a: float, b: float, tolerance: float = 0.01) -> bool:
+    return abs(a - b) <= tolerance * max(abs(a), abs(b))
 
 
 def is_ome_tiff(path: str) -> bool:
