@@ -92,6 +92,15 @@ def detector_choices(slide) -> list[dict]:
     return choices
 
 
+def _model_mpp(version, provenance: dict) -> float:
+    if version is not None:
+        return float(version.mpp)
+    try:  # a checkpoint file (the research CLI): its stored config
+        return float(registry.read_checkpoint_config(provenance["path"])["mpp"])
+    except (registry.RegistryError, KeyError, TypeError, ValueError) as exc:
+        raise JobError(f"the checkpoint's working resolution (mpp) cannot be read: {exc}") from None
+
+
 SQUARE_PIXEL_TOLERANCE = 0.02  # scanners report x and y a few parts in a thousand apart
 
 
@@ -110,6 +119,11 @@ def do_start_job(slide, *, user=None, detector: str | None = None, parameters: d
         parameters["compartment"] = marker_compartment(slide.marker)  # a Ki-67 slide: the nucleus
     compartment = parameters.get("compartment", DEFAULT_COMPARTMENT)
     name, version, provenance = check_detector(detector, slide=slide, compartment=compartment, research=research)
+    if "working_mpp" not in parameters and provenance["kind"] != "classic":
+        # A network reads tiles at the resolution it was trained at: a 0.25 µm model fed 0.5 µm tiles
+        # upsampled ×2 sees nuclei it never learnt. Recorded, so the job keeps it; classic keeps 0.5.
+        parameters["working_mpp"] = _model_mpp(version, provenance)
+        parameters = check_parameters(parameters, slide)  # the tile grid at that resolution, bounded too
     with transaction.atomic():
         job = AnalysisJob.objects.create(slide=slide, detector=name, model_version=version, parameters=parameters,
                                          provenance=provenance, software_version=software_version(),
