@@ -73,6 +73,7 @@ def open_slide(path: str | os.PathLike):
             raise SlideError(f"{fmt} slide could not be opened: {_clean(exc, path)}") from None
     if Path(path).suffix.lower() in VENDOR_SUFFIXES:
         raise SlideError(f"not a readable {Path(path).suffix} slide: OpenSlide does not recognise it (damaged or unsupported)")
+    _check_first_page_is_largest(path)
     try:
         return openslide.ImageSlide(path)
     except UnidentifiedImageError:
