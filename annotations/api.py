@@ -84,8 +84,12 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         except (TypeError, ValueError):
             raise ValidationError({"mpp": "must be a number (µm/px)"}) from None
         out, manifest = dataset.do_export_project_dataset(project, mpp)
-        # The folder's name under MEDIA_ROOT/datasets/, never its server path.
-        return Response({"dataset": out.name, "fields": len(manifest["fields"])}, status=status.HTTP_201_CREATED)
+        # The folder's name under MEDIA_ROOT/datasets/, never its server path; sessions on a slide of another
+        # marker than the project's are named when there are any (dataset.marker_matched).
+        answer = {"dataset": out.name, "fields": len(manifest["fields"])}
+        if manifest["left_out"]:
+            answer["left_out"] = manifest["left_out"]
+        return Response(answer, status=status.HTTP_201_CREATED)
 
     @action(detail=True, methods=["post"], url_path="train-model")
     def train_model(self, request, pk=None):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from annotations.models import AnnotationSession
 DATASET_FORMAT, DATASET_VERSION = "pdl1-point-dataset", 1
 CONSENSUS_RADIUS_UM = 4.0  # as services.DEFAULT_RADIUS_UM and analysis.matching.evaluate
 IGNORE_LABEL = "ignore"
+
+logger = logging.getLogger(__name__)
 
 
 def split_by_slide(slide_keys, val: float = 0.15, test: float = 0.15, seed: int = 0) -> dict[str, str]:
@@ -138,6 +141,22 @@ def read_field_rgb(slide, field, mpp: float) -> tuple[np.ndarray, tuple[float, f
     return np.asarray(rgb), (out_w / field.width, out_h / field.height)
 
 
+def marker_matched(sessions) -> tuple[list, list[dict]]:
+    """(kept, left_out): a session on a slide stained for another marker than its project's is left out.
+    Such a field (made before do_create_field checked the slide) would train as the project's marker: a
+    Ki-67 nucleus as a PD-L1 positive tumour cell. left_out: {"session", "field", "slide", "reason"}."""
+    kept, left_out = [], []
+    for s in sessions:
+        slide, project = s.field.slide, s.field.project
+        if slide.marker == project.marker:
+            kept.append(s)
+        else:
+            left_out.append({"session": s.pk, "field": s.field_id, "slide": str(slide.pseudo_id),
+                             "reason": f"the slide is stained for {slide.marker}, project {project.name!r} "
+                                       f"annotates {project.marker}"})
+    return kept, left_out
+
+
 def field_label_sets(sessions) -> list[dict]:
     """One labelled set per field of the (accepted) `sessions`, fields in pk order (pure over the rows given).
 
@@ -203,8 +222,10 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
                     if hasattr(sessions, "select_related") else sessions)
     out = Path(out_dir)
     problems = []
+    sessions, left_out = marker_matched(sessions)
     if not sessions:
-        problems.append("no sessions to export")
+        problems.append("no sessions to export" + (f" ({len(left_out)} left out: on a slide of another marker "
+                                                   f"than the project's)" if left_out else ""))
     if (out / "manifest.json").exists():
         problems.append(f"{out} already holds a dataset (manifest.json): choose a new folder")
     for s in sessions:
@@ -246,7 +267,7 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
             entry["counts"][IGNORE_LABEL] = len(ignore_rows)
         entries.append(entry)
     manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "name": name or "annotation-export",
-                "synthetic": False, "licence": licence, "mpp": float(mpp), "fields": entries}
+                "synthetic": False, "licence": licence, "mpp": float(mpp), "fields": entries, "left_out": left_out}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
 
@@ -273,6 +294,10 @@ def db_samples(marker: str | None = None, sessions=None) -> list:
     sessions = list(sessions
                     .select_related("field__slide__case", "field__project", "annotator"))
     sessions = [s for s in sessions if s.status == SessionStatus.ACCEPTED and s.field.slide.mpp_x]
+    sessions, left_out = marker_matched(sessions)
+    if left_out:  # the loader's caller (train_detector) gets samples only: the log says what was skipped
+        logger.warning("db samples: %d accepted session(s) left out: %s", len(left_out),
+                       "; ".join(f"session {e['session']} (field {e['field']}): {e['reason']}" for e in left_out))
     group = split_groups({s.field.slide for s in sessions})
     splits = split_by_slide([group[s.field.slide.pk] for s in sessions])
     out = []
@@ -382,7 +407,8 @@ def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float 
         raise AnnotationError("cannot start training", [str(exc)]) from None
     run.refresh_from_db()
     return {"run": run.pk, "task": run.task_id, "model_name": name, "dataset": folder.name,
-            "fields": len(manifest["fields"]), "steps": steps, "backbone": backbone}
+            "fields": len(manifest["fields"]), "left_out": len(manifest["left_out"]), "steps": steps,
+            "backbone": backbone}
 
 
 def training_group(project) -> str:

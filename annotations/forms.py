@@ -30,13 +30,14 @@ class SlidePicker(forms.RadioSelect):
 
 class PseudoSlideField(forms.ModelChoiceField):
     """A slide the user may see pseudonymously, chosen by thumbnail and description, posted by its pseudo
-    id; with a project, each slide says how many of the project's fields it has."""
+    id; with a project, only slides stained for the project's marker (services.check_field_slide refuses the
+    others), each saying how many of the project's fields it has."""
 
     def __init__(self, user, project=None, **kwargs):
         slides = access.pseudonymous_slides(user).select_related("case")
         if project is not None:
-            slides = slides.annotate(project_fields=Count("annotation_fields", filter=Q(
-                annotation_fields__project=project)))
+            slides = slides.filter(marker=project.marker).annotate(project_fields=Count(
+                "annotation_fields", filter=Q(annotation_fields__project=project)))
         super().__init__(queryset=slides, to_field_name="pseudo_id", widget=SlidePicker, **kwargs)
 
     def label_from_instance(self, slide):

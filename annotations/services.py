@@ -281,8 +281,18 @@ def check_region(slide, x, y, width, height) -> tuple[int, int, int, int]:
     return x, y, width, height
 
 
+def check_field_slide(project, slide):
+    """The slide is stained for the project's marker: its points train a model of that marker (db:MARKER, the
+    export), and a Ki-67 nucleus called "positive" is not a PD-L1 positive tumour cell."""
+    if slide.marker != project.marker:
+        raise AnnotationError("field not created", [
+            f"slide {slide.pseudo_id} is stained for {slide.marker}, project {project.name!r} annotates "
+            f"{project.marker}: choose a {project.marker} slide"])
+
+
 def do_create_field(project, slide, x, y, width, height, user=None, source=FieldSource.DRAWN,
                     tissue_fraction=None) -> Field:
+    check_field_slide(project, slide)
     x, y, width, height = check_region(slide, x, y, width, height)
     annotators = list(project.annotators.all())
     with transaction.atomic():
@@ -337,6 +347,7 @@ def do_sample_fields(project, slide, n: int, size_px: int = 1024, mpp: float | N
     from analysis import tissue
     from slideio.slidefile import open_slide
 
+    check_field_slide(project, slide)  # before the slide is read
     # Bounded as the forms and API bound them (n is bounded by sample_boxes' tries).
     if not (n >= 1 and 16 <= size_px <= 20_000 and 0 <= seed < 2**32):
         raise AnnotationError("bad sampling request", [

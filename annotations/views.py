@@ -177,7 +177,7 @@ def project_draw_field(request, pk):
     """Draw one field on a slide: GET ?slide=<pseudo id> opens the viewer; the region is posted here."""
     project = _managed_project(request.user, pk)
     if request.method == "POST":
-        form = forms.DrawnFieldForm(request.POST, user=request.user)
+        form = forms.DrawnFieldForm(request.POST, user=request.user, project=project)
         field = _attempt(request, form, "Field not created", lambda d: services.do_create_field(
             project, d["slide"], d["x"], d["y"], d["width"], d["height"], user=request.user))
         if field is not None:
@@ -188,9 +188,9 @@ def project_draw_field(request, pk):
             return redirect("annotations:project", pk=project.pk)
         slide = form.cleaned_data.get("slide")
     else:
-        slide_form = forms.SlideForm(request.GET, user=request.user)
+        slide_form = forms.SlideForm(request.GET, user=request.user, project=project)
         slide = _attempt(request, slide_form, "Choose a slide to draw on", lambda d: d["slide"])
-        form = forms.DrawnFieldForm(user=request.user)
+        form = forms.DrawnFieldForm(user=request.user, project=project)
     if slide is None:  # the message says why
         return redirect("annotations:project", pk=project.pk)
     return _draw_page(request, project, slide, form, status=400 if request.method == "POST" else 200)
@@ -220,9 +220,12 @@ def project_train(request, pk):
     except (services.AnnotationError, services.NotAllowed) as exc:
         messages.error(request, "Training not started. " + _error_text(exc))
     else:
+        left = (f" {queued['left_out']} accepted session(s) left out: their slide is stained for another marker "
+                f"than the project's." if queued["left_out"] else "")
         messages.success(request, f"Training of model {queued['model_name']!r} queued on the training worker: "
                                   f"{queued['fields']} accepted field(s), {queued['steps']} steps, "
-                                  f"{queued['backbone']}. It is registered as a research model version when done.")
+                                  f"{queued['backbone']}. It is registered as a research model version when done."
+                                  + left)
     return redirect("annotations:project", pk=project.pk)
 
 

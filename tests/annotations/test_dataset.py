@@ -256,8 +256,11 @@ def test_the_db_source_reads_one_markers_projects_only(personas, synthetic_slide
     pdl1 = make_project(personas)
     ki67 = services.do_create_project(personas["pathologist"], "ki67", "lung_squamous", "Ki67", [],
                                       [personas["annotator"]])
+    from tests.annotations.test_marker_match import twin_slide
+
     accepted_session(personas, pdl1, synthetic_slide, (100, 200, 64, 64), [[110, 210, "positive"]])
-    accepted_session(personas, ki67, synthetic_slide, (400, 400, 64, 64), [[410, 410, "positive"]])
+    # a Ki-67 project annotates Ki-67 slides only (test_marker_match)
+    accepted_session(personas, ki67, twin_slide(synthetic_slide, "Ki67"), (400, 400, 64, 64), [[410, 410, "positive"]])
     (pd,) = datasets.load_source("db:PD-L1", 0.5)
     (ki,) = datasets.load_source("db:Ki67", 0.5)
     assert (pd.meta["marker"], ki.meta["marker"]) == ("PD-L1", "Ki67")

@@ -35,3 +35,5 @@ class Command(BaseCommand):
             splits[entry["split"]] = splits.get(entry["split"], 0) + 1
         self.stdout.write(f"{len(manifest['fields'])} field(s) written to {opts['out']} {splits}; "
                           f"train with --source folder:{opts['out']}")
+        for left in manifest["left_out"]:
+            self.stderr.write(f"left out: session {left['session']} (field {left['field']}): {left['reason']}")
