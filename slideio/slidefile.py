@@ -123,6 +123,8 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
             mpp_x = mpp_y = None
         if fmt == "generic-tiff":
             mpp_x, mpp_y = _generic_tiff_level0(path, int(width), int(height), mpp_x, mpp_y)
+        if fmt == "dicom":
+            _check_dicom_series(path)
         return SlideInfo(
             format=fmt,
             vendor=_vendor_name(fmt),
@@ -251,6 +253,83 @@ def check_series_members(paths: list[str | os.PathLike]) -> None:
             raise SlideError(f"{name} is not a readable file of the series: {_clean(exc, path)}") from None
     if len(set(seen.values())) > 1:
         raise SlideError("the files belong to different slides (DICOM series); upload one series at a time")
+
+
+# A level's pixel spacing times its size must give level 0's extent on the glass within this fraction
+# (plus one of its own pixels, for the rounding of its size).
+DICOM_EXTENT_TOLERANCE = 0.03
+
+
+def _dicom_series_headers(path: str) -> list[tuple[str, object]]:
+    """(file name, header) of every DICOM file beside `path` in its series: the files OpenSlide's DICOM
+    driver assembles into the slide (it reads the whole folder). Pixel data is not read."""
+    import pydicom
+
+    main = pydicom.dcmread(path, stop_before_pixels=True)
+    series = main.get("SeriesInstanceUID")
+    headers = []
+    for member in sorted(Path(path).parent.iterdir()):
+        try:
+            if not member.is_file():
+                continue
+            with open(member, "rb") as fh:
+                fh.seek(128)
+                if fh.read(4) != b"DICM":
+                    continue
+            header = pydicom.dcmread(member, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001  OpenSlide skips what it cannot parse; check_series_members names it
+            continue
+        if header.get("SeriesInstanceUID") == series:
+            headers.append((member.name, header))
+    return headers
+
+
+def _image_type(header) -> str:
+    value = header.get("ImageType") or []
+    return str(value[2]).upper() if len(value) > 2 else ""
+
+
+def _pixel_spacing_mm(header) -> tuple[float, float] | None:
+    """(x, y) mm per pixel: DICOM's PixelSpacing is (between rows, between columns), i.e. (y, x)."""
+    try:
+        spacing = header.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        row, column = float(spacing[0]), float(spacing[1])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+    return (column, row) if row > 0 and column > 0 and math.isfinite(row) and math.isfinite(column) else None
+
+
+def _check_dicom_series(path: str) -> None:
+    """Refuse a DICOM series whose levels do not show the same area of the glass.
+
+    OpenSlide takes each level's place in the pyramid from its pixel size alone and the resolution
+    from level 0; a level whose own pixel spacing says it covers another area (a crop, an image of
+    another scan given the series' UID) would be read as a reduced copy of level 0. Raises SlideError.
+    """
+    levels = []
+    for name, header in _dicom_series_headers(path):
+        if _image_type(header) != "VOLUME":  # LABEL, OVERVIEW, THUMBNAIL: associated images, not levels
+            continue
+        spacing = _pixel_spacing_mm(header)
+        try:
+            size = (int(header.TotalPixelMatrixColumns), int(header.TotalPixelMatrixRows))
+        except (AttributeError, TypeError, ValueError):
+            continue
+        if spacing is not None:
+            levels.append((name, size, spacing))
+    if len(levels) < 2:
+        return
+    _, (width0, height0), (sx0, sy0) = max(levels, key=lambda level: level[1][0] * level[1][1])
+    extent0 = (width0 * sx0, height0 * sy0)
+    for name, (width, height), (sx, sy) in levels:
+        extent = (width * sx, height * sy)
+        if any(abs(e - e0) > DICOM_EXTENT_TOLERANCE * e0 + s for e, e0, s in zip(extent, extent0, (sx, sy))):
+            raise SlideError(
+                f"{name}: a level of {width}×{height} px at {sx * 1000:g}×{sy * 1000:g} µm/px covers "
+                f"{extent[0]:.3g}×{extent[1]:.3g} mm of the glass, but the full-resolution level covers "
+                f"{extent0[0]:.3g}×{extent0[1]:.3g} mm ({width0}×{height0} px at {sx0 * 1000:g} µm/px): its pixel "
+                "spacing contradicts its size, so the series' resolution cannot be trusted. Export the series again "
+                "from the scanner")
 
 
 def _check_tiff_structure(path: str) -> None:
