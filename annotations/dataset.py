@@ -212,7 +212,8 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
     """Write the accepted sessions as a dataset folder; returns the manifest.
 
     Raises AnnotationError (listing offenders) before writing anything when a session is not
-    accepted, a slide has no mpp, or the folder already holds a manifest.
+    accepted, a slide has no mpp, the sessions are of more than one marker, or the folder already
+    holds a manifest.  The manifest names the marker.
     """
     from PIL import Image
 
@@ -233,6 +234,12 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
             problems.append(f"session {s.pk}: is {s.status}, only accepted sessions are exported")
         if not s.field.slide.mpp_x:
             problems.append(f"session {s.pk}: slide {s.field.slide.pseudo_id} has no resolution (mpp)")
+    # One marker per dataset: "positive" is a stained membrane in PD-L1 and a stained nucleus in Ki-67, and a
+    # folder source carries no marker per field, so a mixed folder would teach one class two meanings.
+    markers = sorted({s.field.project.marker for s in sessions})
+    if len(markers) > 1:
+        problems.append(f"the sessions are of projects of {len(markers)} markers ({', '.join(markers)}): a dataset "
+                        f"holds one marker's annotations, export each marker (or project) on its own")
     if not (isinstance(mpp, (int, float)) and 0.05 <= mpp <= 20):
         problems.append(f"mpp must be in [0.05, 20], got {mpp!r}")
     if problems:
@@ -267,7 +274,8 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
             entry["counts"][IGNORE_LABEL] = len(ignore_rows)
         entries.append(entry)
     manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "name": name or "annotation-export",
-                "synthetic": False, "licence": licence, "mpp": float(mpp), "fields": entries, "left_out": left_out}
+                "synthetic": False, "licence": licence, "mpp": float(mpp), "marker": markers[0], "fields": entries,
+                "left_out": left_out}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
 

@@ -168,8 +168,9 @@ def test_export_command(personas, synthetic_slide, tmp_path):  # noqa: F811
         call_command("export_annotations", str(tmp_path / "a"), "--project", "999")
     accepted_session(personas, project, synthetic_slide, (100, 100, 64, 64), [[110, 110, "positive"]])
     out = StringIO()
-    call_command("export_annotations", str(tmp_path / "a"), "--mpp", "0.5", stdout=out)
-    assert "1 field(s) written" in out.getvalue() and f"folder:{tmp_path / 'a'}" in out.getvalue()
+    # --project or --marker is required (test_export_one_marker)
+    call_command("export_annotations", str(tmp_path / "a"), "--project", str(project.pk), "--mpp", "0.5", stdout=out)
+    assert "1 PD-L1 field(s) written" in out.getvalue() and f"folder:{tmp_path / 'a'}" in out.getvalue()
     assert len(datasets.folder_samples(tmp_path / "a")) == 1
 
 
