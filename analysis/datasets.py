@@ -116,6 +116,18 @@ def is_nuclear_marker_source(spec: str) -> bool:
     return kind in NUCLEAR_MARKER_SOURCES or (kind == "db" and arg == "Ki67")
 
 
+# Sources whose val fields are the other halves of train fields (DeepLIIF: left half train, right half val):
+# a model trained on one has seen the tissue of its "held-out" fields, so they are not held out for it.
+SPLIT_WITHIN_FIELD = frozenset({"deepliif"})
+
+
+def val_is_other_half(spec: str) -> bool:
+    try:
+        return parse_source(spec)[0] in SPLIT_WITHIN_FIELD
+    except DatasetError:
+        return False
+
+
 class DatasetError(ValueError):
     """A source cannot be read; the message says what is wrong and where."""
 

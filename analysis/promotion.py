@@ -106,6 +106,17 @@ def held_out_data(candidate: ModelVersion) -> list:
     return out
 
 
+OTHER_HALF = "other half trained on: the right halves of fields whose left halves it trained on"
+
+
+def not_held_out(spec: str) -> str:
+    """Why a recorded source's val fields are not held out for the candidate; "" when they are. Such a source
+    is shown, labelled, but counts in neither the pooled nor the equally weighted row."""
+    from .datasets import val_is_other_half
+
+    return OTHER_HALF if val_is_other_half(spec) else ""
+
+
 def pooled(candidate: ModelVersion, sources: list):
     """All the sources' fields as one EvalData (counts pooled: the largest source weighs most). Its compartment
     is unused: a field is scored with its own source's detector (_PerField)."""
@@ -155,7 +166,13 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
 
     check_reviewable(candidate)
     sources = held_out_data(candidate)
-    data = pooled(candidate, sources)
+    counted = [d for d in sources if not not_held_out(d.name)]
+    if not counted:
+        raise PromotionError(f"none of the validation fields of {candidate.name} is held out ("
+                             + "; ".join(f"{d.name}: {not_held_out(d.name)}" for d in sources)
+                             + "): it cannot be promoted on them. Train it with a source whose val fields are "
+                               "other slides or images.")
+    data = pooled(candidate, counted)
     marker = evaluation_marker(candidate)
     baseline = Baseline.current(marker)
     try:
@@ -169,6 +186,7 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
     detector = _PerField(candidate.name, sources, lambda d: model)
     default = _PerField(baseline.name, sources, lambda d: defaults[d.compartment])
     per_source = [{"source": d.name, "fields": len(d.fields), "synthetic": d.synthetic,
+                   "held_out": not not_held_out(d.name), "note": not_held_out(d.name),
                    "default_compartment": d.compartment if baseline.version is None else "",
                    "candidate": _scored(detector, d), "default": _scored(default, d)} for d in sources]
     return ModelEvaluation.objects.create(
@@ -273,6 +291,7 @@ class SourceRow:
     synthetic: bool
     cells: tuple  # per SOURCE_METRICS: (candidate, default, better)
     note: str = ""
+    held_out: bool = True  # False: shown, but counted in neither the pooled nor the equally weighted row
 
 
 def source_rows(evaluation: ModelEvaluation) -> list[SourceRow]:
@@ -280,16 +299,18 @@ def source_rows(evaluation: ModelEvaluation) -> list[SourceRow]:
     for an evaluation recorded before the sources were scored apart)."""
     if not evaluation.per_source:
         return []
-    rows = [SourceRow("Pooled (all fields)", evaluation.fields, evaluation.synthetic,
+    rows = [SourceRow("Pooled (held-out fields)", evaluation.fields, evaluation.synthetic,
                       _cells(evaluation.candidate_scores, evaluation.baseline_scores))]
     sources = evaluation.per_source
-    rows += [SourceRow(s["source"], s["fields"], s["synthetic"], _cells(s["candidate"], s["default"]),
-                       f"{evaluation.baseline} read the {s['default_compartment']}" if s.get("default_compartment")
-                       else "") for s in sources]
-    if len(sources) > 1:
-        means = [_mean([s[who] for s in sources]) for who in ("candidate", "default")]
-        rows.append(SourceRow(f"Sources weighted equally ({len(sources)})", sum(s["fields"] for s in sources),
-                              any(s["synthetic"] for s in sources), _cells(*means)))
+    for s in sources:
+        reads = f"{evaluation.baseline} read the {s['default_compartment']}" if s.get("default_compartment") else ""
+        rows.append(SourceRow(s["source"], s["fields"], s["synthetic"], _cells(s["candidate"], s["default"]),
+                              "; ".join(n for n in (s.get("note", ""), reads) if n), s.get("held_out", True)))
+    counted = [s for s in sources if s.get("held_out", True)]
+    if len(counted) > 1:
+        means = [_mean([s[who] for s in counted]) for who in ("candidate", "default")]
+        rows.append(SourceRow(f"Sources weighted equally ({len(counted)})", sum(s["fields"] for s in counted),
+                              any(s["synthetic"] for s in counted), _cells(*means)))
     return rows
 
 

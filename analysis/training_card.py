@@ -139,6 +139,8 @@ def card_markdown(card: dict) -> str:
                   "|---|---|---|---|---|---|"]
         for source, m in card["metrics"].items():
             label = source + (" (SYNTHETIC)" if m["synthetic"] else "")
+            if datasets.val_is_other_half(source):
+                label += " (right halves of its training fields: not held out)"
 
             def cls(k, m=m):
                 c = m["per_class"][k]

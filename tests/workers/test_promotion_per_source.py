@@ -40,7 +40,7 @@ def test_each_source_is_scored_apart_for_both_detectors(two_sources, personas):
     assert evaluation.baseline_scores["n_truth"] == sum(s["default"]["n_truth"] for s in evaluation.per_source)
 
     page = client_for(personas["pathologist"]).get(f"/models/{candidate.pk}/").content.decode()
-    assert "Pooled (all fields)" in page and "Sources weighted equally (2)" in page
+    assert "Pooled (held-out fields)" in page and "Sources weighted equally (2)" in page
     assert big in page.split('class="table model-sources"')[1] and small in page.split('class="table model-sources"')[1]
     assert "held-out validation fields" in page and "not a leave-one-source-out evaluation" in page
 
@@ -54,7 +54,7 @@ def test_the_equal_weight_row_is_the_mean_of_the_sources():
         {"source": "bcdata", "fields": 9, "synthetic": False, "candidate": score(0.9, 2.0), "default": score(0.8, 4.0)},
         {"source": "shidc", "fields": 1, "synthetic": False, "candidate": score(0.5, 10.0), "default": score(0.7, 6.0)}])
     rows = promotion.source_rows(evaluation)
-    assert [r.label for r in rows] == ["Pooled (all fields)", "bcdata", "shidc", "Sources weighted equally (2)"]
+    assert [r.label for r in rows] == ["Pooled (held-out fields)", "bcdata", "shidc", "Sources weighted equally (2)"]
     detection_f1, *_, pct = rows[-1].cells
     assert detection_f1 == pytest.approx((0.7, 0.75, "default"))  # pooled said candidate; equally weighted, default
     assert pct == pytest.approx((6.0, 5.0, "default"))
