@@ -217,16 +217,17 @@ def test_region_undo_vertex_edit_ruler_and_magnification(page, site):
     page.mouse.up()
     shot(page, "3-editing-vertices")
     key(page, "Enter")
-    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 5}")  # added, then the old deleted
-    page.wait_for_function("window.pdl1Viewer.regions.length === 1")
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 4}")  # one save replaces it
+    # The list reloads after the save: wait for the new region, not the old one still listed.
+    page.wait_for_function(f"window.pdl1Viewer.regions.length === 1 && window.pdl1Viewer.regions[0].id !== {restored['id']}")
     edited = page.evaluate("window.pdl1Viewer.regions[0]")
     moved = [edited["vertices"][0][i] - restored["vertices"][0][i] for i in (0, 1)]
     zoom = 20 * MPP / 10  # screen px per level-0 px at 20×
     assert edited["vertices"][1:] == restored["vertices"][1:]
     assert moved == [pytest.approx(-60 / zoom, abs=3)] * 2, moved
-    key(page, "Control+z")  # the previous vertices back
-    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 7}")
-    page.wait_for_function("window.pdl1Viewer.regions.length === 1")
+    key(page, "Control+z")  # the previous vertices back, again in one save
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 5}")
+    page.wait_for_function(f"window.pdl1Viewer.regions.length === 1 && window.pdl1Viewer.regions[0].id !== {edited['id']}")
     assert page.evaluate("window.pdl1Viewer.regions[0].vertices") == restored["vertices"]
 
     # The ruler at 20× (1 screen px = 0.5 µm): 200 px apart is 100 µm.
