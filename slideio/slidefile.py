@@ -136,7 +136,7 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
             mpp_x=mpp_x,
             mpp_y=mpp_y,
             objective_power=_float_or_none(props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)),
-            properties={k: v for k, v in props.items() if len(v) < 2000},
+            properties=technical_properties(props),
             associated_images=sorted(slide.associated_images),
         )
     except openslide.OpenSlideError as exc:
@@ -147,6 +147,29 @@ def inspect_slide(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
         raise SlideError("the image is too large to decode within the memory limit") from None
     finally:
         slide.close()
+
+
+# The reader properties kept on the Slide row (shown in the admin, copied into the audit trail): only
+# keys known to be technical. A file's metadata also says who the patient is (DICOM PatientName,
+# PatientID, PatientBirthDate, AccessionNumber, ReferringPhysicianName), carries file names that are
+# often the accession or the patient's name (aperio.Filename, tiff.DocumentName) and free text
+# (ImageDescription, openslide.comment): an allowlist, since no denylist knows every vendor's keys.
+# The file itself is kept as scanned; pathologists see its label through the associated images.
+_TECHNICAL_PROPERTY = re.compile(
+    r"openslide\.(vendor|mpp-x|mpp-y|objective-power|level-count|background-color|icc-size|quickhash-1"
+    r"|bounds-(x|y|width|height)|level\[\d+\]\.(width|height|downsample|tile-width|tile-height)"
+    r"|associated\.\w+\.(width|height))"
+    r"|tiff\.(ResolutionUnit|XResolution|YResolution|Make|Model|Software)"
+    r"|aperio\.(AppMag|MPP|OriginalWidth|OriginalHeight)"
+    r"|hamamatsu\.(SourceLens|Product)"
+    r"|dicom\.(SeriesInstanceUID|Modality|SOPClassUID|TransferSyntaxUID|Manufacturer|ManufacturerModelName"
+    r"|SoftwareVersions|ImageType\[\d\]|TotalPixelMatrix(Columns|Rows)|PhotometricInterpretation"
+    r"|SharedFunctionalGroupsSequence\[0\]\.PixelMeasuresSequence\[0\]\.PixelSpacing\[[01]\])")
+
+
+def technical_properties(props: dict[str, str]) -> dict[str, str]:
+    """The reader properties safe to store with the slide: technical keys only (see _TECHNICAL_PROPERTY)."""
+    return {k: v for k, v in props.items() if _TECHNICAL_PROPERTY.fullmatch(k) and len(v) < 2000}
 
 
 def check_declared_size(level_dimensions, max_pixels: int, max_decode_pixels: int) -> None:
