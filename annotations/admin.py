@@ -1,27 +1,44 @@
 from django.contrib import admin
 
 from analysis.admin import ReadOnlyRecordAdmin
-from annotations.choices import SessionStatus
 from annotations.models import AnnotationProject, AnnotationRevision, AnnotationSession, Field
 
 
 @admin.register(AnnotationProject)
 class AnnotationProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "indication", "marker", "created_by", "created_at"]
-    filter_horizontal = ["annotators"]
+    # Annotators are added on the project page (services.do_assign_annotators): it checks each one may see
+    # every field's slide and gives them their sessions; an annotator added here got neither.
+    readonly_fields = ["annotators"]
+
+    def get_readonly_fields(self, request, obj=None):
+        locked = []
+        if obj is not None:
+            # The marker says what "positive" means (a field's slide must be stained for it, and db:MARKER
+            # trains on it); the labels are the vocabulary the saved points use.
+            if obj.fields.exists():
+                locked.append("marker")
+            if AnnotationSession.objects.filter(field__project=obj).exists():
+                locked += ["marker", "labels"]
+        return [*super().get_readonly_fields(request, obj), *dict.fromkeys(locked)]
 
 
 @admin.register(Field)
 class FieldAdmin(admin.ModelAdmin):
     list_display = ["pk", "project", "slide", "x", "y", "width", "height", "source"]
     list_filter = ["source", "project"]
-    # Once a session of the field is accepted its points are training data in this field's frame: moving
-    # or resizing the field would put them outside it (the export clamps them to the edge, silently).
+    # Once a session of the field has points (or has left "assigned") they are in this field's frame: moving
+    # or resizing the field, or changing its slide or project, would put them outside it or on other tissue.
     GEOMETRY = ["project", "slide", "x", "y", "width", "height"]
 
+    def has_add_permission(self, request):
+        # Fields are made on the project page or the API (services.do_create_field): marker, region, overlap
+        # and every annotator's session are checked and made there, not here.
+        return False
+
     def get_readonly_fields(self, request, obj=None):
-        accepted = obj is not None and obj.sessions.filter(status=SessionStatus.ACCEPTED).exists()
-        return [*super().get_readonly_fields(request, obj), *(self.GEOMETRY if accepted else [])]
+        locked = obj is not None and obj.worked_on
+        return [*super().get_readonly_fields(request, obj), *(self.GEOMETRY if locked else [])]
 
 
 @admin.register(AnnotationSession)
@@ -31,6 +48,9 @@ class AnnotationSessionAdmin(admin.ModelAdmin):
     # Status moves only through submit / accept / return (annotations.services), which check the row and
     # the version reviewed; the field and annotator are what the points belong to.
     readonly_fields = ["points", "version", "status", "field", "annotator"]
+
+    def has_add_permission(self, request):
+        return False  # sessions come with fields and annotators (services.do_create_field, do_assign_annotators)
 
 
 @admin.register(AnnotationRevision)

@@ -105,7 +105,8 @@ def field_to_image_points(points, x0: int, y0: int, scale, out_w: int, out_h: in
             continue
         u = (x - x0 + 0.5) * sx - 0.5
         v = (y - y0 + 0.5) * sy - 0.5
-        # rounding of the output size can push a border point a hair outside: keep it on the image
+        # Callers refuse points outside the field (points_outside): this only keeps a point on the field's last
+        # pixel off the image's outer edge after float rounding, never moves a point from elsewhere onto it.
         u = min(max(u, -0.5), out_w - 0.5 - 1e-3)
         v = min(max(v, -0.5), out_h - 0.5 - 1e-3)
         rows.append((round(u, 3), round(v, 3), label))
@@ -155,6 +156,15 @@ def marker_matched(sessions) -> tuple[list, list[dict]]:
                              "reason": f"the slide is stained for {slide.marker}, project {project.name!r} "
                                        f"annotates {project.marker}"})
     return kept, left_out
+
+
+def points_outside(session) -> list[str]:
+    """Each point of the session outside its field, as a problem: an error of the export and db:MARKER (it was
+    clamped onto the field's corner: a nucleus trained where there is none)."""
+    f = session.field
+    return [f"session {session.pk}: point {n} ({x}, {y}) is outside field {f.pk} [{f.x}, {f.x + f.width}) x "
+            f"[{f.y}, {f.y + f.height}); return the session to its annotator"
+            for n, (x, y, _) in enumerate(session.points) if not f.contains(x, y)]
 
 
 def field_label_sets(sessions) -> list[dict]:
@@ -234,6 +244,7 @@ def do_export_dataset(sessions, out_dir, mpp: float = 0.5, name: str = "", licen
             problems.append(f"session {s.pk}: is {s.status}, only accepted sessions are exported")
         if not s.field.slide.mpp_x:
             problems.append(f"session {s.pk}: slide {s.field.slide.pseudo_id} has no resolution (mpp)")
+        problems += points_outside(s)
     # One marker per dataset: "positive" is a stained membrane in PD-L1 and a stained nucleus in Ki-67, and a
     # folder source carries no marker per field, so a mixed folder would teach one class two meanings.
     markers = sorted({s.field.project.marker for s in sessions})
@@ -292,7 +303,7 @@ def db_samples(marker: str | None = None, sessions=None) -> list:
     The "db:MARKER" source of analysis.datasets (train_detector --source db:PD-L1); splits are drawn
     per slide as in the export.  Without a marker, `sessions` must be given (one project's).
     """
-    from analysis.datasets import Sample
+    from analysis.datasets import DatasetError, Sample
     from analysis.labels import LABEL_CODES
 
     if sessions is None:
@@ -303,6 +314,10 @@ def db_samples(marker: str | None = None, sessions=None) -> list:
                     .select_related("field__slide__case", "field__project", "annotator"))
     sessions = [s for s in sessions if s.status == SessionStatus.ACCEPTED and s.field.slide.mpp_x]
     sessions, left_out = marker_matched(sessions)
+    outside = [problem for s in sessions for problem in points_outside(s)]
+    if outside:  # training stops, saying where: the caller reads DatasetError
+        raise DatasetError(f"db:{marker or 'sessions'}: {len(outside)} accepted point(s) outside their field:\n  - "
+                           + "\n  - ".join(outside[:formats.MAX_LISTED]))
     if left_out:  # the loader's caller (train_detector) gets samples only: the log says what was skipped
         logger.warning("db samples: %d accepted session(s) left out: %s", len(left_out),
                        "; ".join(f"session {e['session']} (field {e['field']}): {e['reason']}" for e in left_out))

@@ -78,6 +78,12 @@ class Field(models.Model):
         """The point's pixel (floor(v + 0.5)) lies in the field."""
         return self.x - 0.5 <= x < self.x + self.width - 0.5 and self.y - 0.5 <= y < self.y + self.height - 0.5
 
+    @property
+    def worked_on(self) -> bool:
+        """A session of the field has saved points or moved on from "assigned": its points are in this field's
+        frame, so the field's slide and rectangle may no longer change (they would fall outside it)."""
+        return self.sessions.exclude(status=SessionStatus.ASSIGNED, version=0).exists()
+
 
 class AnnotationSession(models.Model):
     """One annotator's points on one field, and its review."""

@@ -510,8 +510,17 @@ def check_reviewer(session, user):
 
 
 def do_accept(session, reviewer, comment="", version: int | None = None):
-    """`version`: the session version the reviewer saw; a session resubmitted since is not accepted."""
+    """`version`: the session version the reviewer saw; a session resubmitted since is not accepted.
+
+    The points are checked again as a save checks them (inside the field, the project's labels): an accepted
+    session is training data, and its points were checked against the field and label set of their save,
+    which may have changed since (an older admin moved fields; data from before a check existed)."""
     check_reviewer(session, reviewer)
+    try:
+        check_points(session.field, session.field.project.label_names, session.points)
+    except AnnotationError as exc:
+        raise AnnotationError(f"session {session.pk} not accepted: its points do not fit the field or the "
+                              f"project's labels now; return it to the annotator", exc.problems) from None
     session.accept(reviewer, comment or "", version)
     return session
 
