@@ -323,15 +323,27 @@ def _pixel_spacing_mm(header) -> tuple[float, float] | None:
 
 
 def _check_dicom_series(path: str) -> None:
-    """Refuse a DICOM series whose levels do not show the same area of the glass.
+    """Refuse a DICOM series whose levels show identifying text or not the same area of the glass.
 
-    OpenSlide takes each level's place in the pyramid from its pixel size alone and the resolution
-    from level 0; a level whose own pixel spacing says it covers another area (a crop, an image of
-    another scan given the series' UID) would be read as a reduced copy of level 0. Raises SlideError.
+    The levels are what everyone sees, annotators too (the pseudonymous viewer and thumbnail): an image
+    whose header says the label or other identifying text is burned into its pixels
+    (BurnedInAnnotation, SpecimenLabelInImage YES) cannot be shown to them, and the platform cannot
+    redact it. OpenSlide takes each level's place in the pyramid from its pixel size alone and the
+    resolution from level 0; a level whose own pixel spacing says it covers another area (a crop, an
+    image of another scan given the series' UID) would be read as a reduced copy of level 0.
+    Raises SlideError.
     """
     levels = []
     for name, header in _dicom_series_headers(path):
-        if _image_type(header) != "VOLUME":  # LABEL, OVERVIEW, THUMBNAIL: associated images, not levels
+        if _image_type(header) not in ("VOLUME", "THUMBNAIL"):  # LABEL, OVERVIEW: shown to pathologists only
+            continue
+        burned = [tag for tag in ("BurnedInAnnotation", "SpecimenLabelInImage")
+                  if str(header.get(tag) or "").strip().upper() == "YES"]
+        if burned:
+            raise SlideError(f"{name}: the image declares {' and '.join(f'{tag} YES' for tag in burned)}: identifying "
+                             "text (such as the slide label) is part of the scanned image, which annotators would "
+                             "see. Export the scan without it (only the label and overview images may show the label)")
+        if _image_type(header) != "VOLUME":  # a THUMBNAIL is an associated image, not a level
             continue
         spacing = _pixel_spacing_mm(header)
         try:
