@@ -283,8 +283,9 @@ def session_review(request, pk):
             services.do_return(session, request.user, comment, version)
         else:
             raise TransitionError(f"unknown review action {action!r} (accept or return)")
-    except (TransitionError, services.NotAllowed) as exc:
-        messages.error(request, f"Session {session.pk} of {session.annotator.username} not changed: {exc}")
+    except (TransitionError, services.NotAllowed, services.AnnotationError) as exc:  # accept re-checks the points
+        messages.error(request, f"Session {session.pk} of {session.annotator.username} not changed: "
+                                f"{_error_text(exc)}")
     else:
         done = "accepted" if action == "accept" else "returned to the annotator"
         messages.success(request, f"Session {session.pk} of {session.annotator.username} {done}.")
