@@ -140,16 +140,20 @@ def do_ingest_slide(
         if agreed is not None:
             return IngestResult(agreed, created=False)
         main = staging / _main_file(staging, names)
+        limits = {"memory_bytes": settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
+                  "timeout_s": settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS}
         try:
+            # Opening the members parses untrusted files in C, as decoding does: under the same guard.
             if len(names) > 1:
-                check_series_members([staging / name for name in names])
+                run_limited(check_series_members, [str(staging / name) for name in names], **limits)
             # Decoding runs in a child process under a memory ceiling (cases.isolation).
             info = run_limited(validate_slide, str(main), str(staging / THUMBNAIL_NAME),
-                               settings.PDL1_SLIDE_MAX_PIXELS, settings.PDL1_SLIDE_MAX_DECODE_PIXELS,
-                               memory_bytes=settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
-                               timeout_s=settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS)
+                               settings.PDL1_SLIDE_MAX_PIXELS, settings.PDL1_SLIDE_MAX_DECODE_PIXELS, **limits)
         except SlideError as exc:
-            raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {exc}") from None
+            # The readers name files by their staging path (/…/media/tmp/ingest-<uuid>/x.dcm): the user
+            # knows the file by its name, and the server's layout is none of their business.
+            message = str(exc).replace(str(staging) + os.sep, "").replace(str(staging), "the upload")
+            raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: {message}") from None
         except OSError as exc:
             _raise_if_storage_full(exc)
             raise

@@ -273,7 +273,7 @@ def check_series_members(paths: list[str | os.PathLike]) -> None:
             with openslide.OpenSlide(path) as slide:
                 seen[name] = (slide.properties.get("dicom.SeriesInstanceUID"), tuple(slide.level_dimensions))
         except openslide.OpenSlideError as exc:
-            raise SlideError(f"{name} is not a readable file of the series: {_clean(exc, path)}") from None
+            raise SlideError(f"{name} could not be read with the rest of the series: {_clean(exc, path)}") from None
     if len(set(seen.values())) > 1:
         raise SlideError("the files belong to different slides (DICOM series); upload one series at a time")
 
@@ -567,6 +567,23 @@ def _float_or_none(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# libdicom's words for a second image of a level OpenSlide already has (two files of one level).
+_DICOM_SAME_LEVEL = re.compile(r"(?:Reading (?P<file>[^:]+): )?Slide contains unexpected image \([^)]*\)")
+
+
 def _clean(exc: Exception, path: str) -> str:
-    """Error text without the server-side path, which means nothing to the user."""
-    return str(exc).replace(f"Reading {path}: ", "").replace(path, "<file>")
+    """Error text for the user: no server-side path (the staging folder's name says nothing to the user
+    and shows the server's layout), every file named by its own name; libdicom's terms in plain words."""
+    text = str(exc).replace(f"Reading {path}: ", "")
+    folder = os.path.dirname(path)
+    if folder:
+        # OpenSlide's DICOM driver reads the whole folder: its errors name the sibling files too.
+        text = text.replace(folder + os.sep, "")
+    text = text.replace(path, Path(path).name)
+
+    def same_level(match):
+        other = match.group("file")
+        return (f"{other + ' and another file are' if other else 'the series holds'} two images of the same level "
+                "in the series; upload one image per level")
+
+    return _DICOM_SAME_LEVEL.sub(same_level, text)
