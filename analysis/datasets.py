@@ -128,6 +128,14 @@ def val_is_other_half(spec: str) -> bool:
         return False
 
 
+def same_field(name: str) -> str:
+    """What identifies a sample's field across datasets: its name, less the session of an accepted annotation
+    ("field-12-session-40", from the db source and its folder export): another annotator's points on one field
+    are the same image."""
+    field_, sep, session = name.rpartition("-session-")
+    return field_ if sep and field_.startswith("field-") and session.isdigit() else name
+
+
 class DatasetError(ValueError):
     """A source cannot be read; the message says what is wrong and where."""
 
@@ -228,12 +236,15 @@ def describe(samples: list[Sample]) -> list[dict]:
         entry["fields"][s.split] = entry["fields"].get(s.split, 0) + 1
         if s.split == "val":  # which fields were held out, so a promotion reads exactly those again
             entry.setdefault("val_fields", []).append(s.name)
+        elif s.split == "train":  # and which were trained on, so a model fine-tuned from this one is not
+            entry.setdefault("train_fields", []).append(s.name)  # promoted on them (analysis.promotion)
         counts = entry["points"].setdefault(s.split, {"positive": 0, "negative": 0})
         counts["positive"] += int((s.labels == POSITIVE).sum())
         counts["negative"] += int((s.labels == NEGATIVE).sum())
     for entry in out.values():
-        if "val_fields" in entry:
-            entry["val_fields"].sort()
+        for key in ("val_fields", "train_fields"):
+            if key in entry:
+                entry[key].sort()
     return list(out.values())
 
 

@@ -151,6 +151,40 @@ def _scored(detector, data) -> dict:
     return score
 
 
+def check_lineage(candidate: ModelVersion, held_out: list[str]) -> None:
+    """PromotionError when a held-out field (a name, or another annotation of that field) is one the candidate,
+    or any model of its --init-from chain (the Lineage on its card), trained on, or when that is unknown: the
+    weights may have seen a held-out slide through a predecessor."""
+    from .datasets import same_field
+    from .training_card import read_card_beside
+
+    data = candidate.training_data or {}
+    lineage = data.get("lineage")
+    if lineage is None:  # a card from before lineage was recorded: its registered card says if it was fine-tuned
+        card = read_card_beside(candidate.path())
+        if not isinstance(card, dict) or "training" not in card:
+            lineage = {"unchecked": "its card does not say whether it was fine-tuned from another model"}
+        elif card["training"].get("initialised_from"):
+            lineage = {"initialised_from": card["training"]["initialised_from"],
+                       "unchecked": "its card is from before the fields of the models it descends from were recorded"}
+        else:
+            lineage = {}
+    if lineage.get("unchecked"):
+        parent = f" (fine-tuned from {lineage['initialised_from']})" if lineage.get("initialised_from") else ""
+        raise PromotionError(f"the lineage of {candidate.name}{parent} cannot be checked: {lineage['unchecked']}. "
+                             "Whether its held-out fields are unseen by the weights it started from is unknown, so "
+                             "it cannot be promoted: train it from a model whose card lists its training fields.")
+    trained = {same_field(n) for s in data.get("sources") or [] if isinstance(s, dict)
+               for n in s.get("train_fields") or []} | {same_field(n) for n in lineage.get("trained_fields") or []}
+    seen = sorted({n for n in held_out if same_field(n) in trained})
+    if seen:
+        chain = " <- ".join([candidate.name, *lineage.get("models", [])])
+        listed = ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else "")
+        raise PromotionError(f"{len(seen)} of its held-out field(s) ({listed}) "
+                             f"were trained on in its lineage ({chain}): they are not held out for it, so it cannot "
+                             "be promoted on them.")
+
+
 def check_reviewable(candidate: ModelVersion) -> None:
     if candidate.status == ModelStatus.CLINICAL:
         raise PromotionError(f"{candidate.name} is already released for clinical use.")
@@ -166,6 +200,7 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
 
     check_reviewable(candidate)
     sources = held_out_data(candidate)
+    check_lineage(candidate, [f.name for d in sources for f in d.fields])
     counted = [d for d in sources if not not_held_out(d.name)]
     if not counted:
         raise PromotionError(f"none of the validation fields of {candidate.name} is held out ("
@@ -227,6 +262,8 @@ def do_promote(candidate: ModelVersion, user, reason: str) -> ModelPromotion:
     with transaction.atomic():
         candidate = ModelVersion.objects.select_for_update().get(pk=candidate.pk)
         check_reviewable(candidate)
+        check_lineage(candidate, [n for spec, _ in candidate.held_out_sources()
+                                  for n in recorded_val_fields(candidate, spec) or []])
         if not reason:
             raise PromotionError("Give the reason for the promotion: it is recorded with your name.")
         evaluation = current_evaluation(candidate)

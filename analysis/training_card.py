@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +59,56 @@ def metrics_line(metrics: dict) -> str:
     return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class Lineage:
+    """The fields the weights a run started from (--init-from) were trained on, through their whole chain: a
+    promotion refuses held-out fields that any of them trained on (analysis.promotion.check_lineage)."""
+
+    initialised_from: str | None = None
+    models: tuple = ()  # the chain, parent first (card names, else paths)
+    trained_fields: tuple = ()  # every field any of them trained on (datasets.Sample.name)
+    unchecked: str = ""  # why what the chain trained on is unknown; "" when it is known
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "models": list(self.models), "trained_fields": list(self.trained_fields)}
+
+
+def lineage_of(init_from, parent_card: dict | None) -> Lineage:
+    """The Lineage of a run started from `init_from`, whose model card is `parent_card` (None: not found)."""
+    if not init_from:
+        return Lineage()
+    init_from = str(init_from)
+    if not isinstance(parent_card, dict) or not parent_card:
+        return Lineage(init_from, (init_from,), (), f"no model card beside {init_from}")
+    name = parent_card.get("name") or init_from
+    data = parent_card.get("training_data") or {}
+    sources = [s for s in data.get("sources") or [] if isinstance(s, dict)]
+    own = {n for s in sources for n in s.get("train_fields") or []}
+    unchecked = ""
+    if any(s.get("fields", {}).get("train") and "train_fields" not in s for s in sources) or not sources:
+        unchecked = f"the card of {name} does not list the fields it trained on"
+    grand = data.get("lineage")
+    if grand is None:  # a card from before lineage was recorded: it says whether it was fine-tuned, not from what
+        grand = {"models": [], "trained_fields": [], "unchecked": ""}
+        grandparent = (parent_card.get("training") or {}).get("initialised_from")
+        if grandparent and not unchecked:
+            unchecked = f"{name} was fine-tuned from {grandparent}, whose training fields its card does not list"
+    unchecked = unchecked or (f"via {name}: {grand['unchecked']}" if grand.get("unchecked") else "")
+    trained = tuple(sorted(own | set(grand.get("trained_fields", []))))
+    return Lineage(init_from, (name, *grand.get("models", [])), trained, unchecked)
+
+
+def read_card_beside(path) -> dict | None:
+    """The model card of a checkpoint: NAME.json beside a registered copy, else the run's model_card.json."""
+    path = Path(path)
+    for card in (path.with_suffix(".json"), path.parent / CARD_JSON):
+        try:
+            return json.loads(card.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def model_card(config, det, samples, metrics, steps_done, finished, device, seconds, history) -> dict:
     import torch
 
@@ -81,7 +133,9 @@ def model_card(config, det, samples, metrics, steps_done, finished, device, seco
                      "augmentation": "random crop, flips, 90-degree rotations, HED stain jitter "
                                      f"(sigma {config.stain_sigma}, bias {config.stain_bias})"
                                      + (f", scale jitter ±{config.scale_jitter:g}" if config.scale_jitter else "")},
-        "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources)},
+        "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources),
+                          "lineage": lineage_of(config.init_from, config.init_from and read_card_beside(config.init_from))
+                          .to_dict()},
         "evaluation": {"nms_radius_um": config.nms_radius_um, "match_radius_um": config.match_radius_um,
                        "note": "held-out (val split) fields only"},
         "metrics": metrics,
@@ -113,6 +167,11 @@ def card_markdown(card: dict) -> str:
         lines.append("- Source shares in each batch: " + ", ".join(f"{k} {v:g}" for k, v in t["source_weights"].items()))
     if t.get("initialised_from"):
         lines.append(f"- Initialised from: {t['initialised_from']} (fine-tuned)")
+        lineage = card["training_data"].get("lineage") or {}
+        lines.append("- Lineage: " + (f"unknown ({lineage['unchecked']}): it cannot be promoted"
+                                      if lineage.get("unchecked") else
+                                      f"{' <- '.join(lineage.get('models', []))}, "
+                                      f"{len(lineage.get('trained_fields', []))} training field(s) recorded"))
     lines += [
         "",
         "## Training data",

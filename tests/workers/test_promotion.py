@@ -16,6 +16,7 @@ from tests.workers.synthetic_dataset import write_synthetic_dataset
 
 pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "pw-for-tests-123"
+NO_PARENT = {"initialised_from": None, "models": [], "trained_fields": [], "unchecked": ""}  # trained from scratch
 
 
 @pytest.fixture
@@ -24,8 +25,8 @@ def candidate(media_root, tmp_path):
     spec = f"folder:{folder}"
     return registry.register_checkpoint(
         tiny_checkpoint(media_root / "cand.pt"), "candidate-v1", metrics={spec: {"fields": 2}},
-        training_data={"synthetic": True, "sources": [{"source": spec, "synthetic": True,
-                                                        "fields": {"train": 1, "val": 2}}]})
+        training_data={"synthetic": True, "lineage": NO_PARENT, "sources": [{"source": spec, "synthetic": True,
+                                                                             "fields": {"train": 1, "val": 2}}]})
 
 
 def test_empty_metrics_or_no_held_out_split_cannot_be_promoted(candidate, personas, media_root):
@@ -185,8 +186,8 @@ def test_a_model_measured_on_one_marker_never_becomes_the_other_markers_default(
 
     ki67 = registry.register_checkpoint(
         tiny_checkpoint(media_root / "ki67.pt", seed=5), "ki67-v1", metrics={"bcdata": {"fields": 5}},
-        training_data={"synthetic": False, "sources": [{"source": "db:Ki67", "synthetic": False,
-                                                        "fields": {"train": 2, "val": 1}}]})
+        training_data={"synthetic": False, "lineage": NO_PARENT, "sources": [{"source": "db:Ki67", "synthetic": False,
+                                                                              "fields": {"train": 2, "val": 1}}]})
     assert promotion.evaluation_marker(ki67) == Marker.KI67
     assert promotion.evaluation_marker(candidate) == Marker.PDL1
     evaluation = ModelEvaluation.objects.create(  # what do_evaluate records for Ki-67 held-out fields

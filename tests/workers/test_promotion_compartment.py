@@ -9,6 +9,7 @@ from analysis import datasets, promotion, registry
 from analysis.detectors import ClassicDetector
 from analysis.evaluation import EvalData, EvalField, score_detector
 from tests.analysis.test_registry import tiny_checkpoint
+from tests.workers.test_promotion import NO_PARENT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,10 +21,11 @@ def stand_in_ki67_fields(n=2):
 def test_the_classic_default_reads_the_nucleus_on_the_ki67_source_of_a_mixed_set(media_root, monkeypatch):
     real_load = datasets.load_source
     monkeypatch.setattr(datasets, "load_source",
-                        lambda spec, mpp, **kw: stand_in_ki67_fields() if spec == "bcdata" else real_load(spec, mpp, **kw))
+                        lambda spec, mpp, **kw: stand_in_ki67_fields() if spec == "bcdata"
+                        else real_load(spec, mpp, **kw))
     candidate = registry.register_checkpoint(
         tiny_checkpoint(media_root / "mixed.pt", seed=12), "mixed-v1", metrics={"x": 1},
-        training_data={"synthetic": True, "sources": [
+        training_data={"synthetic": True, "lineage": NO_PARENT, "sources": [
             {"source": "synthetic", "synthetic": True, "fields": {"train": 4, "val": 2}},
             {"source": "bcdata", "synthetic": False, "fields": {"train": 20, "val": 2}}]})
     assert candidate.held_out_marker() == "PD-L1"  # mixed: the set as a whole is PD-L1's

@@ -6,6 +6,7 @@ import pytest
 from analysis import promotion, registry
 from analysis.models import ModelEvaluation
 from tests.analysis.test_registry import tiny_checkpoint
+from tests.workers.test_promotion import NO_PARENT
 from tests.annotations import client_for
 from tests.workers.synthetic_dataset import write_synthetic_dataset
 
@@ -16,7 +17,7 @@ def register(media_root, name, sources, seed=11):
     """A tiny model whose card records `sources` as {spec: (train, val)} fields."""
     return registry.register_checkpoint(
         tiny_checkpoint(media_root / f"{name}.pt", seed=seed), name, metrics={"x": 1},
-        training_data={"synthetic": True, "sources": [{"source": spec, "synthetic": True,
+        training_data={"synthetic": True, "lineage": NO_PARENT, "sources": [{"source": spec, "synthetic": True,
                                                         "fields": {"train": t, "val": v}}
                                                        for spec, (t, v) in sources.items()]})
 
@@ -52,7 +53,8 @@ def test_the_equal_weight_row_is_the_mean_of_the_sources():
     evaluation = ModelEvaluation(fields=10, synthetic=False, candidate_scores=score(0.9, 2.0),
                                  baseline_scores=score(0.8, 4.0), per_source=[
         {"source": "bcdata", "fields": 9, "synthetic": False, "candidate": score(0.9, 2.0), "default": score(0.8, 4.0)},
-        {"source": "shidc", "fields": 1, "synthetic": False, "candidate": score(0.5, 10.0), "default": score(0.7, 6.0)}])
+        {"source": "shidc", "fields": 1, "synthetic": False, "candidate": score(0.5, 10.0),
+         "default": score(0.7, 6.0)}])
     rows = promotion.source_rows(evaluation)
     assert [r.label for r in rows] == ["Pooled (held-out fields)", "bcdata", "shidc", "Sources weighted equally (2)"]
     detection_f1, *_, pct = rows[-1].cells
