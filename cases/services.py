@@ -21,6 +21,7 @@ from slideio.slidefile import (
     PLAUSIBLE_MPP,
     SlideError,
     check_series_members,
+    dicom_identifiers,
     read_associated_image,
     validate_slide,
 )
@@ -134,14 +135,17 @@ def do_ingest_slide(
         except OSError as exc:
             _raise_if_storage_full(exc)
             raise
+        limits = {"memory_bytes": settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
+                  "timeout_s": settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS}
+        # Before the duplicate check, which may file a stored copy in this case.
+        _check_case_identity([staging / name for name in names], case, limits,
+                             names[0] if len(names) == 1 else "the series")
         sha256 = digests[0] if len(digests) == 1 else _series_digest(digests)
         existing = _visible_duplicate(sha256, uploaded_by, case)
         agreed = check_duplicate_request(existing, case, mpp, marker) if existing is not None else None
         if agreed is not None:
             return IngestResult(agreed, created=False)
         main = staging / _main_file(staging, names)
-        limits = {"memory_bytes": settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
-                  "timeout_s": settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS}
         try:
             # Opening the members parses untrusted files in C, as decoding does: under the same guard.
             if len(names) > 1:
@@ -198,6 +202,42 @@ def _typed_mpp(mpp: float | None, info, name: str) -> float | None:
     raise IngestError(f"{name}: the file declares {declared} µm/px, not the {mpp:g} µm/px given: upload it without "
                       "a resolution to keep the file's; if the file's is wrong, set the resolution on the slide's "
                       "page after the upload (the change is recorded). Nothing was stored.")
+
+
+def _same_identifier(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def _check_case_identity(paths: list[Path], case, limits: dict, name: str) -> None:
+    """A DICOM file says whose it is (PatientID, AccessionNumber): filed in a case of another patient or
+    accession, its pixels and the report would be that case's. Refused when the file names a patient
+    ID other than the case's patient's MRN, or an accession other than the case's; a file naming
+    neither is not checked (most formats carry no identity at all). Files of one series naming two
+    patients are refused with or without a case."""
+    if not any(_is_dicom_file(path) for path in paths):
+        return
+    try:
+        found = run_limited(dicom_identifiers, [str(path) for path in paths], **limits)
+    except SlideError as exc:
+        raise IngestError(f"{name}: {exc}") from None
+    if case is None:
+        return
+    expected = {"PatientID": ("the MRN of the case's patient", case.patient.mrn),
+                "AccessionNumber": ("the case's accession", case.accession)}
+    for key, (what, value) in expected.items():
+        if found.get(key) and value and not _same_identifier(found[key], value):
+            raise IngestError(f"{name}: the DICOM file names {key} {found[key]!r}, not {what} ({value!r}) in case "
+                              f"{case.accession}: it may belong to another patient or case. Check the case; nothing "
+                              "was stored")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
 
 
 def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: str | None) -> Slide | None:

@@ -307,6 +307,36 @@ def _dicom_series_headers(path: str) -> list[tuple[str, object]]:
     return headers
 
 
+DICOM_IDENTIFIERS = ("PatientID", "AccessionNumber")
+
+
+def dicom_identifiers(paths: list[str]) -> dict[str, str]:
+    """The PatientID and AccessionNumber the DICOM files among `paths` name (a key only when some file
+    names it); other files are skipped. Files of one slide naming two patients or accessions are a
+    SlideError. Reads headers only (no pixel data); the caller runs it in a guarded child process."""
+    import pydicom
+
+    found: dict[str, dict[str, str]] = {key: {} for key in DICOM_IDENTIFIERS}
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(128)
+                if fh.read(4) != b"DICM":
+                    continue
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001  not a readable DICOM: validation says why
+            continue
+        for key in DICOM_IDENTIFIERS:
+            value = str(header.get(key) or "").strip()
+            if value:
+                found[key].setdefault(value, Path(path).name)
+    for key, values in found.items():
+        if len(values) > 1:
+            named = " and ".join(f"{value!r} ({name})" for value, name in values.items())
+            raise SlideError(f"the files name different {key}s: {named}; they are not one slide")
+    return {key: next(iter(values)) for key, values in found.items() if values}
+
+
 def _image_type(header) -> str:
     value = header.get("ImageType") or []
     return str(value[2]).upper() if len(value) > 2 else ""

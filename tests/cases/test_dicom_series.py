@@ -134,6 +134,11 @@ def test_the_series_in_the_other_order_is_a_duplicate_stored_once(media_root, se
 
 
 def test_api_multi_file_upload_then_the_other_order_is_a_duplicate(personas, media_root, series):
+    # The series carries sm_image.dcm's fictitious patient and accession: a case of another would refuse it.
+    case = personas["case"]
+    case.patient.mrn, case.accession = "AA01", "S19-1_A_1_1"
+    case.patient.save()
+    case.save()
     api = APIClient()
     api.force_authenticate(personas["pathologist"])
 
