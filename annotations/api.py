@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from annotations import dataset, formats, services
 from annotations.serializers import (AnnotatorsSerializer, FieldCreateSerializer, FieldSerializer,
                                      PointsSerializer, ProjectCreateSerializer, ProjectSerializer, ReviewSerializer,
-                                     SessionSerializer, users_by_name)
+                                     SessionSerializer, SubmitSerializer, users_by_name)
 from cases import access
 from cases.choices import Role
 from cases.permissions import HasRole
@@ -203,26 +203,38 @@ class SessionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response({"version": session.version, "status": session.status,
                          "points": [{"x": x, "y": y, "label": label} for x, y, label in session.points]})
 
+    @extend_schema(request=SubmitSerializer)
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
-        return Response(SessionSerializer(services.do_submit(self.get_object(), request.user)).data)
+        """{"version": n}: the version of the points the annotator saw; 409 when another was saved since."""
+        session = self.get_object()
+        services.check_submitter(session, request.user)  # who may, before what was sent: 403 before 400
+        form = SubmitSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return Response(SessionSerializer(services.do_submit(session, request.user,
+                                                             form.validated_data["version"])).data)
+
+    def _reviewed(self):
+        """The session and the review form; the version reviewed is required: a session resubmitted since
+        the reviewer loaded it is not accepted or returned unseen (409)."""
+        session = self.get_object()
+        services.check_reviewer(session, self.request.user)  # 403 before a missing version's 400
+        form = ReviewSerializer(data=self.request.data)
+        form.is_valid(raise_exception=True)
+        return session, form.validated_data
 
     @extend_schema(request=ReviewSerializer)
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        form = ReviewSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        session = services.do_accept(self.get_object(), request.user, form.validated_data["comment"],
-                                     form.validated_data["version"])
+        session, data = self._reviewed()
+        session = services.do_accept(session, request.user, data["comment"], data["version"])
         return Response(SessionSerializer(session).data)
 
     @extend_schema(request=ReviewSerializer)
     @action(detail=True, methods=["post"], url_path="return")
     def return_(self, request, pk=None):
-        form = ReviewSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        session = services.do_return(self.get_object(), request.user, form.validated_data["comment"],
-                                     form.validated_data["version"])
+        session, data = self._reviewed()
+        session = services.do_return(session, request.user, data["comment"], data["version"])
         return Response(SessionSerializer(session).data)
 
     @action(detail=True, methods=["get"], url_path="export")

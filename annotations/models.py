@@ -27,6 +27,18 @@ class TransitionError(ValueError):
     http_status = 409  # pdl1site.rest.exception_handler
 
 
+class StaleVersionError(TransitionError):
+    """A submit or review of a version that is no longer the session's: saved (or resubmitted) since, e.g. in
+    another tab. Nothing changed; the answer carries both versions (as services.ConflictError does)."""
+
+    def __init__(self, message: str, current: int, sent: int):
+        self.current_version, self.sent = current, sent
+        super().__init__(message)
+
+    def http_extra(self) -> dict:
+        return {"current_version": self.current_version, "sent_version": self.sent}
+
+
 class AnnotationProject(models.Model):
     name = models.CharField(max_length=200)
     indication = models.CharField(max_length=32, choices=Indication.choices, default=Indication.OTHER)
@@ -134,16 +146,24 @@ class AnnotationSession(models.Model):
             self.save(update_fields=[*changes, "updated_at"])  # save(), not update(): the audit log sees it
         return True
 
-    def submit(self):
-        if not self._move(EDITABLE_STATUSES, status=SessionStatus.SUBMITTED, submitted_at=timezone.now()):
+    def submit(self, version: int | None = None):
+        """`version`: the point set the annotator saw and submits (the page and the API send it): a tab that
+        was behind submitted points it never showed. None: as it is now (scripts)."""
+        if not self._move(EDITABLE_STATUSES, version, status=SessionStatus.SUBMITTED, submitted_at=timezone.now()):
+            if self.status in EDITABLE_STATUSES:  # refused only by the version: saved since
+                raise StaleVersionError(
+                    f"Conflict: you submitted version {version}, but version {self.version} was saved since "
+                    f"(another tab or person). Nothing was submitted: reload, check the points and submit again.",
+                    self.version, version)
             raise TransitionError(f"a {self.get_status_display().lower()} session cannot be submitted")
 
     def _review(self, reviewer, status, comment, version: int | None = None):
         if not self._move((SessionStatus.SUBMITTED,), version, status=status, comment=comment, reviewed_by=reviewer,
                           reviewed_at=timezone.now()):
             if self.status == SessionStatus.SUBMITTED:  # refused only by the version: resubmitted since
-                raise TransitionError(f"the session changed since you loaded it (version {self.version} now, you "
-                                      f"reviewed {version}): reload it and review what is there now")
+                raise StaleVersionError(f"the session changed since you loaded it (version {self.version} now, you "
+                                        f"reviewed {version}): reload it and review what is there now",
+                                        self.version, version)
             raise TransitionError(f"only a submitted session can be reviewed (this one is {self.status})")
 
     def accept(self, reviewer, comment: str = "", version: int | None = None):

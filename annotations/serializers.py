@@ -104,5 +104,13 @@ class PointsSerializer(serializers.Serializer):
 
 class ReviewSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="")
-    version = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=2**31,
-                                       help_text="the session version reviewed; refused if it was resubmitted since")
+    # Required: without it a reviewer's stale page accepted a set resubmitted since, unseen.
+    version = serializers.IntegerField(min_value=0, max_value=2**31,
+                                       help_text="the session version reviewed; refused (409) if it was resubmitted since")
+
+
+class SubmitSerializer(serializers.Serializer):
+    # Required: a tab that was behind submitted points it never showed.
+    version = serializers.IntegerField(min_value=0, max_value=2**31,
+                                       help_text="the version of the points submitted; refused (409) if another was "
+                                                 "saved since")

@@ -493,10 +493,25 @@ def export_points(session, fmt: str):
 # ----------------------------------------------------------------------------
 
 
-def do_submit(session, user):
+def check_submitter(session, user):
     if session.annotator_id != user.pk:
         raise NotAllowed("only the session's annotator may submit it")
-    session.submit()
+
+
+def check_version(version, what: str) -> int:
+    """A version sent from outside: a whole number (bool, float and text are refused, not coerced)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise AnnotationError("bad request", [f"'version' ({what}) must be a whole number, got {version!r}"])
+    return version
+
+
+def do_submit(session, user, version: int | None = None):
+    """Submit the point set of `version` (the one the annotator saw; the page and the API send it): stale ->
+    StaleVersionError (409), nothing submitted. None only for scripts that submit what they just saved."""
+    check_submitter(session, user)
+    if version is not None:
+        check_version(version, "the version of the points you submit")
+    session.submit(version)
     return session
 
 

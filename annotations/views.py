@@ -272,8 +272,9 @@ def session_review(request, pk):
     action, comment = request.POST.get("action"), request.POST.get("comment", "")
     version = request.POST.get("version", "")
     try:
-        # The version the review page showed: a session resubmitted since is not accepted unseen.
-        version = int(version) if version.strip() else None
+        # The version the review page showed (required, as on the API): a session resubmitted since is not
+        # accepted unseen.
+        version = int(version)
     except ValueError:
         version = -1  # matches no session: refused with the message below
     try:

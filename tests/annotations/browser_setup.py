@@ -30,7 +30,7 @@ def _setup(tmp: Path) -> dict:
     slide = do_ingest_slide([IngestSource(name=name, path=Path(tiff.path))], case=case).slide
     project = services.do_create_project(pathologist, "browser batch", "lung_squamous", "PD-L1", (), [annotator])
     fields = {key: services.do_create_field(project, slide, 256, 256, 512, 512, user=pathologist)
-              for key in ("edit", "conflict", "many", "submit", "import", "leave")}
+              for key in ("edit", "conflict", "many", "submit", "import", "leave", "stale_submit")}
     sessions = {key: f.sessions.get(annotator=annotator).pk for key, f in fields.items()}
     # A field that two annotators have submitted, for the reviewer's page.
     second = make_user(Role.ANNOTATOR, [dept], username="annot2")

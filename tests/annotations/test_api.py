@@ -128,22 +128,26 @@ def test_submit_accept_return_over_the_api(personas):
     session = session_of(field, personas["annotator"])
     annot, path = client_for(personas["annotator"]), client_for(personas["pathologist"])
     put_points(annot, session, 0, [{"x": 1100, "y": 1100, "label": "positive"}])
-    assert annot.post(f"{API}/sessions/{session.pk}/accept/").status_code == 403
-    assert path.post(f"{API}/sessions/{session.pk}/accept/").status_code == 409  # not submitted yet
-    assert path.post(f"{API}/sessions/{session.pk}/submit/").status_code == 403  # not the annotator
-    r = annot.post(f"{API}/sessions/{session.pk}/submit/")
+    # submit, accept and return carry the version seen (test_submit_version)
+    v1 = {"version": 1}
+    assert annot.post(f"{API}/sessions/{session.pk}/accept/", v1, content_type="application/json").status_code == 403
+    assert path.post(f"{API}/sessions/{session.pk}/accept/", v1,
+                     content_type="application/json").status_code == 409  # not submitted yet
+    assert path.post(f"{API}/sessions/{session.pk}/submit/", v1,
+                     content_type="application/json").status_code == 403  # not the annotator
+    r = annot.post(f"{API}/sessions/{session.pk}/submit/", v1, content_type="application/json")
     assert r.status_code == 200 and r.json()["status"] == "submitted"
     assert put_points(annot, session, 1, []).status_code == 409  # locked once submitted
-    r = path.post(f"{API}/sessions/{session.pk}/return/", {"comment": ""}, content_type="application/json")
+    r = path.post(f"{API}/sessions/{session.pk}/return/", {"comment": "", **v1}, content_type="application/json")
     assert r.status_code == 409 and "comment" in r.json()["detail"]
-    r = path.post(f"{API}/sessions/{session.pk}/return/", {"comment": "add the negatives"},
+    r = path.post(f"{API}/sessions/{session.pk}/return/", {"comment": "add the negatives", **v1},
                   content_type="application/json")
     assert r.status_code == 200 and r.json()["status"] == "returned" and r.json()["comment"] == "add the negatives"
     assert annot.get(f"{API}/sessions/{session.pk}/").json()["comment"] == "add the negatives"
     assert put_points(annot, session, 1, [{"x": 1100, "y": 1100, "label": "positive"},
                                           {"x": 1105, "y": 1300, "label": "negative"}]).status_code == 200
-    annot.post(f"{API}/sessions/{session.pk}/submit/")
-    r = client_for(personas["admin"]).post(f"{API}/sessions/{session.pk}/accept/", {"comment": "ok"},
+    annot.post(f"{API}/sessions/{session.pk}/submit/", {"version": 2}, content_type="application/json")
+    r = client_for(personas["admin"]).post(f"{API}/sessions/{session.pk}/accept/", {"comment": "ok", "version": 2},
                                            content_type="application/json")
     assert r.status_code == 200 and r.json()["status"] == "accepted" and r.json()["reviewed_by"] == "admin"
     assert r.json()["counts"] == {"positive": 1, "negative": 1}
@@ -157,7 +161,7 @@ def test_agreement_and_consensus_endpoints(personas):
         client = client_for(user)
         s = session_of(field, user)
         put_points(client, s, 0, [{"x": x, "y": y, "label": lab} for x, y, lab in pts])
-        client.post(f"{API}/sessions/{s.pk}/submit/")
+        client.post(f"{API}/sessions/{s.pk}/submit/", {"version": 1}, content_type="application/json")
     path = client_for(personas["pathologist"])
     r = path.get(f"{API}/fields/{field.pk}/agreement/?radius_um=4")
     assert r.status_code == 200, r.content

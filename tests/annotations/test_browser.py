@@ -290,6 +290,24 @@ def test_submit_locks_the_session_and_the_list_shows_it(new_page, site):
         assert secret not in text
 
 
+def test_a_page_behind_another_tab_cannot_submit_points_it_never_showed(new_page, site):
+    """Submit sends the version the page shows: another tab saved since, so the server answers 409 and submits
+    nothing; the page says so and stops, offering the saved version."""
+    behind, ahead = new_page(), new_page()
+    open_session(behind, site, "stale_submit")
+    open_session(ahead, site, "stale_submit")
+    click_image(ahead, 450, 450)
+    wait_saved(ahead)
+    behind.once("dialog", lambda dialog: dialog.accept())
+    behind.click("#submit")
+    behind.wait_for_function("window.pdl1Annotate.saveState === 'conflict'")
+    banner = behind.locator("#conflict")
+    assert banner.is_visible() and "Nothing was submitted" in banner.inner_text()
+    assert state(behind)["status"] != "submitted"
+    saved = server_points(behind, site, "stale_submit")
+    assert saved["status"] == "in_progress" and len(saved["points"]) == 1
+
+
 @pytest.fixture
 def reviewer_page(browser, site, request):
     with logged_in_page(browser, site.url, "pathologist", shot=f"annotate-{request.node.name}", width=1400,

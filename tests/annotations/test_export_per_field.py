@@ -25,7 +25,7 @@ B = [[151, 150, "negative"], [201, 200, "positive"]]
 
 def accept(session, annotator, reviewer, points):
     services.do_save_points(session, annotator, session.version, points)
-    services.do_submit(session, annotator)
+    services.do_submit(session, annotator, session.version)
     services.do_accept(session, reviewer, version=session.version)
 
 

@@ -59,7 +59,8 @@ def test_fields_and_sessions_on_unseen_slides_are_hidden_from_the_colleague(spli
     assert session_b.status == "submitted"
     # the field on the slide the colleague sees is theirs to review
     session_a = sp["a"].sessions.get()
-    r = client.post(f"{API}/sessions/{session_a.pk}/accept/", {}, content_type="application/json")
+    r = client.post(f"{API}/sessions/{session_a.pk}/accept/", {"version": session_a.version},
+                    content_type="application/json")
     assert r.status_code == 200 and r.json()["status"] == "accepted"
 
 

@@ -69,12 +69,15 @@ def test_accept_and_return_from_the_review_page(personas):
     client = client_for(personas["pathologist"])
     first = session_of(field, personas["annotator"])
     url = f"/annotate/sessions/{first.pk}/review/"
+    # the form posts the version the page showed (required: test_submit_version)
+    page = client.post(url, {"action": "return", "comment": "x"}, follow=True).content.decode()
+    assert "not changed" in page
     # returning needs a comment: nothing changes and the page says why
-    page = client.post(url, {"action": "return", "comment": "  "}, follow=True).content.decode()
+    page = client.post(url, {"action": "return", "comment": "  ", "version": 1}, follow=True).content.decode()
     assert "needs a comment" in page
     first.refresh_from_db()
     assert first.status == SessionStatus.SUBMITTED
-    page = client.post(url, {"action": "return", "comment": "Missed the cluster at the top left"},
+    page = client.post(url, {"action": "return", "comment": "Missed the cluster at the top left", "version": 1},
                        follow=True).content.decode()
     first.refresh_from_db()
     assert first.status == SessionStatus.RETURNED and first.reviewed_by == personas["pathologist"]
@@ -83,11 +86,11 @@ def test_accept_and_return_from_the_review_page(personas):
     listing = client_for(personas["annotator"]).get("/annotate/sessions/").content.decode()
     assert "Missed the cluster at the top left" in listing
     other = session_of(field, second)
-    client.post(f"/annotate/sessions/{other.pk}/review/", {"action": "accept"})
+    client.post(f"/annotate/sessions/{other.pk}/review/", {"action": "accept", "version": 1})
     other.refresh_from_db()
     assert other.status == SessionStatus.ACCEPTED
     # a second decision on a reviewed session is refused and changes nothing
-    page = client.post(f"/annotate/sessions/{other.pk}/review/", {"action": "return", "comment": "x"},
+    page = client.post(f"/annotate/sessions/{other.pk}/review/", {"action": "return", "comment": "x", "version": 1},
                        follow=True).content.decode()
     assert "not changed" in page
     other.refresh_from_db()

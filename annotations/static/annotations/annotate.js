@@ -336,6 +336,17 @@ function conflict(body) {
   $("conflict").hidden = false;
 }
 
+// Submit refused as stale: what this page shows is not what is saved, so nothing was submitted. Editing and
+// submitting stop (as after a save conflict) until the page is reloaded with the saved version.
+function submitConflict(body) {
+  state.conflict = body;
+  setSaveState("conflict", "Not submitted: conflict");
+  $("conflict-text").textContent = "These points were changed elsewhere (another tab or person saved version " +
+    body.current_version + " after the version " + body.sent_version + " shown here). Nothing was submitted. " +
+    "Reload the saved version, check it and submit again.";
+  $("conflict").hidden = false;
+}
+
 function showStatus() {
   var names = { assigned: "Assigned", in_progress: "In progress", submitted: "Submitted", accepted: "Accepted",
                 returned: "Returned for changes" };
@@ -362,12 +373,16 @@ function submit() {
   var flush = state.saving ? state.saving.then(save) : save();
   flush.then(function () {
     if (state.conflict || state.dirty) { $("submit").disabled = false; return; }
-    return api(cfg.submit, "POST", "{}").then(function (r) {
+    // The version shown here: if another tab saved since, the server answers 409 and submits nothing, rather
+    // than submitting points this page never showed.
+    return api(cfg.submit, "POST", JSON.stringify({ version: state.version })).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (body) {
         if (r.ok) {
           state.status = body.status || "submitted";
           showStatus();
           setSaveState("submitted", "Submitted for review (" + state.points.length + " points)");
+        } else if (r.status === 409 && body.current_version !== undefined) {
+          submitConflict(body);
         } else {
           $("submit").disabled = false;
           showError("Could not submit: " + (body.detail || ("HTTP " + r.status)));
