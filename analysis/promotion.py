@@ -185,6 +185,19 @@ def check_lineage(candidate: ModelVersion, held_out: list[str]) -> None:
                              "be promoted on them.")
 
 
+def lineage_text(candidate: ModelVersion) -> str:
+    """What the review page says of the weights the candidate started from (check_lineage decides)."""
+    lineage = (candidate.training_data or {}).get("lineage")
+    if lineage is None:
+        return "not recorded on its card (trained before lineage was recorded)"
+    if lineage.get("unchecked"):
+        return f"fine-tuned from {lineage.get('initialised_from')}: unknown ({lineage['unchecked']})"
+    if not lineage.get("models"):
+        return "trained from scratch (no --init-from)"
+    return (f"fine-tuned from {' <- '.join(lineage['models'])}; the {len(lineage.get('trained_fields') or [])} "
+            "field(s) they trained on are checked against its held-out fields")
+
+
 def check_reviewable(candidate: ModelVersion) -> None:
     if candidate.status == ModelStatus.CLINICAL:
         raise PromotionError(f"{candidate.name} is already released for clinical use.")

@@ -30,7 +30,8 @@ def model_review(request, pk):
         "rows": promotion.comparison_rows(evaluation) if evaluation else [],
         "source_metrics": [label for label, _, _ in promotion.SOURCE_METRICS],
         "source_rows": promotion.source_rows(evaluation) if evaluation else [],
-        "held_out": candidate.held_out_sources(), "promotions": candidate.promotions.all()})
+        "held_out": candidate.held_out_sources(), "lineage": promotion.lineage_text(candidate),
+        "promotions": candidate.promotions.all()})
 
 
 @require_POST

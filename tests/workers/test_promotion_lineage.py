@@ -106,6 +106,16 @@ def test_a_model_fine_tuned_after_the_split_moved_is_not_evaluated(tmp_path, med
     assert tuned.training_data["lineage"]["models"] == ["parent"]
     assert "synthetic-1000000" in tuned.training_data["lineage"]["trained_fields"]
     assert "- Lineage: parent, 2 training field(s) recorded" in (tmp_path / "tuned-v1" / "MODEL_CARD.md").read_text()
+    assert promotion.lineage_text(tuned).startswith("fine-tuned from parent; the 2 field(s) they trained on")
     with pytest.raises(promotion.PromotionError, match=r"synthetic-1000000\) were trained on in its lineage"):
         promotion.do_evaluate(tuned)
     assert promotion.do_evaluate(child("scratch-v1", None)).fields == 1
+
+
+def test_the_review_page_says_what_the_weights_started_from(personas, media_root):
+    from tests.annotations import client_for
+
+    version = registry.register_checkpoint(tiny_checkpoint(media_root / "page.pt", seed=21), "page-v1",
+                                           metrics={"x": 1}, training_data={"sources": [], "lineage": NO_PARENT})
+    page = client_for(personas["pathologist"]).get(f"/models/{version.pk}/").content.decode()
+    assert "Starting weights: trained from scratch (no --init-from)." in page
