@@ -170,8 +170,9 @@ def deepliif_data(root=None, heldout: bool = False) -> EvalData:
 
     heldout=True keeps only the right half of each field: the "val" split of
     datasets.deepliif_samples, which `train_detector --source deepliif` never
-    trains on (it trains on the left halves), so a model fine-tuned on the
-    real fields is judged on tissue it has not seen.
+    trains on (it trains on the left halves): pixels it has not seen, but the
+    other half of the same two fields (same slide, stain and scanner), so not a
+    held-out source; promotion marks such rows "not held out".
     """
     from .datasets import DEEPLIIF_DIR, DEEPLIIF_MPP, DatasetError, deepliif_samples
     from .matching import mask_to_points
