@@ -54,7 +54,12 @@ def deepest_level(width, height):
 
 @pytest.mark.parametrize("name", SHARED)
 def test_every_shared_format_gives_a_dzi_and_tiles(personas, name):
-    slide = ingest(shared_slide(name), case=personas["case"])
+    case = personas["case"]
+    if name == "sm_image.dcm":  # the file names its (fictitious) patient and accession: filed only in their case
+        case.patient.mrn, case.accession = "AA01", "S19-1_A_1_1"
+        case.patient.save()
+        case.save()
+    slide = ingest(shared_slide(name), case=case)
     client = client_for(personas["pathologist"])
     width, height = dzi_of(client, reverse("viewer:slide-dzi", args=[slide.pk]))
     # the DZI is the whole level-0 plane: overlays are in level-0 pixels
