@@ -23,6 +23,12 @@ from cases.services import pseudonymous_description
 
 MAX_POINTS = 100_000
 DEFAULT_RADIUS_UM = 4.0  # as analysis.matching.evaluate
+# Two points of one set closer than this are one nucleus clicked twice (a tumour nucleus is ~6-10 µm across):
+# the set would count it twice and train two detections on it. Without a resolution the distance is in slide
+# pixels: 3 px is 1.5 µm at 0.5 µm/px (20x), less than that at 40x, so a real pair is never refused.
+MIN_POINT_DISTANCE_UM = 1.5
+MIN_POINT_DISTANCE_PX_WITHOUT_MPP = 3.0
+MAX_LISTED_PAIRS = 200  # close pairs named in one refusal (the count is always complete)
 
 
 class AnnotationError(ValueError):
@@ -290,12 +296,27 @@ def check_field_slide(project, slide):
             f"{project.marker}: choose a {project.marker} slide"])
 
 
+def check_no_overlap(project, slide, x, y, width, height):
+    """The region overlaps none of the project's fields on the slide (touching edges is fine): the same
+    nuclei in two fields are two samples of one nucleus, possibly split between train and validation
+    images of one slide, and annotated twice (do_sample_fields already kept sampled boxes apart)."""
+    overlapping = [f for f in project.fields.filter(slide=slide).order_by("pk")
+                   if x < f.x + f.width and f.x < x + width and y < f.y + f.height and f.y < y + height]
+    if overlapping:
+        raise AnnotationError("field not created", [
+            f"region ({x}, {y}, {width}x{height}) overlaps field {f.pk} ({f.x}, {f.y}, {f.width}x{f.height}) of "
+            f"this project on this slide" for f in overlapping])
+
+
 def do_create_field(project, slide, x, y, width, height, user=None, source=FieldSource.DRAWN,
                     tissue_fraction=None) -> Field:
     check_field_slide(project, slide)
     x, y, width, height = check_region(slide, x, y, width, height)
     annotators = list(project.annotators.all())
     with transaction.atomic():
+        # The project's row, locked: two requests drawing on one slide at once see each other's field.
+        AnnotationProject.objects.select_for_update().filter(pk=project.pk).first()
+        check_no_overlap(project, slide, x, y, width, height)
         field = Field.objects.create(project=project, slide=slide, x=x, y=y, width=width, height=height,
                                      source=source, created_by=user, tissue_fraction=tissue_fraction)
         check_annotators(annotators, [field])  # rolls back the field when one cannot see the slide
@@ -395,13 +416,14 @@ def _finite(v) -> bool:
 
 
 def check_points(field, label_names, points) -> list[list]:
-    """Normalised [[x, y, label]]; every point outside the field or with an unknown label is listed."""
+    """Normalised [[x, y, label]]; every point outside the field or with an unknown label, and every pair of
+    points closer than min_point_distance (one nucleus twice), is listed."""
     if not isinstance(points, list):
         raise AnnotationError("bad points", ["'points' must be a list of {x, y, label}"])
     if len(points) > MAX_POINTS:
         raise AnnotationError("bad points", [f"at most {MAX_POINTS} points per field, got {len(points)}"])
     known = {name.lower(): name for name in label_names}
-    out, problems = [], []
+    out, index, problems = [], [], []  # index: each kept point's number in the input, for the messages
     for n, p in enumerate(points):
         if isinstance(p, dict):
             x, y, label = p.get("x"), p.get("y"), p.get("label")
@@ -425,9 +447,41 @@ def check_points(field, label_names, points) -> list[list]:
             problems.append(f"point {n}: " + "; ".join(bad))
             continue
         out.append([float(x), float(y), name])
+        index.append(n)
+    problems += close_pairs(field, out, index)
     if problems:
         raise AnnotationError("points rejected, nothing saved", problems)
     return out
+
+
+def min_point_distance(field) -> tuple[float, str]:
+    """(distance in level-0 px, how it reads) under which two points of a set are one nucleus twice."""
+    mpp = field.slide.mpp_x
+    if mpp:
+        return MIN_POINT_DISTANCE_UM / mpp, f"{MIN_POINT_DISTANCE_UM:g} µm"
+    return MIN_POINT_DISTANCE_PX_WITHOUT_MPP, (f"{MIN_POINT_DISTANCE_PX_WITHOUT_MPP:g} slide px (the slide has no "
+                                               f"resolution, so {MIN_POINT_DISTANCE_UM:g} µm cannot be measured)")
+
+
+def close_pairs(field, points, index) -> list[str]:
+    """Each pair of points closer than min_point_distance, as a problem naming both (their input numbers)."""
+    if len(points) < 2:
+        return []
+    from scipy.spatial import cKDTree
+
+    limit, words = min_point_distance(field)
+    xy = np.asarray([p[:2] for p in points], np.float64)
+    pairs = sorted((i, j) for i, j in cKDTree(xy).query_pairs(limit)
+                   if math.dist(xy[i], xy[j]) < limit)  # query_pairs includes the limit itself
+    problems = []
+    for i, j in pairs[:MAX_LISTED_PAIRS]:
+        d = math.dist(xy[i], xy[j])
+        apart = f"{d * field.slide.mpp_x:.2f} µm" if field.slide.mpp_x else f"{d:.2f} px"
+        problems.append(f"points {index[i]} ({points[i][0]:g}, {points[i][1]:g}) and {index[j]} ({points[j][0]:g}, "
+                        f"{points[j][1]:g}) are {apart} apart, closer than {words}: one nucleus twice? keep one")
+    if len(pairs) > MAX_LISTED_PAIRS:
+        problems.append(f"... and {len(pairs) - MAX_LISTED_PAIRS} more pair(s) closer than {words}")
+    return problems
 
 
 def check_can_edit(session, user):

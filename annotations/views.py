@@ -54,6 +54,7 @@ def session_page(request, pk):
         services.visible_sessions(request.user).select_related("field__slide", "field__project", "annotator"), pk=pk)
     own = session.annotator_id == request.user.pk
     field, project = session.field, session.field.project
+    min_point_px, min_point_words = services.min_point_distance(field)
     config = {
         "session": session.pk,
         "field": field.region,
@@ -66,6 +67,8 @@ def session_page(request, pk):
         "own": own,
         "editable": own and session.editable,
         "status": session.status,
+        # The server refuses two points this close (services.check_points): the page does not place one.
+        "min_point_px": min_point_px, "min_point_words": min_point_words,
     }
     return render(request, "annotations/session.html", {
         "session": session, "field": field, "project": project, "slide_pseudo_id": field.slide.pseudo_id,

@@ -28,9 +28,11 @@ def _setup(tmp: Path) -> dict:
     name = "SYNTHETIC-annotate.tiff"
     tiff = write_pyramidal_tiff(tmp / name, size=(1024, 1024), mpp=0.5, seed=5, tile=256, compression="zlib")
     slide = do_ingest_slide([IngestSource(name=name, path=Path(tiff.path))], case=case).slide
-    project = services.do_create_project(pathologist, "browser batch", "lung_squamous", "PD-L1", (), [annotator])
-    fields = {key: services.do_create_field(project, slide, 256, 256, 512, 512, user=pathologist)
-              for key in ("edit", "conflict", "many", "submit", "import", "leave", "stale_submit")}
+    # One project per session: a project's fields on one slide may not overlap, and every test wants this region.
+    fields = {key: services.do_create_field(
+        services.do_create_project(pathologist, f"browser batch {key}", "lung_squamous", "PD-L1", (), [annotator]),
+        slide, 256, 256, 512, 512, user=pathologist)
+        for key in ("edit", "conflict", "many", "submit", "import", "leave", "stale_submit", "close")}
     sessions = {key: f.sessions.get(annotator=annotator).pk for key, f in fields.items()}
     # A field that two annotators have submitted, for the reviewer's page.
     second = make_user(Role.ANNOTATOR, [dept], username="annot2")

@@ -308,6 +308,26 @@ def test_a_page_behind_another_tab_cannot_submit_points_it_never_showed(new_page
     assert saved["status"] == "in_progress" and len(saved["points"]) == 1
 
 
+def test_a_second_click_on_one_nucleus_places_no_second_point(new_page, site):
+    """Zoomed in, a click a few screen pixels beside a point misses its marker but lands on the same nucleus
+    (closer than 1.5 µm): the server would refuse the whole set, so the page places nothing and says why."""
+    page = new_page()
+    open_session(page, site, "close")
+    page.evaluate("""() => { const v = window.pdl1Annotate.viewer;
+      v.viewport.zoomTo(v.viewport.imageToViewportZoom(6), v.viewport.imageToViewportCoordinates(450, 450), true); }""")
+    page.wait_for_timeout(300)
+    click_image(page, 450, 450)
+    x, y = at(page, 452.5, 450)  # 1.25 µm away on the 0.5 µm/px slide, 15 screen px at this zoom
+    assert x - at(page, 450, 450)[0] > 10  # beyond the marker: this click would place a point
+    page.mouse.click(x, y)
+    assert len(state(page)["points"]) == 1
+    assert "within 1.5 µm" in page.locator("#save-state").inner_text()
+    click_image(page, 454, 450)  # 2 µm away: another nucleus
+    assert len(state(page)["points"]) == 2
+    wait_saved(page)
+    assert len(server_points(page, site, "close")["points"]) == 2
+
+
 @pytest.fixture
 def reviewer_page(browser, site, request):
     with logged_in_page(browser, site.url, "pathologist", shot=f"annotate-{request.node.name}", width=1400,

@@ -153,9 +153,24 @@ function redo() {
   changed();
 }
 
+// A point closer than cfg.min_point_px (level-0 px) to another is the same nucleus twice: the server refuses
+// the whole set, so it is not placed (zoomed in, a second click can miss the first point's marker).
+function tooClose(x, y) {
+  var lim2 = cfg.min_point_px * cfg.min_point_px;
+  for (var i = 0; i < state.points.length; i++) {
+    var dx = state.points[i].x - x, dy = state.points[i].y - y;
+    if (dx * dx + dy * dy < lim2) { return true; }
+  }
+  return false;
+}
+
 function addAt(px, py) {
   var im = toImage(px, py);
   if (!inField(im.x, im.y)) { flash("Outside the field: points go inside the dashed rectangle."); return; }
+  if (tooClose(round1(im.x), round1(im.y))) {
+    flash("A point is already within " + cfg.min_point_words + ": one point per nucleus.");
+    return;
+  }
   var op = { kind: "add", point: { x: round1(im.x), y: round1(im.y), label: state.label }, index: state.points.length };
   apply(op, false);
   drawPoint(op.point);  // incremental: the full redraw happens only when the view changes
