@@ -139,6 +139,10 @@ class FieldViewSet(viewsets.ReadOnlyModelViewSet):
         field = self.get_object()
         if not services.can_manage(self.request.user, field.project):
             raise PermissionDenied("only the project's pathologists and administrators review fields")
+        try:
+            services.check_not_blind(field, self.request.user)
+        except services.NotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
         return field
 
     @extend_schema(request=FieldCreateSerializer, responses={201: FieldSerializer(many=True)})

@@ -102,11 +102,28 @@ def visible_fields(user):
 
 def visible_sessions(user):
     """Annotators: their own sessions only; managers: every session of their projects; both only on
-    slides the user may see."""
+    slides the user may see. A manager who annotates a field too does not see the others' sessions of that
+    field while their own is open (blind_fields)."""
     if not user.is_authenticated:
         return AnnotationSession.objects.none()
     mine = Q(annotator=user) | Q(field__project__in=managed_projects(user).values("pk"))
-    return AnnotationSession.objects.filter(mine, field__slide__in=access.pseudonymous_slides(user).values("pk"))
+    return AnnotationSession.objects.filter(mine, field__slide__in=access.pseudonymous_slides(user).values("pk")) \
+        .exclude(Q(field__in=blind_fields(user)) & ~Q(annotator=user))
+
+
+def blind_fields(user):
+    """Fields on which `user` has an editable session of their own (assigned, in progress or returned). Their
+    labels must be their own: a pathologist who also annotates a field would otherwise see the other
+    annotators' points, consensus and agreement while still placing theirs, and the sets would no longer
+    be independent (the consensus would count one opinion twice)."""
+    return AnnotationSession.objects.filter(annotator=user, status__in=EDITABLE_STATUSES).values("field")
+
+
+def check_not_blind(field, user):
+    """Others' points of `field` are not shown to an annotator of it whose own session is still open."""
+    if field.sessions.filter(annotator=user, status__in=EDITABLE_STATUSES).exists():
+        raise NotAllowed("you annotate this field and your own session is still open: submit it before you see "
+                         "the other annotators' points, their consensus or agreement")
 
 
 def can_manage(user, project) -> bool:
@@ -576,6 +593,7 @@ def check_reviewer(session, user):
         raise NotAllowed("this session is on a slide you may not see")
     if session.annotator_id == user.pk:
         raise NotAllowed("an annotator cannot review their own session")
+    check_not_blind(session.field, user)
 
 
 def do_accept(session, reviewer, comment="", version: int | None = None):
@@ -640,7 +658,9 @@ REVIEW_SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "he
 
 def field_review(field, reviewer, radius_um=DEFAULT_RADIUS_UM) -> dict:
     """Everything the field's review page shows: each annotator's points (own marker shape),
-    agreement and consensus of the submitted/accepted sets, and which sessions await review."""
+    agreement and consensus of the submitted/accepted sets, and which sessions await review.
+    NotAllowed while the reviewer's own session of the field is open (check_not_blind)."""
+    check_not_blind(field, reviewer)
     sessions = list(field.sessions.select_related("annotator", "reviewed_by").order_by("annotator__username"))
     layers = []
     for n, s in enumerate(sessions):

@@ -129,6 +129,8 @@ def _project_page(request, project, status=200, **bound):
     services.describe_slides(fields, project)
     return render(request, "annotations/project.html", {
         "project": project, "fields": fields, "progress": services.project_progress(project, user),
+        # fields the user annotates with an open session: the others' point counts are not shown there either
+        "blind": set(services.blind_fields(user).values_list("field", flat=True)),
         "hidden_fields": services.hidden_fields(user, project).count(),
         "trainings": [(run, eta_text(run)) for run in dataset.training_runs(project)], "backbones": BACKBONES,
         "annotators": project.annotators.order_by("username"),
@@ -260,7 +262,12 @@ def _reviewable_field(user, pk):
 @role_required(*MANAGER_ROLES)
 def field_review(request, pk):
     field = _reviewable_field(request.user, pk)
-    context = services.field_review(field, request.user)
+    try:
+        context = services.field_review(field, request.user)
+    except services.NotAllowed as exc:  # their own session of the field is open: back to it, saying why
+        messages.error(request, f"Review of field {field.pk} not shown: {exc}.")
+        own = field.sessions.get(annotator=request.user)
+        return redirect("annotations:session", pk=own.pk)
     context["config"]["dzi"] = reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id])
     context["slide_description"] = services.slide_description(field.slide, field.project)
     return render(request, "annotations/review.html", context)
