@@ -430,7 +430,8 @@ def do_queue_training(project, name, steps=500, backbone="resnet18", mpp: float 
         raise AnnotationError("cannot start training", [str(exc)]) from None
     run.refresh_from_db()
     return {"run": run.pk, "task": run.task_id, "model_name": name, "dataset": folder.name,
-            "fields": len(manifest["fields"]), "left_out": len(manifest["left_out"]), "steps": steps,
+            # .get: a manifest from before left_out (or a stand-in export) has none
+            "fields": len(manifest["fields"]), "left_out": len(manifest.get("left_out", ())), "steps": steps,
             "backbone": backbone}
 
 
