@@ -25,7 +25,8 @@ MAX_POINTS = 100_000
 DEFAULT_RADIUS_UM = 4.0  # as analysis.matching.evaluate
 # Two points of one set closer than this are one nucleus clicked twice (a tumour nucleus is ~6-10 µm across):
 # the set would count it twice and train two detections on it. Without a resolution the distance is in slide
-# pixels: 3 px is 1.5 µm at 0.5 µm/px (20x), less than that at 40x, so a real pair is never refused.
+# pixels: 3 px is 1.5 µm at 0.5 µm/px (20x), 0.75 µm at 40x and 3 µm at 10x, under a nucleus's width at any
+# of them, so two real nuclei are not refused.
 MIN_POINT_DISTANCE_UM = 1.5
 MIN_POINT_DISTANCE_PX_WITHOUT_MPP = 3.0
 MAX_LISTED_PAIRS = 200  # close pairs named in one refusal (the count is always complete)
