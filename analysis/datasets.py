@@ -154,6 +154,20 @@ class Sample:
     meta: dict = field(default_factory=dict)
     # Labelled non-tumour nuclei (lymphocytes): background in training, an ignore zone in metrics.
     ignore_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    # Tumour nuclei whose label annotators did not agree on (a consensus tie or minority): never a
+    # non-tumour target (ignore_xy would teach that), no point target either; an ignore zone in metrics.
+    uncertain_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+# The label of an uncertain nucleus in a dataset folder's ignore-points CSV (entry key "ignore_points").
+UNCERTAIN_LABEL = "ignore"
+
+
+def metric_ignore_xy(sample: Sample) -> np.ndarray:
+    """Where a detection is neither right nor wrong in the metrics: non-tumour and uncertain nuclei."""
+    if not len(sample.uncertain_xy):
+        return sample.ignore_xy
+    return np.concatenate([np.reshape(sample.ignore_xy, (-1, 2)), np.reshape(sample.uncertain_xy, (-1, 2))])
 
 
 # ----------------------------------------------------------------------------
@@ -265,7 +279,8 @@ def resample(sample: Sample, mpp: float) -> Sample:
     # Pixel centres: output pixel i covers input [i/s, (i+1)/s), so x' = (x + 0.5) * s - 0.5.
     xy = (sample.xy + 0.5) * scale - 0.5
     ignore_xy = (sample.ignore_xy + 0.5) * scale - 0.5
-    return replace(sample, rgb=rgb, xy=xy, mpp=mpp, ignore_xy=ignore_xy)
+    uncertain_xy = (np.reshape(sample.uncertain_xy, (-1, 2)) + 0.5) * scale - 0.5
+    return replace(sample, rgb=rgb, xy=xy, mpp=mpp, ignore_xy=ignore_xy, uncertain_xy=uncertain_xy)
 
 
 # ----------------------------------------------------------------------------
@@ -317,6 +332,18 @@ def _read_rgb(path: Path) -> np.ndarray:
     if image.dtype != np.uint8:
         raise DatasetError(f"{path}: expected 8-bit RGB, got {image.dtype}")
     return np.ascontiguousarray(image[..., :3])
+
+
+def _uncertain_points(root: Path, entry: dict, shape) -> tuple[np.ndarray, list[str]]:
+    """An entry's nuclei of uncertain label (annotations' consensus ties), from its "ignore_points" CSV."""
+    if not entry.get("ignore_points"):
+        return np.zeros((0, 2)), []
+    path = root / str(entry["ignore_points"])
+    if not path.resolve().is_relative_to(root.resolve()) or not path.is_file():
+        return np.zeros((0, 2)), [f"ignore_points file {entry['ignore_points']!r} not found in the dataset folder"]
+    found = read_points_csv(path, *shape, ignore_labels=(UNCERTAIN_LABEL,))
+    problems = list(found[2]) + ([f"{path.name}: only {UNCERTAIN_LABEL!r} rows belong there"] if len(found[0]) else [])
+    return (found[3] if len(found) == 4 else np.zeros((0, 2))), problems
 
 
 def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[str, ...] = ()
@@ -420,7 +447,10 @@ def folder_samples(path) -> list[Sample]:
             continue
         xy, labels, bad = read_points_csv(points_path, *rgb.shape[:2])
         problems += [f"{where}: {b}" for b in bad]
-        samples.append(Sample(rgb, xy, labels, float(mpp or 0), source, field_id, entry["split"], synthetic, licence))
+        uncertain_xy, bad = _uncertain_points(root, entry, rgb.shape[:2])
+        problems += [f"{where}: {b}" for b in bad]
+        samples.append(Sample(rgb, xy, labels, float(mpp or 0), source, field_id, entry["split"], synthetic, licence,
+                              uncertain_xy=uncertain_xy))
     if problems:
         listing = "\n  - ".join(problems)
         raise DatasetError(f"{source}: {len(problems)} problem(s) in the dataset:\n  - {listing}")

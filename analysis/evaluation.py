@@ -152,7 +152,9 @@ def _finite(value: float) -> float | None:
 
 def _eval_fields(samples) -> list[EvalField]:
     """Evaluation fields from analysis.datasets samples (truth points in image pixels)."""
-    return [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in samples]
+    from .datasets import metric_ignore_xy
+
+    return [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, metric_ignore_xy(s)) for s in samples]
 
 
 def synthetic_data(n: int = 6, size: int = 256, mpp: float = 0.5) -> EvalData:

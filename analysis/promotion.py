@@ -101,7 +101,7 @@ def held_out_data(candidate: ModelVersion) -> list:
             # Same count, other fields (slides accepted since move the split): some may have been trained on.
             raise PromotionError(f"the held-out split of {spec} has changed (other fields than when {candidate.name} "
                                  "was trained, some of which it may have trained on): it cannot be compared as recorded.")
-        fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, s.ignore_xy) for s in found]
+        fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, datasets.metric_ignore_xy(s)) for s in found]
         out.append(EvalData(spec, fields, any(s.synthetic for s in found), source_compartment(spec)))
     return out
 

@@ -32,7 +32,7 @@ def evaluate_samples(model, det: DetectorConfig, samples, device, nms_radius_um=
         for s in group:
             pred = predict(model, s.rgb[None], det, device=device, nms_radius_um=nms_radius_um)[0]
             ev = evaluate(pred.xy, pred.labels, s.xy, s.labels, det.mpp, radius_um=match_radius_um,
-                          ignore_xy=s.ignore_xy)
+                          ignore_xy=datasets.metric_ignore_xy(s))
             for c, m in [(0, ev.detection)] + [(c, ev.per_class[c]) for c in CLASS_KEYS]:
                 counts[c][0] += m.tp
                 counts[c][1] += m.n_pred

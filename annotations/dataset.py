@@ -16,10 +16,9 @@ and negative in another, and a nucleus only one annotator found as background in
 
 Only the training labels (positive, negative) go into the points CSV; every label is counted in
 the manifest.  Extra manifest keys (slide pseudo id, region, the contributing sessions and their
-versions, counts, ``ignore_points``) are ignored by the reader.  ``ignore_points`` is not read by
-analysis.datasets.folder_samples yet: a reader without it sees the ignore points as unlabelled
-(background in training, as they already are; a detection on one counts as a false positive in
-evaluation).  db_samples gives them as Sample.ignore_xy.
+versions, counts) are ignored by the reader; ``ignore_points`` (nuclei of uncertain label) is read by
+analysis.datasets.folder_samples, and db_samples gives them, as Sample.uncertain_xy: never a
+non-tumour target in training, an ignore zone in the metrics.
 """
 
 from __future__ import annotations
@@ -32,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.datasets import UNCERTAIN_LABEL
 from annotations import formats, review
 from annotations.choices import TRAINING_LABELS, SessionStatus
 from annotations.models import AnnotationSession
 
 DATASET_FORMAT, DATASET_VERSION = "pdl1-point-dataset", 1
 CONSENSUS_RADIUS_UM = 4.0  # as services.DEFAULT_RADIUS_UM and analysis.matching.evaluate
-IGNORE_LABEL = "ignore"
+IGNORE_LABEL = UNCERTAIN_LABEL  # one word for readers and writers (analysis.datasets)
 
 logger = logging.getLogger(__name__)
 
@@ -332,11 +332,11 @@ def db_samples(marker: str | None = None, sessions=None) -> list:
         labels = np.asarray([LABEL_CODES[lab] for _, _, lab in rows], np.int64)
         ignore = field_to_image_points([[x, y, IGNORE_LABEL] for x, y in label_set["ignore"]], f.x, f.y, scale,
                                        rgb.shape[1], rgb.shape[0], labels=(IGNORE_LABEL,))
-        ignore_xy = np.asarray([[u, v] for u, v, _ in ignore], np.float64).reshape(-1, 2)
+        uncertain_xy = np.asarray([[u, v] for u, v, _ in ignore], np.float64).reshape(-1, 2)
         out.append(Sample(rgb, xy, labels, float(slide.mpp_x), f"db:{f.project.marker}", label_set["id"],
                           splits[group[slide.pk]], False, "internal",
                           {"slide": str(slide.pseudo_id), "region": f.region, "project": f.project.name,
-                           "marker": f.project.marker, **_provenance(label_set)}, ignore_xy))
+                           "marker": f.project.marker, **_provenance(label_set)}, uncertain_xy=uncertain_xy))
     return out
 
 

@@ -59,11 +59,13 @@ def test_two_accepted_sessions_of_one_field_export_one_consensus_entry(personas,
     assert rows(out / entry["points"]) == [(100.5, 100.0, "positive")]
     assert rows(out / entry["ignore_points"]) == [(50.5, 50.0, "ignore"), (200.0, 200.0, "ignore")]
     assert entry["counts"] == {"positive": 1, "ignore": 2}
-    (sample,) = datasets.folder_samples(out)  # the reader takes it as it is (ignore_points unread yet)
-    assert sample.labels.tolist() == [datasets.POSITIVE]
+    (sample,) = datasets.folder_samples(out)  # the reader keeps the disputed nuclei apart: uncertain
+    assert sample.labels.tolist() == [datasets.POSITIVE] and len(sample.ignore_xy) == 0
+    np.testing.assert_allclose(sample.uncertain_xy, [[50.5, 50.0], [200.0, 200.0]])
 
 
-def test_db_samples_give_one_sample_per_field_with_the_disputed_nuclei_as_ignore(personas, synthetic_slide):  # noqa: F811
+def test_db_samples_give_one_sample_per_field_with_the_disputed_nuclei_uncertain(personas, synthetic_slide):  # noqa: F811
+    """Uncertain, not ignore_xy: training would take ignore_xy as labelled non-tumour nuclei (background)."""
     _, field, second = two_annotators(personas, synthetic_slide)
     accept(session_of(field, personas["annotator"]), personas["annotator"], personas["pathologist"], A)
     accept(session_of(field, second), second, personas["pathologist"], B)
@@ -71,7 +73,9 @@ def test_db_samples_give_one_sample_per_field_with_the_disputed_nuclei_as_ignore
     assert sample.name == f"field-{field.pk}-consensus"
     np.testing.assert_allclose(sample.xy, [[100.5, 100.0]])
     assert sample.labels.tolist() == [datasets.POSITIVE]
-    np.testing.assert_allclose(sample.ignore_xy, [[50.5, 50.0], [200.0, 200.0]])
+    np.testing.assert_allclose(sample.uncertain_xy, [[50.5, 50.0], [200.0, 200.0]])
+    assert len(sample.ignore_xy) == 0
+    np.testing.assert_allclose(datasets.metric_ignore_xy(sample), [[50.5, 50.0], [200.0, 200.0]])
     assert [s["annotator"] for s in sample.meta["sessions"]] == ["annot2", "annotator"]
 
 
