@@ -58,7 +58,8 @@ MATRIX = {
     # Annotation API: annotators work on their own sessions of pseudonymous slides; pathologists of the
     # project's slides' departments and admins manage. Outsiders: visible lists empty, objects 404.
     ("api:annotation-field-agreement", "GET"): row(200, 404, 403, 403, 200, 403, 401),
-    ("api:annotation-field-consensus", "GET"): row(200, 404, 403, 403, 200, 403, 401),
+    # One annotator's set is no consensus: 400 with the reason to those who may see the field.
+    ("api:annotation-field-consensus", "GET"): row(400, 404, 403, 403, 400, 403, 401),
     ("api:annotation-field-detail", "GET"): row(200, 404, 200, 403, 200, 403, 401),
     ("api:annotation-field-list", "GET"): row(200, 200, 200, 403, 200, 403, 401),
     ("api:annotation-field-list", "POST"): row(201, 400, 400, 403, 201, 403, 401),

@@ -194,8 +194,10 @@ request("api:annotation-field-detail api:annotation-field-agreement api:annotati
 request("api:annotation-session-list", "GET")
 request("api:annotation-session-detail api:annotation-session-export-points", "GET", _pk("session"))
 request("api:annotation-session-points", "GET PUT", _pk("session"), body={})
-request("api:annotation-session-import-points api:annotation-session-submit api:annotation-session-accept "
-        "api:annotation-session-return-", "POST", _pk("session"), body={})
+request("api:annotation-session-import-points", "POST", _pk("session"), body={})
+# Submit, accept and return carry the version the user saw (a stale one is 409, nothing changes).
+request("api:annotation-session-submit api:annotation-session-accept api:annotation-session-return-", "POST",
+        _pk("session"), body={"version": 0})
 _slide = lambda w: {"pk": w["slide"].pk}  # noqa: E731
 _pseudo = lambda w: {"pseudo_id": w["slide"].pseudo_id}  # noqa: E731
 request("workers:slide-jobs", "GET POST", lambda w: {"slide_id": w["slide"].pk}, body={"detector": "/etc/passwd"})
