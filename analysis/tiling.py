@@ -42,10 +42,11 @@ class Tile:
     scale: float  # working px per level px
     core: tuple[int, int, int, int]  # (x0, y0, x1, y1) level-0 px, half-open: what this tile owns
     level_downsample: float = 1.0
-    # Level-0 size of the slide (which core sides border another core) and the band, level-0 px,
-    # kept past such a side.  None / 0 (a tile queued before these existed) keeps the exact core.
+    # Level-0 size of the slide (which core sides border another core) and the band, level-0 px (a
+    # fraction when tiles are upsampled), kept past such a side.  None / 0 (a tile queued before these
+    # existed) keeps the exact core.
     slide_size: tuple[int, int] | None = None
-    band0: int = 0
+    band0: float = 0.0
     # The working size every tile is resized to (tile_grid: the tile_px asked for); 0 (a tile queued
     # before this existed) is the read window times `scale`, rounded.
     out_px: int = 0
@@ -98,13 +99,15 @@ class Tile:
         if self.slide_size is None or self.band0 <= 0:
             return self.owns(xy0)
         xy0 = np.asarray(xy0, np.float64).reshape(-1, 2)
-        px, py = np.floor(xy0[:, 0] + 0.5), np.floor(xy0[:, 1] + 0.5)
-        band = int(self.band0)
+        band = float(self.band0)
         width0, height0 = self.slide_size
         cx0, cy0, cx1, cy1 = self.core
-        x_lo, y_lo = (cx0 - band if cx0 > 0 else cx0), (cy0 - band if cy0 > 0 else cy0)
-        x_hi, y_hi = (cx1 + band if cx1 < width0 else cx1), (cy1 + band if cy1 < height0 else cy1)
-        return (px >= x_lo) & (px < x_hi) & (py >= y_lo) & (py < y_hi)
+        # In continuous level-0 coordinates the core is [c0 - 0.5, c1 - 0.5) (owns: pixel i spans
+        # [i - 0.5, i + 0.5)); the band widens it on shared sides only, never past the slide's edge.
+        x_lo, y_lo = cx0 - 0.5 - (band if cx0 > 0 else 0.0), cy0 - 0.5 - (band if cy0 > 0 else 0.0)
+        x_hi, y_hi = cx1 - 0.5 + (band if cx1 < width0 else 0.0), cy1 - 0.5 + (band if cy1 < height0 else 0.0)
+        x, y = xy0[:, 0], xy0[:, 1]
+        return (x >= x_lo) & (x < x_hi) & (y >= y_lo) & (y < y_hi)
 
 
 def to_level0(tile: Tile, xy: np.ndarray, level_downsamples=None) -> np.ndarray:
@@ -148,7 +151,8 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
     cores ends at the slide edge and reads past it (padded white by read_tile), so every
     tile has the same size and batches stack.  With a TissueMask, tiles whose core has no
     tissue (or less than `min_tissue_fraction`) are left out.  Each tile keeps detections up to
-    `band_px` working px (rounded down to level-0 px) past a core side shared with another core.
+    `band_px` working px past a core side shared with another core (a fraction of a level-0 pixel
+    when the tiles are upsampled: rounding it down made it vanish there).
     """
     if tile_px <= overlap_px:
         raise ValueError(f"tile_px ({tile_px}) must exceed overlap_px ({overlap_px})")
@@ -163,7 +167,7 @@ def tile_grid(level_dimensions, level_downsamples, slide_mpp: float | None, work
     xcuts = _cuts(width0, step0)
     ycuts = _cuts(height0, step0)
     margin0 = int(round(margin * ds))
-    band0 = int(math.floor(max(float(band_px), 0.0) * ds / scale + 1e-9))
+    band0 = max(float(band_px), 0.0) * ds / scale  # level-0 px
     tiles = []
     ncols = len(xcuts) - 1
     for row, (cy0, cy1) in enumerate(zip(ycuts[:-1], ycuts[1:])):

@@ -190,10 +190,18 @@ def test_a_nucleus_placed_across_a_core_border_by_both_neighbours_is_kept_once()
     assert not in_core(left, np.array([[-0.6, 50.0]]))[0]
 
 
-def test_the_band_is_rounded_down_to_level0_pixels_and_old_tiles_keep_their_core():
+def test_the_band_is_kept_when_tiles_are_upsampled_and_old_tiles_keep_their_core():
+    """A 0.5 µm/px slide at a 0.25 µm model's resolution: one working px is half a level-0 px. Rounded down
+    to whole level-0 px the band vanished there, and a nucleus placed across a border was lost again."""
     dims, ds = pyramid(1000, 1000, (1,))
-    assert {t.band0 for t in tile_grid(dims, ds, 0.5, 0.5, tile_px=256, overlap_px=32)} == {1}
-    assert {t.band0 for t in tile_grid(dims, ds, 0.5, 0.5, tile_px=256, overlap_px=32, band_px=0.4)} == {0}
+    assert {t.band0 for t in tile_grid(dims, ds, 0.5, 0.5, tile_px=256, overlap_px=32)} == {1.0}
+    up = tile_grid(dims, ds, 0.5, 0.25, tile_px=256, overlap_px=32)
+    left, right = (next(t for t in up if (t.row, t.col) == (0, c)) for c in (0, 1))
+    assert left.band0 == pytest.approx(0.5)
+    border = left.core[2] - 0.5  # where the cores meet, in continuous level-0 coordinates
+    seen_by_left, seen_by_right = np.array([[border + 0.2, 40.0]]), np.array([[border - 0.3, 40.0]])
+    assert in_core(left, seen_by_left)[0] and in_core(right, seen_by_right)[0]
+    assert not in_core(left, np.array([[border + 0.6, 40.0]]))[0]
     tile = tile_grid(dims, ds, 0.25, 0.5, tile_px=256, overlap_px=32)[1]
     queued_before = {k: v for k, v in dataclasses.asdict(tile).items() if k not in ("slide_size", "band0")}
     old = Tile(**json.loads(json.dumps(queued_before)))
