@@ -130,8 +130,10 @@ def val_is_other_half(spec: str) -> bool:
 
 def same_field(name: str) -> str:
     """What identifies a sample's field across datasets: its name, less the session of an accepted annotation
-    ("field-12-session-40", from the db source and its folder export): another annotator's points on one field
-    are the same image."""
+    ("field-12-session-40") or the consensus of several ("field-12-consensus"), from the db source and its
+    folder export: every annotation of one field is the same image."""
+    if name.startswith("field-") and name.endswith("-consensus") and name[6:-10].isdigit():
+        return name[:-10]
     field_, sep, session = name.rpartition("-session-")
     return field_ if sep and field_.startswith("field-") and session.isdigit() else name
 
