@@ -66,8 +66,13 @@ def _split_of(key, val: float, test: float, seed: int) -> str:
 def split_groups(slides) -> dict[int, str]:
     """Slide pk -> the key its split is drawn by: slides of one file (the same sha256, e.g. uploaded in two
     departments) or of one patient share a key, so the same tissue never lands in train and val (a model
-    would be scored on what it trained on). The key is the group's smallest pseudo id: nothing of the
-    patient is written."""
+    would be scored on what it trained on). The key is the pseudo id of the earliest slide (lowest pk) of the
+    group's patients and files in the whole database, not only among these slides: a slide accepted later
+    (a higher pk) never changes it, so it never moves a group between splits. Nothing of the patient is
+    written."""
+    from django.db.models import Q
+
+    from cases.models import Slide
     parent: dict[int, int] = {}
 
     def root(pk):
@@ -88,10 +93,16 @@ def split_groups(slides) -> dict[int, str]:
                 parent[root(pk)] = root(first_by[key])
             else:
                 first_by[key] = pk
-    members: dict[int, list[str]] = {}
+    members: dict[int, list] = {}
     for pk in slides:
-        members.setdefault(root(pk), []).append(str(slides[pk].pseudo_id))
-    return {pk: min(members[root(pk)]) for pk in slides}
+        members.setdefault(root(pk), []).append(slides[pk])
+    keys = {}
+    for group_root, group in members.items():
+        patients = {s.case.patient_id for s in group if s.case_id}
+        files = {s.sha256 for s in group if s.sha256}
+        earliest = Slide.objects.filter(Q(case__patient_id__in=patients) | Q(sha256__in=files)).order_by("pk").first()
+        keys[group_root] = str((earliest or min(group, key=lambda s: s.pk)).pseudo_id)
+    return {pk: keys[root(pk)] for pk in slides}
 
 
 def field_to_image_points(points, x0: int, y0: int, scale, out_w: int, out_h: int, labels=TRAINING_LABELS):

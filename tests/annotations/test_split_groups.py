@@ -30,3 +30,16 @@ def test_seven_uploads_of_one_file_never_straddle_train_and_val(personas):
     keys = split_groups(copies + others)
     splits = split_by_slide([keys[s.pk] for s in copies + others])
     assert len({splits[keys[s.pk]] for s in copies}) == 1
+
+
+def test_a_slide_of_the_patient_accepted_later_never_moves_the_group(personas):
+    """The key was the smallest pseudo id among the slides being split: a later slide of the same patient
+    with a smaller random pseudo id re-hashed the whole group (a training slide could move to val)."""
+    import uuid
+
+    case = personas["case"]
+    first = SlideFactory(case=case, pseudo_id=uuid.UUID("ffffffff-0000-4000-8000-000000000000"))
+    before = split_groups([first])[first.pk]
+    later = SlideFactory(case=CaseFactory(patient=case.patient), pseudo_id=uuid.UUID("00000000-0000-4000-8000-000000000000"))
+    after = split_groups([first, later])
+    assert after[first.pk] == after[later.pk] == before == str(first.pseudo_id)
