@@ -23,9 +23,9 @@ from viewer.params import (
 from viewer.scores import job_scores
 from viewer.stores import job_mpp, job_store
 
-# An added point closer than this to a live point is the same cell counted twice: the merge's dedupe
-# radius (workers.pipeline DEFAULTS["dedupe_radius_um"]), so a pathologist's cell obeys the rule the
-# detector's cells were held to.  Without a pixel size, the pipeline's working 0.5 µm/px is assumed.
+# An added point closer than the job's dedupe radius to a live point is the same cell counted twice, so a
+# pathologist's cell obeys the rule the detector's cells were held to (add_min_distance_um); this is the
+# fallback, the pipeline's default radius.  Without a pixel size, the working 0.5 µm/px is assumed.
 ADD_MIN_DISTANCE_UM = 3.0
 ASSUMED_MPP = 0.5
 
@@ -106,18 +106,27 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
     return fields
 
 
+def add_min_distance_um(job) -> float:
+    """The job's own dedupe radius (0.1-5 µm, default 3): closer than this the merge took two points for one
+    cell, so an added point that close to a live one is that cell again."""
+    from workers.pipeline import job_parameters
+
+    return float(job_parameters(job).get("dedupe_radius_um") or ADD_MIN_DISTANCE_UM)
+
+
 def check_free_spot(job, store, state: CorrectionState, x: float, y: float) -> None:
-    """Refuse an added point within ADD_MIN_DISTANCE_UM of a live one (model detection not deleted, or an
+    """Refuse an added point within the job's dedupe radius of a live one (model detection not deleted, or an
     earlier added point): the report would count that cell twice. The error names the point to select."""
     mpp = job_mpp(job, store) or ASSUMED_MPP
-    found = nearest_live_point(store, state, x, y, ADD_MIN_DISTANCE_UM / mpp)
+    radius_um = add_min_distance_um(job)
+    found = nearest_live_point(store, state, x, y, radius_um / mpp)
     if found is None:
         return
     point, label, distance = found
     what = f"added point {point}" if isinstance(point, str) else f"detection {point}"
     raise PointAlreadyThere(
         f"{what} ({LABEL_NAMES.get(label, label)}) is {distance * mpp:.1f} µm from here, closer than "
-        f"{ADD_MIN_DISTANCE_UM:g} µm: it is the same cell; select it to reclassify it instead of adding "
+        f"{radius_um:g} µm: it is the same cell; select it to reclassify it instead of adding "
         f"another", point)
 
 

@@ -76,3 +76,13 @@ def test_the_radius_is_read_at_the_jobs_pixel_size(personas, media_root, client)
     job = two_cell_job(personas["case"], mpp=0.25, slide_mpp=0.5)
     r = post(client, job, base_version=0, op="add", x=108, y=100, label="positive")
     assert r.status_code == 400 and r.json()["point"] == 0 and "2.0 µm" in r.json()["detail"]
+
+
+def test_the_radius_is_the_jobs_own_dedupe_radius(personas, media_root, client):
+    """A job merged with a 1.5 µm dedupe radius counts cells 2 µm apart as two: so may a pathologist."""
+    job = two_cell_job(personas["case"])
+    job.parameters = {"dedupe_radius_um": 1.5}
+    job.save(update_fields=["parameters"])
+    assert post(client, job, base_version=0, op="add", x=302.5, y=300, label="negative").status_code == 400  # 1.25 µm
+    r = post(client, job, base_version=0, op="add", x=304.0, y=300, label="negative")  # 2 µm: another cell
+    assert r.status_code == 201, r.content
