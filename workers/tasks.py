@@ -314,7 +314,7 @@ def _stage_over_cap_reason(stage: str, attempts: int) -> str:
 
 def _over_cap_reason(index: int, attempts: int) -> str:
     return (f"batch {index} did not finish in {attempts} attempts (BATCH_MAX_ATTEMPTS): its worker stopped "
-            "each time (killed, out of memory?) or its task was lost")
+            "each time (killed, out of memory?)")  # attempts count leases a worker took, not lost tasks
 
 
 def _fail(job_id: int, reason: str, attempt: int | None = None) -> None:

@@ -36,6 +36,7 @@ def test_report_for_a_slide_of_a_case(synthetic_slide, tmp_path):
     assert draft.status == ReportStatus.DRAFT and draft.job_id == earlier.pk != result["job"]
     assert draft.comment == "reviewed"
     text = _text(pdf)
+    assert "Report version 1" in text.replace("\n", " ")  # the open draft's version, not one that does not exist
     assert "DRAFT" in text and synthetic_slide.case.accession in text and "classic" in text
     assert f"{round(result['tps'], 2):.2f}%" in text
 

@@ -163,6 +163,7 @@ def draft_report_pdf(job: AnalysisJob) -> bytes:
     pathologist on the case page or through the API (cases.reports.do_create_draft with its checks).
     """
     from analysis.scoring import score_summary
+    from cases.choices import ReportStatus
     from cases.models import Report
     from cases.report_pdf import build_pdf
     from cases.reports import method_of, score_snapshot
@@ -170,7 +171,9 @@ def draft_report_pdf(job: AnalysisJob) -> bytes:
     case = job.slide.case if job.slide.case_id else None
     if case is not None:
         latest = case.reports.order_by("-version").first()
-        report = Report(case=case, version=(latest.version + 1) if latest else 1, job=job,
+        # The version it would be: the open draft's, or the one after the latest signed report.
+        version = 1 if latest is None else latest.version if latest.status == ReportStatus.DRAFT else latest.version + 1
+        report = Report(case=case, version=version, job=job,
                         scores=score_snapshot(case, job))
         return build_pdf(report, job=job)
     scores = {**score_summary(job.summary.get("counts", {})), "corrections_version": 0, "method": method_of(job)}
