@@ -184,8 +184,9 @@ def field_label_sets(sessions) -> list[dict]:
     {"field", "sessions" (by annotator name), "id", "points" [[x, y, label]] (level-0), "ignore" [[x, y]],
     "consensus" (None for one session; else its radius, votes needed and counts)}.  Several sessions of one
     field give review.consensus of exactly those sets: the points a majority found with a majority label;
-    the rest (too few finders, tied labels) are ignore points, so no nucleus is taught as two classes or as
-    background beside its own label.  The id of a one-session field stays field-N-session-M (as before), so
+    the rest (too few finders, tied labels) are ignore points (Sample.uncertain_xy), so no nucleus is taught
+    as two classes.  Training does not yet mask them out: far from every point they still count as
+    background there (analysis.training_batches), as an unlabelled nucleus does.  The id of a one-session field stays field-N-session-M (as before), so
     a model card's held-out field names still match until a second annotator is accepted on the field."""
     by_field: dict[int, list] = {}
     for s in sessions:
