@@ -23,7 +23,7 @@ from pdl1site.conf import settings as module_settings
 
 MODULE_PACKAGES = ["pdl1site", "slideio", "cases", "annotations", "analysis", "workers", "viewer", "integration"]
 # Read only by the standalone site's own files (its settings, ASGI entry and demo loader), never by a host.
-SITE_ONLY = {"BASE_DIR", "SERVER_GC_THRESHOLD"}
+SITE_ONLY = {"BASE_DIR", "SERVER_GC_THRESHOLD", "EMBEDDED_DEFAULT_DATABASE"}  # the standalone site's own
 
 
 def test_module_comes_from_the_installed_wheel():
