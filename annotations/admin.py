@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 
 from analysis.admin import ReadOnlyRecordAdmin
@@ -23,8 +24,35 @@ class AnnotationProjectAdmin(admin.ModelAdmin):
         return [*super().get_readonly_fields(request, obj), *dict.fromkeys(locked)]
 
 
+class FieldAdminForm(forms.ModelForm):
+    """A field moved before anyone worked on it obeys the rules it was made under (services.do_create_field):
+    inside its slide, on a slide of its project's marker, overlapping no other field of the project."""
+
+    class Meta:
+        model = Field
+        fields = "__all__"
+
+    def clean(self):
+        from annotations import services
+
+        data = super().clean()
+        field = self.instance
+        slide = data.get("slide", field.slide if field.slide_id else None)
+        geometry = [data.get(k, getattr(field, k)) for k in ("x", "y", "width", "height")]
+        if slide is None or any(v is None for v in geometry):
+            return data
+        try:
+            region = services.check_region(slide, *geometry)
+            services.check_field_slide(field.project, slide)
+            services.check_no_overlap(field.project, slide, *region, exclude=field)
+        except services.AnnotationError as exc:
+            raise forms.ValidationError("; ".join(exc.problems) or str(exc)) from None
+        return data
+
+
 @admin.register(Field)
 class FieldAdmin(admin.ModelAdmin):
+    form = FieldAdminForm
     list_display = ["pk", "project", "slide", "x", "y", "width", "height", "source"]
     list_filter = ["source", "project"]
     # Once a session of the field has points (or has left "assigned") they are in this field's frame: moving
@@ -37,8 +65,9 @@ class FieldAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request, obj=None):
-        locked = obj is not None and obj.worked_on
-        return [*super().get_readonly_fields(request, obj), *(self.GEOMETRY if locked else [])]
+        # The project never changes here: its annotators' sessions come with the field.
+        locked = self.GEOMETRY if obj is not None and obj.worked_on else ["project"]
+        return [*super().get_readonly_fields(request, obj), *locked]
 
 
 @admin.register(AnnotationSession)

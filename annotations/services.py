@@ -314,11 +314,13 @@ def check_field_slide(project, slide):
             f"{project.marker}: choose a {project.marker} slide"])
 
 
-def check_no_overlap(project, slide, x, y, width, height):
+def check_no_overlap(project, slide, x, y, width, height, exclude=None):
     """The region overlaps none of the project's fields on the slide (touching edges is fine): the same
     nuclei in two fields are two samples of one nucleus, possibly split between train and validation
-    images of one slide, and annotated twice (do_sample_fields already kept sampled boxes apart)."""
-    overlapping = [f for f in project.fields.filter(slide=slide).order_by("pk")
+    images of one slide, and annotated twice (do_sample_fields already kept sampled boxes apart).
+    `exclude`: the field being moved (the admin), which its old place does not overlap."""
+    others = project.fields.filter(slide=slide).exclude(pk=getattr(exclude, "pk", None)).order_by("pk")
+    overlapping = [f for f in others
                    if x < f.x + f.width and f.x < x + width and y < f.y + f.height and f.y < y + height]
     if overlapping:
         raise AnnotationError("field not created", [

@@ -119,3 +119,25 @@ def test_the_export_refuses_a_point_outside_its_field_instead_of_clamping_it(per
     assert not (tmp_path / "ds").exists()
     with pytest.raises(datasets.DatasetError, match="1 accepted point"):
         datasets.load_source("db:PD-L1", 0.5)
+
+
+def test_a_field_moved_in_the_admin_before_any_work_obeys_the_rules_it_was_made_under(personas):
+    """Outside the slide, onto another field of the project, onto a slide of another marker, or into another
+    project: refused, nothing changed (the project page checks all of these when a field is made)."""
+    from tests.viewer import SlideFactory
+
+    project, field = project_with_field(personas)
+    other = services.do_create_field(project, field.slide, 2000, 1000, 512, 512, user=personas["pathologist"])
+    ki67 = SlideFactory(case=personas["case"], marker="Ki67")
+    other_project = services.do_create_project(personas["pathologist"], "other", "lung_squamous", "PD-L1", (), [])
+    admin = client_for(superuser())
+    url = f"/admin/annotations/field/{field.pk}/change/"
+    for change in ({"x": 1800}, {"x": field.slide.width}, {"slide": ki67.pk}):
+        r = admin.post(url, field_form(field, **change))
+        assert r.status_code == 200, change  # the form again, with the reason
+        field.refresh_from_db()
+        assert field.region == [1000, 1000, 512, 512] and field.slide_id != ki67.pk
+    admin.post(url, field_form(field, project=other_project.pk, x=1200))
+    field.refresh_from_db()
+    assert field.project_id == project.pk and field.x == 1200  # moved within the rules; the project stays
+    assert other.region == [2000, 1000, 512, 512]
