@@ -23,10 +23,7 @@ from viewer.params import (
 from viewer.scores import job_scores
 from viewer.stores import job_mpp, job_store
 
-# An added point closer than the job's dedupe radius to a live point is the same cell counted twice, so a
-# pathologist's cell obeys the rule the detector's cells were held to (add_min_distance_um); this is the
-# fallback, the pipeline's default radius.  Without a pixel size, the working 0.5 µm/px is assumed.
-ADD_MIN_DISTANCE_UM = 3.0
+# Without a pixel size, the pipeline's working 0.5 µm/px is assumed (check_free_spot).
 ASSUMED_MPP = 0.5
 
 
@@ -108,10 +105,11 @@ def check_correction(job, store, state: CorrectionState, data: dict) -> dict:
 
 def add_min_distance_um(job) -> float:
     """The job's own dedupe radius (0.1-5 µm, default 3): closer than this the merge took two points for one
-    cell, so an added point that close to a live one is that cell again."""
+    cell, so an added point that close to a live one is that cell again (job_parameters fills in the
+    pipeline's default)."""
     from workers.pipeline import job_parameters
 
-    return float(job_parameters(job).get("dedupe_radius_um") or ADD_MIN_DISTANCE_UM)
+    return float(job_parameters(job)["dedupe_radius_um"])
 
 
 def check_free_spot(job, store, state: CorrectionState, x: float, y: float) -> None:
