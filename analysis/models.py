@@ -258,7 +258,7 @@ class AnalysisJob(models.Model):
     # lost (a Redis restart, a broker that could not be reached at commit) or its worker died, and the
     # watchdog (workers.tasks.requeue_overdue_batches) queues the stage again.
     stage_deadline = models.DateTimeField(null=True, blank=True)
-    stage_attempts = models.PositiveIntegerField(default=0, help_text="times the current stage was queued again")
+    stage_attempts = models.PositiveIntegerField(default=0, help_text="times a worker started the current stage (split or merge); a start past PDL1_BATCH_MAX_ATTEMPTS fails the job")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
