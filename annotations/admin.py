@@ -1,8 +1,19 @@
 from django import forms
 from django.contrib import admin
 
+from django.db.models import Q
+
 from analysis.admin import ReadOnlyRecordAdmin
+from annotations import services
 from annotations.models import AnnotationProject, AnnotationRevision, AnnotationSession, Field
+
+
+def _not_blind(queryset, user, session_path: str):
+    """Leave out the other annotators' sessions (and their history) of a field on which `user` still has an
+    open session: the blind rule (services.blind_fields) holds in the admin as on the pages and the API."""
+    prefix = f"{session_path}__" if session_path else ""
+    hidden = Q(**{f"{prefix}field__in": services.blind_fields(user)}) & ~Q(**{f"{prefix}annotator": user})
+    return queryset.exclude(hidden)
 
 
 @admin.register(AnnotationProject)
@@ -81,9 +92,15 @@ class AnnotationSessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # sessions come with fields and annotators (services.do_create_field, do_assign_annotators)
 
+    def get_queryset(self, request):
+        return _not_blind(super().get_queryset(request), request.user, "")
+
 
 @admin.register(AnnotationRevision)
 class AnnotationRevisionAdmin(ReadOnlyRecordAdmin):
     """Read-only history."""
 
     list_display = ["session", "version", "saved_by", "source", "saved_at"]
+
+    def get_queryset(self, request):
+        return _not_blind(super().get_queryset(request), request.user, "session")
