@@ -164,6 +164,21 @@ def viewer(client: Client, seed: dict, rng: random.Random, cookies) -> None:
 # --- annotators -------------------------------------------------------------------------------
 
 
+# An annotator clicks each nucleus once: the server refuses two points of one set within 1.5 µm (one nucleus
+# twice), and so does the page. 20 slide px are at least 1.5 µm at 0.075 µm/px or coarser (every scanner).
+MIN_POINT_SPACING_PX = 20
+
+
+def free_spot(points: list, field, rng: random.Random, tries: int = 50) -> dict | None:
+    """A random spot of the field at least MIN_POINT_SPACING_PX from every point (None: the field is full)."""
+    fx, fy, fw, fh = field
+    for _ in range(tries):
+        x, y = round(fx + rng.uniform(2, fw - 2), 1), round(fy + rng.uniform(2, fh - 2), 1)
+        if all((x - p["x"]) ** 2 + (y - p["y"]) ** 2 >= MIN_POINT_SPACING_PX ** 2 for p in points):
+            return {"x": x, "y": y}
+    return None
+
+
 def annotator(client: Client, seed: dict, rng: random.Random, username: str) -> None:
     """Edits its own field and autosaves the whole point set every ~2 s (compare-and-set)."""
     info = seed["sessions"][username]
@@ -181,8 +196,9 @@ def annotator(client: Client, seed: dict, rng: random.Random, username: str) -> 
         if points and rng.random() < 0.2:
             points.pop(rng.randrange(len(points)))
         else:
-            points.append({"x": round(fx + rng.uniform(2, fw - 2), 1), "y": round(fy + rng.uniform(2, fh - 2), 1),
-                           "label": rng.choice(["positive", "negative"])})
+            point = free_spot(points, (fx, fy, fw, fh), rng)
+            if point is not None:
+                points.append({**point, "label": rng.choice(["positive", "negative"])})
         with client.rec.lock:
             client.rec.saves_in_flight += 1
         try:
