@@ -5,6 +5,25 @@
  */
 
 /**
+ * Pixel convention. The platform (detections, annotation points, fields, regions; analysis and the
+ * database) puts pixel i's centre at i, so the pixel spans [i - 0.5, i + 0.5); OpenSeadragon's image
+ * coordinates put pixel i over [i, i + 1). Every overlay converts here, once, at its boundary with
+ * OpenSeadragon: without it every drawn point sat half a pixel up-left of its pixel and every click
+ * was stored half a pixel right-down of where it was made.
+ */
+export const OSD_PIXEL_SHIFT = 0.5;
+
+/** A platform (level-0, pixel-centre) position as an OpenSeadragon image point. */
+export function platformToOsd(x, y) {
+  return new OpenSeadragon.Point(x + OSD_PIXEL_SHIFT, y + OSD_PIXEL_SHIFT);
+}
+
+/** An OpenSeadragon image point as a platform (level-0, pixel-centre) position {x, y}. */
+export function osdToPlatform(point) {
+  return { x: point.x - OSD_PIXEL_SHIFT, y: point.y - OSD_PIXEL_SHIFT };
+}
+
+/**
  * The drawer to ask for. OpenSeadragon's WebGL drawer is the fastest on a GPU, but through a
  * software WebGL (SwiftShader, llvmpipe: workstations or VMs without GPU acceleration) the 2D
  * canvas drawer is much cheaper per frame.
@@ -28,9 +47,12 @@ export function preferredDrawer() {
  * A viewer in element `id` on `tileSources`, with the site's defaults (navigator bottom right,
  * same-origin tiles, no click-to-zoom: clicks belong to the page's tools); `options` override.
  * `state` (optional) counts loaded tiles in state.tilesLoaded; `onError(message)` hears a slide
- * that cannot be opened.
+ * that cannot be opened. OpenSeadragon's "f" key (mirror the slide) is always off: the overlays
+ * draw and read positions unmirrored, so a mirrored slide put every marker over another nucleus.
+ * Its "r"/"R" keys (rotate) only where the page's overlay follows rotation (`allowRotation`).
  */
-export function createViewer({ id = "osd", imagesUrl, tileSources, options = {}, state = null, onError = null }) {
+export function createViewer({ id = "osd", imagesUrl, tileSources, options = {}, state = null, onError = null,
+                               allowRotation = false }) {
   const viewer = OpenSeadragon(Object.assign({
     id,
     prefixUrl: imagesUrl,
@@ -45,6 +67,10 @@ export function createViewer({ id = "osd", imagesUrl, tileSources, options = {},
     gestureSettingsMouse: { clickToZoom: false, dblClickToZoom: false },
     gestureSettingsTouch: { clickToZoom: false },
   }, options));
+  viewer.addHandler("canvas-key", (e) => {
+    const code = e.originalEvent && e.originalEvent.keyCode;
+    if (code === 70 || (code === 82 && !allowRotation)) { e.preventDefaultAction = true; }  // 70 f, 82 r
+  });
   if (state) {
     state.viewer = viewer;
     viewer.addHandler("tile-loaded", () => { state.tilesLoaded += 1; });
