@@ -4,6 +4,7 @@ from django.contrib.admin.utils import unquote
 
 from analysis.admin import ReadOnlyRecordAdmin
 from cases.audit import log_access
+from cases.forms import SlideAdminForm
 from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, ReportDocument, Slide, UserProfile
 
 
@@ -57,6 +58,7 @@ class SlideAdmin(AuditedAccessAdmin):
                        "level_count", "level_dimensions", "level_downsamples", "properties", "associated_images",
                        "thumbnail", "uploaded_by", "created_at"]
     raw_id_fields = ["case"]
+    form = SlideAdminForm  # a move to another case is checked as at upload
 
 
 class ReportDocumentInline(admin.TabularInline):

@@ -2,7 +2,8 @@ from django import forms
 
 from cases.access import filing_departments, filing_patients
 from cases.choices import Marker
-from cases.models import Case, Patient
+from cases.models import Case, Patient, Slide
+from cases.services import IngestError, check_slide_case_change
 
 
 class PatientForm(forms.ModelForm):
@@ -27,6 +28,23 @@ class CaseForm(forms.ModelForm):
         # never used to open that patient's cases elsewhere (access.may_refile).
         self.fields["patient"].queryset = filing_patients(user)
         self.fields["department"].queryset = filing_departments(user)
+
+
+class SlideAdminForm(forms.ModelForm):
+    """A slide moved to another case in the admin is checked as at upload (services.check_slide_case_change):
+    a DICOM file naming another patient or accession than the case's stays where it is."""
+
+    class Meta:
+        model = Slide
+        fields = "__all__"
+
+    def clean_case(self):
+        case = self.cleaned_data.get("case")
+        try:
+            check_slide_case_change(self.instance, case)
+        except IngestError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return case
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from cases.access import filing_patients, may_refile, visible_cases, visible_patients
 from cases.models import Case, Department, Patient, Report, ReportDocument, Slide
+from cases.services import IngestError, check_slide_case_change
 
 
 class DepartmentField(serializers.SlugRelatedField):
@@ -89,6 +90,11 @@ class SlideSerializer(serializers.ModelSerializer):
         current = getattr(self.instance, "case", None)
         if current is not None and case != current and not may_refile(self.context["request"].user, current.department):
             raise serializers.ValidationError(f"only members of department {current.department.code} move its slides")
+        if self.instance is not None:
+            try:  # a DICOM naming another patient or accession is refused, as at upload
+                check_slide_case_change(self.instance, case)
+            except IngestError as exc:
+                raise serializers.ValidationError(str(exc)) from None
         return case
 
     def get_thumbnail_url(self, slide) -> str:

@@ -135,8 +135,7 @@ def do_ingest_slide(
         except OSError as exc:
             _raise_if_storage_full(exc)
             raise
-        limits = {"memory_bytes": settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
-                  "timeout_s": settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS}
+        limits = _validation_limits()
         # Before the duplicate check, which may file a stored copy in this case.
         _check_case_identity([staging / name for name in names], case, limits,
                              names[0] if len(names) == 1 else "the series")
@@ -208,12 +207,20 @@ def _same_identifier(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
-def _check_case_identity(paths: list[Path], case, limits: dict, name: str) -> None:
+def _validation_limits() -> dict:
+    """The guard (cases.isolation.run_limited) under which untrusted slide files are parsed."""
+    return {"memory_bytes": settings.PDL1_SLIDE_VALIDATION_MEMORY_BYTES,
+            "timeout_s": settings.PDL1_SLIDE_VALIDATION_TIMEOUT_SECONDS}
+
+
+def _check_case_identity(paths: list[Path], case, limits: dict, name: str,
+                         outcome: str = "nothing was stored") -> None:
     """A DICOM file says whose it is (PatientID, AccessionNumber): filed in a case of another patient or
     accession, its pixels and the report would be that case's. Refused when the file names a patient
     ID other than the case's patient's MRN, or an accession other than the case's; a file naming
     neither is not checked (most formats carry no identity at all). Files of one series naming two
-    patients are refused with or without a case."""
+    patients are refused with or without a case. The one rule for an upload and for a stored slide
+    moved to another case (check_slide_case_change); `outcome` ends the message (what did not happen)."""
     if not any(_is_dicom_file(path) for path in paths):
         return
     try:
@@ -227,8 +234,42 @@ def _check_case_identity(paths: list[Path], case, limits: dict, name: str) -> No
     for key, (what, value) in expected.items():
         if found.get(key) and value and not _same_identifier(found[key], value):
             raise IngestError(f"{name}: the DICOM file names {key} {found[key]!r}, not {what} ({value!r}) in case "
-                              f"{case.accession}: it may belong to another patient or case. Check the case; nothing "
-                              "was stored")
+                              f"{case.accession}: it may belong to another patient or case. Check the case; "
+                              f"{outcome}")
+
+
+def _stored_files(slide: Slide) -> list[Path]:
+    """The files a stored slide was uploaded as: its main file and, for a DICOM series, the other members
+    stored beside it (each slide has a folder of its own, see _register; its thumbnail has a hidden name,
+    which no uploaded file may have)."""
+    main = Path(slide.path)
+    if slide.file_count <= 1:
+        return [main]
+    try:
+        return sorted(p for p in main.parent.iterdir() if not p.name.startswith(".") and p.is_file())
+    except OSError:
+        return [main]
+
+
+def check_slide_case_change(slide: Slide, case: Case | None) -> None:
+    """A stored slide moved to another case, or an unfiled one filed in a case, is checked as at upload
+    (_check_case_identity): a DICOM file naming another patient ID or accession than `case`'s is refused
+    (IngestError, meant for the user), and the caller changes nothing. The identity is read from the
+    stored file again: the slide keeps none of it (its properties are filtered, see
+    slideio.slidefile.technical_properties). Unfiling (`case` None) and staying in the stored case are
+    not checked; a slide stored as DICOM whose file cannot be read is not moved, its identity being
+    unknown."""
+    if case is None or not slide.file:
+        return
+    stored = Slide.objects.filter(pk=slide.pk).values_list("case_id", flat=True).first() if slide.pk else None
+    if stored == case.pk:
+        return
+    paths = _stored_files(slide)
+    if slide.format == "dicom" and not any(_is_dicom_file(path) for path in paths):
+        raise IngestError(f"{slide.original_name}: the slide's stored DICOM file cannot be read, so whose it is "
+                          f"cannot be checked against case {case.accession}; the slide was not moved")
+    _check_case_identity(paths, case, _validation_limits(), slide.original_name,
+                         outcome="the slide was not moved")
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -263,6 +304,9 @@ def check_duplicate_request(existing: Slide, case, mpp: float | None, marker: st
                               "slide's page if that one is wrong; it was not stored again")
         # Agreed: only now is anything changed (a refused upload changes nothing).
         if case is not None and existing.case_id is None:
+            # The upload's files were checked against the case (_check_case_identity); the stored copy is
+            # filed through the check every move of a slide passes.
+            check_slide_case_change(existing, case)
             existing.case = case
             existing.save(update_fields=["case"])  # audited
         if mpp is not None and existing.mpp_x is None:
