@@ -1,7 +1,8 @@
 """Training loop for the point-supervised detector (no Django; the command is a thin wrapper).
 
 train(TrainConfig) builds the detector, draws batches of random crops with
-augmentation (training_batches), optimises the LCFCN loss with AdamW under a
+augmentation (training_batches; the nuclei annotators disagreed on are ignore discs
+there, never background), optimises the LCFCN loss with AdamW under a
 warm-up + cosine learning rate (training_config), writes resumable checkpoints
 (training_checkpoint), validates on held-out fields with postprocess.predict +
 matching.evaluate, and writes the model and its model card (training_card).
@@ -24,7 +25,7 @@ import numpy as np
 
 from . import datasets
 from .loss import point_supervised_loss
-from .training_batches import far_background_term, make_batch
+from .training_batches import draw_batch, far_background_term
 from .training_card import CARD_JSON, CARD_MD, card_markdown, evaluate_samples, metrics_line, model_card
 from .training_checkpoint import CHECKPOINT_NAME, restore_state, save_state, weights_from
 from .training_config import TrainConfig, TrainingError, learning_rate, training_device, validate_config
@@ -132,20 +133,21 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
             break
         rng = np.random.default_rng([config.seed, step])
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout of this step
-        x, points, not_tumour = make_batch(train_sets, config, rng)
+        # ignore: discs over the nuclei annotators disagreed on; no term may push them to background.
+        x, points, not_tumour, ignore = draw_batch(train_sets, config, rng)
         x, points = x.to(device).contiguous(memory_format=torch.channels_last), points.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         model.train()
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_cuda):
             logits = model(x)
-        terms = point_supervised_loss(logits, points, x, config.loss_weights,
+        terms = point_supervised_loss(logits, points, x, config.loss_weights, ignore=torch.from_numpy(ignore),
                                       point_radius_px=config.point_radius_um / config.mpp)
         total = terms.total
         far = None
         if config.background_weight:
             far = far_background_term(logits, points, config.background_radius_um / config.mpp,
-                                      not_tumour, config.point_radius_um / config.mpp)
+                                      not_tumour, config.point_radius_um / config.mpp, ignore=ignore)
             total = total + config.background_weight * far
         optimizer.zero_grad(set_to_none=True)
         total.backward()

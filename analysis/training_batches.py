@@ -3,19 +3,42 @@ far-background loss term computed over those point maps."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import augment
 from .training_config import TrainConfig
 
 NOT_TUMOUR = -1  # label of a labelled non-tumour nucleus (lymphocyte) inside make_batch
+UNCERTAIN = -2  # label of a tumour nucleus of disputed class (Sample.uncertain_xy) inside make_batch
 
 
-def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.random.Generator):
-    """Images (B,3,H,W) normalised, point maps (B,H,W) of class ids.
+class Batch(NamedTuple):
+    images: object  # torch (B,3,H,W) float, normalised
+    points: object  # torch (B,H,W) int64: 0 none, c >= 1 a click of class c
+    not_tumour: np.ndarray  # (B,H,W) bool: the pixel of each labelled non-tumour nucleus (background)
+    ignore: np.ndarray  # (B,H,W) bool: discs over the uncertain nuclei (no target of any kind)
+
+
+def uncertain_radius_px(config: TrainConfig) -> float:
+    """Radius of the ignore disc over an uncertain nucleus, in training pixels.
+
+    background_radius_um is what a click already reserves for its nucleus (no far-background push
+    within it), so a nucleus that lost its click gets the same disc; it is widened by the largest
+    scale jitter, since a crop may show the nucleus up to (1 + scale_jitter) times its size.
+    point_radius_um (1.5 µm) would not do: it is chosen to sit well inside a nucleus, not to cover it.
+    """
+    return config.background_radius_um * (1.0 + config.scale_jitter) / config.mpp
+
+
+def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.random.Generator) -> Batch:
+    """Images (B,3,H,W) normalised, point maps (B,H,W) of class ids, non-tumour pixels and ignore discs.
 
     Each item first picks a source (uniformly, or by config.source_weights),
     then a field: a small real source is not drowned by thousands of synthetic fields.
+    Uncertain nuclei travel with the clicks and draw nothing from rng, so a field without
+    them gives exactly the batch it gave before they were carried.
     """
     import torch
 
@@ -23,6 +46,9 @@ def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     images = np.empty((config.batch_size, config.crop, config.crop, 3), np.uint8)
     points = np.zeros((config.batch_size, config.crop, config.crop), np.int64)
     background = np.zeros((config.batch_size, config.crop, config.crop), bool)
+    ignore = np.zeros((config.batch_size, config.crop, config.crop), bool)
+    radius = uncertain_radius_px(config)
+    grid_y, grid_x = np.ogrid[: config.crop, : config.crop]
     for i in range(config.batch_size):
         if config.source_weights is None:
             pool = samples_by_source[int(rng.integers(len(samples_by_source)))]
@@ -30,41 +56,63 @@ def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
             share = np.asarray(config.source_weights, float)
             pool = samples_by_source[int(rng.choice(len(samples_by_source), p=share / share.sum()))]
         s = pool[int(rng.integers(len(pool)))]
-        # Labelled non-tumour nuclei travel through the same crop and flips as the clicks.
-        xy = np.concatenate([s.xy, s.ignore_xy]) if len(s.ignore_xy) else s.xy
-        labels = np.concatenate([s.labels, np.full(len(s.ignore_xy), NOT_TUMOUR)]) if len(s.ignore_xy) else s.labels
+        # Labelled non-tumour and uncertain nuclei travel through the same crop, scale, flips as the clicks.
+        uncertain_xy = np.reshape(getattr(s, "uncertain_xy", np.zeros((0, 2))), (-1, 2))
+        extra = [(np.reshape(s.ignore_xy, (-1, 2)), NOT_TUMOUR), (uncertain_xy, UNCERTAIN)]
+        extra = [(xy, label) for xy, label in extra if len(xy)]
+        xy = np.concatenate([s.xy, *(e for e, _ in extra)]) if extra else s.xy
+        labels = np.concatenate([s.labels, *(np.full(len(e), label) for e, label in extra)]) if extra else s.labels
         a = augment.augment(s.rgb, xy, labels, rng, config.crop, config.stain_sigma, config.stain_bias,
                             config.scale_jitter)
         images[i] = a.rgb
         # Clip: a click exactly on the outer edge of a border pixel (x = -0.5) lands on W after a flip.
         cols, rows = np.clip(np.floor(a.xy + 0.5).astype(np.int64), 0, config.crop - 1).T
-        tumour = a.labels != NOT_TUMOUR
+        tumour = (a.labels != NOT_TUMOUR) & (a.labels != UNCERTAIN)
+        lymph = a.labels == NOT_TUMOUR
         points[i, rows[tumour], cols[tumour]] = a.labels[tumour]
-        background[i, rows[~tumour], cols[~tumour]] = True
+        background[i, rows[lymph], cols[lymph]] = True
+        for x, y in a.xy[a.labels == UNCERTAIN]:
+            ignore[i] |= (grid_x - x) ** 2 + (grid_y - y) ** 2 <= radius**2
+        # A click inside a disc (a touching neighbour) still counts: the loss drops clicks it is told to ignore.
+        ignore[i, rows[tumour], cols[tumour]] = False
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(det.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(det.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std, torch.from_numpy(points), background
+    return Batch((x - mean) / std, torch.from_numpy(points), background, ignore)
 
 
-def far_background_term(logits, points, radius_px: float, not_tumour=None, not_tumour_radius_px: float = 0.0):
+def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.random.Generator):
+    """(images, points, not_tumour) of draw_batch, without the ignore discs of the uncertain nuclei.
+
+    Training uses draw_batch: the loss must be told to ignore those discs."""
+    return tuple(draw_batch(samples_by_source, config, rng)[:3])
+
+
+def far_background_term(logits, points, radius_px: float, not_tumour=None, not_tumour_radius_px: float = 0.0,
+                        ignore=None):
     """Background NLL on pixels farther than radius_px from every click.
 
     Scaled like LCFCN's global split term (mean over the pixels, times the
     number of clicks), so it weighs as much as the point term whatever the crop size.
     ``not_tumour`` (B,H,W bool): labelled non-tumour nuclei (lymphocytes); a disc of
     ``not_tumour_radius_px`` around each is background too, even near a click.
+    ``ignore`` (B,H,W bool, numpy or torch): pixels never pushed to background (the discs
+    over uncertain nuclei, Batch.ignore), not even inside a non-tumour disc.
     """
     import torch
     from scipy import ndimage
     from torch.nn import functional as F
 
     clicks = points.detach().cpu().numpy() > 0
+    if ignore is not None:
+        ignore = ignore.detach().cpu().numpy() if isinstance(ignore, torch.Tensor) else np.asarray(ignore)
     weights = np.zeros(clicks.shape, np.float32)
     for i, mine in enumerate(clicks):
         far = ndimage.distance_transform_edt(~mine) > radius_px if mine.any() else np.ones(mine.shape, bool)
         if not_tumour is not None and not_tumour[i].any():
             far |= ndimage.distance_transform_edt(~not_tumour[i]) <= not_tumour_radius_px
+        if ignore is not None and ignore[i].any():
+            far &= ~ignore[i]
         weights[i][far] = max(int(mine.sum()), 1) / max(int(far.sum()), 1)
     nll = -F.log_softmax(logits.float(), dim=1)[:, 0]
     return (torch.from_numpy(weights).to(nll.device) * nll).sum() / len(clicks)
