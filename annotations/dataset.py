@@ -185,8 +185,8 @@ def field_label_sets(sessions) -> list[dict]:
     "consensus" (None for one session; else its radius, votes needed and counts)}.  Several sessions of one
     field give review.consensus of exactly those sets: the points a majority found with a majority label;
     the rest (too few finders, tied labels) are ignore points (Sample.uncertain_xy), so no nucleus is taught
-    as two classes.  Training does not yet mask them out: far from every point they still count as
-    background there (analysis.training_batches), as an unlabelled nucleus does.  The id of a one-session field stays field-N-session-M (as before), so
+    as two classes.  Training masks them out: a disc of background_radius_um around each is an ignore zone
+    for every loss term (analysis.training_batches.draw_batch), never background.  The id of a one-session field stays field-N-session-M (as before), so
     a model card's held-out field names still match until a second annotator is accepted on the field."""
     by_field: dict[int, list] = {}
     for s in sessions:
