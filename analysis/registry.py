@@ -147,11 +147,35 @@ def registered_copy(path: Path, name: str, card: dict) -> tuple[Path, str, bool]
             os.replace(tmp, final)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    card_file = final.with_suffix(".json")
-    if card and not card_file.exists():
-        card_file.write_text(json.dumps(card, indent=1), encoding="utf-8")
-        os.chmod(card_file, 0o444)
+    if card:
+        try:
+            _registered_card(final.with_suffix(".json"), card)
+        except BaseException:
+            if fresh:  # no weights copied by this call stay behind without their card
+                final.unlink(missing_ok=True)
+            raise
     return final, digest, fresh
+
+
+def _registered_card(card_file: Path, card: dict) -> None:
+    """Write the card copy of registered weights, whole or not at all (a temporary file, then os.replace);
+    a registered copy is never changed: one already there must be exactly this card, else RegistryError
+    (a copy cut short by a crash, or another run's card for the same weights, is not kept as this version's)."""
+    from .atomic import write_text_atomically
+
+    text = json.dumps(card, indent=1)
+    try:
+        existing = card_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        write_text_atomically(card_file, text, mode=0o444)
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{card_file} exists but cannot be read ({exc}): not overwritten; check it, remove it "
+                            "if no registered version names it, and register again") from None
+    if existing != text:
+        raise RegistryError(f"{card_file} exists with another card than the one beside these weights (cut short, "
+                            "or another run's card for the same weights): a registered card is never rewritten; "
+                            "check it, remove it if no registered version names it, and register again")
 
 
 def _config_fields(config: dict) -> dict:
