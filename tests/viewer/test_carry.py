@@ -36,7 +36,7 @@ def post(client, job, tail, **data):
 def test_plan_carry_matches_by_position_and_lists_what_it_cannot():
     old_state = CorrectionState(deleted={0, 5}, relabelled={1: 1, 2: 2}, added={7: [700.0, 100.0, 1],
                                                                            8: [800.0, 100.0, 2]})
-    old_xy = {0: (100.0, 100.0), 1: (200.0, 100.0), 2: (300.0, 100.0), 5: (600.0, 600.0)}
+    old_xy = FIRST  # every detection of the old run
     # The new run: every old point 3 px off, the one at (600, 600) gone, a cell found at 802 (added as
     # negative, found positive), the reclassified (300, 100) already negative in the new run.
     new_xy = [[103, 100], [203, 100], [303, 100], [403, 100], [503, 100], [802, 101]]
@@ -194,3 +194,68 @@ def test_the_migration_marks_region_only_reruns_carried_before_as_corrected(pers
     import_module("viewer.migrations.0004_region_only_reruns_are_corrected").bump_region_only_runs(apps, None)
     assert correction_version(rerun) == 1 and correction_version(first) == 1
     assert correction_version(untouched) == 0  # no regions on its slide
+
+
+class _Row:  # the source Correction row of a correction, as sources_of gives it
+    def __init__(self, pk):
+        self.pk = pk
+
+
+def test_a_deleted_duplicate_is_not_carried_to_the_real_cell():
+    """The earlier run found one nucleus twice 3.5 µm apart (7 px); the pathologist deleted the duplicate
+    B. The re-run finds the nucleus once, next to A: that detection is A's, the delete is not carried
+    (it used to delete the real cell, reported as carried)."""
+    old_xy = np.array([[1000.0, 1000.0], [1007.0, 1000.0], [1060.0, 1000.0]])  # A, B (deleted), another cell
+    new_xy = np.array([[1001.0, 1000.0], [1040.0, 1000.0], [1061.0, 1000.0]])
+    plan = carry.plan_carry(old_xy, CorrectionState(deleted={1}), {("d", 1): _Row(7)}, new_xy, [1, 2, 1],
+                            radius_px=8.0)
+    assert plan.ops == [] and plan.already == 0
+    assert plan.missed == [{"correction": 7, "op": "delete", "x": 1007.0, "y": 1000.0, "label": None,
+                            "reason": carry.MATCHED_ELSEWHERE.format(r=4)}]
+    report = {"from_job": 3, "carried": 0, "not_carried": plan.missed, "reason": carry.carry_reason(plan.missed)}
+    assert "are other cells of the earlier analysis" in carry.carry_message(report)
+    # A reclassified duplicate: the same, the real cell keeps the class the new run gives it.
+    plan = carry.plan_carry(old_xy, CorrectionState(relabelled={1: 2}), {}, new_xy, [1, 2, 1], radius_px=8.0)
+    assert plan.ops == [] and [m["op"] for m in plan.missed] == ["reclassify"]
+    # The duplicate deleted and the real one kept: found twice again, the delete goes to the duplicate's
+    # counterpart, whichever of the new pair is nearer overall.
+    twice = np.array([[1006.0, 1000.0], [1001.0, 1000.0]])
+    plan = carry.plan_carry(old_xy, CorrectionState(deleted={1}), {}, twice, [1, 1], radius_px=8.0)
+    assert [(op["op"], op["detection"]) for op in plan.ops] == [("delete", 0)] and plan.missed == []
+
+
+def test_an_added_cell_is_not_the_detection_of_another_cell():
+    """An added cell 3 µm from a detection the pathologist kept: the re-run's detection there is the
+    kept cell's, the added cell is added again (it used to be merged into the neighbour)."""
+    old_xy = np.array([[500.0, 500.0]])
+    state = CorrectionState(added={9: [506.0, 500.0, 2]})
+    plan = carry.plan_carry(old_xy, state, {}, [[501.0, 500.0]], [1], radius_px=8.0)
+    assert [{k: v for k, v in op.items() if k != "source"} for op in plan.ops] == [
+        {"op": "add", "x": 506.0, "y": 500.0, "label": 2}]
+
+
+def test_a_shifted_rerun_carries_everything_one_to_one():
+    """A whole re-run 5 px off (more than half the spacing of a tight row of cells, so the nearest new
+    detection of some old ones is their neighbour's): every correction still lands on its own cell."""
+    old_xy = np.array([[100.0 + 9 * k, 100.0] for k in range(20)])
+    new_xy = old_xy + [5.0, 0.0]
+    state = CorrectionState(deleted={3, 4}, relabelled={5: 2, 6: 1})
+    plan = carry.plan_carry(old_xy, state, {}, new_xy, [1] * 20, radius_px=8.0)
+    assert [(op["op"], op["detection"]) for op in plan.ops] == [("delete", 3), ("delete", 4), ("reclassify", 5)]
+    assert plan.already == 1 and plan.missed == []
+
+
+def test_a_rerun_does_not_delete_the_cell_whose_duplicate_was_deleted(personas, media_root,
+                                                                       django_capture_on_commit_callbacks):
+    slide = SlideFactory(case=personas["case"], width=2000, height=2000)
+    first = store_job(slide, [[1000, 1000], [1007, 1000], [1100, 1000]], [1, 1, 2], "first")
+    client = client_for(personas["pathologist"])
+    post(client, first, "corrections", base_version=0, op="delete", detection=1)
+    post(client, first, "corrections", base_version=1, op="delete", detection=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = store_job(slide, [[1001, 1000], [1102, 1000]], [1, 2], "second")
+    body = client.get(f"/api/viewer/jobs/{second.pk}/corrections/").json()
+    report = body["carry_over"]
+    assert report["carried"] == 1 and [m["x"] for m in report["not_carried"]] == [1007.0]
+    assert [(c.op, c.detection) for c in Correction.objects.filter(job=second)] == [("delete", 1)]
+    assert body["scores"]["counts"]["positive"] == 1  # the real cell counts
