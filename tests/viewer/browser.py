@@ -235,13 +235,14 @@ COUNT_OVERLAY_PIXELS = """() => {
   return {red, yellow};
 }"""
 
-# Page coordinates of the loaded point nearest the centre of the view with `label`.
+# Page coordinates of the loaded point nearest the centre of the view with `label`. Points are in platform
+# coordinates (pixel i's centre at i); OpenSeadragon's image coordinates put that centre at i + 0.5.
 POINT_NEAR_CENTRE = """(label) => {
   const v = window.pdl1Viewer, viewer = v.viewer, vp = viewer.viewport;
   const rect = viewer.canvas.getBoundingClientRect();
   const best = v.pointsNearCentre(label);
   if (!best) return null;
-  const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(best.x, best.y));
+  const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(best.x + 0.5, best.y + 0.5));
   return {x: rect.left + p.x, y: rect.top + p.y, id: best.id};
 }"""
 

@@ -64,11 +64,11 @@ def key(page, name):
     page.keyboard.press(name)
 
 
-# The overlay pixel (RGBA) at an image point offset by (dx, dy) screen px, and whether any other
-# loaded point lies within `clear` screen px of that image point (its own marker alone there).
+# The overlay pixel (RGBA) at a platform point (pixel i's centre at i; OpenSeadragon puts it at i + 0.5)
+# offset by (dx, dy) screen px.
 OVERLAY_AT = """([x, y, dx, dy, clear]) => {
   const v = window.pdl1Viewer, vp = v.viewer.viewport, dpr = window.devicePixelRatio || 1;
-  const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(x, y));
+  const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(x + 0.5, y + 0.5));
   const c = document.querySelector('canvas.pdl1-overlay');
   const d = c.getContext('2d').getImageData(Math.round((p.x + dx) * dpr), Math.round((p.y + dy) * dpr), 1, 1).data;
   return Array.from(d);
@@ -78,7 +78,7 @@ ISOLATED_POINT = """([label, clear]) => {
   // A loaded point of `label` in view with no other point within `clear` screen px.
   const v = window.pdl1Viewer, vp = v.viewer.viewport, rect = v.viewer.canvas.getBoundingClientRect();
   const pts = v.points();
-  const screen = pts.map(p => vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(p.x, p.y)));
+  const screen = pts.map(p => vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(p.x + 0.5, p.y + 0.5)));
   for (let i = 0; i < pts.length; i++) {
     const s = screen[i];
     if (pts[i].label !== label || pts[i].corrected || s.x < 80 || s.y < 160 || s.x > rect.width - 80 || s.y > rect.height - 80) continue;
@@ -207,7 +207,7 @@ def test_region_undo_vertex_edit_ruler_and_magnification(page, site):
     page.wait_for_function("window.pdl1Viewer.editing !== null")
     first = page.evaluate("""(v) => {
         const vp = window.pdl1Viewer.viewer.viewport, rect = window.pdl1Viewer.viewer.canvas.getBoundingClientRect();
-        const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(v[0], v[1]));
+        const p = vp.imageToViewerElementCoordinates(new OpenSeadragon.Point(v[0] + 0.5, v[1] + 0.5));
         return {x: rect.left + p.x, y: rect.top + p.y};
     }""", restored["vertices"][0])
     page.mouse.move(first["x"], first["y"])

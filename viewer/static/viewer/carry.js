@@ -2,6 +2,7 @@
  * corrections): a notice at the top of the panel says what was carried, lists each correction that
  * was not (what, where, why) with a button that goes to its place, and stays dismissed for this job. */
 
+import { platformToOsd } from "../common/osd.js";
 import { goToMagnification } from "./scalebar.js";
 import { $, S, cfg } from "./state.js";
 
@@ -17,10 +18,10 @@ function remember(job) {
 
 /** Centre the view on a level-0 point at 20× (where a pathologist checks a cell's class). */
 export function goTo(x, y) {
-  const vp = S.viewer.viewport;
-  vp.panTo(vp.imageToViewportCoordinates(x, y));
+  const vp = S.viewer.viewport, c = platformToOsd(x, y);
+  vp.panTo(vp.imageToViewportCoordinates(c));
   if (!goToMagnification(20)) { // no resolution known: about 200 px across
-    vp.fitBounds(vp.imageToViewportRectangle(x - 100, y - 100, 200, 200));
+    vp.fitBounds(vp.imageToViewportRectangle(c.x - 100, c.y - 100, 200, 200));
   }
 }
 

@@ -1,5 +1,6 @@
 /* The points held for the current view: typed arrays filled from /points/ answers. */
 
+import { osdToPlatform } from "../common/osd.js";
 import { S } from "./state.js";
 
 export function pointsFromResponse(data, box, job) {
@@ -59,7 +60,7 @@ export function appendPoint(x, y, label, score, id) {
 export function pointsNearCentre(label) {
   const pts = S.pts;
   if (!S.viewer || !pts.n) { return null; }
-  const c = S.viewer.viewport.viewportToImageCoordinates(S.viewer.viewport.getCenter(true));
+  const c = osdToPlatform(S.viewer.viewport.viewportToImageCoordinates(S.viewer.viewport.getCenter(true)));
   let best = null, bestD = Infinity;
   for (let i = 0; i < pts.n; i++) {
     if (pts.labels[i] !== label) { continue; }

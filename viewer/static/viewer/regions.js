@@ -6,7 +6,7 @@ import { describeDetail, fetchJSON } from "../common/api.js";
 import { hideConflict, saveRefused, setAddMode, showConflict, versionSaved, versionUnknown } from "./corrections.js";
 import { requestDraw } from "./draw.js";
 import { recordEdit } from "./history.js";
-import { imageZoom } from "./geometry.js";
+import { imageZoom, platformAt, screenAt } from "./geometry.js";
 import { $, S, api, cfg, debug, page, setText } from "./state.js";
 
 export const REGION_COLORS = { tumour: "rgba(0, 170, 70, 0.95)", necrosis: "rgba(40, 40, 40, 0.95)",
@@ -141,16 +141,12 @@ export function saveEdit() {
   });
 }
 
-function screenOf(v) {
-  return S.viewer.viewport.imageToViewerElementCoordinates(new OpenSeadragon.Point(v[0], v[1]));
-}
-
 export function onEditPress(e) {
   const ed = S.editing;
   if (!ed) { return false; }
   let best = -1, bestD = HANDLE_PX * HANDLE_PX;
   ed.vertices.forEach((v, i) => {
-    const s = screenOf(v), dx = s.x - e.position.x, dy = s.y - e.position.y;
+    const s = screenAt(v[0], v[1]), dx = s.x - e.position.x, dy = s.y - e.position.y;
     if (dx * dx + dy * dy <= bestD) { bestD = dx * dx + dy * dy; best = i; }
   });
   ed.grabbed = best;
@@ -161,7 +157,7 @@ export function onEditDrag(e) {
   const ed = S.editing;
   if (!ed || ed.grabbed < 0) { return false; }
   e.preventDefaultAction = true; // move the vertex, not the slide
-  const p = S.viewer.viewport.viewerElementToImageCoordinates(e.position);
+  const p = platformAt(e.position);
   const info = S.info;
   ed.vertices[ed.grabbed] = [Math.round(Math.min(Math.max(p.x, 0), info.width) * 10) / 10,
                              Math.round(Math.min(Math.max(p.y, 0), info.height) * 10) / 10];
@@ -177,7 +173,7 @@ export function onEditDoubleClick(e) {
   const ed = S.editing;
   if (!ed) { return false; }
   e.preventDefaultAction = true;
-  const p = S.viewer.viewport.viewerElementToImageCoordinates(e.position);
+  const p = platformAt(e.position);
   let best = 0, bestD = Infinity;
   ed.vertices.forEach((v, i) => { // the edge nearest the click gets the new vertex
     const w = ed.vertices[(i + 1) % ed.vertices.length];

@@ -4,7 +4,7 @@
 import { fetchJSON } from "../common/api.js";
 import { sendCorrection } from "./corrections.js";
 import { pointRadius, requestDraw } from "./draw.js";
-import { affine } from "./geometry.js";
+import { affine, platformAt } from "./geometry.js";
 import { indexOfId } from "./points.js";
 import { addVertex } from "./regions.js";
 import { rulerClick } from "./ruler.js";
@@ -14,13 +14,13 @@ export function onCanvasClick(e) {
   if (!e.quick || !S.info) { return; }
   e.preventDefaultAction = true;
   const pos = e.position;
-  const viewer = S.viewer, info = S.info;
+  const info = S.info;
   if (S.drawing) {
-    addVertex(viewer.viewport.viewerElementToImageCoordinates(pos));
+    addVertex(platformAt(pos));
     return;
   }
   if (S.ruler && S.ruler.on) {
-    rulerClick(viewer.viewport.viewerElementToImageCoordinates(pos));
+    rulerClick(platformAt(pos));
     return;
   }
   if (S.editing) { return; } // vertices move by dragging; a click does nothing else meanwhile
@@ -35,8 +35,8 @@ export function onCanvasClick(e) {
       requestDraw();
       return;
     }
-    const p = viewer.viewport.viewerElementToImageCoordinates(pos);
-    if (p.x < 0 || p.y < 0 || p.x >= info.width || p.y >= info.height) { return; }
+    const p = platformAt(pos); // the pixel-centre convention of the stored detections
+    if (p.x < 0 || p.y < 0 || p.x >= info.width || p.y >= info.height) { return; } // as the server refuses it
     sendCorrection({ op: "add", x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10,
                      label: Number($("add-label").value) });
     return;
