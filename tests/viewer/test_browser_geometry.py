@@ -1,5 +1,7 @@
 """Where the viewer draws and reads positions, in real headless Chromium against a live site:
 
+- rotation ("r", OpenSeadragon's own key): the markers turn with the tissue, and a click on a drawn marker
+  selects that detection; OpenSeadragon's "f" (mirror the tiles only) does nothing;
 - the pixel convention: the platform puts pixel i's centre at i, OpenSeadragon's image coordinates put pixel
   i over [i, i + 1). A detection at (x, y) is drawn centred where OpenSeadragon shows (x + 0.5, y + 0.5), and
   a click on the screen position of pixel (i, j)'s centre adds a cell at (i, j).
@@ -103,6 +105,36 @@ DRAWN_CENTRE = """([sx, sy, radius]) => {
 def page_xy(page, screen):
     rect = page.evaluate("(r => ({x: r.left, y: r.top}))(window.pdl1Viewer.viewer.canvas.getBoundingClientRect())")
     return rect["x"] + screen["x"], rect["y"] + screen["y"]
+
+
+def test_rotated_view_a_click_on_a_drawn_marker_selects_it_and_f_does_not_mirror(page, site):
+    open_sparse(page, site)
+    point = page.evaluate(ISOLATED, [1, 40, 60])
+    assert point is not None
+    page.evaluate(CENTRE_ON, [point["x"] + 0.5 + 15, point["y"] + 0.5 + 25, 1.0])  # off centre: rotation moves it
+    settle(page)
+    key(page, "r")  # OpenSeadragon's key (the viewer has the focus): 90° clockwise
+    page.wait_for_function("window.pdl1Viewer.viewer.viewport.getRotation(true) === 90")
+    settle(page)
+    radius = page.evaluate("window.pdl1Viewer.drawnCounts.markerRadius")
+    shown = page.evaluate(OSD_SCREEN, [point["x"] + 0.5, point["y"] + 0.5])  # where the tissue shows the nucleus
+    drawn = page.evaluate(DRAWN_CENTRE, [shown["x"], shown["y"], radius + 8])
+    assert drawn is not None and abs(drawn["x"] - shown["x"]) < 0.5 and abs(drawn["y"] - shown["y"]) < 0.5, (drawn, shown)
+    page.mouse.click(*page_xy(page, drawn))
+    page.wait_for_function("window.pdl1Viewer.selected !== null")
+    assert str(page.evaluate("window.pdl1Viewer.selected.id")) == str(point["id"])
+    settle(page)  # the selection ring is drawn round the same place
+    ring = page.evaluate(DRAWN_CENTRE, [shown["x"], shown["y"], radius + 16])
+    assert abs(ring["x"] - shown["x"]) < 0.5 and abs(ring["y"] - shown["y"]) < 0.5, (ring, shown)
+
+    # "f" would mirror the tiles and not the overlay: off.
+    key(page, "f")
+    time.sleep(0.3)
+    assert page.evaluate("window.pdl1Viewer.viewer.viewport.getFlip()") is False
+    assert "flip" not in page.locator("ul.keys").inner_text()
+    # "R" turns back (counter-clockwise).
+    key(page, "Shift+R")
+    page.wait_for_function("window.pdl1Viewer.viewer.viewport.getRotation(true) === 0")
 
 
 # An integer pixel (platform coordinates) of the view with no loaded point within `clear` level-0 px.

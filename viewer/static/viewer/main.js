@@ -42,6 +42,9 @@ function startViewer() {
     tileSources: S.info.dzi_url,
     state: debug,
     onError: reportError,
+    // The overlay follows rotation: it draws through affine() and every click, drag and press reads its
+    // position through viewerElementToImageCoordinates (geometry.js), both rotated by OpenSeadragon itself.
+    allowRotation: true,
     options: {
       drawer: preferredDrawer(),
       showRotationControl: true,
