@@ -220,8 +220,11 @@ def uncertainty(interval: Interval | None, cutoffs) -> dict:
 
 def interval_text(part: dict) -> str:
     """The uncertainty sentence of a summarised score (PDF, FHIR): its 95 % interval, and first the
-    near-cut-off warning when there is one."""
-    iv = part["interval"]
+    near-cut-off warning when there is one; "" when the score has no interval, or is withheld because
+    the specimen is insufficient (a summary from before such scores lost their interval)."""
+    iv = part.get("interval")
+    if not iv or part.get("status") == INSUFFICIENT:
+        return ""
     text = (f"95 % interval {iv['low']:.1f}-{iv['high']:.1f} % (sampling over {iv['blocks']} tissue blocks "
             f"{iv['sampling_low']:.1f}-{iv['sampling_high']:.1f} %, widened by the detector's error "
             f"{iv['detector_error_pp']:g} points: {part.get('detector_error') or 'measured on unseen labs'})")
@@ -242,8 +245,14 @@ def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict |
     cps_part = _interpreted(cps(positive, positive_immune, viable), cps_table, fit["adequate"])
     if positive_immune is None:
         cps_part["status"] = CPS_UNAVAILABLE
-    # Near a cut-off: against the table's cut-offs, or 22C3's 1 % and 50 % when none is configured.
-    tps_part.update(uncertainty(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS))
+    if fit["adequate"]:
+        # Near a cut-off: against the table's cut-offs, or 22C3's 1 % and 50 % when none is configured.
+        tps_part.update(uncertainty(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS))
+    else:
+        # Too few cells: no value is stated (cases.reports.tps_statement), so neither is its interval nor
+        # a near-cut-off warning: every output says "not evaluable" and why (the adequacy statement), and
+        # nothing beside it reads like a result ("interval 20.4-65.9 %", "crosses 50 %").
+        tps_part.update(uncertainty(None, ()))
     research = not (tps_part["approved"] or cps_part["approved"])
     return {
         "counts": {"positive": positive, "negative": negative, "other": int(counts.get("other", 0))},

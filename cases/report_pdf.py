@@ -191,7 +191,7 @@ def _score_rows(part: dict, name: str, adequate: bool = True) -> list[list[str]]
     approval = "approved" if part.get("approved") else "NOT approved (research use)"
     rows = [[name, value, part.get("category") or part.get("status") or "-",
              f"{table}, {approval}. Cut-offs: {cutoffs}" + (f". Source: {part['source']}" if part.get("source") else "")]]
-    if part.get("interval"):
+    if part.get("interval") and adequate:  # no interval nor flag beside a withheld value
         flag = "NEAR CUT-OFF: count manually or review" if part.get("near_cutoff") else ""
         rows.append(["", f"{part['interval']['low']:.1f}-{part['interval']['high']:.1f}%", flag, interval_text(part)])
     return rows
