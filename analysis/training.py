@@ -27,7 +27,8 @@ from . import datasets
 from .loss import point_supervised_loss
 from .training_batches import draw_batch, far_background_term
 from .training_card import CARD_JSON, CARD_MD, card_markdown, evaluate_samples, metrics_line, model_card
-from .training_checkpoint import CHECKPOINT_NAME, restore_state, save_state, weights_from
+from .atomic import write_atomically, write_text_atomically
+from .training_checkpoint import CHECKPOINT_NAME, data_fingerprint, restore_state, save_state, weights_from
 from .training_config import TrainConfig, TrainingError, learning_rate, training_device, validate_config
 
 # The loop's interface: train() takes a TrainConfig and raises TrainingError.
@@ -99,17 +100,20 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
     if empty:
         raise TrainingError(f"no training fields in source(s): {', '.join(empty)}")
     val_samples = [s for s in samples if s.split == "val"]
+    # What the run trains and is measured on, field by field: a resume on other fields, splits, images or points
+    # is refused (training_checkpoint.check_resume), or the card would call held out a field trained on before.
+    data = data_fingerprint(samples)
     out.mkdir(parents=True, exist_ok=True)  # only now: a bad source leaves nothing behind
 
     det = config.detector_config()
     torch.manual_seed(config.seed)  # initial weights
     model = build_detector_from_config(det).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start = 0
+    start, resumes = 0, []
     if config.init_from and not (config.resume and state_path.exists()):
         model.load_state_dict(weights_from(config.init_from))
     if config.resume and state_path.exists():
-        start = restore_state(state_path, config, model, optimizer)
+        start, resumes = restore_state(state_path, config, model, optimizer, data)
 
     on_cuda = device.type == "cuda"
     # channels_last: a training step (128 px crops, 2 CPU cores) measured faster in it than in
@@ -125,7 +129,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         if monitor is not None and monitor(StepReport(step, config.steps, start, time.monotonic() - began, loss)) is False:
             bar.close()
             if step > start:  # what was done stays resumable; nothing else is written
-                save_state(state_path, step, model, optimizer, config)
+                save_state(state_path, step, model, optimizer, config, data, resumes)
             raise TrainingCancelled(step)
         if config.stop_at_step is not None and step >= config.stop_at_step:
             break
@@ -163,7 +167,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
                 for name in ("image", "point", "global_split", "blob_split", "false_positive")},
                 "far_background": round(float(far.detach()), 4) if far is not None else 0.0})
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_state(state_path, step, model, optimizer, config)
+            save_state(state_path, step, model, optimizer, config, data, resumes)
         if config.val_every and step % config.val_every == 0 and step < config.steps and val_samples:
             metrics = evaluate_samples(model, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
             bar.write(f"step {step}: " + metrics_line(metrics))
@@ -172,12 +176,15 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         monitor(StepReport(step, config.steps, start, time.monotonic() - began, loss))
     finished = step >= config.steps
     if not finished:
-        save_state(state_path, step, model, optimizer, config)
+        save_state(state_path, step, model, optimizer, config, data, resumes)
 
     model_path = out / MODEL_NAME
     for stale in (out / CARD_JSON, out / CARD_MD):  # an earlier run's card never sits beside these weights
         stale.unlink(missing_ok=True)
-    save_checkpoint(model_path, model, det, extra={"name": config.name, "steps": step}, half=config.half)
+    # Written whole or not at all (a temporary file, then os.replace): a run killed while saving keeps the
+    # previous model.pt intact, never a part of one.
+    write_atomically(model_path, lambda tmp: save_checkpoint(tmp, model, det, extra={"name": config.name, "steps": step},
+                                                             half=config.half))
     # The card's numbers are those of the weights stored: with --half, of the fp16 weights read back.
     stored = model
     if config.half and val_samples:
@@ -188,7 +195,8 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         evaluate_samples(stored, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
         if val_samples else {}
     )
-    card = model_card(config, det, samples, metrics, step, finished, device, time.monotonic() - began, history)
-    (out / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (out / CARD_MD).write_text(card_markdown(card), encoding="utf-8")
+    card = model_card(config, det, samples, metrics, step, finished, device, time.monotonic() - began, history,
+                      resumes)
+    write_text_atomically(out / CARD_JSON, json.dumps(card, indent=2) + "\n")
+    write_text_atomically(out / CARD_MD, card_markdown(card))
     return TrainResult(model_path, out / CARD_MD, out / CARD_JSON, state_path, step, finished, metrics, card)

@@ -109,7 +109,8 @@ def read_card_beside(path) -> dict | None:
     return None
 
 
-def model_card(config, det, samples, metrics, steps_done, finished, device, seconds, history) -> dict:
+def model_card(config, det, samples, metrics, steps_done, finished, device, seconds, history, resumes=()) -> dict:
+    """The card of a run. `resumes`: each resume of the run, {"at_step", "changed": {key: [old, new]}}."""
     import torch
 
     sources = datasets.describe(samples)
@@ -129,7 +130,7 @@ def model_card(config, det, samples, metrics, steps_done, finished, device, seco
                      "planned_steps": config.steps, "finished": finished,
                      "batch_size": config.batch_size, "crop": config.crop, "lr": config.lr,
                      "weight_decay": config.weight_decay, "seed": config.seed, "device": str(device),
-                     "seconds": round(seconds, 1), "loss_history": history[-50:],
+                     "seconds": round(seconds, 1), "loss_history": history[-50:], "resumes": list(resumes),
                      "augmentation": "random crop, flips, 90-degree rotations, HED stain jitter "
                                      f"(sigma {config.stain_sigma}, bias {config.stain_bias})"
                                      + (f", scale jitter ±{config.scale_jitter:g}" if config.scale_jitter else "")},
@@ -153,7 +154,8 @@ def card_markdown(card: dict) -> str:
         f"- Working resolution: {card['working_mpp']} µm/px (resample inputs to this before inference)",
         f"- Normalisation: mean {card['normalisation']['mean']}, std {card['normalisation']['std']} on RGB in [0, 1]",
         f"- Training: {t['steps']} steps" + ("" if t["finished"] else f" of {t['planned_steps']} planned (stopped early)")
-        + f", batch {t['batch_size']}, crop {t['crop']} px, AdamW lr {t['lr']}, seed {t['seed']}, {t['seconds']} s",
+        + f", batch {t['batch_size']}, crop {t['crop']} px, AdamW lr {t['lr']}, seed {t['seed']}, {t['seconds']} s"
+        + (" (this call's)" if t.get("resumes") else ""),
         f"- Augmentation: {t['augmentation']}",
         f"- Loss: LCFCN point-supervised loss (analysis.loss)"
         + (f", point term over a {t['point_radius_um']} µm disc around each click" if t.get("point_radius_um") else "")
@@ -163,6 +165,11 @@ def card_markdown(card: dict) -> str:
     if t.get("loss_weights"):
         lw = t["loss_weights"]
         lines.append("- Loss weights: " + ", ".join(f"{k} {v:g}" for k, v in lw.items()))
+    if t.get("resumes"):
+        lines.append("- Resumed: " + "; ".join(
+            f"at step {r['at_step']}" + (" (" + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in r["changed"].items()) + ")"
+                                         if r.get("changed") else "")
+            for r in t["resumes"]))
     if len(set((t.get("source_weights") or {}).values())) > 1:
         lines.append("- Source shares in each batch: " + ", ".join(f"{k} {v:g}" for k, v in t["source_weights"].items()))
     if t.get("initialised_from"):

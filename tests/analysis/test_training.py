@@ -66,8 +66,8 @@ def test_existing_checkpoint_needs_resume_and_same_config(tiny_run):
     out = str(tiny_run.model_path.parent)
     with pytest.raises(TrainingError, match="pass resume"):
         train(TrainConfig(out_dir=out, **TINY))
-    with pytest.raises(TrainingError, match="cannot resume: checkpoint has crop=64"):
-        train(TrainConfig(out_dir=out, resume=True, **dict(TINY, crop=96)))
+    with pytest.raises(TrainingError, match="cannot resume: checkpoint has crop=64, now 96"):
+        train(TrainConfig(out_dir=out, resume=True, name="tiny", **dict(TINY, crop=96)))
 
 
 @pytest.mark.parametrize("change, message", [({"crop": 60}, "multiple of 8"), ({"backbone": "vgg"}, "backbone"),
