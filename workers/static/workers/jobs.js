@@ -2,8 +2,9 @@
  * with the polling fallback /api/viewer/jobs/<id>/state/), for every unfinished job row. A poll runs
  * beside a live socket as a watchdog: a silent channel (the embedded in-process layer cannot carry
  * worker events) is noticed and replaced by polling. A job that ends reloads the page, which then
- * shows its counts, TPS and buttons as rendered by the server.
- * window.pdl1Jobs exposes the path and the states seen, for tests. */
+ * shows its counts, TPS and buttons as rendered by the server. A 403 or 404 from the state endpoint ends
+ * the following of that job (its row says why) instead of asking again every few seconds.
+ * window.pdl1Jobs exposes the path, the states seen and the jobs stopped, for tests. */
 (function () {
   "use strict";
   var POLL_MS = 1500;
@@ -13,10 +14,14 @@
   var RANK = { queued: 0, running: 1, merging: 2, done: 3, failed: 3, cancelled: 3 };
   var LABEL = { queued: "Queued", running: "Running", merging: "Merging", done: "Done", failed: "Failed",
                 cancelled: "Cancelled" };
+  // Answers that asking again will not change: polling on would ask every few seconds for as long as the
+  // page stays open. The job's row says why its progress stopped.
+  var GONE = { 403: "this page may no longer follow the job (403); log in again or reload the page",
+               404: "the job is no longer there (404); reload the page" };
   var previous = null;
   try { previous = JSON.parse(sessionStorage.getItem("pdl1Jobs") || "null"); sessionStorage.removeItem("pdl1Jobs"); }
   catch (e) { /* storage off */ }
-  var debug = (window.pdl1Jobs = { path: null, reason: "", states: [], tracked: 0, previous: previous });
+  var debug = (window.pdl1Jobs = { path: null, reason: "", states: [], tracked: 0, stopped: [], previous: previous });
   var badge = document.getElementById("jobs-progress-path");
 
   function setPath(path, reason) {
@@ -48,7 +53,7 @@
   function cell(row, name) { return row.querySelector("." + name); }
 
   function apply(t, state, via) {
-    if (!state || t.final || !ahead(state, t.state)) { return false; }
+    if (!state || t.final || t.stopped || !ahead(state, t.state)) { return false; }
     t.state = state;
     debug.states.push([state.job, state.status, state.tiles_done, state.tiles_total, via]);
     cell(t.row, "job-status").textContent = (LABEL[state.status] || state.status) +
@@ -72,9 +77,31 @@
     return true;
   }
 
+  /** No more polling (nor socket) for this job: the server said it will not answer (GONE). */
+  function stop(t, status) {
+    t.stopped = true;
+    clearTimeout(t.timer);
+    if (t.ws) { var ws = t.ws; t.ws = null; try { ws.close(); } catch (e) { /* closed */ } }
+    debug.stopped.push([t.job, status]);
+    var note = document.createElement("span");
+    note.className = "flag job-progress-stopped";
+    note.textContent = "Progress not followed: " + GONE[status];
+    var where = cell(t.row, "job-status");
+    where.appendChild(document.createTextNode(" · "));
+    where.appendChild(note);
+    t.row.setAttribute("data-progress", "stopped");
+    if (badge && debug.stopped.length === debug.tracked) {
+      badge.textContent = "stopped · " + GONE[status];
+      badge.className = "path-badge";
+    }
+  }
+
   function poll(t, every) {
     fetch(stateUrl(t.job), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (res) { return res.ok ? res.json() : null; })
+      .then(function (res) {
+        if (GONE[res.status]) { stop(t, res.status); return null; }
+        return res.ok ? res.json() : null;
+      })
       .then(function (state) {
         var moved = apply(t, state, "poll");
         if (moved && debug.path === "live" && t.ws && t.state.status !== "queued") {
@@ -86,12 +113,12 @@
       })
       .catch(function () { /* the next round tries again */ })
       .then(function () {
-        if (!t.final) { t.timer = setTimeout(function () { poll(t, every); }, t.ws ? WATCHDOG_MS : every); }
+        if (!t.final && !t.stopped) { t.timer = setTimeout(function () { poll(t, every); }, t.ws ? WATCHDOG_MS : every); }
       });
   }
 
   function fallBack(t, reason) {
-    if (t.final) { return; }
+    if (t.final || t.stopped) { return; }
     if (t.ws) { var ws = t.ws; t.ws = null; try { ws.close(); } catch (e) { /* closed */ } }
     setPath("polling", reason);
     clearTimeout(t.timer);
@@ -99,7 +126,8 @@
   }
 
   function track(row) {
-    var t = { job: Number(row.getAttribute("data-job")), row: row, ws: null, timer: null, final: false, state: null };
+    var t = { job: Number(row.getAttribute("data-job")), row: row, ws: null, timer: null, final: false, stopped: false,
+              state: null };
     debug.tracked += 1;
     if (!("WebSocket" in window)) { fallBack(t, "no websocket support"); return; }
     var ws, opened = false;
