@@ -62,15 +62,29 @@ def metrics_line(metrics: dict) -> str:
 @dataclass(frozen=True)
 class Lineage:
     """The fields the weights a run started from (--init-from) were trained on, through their whole chain: a
-    promotion refuses held-out fields that any of them trained on (analysis.promotion.check_lineage)."""
+    promotion refuses held-out fields that any of them trained on (analysis.promotion.check_lineage).
+
+    What the chain's weights learnt from stays with every descendant: `synthetic` when any model of the chain
+    trained on SYNTHETIC images, and `licences`, the sources of every model of the chain with their licences
+    (a model fine-tuned from one trained on non-commercial data is bound by that licence too)."""
 
     initialised_from: str | None = None
     models: tuple = ()  # the chain, parent first (card names, else paths)
     trained_fields: tuple = ()  # every field any of them trained on (datasets.Sample.name)
     unchecked: str = ""  # why what the chain trained on is unknown; "" when it is known
+    synthetic: bool = False  # any model of the chain trained on SYNTHETIC images
+    licences: tuple = ()  # {"model", "source", "synthetic", "licence"} of each source of each model of the chain
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "models": list(self.models), "trained_fields": list(self.trained_fields)}
+        return {**asdict(self), "models": list(self.models), "trained_fields": list(self.trained_fields),
+                "licences": [dict(entry) for entry in self.licences]}
+
+
+def _inherited_licences(name: str, sources: list, grand: dict) -> tuple:
+    own = [{"model": name, "source": str(s.get("source", "")), "synthetic": bool(s.get("synthetic")),
+            "licence": str(s.get("licence", ""))} for s in sources]
+    further = [dict(entry) for entry in grand.get("licences") or [] if isinstance(entry, dict)]
+    return tuple(own + further)
 
 
 def lineage_of(init_from, parent_card: dict | None) -> Lineage:
@@ -95,7 +109,10 @@ def lineage_of(init_from, parent_card: dict | None) -> Lineage:
             unchecked = f"{name} was fine-tuned from {grandparent}, whose training fields its card does not list"
     unchecked = unchecked or (f"via {name}: {grand['unchecked']}" if grand.get("unchecked") else "")
     trained = tuple(sorted(own | set(grand.get("trained_fields", []))))
-    return Lineage(init_from, (name, *grand.get("models", [])), trained, unchecked)
+    # The parent's own flag covers its whole chain when its card has one (cards since lineage carried it).
+    synthetic = bool(data.get("synthetic") or grand.get("synthetic") or any(s.get("synthetic") for s in sources))
+    return Lineage(init_from, (name, *grand.get("models", [])), trained, unchecked, synthetic,
+                   _inherited_licences(name, sources, grand))
 
 
 def read_card_beside(path) -> dict | None:
@@ -114,6 +131,7 @@ def model_card(config, det, samples, metrics, steps_done, finished, device, seco
     import torch
 
     sources = datasets.describe(samples)
+    lineage = lineage_of(config.init_from, config.init_from and read_card_beside(config.init_from))
     return {
         "name": config.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -134,9 +152,9 @@ def model_card(config, det, samples, metrics, steps_done, finished, device, seco
                      "augmentation": "random crop, flips, 90-degree rotations, HED stain jitter "
                                      f"(sigma {config.stain_sigma}, bias {config.stain_bias})"
                                      + (f", scale jitter ±{config.scale_jitter:g}" if config.scale_jitter else "")},
-        "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources),
-                          "lineage": lineage_of(config.init_from, config.init_from and read_card_beside(config.init_from))
-                          .to_dict()},
+        # synthetic: SYNTHETIC images anywhere in what the weights learnt from, its own sources or its chain's.
+        "training_data": {"sources": sources, "synthetic": any(s["synthetic"] for s in sources) or lineage.synthetic,
+                          "lineage": lineage.to_dict()},
         "evaluation": {"nms_radius_um": config.nms_radius_um, "match_radius_um": config.match_radius_um,
                        "note": "held-out (val split) fields only"},
         "metrics": metrics,
@@ -184,8 +202,12 @@ def card_markdown(card: dict) -> str:
         "## Training data",
         "",
     ]
+    lineage = card["training_data"].get("lineage") or {}
     if card["training_data"]["synthetic"]:
-        lines += ["**Includes SYNTHETIC images** (analysis.synthetic): not tissue; metrics on them do not "
+        own = any(s["synthetic"] for s in card["training_data"]["sources"])
+        via = "" if own else (" through the weights it started from "
+                              f"({' <- '.join(lineage.get('models', [])) or t.get('initialised_from')})")
+        lines += [f"**Includes SYNTHETIC images**{via} (analysis.synthetic): not tissue; metrics on them do not "
                   "predict performance on real slides.", ""]
     lines += ["| source | SYNTHETIC | fields (train/val/test) | points train (pos/neg) | licence |",
               "|---|---|---|---|---|"]
@@ -194,6 +216,12 @@ def card_markdown(card: dict) -> str:
         pts = s["points"].get("train", {"positive": 0, "negative": 0})
         lines.append(f"| {s['source']} | {'SYNTHETIC' if s['synthetic'] else 'real'} | {fields_} | "
                      f"{pts['positive']}/{pts['negative']} | {s['licence']} |")
+    if lineage.get("licences"):
+        lines += ["", "Inherited through the starting weights (their terms bind this model too):", "",
+                  "| inherited from | source | SYNTHETIC | licence |", "|---|---|---|---|"]
+        for entry in lineage["licences"]:
+            lines.append(f"| {entry['model']} | {entry['source']} | {'SYNTHETIC' if entry['synthetic'] else 'real'} | "
+                         f"{entry['licence']} |")
     lines += ["", "## Metrics (held-out fields)", "",
               f"Matching radius {card['evaluation']['match_radius_um']} µm, NMS radius "
               f"{card['evaluation']['nms_radius_um']} µm. Per-class counts pooled over fields; "

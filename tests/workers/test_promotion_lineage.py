@@ -42,7 +42,9 @@ def test_the_lineage_unites_the_chain_or_says_why_it_is_unknown():
     assert "does not list the fields it trained on" in lineage_of("p.pt", card("parent")).unchecked
     grand = Lineage("g.pt", ("grand",), ("field-1-session-1",)).to_dict()
     chain = lineage_of("p.pt", card("parent", ["field-2-session-3"], grand))
-    assert chain == Lineage("p.pt", ("parent", "grand"), ("field-1-session-1", "field-2-session-3"), "")
+    parents_source = {"model": "parent", "source": "db:PD-L1", "synthetic": False, "licence": ""}
+    assert chain == Lineage("p.pt", ("parent", "grand"), ("field-1-session-1", "field-2-session-3"), "",
+                            licences=(parents_source,))  # what each model of the chain learnt from stays with it
     old = lineage_of("p.pt", card("parent", ["field-2-session-3"], initialised_from="older.pt"))
     assert "parent was fine-tuned from older.pt" in old.unchecked
     unknown = Lineage("g.pt", ("grand",), (), "no model card beside g.pt").to_dict()
