@@ -15,6 +15,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from django.core.management import call_command
 from skimage import io
 
 from analysis import registry
@@ -180,6 +181,28 @@ def test_the_card_of_an_own_synthetic_source_says_so_without_a_parent():
             "evaluation": {"match_radius_um": 4, "nms_radius_um": 3}, "metrics": {}}
     md = card_markdown(card)
     assert "**Includes SYNTHETIC images** (analysis.synthetic)" in md and "Inherited" not in md
+
+
+# ---------------------------------------------------------------------------- --register registers a finished run only
+
+COMMAND = ["--source", "synthetic", "--steps", "50", "--batch-size", "2", "--crop", "64", "--synthetic-fields", "3",
+           "--synthetic-val", "1", "--synthetic-size", "96", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.django_db
+def test_a_run_stopped_by_max_minutes_is_not_registered_and_its_resume_is(tmp_path, media_root, capsys):
+    from analysis.models import ModelVersion
+
+    out = tmp_path / "run"
+    call_command("train_detector", *COMMAND, "--out", str(out), "--max-minutes", "0.0001", "--register", "part-v1")
+    assert json.loads((out / "model_card.json").read_text())["training"]["finished"] is False
+    assert not ModelVersion.objects.filter(name="part-v1").exists()
+    err = capsys.readouterr().err
+    assert "not finished, so not registered as part-v1" in err and "--resume" in err
+    call_command("train_detector", *COMMAND, "--out", str(out), "--resume", "--register", "part-v1")
+    version = ModelVersion.objects.get(name="part-v1")
+    assert version.training_data["sources"][0]["fields"] == {"train": 3, "val": 1}
+    assert json.loads(version.path().with_suffix(".json").read_text())["training"]["finished"] is True
 
 
 # ---------------------------------------------------------------------------- whole-file writes

@@ -125,6 +125,15 @@ class Command(BaseCommand):
         except (TrainingError, datasets.DatasetError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"trained {result.steps_done} steps: {result.model_path}, card {result.card_path}")
+        if opts["register"] and not result.finished:
+            # A run stopped early (--max-minutes) is not the model asked for: registered, it would take the name
+            # (its resume could then never be registered) and stand as a finished version. It is resumable.
+            self.stderr.write(
+                f"stopped at step {result.steps_done} of {config.steps} (--max-minutes): not finished, so not "
+                f"registered as {opts['register']}. To finish and register it, run the same command with --resume added "
+                f"(keeping --register {opts['register']}; --max-minutes again goes on in slices, and only the slice "
+                f"that finishes registers): the checkpoint is {result.checkpoint_path}")
+            return
         if opts["register"]:
             try:
                 version = registry.register_checkpoint(
