@@ -200,22 +200,61 @@ def _wilson(k: float, n: float, z: float = 1.959964) -> tuple[float, float]:
     return 100.0 * (centre - half), 100.0 * (centre + half)
 
 
-def cutoffs_crossed(interval: Interval | None, cutoffs) -> list[float]:
-    """The clinical cut-offs (lower bounds above 0) that lie inside the interval."""
+# Intervals are printed with one decimal (PDF, FHIR, HL7, report pages, viewer).
+INTERVAL_DECIMALS = 1
+
+
+def printed_bounds(low: float, high: float, decimals: int = INTERVAL_DECIMALS) -> tuple[float, float]:
+    """An interval's bounds as every output prints them: rounded outward (the low one down, the high one
+    up) at the printed precision, so the printed interval always holds the computed one (44.31-49.96 %
+    prints 44.3-50.0 %, 49.96-55.0 % prints 49.9-55.0 %; rounded to nearest, the second read 50.0-55.0 %
+    and seemed to sit wholly above a cut-off it crosses).  The 1e-9 absorbs float error (44.3 stored as
+    44.29999... is not printed 44.2).  The near-cut-off flag is read from these same bounds
+    (cutoffs_crossed)."""
+    scale = 10 ** decimals
+    return math.floor(low * scale + 1e-9) / scale, math.ceil(high * scale - 1e-9) / scale
+
+
+def interval_range(low: float, high: float, decimals: int = INTERVAL_DECIMALS) -> str:
+    """"44.3-50.0": the interval as printed (printed_bounds), without the unit."""
+    lo, hi = printed_bounds(low, high, decimals)
+    return f"{lo:.{decimals}f}-{hi:.{decimals}f}"
+
+
+def _bounds(interval) -> tuple[float, float]:
+    return (interval["low"], interval["high"]) if isinstance(interval, dict) else (interval.low, interval.high)
+
+
+def cutoffs_crossed(interval: Interval | dict | None, cutoffs) -> list[float]:
+    """The clinical cut-offs (lower bounds above 0) that the interval, as printed (printed_bounds),
+    reaches or crosses.
+
+    Read from the printed bounds, so the flag and the printed interval never disagree: a printed interval
+    that touches or crosses a cut-off is flagged, and one that is flagged prints a bound at or across it.
+    A bound printed equal to a cut-off counts as reaching it, on either side.  A pathologist reading
+    "44.3-50.0 %" beside "TPS >= 50 %" sees an interval that reaches the high-expression category (50.0 %
+    is in it), and "50.0-55.0 %" an interval whose lower end is the cut-off itself: a recount at that
+    end is a TPS of 50 % exactly, on the line that decides the treatment.  Both warrant the manual count,
+    so both are flagged.
+    """
     if interval is None or not cutoffs:
         return []
+    low, high = printed_bounds(*_bounds(interval))
     bounds = [float(c["lower"]) if isinstance(c, dict) else float(c[0]) for c in cutoffs]
-    return [b for b in sorted(set(bounds)) if b > 0 and interval.low < b <= interval.high]
+    return [b for b in sorted(set(bounds)) if b > 0 and low <= b <= high]
 
 
 def uncertainty(interval: Interval | None, cutoffs) -> dict:
     """What a result states about its interval: the interval, whether it is near one of `cutoffs`
     (the category could differ on a recount), which ones, and the warning to show."""
     crossed = cutoffs_crossed(interval, cutoffs)
+    text = ""
+    if crossed:
+        low, high = printed_bounds(interval.low, interval.high)
+        reached = ", ".join(f"{'crosses' if low < c < high else 'reaches'} {c:g} %" for c in crossed)
+        text = f"{NEAR_CUTOFF} (95 % interval {interval_range(interval.low, interval.high)} % {reached})"
     return {"interval": interval.to_dict() if interval else None, "near_cutoff": bool(crossed),
-            "cutoffs_crossed": crossed,
-            "uncertainty": (f"{NEAR_CUTOFF} (95 % interval {interval.low:.1f}-{interval.high:.1f} % crosses "
-                            f"{', '.join(f'{c:g} %' for c in crossed)})" if crossed else "")}
+            "cutoffs_crossed": crossed, "uncertainty": text}
 
 
 def interval_text(part: dict) -> str:
@@ -225,8 +264,8 @@ def interval_text(part: dict) -> str:
     iv = part.get("interval")
     if not iv or part.get("status") == INSUFFICIENT:
         return ""
-    text = (f"95 % interval {iv['low']:.1f}-{iv['high']:.1f} % (sampling over {iv['blocks']} tissue blocks "
-            f"{iv['sampling_low']:.1f}-{iv['sampling_high']:.1f} %, widened by the detector's error "
+    text = (f"95 % interval {interval_range(iv['low'], iv['high'])} % (sampling over {iv['blocks']} tissue blocks "
+            f"{interval_range(iv['sampling_low'], iv['sampling_high'])} %, widened by the detector's error "
             f"{iv['detector_error_pp']:g} points: {part.get('detector_error') or 'measured on unseen labs'})")
     return f"{part['uncertainty']}. {text}" if part.get("near_cutoff") else text
 

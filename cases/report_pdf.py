@@ -22,7 +22,7 @@ from reportlab.platypus import Image as RLImage
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from analysis.labels import LABEL_COLOUR_WORDS, LABEL_RGB, NEGATIVE, POSITIVE
-from analysis.scoring import interval_text
+from analysis.scoring import interval_range, interval_text
 from cases.reports import method_description, qc_statement
 
 THUMB_MAX_PX = 700
@@ -193,7 +193,9 @@ def _score_rows(part: dict, name: str, adequate: bool = True) -> list[list[str]]
              f"{table}, {approval}. Cut-offs: {cutoffs}" + (f". Source: {part['source']}" if part.get("source") else "")]]
     if part.get("interval") and adequate:  # no interval nor flag beside a withheld value
         flag = "NEAR CUT-OFF: count manually or review" if part.get("near_cutoff") else ""
-        rows.append(["", f"{part['interval']['low']:.1f}-{part['interval']['high']:.1f}%", flag, interval_text(part)])
+        # Rounded outward, as every output prints it and as the flag was read (analysis.scoring.printed_bounds).
+        interval = part["interval"]
+        rows.append(["", f"{interval_range(interval['low'], interval['high'])}%", flag, interval_text(part)])
     return rows
 
 

@@ -4,7 +4,7 @@ bundle do (issue 15 item 6): a clinician reading the web page must not miss what
 import pytest
 from django.test import Client
 
-from analysis.scoring import NEAR_CUTOFF
+from analysis.scoring import NEAR_CUTOFF, interval_range
 from cases.choices import ScoreType
 from cases.models import Cutoff, CutoffTable
 from cases.reports import do_create_draft, do_sign
@@ -31,7 +31,7 @@ def test_signed_report_page_shows_the_interval_and_the_near_cutoff_warning(perso
     report = do_sign(do_create_draft(case, job, personas["pathologist"]), personas["pathologist"], PASSWORD)
     tps = report.scores["tps"]
     assert tps["near_cutoff"]
-    interval = f"95 % interval {tps['interval']['low']:.1f}-{tps['interval']['high']:.1f} %"
+    interval = f"95 % interval {interval_range(tps['interval']['low'], tps['interval']['high'])} %"  # outward
     for user, url in ((personas["clinician"], f"/reports/{report.pk}/"),
                       (personas["pathologist"], f"/cases/{case.pk}/report/")):
         html = page(user, url)
