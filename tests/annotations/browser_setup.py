@@ -32,7 +32,8 @@ def _setup(tmp: Path) -> dict:
     fields = {key: services.do_create_field(
         services.do_create_project(pathologist, f"browser batch {key}", "lung_squamous", "PD-L1", (), [annotator]),
         slide, 256, 256, 512, 512, user=pathologist)
-        for key in ("edit", "conflict", "many", "submit", "import", "leave", "stale_submit", "close")}
+        for key in ("edit", "conflict", "many", "submit", "import", "leave", "stale_submit", "close",
+                    "pixel", "pixel_rotated", "pixel_edge", "keys", "lost", "lost_other", "drag", "hidden", "big_leave")}
     sessions = {key: f.sessions.get(annotator=annotator).pk for key, f in fields.items()}
     # A field that two annotators have submitted, for the reviewer's page.
     second = make_user(Role.ANNOTATOR, [dept], username="annot2")

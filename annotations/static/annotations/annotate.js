@@ -1,7 +1,8 @@
 /* Point annotation of one field (annotations/templates/annotations/session.html).
  *
  * OpenSeadragon on the pseudonymous DZI, zoomed to the field (drawn as a rectangle); points on
- * ONE canvas overlay.  Click: place a point with the current label; drag a point: move it;
+ * ONE canvas overlay, in platform coordinates (pixel i's centre at i, as the server stores them).
+ * Click: place a point with the current label; drag a point: move it;
  * Delete or right-click: remove the nearest point; 1/2/...: label; Ctrl+Z / Ctrl+Y: undo/redo.
  * Autosave (debounced) through PUT /api/annotation/sessions/{id}/points/ with the version the
  * points are based on; a 409 (saved elsewhere since) stops autosaving and offers a reload.
@@ -86,11 +87,11 @@ function drawPoint(p) {
 }
 
 function drawAll() {  // called by fo.paint() with the transform updated and the canvas cleared
-  var a = toScreen(fx - 0.5, fy - 0.5);
   ctx.lineWidth = 2;
   ctx.setLineDash([6, 4]);
   ctx.strokeStyle = "#00e5ff";
-  ctx.strokeRect(a.x, a.y, fw * fo.tx.s, fh * fo.tx.s);
+  fo.regionPath(ctx, cfg.field);
+  ctx.stroke();
   ctx.setLineDash([]);
   for (var i = 0; i < state.points.length; i++) { drawPoint(state.points[i]); }
 }
@@ -104,6 +105,8 @@ function nearest(px, py, maxPx) {
   return best;
 }
 
+// Platform coordinates throughout (pixel i's centre at i; field_overlay.js converts at its boundary): the field
+// holds pixels fx..fx+fw-1, whose outer edges lie at fx - 0.5 and fx + fw - 0.5, as services.check_points has it.
 function inField(x, y) { return x >= fx - 0.5 && x < fx + fw - 0.5 && y >= fy - 0.5 && y < fy + fh - 0.5; }
 
 function clampToField(p) {

@@ -5,8 +5,9 @@
  * draws the rectangle (instead of panning) and two clicks set two opposite corners; the x, y,
  * width and height inputs follow the rectangle and can be typed in (the rectangle follows them).
  * The form posts to the server, which checks the region with services.check_region.
- * Geometry is level-0 pixels, pixel centres at integers as in annotate.js: a field [x, x + w)
- * is outlined from x - 0.5.  window.pdl1DrawField exposes the state for the browser tests.
+ * Geometry is platform coordinates (level-0 pixels, pixel i's centre at i, as in annotate.js; the
+ * overlay converts to OpenSeadragon's): a field [x, y, w, h] holds pixels x..x+w-1 and is outlined
+ * on their outer edges.  window.pdl1DrawField exposes the state for the browser tests.
  * ES module: the OpenSeadragon set-up and canvas overlay are the shared ones (static/common).
  */
 import { fieldOverlay } from "../common/field_overlay.js";
@@ -27,13 +28,15 @@ var viewer, fo, ctx, pressedAt = null, dragged = false;
 
 function clamp(v, lo, hi) { return Math.min(Math.max(v, lo), hi); }
 
-// The pixel edge nearest an image coordinate (edges lie half-way between pixel centres).
-function edge(v, max) { return clamp(Math.round(v + 0.5), 0, max); }
+// The pixel under a platform coordinate: pixel i spans [i - 0.5, i + 0.5).
+function pixelAt(v, max) { return clamp(Math.floor(v + 0.5), 0, max - 1); }
 
+// The field of every pixel the drag (or the two clicked corners) touched, both end pixels included:
+// the corner pixels the user pointed at are inside the field, not cut off or one beyond it.
 function rectFrom(a, b) {
-  var x0 = edge(Math.min(a.x, b.x), W), x1 = edge(Math.max(a.x, b.x), W);
-  var y0 = edge(Math.min(a.y, b.y), H), y1 = edge(Math.max(a.y, b.y), H);
-  return [x0, y0, x1 - x0, y1 - y0];
+  var x0 = pixelAt(Math.min(a.x, b.x), W), x1 = pixelAt(Math.max(a.x, b.x), W);
+  var y0 = pixelAt(Math.min(a.y, b.y), H), y1 = pixelAt(Math.max(a.y, b.y), H);
+  return [x0, y0, x1 - x0 + 1, y1 - y0 + 1];
 }
 
 function valid(r) { return !!r && r[2] >= 1 && r[3] >= 1; }
@@ -62,10 +65,10 @@ function rectFromInputs() {
 }
 
 function outline(r, colour, dashed) {
-  var a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
+  var a = fo.regionPath(ctx, r);
   ctx.setLineDash(dashed ? [6, 4] : []);
   ctx.strokeStyle = colour;
-  ctx.strokeRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
+  ctx.stroke();
   return a;
 }
 
@@ -81,11 +84,11 @@ function draw() {  // called by fo.paint() with the transform updated and the ca
   });
   ctx.setLineDash([]);
   if (state.rect) {
-    var r = state.rect, a = fo.toScreen(r[0] - 0.5, r[1] - 0.5);
+    fo.regionPath(ctx, state.rect);
     ctx.fillStyle = "rgba(255, 152, 0, 0.15)";
-    ctx.fillRect(a.x, a.y, r[2] * fo.tx.s, r[3] * fo.tx.s);
+    ctx.fill();
     ctx.lineWidth = 2.5;
-    outline(r, "#ff9800", false);
+    outline(state.rect, "#ff9800", false);
   }
   if (state.corner) {  // the first of two clicked corners
     var c = fo.toScreen(state.corner.x, state.corner.y);
@@ -96,10 +99,10 @@ function draw() {  // called by fo.paint() with the transform updated and the ca
   }
 }
 
-function imagePoint(e) { fo.update(); return fo.toImage(e.position.x, e.position.y); }
+function platformPoint(e) { fo.update(); return fo.toImage(e.position.x, e.position.y); }
 
 function onPress(e) {
-  pressedAt = state.drawMode ? imagePoint(e) : null;
+  pressedAt = state.drawMode ? platformPoint(e) : null;
   dragged = false;
 }
 
@@ -108,14 +111,14 @@ function onDrag(e) {
   e.preventDefaultAction = true;  // draw, not pan
   dragged = true;
   state.corner = null;
-  setRect(rectFrom(pressedAt, imagePoint(e)));
+  setRect(rectFrom(pressedAt, platformPoint(e)));
 }
 
 function onClick(e) {
   if (!state.drawMode) { return; }
   e.preventDefaultAction = true;
   if (dragged || !e.quick) { dragged = false; pressedAt = null; return; }
-  var p = imagePoint(e);
+  var p = platformPoint(e);
   if (!state.corner) {
     state.corner = p;
     $("draw-size").textContent = "Now click the opposite corner.";

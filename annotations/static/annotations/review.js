@@ -1,8 +1,8 @@
 /* Review of one field (annotations/templates/annotations/review.html).
  *
  * OpenSeadragon on the pseudonymous DZI, zoomed to the field; every annotator's points on ONE
- * canvas overlay, each annotator with their own marker shape (fill = the label's colour, black
- * outline), plus the consensus layer as rings.  Checkboxes show and hide layers.  Read-only: the
+ * canvas overlay (platform coordinates: pixel i's centre at i), each annotator with their own
+ * marker shape (fill = the label's colour, black outline), plus the consensus layer as rings.  Checkboxes show and hide layers.  Read-only: the
  * accept/return forms are plain HTML forms beside the viewer.
  * window.pdl1Review exposes the drawn state for the browser tests.
  * ES module: the OpenSeadragon set-up and canvas overlay are the shared ones (static/common).
@@ -86,9 +86,9 @@ var viewer, fo, ctx;  // fo: the shared canvas overlay (field_overlay.js)
 function toScreen(x, y) { return fo.toScreen(x, y); }
 
 function draw() {  // called by fo.paint() with the transform updated and the canvas cleared
-  var a = toScreen(fx - 0.5, fy - 0.5);
   ctx.lineWidth = 2; ctx.setLineDash([6, 4]); ctx.strokeStyle = "#00e5ff";
-  ctx.strokeRect(a.x, a.y, fw * fo.tx.s, fh * fo.tx.s);
+  fo.regionPath(ctx, cfg.field);
+  ctx.stroke();
   ctx.setLineDash([]);
   var c = state.consensus;
   c.drawn = 0;
