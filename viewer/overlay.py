@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.labels import LABEL_CODES, LABEL_NAMES
-from analysis.scoring import stated_pct, tps, tps_category
+from analysis.scoring import stated_pct, tps
 from viewer.choices import CorrectionOp
 from viewer.geometry import Regions
 from viewer.stores import base_density
@@ -180,10 +180,10 @@ def corrected_counts(store, state: CorrectionState, regions: Regions | None = No
     return {"positive": positive, "negative": negative, "other": other}
 
 
-def scores_from_counts(counts: dict, assay_clone: str | None = None) -> dict:
-    value = tps(counts["positive"], counts["negative"])
-    return {"counts": counts, "tps": stated_pct(value),
-            "tps_category": tps_category(value, assay_clone)}
+def scores_from_counts(counts: dict) -> dict:
+    """Counts and the TPS as stated. No category here: it needs the adequacy minimum and the case's cut-off
+    table (viewer.scores.job_scores reads them through analysis.scoring.score_summary)."""
+    return {"counts": counts, "tps": stated_pct(tps(counts["positive"], counts["negative"]))}
 
 
 def corrected_density(store, state: CorrectionState, grid_px: float) -> dict:

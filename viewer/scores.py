@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from analysis.accuracy import detector_error
 from analysis.scoring import (
-    CUTOFFS_22C3_NSCLC_TPS,
+    INSUFFICIENT,
     INTERVAL_BLOCK_UM,
     Interval,
     block_counts,
     positive_pct_interval,
     score_summary,
-    tps_cutoffs,
-    uncertainty,
 )
 from cases.reports import report_tps_table
 from viewer.geometry import Regions
@@ -19,34 +17,49 @@ from viewer.human_layer import correction_state, job_regions
 from viewer.overlay import CorrectionState, corrected_counts, corrected_points, scores_from_counts
 from viewer.stores import job_mpp, job_store
 
+NO_CASE = "no category: the slide is in no case, so no assay clone or indication gives cut-offs"
+
 
 def job_scores(job, store=None, state=None, regions=None) -> dict:
     """The corrected scores of a job: corrections applied, counted inside its drawn regions only.
 
-    The one place viewer, reports and the report PDF get their counts from.
+    The one place viewer, reports and the report PDF get their counts from. Read as a report on the case
+    reads them (analysis.scoring.score_summary, cases.reports.score_snapshot): its clone and indication's
+    table, approved or not, the adequacy minimum, the stated value; so the category, the adequacy and the
+    near-cut-off flag shown are the ones the signed report will carry. A slide in no case has no clone or
+    indication: no cut-off table, so no category (the adequacy still applies). `category_note` says why
+    there is no category ("" when there is one).
     """
     store = store or job_store(job)
     state = state if state is not None else correction_state(job)
     regions = regions if regions is not None else job_regions(job)
     case = job.slide.case if job.slide.case_id else None
-    assay = case.assay_clone if case is not None else None
     counts = corrected_counts(store, state, regions)
-    scores = scores_from_counts(counts, assay)
+    scores = scores_from_counts(counts)
     interval, error = tps_interval(job, store, state, regions)
     if interval is not None:
         interval = Interval(**interval.to_dict())  # as stored and stated: the report reads this rounded one
-    if case is not None:
-        # What a report on this case states (cases.reports.score_snapshot): its clone and indication's
-        # table, approved or not, adequacy, the rounded value; so the category and the near-cut-off flag
-        # shown here are the ones the signed report will carry.
-        tps_part = score_summary(counts, tps_table=report_tps_table(case), tps_interval=interval)["tps"]
-        scores["tps_category"] = tps_part["category"]
-        stated = {k: tps_part[k] for k in ("interval", "near_cutoff", "uncertainty")}
-    else:  # a slide with no case: the built-in cut-offs (22C3's without a clone)
-        stated = uncertainty(interval, tps_cutoffs(assay) or CUTOFFS_22C3_NSCLC_TPS)
-    scores.update(tps_interval=stated["interval"], detector_error=error.basis, near_cutoff=stated["near_cutoff"],
-                  uncertainty=stated["uncertainty"], cut_note=positivity_cut_note(job))
+    summary = score_summary(counts, tps_table=report_tps_table(case) if case is not None else None,
+                            tps_interval=interval)
+    tps_part, fit = summary["tps"], summary["adequacy"]
+    scores.update(tps=tps_part["value"], tps_category=tps_part["category"], adequacy=fit,
+                  category_note=category_note(tps_part, fit, case is not None),
+                  tps_interval=tps_part["interval"], detector_error=error.basis, near_cutoff=tps_part["near_cutoff"],
+                  uncertainty=tps_part["uncertainty"], cut_note=positivity_cut_note(job))
     return scores
+
+
+def category_note(tps_part: dict, fit: dict, in_case: bool) -> str:
+    """Why a TPS has no category ("" when it has one): too few viable tumour cells first (whatever the
+    table), then no case, then the report's status (research use, below the table, no cells)."""
+    if tps_part["category"] is not None:
+        return ""
+    if not fit["adequate"]:
+        return (f"{INSUFFICIENT} (n < {fit['minimum']}): {fit['viable_tumour_cells']} viable tumour "
+                f"cell{'s' if fit['viable_tumour_cells'] != 1 else ''} counted")
+    if not in_case:
+        return NO_CASE
+    return tps_part["status"]
 
 
 def positivity_cut_note(job) -> str:

@@ -204,13 +204,13 @@ def test_export_is_the_full_corrected_point_set(client, job, media_root):
     assert client.get(url(job, "corrections/export")).status_code == 200  # csv by default
 
 
-def test_viewer_scores_categorise_with_the_cases_clone():
+def test_counts_alone_give_no_category():
+    """A category needs the adequacy minimum and the case's cut-off table: only viewer.scores.job_scores
+    gives one (through analysis.scoring.score_summary, tests/viewer/test_scores_adequacy.py)."""
     from viewer.overlay import scores_from_counts
 
-    counts = {"positive": 30, "negative": 70, "other": 0}
-    assert scores_from_counts(counts, "22C3")["tps_category"] == "TPS 1-49%"
-    assert scores_from_counts(counts, "SP263")["tps_category"] == "TC 25-49%"
-    assert scores_from_counts(counts, "SP142")["tps_category"] is None
+    assert scores_from_counts({"positive": 30, "negative": 70, "other": 0}) == {
+        "counts": {"positive": 30, "negative": 70, "other": 0}, "tps": 30.0}
 
 
 def test_every_geojson_export_writes_the_one_vocabulary(client, job):

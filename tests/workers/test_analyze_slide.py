@@ -15,8 +15,9 @@ from tests.conftest import shared_slide
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
-FIELDS = {"slide", "job", "counts", "tps", "tps_category", "tiles", "tissue_area_mm2", "timings_s", "detector",
-          "detector_version", "provenance", "software_version", "detections_file"}
+FIELDS = {"slide", "job", "counts", "tps", "tps_category", "category_note", "adequacy", "scores_basis",
+          "detections_before_review", "tiles", "tissue_area_mm2", "timings_s", "detector", "detector_version",
+          "provenance", "software_version", "detections_file"}
 
 
 def test_analyze_a_slide_path(synthetic_slide_file, tmp_path, capsys):
@@ -28,7 +29,9 @@ def test_analyze_a_slide_path(synthetic_slide_file, tmp_path, capsys):
     truth = synthetic_slide_file.labels
     found = result["counts"]["positive"] + result["counts"]["negative"]
     assert abs(found - len(truth)) < 0.15 * len(truth)
-    assert result["tps_category"] in ("TPS < 1%", "TPS 1-49%", "TPS >= 50%")
+    # A bare file is in no case: no clone or indication, so no category (never lung 22C3's by default).
+    assert result["tps_category"] is None and "in no case" in result["category_note"]
+    assert result["adequacy"]["adequate"] and result["detections_before_review"]["counts"] == result["counts"]
     assert result["tiles"] > 0 and result["tissue_area_mm2"] > 0
     assert set(result["timings_s"]) >= {"split", "detect", "merge"}
     assert Path(result["detections_file"]).is_file()

@@ -47,6 +47,11 @@ answers([[isCorr, () => ({ status: 503, body: { detail: "the detections of job 5
 await C.loadHumanLayer(); await tick();
 check("503: scores cleared", text("tps") === "—" && text("count-positive") === "—" && text("tps-category") === "—", [text("tps")]);
 check("503: reason shown", !E["scores-status"].hidden && /cannot be read/.test(text("scores-status")), text("scores-status"));
+// 3b. no category (too few cells, research use, no case): the server's reason is shown in its place
+(await import(base + "/viewer/scores.js")).showScores({ ...scores(75), tps_category: null,
+  category_note: "insufficient for scoring (n < 100): 4 viable tumour cells counted" });
+check("no category: the server's reason shown", text("tps-category").startsWith("insufficient for scoring (n < 100)"),
+      text("tps-category"));
 
 // 4. a 409 on a region delete keeps the page's version
 S.corrections.version = 3;

@@ -36,9 +36,9 @@ export function showScores(scores) {
   const tps = scores.tps;
   // Two decimals, as the report, its PDF and FHIR state it (49.96 % shown as "50.0 %" beside "1-49 %" misled).
   setText("tps", tps === null || tps === undefined ? "—" : Number(tps).toFixed(2) + " %");
-  // The server's category is the one the report states (the case's cut-off table); null where the report
-  // states none (research use, too few cells, a clone without cut-offs) stays "—".
-  setText("tps-category", scores.tps_category || "—");
+  // The server's category is the one the report states (the case's cut-off table); where there is none the
+  // server says why (category_note: "insufficient for scoring (n < 100): …", research use, no case).
+  setText("tps-category", scores.tps_category || scores.category_note || "—");
   // The 95 % interval (sampling + the detector's measured error) and the near-cut-off flag:
   // the server computes both (viewer.scores.job_scores); scores without them show "—".
   const interval = scores.tps_interval;

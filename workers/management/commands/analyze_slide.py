@@ -155,6 +155,11 @@ def _run_batches(calls, workers: int, bar):
     return queued
 
 
+SCORES_BASIS = ("as the viewer and a report state them: the slide's regions and the corrections carried over from "
+                "an earlier run applied, interpreted with the case's assay and indication cut-offs")
+BEFORE_REVIEW = "detections before review (whole slide, uncorrected, regions not applied): not a score"
+
+
 def draft_report_pdf(job: AnalysisJob) -> bytes:
     """A draft report PDF of `job`, never stored: the command line writes no Report row.
 
@@ -162,11 +167,12 @@ def draft_report_pdf(job: AnalysisJob) -> bytes:
     at this uncorrected job: a file that matched a clinical slide was enough.  Drafts are made by a
     pathologist on the case page or through the API (cases.reports.do_create_draft with its checks).
     """
-    from analysis.scoring import score_summary
+    from analysis.scoring import Interval, score_summary
     from cases.choices import ReportStatus
     from cases.models import Report
     from cases.report_pdf import build_pdf
     from cases.reports import method_of, score_snapshot
+    from cases.results import job_results
 
     case = job.slide.case if job.slide.case_id else None
     if case is not None:
@@ -176,22 +182,38 @@ def draft_report_pdf(job: AnalysisJob) -> bytes:
         report = Report(case=case, version=version, job=job,
                         scores=score_snapshot(case, job))
         return build_pdf(report, job=job)
-    scores = {**score_summary(job.summary.get("counts", {})), "corrections_version": 0, "method": method_of(job)}
+    # No case: no cut-off table (research use, no category); the counts are the JSON's (result_json).
+    results = job_results()
+    scored = results.scores(job)
+    interval = Interval(**scored["tps_interval"]) if scored["tps_interval"] else None
+    scores = {**score_summary(scored["counts"], tps_interval=interval),
+              "corrections_version": results.correction_version(job), "method": method_of(job)}
+    scores["tps"]["detector_error"] = scored["detector_error"]
     return build_pdf(Report(version=1, job=job, scores=scores), job=job)
 
 
 def result_json(job: AnalysisJob) -> dict:
+    """The command's JSON. Its scores are the viewer's and a report's (cases.results.job_results().scores,
+    which the viewer provides: viewer.scores.job_scores): the
+    slide's regions and any corrections carried over applied, the adequacy minimum, the category under the
+    case's clone and indication table (none for a slide in no case, none below 100 viable tumour cells).
+    The merge's whole-slide detection counts are kept apart, labelled, with no TPS: one TPS per job."""
     from django.conf import settings
 
-    from analysis.scoring import tps_category
+    from cases.results import job_results
 
+    scores = job_results().scores(job)
     summary = job.summary
     return {
         "slide": job.slide_id,
         "job": job.pk,
-        "counts": summary.get("counts", {}),
-        "tps": summary.get("tps"),
-        "tps_category": tps_category(summary.get("tps"), job.slide.case.assay_clone if job.slide.case_id else None),
+        "counts": scores["counts"],
+        "tps": scores["tps"],
+        "tps_category": scores["tps_category"],
+        "category_note": scores["category_note"],
+        "adequacy": scores["adequacy"],
+        "scores_basis": SCORES_BASIS,
+        "detections_before_review": {"counts": summary.get("counts", {}), "note": BEFORE_REVIEW},
         "tiles": job.tiles_total,
         "tissue_area_mm2": job.tissue_area_mm2,
         "timings_s": job.timings,
