@@ -7,7 +7,7 @@ not: a duplicate is then possible; docs/integration.md, "An answer that was lost
 its rows in signing order: a row that fails holds back the rows after it (an amendment never
 overtakes its original). Failures wait RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with
 no limit on attempts; a rejection (AR, HTTP 4xx) stops the row for an administrator (admin action
-"Send again").
+"Send again"), and so does an HTTP redirect (3xx), which is never followed (send_fhir).
 
 Claiming a row leases it for a while (three timeouts), outside any long transaction: two delivery
 runs never send the same row at once, and a run that died mid-send leaves a lease that expires.
@@ -18,6 +18,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 
 from pdl1site.conf import settings
@@ -162,10 +165,20 @@ def read_ack(ack: bytes, message_id: str) -> Attempt:
 
 # --- FHIR over REST --------------------------------------------------------------------------------
 
-def send_fhir(base_url: str, payload: bytes, message_id: str) -> Attempt:
-    import urllib.error
-    import urllib.request
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib would re-send a redirected POST (301, 302, 303) as a GET without the
+    bundle, whose 200 read as delivered while the result never reached the EHR, and would send the
+    Authorization header to whatever host the Location names. The 3xx reaches send_fhir as an HTTPError."""
 
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(_RefuseRedirects)
+
+
+def send_fhir(base_url: str, payload: bytes, message_id: str) -> Attempt:
     from fhir.resources.R4B.bundle import Bundle
     from pydantic import ValidationError
 
@@ -179,10 +192,25 @@ def send_fhir(base_url: str, payload: bytes, message_id: str) -> Attempt:
         headers["Authorization"] = settings.PDL1_INTEGRATION_RESULTS_FHIR_AUTHORIZATION
     request = urllib.request.Request(base_url.rstrip("/") + "/Bundle", data=payload, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=settings.PDL1_INTEGRATION_TIMEOUT_SECONDS) as response:
-            return Attempt(True, answer=response.read(64 * 1024))
+        with _opener().open(request, timeout=settings.PDL1_INTEGRATION_TIMEOUT_SECONDS) as response:
+            return Attempt(True, answer=response.read(64 * 1024))  # 2xx only: anything else is an HTTPError
     except urllib.error.HTTPError as exc:
         body = exc.read(64 * 1024)
+        if 300 <= exc.code < 400:
+            # A redirect means the configured address is not the FHIR server's (http moved to https, a base
+            # path moved): a configuration error, almost always permanent. Rejected, like a 4xx, for an
+            # administrator: retried, the row would fail the same way forever and hold back every later row
+            # of the channel (signing order), those queued after the address is corrected included, with
+            # nothing an administrator could do to release them. Once the address answers the POST itself
+            # (or a temporary 302/307 is over), "Send again".
+            location = exc.headers.get("Location") if exc.headers else None
+            where = urllib.parse.urljoin(request.full_url, location) if location else "(no Location given)"
+            return Attempt(False, rejected=True, answer=body, error=(
+                f"HTTP {exc.code} redirect from {request.full_url} to {where}: not followed, not delivered. "
+                "The FHIR base URL must answer the POST itself (a redirected POST is re-sent as a GET without "
+                "the bundle, and the Authorization header would go to the new address). Correct "
+                "PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL for results signed from now on; this row keeps the "
+                "address it was queued with: send it again once that address answers the POST."))
         retryable = exc.code >= 500 or exc.code in (408, 425, 429)
         return Attempt(False, rejected=not retryable, error=f"HTTP {exc.code}: {body[:300].decode('utf-8', 'replace')}",
                        answer=body)
