@@ -75,7 +75,8 @@ def _claim_next(channel: str, now=None) -> OutboxMessage | None:
             row.last_error = "not sent: a later version of this report was delivered to this peer first"
             row.save(update_fields=["state", "leased_until", "last_error"])
             return _claim_next(channel, now)
-        # connect, write and read each have the timeout: the lease outlasts all three
+        # connect, write and read each have the timeout: the lease outlasts all three. Its end is also this
+        # claim's token: _record tells the answer of this attempt from a late one of an expired attempt by it.
         row.leased_until = now + datetime.timedelta(seconds=3 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
         row.save(update_fields=["leased_until"])
         return row
@@ -90,21 +91,43 @@ def _later_version_delivered(row: OutboxMessage) -> bool:
 
 
 def _record(row: OutboxMessage, result: Attempt, now=None):
+    """Record the answer to the attempt that claimed `row` (_claim_next).
+
+    The claim's lease end is its token: when the row's lease in the database is no longer the one this
+    attempt's claim set, the lease ran out and another run claimed the row again (or already recorded its
+    answer), so this is a late answer of an expired attempt. A late success is recorded (the peer has the
+    result: the row is delivered, whatever the later attempt says); a late failure or rejection changes
+    nothing but the count of attempts, as the current attempt's answer decides. A delivered row is never
+    changed again (a late NACK or HTTP 409 from a repeat would otherwise turn it "rejected", to be sent
+    again by "Send again"). Every answer counts an attempt: each was one more send, which is what tells
+    a possible duplicate (docs/integration.md, "An answer that was lost")."""
     now = now or timezone.now()
     with transaction.atomic():
-        row = OutboxMessage.objects.select_for_update().get(pk=row.pk)
-        row.attempts += 1
-        row.leased_until = None
-        row.answer = result.answer
-        if result.delivered:
-            row.state, row.delivered_at, row.last_error = OutboxState.DELIVERED, now, ""
-        elif result.rejected:
-            row.state, row.last_error = OutboxState.REJECTED, result.error
+        fresh = OutboxMessage.objects.select_for_update().get(pk=row.pk)
+        current = fresh.leased_until == row.leased_until
+        fresh.attempts += 1
+        if fresh.state == OutboxState.DELIVERED or (not current and not result.delivered):
+            if current:
+                fresh.leased_until = None
+            fresh.save(update_fields=["attempts", "leased_until"])
+            why = ("already delivered" if fresh.state == OutboxState.DELIVERED
+                   else "the late answer of an expired attempt, whose row another attempt took over")
+            log.warning("outbox %s to %s: answer not recorded, %s: %s", fresh.message_id, fresh.destination, why,
+                        "delivered" if result.delivered else result.error)
+            return
+        fresh.answer = result.answer
+        if result.delivered:  # the current attempt's, or a late one's: the peer has it either way
+            fresh.state, fresh.delivered_at, fresh.last_error, fresh.leased_until = \
+                OutboxState.DELIVERED, now, "", None
         else:
-            row.last_error, row.next_attempt_at = result.error, now + backoff(row.attempts)
-        row.save()
-    log.info("outbox %s to %s: attempt %d %s %s", row.message_id, row.destination, row.attempts, row.state,
-             row.last_error)
+            fresh.leased_until = None
+            if result.rejected:
+                fresh.state, fresh.last_error = OutboxState.REJECTED, result.error
+            else:
+                fresh.last_error, fresh.next_attempt_at = result.error, now + backoff(fresh.attempts)
+        fresh.save()
+    log.info("outbox %s to %s: attempt %d %s %s%s", fresh.message_id, fresh.destination, fresh.attempts, fresh.state,
+             fresh.last_error, "" if current else " (the late answer of an expired attempt)")
 
 
 def retry(rows) -> int:
