@@ -121,6 +121,8 @@ def _interpreted(value: float | None, table: dict | None, adequate: bool) -> dic
 # --- uncertainty ---------------------------------------------------------------------------------
 
 NEAR_CUTOFF = "near cut-off: count manually or review"
+NO_CUTOFFS = ("no near-cut-off check: no approved cut-offs apply to this assay and indication (no cut-off table "
+              "for them)")
 # Side of the square blocks whose counts the bootstrap resamples (µm): about a 20x field, so a
 # slide gives tens to thousands of blocks and tumour heterogeneity shows up between them.
 INTERVAL_BLOCK_UM = 500.0
@@ -259,14 +261,17 @@ def uncertainty(interval: Interval | None, cutoffs) -> dict:
 
 def interval_text(part: dict) -> str:
     """The uncertainty sentence of a summarised score (PDF, FHIR): its 95 % interval, and first the
-    near-cut-off warning when there is one; "" when the score has no interval, or is withheld because
-    the specimen is insufficient (a summary from before such scores lost their interval)."""
+    near-cut-off warning when there is one, or the note that no cut-offs apply; "" when the score has no
+    interval, or is withheld because the specimen is insufficient (a summary from before such scores lost
+    their interval)."""
     iv = part.get("interval")
     if not iv or part.get("status") == INSUFFICIENT:
         return ""
     text = (f"95 % interval {interval_range(iv['low'], iv['high'])} % (sampling over {iv['blocks']} tissue blocks "
             f"{interval_range(iv['sampling_low'], iv['sampling_high'])} %, widened by the detector's error "
             f"{iv['detector_error_pp']:g} points: {part.get('detector_error') or 'measured on unseen labs'})")
+    if part.get("cutoff_note"):  # no cut-off to be near (score_summary)
+        text = f"{text}; {part['cutoff_note']}"
     return f"{part['uncertainty']}. {text}" if part.get("near_cutoff") else text
 
 
@@ -285,14 +290,24 @@ def score_summary(counts: dict, tps_table: dict | None = None, cps_table: dict |
     if positive_immune is None:
         cps_part["status"] = CPS_UNAVAILABLE
     if fit["adequate"]:
-        # Near a cut-off: against the table's cut-offs, or 22C3's 1 % and 50 % when none is configured.
-        tps_part.update(uncertainty(tps_interval, tps_part["cutoffs"] or CUTOFFS_22C3_NSCLC_TPS))
+        # Near a cut-off: against the cut-offs of the case's clone and indication (its table). Without one no
+        # cut-off applies: no warning, and a note saying so (it used to read lung 22C3's 1 % and 50 %: a
+        # breast report said "crosses 50 %", an SP263 one ignored 25 %).
+        tps_part.update(uncertainty(tps_interval, tps_part["cutoffs"]))
+        if tps_interval is not None and not tps_part["cutoffs"]:
+            tps_part["cutoff_note"] = NO_CUTOFFS
     else:
         # Too few cells: no value is stated (cases.reports.tps_statement), so neither is its interval nor
         # a near-cut-off warning: every output says "not evaluable" and why (the adequacy statement), and
         # nothing beside it reads like a result ("interval 20.4-65.9 %", "crosses 50 %").
         tps_part.update(uncertainty(None, ()))
-    research = not (tps_part["approved"] or cps_part["approved"])
+    # Research use unless a score this platform computes has an approved table with cut-offs: CPS is not
+    # computed without immune-cell labels (positive_immune None), so an approved CPS table clears nothing
+    # (it used to clear the flag of a report whose only clinical category would have been the CPS it
+    # cannot state). An inadequate specimen on an approved table is not "research use": its status says
+    # insufficient.
+    computed = [tps_part] + ([cps_part] if positive_immune is not None else [])
+    research = not any(part["approved"] and part["cutoffs"] for part in computed)
     return {
         "counts": {"positive": positive, "negative": negative, "other": int(counts.get("other", 0))},
         "viable_tumour_cells": viable,

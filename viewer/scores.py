@@ -45,7 +45,8 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     scores.update(tps=tps_part["value"], tps_category=tps_part["category"], adequacy=fit,
                   category_note=category_note(tps_part, fit, case is not None),
                   tps_interval=tps_part["interval"], detector_error=error.basis, near_cutoff=tps_part["near_cutoff"],
-                  uncertainty=tps_part["uncertainty"], cut_note=positivity_cut_note(job))
+                  uncertainty=tps_part["uncertainty"], cutoff_note=tps_part.get("cutoff_note", ""),
+                  cut_note=positivity_cut_note(job))
     return scores
 
 

@@ -45,3 +45,25 @@ def test_a_table_that_is_not_approved_gives_no_category_in_the_viewer_either(per
     assert job_scores(job)["tps_category"] is None
     report = score_snapshot(case, job)
     assert report["research_use"] and report["tps"]["category"] is None
+
+
+def test_a_breast_case_without_a_tps_table_is_read_against_no_lung_cut_off(personas, media_root):
+    """No TPS table for 22C3 in breast: neither the viewer nor the report warns of a lung cut-off its
+    interval crosses (they said "crosses 50 %"); both say no approved cut-offs apply. An approved CPS table
+    (CPS is not computed) keeps the report research use."""
+    from analysis.scoring import CUTOFFS_22C3_NSCLC_TPS, NO_CUTOFFS, Interval, cutoffs_crossed
+    from tests.viewer import job_with_result
+
+    case = personas["case"]
+    case.indication = Indication.BREAST_DUCTAL
+    case.save()
+    CutoffTable.objects.filter(indication=Indication.BREAST_DUCTAL, score_type=ScoreType.CPS).update(approved=True)
+    lung_flags = 0
+    for seed in range(4):
+        job = job_with_result(case, n=300, seed=60 + seed)
+        viewer, report = job_scores(job), score_snapshot(case, job)
+        lung_flags += bool(cutoffs_crossed(Interval(**viewer["tps_interval"]), CUTOFFS_22C3_NSCLC_TPS))
+        assert not viewer["near_cutoff"] and viewer["cutoff_note"] == NO_CUTOFFS
+        assert not report["tps"]["near_cutoff"] and report["tps"]["cutoff_note"] == NO_CUTOFFS
+        assert report["research_use"] and report["tps"]["category"] is None
+    assert lung_flags  # these intervals do reach 50 %: lung 22C3's cut-offs would have flagged them

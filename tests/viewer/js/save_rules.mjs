@@ -52,6 +52,10 @@ check("503: reason shown", !E["scores-status"].hidden && /cannot be read/.test(t
   category_note: "insufficient for scoring (n < 100): 4 viable tumour cells counted" });
 check("no category: the server's reason shown", text("tps-category").startsWith("insufficient for scoring (n < 100)"),
       text("tps-category"));
+// 3c. no cut-off table for the assay and indication: no warning, the server's note in its place
+(await import(base + "/viewer/scores.js")).showScores({ ...scores(75), cutoff_note: "no near-cut-off check: none apply" });
+check("no cut-offs: the note shown", !E["near-cutoff"].hidden && text("near-cutoff") === "no near-cut-off check: none apply",
+      text("near-cutoff"));
 
 // 4. a 409 on a region delete keeps the page's version
 S.corrections.version = 3;

@@ -47,10 +47,12 @@ export function showScores(scores) {
     intervalEl.textContent = interval ? interval.low.toFixed(1) + "–" + interval.high.toFixed(1) + " %" : "—";
     intervalEl.title = scores.detector_error || "";
   }
+  // No cut-off table for the case's assay and indication: no near-cut-off check, and the server says so
+  // (cutoff_note) where the warning would be.
   const near = $("near-cutoff");
   if (near) {
-    near.hidden = !scores.near_cutoff;
-    near.textContent = scores.near_cutoff ? scores.uncertainty : "";
+    near.hidden = !scores.near_cutoff && !scores.cutoff_note;
+    near.textContent = scores.near_cutoff ? scores.uncertainty : scores.cutoff_note || "";
   }
   // The slide-wide positivity cut was read outside the regions that now count (viewer.scores).
   const cutNote = $("cut-note");
