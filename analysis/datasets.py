@@ -290,6 +290,34 @@ def resample(sample: Sample, mpp: float) -> Sample:
 # ----------------------------------------------------------------------------
 
 
+# Field seeds of the SYNTHETIC source, one disjoint range per split. val and test are fixed, whatever the
+# training seed, so a promotion renders a model's held-out fields again (analysis.promotion). Training fields
+# of seed s were 1_000_000 + 10_000 * s + i, which reached the val range at s = 800 (and test at 850): that
+# formula is kept where it stays below the val range (s < 800, i < 10_000: earlier runs are reproducible);
+# any other (seed, i) is drawn from numpy's SeedSequence([|seed|, seed < 0, i]) above every val and test seed.
+SYNTHETIC_VAL_BASE, SYNTHETIC_TEST_BASE, SYNTHETIC_HELD_OUT_END = 9_000_000, 9_500_000, 10_000_000
+_LEGACY_TRAIN_BASE, _LEGACY_TRAIN_STRIDE = 1_000_000, 10_000
+
+
+def synthetic_field_seed(split: str, i: int, seed: int = 0) -> int:
+    """The render seed of the i-th SYNTHETIC field of `split` (training seed `seed`): never a val or test seed
+    for a training field, whatever `seed`."""
+    if split == "val":
+        held_out = SYNTHETIC_VAL_BASE + i
+    elif split == "test":
+        held_out = SYNTHETIC_TEST_BASE + i
+    else:
+        legacy = _LEGACY_TRAIN_BASE + _LEGACY_TRAIN_STRIDE * seed + i
+        if 0 <= seed and 0 <= i < _LEGACY_TRAIN_STRIDE and legacy < SYNTHETIC_VAL_BASE:
+            return legacy
+        state = np.random.SeedSequence([abs(int(seed)), int(seed < 0), int(i)]).generate_state(1, np.uint64)[0]
+        return SYNTHETIC_HELD_OUT_END + int(state) % (2**62)
+    # A held-out split past its range would run into the next one: refused rather than overlapping.
+    if not 0 <= i < SYNTHETIC_TEST_BASE - SYNTHETIC_VAL_BASE:
+        raise ValueError(f"at most {SYNTHETIC_TEST_BASE - SYNTHETIC_VAL_BASE} SYNTHETIC {split} fields")
+    return held_out
+
+
 def synthetic_samples(n: int, split: str, mpp: float = 0.5, seed: int = 0, size: int = 384) -> list[Sample]:
     """n SYNTHETIC fields rendered at `mpp`; val/test seeds never overlap training seeds.
 
@@ -299,10 +327,11 @@ def synthetic_samples(n: int, split: str, mpp: float = 0.5, seed: int = 0, size:
     """
     from . import synthetic
 
-    base = {"train": 1_000_000 + 10_000 * seed, "val": 9_000_000, "test": 9_500_000}[split]
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     out = []
     for i in range(n):
-        field_seed = base + i
+        field_seed = synthetic_field_seed(split, i, seed)
         rng = np.random.default_rng(field_seed)
         f = synthetic.render_field(
             size=(size, size),
