@@ -27,6 +27,7 @@ globalThis.document = {
 };
 globalThis.window = globalThis;
 globalThis.addEventListener = () => {};
+globalThis.removeEventListener = () => {};
 globalThis.requestAnimationFrame = () => 0;
 globalThis.localStorage = { getItem() { return null; }, setItem() {} };
 globalThis.OpenSeadragon = { Point: function (x, y) { this.x = x; this.y = y; } };

@@ -1,5 +1,6 @@
 /* Corrections of the detections (reclassify, delete, add): their own layer on the server, saved
- * with the version they were based on (a colleague's save in between is a conflict). */
+ * with the version they were based on (a colleague's save in between is a conflict), one at a time
+ * (unsaved.js: the next takes the version the previous one's answer gave). */
 
 import { describeDetail, fetchJSON } from "../common/api.js";
 import { showCarryOver } from "./carry.js";
@@ -11,6 +12,7 @@ import { loadHotspots, loadRegions, showRegionsAnswer } from "./regions.js";
 import { clearScores, showScores } from "./scores.js";
 import { select, selectPointId, showSelection } from "./selection.js";
 import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
+import { queueSave } from "./unsaved.js";
 
 const LOAD_ATTEMPTS = 3;
 
@@ -97,11 +99,18 @@ export function saveRefused(res, what, conflictText) {
   return false;
 }
 
-/** Save one correction; resolves to the server's item, or null when refused (shown). */
+/** Save one correction, after this page's saves before it; resolves to the server's item, or null when
+ * refused (shown). */
 export function postCorrection(body) {
   const job = cfg.job;
   if (!job) { return Promise.resolve(null); }
+  return queueSave(() => sendNow(job, body));
+}
+
+function sendNow(job, body) {
+  if (cfg.job !== job) { return Promise.resolve(null); } // another job opened meanwhile: not its version
   if (versionUnknown("The correction")) { return Promise.resolve(null); }
+  // The version as of now: the previous save's answer (versionSaved), not the one when the edit was made.
   body = Object.assign({}, body, { base_version: S.corrections.version });
   hideConflict();
   return fetchJSON(api.corrections(job), { body }).then((res) => {

@@ -3,7 +3,7 @@
  *
  * ES modules, no bundler: this entry starts OpenSeadragon and wires the modules beside it
  * (state, geometry, points, queries, draw, scores, selection, corrections, carry, regions, progress,
- * scalebar, ruler, history, keys); the API client and OpenSeadragon defaults are the site's shared ones
+ * scalebar, ruler, history, keys, unsaved); the API client and OpenSeadragon defaults are the site's shared ones
  * (static/common), also used by the annotation pages.
  *
  * Overlays stay fluid with millions of detections: only the viewport's points are fetched

@@ -8,6 +8,7 @@ import { requestDraw } from "./draw.js";
 import { recordEdit } from "./history.js";
 import { imageZoom, platformAt, screenAt } from "./geometry.js";
 import { $, S, api, cfg, debug, page, setText } from "./state.js";
+import { queueSave, updateUnloadGuard } from "./unsaved.js";
 
 export const REGION_COLORS = { tumour: "rgba(0, 170, 70, 0.95)", necrosis: "rgba(40, 40, 40, 0.95)",
                                artefact: "rgba(120, 60, 160, 0.95)", control: "rgba(0, 110, 200, 0.95)" };
@@ -111,6 +112,7 @@ export function startEdit(id) {
   setText("tool-status", "Drag a vertex to move it, double-click an edge to add one; Enter or Save keeps, Esc cancels.");
   showRegionList();
   requestDraw();
+  updateUnloadGuard();
 }
 
 export function stopEdit() {
@@ -120,6 +122,7 @@ export function stopEdit() {
   setText("tool-status", "");
   showRegionList();
   requestDraw();
+  updateUnloadGuard();
 }
 
 export function saveEdit() {
@@ -162,6 +165,7 @@ export function onEditDrag(e) {
   ed.vertices[ed.grabbed] = [Math.round(Math.min(Math.max(p.x, 0), info.width) * 10) / 10,
                              Math.round(Math.min(Math.max(p.y, 0), info.height) * 10) / 10];
   requestDraw();
+  updateUnloadGuard();
   return true;
 }
 
@@ -184,6 +188,7 @@ export function onEditDoubleClick(e) {
   });
   ed.vertices.splice(best + 1, 0, [Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10]);
   requestDraw();
+  updateUnloadGuard();
   return true;
 }
 
@@ -196,6 +201,7 @@ export function setDrawMode(on) {
   page.classList.toggle("drawing", on);
   setText("region-line", on ? "Click the vertices; double-click or Enter closes the region, Esc cancels." : REGION_HELP);
   requestDraw();
+  updateUnloadGuard();
 }
 
 export function addVertex(p) {
@@ -208,6 +214,7 @@ export function addVertex(p) {
   if (last && Math.abs(last[0] - x) <= near && Math.abs(last[1] - y) <= near) { return; }
   v.push([Math.round(x * 10) / 10, Math.round(y * 10) / 10]);
   requestDraw();
+  updateUnloadGuard();
 }
 
 export function finishRegion() {
@@ -225,31 +232,38 @@ export function finishRegion() {
   });
 }
 
-/** Save a region {kind, vertices}, in place of region `replaces` when given (one save: both or neither);
- * resolves to the server's item, or null when refused (shown). */
+/** Save a region {kind, vertices}, in place of region `replaces` when given (one save: both or neither),
+ * after this page's saves before it (unsaved.js); resolves to the server's item, or null when refused (shown). */
 export function postRegion(region, replaces) {
-  if (versionUnknown("The region")) { return Promise.resolve(null); }
-  hideConflict();
-  const body = { kind: region.kind, vertices: region.vertices, base_version: S.corrections.version };
-  if (replaces !== undefined && replaces !== null) { body.replaces = replaces; }
-  return fetchJSON(api.regions(cfg.job), { body }).then((res) => {
-    if (res.status === 201) { regionSaved(res.data); return res.data.item || {}; }
-    saveRefused(res, "The region", "Someone else changed this slide's regions.");
-    return null;
-  }).catch((err) => { showConflict("The region was not saved: " + err); return null; });
+  const job = cfg.job;
+  return queueSave(() => {
+    if (cfg.job !== job || versionUnknown("The region")) { return null; }
+    hideConflict();
+    // base_version as of now: the answer of the save before this one, not the version when it was drawn.
+    const body = { kind: region.kind, vertices: region.vertices, base_version: S.corrections.version };
+    if (replaces !== undefined && replaces !== null) { body.replaces = replaces; }
+    return fetchJSON(api.regions(job), { body }).then((res) => {
+      if (res.status === 201) { regionSaved(res.data); return res.data.item || {}; }
+      saveRefused(res, "The region", "Someone else changed this slide's regions.");
+      return null;
+    }).catch((err) => { showConflict("The region was not saved: " + err); return null; });
+  });
 }
 
-/** Soft-delete a region; resolves to true, or false when refused (shown). */
+/** Soft-delete a region, after this page's saves before it; resolves to true, or false when refused (shown). */
 export function removeRegion(id) {
-  if (versionUnknown("The region deletion")) { return Promise.resolve(false); }
-  hideConflict();
-  const version = S.corrections.version;
-  return fetchJSON(api.region(cfg.job, id, version), { method: "DELETE", body: { base_version: version } }).then((res) => {
-    if (res.ok) { regionSaved(res.data); return true; }
-    // A 409 keeps this page's version (saveRefused): it has not seen the colleague's change, so the next save
-    // must be refused too until "Reload corrections" shows it.
-    return saveRefused(res, "The region deletion", "Someone else changed this slide's regions.");
-  }).catch((err) => { showConflict("The region was not deleted: " + err); return false; });
+  const job = cfg.job;
+  return queueSave(() => {
+    if (cfg.job !== job || versionUnknown("The region deletion")) { return false; }
+    hideConflict();
+    const version = S.corrections.version;
+    return fetchJSON(api.region(job, id, version), { method: "DELETE", body: { base_version: version } }).then((res) => {
+      if (res.ok) { regionSaved(res.data); return true; }
+      // A 409 keeps this page's version (saveRefused): it has not seen the colleague's change, so the next save
+      // must be refused too until "Reload corrections" shows it.
+      return saveRefused(res, "The region deletion", "Someone else changed this slide's regions.");
+    }).catch((err) => { showConflict("The region was not deleted: " + err); return false; });
+  });
 }
 
 /** The list's Delete button: undoable. */

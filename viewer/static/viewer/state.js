@@ -106,6 +106,7 @@ export const debug = (window.pdl1Viewer = {
   drawing: null, // the region being drawn: {kind, vertices}
   hotspots: null, // the last /hotspots/ reply
   selected: null,
+  unloadGuard: false, // leaving the page asks first (unsaved.js); hasUnsavedWork() says why
   errors: [],
   drawStats: { count: 0, totalMs: 0, maxMs: 0 }, // time spent drawing the overlay
 });

@@ -1,0 +1,70 @@
+/* Work of this page not yet on the server: its saves (sent one at a time) and a region being drawn or
+ * edited. While there is some, leaving the page asks first (beforeunload).
+ *
+ * Saves in a queue: every correction and region save carries the version it is based on, and the server
+ * refuses one based on an older version (409: someone saved in between). Two saves of this page sent
+ * together carried the same version, so the second was refused as a colleague's conflict naming the user
+ * themself. Now each save is sent only once the one before it is answered, and takes its base_version when
+ * it is sent (from that answer, versionSaved): rapid edits by one person all land, and a colleague's save in
+ * between is still a conflict. */
+
+import { S, debug } from "./state.js";
+
+const queue = [];
+let sending = false;
+let guarded = false;
+
+/** Run `send()` (-> a promise) once every save queued before it has been answered; resolves as it does. */
+export function queueSave(send) {
+  return new Promise((resolve, reject) => {
+    queue.push({ send, resolve, reject });
+    if (!sending) { sendNext(); }
+  });
+}
+
+function sendNext() {
+  const next = queue.shift();
+  sending = !!next;
+  updateUnloadGuard();
+  if (!next) { return; }
+  // The queue moves on before the caller hears the answer: by then this save no longer counts as pending.
+  Promise.resolve().then(next.send).then((value) => { sendNext(); next.resolve(value); },
+                                         (err) => { sendNext(); next.reject(err); });
+}
+
+/** Saves sent or waiting, not yet answered. */
+export function pendingSaves() { return queue.length + (sending ? 1 : 0); }
+
+function editChanged(e) {
+  return e.vertices.length !== e.original.length ||
+    e.vertices.some((v, i) => v[0] !== e.original[i][0] || v[1] !== e.original[i][1]);
+}
+
+/** True while leaving the page would lose something: a save not yet answered, a region with vertices
+ * placed but not closed, or moved vertices not saved. */
+export function hasUnsavedWork() {
+  return pendingSaves() > 0 || !!(S.drawing && S.drawing.vertices.length) || !!(S.editing && editChanged(S.editing));
+}
+
+function onBeforeUnload(e) {
+  if (!hasUnsavedWork()) { return; }
+  e.preventDefault();
+  e.returnValue = ""; // older browsers ask only with a returnValue set
+}
+
+/** Listen for beforeunload only while there is unsaved work (a page with the listener leaves no
+ * back-forward cache entry in some browsers); called after every change of the work above. */
+export function updateUnloadGuard() {
+  const want = hasUnsavedWork();
+  if (want !== guarded) {
+    guarded = want;
+    if (want) {
+      window.addEventListener("beforeunload", onBeforeUnload);
+    } else {
+      window.removeEventListener("beforeunload", onBeforeUnload);
+    }
+  }
+  debug.unloadGuard = guarded;
+}
+
+debug.hasUnsavedWork = hasUnsavedWork;
