@@ -87,38 +87,54 @@ def _thumbnail(slide) -> Image.Image:
 
 
 def _points(job):
-    """Corrected detections (xy level-0 px, labels), or empty when the job has no store; a store that cannot
-    be read is an error (ResultUnreadable), not an empty dot map in a signed document."""
+    """Corrected detections (xy level-0 px, labels) and which of them count (the job's drawn regions, by
+    the mask its scores are counted with: analysis.regions.Regions.mask, as viewer.overlay.corrected_counts
+    applies it), or empty when the job has no store; a store that cannot be read is an error
+    (ResultUnreadable), not an empty dot map in a signed document."""
+    empty = np.zeros((0, 2)), np.zeros(0, np.int8), np.zeros(0, bool)
     if job is None:
-        return np.zeros((0, 2)), np.zeros(0, np.int8)
+        return empty
+    from analysis.regions import regions_from_pairs
     from cases.results import NoResult, ResultUnreadable, job_results
 
     try:
-        return job_results().corrected_points(job)
+        xy, labels = job_results().corrected_points(job)
     except ResultUnreadable:
         raise
     except NoResult:
-        return np.zeros((0, 2)), np.zeros(0, np.int8)
+        return empty
+    regions = regions_from_pairs(_regions(job))
+    counted = regions.mask(xy) if regions else np.ones(len(labels), bool)
+    return xy, labels, counted
+
+
+EXCLUDED_RGB = (150, 150, 150)  # a detection the scores leave out (outside the regions that count)
 
 
 def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
-    """(thumbnail with a dot per detection, thumbnail with a positive/all density heatmap)."""
+    """(thumbnail with a dot per detection, thumbnail with a positive/all density heatmap).
+
+    Both show what the scores count: the dots of detections outside the drawn regions that count (an
+    exclusion, outside the tumour area) are grey, and the heatmap is made of the counted cells only. It
+    used to plot every corrected detection of the slide, so its picture included cells the TPS leaves out."""
     base = _thumbnail(slide)
     if max(base.size) > THUMB_MAX_PX:
         base.thumbnail((THUMB_MAX_PX, THUMB_MAX_PX))
     tw, th = base.size
-    xy, labels = _points(job)
+    xy, labels, counted = _points(job)
     sx = tw / slide.width if slide is not None else 1.0
     sy = th / slide.height if slide is not None else 1.0
     if len(labels) > MAX_OVERLAY_POINTS:  # an even subsample keeps the picture and bounds the work
         keep = np.linspace(0, len(labels) - 1, MAX_OVERLAY_POINTS).astype(np.int64)
-        xy, labels = xy[keep], labels[keep]
+        xy, labels, counted = xy[keep], labels[keep], counted[keep]
     px = np.clip((xy[:, 0] * sx).astype(np.int64), 0, tw - 1) if len(labels) else np.zeros(0, np.int64)
     py = np.clip((xy[:, 1] * sy).astype(np.int64), 0, th - 1) if len(labels) else np.zeros(0, np.int64)
 
     dots = np.asarray(base).copy()
-    for code, rgb in ((NEGATIVE, NEGATIVE_RGB), (POSITIVE, POSITIVE_RGB)):  # positives drawn last, on top
-        sel = labels == code
+    # Left-out detections first (grey, beneath), then the counted ones, positives last, on top.
+    layers = ((~counted & np.isin(labels, (NEGATIVE, POSITIVE)), EXCLUDED_RGB),
+              (counted & (labels == NEGATIVE), NEGATIVE_RGB), (counted & (labels == POSITIVE), POSITIVE_RGB))
+    for sel, rgb in layers:
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
                 dots[np.clip(py[sel] + dy, 0, th - 1), np.clip(px[sel] + dx, 0, tw - 1)] = rgb
@@ -129,8 +145,8 @@ def overlay_images(slide, job) -> tuple[Image.Image, Image.Image]:
     gh, gw = -(-th // cell), -(-tw // cell)
     total = np.zeros((gh, gw))
     positive = np.zeros((gh, gw))
-    np.add.at(total, (py // cell, px // cell), 1)
-    sel = labels == POSITIVE
+    np.add.at(total, (py[counted] // cell, px[counted] // cell), 1)  # the counted cells only
+    sel = counted & (labels == POSITIVE)
     np.add.at(positive, (py[sel] // cell, px[sel] // cell), 1)
     heat = np.asarray(base).astype(np.float32).copy()
     if total.max() > 0:
@@ -281,10 +297,11 @@ def build_pdf(report, job=None, record_sha256: str | None = None) -> bytes:
     story.append(KeepTogether([_p("Slide", styles["Heading3"]), _table([[_rl_image(dots, 80 * mm), _rl_image(heat, 80 * mm)],
                          [_p(f"Detections: {LABEL_COLOUR_WORDS[POSITIVE]} PD-L1-positive, "
                              f"{LABEL_COLOUR_WORDS[NEGATIVE]} negative tumour nuclei"
-                             + ("; region map: scored areas outlined green (include), excluded areas black"
+                             + ("; region map: scored areas outlined green (include), excluded areas black; "
+                                "grey: detections outside the scored areas, not counted"
                                 if _regions(job) else ""), small),
-                          _p(f"Heatmap: cell density (opacity), positive fraction ({LABEL_COLOUR_WORDS[NEGATIVE]} to "
-                             f"{LABEL_COLOUR_WORDS[POSITIVE]})", small)]],
+                          _p(f"Heatmap of the counted cells: cell density (opacity), positive fraction "
+                             f"({LABEL_COLOUR_WORDS[NEGATIVE]} to {LABEL_COLOUR_WORDS[POSITIVE]})", small)]],
                         [90 * mm, 90 * mm])]))
 
     signoff = [_p("Sign-off", styles["Heading3"])]
