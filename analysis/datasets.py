@@ -22,6 +22,7 @@ Sources, named as on the ``train_detector`` command line:
           "name": "lung-22c3-batch1",       # optional, shown in model cards
           "synthetic": false,               # optional, default false
           "licence": "internal",            # optional, copied to model cards
+          "marker": "PD-L1",                # what the fields are stained for: PD-L1 or Ki67
           "mpp": 0.25,                      # optional default for the fields
           "fields": [
             {"id": "case12-roi3",            # unique
@@ -36,6 +37,10 @@ Sources, named as on the ``train_detector`` command line:
     column, y = row in pixels of the image with pixel centres at integers
     (so -0.5 <= x < width - 0.5); label ``positive`` or ``negative``.
     Every problem found is reported in one :class:`DatasetError`.
+
+    "marker" (written by the annotation export) says what "positive" means: a stained membrane (PD-L1) or a
+    stained nucleus (Ki67).  Training reads a folder without it, but the model's marker is then unknown:
+    it cannot be evaluated, promoted, made a default or run on a clinical slide (:func:`source_marker`).
 
 ``deepliif``
     The real DeepLIIF training fields under ``shared/data/ihc/deepliif_train``
@@ -101,19 +106,74 @@ IHC_TRAIN_VAL = {
     "bcdata": ("21", "22", "23", "24", "25"),
 }
 LYMPHOCYTE = "lymphocyte"
-# Sources whose fields are stained for a nuclear marker (Ki-67): a classic detector scored on them reads the
-# nucleus, as a Ki-67 job does.
-NUCLEAR_MARKER_SOURCES = frozenset({"shidc", "bcdata", "deepliif"})
+# The marker the fields of each fixed source are stained for: the real sets are Ki-67 (DeepLIIF's IHC panel
+# too); SYNTHETIC fields are rendered as PD-L1 fields (a stained membrane).  A db source names its marker
+# (db:MARKER); an exported folder records it in its manifest (MANIFEST_MARKER_KEY).
+KIND_MARKERS = {"synthetic": "PD-L1", "deepliif": "Ki67", "shidc": "Ki67", "bcdata": "Ki67"}
+MANIFEST_MARKER_KEY = "marker"
+NUCLEAR_MARKERS = frozenset({"Ki67"})  # a classic detector scored on their fields reads the nucleus
 
 
-def is_nuclear_marker_source(spec: str) -> bool:
-    """Whether a source's fields are stained for a nuclear marker: the Ki-67 sets, or db:Ki67 (a spec no longer
-    valid, such as a bare "db" in an older model card, is not)."""
+class DatasetError(ValueError):
+    """A source cannot be read; the message says what is wrong and where."""
+
+
+class UnknownMarker(DatasetError):
+    """The marker a source's fields are stained for cannot be told (a folder whose manifest records none):
+    refused wherever the marker matters (promotion, activation, clinical jobs)."""
+
+
+def source_marker(spec: str, recorded: str | None = None) -> str:
+    """The marker (an analysis.choices.Marker value) the fields of source `spec` are stained for: the one
+    definition behind a model's marker (ModelVersion.held_out_marker), the compartment its default is scored
+    with at promotion, and which slides it may analyse for clinical use.
+
+    `recorded` is the marker a model card recorded for the source when it was trained (:func:`describe`);
+    for a folder it is taken first, as the folder may have been re-exported or removed since.  Otherwise a
+    folder's is its manifest's "marker".  UnknownMarker when it cannot be told: a folder whose manifest
+    records no (valid) marker, or an unreadable folder or spec without a recorded one."""
+    from analysis.choices import Marker
+
     try:
         kind, arg = parse_source(spec)
-    except DatasetError:
-        return False
-    return kind in NUCLEAR_MARKER_SOURCES or (kind == "db" and arg == "Ki67")
+    except DatasetError as exc:
+        raise UnknownMarker(f"the marker of source {spec!r} cannot be told: {exc}") from None
+    if kind == "db":
+        return arg
+    if kind != "folder":
+        return KIND_MARKERS[kind]
+    if recorded in Marker.values:
+        return recorded
+    try:
+        return folder_marker(arg)
+    except UnknownMarker:
+        raise
+    except DatasetError as exc:  # the folder is gone or unreadable, and no card recorded its marker
+        raise UnknownMarker(f"the marker of source {spec!r} cannot be told: {exc}") from None
+
+
+def folder_marker(path) -> str:
+    """The marker an exported folder's manifest.json records (MANIFEST_MARKER_KEY); UnknownMarker when it
+    records none or one that is not a marker, naming the folder and the key."""
+    from analysis.choices import Marker
+
+    manifest_path, manifest = _read_manifest(Path(path))
+    marker = manifest.get(MANIFEST_MARKER_KEY)
+    allowed = " or ".join(repr(m) for m in Marker.values)
+    if marker is None:
+        raise UnknownMarker(f"{manifest_path} records no {MANIFEST_MARKER_KEY!r} (what the folder's fields "
+                            f"are stained for, {allowed}; the annotation export writes it): without it a model "
+                            "trained on the folder is of unknown marker. Export the dataset again, or add the key.")
+    if marker not in Marker.values:
+        raise UnknownMarker(f"{manifest_path}: {MANIFEST_MARKER_KEY!r} must be one of {allowed}, "
+                            f"got {marker!r}")
+    return marker
+
+
+def is_nuclear_marker_source(spec: str, recorded: str | None = None) -> bool:
+    """Whether a source's fields are stained for a nuclear marker (Ki-67): source_marker, so UnknownMarker for
+    a folder whose manifest records no marker."""
+    return source_marker(spec, recorded) in NUCLEAR_MARKERS
 
 
 # Sources whose val fields are the other halves of train fields (DeepLIIF: left half train, right half val):
@@ -136,10 +196,6 @@ def same_field(name: str) -> str:
         return name[:-10]
     field_, sep, session = name.rpartition("-session-")
     return field_ if sep and field_.startswith("field-") and session.isdigit() else name
-
-
-class DatasetError(ValueError):
-    """A source cannot be read; the message says what is wrong and where."""
 
 
 @dataclass
@@ -241,13 +297,18 @@ def load_sources(specs, mpp: float, **kwargs) -> list[Sample]:
 
 
 def describe(samples: list[Sample]) -> list[dict]:
-    """Per source: kind, synthetic, licence, fields and points per split (for model cards)."""
+    """Per source: kind, synthetic, licence, marker (when known), fields and points per split (for model
+    cards)."""
     out: dict[str, dict] = {}
     for s in samples:
-        entry = out.setdefault(
-            s.source,
-            {"source": s.source, "synthetic": s.synthetic, "licence": s.licence, "fields": {}, "points": {}},
-        )
+        if s.source not in out:
+            out[s.source] = {"source": s.source, "synthetic": s.synthetic, "licence": s.licence, "fields": {},
+                             "points": {}}
+            try:  # recorded, so the model's marker stays known if the folder is exported again or removed
+                out[s.source]["marker"] = source_marker(s.source, s.meta.get("marker"))
+            except DatasetError:
+                pass  # a folder whose manifest records none: the model's marker is unknown (source_marker)
+        entry = out[s.source]
         entry["synthetic"] = entry["synthetic"] or s.synthetic
         entry["fields"][s.split] = entry["fields"].get(s.split, 0) + 1
         if s.split == "val":  # which fields were held out, so a promotion reads exactly those again
@@ -410,13 +471,9 @@ def read_points_csv(path: Path, height: int, width: int, ignore_labels: tuple[st
     return result
 
 
-def folder_samples(path) -> list[Sample]:
-    """Read and validate an exported dataset folder (format in the module docstring)."""
-    from slideio.slidefile import PLAUSIBLE_MPP, plausible_mpp
-
-    low, high = PLAUSIBLE_MPP
-    root = Path(path)
-    source = f"folder:{path}"
+def _read_manifest(root: Path) -> tuple[Path, dict]:
+    """(path, contents) of an exported folder's manifest.json, its format and version checked."""
+    source = f"folder:{root}"
     manifest_path = root / "manifest.json"
     if not root.is_dir():
         raise DatasetError(f"{source}: no such folder")
@@ -430,6 +487,17 @@ def folder_samples(path) -> list[Sample]:
         raise DatasetError(f"{manifest_path}: 'format' must be {DATASET_FORMAT!r}")
     if not isinstance(manifest.get("version"), int) or manifest["version"] > DATASET_VERSION:
         raise DatasetError(f"{manifest_path}: 'version' must be an integer <= {DATASET_VERSION}")
+    return manifest_path, manifest
+
+
+def folder_samples(path) -> list[Sample]:
+    """Read and validate an exported dataset folder (format in the module docstring)."""
+    from slideio.slidefile import PLAUSIBLE_MPP, plausible_mpp
+
+    low, high = PLAUSIBLE_MPP
+    root = Path(path)
+    source = f"folder:{path}"
+    manifest_path, manifest = _read_manifest(root)
     entries = manifest.get("fields")
     if not isinstance(entries, list) or not entries:
         raise DatasetError(f"{manifest_path}: 'fields' must be a non-empty list")
@@ -437,6 +505,12 @@ def folder_samples(path) -> list[Sample]:
     synthetic = bool(manifest.get("synthetic", False))
     licence = str(manifest.get("licence", ""))
     problems: list[str] = []
+    meta = {}
+    if manifest.get(MANIFEST_MARKER_KEY) is not None:  # optional here (training); a wrong one is an error
+        try:
+            meta["marker"] = folder_marker(path)
+        except UnknownMarker as exc:
+            problems.append(str(exc))
     samples: list[Sample] = []
     ids: set[str] = set()
     for n, entry in enumerate(entries):
@@ -481,7 +555,7 @@ def folder_samples(path) -> list[Sample]:
         uncertain_xy, bad = _uncertain_points(root, entry, rgb.shape[:2])
         problems += [f"{where}: {b}" for b in bad]
         samples.append(Sample(rgb, xy, labels, float(mpp or 0), source, field_id, entry["split"], synthetic, licence,
-                              uncertain_xy=uncertain_xy))
+                              dict(meta), uncertain_xy=uncertain_xy))
     if problems:
         listing = "\n  - ".join(problems)
         raise DatasetError(f"{source}: {len(problems)} problem(s) in the dataset:\n  - {listing}")

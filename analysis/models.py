@@ -88,13 +88,43 @@ class ModelVersion(models.Model):
                 if isinstance(s, dict) and s.get("source") and int(s.get("fields", {}).get("val", 0)) > 0]
 
     def held_out_marker(self) -> str:
-        """The marker its held-out fields are stained for: Ki-67 when they all are nuclear-marker fields
-        (analysis.datasets.is_nuclear_marker_source), else PD-L1. What it was measured on, so the only marker
-        it may become the default of."""
-        from .datasets import is_nuclear_marker_source
+        """The marker its held-out fields are stained for (analysis.datasets.source_marker of each source its
+        card counted val fields in, the marker the card recorded for it first): Ki-67 when they all are
+        Ki-67's, PD-L1 when they all are, or are a mix with PD-L1 (SYNTHETIC + DeepLIIF: the set as a whole
+        is PD-L1's, each source is scored with its own compartment). What it was measured on, so the only
+        marker it may become the default of or analyse clinical slides of.
 
-        specs = [spec for spec, _ in self.held_out_sources()]
-        return Marker.KI67 if specs and all(is_nuclear_marker_source(s) for s in specs) else Marker.PDL1
+        analysis.datasets.UnknownMarker (a ValueError) when it cannot be told: no held-out fields recorded
+        (an older registration), a folder whose manifest records no marker, or a mix without PD-L1."""
+        from .datasets import UnknownMarker, source_marker
+
+        sources = [s for s in (self.training_data or {}).get("sources") or []
+                   if isinstance(s, dict) and s.get("source") and int(s.get("fields", {}).get("val", 0)) > 0]
+        if not sources:
+            raise UnknownMarker(f"{self.name} records no held-out fields in its training data, so not the marker "
+                                "it was measured on")
+        markers = {source_marker(s["source"], s.get("marker")) for s in sources}
+        if len(markers) == 1:
+            return markers.pop()
+        if Marker.PDL1 in markers:
+            return Marker.PDL1
+        raise UnknownMarker(f"{self.name} was measured on fields of several markers ({', '.join(sorted(markers))})")
+
+    def marker_refusal(self, marker: str) -> str:
+        """Why this model may not compute a result on a slide stained for `marker` that could feed a signed
+        report ('' when it may): it was measured (and promoted) on another marker's fields, or the marker it was
+        measured on is unknown (held_out_marker): it was validated for no marker, so for none."""
+        from .datasets import UnknownMarker
+
+        try:
+            measured = self.held_out_marker()
+        except UnknownMarker as exc:
+            return (f"Model {self.name} is of unknown marker ({exc}): it analyses no slide for clinical use. "
+                    "Use classic or a model measured on fields of the slide's marker.")
+        if measured != marker:
+            return (f"Model {self.name} was measured on {measured} fields: it cannot analyse a slide stained for "
+                    f"{marker} for clinical use. Use classic or a model measured on {marker} fields.")
+        return ""
 
     def check_activation(self, indication: str = ANY_INDICATION, marker: str = Marker.PDL1) -> None:
         """ValueError saying why this version may not become the default of (indication, marker) now.
@@ -109,7 +139,7 @@ class ModelVersion(models.Model):
             raise ValueError(f"unknown indication {indication!r}")
         if marker not in Marker.values:
             raise ValueError(f"unknown marker {marker!r}")
-        if self.held_out_marker() != marker:
+        if self.held_out_marker() != marker:  # UnknownMarker (a ValueError) when it cannot be told
             raise ValueError(f"{self.name} was evaluated on fields stained for another marker than {marker}: it cannot "
                              f"be made the default for {indication or 'any indication'} / {marker}.")
         current = ActiveModel.current(indication or None, marker)
@@ -168,10 +198,10 @@ class ActiveModel(models.Model):
                       .filter(indication=key, marker=marker, model_version__status=ModelStatus.CLINICAL).first())
             if active is None:
                 continue
-            if active.model_version.held_out_marker() != marker:
-                log.error(
-                    "%s is active for %s / %s but was measured on %s fields: not used as the default",
-                    active.model_version.name, key or "any indication", marker, active.model_version.held_out_marker())
+            refusal = active.model_version.marker_refusal(marker)
+            if refusal:
+                log.error("%s is active for %s / %s: not used as the default. %s",
+                          active.model_version.name, key or "any indication", marker, refusal)
                 continue
             return active.model_version
         return None
@@ -338,13 +368,18 @@ class AnalysisJob(models.Model):
 
     def research_use_reason(self) -> str:
         """Why this job's result may not feed a signed report ('' when it may): it ran a model that is
-        not released for clinical use now (research, validated, or withdrawn since), or an
-        unregistered checkpoint file (the research CLI). Classic and clinical models may."""
+        not released for clinical use now (research, validated, or withdrawn since), a model not measured
+        on the slide's marker (ModelVersion.marker_refusal), or an unregistered checkpoint file (the research
+        CLI). Classic and clinical models of the slide's marker may."""
         version, kind = self.model_version, (self.provenance or {}).get("kind")
         if version is not None and version.status != ModelStatus.CLINICAL:
             return (f"The analysis ran model {version.name}, which is {version.get_status_display().lower()}: "
                     "research models never feed signed reports. Analyse the slide again with classic or a "
                     "model released for clinical use, or have it promoted first.")
+        # Run before clinical jobs checked the marker, or from the research CLI, on a slide of another marker.
+        refusal = version.marker_refusal(self.slide.marker) if version is not None else ""
+        if refusal:
+            return f"{refusal} This analysis cannot feed a signed report: analyse the slide again."
         if version is None and kind == "checkpoint-file":
             return (f"The analysis ran an unregistered checkpoint ({self.detector}, research use only): it cannot "
                     "feed a signed report. Analyse the slide again with classic or a model released for clinical use.")

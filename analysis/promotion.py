@@ -20,24 +20,32 @@ from .choices import CLASSIC_DETECTOR, Marker, ModelStatus
 from .models import ModelEvaluation, ModelPromotion, ModelVersion
 
 # The compartment the classic baseline reads on a source's fields: the nucleus on a nuclear-marker (Ki-67)
-# source (analysis.datasets.is_nuclear_marker_source), as a Ki-67 job runs it, else the membrane (PD-L1). Chosen
-# per source: the membrane setting on Ki-67 fields weakens the default and flatters the candidate, and one
+# source (analysis.datasets.source_marker), as a Ki-67 job runs it, else the membrane (PD-L1). Chosen per
+# source: the membrane setting on Ki-67 fields weakens the default and flatters the candidate, and one
 # choice for the whole held-out set got it wrong on mixed sets (SYNTHETIC + DeepLIIF: membrane on DeepLIIF).
 BASELINE_MARKER = Marker.PDL1
 BASELINE_COMPARTMENT = "membrane"
 
 
-def source_compartment(spec: str) -> str:
+def source_compartment(spec: str, recorded: str | None = None) -> str:
+    """The compartment classic reads on the source's fields; `recorded`: the marker the candidate's card
+    recorded for it. analysis.datasets.UnknownMarker (a ValueError) for a folder whose manifest records no
+    marker: the compartment is not guessed."""
     from .datasets import is_nuclear_marker_source
 
-    return "nucleus" if is_nuclear_marker_source(spec) else BASELINE_COMPARTMENT
+    return "nucleus" if is_nuclear_marker_source(spec, recorded) else BASELINE_COMPARTMENT
 
 
 def evaluation_marker(candidate: ModelVersion) -> str:
     """The marker the candidate's held-out fields are stained for (ModelVersion.held_out_marker), so the default
     it is compared with and may replace: a model measured on one marker is never made the default of the other
-    (ModelVersion.check_activation)."""
-    return candidate.held_out_marker()
+    (ModelVersion.check_activation). PromotionError when it cannot be told."""
+    from .datasets import UnknownMarker
+
+    try:
+        return candidate.held_out_marker()
+    except UnknownMarker as exc:
+        raise PromotionError(f"{exc}: {candidate.name} cannot be compared with a default or promoted.") from None
 
 
 class PromotionError(ValueError):
@@ -74,6 +82,14 @@ def recorded_val_fields(candidate: ModelVersion, spec: str) -> list[str] | None:
     return None
 
 
+def recorded_marker(candidate: ModelVersion, spec: str) -> str | None:
+    """The marker the card recorded for `spec` (analysis.datasets.describe); None for a card from before."""
+    for s in (candidate.training_data or {}).get("sources") or []:
+        if isinstance(s, dict) and s.get("source") == spec and s.get("marker"):
+            return str(s["marker"])
+    return None
+
+
 def held_out_data(candidate: ModelVersion) -> list:
     """The candidate's recorded held-out split, one analysis.evaluation.EvalData per recorded source (read
     again, at its working resolution); PromotionError when there is none or it no longer reads as recorded."""
@@ -84,6 +100,7 @@ def held_out_data(candidate: ModelVersion) -> list:
     if not recorded:
         raise PromotionError(f"{candidate.name} has no held-out evaluation (no held-out fields in its training "
                              "data): it cannot be promoted. Train it on data from more than one slide.")
+    evaluation_marker(candidate)  # before reading any field: a model of unknown marker is compared with nothing
     out = []
     for spec, count in recorded:
         try:
@@ -102,7 +119,11 @@ def held_out_data(candidate: ModelVersion) -> list:
             raise PromotionError(f"the held-out split of {spec} has changed (other fields than when {candidate.name} "
                                  "was trained, some of which it may have trained on): it cannot be compared as recorded.")
         fields = [EvalField(s.name, s.rgb, s.xy, s.labels, s.mpp, datasets.metric_ignore_xy(s)) for s in found]
-        out.append(EvalData(spec, fields, any(s.synthetic for s in found), source_compartment(spec)))
+        try:
+            compartment = source_compartment(spec, recorded_marker(candidate, spec))
+        except datasets.UnknownMarker as exc:
+            raise PromotionError(f"the held-out fields of {spec} cannot be scored: {exc}") from None
+        out.append(EvalData(spec, fields, any(s.synthetic for s in found), compartment))
     return out
 
 
@@ -213,6 +234,7 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
 
     check_reviewable(candidate)
     sources = held_out_data(candidate)
+    marker = evaluation_marker(candidate)
     check_lineage(candidate, [f.name for d in sources for f in d.fields])
     counted = [d for d in sources if not not_held_out(d.name)]
     if not counted:
@@ -221,7 +243,6 @@ def do_evaluate(candidate: ModelVersion, user=None) -> ModelEvaluation:
                              + "): it cannot be promoted on them. Train it with a source whose val fields are "
                                "other slides or images.")
     data = pooled(candidate, counted)
-    marker = evaluation_marker(candidate)
     baseline = Baseline.current(marker)
     try:
         model = ModelDetector.from_checkpoint(candidate.path(), name=candidate.name)

@@ -23,9 +23,14 @@ def model_list(request):
 @reviewers
 def model_review(request, pk):
     candidate = get_object_or_404(ModelVersion, pk=pk)
-    evaluation = promotion.current_evaluation(candidate)
+    try:
+        marker = promotion.evaluation_marker(candidate)
+    except promotion.PromotionError as exc:  # of unknown marker: shown, never evaluated or promoted
+        marker = None
+        messages.error(request, str(exc))
+    evaluation = promotion.current_evaluation(candidate) if marker else None
     return render(request, "workers/model_review.html", {
-        "candidate": candidate, "default": promotion.Baseline.current(promotion.evaluation_marker(candidate)),
+        "candidate": candidate, "default": promotion.Baseline.current(marker or promotion.BASELINE_MARKER),
         "evaluation": evaluation,
         "rows": promotion.comparison_rows(evaluation) if evaluation else [],
         "source_metrics": [label for label, _, _ in promotion.SOURCE_METRICS],

@@ -39,8 +39,10 @@ def check_detector(value, *, slide, compartment: str = DEFAULT_COMPARTMENT, rese
     """(detector label, ModelVersion or None, provenance) for a job on `slide`.
 
     Clinical jobs (web, API, analysis_job) take only "classic" or a ModelVersion released for
-    clinical use, by name or id; the research CLI (analyze_slide) also takes research models and
-    checkpoint files, recorded with their sha256."""
+    clinical use and measured on fields of the slide's marker (ModelVersion.marker_refusal: a model of
+    unknown marker is refused), by name or id; the research CLI (analyze_slide) also takes research
+    models, models of other markers and checkpoint files, recorded with their sha256 (their results never
+    feed a signed report: AnalysisJob.research_use_reason)."""
     if value in (None, ""):
         indication = slide.case.indication if slide.case_id else None
         value = registry.default_detector_name(indication, slide.marker)
@@ -54,6 +56,9 @@ def check_detector(value, *, slide, compartment: str = DEFAULT_COMPARTMENT, rese
     by_id = value.isascii() and value.isdigit() and len(value) <= 18  # an id the database can hold
     version = versions.filter(pk=int(value)).first() if by_id else versions.filter(name=value).first()
     if version is not None:
+        refusal = "" if research else version.marker_refusal(slide.marker)
+        if refusal:  # a Ki-67 model would compute a PD-L1 TPS that could be signed (and the other way round)
+            raise JobError(refusal)
         if not version.path().is_file():
             raise JobError(f"model {version.name} is registered but its file is missing from the server")
         return version.name, version, {"kind": "model", "name": version.name, "id": version.pk,
@@ -75,12 +80,14 @@ def check_detector(value, *, slide, compartment: str = DEFAULT_COMPARTMENT, rese
 
 
 def detector_choices(slide) -> list[dict]:
-    """What a clinical job on `slide` may run: classic and the models released for clinical use,
-    the default marked (the form preselects it)."""
+    """What a clinical job on `slide` may run: classic and the models released for clinical use that were
+    measured on the slide's marker (check_detector), the default marked (the form preselects it)."""
     indication = slide.case.indication if slide.case_id else None
     default = registry.default_detector_name(indication, slide.marker)
     choices = [{"value": CLASSIC_DETECTOR, "label": "classic (colour deconvolution, no trained weights)"}]
     for version in registry.clinical_models():
+        if version.marker_refusal(slide.marker):
+            continue
         choices.append({"value": version.name, "label": f"{version.name} ({version.architecture}, sha256 "
                                                         f"{version.sha256[:12]}"
                                                         + (", SYNTHETIC training data" if version.synthetic else "")

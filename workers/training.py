@@ -59,9 +59,20 @@ def run_folder(run: TrainingRun) -> Path:
 def do_queue_training(*, group: str, dataset: str, name: str, steps: int, backbone: str, mpp: float,
                       user=None) -> TrainingRun:
     """Record the run and queue it on the training queue once the row is committed; TrainingError when a
-    run of that name is queued or running already (one_unfinished_training_run_per_name)."""
+    run of that name is queued or running already (one_unfinished_training_run_per_name), or when the
+    dataset folder does not say which marker its fields are stained for: the model registered from it
+    takes that marker (analysis.datasets.source_marker), and one of unknown marker could never be promoted."""
     from django.db import IntegrityError
 
+    from analysis.datasets import MANIFEST_MARKER_KEY, DatasetError, folder_marker
+
+    try:
+        folder_marker(dataset)
+    except DatasetError as exc:  # the answer names the folder, not the server's path (logged)
+        log.warning("training %s not queued: %s", name, exc)
+        raise TrainingError(f"not queued: the manifest.json of dataset folder {Path(dataset).name!r} is unreadable "
+                            f"or records no valid {MANIFEST_MARKER_KEY!r} (what its fields are stained for): export "
+                            "the dataset again") from None
     with transaction.atomic():
         try:
             with transaction.atomic():  # a savepoint: the refusal leaves the caller's transaction usable

@@ -15,6 +15,13 @@ from cases.choices import Indication, Marker
 pytestmark = pytest.mark.django_db
 
 
+# A card whose held-out fields are PD-L1's (SYNTHETIC fields are rendered as PD-L1 fields): a model's marker is
+# that of the fields it was measured on (ModelVersion.held_out_marker); a card without held-out fields is of
+# unknown marker, never activated nor run on a clinical slide.
+PDL1_HELD_OUT = {"synthetic": True, "sources": [{"source": "synthetic", "synthetic": True, "marker": "PD-L1",
+                                                 "fields": {"train": 2, "val": 1}}]}
+
+
 def tiny_checkpoint(path, seed=0, mpp=0.5):
     """A real checkpoint of a very small U-Net: fast to build, same format as the shipped ones."""
     import torch
@@ -36,6 +43,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     sha256 = factory.Sequence(lambda n: f"{n:064x}")
     arch, backbone, mpp = "fcn", "resnet18", 0.5
     status = ModelStatus.CLINICAL
+    training_data = factory.LazyFunction(lambda: json.loads(json.dumps(PDL1_HELD_OUT)))
 
 
 def promoted(version, against=None):
@@ -56,7 +64,7 @@ def promoted(version, against=None):
 @pytest.fixture
 def version(media_root):
     path = tiny_checkpoint(media_root / "v1.pt")
-    version = registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data={"synthetic": True})
+    version = registry.register_checkpoint(path, "unet-v1", metrics={"f1": 0.5}, training_data=PDL1_HELD_OUT)
     version.set_status(ModelStatus.CLINICAL)
     version.save()
     return promoted(version)
@@ -237,7 +245,8 @@ def test_post_migrate_registration_is_idempotent():
 
 
 def test_only_clinical_models_are_activated_or_offered(media_root):
-    research = registry.register_checkpoint(tiny_checkpoint(media_root / "r.pt"), "research-v1")
+    research = registry.register_checkpoint(tiny_checkpoint(media_root / "r.pt"), "research-v1",
+                                            training_data=PDL1_HELD_OUT)
     assert research.status == ModelStatus.RESEARCH  # what training registers
     with pytest.raises(ValueError, match="promote it to clinical"):
         research.activate(Indication.OTHER, Marker.PDL1)
@@ -265,7 +274,8 @@ def test_real_starter_file_if_shipped():
 def test_a_default_is_a_promoted_model_compared_with_the_default_it_replaces(version, media_root, no_starter):
     """Clinical (selectable by name) is not enough to decide every job's number: activation needs a promotion
     whose evaluation was against the detector it replaces (classic, or the active model)."""
-    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1")
+    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1",
+                                              training_data=PDL1_HELD_OUT)
     unreviewed.set_status(ModelStatus.CLINICAL)
     unreviewed.save()
     with pytest.raises(ValueError, match="no promotion record"):
@@ -274,7 +284,8 @@ def test_a_default_is_a_promoted_model_compared_with_the_default_it_replaces(ver
 
     version.activate("", Marker.PDL1)  # promoted against classic, which it replaces
     version.activate("", Marker.PDL1)  # again: nothing to compare
-    challenger = promoted(registry.register_checkpoint(tiny_checkpoint(media_root / "c.pt", seed=2), "challenger-v1"))
+    challenger = promoted(registry.register_checkpoint(tiny_checkpoint(media_root / "c.pt", seed=2), "challenger-v1",
+                                                       training_data=PDL1_HELD_OUT))
     challenger.set_status(ModelStatus.CLINICAL)
     challenger.save()
     for indication in ("", Indication.LUNG_SQUAMOUS):  # lung falls back to the any-indication default
@@ -300,7 +311,8 @@ def test_the_admin_activates_only_through_the_same_check(version, media_root, no
     from django.contrib.auth import get_user_model
     from django.test import RequestFactory
 
-    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1")
+    unreviewed = registry.register_checkpoint(tiny_checkpoint(media_root / "u.pt", seed=1), "unreviewed-v1",
+                                              training_data=PDL1_HELD_OUT)
     unreviewed.set_status(ModelStatus.CLINICAL)
     unreviewed.save()
     admin = site._registry[ActiveModel]

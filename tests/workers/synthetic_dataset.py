@@ -11,7 +11,9 @@ from analysis.datasets import DATASET_FORMAT, DATASET_VERSION, synthetic_samples
 from analysis.labels import LABEL_NAMES
 
 
-def write_synthetic_dataset(root: Path, train: int = 2, val: int = 1, size: int = 96, mpp: float = 0.5) -> Path:
+def write_synthetic_dataset(root: Path, train: int = 2, val: int = 1, size: int = 96, mpp: float = 0.5,
+                            marker: str | None = "PD-L1") -> Path:
+    """`marker`: the manifest's (the synthetic fields are rendered as PD-L1 fields); None writes none."""
     root.mkdir(parents=True, exist_ok=True)
     fields = []
     for split, n in (("train", train), ("val", val)):
@@ -27,5 +29,7 @@ def write_synthetic_dataset(root: Path, train: int = 2, val: int = 1, size: int 
                            "mpp": mpp, "split": split})
     manifest = {"format": DATASET_FORMAT, "version": DATASET_VERSION, "name": "SYNTHETIC training-run test data",
                 "synthetic": True, "licence": "SYNTHETIC (analysis.synthetic)", "fields": fields}
+    if marker is not None:
+        manifest["marker"] = marker
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return root

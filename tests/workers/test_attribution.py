@@ -14,7 +14,7 @@ from analysis.choices import JobStatus, ModelStatus
 from analysis.models import AnalysisJob, ModelVersion
 from cases.report_pdf import build_pdf
 from cases.reports import do_create_draft, fhir_bundle
-from tests.analysis.test_registry import tiny_checkpoint
+from tests.analysis.test_registry import PDL1_HELD_OUT, tiny_checkpoint
 from tests.viewer import SlideFactory, job_with_result
 from workers import queue
 from workers.services import JobError, do_start_job
@@ -31,7 +31,8 @@ def starter():
 
 @pytest.fixture
 def research_model(media_root):
-    return registry.register_checkpoint(tiny_checkpoint(media_root / "research.pt"), "research-v1")
+    return registry.register_checkpoint(tiny_checkpoint(media_root / "research.pt"), "research-v1",
+                                        training_data=PDL1_HELD_OUT)
 
 
 def started(slide, **kwargs) -> AnalysisJob:

@@ -158,7 +158,7 @@ def test_a_training_card_records_which_fields_were_held_out():
 
 def test_the_classic_baseline_reads_the_nucleus_on_ki67_held_out_fields(candidate):
     spec = candidate.training_data["sources"][0]["source"]
-    assert promotion.source_compartment(spec) == "membrane"  # a folder of unknown marker: PD-L1's
+    assert promotion.source_compartment(spec) == "membrane"  # its manifest records PD-L1
     assert promotion.source_compartment("bcdata") == promotion.source_compartment("db:Ki67") == "nucleus"
 
 

@@ -11,6 +11,7 @@ from django.utils import timezone
 from analysis.choices import BatchStatus, JobStatus, ModelStatus
 from analysis.models import JobBatch, ModelVersion
 from analysis.registry import sha256_file
+from tests.analysis.test_registry import PDL1_HELD_OUT
 from workers import pipeline, queue, tasks
 from workers.services import do_start_job
 
@@ -37,7 +38,8 @@ def test_a_corrupt_checkpoint_fails_the_job_with_its_reason(synthetic_slide, med
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"\x80\x04\x95 this is not a checkpoint" * 50)
     ModelVersion.objects.create(name="corrupt-v1", file="models/corrupt.pt", sha256=sha256_file(corrupt),
-                                arch="fcn", backbone="resnet18", mpp=0.5, status=ModelStatus.CLINICAL)
+                                arch="fcn", backbone="resnet18", mpp=0.5, status=ModelStatus.CLINICAL,
+                                training_data=PDL1_HELD_OUT)
     job = run_job(synthetic_slide, detector="corrupt-v1")
     assert job.status == JobStatus.FAILED and job.finished_at is not None
     assert "corrupt-v1 could not be loaded" in job.error
@@ -52,7 +54,7 @@ def test_weights_replaced_on_disk_are_not_run(synthetic_slide, media_root):
 
     path = tiny_checkpoint(media_root / "models-v1.pt")
     ModelVersion.objects.create(name="swapped-v1", file="models-v1.pt", sha256="0" * 64, arch="unet", mpp=0.5,
-                                status=ModelStatus.CLINICAL)
+                                status=ModelStatus.CLINICAL, training_data=PDL1_HELD_OUT)
     assert path.is_file()
     job = run_job(synthetic_slide, detector="swapped-v1")
     assert job.status == JobStatus.FAILED and "not the recorded ones" in job.error

@@ -107,7 +107,7 @@ def test_a_second_click_during_the_export_queues_no_second_run(project, folder, 
 
     def export(project_, mpp=0.5):
         out = settings.MEDIA_ROOT / "datasets" / f"export-{len(exported)}"
-        out.mkdir(parents=True)
+        write_synthetic_dataset(out, train=1, val=1, size=64)  # a folder as exported (its manifest names the marker)
         exported.append(out)
         if len(exported) == 1:  # the second click lands while the first is exporting, and finishes first
             dataset.do_queue_training(project, "dup-v1", steps=3, user=personas["pathologist"])
