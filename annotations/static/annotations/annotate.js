@@ -5,7 +5,8 @@
  * Click: place a point with the current label; drag a point: move it;
  * Delete or right-click: remove the nearest point; 1/2/...: label; Ctrl+Z / Ctrl+Y: undo/redo.
  * Autosave (debounced) through PUT /api/annotation/sessions/{id}/points/ with the version the
- * points are based on; a 409 (saved elsewhere since) stops autosaving and offers a reload.
+ * points are based on; a 409 whose saved set is not one this page sent (saved elsewhere since)
+ * stops autosaving and offers a reload.
  * Per-click handling time (performance.now()) goes to window.pdl1Annotate.clickTimes.
  * ES module: the API client, OpenSeadragon set-up and canvas overlay are the shared ones (static/common).
  */
@@ -300,24 +301,69 @@ function api(url, method, body, keepalive) {
   return apiFetch(url, { method: method, body: body, keepalive: keepalive });
 }
 
+// A point set as one comparable string, order aside (the server keeps the order, but only the set matters).
+function setKey(points) {
+  return points.map(function (p) { return p.x + "," + p.y + "," + p.label; }).sort().join(";");
+}
+
+// The sets this page sent on its current version. A save whose answer was lost may have been applied: the
+// saved set then is one of these (at most one was applied: each was sent on the same version). Adopting a
+// match loses nothing, even were it another tab's save of exactly the same points.
+var sent = { version: null, keys: [] };
+
+function remember(version, points) {
+  if (sent.version !== version) { sent = { version: version, keys: [] }; }
+  var key = setKey(points);
+  if (sent.keys.indexOf(key) < 0) { sent.keys.push(key); }
+  if (sent.keys.length > 50) { sent.keys.shift(); }
+}
+
+function saved(body) {
+  state.version = body.version;
+  state.status = body.status;
+  state.error = null;
+  $("annotate-error").hidden = true;
+  showStatus();
+}
+
+// After a lost answer (network error) or a 409, the saved set decides. One this page sent: it was applied,
+// its version is adopted and what was edited since is sent on it. Another set on this page's version: the
+// lost save never arrived and is sent again. Any other set: another tab or person saved, a real conflict.
+function reconcile(refusal) {
+  return apiFetch(cfg.points).then(function (r) {
+    if (!r.ok) { throw new Error("HTTP " + r.status); }
+    return r.json();
+  }).then(function (body) {
+    var key = setKey(body.points);
+    if (sent.version === state.version && sent.keys.indexOf(key) >= 0) {
+      saved(body);
+      state.dirty = setKey(state.points) !== key;
+    } else if (!refusal && body.version === state.version) {
+      state.dirty = true;
+    } else {
+      conflict(refusal || { current_version: body.version, sent_version: state.version });
+    }
+  }, function (err) {  // still offline: a later try asks again
+    state.dirty = true;
+    showError("Could not save (network): " + err.message);
+  });
+}
+
 function save() {
   clearTimeout(saveTimer);
   if (!state.dirty || state.conflict || !state.editable) { return Promise.resolve(); }
   if (state.saving) { saveTimer = setTimeout(save, SAVE_DELAY_MS); return state.saving; }
   state.dirty = false;
   var t0 = performance.now();
+  remember(state.version, state.points);
   state.saving = api(cfg.points, "PUT", payload()).then(function (r) {
     return r.json().catch(function () { return {}; }).then(function (body) {
       if (r.ok) {
-        state.version = body.version;
-        state.status = body.status;
+        saved(body);
         state.saves += 1;
         state.saveTimes.push(performance.now() - t0);
-        state.error = null;
-        $("annotate-error").hidden = true;
-        showStatus();
       } else if (r.status === 409 && body.current_version !== undefined) {
-        conflict(body);
+        return reconcile(body);
       } else {
         state.dirty = true;
         state.error = body.detail || ("HTTP " + r.status);
@@ -327,6 +373,7 @@ function save() {
   }).catch(function (err) {
     state.dirty = true;
     showError("Could not save (network): " + err);
+    return reconcile(null);
   }).then(function () {
     state.saving = false;
     if (state.conflict || state.error) { return; }  // an error waits for the next edit to retry

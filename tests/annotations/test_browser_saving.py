@@ -1,0 +1,142 @@
+"""Saving on the point-annotation page when the network or the annotator does the unexpected.
+
+A save whose answer is lost (the server applied it), a point dragged onto another, a page hidden or left with
+a set too large for a keepalive request. Headless Chromium (Playwright) against a live site with the setup of
+tests/annotations/browser_setup.py, as tests/annotations/test_browser.py.
+"""
+
+import pytest
+
+from tests.viewer.browser import CHROMIUM, chromium_browser, logged_in_page, site_fixture
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"headless Chromium not installed at {CHROMIUM}"),
+]
+
+TIMEOUT_MS = 20_000
+
+site = site_fixture("tests.annotations.browser_setup", "annotate-saving")
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    with chromium_browser() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def annotator_page(browser, site):
+    # no screenshot afterwards: a test closes its page
+    with logged_in_page(browser, site.url, "annotator", width=1280, height=900, timeout_ms=TIMEOUT_MS) as page:
+        yield page
+
+
+def open_session(page, site, key):
+    page.goto(f"{site.url}/annotate/sessions/{site.data['sessions'][key]}/")
+    page.wait_for_function("window.pdl1Annotate && window.pdl1Annotate.ready && window.pdl1Annotate.tilesLoaded >= 1")
+
+
+def at(page, x, y):
+    p = page.evaluate("([x, y]) => window.pdl1Annotate.toScreen(x, y)", [x, y])
+    return p["x"], p["y"]
+
+
+def click_image(page, x, y):
+    page.mouse.click(*at(page, x, y))
+
+
+def page_points(page):
+    return sorted(page.evaluate("window.pdl1Annotate.points.map(p => [p.x, p.y, p.label])"))
+
+
+def settled(page):
+    """No save pending or in flight."""
+    page.wait_for_function("() => { const s = window.pdl1Annotate; return !s.dirty && !s.saving; }")
+
+
+def server(page, site, key):
+    r = page.request.get(f"{site.url}/api/annotation/sessions/{site.data['sessions'][key]}/points/")
+    assert r.ok, r.status
+    body = r.json()
+    return body["version"], sorted([p["x"], p["y"], p["label"]] for p in body["points"])
+
+
+def no_conflict(page):
+    assert page.evaluate("window.pdl1Annotate.conflict") is None
+    assert page.is_hidden("#conflict")
+    assert page.evaluate("window.pdl1Annotate.saveState") == "saved", page.inner_text("#save-state")
+
+
+def lose_first_answer(page, also_fail_check=False):
+    """The first PUT reaches the server (which saves it) but its answer never reaches the page; with
+    `also_fail_check`, the page's next GET of the points fails too. Returns the server's status for that PUT
+    (once given) and the failed GETs."""
+    given, failed_get = [], []
+
+    def handle(route):
+        if route.request.method == "PUT" and not given:
+            given.append(route.fetch().status)
+            route.abort()
+        elif route.request.method == "GET" and given and also_fail_check and not failed_get:
+            failed_get.append(True)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/points/", handle)
+    return given, failed_get
+
+
+def wait_until(page, condition, timeout_s=20):
+    """Let the page run (and Playwright's route handlers with it) until `condition()` holds."""
+    for _ in range(int(timeout_s / 0.05)):
+        if condition():
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("timed out")
+
+
+def test_a_save_whose_answer_was_lost_is_the_pages_own_not_a_conflict(annotator_page, site):
+    """The reviewer's case: the first save is applied but its answer is lost. The page finds its own set saved,
+    takes the server's version and goes on; the point placed afterwards is saved on top, no conflict shown."""
+    page, key = annotator_page, "lost"
+    open_session(page, site, key)
+    given, _ = lose_first_answer(page)
+    click_image(page, 400, 400)
+    page.wait_for_function("() => window.pdl1Annotate.saves === 0 && window.pdl1Annotate.version === 1")
+    assert given == [200]
+    settled(page)
+    click_image(page, 500, 500)
+    settled(page)
+    no_conflict(page)
+    assert server(page, site, key) == (2, page_points(page)) and len(page_points(page)) == 2
+
+
+def test_a_retry_answered_409_after_a_lost_answer_is_reconciled(annotator_page, site):
+    """The answer is lost and the check of the saved points fails as well (still offline), and the annotator
+    keeps editing: the retry, on the old version, gets 409. The saved set is one this page sent, so the page
+    takes its version and sends the newer set on it; only another set would be a conflict."""
+    page, key = annotator_page, "lost_other"
+    open_session(page, site, key)
+    given, failed_get = lose_first_answer(page, also_fail_check=True)
+    click_image(page, 400, 400)
+    wait_until(page, lambda: failed_get)
+    assert given == [200] and page.evaluate("window.pdl1Annotate.version") == 0
+    click_image(page, 500, 500)
+    click_image(page, 600, 400)
+    settled(page)
+    no_conflict(page)
+    version, points = server(page, site, key)
+    assert points == page_points(page) and len(points) == 3 and version == page.evaluate("window.pdl1Annotate.version")
+    # another page's save is still a conflict
+    other = page.context.new_page()
+    open_session(other, site, key)
+    click_image(other, 450, 600)
+    settled(other)
+    click_image(page, 650, 650)
+    page.wait_for_function("window.pdl1Annotate.saveState === 'conflict'")
+    assert "changed elsewhere" in page.inner_text("#conflict")
+    assert len(server(page, site, key)[1]) == 4
+    other.close()
