@@ -131,8 +131,9 @@ class ModelVersion(models.Model):
 
         A default decides the number of every clinical job that does not name a detector, so it must be
         a model released by promotion (analysis.promotion) whose recorded evaluation compared it with
-        the default it replaces: being clinical (selectable by name) is not enough, and the shipped
-        starter, clinical without a promotion, is never made the default this way."""
+        the default it replaces: being clinical (selectable by name) is not enough (a model set clinical
+        without a promotion, as the shipped starter was before it was registered as research, is never
+        made the default this way)."""
         if not self.clinical:
             raise ValueError(f"{self.name} is {self.get_status_display().lower()}: promote it to clinical first")
         if indication not in Indication.values and indication != ANY_INDICATION:

@@ -3,7 +3,10 @@
 Default detector of clinical jobs, in order: the clinical model activated for (indication,
 marker), then the one activated for (any indication, marker), else the classic pipeline with its
 adaptive cut for nuclear markers, the best measured on unseen labs (bench/RESULTS-accuracy.md).  The shipped starter
-in analysis/starter/ is registered as a clinical ModelVersion at migrate time and can be chosen.  Research models and checkpoint paths run only from the research CLI.
+in analysis/starter/ is registered as a research ModelVersion at migrate time: a model is research until it is
+validated and promoted (analysis.promotion), and the starter was trained on SYNTHETIC and non-commercial DeepLIIF
+fields and is weaker than classic on every real held-out source.  Research models and checkpoint paths run only
+from the research CLI.
 """
 
 from __future__ import annotations
@@ -228,7 +231,7 @@ def default_detector_name(indication: str | None = None, marker: str = Marker.PD
     Not the shipped starter: on real Ki-67 tissue from labs neither had seen, classic with its
     adaptive cut was better on every held-out source, in detection F1 (0.67 / 0.65 / 0.89
     against 0.52 / 0.38 / 0.74) and in positive-% error (8.6 / 9.5 / 3.4 points against
-    18.1 / 10.3 / 3.4): bench/RESULTS-accuracy.md.  The starter stays registered and selectable.
+    18.1 / 10.3 / 3.4): bench/RESULTS-accuracy.md.  The starter stays registered, as a research model.
     """
     active = active_model(indication, marker)
     if active is not None:
@@ -243,8 +246,9 @@ def _starter_facts(path: str, mtime_ns: int, size: int) -> tuple[str, dict]:
 
 
 def ensure_starter_registered(model=ModelVersion, using: str = "default"):
-    """Register the shipped starter checkpoint (idempotent) as a clinical model; None when it is
-    not shipped. `model` is the historical ModelVersion when called from post_migrate."""
+    """Register the shipped starter checkpoint (idempotent) as a research model: it runs from the research CLI,
+    and in clinical jobs only once promoted like any other (analysis.promotion); a registered row keeps its
+    status. None when it is not shipped. `model` is the historical ModelVersion when called from post_migrate."""
     if not STARTER_FILE.is_file():
         return None
     stat = STARTER_FILE.stat()
@@ -266,7 +270,7 @@ def ensure_starter_registered(model=ModelVersion, using: str = "default"):
         return model.objects.using(using).create(
             name=STARTER_NAME, file=stored, sha256=digest, **_config_fields(config),
             metrics=card.get("metrics", {}), training_data=card.get("training_data", {}),
-            origin=ModelOrigin.SHIPPED, status=ModelStatus.CLINICAL,
+            origin=ModelOrigin.SHIPPED, status=ModelStatus.RESEARCH,
             notes="Shipped starter model; see analysis/starter/MODEL_CARD.md",
         )
 

@@ -216,18 +216,20 @@ def test_starter_default_and_idempotent_registration(shipped_starter):
     second = registry.ensure_starter_registered()
     assert first == second and ModelVersion.objects.count() == before + 1
     assert first.origin == "shipped" and first.metrics == {"m": 1} and first.synthetic
-    assert first.status == ModelStatus.CLINICAL and first.sha256 == registry.sha256_file(shipped_starter)
+    assert first.status == ModelStatus.RESEARCH and first.sha256 == registry.sha256_file(shipped_starter)
     assert registry.resolve_detector_path(registry.STARTER_NAME) == shipped_starter
 
 
 def test_the_shipped_starter_is_registered_at_migrate_time():
-    """No code ran but migrate (the test database's): the starter is a clinical ModelVersion with the
-    sha256 of the shipped file; the default detector is classic, the best measured on unseen labs."""
+    """No code ran but migrate (the test database's): the starter is a research ModelVersion (never validated
+    nor promoted: classic beats it on every real held-out source) with the sha256 of the shipped file; the
+    default detector is classic, the best measured on unseen labs."""
     if not registry.STARTER_FILE.is_file():
         pytest.skip("starter model not shipped")
     starter = ModelVersion.objects.get(name=registry.STARTER_NAME)
     assert starter.sha256 == registry.sha256_file(registry.STARTER_FILE)
-    assert (starter.origin, starter.status) == ("shipped", ModelStatus.CLINICAL)
+    assert (starter.origin, starter.status) == ("shipped", ModelStatus.RESEARCH)
+    assert not starter.promotions.exists() and starter not in registry.clinical_models()
     assert starter.path() == registry.STARTER_FILE
     assert registry.default_detector_name(Indication.LUNG_SQUAMOUS) == "classic"
 
@@ -297,13 +299,36 @@ def test_a_default_is_a_promoted_model_compared_with_the_default_it_replaces(ver
     assert registry.default_detector_name(Indication.BREAST_DUCTAL) == "unet-v1"
 
 
-def test_the_starter_is_selectable_but_never_made_the_default_without_a_promotion():
+def test_the_starter_is_research_until_promoted():
     if not registry.STARTER_FILE.is_file():
         pytest.skip("starter model not shipped")
     starter = ModelVersion.objects.get(name=registry.STARTER_NAME)
-    assert starter in registry.clinical_models()
+    assert starter not in registry.clinical_models()
+    with pytest.raises(ValueError, match="promote it to clinical"):
+        starter.activate("", Marker.PDL1)
+    starter.set_status(ModelStatus.CLINICAL)  # set by hand, without a review: still never the default
+    starter.save()
     with pytest.raises(ValueError, match="no promotion record"):
         starter.activate("", Marker.PDL1)
+
+
+def test_a_migration_lowers_a_shipped_model_without_a_promotion_to_research():
+    """Databases migrated before: the starter was registered clinical with no evaluation or promotion."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    migration = importlib.import_module("analysis.migrations.0009_shipped_starter_research")
+    unreviewed = ModelVersionFactory(name="old-starter-v4", origin="shipped")
+    reviewed = promoted(ModelVersionFactory(name="reviewed-starter-v3", origin="shipped"))
+    trained = ModelVersionFactory(name="trained-v1")  # not shipped: its status is the review's business
+    assert {v.status for v in (unreviewed, reviewed, trained)} == {ModelStatus.CLINICAL}
+    migration.lower_unpromoted_shipped_models(apps, SimpleNamespace(connection=connection))
+    statuses = dict(ModelVersion.objects.values_list("name", "status"))
+    assert statuses["old-starter-v4"] == ModelStatus.RESEARCH
+    assert statuses["reviewed-starter-v3"] == statuses["trained-v1"] == ModelStatus.CLINICAL
 
 
 def test_the_admin_activates_only_through_the_same_check(version, media_root, no_starter):

@@ -234,9 +234,14 @@ request("workers:model-list", "GET")
 
 
 def _a_model(w):
+    """A model released for clinical use, made inside each persona's rolled-back request: evaluate and promote
+    refuse it at once (302), so the answer depends on who asks. (The shipped starter is research now: a
+    reviewer's evaluate would score it.)"""
     from analysis.models import ModelVersion
 
-    return {"pk": ModelVersion.objects.order_by("pk").first().pk}  # the shipped starter (clinical: refused, 302)
+    version = ModelVersion.objects.create(name="matrix-model", file="models/matrix-model.pt", sha256="0" * 64,
+                                          arch="fcn", backbone="resnet18", mpp=0.5, status="clinical")
+    return {"pk": version.pk}
 
 
 request("workers:model-review", "GET", _a_model)
