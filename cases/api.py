@@ -186,7 +186,8 @@ class PseudonymousSlideViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 def _report_error(exc) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+    # 409 for a report that changed since the client read it (ReportConflict.http_status), else 400.
+    return Response({"detail": str(exc)}, status=getattr(exc, "http_status", status.HTTP_400_BAD_REQUEST))
 
 
 class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
@@ -224,7 +225,8 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
             return _report_error(exc)
         return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReportCommentSerializer, responses=ReportSerializer)
+    @extend_schema(request=ReportCommentSerializer, responses={200: ReportSerializer, 409: OpenApiResponse(
+        description="The version is no longer a draft (signed since it was read): nothing saved")})
     @action(detail=True, methods=["post"])
     def comment(self, request, pk=None):
         """Edit a draft's comment."""

@@ -311,6 +311,13 @@ class ImmutableReport(ReportError):
     """A signed or superseded report version was about to be changed or deleted."""
 
 
+class ReportConflict(ReportError):
+    """The report changed since the caller loaded it (signed, or its draft prepared again, by someone else):
+    nothing changed; the caller reloads it and decides again (HTTP 409 in the API)."""
+
+    http_status = 409  # pdl1site.rest.exception_handler
+
+
 class Report(models.Model):
     """A PD-L1 report version. Only signed versions ever reach clinicians.
 
@@ -357,21 +364,48 @@ class Report(models.Model):
                 if getattr(self, f.attname) != getattr(stored, f.attname)}
 
     def save(self, *args, **kwargs):
-        if self.pk:
-            stored = type(self).objects.filter(pk=self.pk).first()
-            if stored is not None and stored.is_locked:
-                changed = self._changed_fields(stored)
-                superseding = (stored.status == ReportStatus.SIGNED and self.status == ReportStatus.AMENDED
-                               and changed <= {"status"})
-                if changed and not superseding:
-                    raise ImmutableReport(f"report {stored} is {stored.status} and cannot be changed "
-                                          f"({', '.join(sorted(changed))}); amend it instead")
-        super().save(*args, **kwargs)
+        """The guard and the write are one: the stored row is read under a row lock (a signing in another
+        transaction waits, or is waited for), and the UPDATE itself only matches a row still in the status
+        the guard read (_do_update). An object loaded before a signing therefore never writes its stale
+        fields over the signed row: it gets ImmutableReport (the guard saw the signature) or ReportConflict
+        (the signature came between the guard and the write)."""
+        with transaction.atomic():
+            expected = None
+            if self.pk:
+                stored = type(self).objects.select_for_update().filter(pk=self.pk).first()
+                if stored is not None:
+                    if stored.is_locked:
+                        changed = self._changed_fields(stored)
+                        superseding = (stored.status == ReportStatus.SIGNED and self.status == ReportStatus.AMENDED
+                                       and changed <= {"status"})
+                        if changed and not superseding:
+                            raise ImmutableReport(f"report {stored} is {stored.status} and cannot be changed "
+                                                  f"({', '.join(sorted(changed))}); amend it instead")
+                    expected = stored.status
+            self._guarded_status = expected
+            try:
+                super().save(*args, **kwargs)
+            finally:
+                self._guarded_status = None
+
+    def _do_update(self, base_qs, *args, **kwargs):
+        # Django's UPDATE of an existing row (Model._save_table), restricted to the status save()'s guard
+        # read: zero rows means the row changed status in between, and Django would fall back to an INSERT.
+        expected = getattr(self, "_guarded_status", None)
+        if expected is None:
+            return super()._do_update(base_qs, *args, **kwargs)
+        if super()._do_update(base_qs.filter(status=expected), *args, **kwargs):
+            return True
+        now = type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+        raise ReportConflict(f"report {self.case} v{self.version} changed while it was being saved "
+                             f"(it was {expected}, it is now {now or 'gone'}): nothing was saved; open it again")
 
     def delete(self, *args, **kwargs):
-        if self.is_locked:
-            raise ImmutableReport(f"report {self} is {self.status} and cannot be deleted")
-        return super().delete(*args, **kwargs)
+        with transaction.atomic():
+            stored = type(self).objects.select_for_update().filter(pk=self.pk).first() if self.pk else None
+            if self.is_locked or (stored is not None and stored.is_locked):
+                raise ImmutableReport(f"report {stored or self} is {(stored or self).status} and cannot be deleted")
+            return super().delete(*args, **kwargs)
 
     # --- transitions --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from analysis.choices import JobStatus, Marker
 from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
-from cases.models import Case, CutoffTable, Report, ReportError
+from cases.models import Case, CutoffTable, Report, ReportConflict, ReportError
 
 # LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
 LOINC = "http://loinc.org"
@@ -22,8 +22,8 @@ MRN_SYSTEM = settings.PDL1_FHIR_MRN_SYSTEM
 ACCESSION_SYSTEM = settings.PDL1_FHIR_ACCESSION_SYSTEM
 LOCAL_CODES = "urn:pdl1:codes"
 
-__all__ = ["ReportError", "check_may_author", "do_create_draft", "do_sign", "do_amend", "score_snapshot",
-           "cutoff_table", "fhir_bundle", "fhir_bundle_resource", "case_jobs"]
+__all__ = ["ReportError", "ReportConflict", "check_may_author", "do_create_draft", "do_update_draft", "do_sign",
+           "do_amend", "score_snapshot", "cutoff_table", "fhir_bundle", "fhir_bundle_resource", "case_jobs"]
 
 
 def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | None:
@@ -210,12 +210,28 @@ def do_create_draft(case: Case, job, user=None, comment: str | None = None) -> R
     return draft
 
 
+def _not_a_draft(locked: Report, what: str) -> ReportConflict:
+    signer = locked.signed_by
+    state = "signed" + (f" by {signer.get_full_name() or signer.get_username()}" if signer else "")
+    state += f" on {locked.signed_at:%Y-%m-%d %H:%M}" if locked.signed_at else ""
+    if locked.status == ReportStatus.AMENDED:
+        state += ", and has been superseded by an amendment since"
+    return ReportConflict(f"Version {locked.version} is no longer a draft: it was {state}. {what} "
+                          "A signed report changes only through an amendment (with a reason).")
+
+
 def do_update_draft(report: Report, user, comment: str) -> Report:
+    """Save a draft's comment. The row is locked and its status read from it, and only the comment is
+    written: a request that loaded the draft before someone signed it is refused (ReportConflict), never
+    writing its stale copy over the signed version."""
     check_may_author(user, report.case)
-    if report.status != ReportStatus.DRAFT:
-        raise ReportError("only a draft can be edited")
-    report.comment = comment
-    report.save()
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().get(pk=report.pk)
+        if locked.status != ReportStatus.DRAFT:
+            raise _not_a_draft(locked, "The comment was not saved.")
+        locked.comment = comment
+        locked.save(update_fields=["comment"])
+    report.refresh_from_db()
     return report
 
 

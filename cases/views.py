@@ -22,7 +22,7 @@ from cases.forms import (
     SlideQcOverrideForm,
     SlideUploadForm,
 )
-from cases.models import ReportDocument, ReportError
+from cases.models import ReportConflict, ReportDocument, ReportError
 from cases.uploads import STORAGE_FULL, storage_full
 
 
@@ -243,6 +243,10 @@ def case_report(request, pk):
                                                comment=form.cleaned_data["comment"] or None)
                         messages.success(request, f"Amendment started: draft version {new.version}.")
                     return redirect("cases:case-report", pk=case.pk)
+        except ReportConflict as exc:
+            # The report changed since the page was loaded (signed, or prepared again): show it as it is now.
+            messages.error(request, str(exc))
+            return redirect("cases:case-report", pk=case.pk)
         except ReportError as exc:
             if step in forms:  # shown once, on the form that was sent
                 forms[step].add_error(None, str(exc))

@@ -182,7 +182,8 @@ def test_api_draft_sign_amend(personas, job):
     r = client.post(f"/api/reports/{report_id}/sign/", {"password": PASSWORD}, format="json")
     assert r.status_code == 200 and r.json()["status"] == "signed" and r.json()["signed_by_name"] == "pathologist"
     assert client.patch(f"/api/reports/{report_id}/", {"comment": "x"}, format="json").status_code == 405
-    assert client.post(f"/api/reports/{report_id}/comment/", {"comment": "x"}, format="json").status_code == 400
+    r = client.post(f"/api/reports/{report_id}/comment/", {"comment": "x"}, format="json")
+    assert r.status_code == 409 and "no longer a draft" in r.json()["detail"]
     assert client.post(f"/api/reports/{report_id}/amend/", {}, format="json").status_code == 400
     r = client.post(f"/api/reports/{report_id}/amend/", {"reason": "typo"}, format="json")
     assert r.status_code == 201 and r.json()["version"] == 2 and r.json()["supersedes"] == report_id
