@@ -321,11 +321,17 @@ def slow_upload(port: int, token: str, case: int, path: str, seconds: float) -> 
 
 
 def reporter(client: Client, seed: dict, rng: random.Random, password: str, max_signed: int) -> None:
-    """Drafts the case's report from the reference job, signs it (password), downloads PDF and FHIR,
-    re-downloads every signed version (same bytes every time), amends, signs again."""
+    """Drafts the case's report from the reference job, signs it (password, and the draft_fingerprint of the
+    draft as it read it), downloads PDF and FHIR, re-downloads every signed version (same bytes every time),
+    amends, signs again."""
     case, job = seed["case"], seed["reference_job"]
     signed: dict[int, dict] = {}  # report id -> {"pdf": sha, "fhir": sha}
-    draft = None
+    draft = fingerprint = None  # the open draft, and its draft_fingerprint as last read (None: read it)
+
+    def sign():
+        return client.call("POST", f"/api/reports/{draft}/sign/", "report-sign",
+                           json={"password": password, "draft_fingerprint": fingerprint})
+
     while not client.stop.is_set() and client.budget > 0:
         if draft is None and len(signed) < max_signed:
             if signed:
@@ -333,34 +339,48 @@ def reporter(client: Client, seed: dict, rng: random.Random, password: str, max_
                 r = client.call("POST", f"/api/reports/{last}/amend/", "report-amend",
                                 json={"reason": "soak: amended with the latest corrections"})
                 if r is not None and r.status_code == 201:
-                    draft = r.json()["id"]
+                    draft, fingerprint = r.json()["id"], r.json().get("draft_fingerprint")
                 elif r is not None and r.status_code == 400:
-                    draft = _open_draft(client, case)
+                    draft, fingerprint = _open_draft(client, case), None
             else:
                 r = client.call("POST", "/api/reports/", "report-draft", json={"case": case, "job": job})
                 if r is not None and r.status_code == 201:
-                    draft = r.json()["id"]
-        if draft is not None:  # signed straight after it is (re)prepared, as a pathologist who has checked it
-            r = client.call("POST", f"/api/reports/{draft}/sign/", "report-sign", json={"password": password})
+                    draft, fingerprint = r.json()["id"], r.json().get("draft_fingerprint")
+        if draft is not None and fingerprint is None:
+            fingerprint = _draft_fingerprint(client, draft)
+            if fingerprint is None:  # no longer a draft (signed before an answer was lost), or not read
+                _resync_signed(client, case, signed)
+                draft = None if _is_signed(client, draft) else draft
+        if draft is not None and fingerprint is not None:
+            # Signed straight after it is (re)prepared or read, as a pathologist who has checked it.
+            r = sign()
             if r is not None and r.status_code == 400 and "prepare the draft again" in r.text:
                 # Corrections by the other load users changed the job since the draft: refill it (the open
-                # draft, an amendment's too) and sign it at once.
-                client.call("POST", "/api/reports/", "report-draft", json={"case": case, "job": job})
-                r = client.call("POST", f"/api/reports/{draft}/sign/", "report-sign", json={"password": password})
+                # draft, an amendment's too) and sign what the refill returned at once.
+                refill = client.call("POST", "/api/reports/", "report-draft", json={"case": case, "job": job})
+                fingerprint = refill.json().get("draft_fingerprint") if (
+                    refill is not None and refill.status_code == 201) else None
+                r = sign() if fingerprint is not None else None  # refill unanswered: read at the next turn
             if r is not None and r.status_code == 200:
                 body = r.json()
                 signed[draft] = dict(body.get("document_sha256") or {})
                 client.rec.ack("reports", {"report": draft, "document_sha256": signed[draft]})
-                draft = None
+                draft = fingerprint = None
             elif r is not None and r.status_code == 400 and "prepare the draft again" in r.text:
-                pass  # changed again between refill and signing: refilled at the next turn
+                fingerprint = None  # changed again between refill and signing: refilled at the next turn
+            elif r is not None and r.status_code == 409:
+                # The draft changed since it was read (prepared again), or it is no longer a draft: read again.
+                fingerprint = None
+                if "no longer a draft" in r.text:
+                    draft = _open_draft(client, case)
+                    if draft is None:
+                        _resync_signed(client, case, signed)
             elif r is not None and r.status_code == 400:
-                draft = _open_draft(client, case) if "not a draft" in r.text.lower() else draft
-                if draft is None:
-                    _resync_signed(client, case, signed)
+                fingerprint = None
             elif r is None:
                 _resync_signed(client, case, signed)  # the answer was lost: did it sign?
                 draft = None if _is_signed(client, draft) else draft
+                fingerprint = None
         for report, shas in list(signed.items()):
             for kind in ("pdf", "fhir"):
                 r = client.call("GET", f"/api/reports/{report}/{kind}/", "report-download")
@@ -377,6 +397,14 @@ def _open_draft(client: Client, case: int) -> int | None:
     if r is not None and r.status_code == 200:
         rows = r.json().get("results", [])
         return rows[0]["id"] if rows else None
+    return None
+
+
+def _draft_fingerprint(client: Client, report: int) -> str | None:
+    """The draft_fingerprint of `report` as read now (None: not a draft any more, or not read)."""
+    r = client.call("GET", f"/api/reports/{report}/", "report-get")
+    if r is not None and r.status_code == 200:
+        return r.json().get("draft_fingerprint")
     return None
 
 

@@ -1,7 +1,7 @@
 """REST API for patients, cases, slides and reports. Thin: logic lives in services/access."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -190,11 +190,36 @@ def _report_error(exc) -> Response:
     return Response({"detail": str(exc)}, status=getattr(exc, "http_status", status.HTTP_400_BAD_REQUEST))
 
 
+@extend_schema_serializer(component_name="Report")
+class ReportReadSerializer(ReportSerializer):
+    """cases.serializers.ReportSerializer, plus the draft's fingerprint that signing it sends back."""
+
+    draft_fingerprint = serializers.SerializerMethodField(
+        help_text="A draft's fingerprint (reports.draft_fingerprint: sha256 of its job, scores, comment, "
+                  "amendment reason and the case's and patient's reported fields): send it with the signature "
+                  "(POST .../sign/), which is refused (409) when the draft no longer matches it. Null for a "
+                  "signed or amended version.")
+
+    class Meta(ReportSerializer.Meta):
+        fields = [*ReportSerializer.Meta.fields, "draft_fingerprint"]
+        read_only_fields = fields
+
+    def get_draft_fingerprint(self, report) -> str | None:
+        return None if report.is_locked else reports.draft_fingerprint(report)
+
+
+@extend_schema_serializer(component_name="ReportSign")
+class ReportSignRequestSerializer(ReportSignSerializer):
+    draft_fingerprint = serializers.CharField(
+        help_text="The `draft_fingerprint` of the draft as read (GET /api/reports/{id}/) and reviewed: a draft "
+                  "changed since (prepared again, re-commented, a stated field edited) is not signed (409).")
+
+
 class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
     """Report versions. Pathologists create drafts, sign (re-entering their password) and amend;
     clinicians read and download the signed reports of their patients. Signed versions never change."""
 
-    serializer_class = ReportSerializer
+    serializer_class = ReportReadSerializer
     permission_classes = [HasRole]
     allowed_roles = (Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
     filterset_fields = ["case", "status"]
@@ -207,7 +232,7 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
         if not access.has_role(self.request.user, Role.PATHOLOGIST):
             self.permission_denied(self.request, message="Only pathologists create, sign and amend reports.")
 
-    @extend_schema(request=ReportDraftSerializer, responses={201: ReportSerializer})
+    @extend_schema(request=ReportDraftSerializer, responses={201: ReportReadSerializer})
     def create(self, request):
         """Create the case's draft (or refill its open draft) from a finished analysis job."""
         self._authoring()
@@ -223,9 +248,9 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
             report = reports.do_create_draft(case, job, request.user, comment=form.validated_data.get("comment"))
         except ReportError as exc:
             return _report_error(exc)
-        return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+        return Response(ReportReadSerializer(report).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReportCommentSerializer, responses={200: ReportSerializer, 409: OpenApiResponse(
+    @extend_schema(request=ReportCommentSerializer, responses={200: ReportReadSerializer, 409: OpenApiResponse(
         description="The version is no longer a draft (signed since it was read): nothing saved")})
     @action(detail=True, methods=["post"])
     def comment(self, request, pk=None):
@@ -237,29 +262,34 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
             report = reports.do_update_draft(self.get_object(), request.user, form.validated_data["comment"])
         except ReportError as exc:
             return _report_error(exc)
-        return Response(ReportSerializer(report).data)
+        return Response(ReportReadSerializer(report).data)
 
-    @extend_schema(request=ReportSignSerializer, responses=ReportSerializer)
+    @extend_schema(request=ReportSignRequestSerializer, responses={200: ReportReadSerializer, 409: OpenApiResponse(
+        description="The draft changed since its draft_fingerprint was read, or it is no longer a draft: nothing "
+                    "signed")})
     @action(detail=True, methods=["post"])
     def sign(self, request, pk=None):
-        """Sign a draft; the pathologist re-enters their password (wrong: 400, nothing changes)."""
+        """Sign a draft; the pathologist re-enters their password (wrong: 400, nothing changes) and sends the
+        `draft_fingerprint` they read with the draft (missing: 400; the draft changed since: 409, nothing
+        is signed)."""
         self._authoring()
-        form = ReportSignSerializer(data=request.data)
+        report = self.get_object()  # a report the user cannot see is 404, whatever the body
+        form = ReportSignRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         from cases.auth import LockedOut, check_reauthentication
 
         try:
-            report = self.get_object()
             # Counted like a login (django-axes): a guessed sign-off password locks the account too.
             check_reauthentication(request, request.user, form.validated_data["password"])
-            report = reports.do_sign(report, request.user, form.validated_data["password"])
+            report = reports.do_sign(report, request.user, form.validated_data["password"],
+                                     form.validated_data["draft_fingerprint"])
         except LockedOut as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except ReportError as exc:
             return _report_error(exc)
-        return Response(ReportSerializer(report).data)
+        return Response(ReportReadSerializer(report).data)
 
-    @extend_schema(request=ReportAmendSerializer, responses={201: ReportSerializer})
+    @extend_schema(request=ReportAmendSerializer, responses={201: ReportReadSerializer})
     @action(detail=True, methods=["post"])
     def amend(self, request, pk=None):
         """Start an amendment of a signed version: a new draft version with a reason."""
@@ -271,7 +301,7 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
                                       comment=form.validated_data.get("comment"))
         except ReportError as exc:
             return _report_error(exc)
-        return Response(ReportSerializer(report).data, status=status.HTTP_201_CREATED)
+        return Response(ReportReadSerializer(report).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={(200, "application/pdf"): bytes})
     @action(detail=True, methods=["get"])

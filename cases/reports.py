@@ -13,7 +13,7 @@ from analysis.choices import JobStatus, Marker
 from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
-from cases.models import Case, CutoffTable, Report, ReportConflict, ReportError
+from cases.models import Case, CutoffTable, Patient, Report, ReportConflict, ReportError
 
 # LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
 LOINC = "http://loinc.org"
@@ -23,7 +23,13 @@ ACCESSION_SYSTEM = settings.PDL1_FHIR_ACCESSION_SYSTEM
 LOCAL_CODES = "urn:pdl1:codes"
 
 __all__ = ["ReportError", "ReportConflict", "check_may_author", "do_create_draft", "do_update_draft", "do_sign",
-           "do_amend", "score_snapshot", "cutoff_table", "fhir_bundle", "fhir_bundle_resource", "case_jobs"]
+           "do_amend", "draft_fingerprint", "score_snapshot", "cutoff_table", "fhir_bundle", "fhir_bundle_resource",
+           "case_jobs"]
+
+DRAFT_CHANGED = ("The draft changed since you opened it: review it again (reload the report), then sign. "
+                 "Nothing was signed.")
+FINGERPRINT_MISSING = ("The signature does not say which draft you reviewed (draft_fingerprint): reload the report "
+                       "and sign what it shows. Nothing was signed.")
 
 
 def cutoff_table(assay_clone: str, indication: str, score_type: str) -> dict | None:
@@ -210,6 +216,35 @@ def do_create_draft(case: Case, job, user=None, comment: str | None = None) -> R
     return draft
 
 
+def draft_fingerprint(report: Report) -> str:
+    """sha256 (hex) of what signing this draft would state, as the caller holds it: its analysis job, its
+    scores (counts, corrections version, TPS and CPS with their tables, adequacy, method), comment,
+    amendment reason and the version it supersedes, and the case's and patient's reported fields (accession,
+    specimen, indication, clone; MRN, names, birth date, sex). The report page sends it with the signature
+    and the API returns it as `draft_fingerprint`: do_sign refuses when the draft no longer hashes to what
+    the signer reviewed (prepared again from another job, its comment or a stated field changed)."""
+    import hashlib
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    case = report.case
+    patient = case.patient
+
+    def fields(record, names):
+        return {name: getattr(record, record._meta.get_field(name).attname) for name in names}
+
+    stated = {"report": report.pk, "case": report.case_id, "version": report.version, "job": report.job_id,
+              "scores": report.scores or {}, "comment": report.comment or "",
+              "amendment_reason": report.amendment_reason or "", "supersedes": report.supersedes_id,
+              "case_fields": fields(case, Case.REPORTED_FIELDS),
+              "patient_fields": fields(patient, Patient.REPORTED_FIELDS)}
+    # Round-tripped through JSON first: the object a service just filled and the row read back hash alike.
+    canonical = json.dumps(json.loads(json.dumps(stated, cls=DjangoJSONEncoder)), sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def _not_a_draft(locked: Report, what: str) -> ReportConflict:
     signer = locked.signed_by
     state = "signed" + (f" by {signer.get_full_name() or signer.get_username()}" if signer else "")
@@ -235,10 +270,28 @@ def do_update_draft(report: Report, user, comment: str) -> Report:
     return report
 
 
-def do_sign(report: Report, user, password: str) -> Report:
+def do_sign(report: Report, user, password: str, fingerprint: str | None = None) -> Report:
+    """Sign the draft the signer reviewed. `fingerprint`: draft_fingerprint of the draft as the signer was
+    shown it (the report page's form, the API's `draft_fingerprint`); None for a caller holding the very
+    object it reviewed (the command line, tests), whose own fingerprint is used. Compared under the row lock
+    (with the case and patient rows locked too): a draft prepared again, re-commented or whose stated case or
+    patient fields changed since is refused (ReportConflict), and nothing is signed."""
     check_may_author(user, report.case)
+    if fingerprint is None:
+        fingerprint = draft_fingerprint(report)
+    if not fingerprint:
+        raise ReportError(FINGERPRINT_MISSING)
     with transaction.atomic():
         locked = Report.objects.select_for_update().get(pk=report.pk)
+        if locked.status != ReportStatus.DRAFT:
+            raise _not_a_draft(locked, "Nothing was signed.")
+        # The rows the documents state, locked in Report.sign's order (case, then patient): an edit of the
+        # case or patient waits for the signature instead of slipping in after the comparison.
+        case = Case.objects.select_for_update().get(pk=locked.case_id)
+        case.patient = Patient.objects.select_for_update().get(pk=case.patient_id)
+        locked.case = case
+        if draft_fingerprint(locked) != fingerprint:
+            raise ReportConflict(DRAFT_CHANGED)
         refusal = locked.job.research_use_reason() if locked.job_id else ""
         if refusal:  # a research model's result never becomes a signed record
             raise ReportError(refusal)

@@ -235,8 +235,13 @@ def case_report(request, pk):
                     elif step == "sign":
                         from cases.auth import check_reauthentication  # counted like a login (django-axes)
 
+                        # What the page showed the signer (reports.draft_fingerprint), not the draft as it
+                        # is now: one prepared again by a colleague since is refused, not signed unseen.
+                        fingerprint = request.POST.get("draft_fingerprint", "")
+                        if not fingerprint:
+                            raise ReportError(reports.FINGERPRINT_MISSING)
                         check_reauthentication(request, request.user, form.cleaned_data["password"])
-                        reports.do_sign(latest, request.user, form.cleaned_data["password"])
+                        reports.do_sign(latest, request.user, form.cleaned_data["password"], fingerprint)
                         messages.success(request, f"Version {latest.version} signed.")
                     else:
                         new = reports.do_amend(latest, request.user, form.cleaned_data["reason"],
@@ -256,6 +261,7 @@ def case_report(request, pk):
     return render(request, "cases/case_report.html", {
         "case": case, "versions": versions, "latest": latest, "jobs": jobs, "forms": forms,
         "may_author": access.has_role(request.user, Role.PATHOLOGIST),
+        "draft_fingerprint": reports.draft_fingerprint(latest) if latest and not latest.is_locked else "",
     })
 
 

@@ -83,8 +83,11 @@ def test_sign_off_api_locks_after_the_limit(personas, draft):
     client = APIClient()
     client.force_login(personas["pathologist"])
 
+    fingerprint = client.get(f"/api/reports/{draft.pk}/").json()["draft_fingerprint"]
+
     def sign(password):
-        return client.post(f"/api/reports/{draft.pk}/sign/", {"password": password}, format="json")
+        return client.post(f"/api/reports/{draft.pk}/sign/", {"password": password, "draft_fingerprint": fingerprint},
+                           format="json")
 
     assert sign("wrong").status_code == 400
     assert sign("wrong").status_code == 400
@@ -104,9 +107,12 @@ def test_sign_off_page_locks_after_the_limit(personas, draft):
     web = Client()
     web.force_login(personas["pathologist"])
     url = f"/cases/{personas['case'].pk}/report/"
+    from cases.reports import draft_fingerprint
+
+    fingerprint = draft_fingerprint(draft)
     for _ in range(3):
-        web.post(url, {"step": "sign", "password": "wrong"})
-    refused = web.post(url, {"step": "sign", "password": RIGHT})
+        web.post(url, {"step": "sign", "password": "wrong", "draft_fingerprint": fingerprint})
+    refused = web.post(url, {"step": "sign", "password": RIGHT, "draft_fingerprint": fingerprint})
     assert refused.status_code == 429 and b"locked" in refused.content
     draft.refresh_from_db()
     assert draft.status == ReportStatus.DRAFT
@@ -115,8 +121,11 @@ def test_sign_off_page_locks_after_the_limit(personas, draft):
 def test_sign_off_with_the_right_password_still_signs(personas, draft):
     client = APIClient()
     client.force_login(personas["pathologist"])
-    client.post(f"/api/reports/{draft.pk}/sign/", {"password": "wrong"}, format="json")
-    assert client.post(f"/api/reports/{draft.pk}/sign/", {"password": RIGHT}, format="json").status_code == 200
+    fingerprint = client.get(f"/api/reports/{draft.pk}/").json()["draft_fingerprint"]
+    client.post(f"/api/reports/{draft.pk}/sign/", {"password": "wrong", "draft_fingerprint": fingerprint},
+                format="json")
+    assert client.post(f"/api/reports/{draft.pk}/sign/", {"password": RIGHT, "draft_fingerprint": fingerprint},
+                       format="json").status_code == 200
 
 
 def test_rotating_browsers_does_not_dodge_the_account_lockout(personas):

@@ -13,7 +13,7 @@ from django.test import Client
 from pypdf import PdfReader
 
 from cases.report_pdf import build_pdf
-from cases.reports import do_create_draft, do_sign
+from cases.reports import do_create_draft, do_sign, draft_fingerprint
 from tests.viewer import client_for, job_with_result
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,8 @@ def test_pdf_slide_heading_stays_with_its_images(personas, job):
 def test_wrong_sign_off_password_is_said_once(personas, job):
     draft = do_create_draft(personas["case"], job, personas["pathologist"])
     client = client_for(personas["pathologist"])
-    body = client.post(f"/cases/{personas['case'].pk}/report/", {"step": "sign", "password": "wrong"},
+    body = client.post(f"/cases/{personas['case'].pk}/report/", {"step": "sign", "password": "wrong",
+                                                                 "draft_fingerprint": draft_fingerprint(draft)},
                        follow=True).content.decode()
     assert body.count("password is incorrect") == 1
     draft.refresh_from_db()

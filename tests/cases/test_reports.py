@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 import subprocess
 
@@ -174,13 +175,17 @@ def test_api_draft_sign_amend(personas, job):
     client = api(personas["pathologist"])
     r = client.post("/api/reports/", {"case": personas["case"].pk, "job": job.pk, "comment": "c"}, format="json")
     assert r.status_code == 201, r.content
-    report_id = r.json()["id"]
+    report_id, fingerprint = r.json()["id"], r.json()["draft_fingerprint"]
     assert r.json()["scores"]["tps"]["category"] == "TPS 1-49%" and r.json()["status"] == "draft"
-    r = client.post(f"/api/reports/{report_id}/sign/", {"password": "nope"}, format="json")
+    assert client.get(f"/api/reports/{report_id}/").json()["draft_fingerprint"] == fingerprint
+    r = client.post(f"/api/reports/{report_id}/sign/", {"password": "nope", "draft_fingerprint": fingerprint},
+                    format="json")
     assert r.status_code == 400 and "password" in r.json()["detail"]
     assert client.get(f"/api/reports/{report_id}/").json()["status"] == "draft"
-    r = client.post(f"/api/reports/{report_id}/sign/", {"password": PASSWORD}, format="json")
+    r = client.post(f"/api/reports/{report_id}/sign/", {"password": PASSWORD, "draft_fingerprint": fingerprint},
+                    format="json")
     assert r.status_code == 200 and r.json()["status"] == "signed" and r.json()["signed_by_name"] == "pathologist"
+    assert r.json()["draft_fingerprint"] is None
     assert client.patch(f"/api/reports/{report_id}/", {"comment": "x"}, format="json").status_code == 405
     r = client.post(f"/api/reports/{report_id}/comment/", {"comment": "x"}, format="json")
     assert r.status_code == 409 and "no longer a draft" in r.json()["detail"]
@@ -318,11 +323,12 @@ def test_case_report_page_prepares_signs_and_amends(personas, job):
     report = Report.objects.get(case=personas["case"])
     page = client.get(url)
     assert b"sign-form" in page.content and b"TPS 1-49%" in page.content
-    page = client.post(url, {"step": "sign", "password": "bad"}, follow=True)
+    fingerprint = re.search(r'name="draft_fingerprint" value="([0-9a-f]{64})"', page.content.decode()).group(1)
+    page = client.post(url, {"step": "sign", "password": "bad", "draft_fingerprint": fingerprint}, follow=True)
     assert b"password is incorrect" in page.content
     report.refresh_from_db()
     assert report.status == ReportStatus.DRAFT
-    client.post(url, {"step": "sign", "password": PASSWORD})
+    client.post(url, {"step": "sign", "password": PASSWORD, "draft_fingerprint": fingerprint})
     report.refresh_from_db()
     assert report.status == ReportStatus.SIGNED
     page = client.get(url)

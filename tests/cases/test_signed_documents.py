@@ -193,10 +193,15 @@ def test_an_amendment_opens_the_record_and_gets_its_own_stored_documents(persona
     assert client.patch(f"/api/cases/{case.pk}/", {"assay_clone": "SP263"}, format="json").status_code == 200
     assert LogEntry.objects.get_for_object(patient).filter(action=LogEntry.Action.UPDATE, actor=path).exists()
     # The draft was prepared for 22C3: it must be prepared again before it can be signed.
-    response = client.post(f"/api/reports/{v2.pk}/sign/", {"password": PASSWORD}, format="json")
+    fingerprint = client.get(f"/api/reports/{v2.pk}/").json()["draft_fingerprint"]
+    response = client.post(f"/api/reports/{v2.pk}/sign/", {"password": PASSWORD, "draft_fingerprint": fingerprint},
+                           format="json")
     assert response.status_code == 400 and "prepare the draft again" in response.json()["detail"]
-    assert client.post("/api/reports/", {"case": case.pk, "job": job.pk}, format="json").json()["id"] == v2.pk
-    assert client.post(f"/api/reports/{v2.pk}/sign/", {"password": PASSWORD}, format="json").status_code == 200
+    refilled = client.post("/api/reports/", {"case": case.pk, "job": job.pk}, format="json").json()
+    assert refilled["id"] == v2.pk and refilled["draft_fingerprint"] != fingerprint
+    assert client.post(f"/api/reports/{v2.pk}/sign/", {"password": PASSWORD,
+                                                       "draft_fingerprint": refilled["draft_fingerprint"]},
+                       format="json").status_code == 200
 
     pdf2, _ = download(path, v2, "pdf")
     fhir2, _ = download(path, v2, "fhir")

@@ -105,7 +105,9 @@ def test_the_api_shows_the_slide_check(personas, failed_job):
     assert data["qc_status"] == "failed" and data["qc"]["findings"][0]["name"] == "brightfield"
     assert data["qc_override_reason"] == ""
     draft = do_create_draft(personas["case"], failed_job, personas["pathologist"])
-    response = client.post(f"/api/reports/{draft.pk}/sign/", {"password": PASSWORD}, format="json")
+    fingerprint = client.get(f"/api/reports/{draft.pk}/").json()["draft_fingerprint"]
+    response = client.post(f"/api/reports/{draft.pk}/sign/", {"password": PASSWORD, "draft_fingerprint": fingerprint},
+                           format="json")
     assert response.status_code == 400 and "check before scoring" in str(response.json())
 
 
