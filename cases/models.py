@@ -66,10 +66,16 @@ class StatedInSignedReports:
     """
 
     REPORTED_FIELDS: tuple[str, ...] = ()
+    # Reported fields that never change once a report stating them was signed, amendment or not.
+    FIXED_ONCE_SIGNED: tuple[str, ...] = ()
 
     def locking_reports(self):
         """Current signed versions that state this record's fields and have no amendment open."""
         raise NotImplementedError
+
+    def fixed_field_refusal(self, changed: list[str]) -> str:
+        """Why the FIXED_ONCE_SIGNED fields among `changed` cannot change ('' when they may)."""
+        return ""
 
     def reported_changes(self) -> list[str]:
         """The reported fields whose values differ from the stored row."""
@@ -87,6 +93,9 @@ class StatedInSignedReports:
         changed = self.reported_changes()
         if not changed:
             return
+        refusal = self.fixed_field_refusal([name for name in changed if name in self.FIXED_ONCE_SIGNED])
+        if refusal:
+            raise RecordLocked(refusal)
         blocking = list(self.locking_reports().select_related("case").order_by("pk")[:5])
         if blocking:
             names = ", ".join(str(self._meta.get_field(name).verbose_name) for name in changed)
@@ -153,6 +162,12 @@ class Case(StatedInSignedReports, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     REPORTED_FIELDS = ("accession", "patient", "specimen", "indication", "assay_clone")
+    # A signed version is the record of the patient it names, and its clinicians read it by the case's
+    # patient (cases.access.visible_reports): moved under an amendment, the case would take that record
+    # to another patient's clinicians and away from its own. The patient's identity (a misspelt name, a
+    # wrong birth date) is corrected on the patient under an amendment; a case filed under the wrong
+    # patient is reported again as a new case of the right one.
+    FIXED_ONCE_SIGNED = ("patient",)
 
     class Meta:
         ordering = ["-created_at"]
@@ -165,6 +180,26 @@ class Case(StatedInSignedReports, models.Model):
 
     def locking_reports(self):
         return Report.objects.filter(case_id=self.pk, status=ReportStatus.SIGNED, superseded_by__isnull=True)
+
+    def signed_reports(self):
+        """Every version ever signed (current or superseded): what the case's patient is fixed by."""
+        return Report.objects.filter(case_id=self.pk, status__in=(ReportStatus.SIGNED, ReportStatus.AMENDED))
+
+    def fixed_field_refusal(self, changed: list[str]) -> str:
+        if "patient" not in changed:
+            return ""
+        signed = list(self.signed_reports().order_by("version").values_list("version", flat=True)[:5])
+        if not signed:
+            return ""
+        stored = Patient.objects.filter(cases__pk=self.pk).values_list("mrn", flat=True).first()
+        versions = ", ".join(f"v{v}" for v in signed)
+        return (f"patient: case {self.accession} has a signed report ({versions}) issued for patient MRN {stored}, "
+                "and a case stays with the patient its reports were signed for, even under an amendment (its "
+                "signed versions stay that patient's record, read by that patient's clinicians). If the case "
+                "was filed under the wrong patient: register a new case for the right patient, upload its "
+                "slides there again and report it there; then amend this case's report, with the reason, so "
+                "that its readers see the correction. A misspelt name or wrong birth date of the same patient "
+                "is corrected on the patient, under an amendment.")
 
 
 class Slide(models.Model):
