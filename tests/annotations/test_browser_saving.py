@@ -140,3 +140,35 @@ def test_a_retry_answered_409_after_a_lost_answer_is_reconciled(annotator_page, 
     assert "changed elsewhere" in page.inner_text("#conflict")
     assert len(server(page, site, key)[1]) == 4
     other.close()
+
+
+def zoom_on(page, x, y, pixel_ratio):
+    page.evaluate("""([x, y, z]) => { const vp = window.pdl1Annotate.viewer.viewport;
+      vp.zoomTo(vp.imageToViewportZoom(z), null, true);
+      vp.panTo(vp.imageToViewportCoordinates(x, y), true); }""", [x, y, pixel_ratio])
+    page.wait_for_timeout(300)
+
+
+def test_a_point_dragged_onto_another_stops_short_and_the_set_still_saves(annotator_page, site):
+    """The server refuses a set with two points within 1.5 µm (one nucleus twice), and every later save with it.
+    A point dragged onto another stops where it was last allowed, the page says why, and the set saves."""
+    page, key = annotator_page, "drag"
+    open_session(page, site, key)
+    zoom_on(page, 410, 400, 6)
+    click_image(page, 400, 400)
+    click_image(page, 420, 400)
+    settled(page)
+    page.mouse.move(*at(page, 420, 400))
+    page.mouse.down()
+    page.mouse.move(*at(page, 401, 400), steps=8)
+    page.mouse.up()
+    assert "within 1.5 µm" in page.inner_text("#save-state")
+    a, b = page.evaluate("window.pdl1Annotate.points.map(p => [p.x, p.y])")
+    min_px = page.evaluate("JSON.parse(document.getElementById('annotate-config').textContent).min_point_px")
+    assert a == [400, 400] and ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) ** 0.5 >= min_px and b[0] < 410, b
+    page.wait_for_function("() => { const s = window.pdl1Annotate; return !s.saving && (s.error || !s.dirty); }")
+    assert page.evaluate("window.pdl1Annotate.error") is None, page.inner_text("#annotate-error")
+    click_image(page, 450, 450)   # later edits save
+    settled(page)
+    no_conflict(page)
+    assert server(page, site, key)[1] == page_points(page) and len(page_points(page)) == 3

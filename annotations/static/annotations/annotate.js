@@ -158,23 +158,24 @@ function redo() {
 }
 
 // A point closer than cfg.min_point_px (level-0 px) to another is the same nucleus twice: the server refuses
-// the whole set, so it is not placed (zoomed in, a second click can miss the first point's marker).
-function tooClose(x, y) {
+// the whole set, so it is not placed (zoomed in, a second click can miss the first point's marker) nor
+// dragged there. `moving`: the point being dragged, not compared with itself.
+function tooClose(x, y, moving) {
   var lim2 = cfg.min_point_px * cfg.min_point_px;
   for (var i = 0; i < state.points.length; i++) {
+    if (state.points[i] === moving) { continue; }
     var dx = state.points[i].x - x, dy = state.points[i].y - y;
     if (dx * dx + dy * dy < lim2) { return true; }
   }
   return false;
 }
 
+function tooCloseText() { return "A point is already within " + cfg.min_point_words + ": one point per nucleus."; }
+
 function addAt(px, py) {
   var im = toImage(px, py);
   if (!inField(im.x, im.y)) { flash("Outside the field: points go inside the dashed rectangle."); return; }
-  if (tooClose(round1(im.x), round1(im.y))) {
-    flash("A point is already within " + cfg.min_point_words + ": one point per nucleus.");
-    return;
-  }
+  if (tooClose(round1(im.x), round1(im.y))) { flash(tooCloseText()); return; }
   var op = { kind: "add", point: { x: round1(im.x), y: round1(im.y), label: state.label }, index: state.points.length };
   apply(op, false);
   drawPoint(op.point);  // incremental: the full redraw happens only when the view changes
@@ -202,11 +203,14 @@ function onPress(e) {
   drag = i < 0 ? null : { point: state.points[i], from: { x: state.points[i].x, y: state.points[i].y }, moved: false };
 }
 
+// Dragged onto another point, the set would be refused by the server, this save and every later one until the
+// pair was found: the point stops where it was last allowed (as a click there places none) and the page says why.
 function onDrag(e) {
   if (!drag) { return; }
   e.preventDefaultAction = true;  // move the point, not the slide
-  var im = clampToField(toImage(e.position.x, e.position.y));
-  drag.point.x = round1(im.x); drag.point.y = round1(im.y);
+  var im = clampToField(toImage(e.position.x, e.position.y)), x = round1(im.x), y = round1(im.y);
+  if (tooClose(x, y, drag.point)) { drag.refused = true; flash(tooCloseText()); return; }
+  drag.point.x = x; drag.point.y = y;
   drag.moved = true;
   requestDraw();
 }
@@ -214,6 +218,7 @@ function onDrag(e) {
 function onRelease() {
   if (drag && drag.moved) {
     record({ kind: "move", point: drag.point, from: drag.from, to: { x: drag.point.x, y: drag.point.y } });
+    if (drag.refused) { flash(tooCloseText()); }  // record() showed "Unsaved changes" over it
   }
 }
 
