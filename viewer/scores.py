@@ -8,6 +8,7 @@ from analysis.scoring import (
     INTERVAL_BLOCK_UM,
     Interval,
     block_counts,
+    interval_range,
     positive_pct_interval,
     score_summary,
 )
@@ -45,9 +46,15 @@ def job_scores(job, store=None, state=None, regions=None) -> dict:
     scores.update(tps=tps_part["value"], tps_category=tps_part["category"], adequacy=fit,
                   category_note=category_note(tps_part, fit, case is not None),
                   tps_interval=tps_part["interval"], detector_error=error.basis, near_cutoff=tps_part["near_cutoff"],
+                  # As every output prints it (rounded outward) and reads the near-cut-off flag from it.
+                  tps_interval_text=_printed(tps_part["interval"]),
                   uncertainty=tps_part["uncertainty"], cutoff_note=tps_part.get("cutoff_note", ""),
                   cut_note=positivity_cut_note(job))
     return scores
+
+
+def _printed(interval) -> str:
+    return f"{interval_range(interval['low'], interval['high'])} %" if interval else ""
 
 
 def category_note(tps_part: dict, fit: dict, in_case: bool) -> str:

@@ -44,7 +44,9 @@ export function showScores(scores) {
   const interval = scores.tps_interval;
   const intervalEl = $("tps-interval");
   if (intervalEl) {
-    intervalEl.textContent = interval ? interval.low.toFixed(1) + "–" + interval.high.toFixed(1) + " %" : "—";
+    // Printed by the server, rounded outward as the report prints it and reads the near-cut-off flag
+    // (rounded to nearest here, 49.96 showed "50.0" where the report said 49.9 and the flag disagreed).
+    intervalEl.textContent = interval ? scores.tps_interval_text : "—";
     intervalEl.title = scores.detector_error || "";
   }
   // No cut-off table for the case's assay and indication: no near-cut-off check, and the server says so
