@@ -10,20 +10,27 @@ from analysis.models import AnalysisJob
 from cases import access
 from cases.permissions import CLINICAL_ROLES, HasRole
 from workers.models import TrainingRun
+from workers.progress import detections_before_review
 from workers.services import JobError, do_cancel_job, do_retry_job, do_start_job
 
 
 class AnalysisJobSerializer(serializers.ModelSerializer):
-    summary = serializers.JSONField(source="stated_summary", read_only=True)
+    # The merge's output, named for what it is and without its TPS: the one TPS of a job is its scores'
+    # (viewer.scores.job_scores, corrections applied, counted inside the drawn regions). It was served as
+    # "summary" with a whole-slide uncorrected TPS that nothing said was one.
+    detections_before_review = serializers.SerializerMethodField()
 
     class Meta:
         model = AnalysisJob
         fields = ["id", "slide", "detector", "model_version", "provenance", "software_version", "parameters", "status",
                   "tiles_done", "tiles_total", "batches_done", "batches_total", "timings", "error", "tissue_area_mm2",
-                  "summary", "attempt", "created_at", "started_at", "finished_at"]
+                  "detections_before_review", "attempt", "created_at", "started_at", "finished_at"]
         read_only_fields = [f for f in fields if f not in ("slide", "detector", "parameters")]
         extra_kwargs = {"detector": {"required": False, "help_text": '"classic", or the name or id of a model '
                                                                      "released for clinical use; blank: the default"}}
+
+    def get_detections_before_review(self, job) -> dict | None:
+        return detections_before_review(job)
 
     def get_fields(self):
         # Only slides the caller may see are choices: a slide of another department answers exactly

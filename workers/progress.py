@@ -17,6 +17,21 @@ def slide_group(slide_id: int) -> str:
     return f"slide-{slide_id}"
 
 
+BEFORE_REVIEW = ("detections before review (whole slide, uncorrected): the merge's counts, no regions or "
+                 "corrections applied; not a score. The TPS, its category and adequacy are the job's scores: "
+                 "GET /api/viewer/jobs/{job}/corrections/ (scores), as the viewer and a report state them")
+
+
+def detections_before_review(job) -> dict | None:
+    """The merge's summary less its TPS, saying what it is (None before the merge). The one TPS of a job
+    is its scores' (viewer.scores.job_scores: corrections applied, counted inside the drawn regions); the
+    merge's whole-slide uncorrected TPS used to be served beside it as "summary", unlabelled."""
+    summary = job.summary or {}
+    if not summary:
+        return None
+    return {**{k: v for k, v in summary.items() if k != "tps"}, "note": BEFORE_REVIEW.format(job=job.pk)}
+
+
 def job_state(job) -> dict:
     return {
         "job": job.pk,
@@ -27,7 +42,7 @@ def job_state(job) -> dict:
         "batches_done": job.batches_done,
         "batches_total": job.batches_total,
         "error": job.error,
-        "summary": job.summary,
+        "detections_before_review": detections_before_review(job),
     }
 
 

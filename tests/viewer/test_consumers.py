@@ -96,7 +96,8 @@ def test_a_listener_gets_the_state_at_once_then_every_progress_event(personas, s
         assert all("eta_s" in m for m in messages) and messages[-1]["eta_s"] == 0
         running = [m["eta_s"] for m in batches if m["state"]["status"] == "running"]
         assert running and all(e is not None and e >= 0 for e in running)
-        assert messages[-1]["state"]["summary"]["detections"] > 0
+        before = messages[-1]["state"]["detections_before_review"]  # the merge's counts, labelled, no TPS
+        assert before["detections"] > 0 and "tps" not in before and "uncorrected" in before["note"]
 
 
 def test_a_user_who_loses_access_stops_receiving_progress(personas, synthetic_slide):  # noqa: F811

@@ -57,7 +57,7 @@ def test_regions_leaving_too_few_cells_give_no_category(personas, media_root):
 def test_the_command_lines_json_states_the_viewers_scores(personas, media_root):
     """A region excludes part of the slide: the JSON's TPS is the viewer's, the merge's counts are labelled
     as detections before review and carry no TPS."""
-    from workers.management.commands.analyze_slide import BEFORE_REVIEW, result_json
+    from workers.management.commands.analyze_slide import result_json
 
     job = job_with_result(personas["case"], n=3000, seed=4)
     Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=1, author=personas["pathologist"],
@@ -66,7 +66,9 @@ def test_the_command_lines_json_states_the_viewers_scores(personas, media_root):
     assert result["counts"] == viewer["counts"] != job.summary["counts"]
     assert result["tps"] == viewer["tps"] and result["tps_category"] == viewer["tps_category"]
     assert result["adequacy"] == viewer["adequacy"] and result["category_note"] == viewer["category_note"]
-    assert result["detections_before_review"] == {"counts": job.summary["counts"], "note": BEFORE_REVIEW}
+    before = result["detections_before_review"]
+    assert before["counts"] == job.summary["counts"] and "tps" not in before
+    assert before["note"].startswith("detections before review (whole slide, uncorrected)")
     few = job_with_result(None, n=50, seed=2)
     result = result_json(few)
     assert result["tps_category"] is None and result["adequacy"]["adequate"] is False

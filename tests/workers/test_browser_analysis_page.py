@@ -44,7 +44,7 @@ def test_analysis_page_shows_live_progress_then_the_result(site, request):
             assert seen["path"] == "live" and any(s[4] == "ws" and s[1] != "queued" for s in seen["states"]), seen
         else:  # embedded: the in-process channel cannot carry them; the watchdog switched to polling
             assert seen["path"] == "polling" and seen["reason"] == "live channel silent", seen
-        assert "%" in page.locator("tr[data-job] td").nth(6).text_content()
+        assert page.locator("tr[data-job] td.before-review").first.text_content().strip().isdigit()
         case = page.locator("p.actions a[href^='/cases/']").first.get_attribute("href")
         page.goto(site.url + case)
         card = page.locator(f".slide[data-slide='{slide}']")

@@ -32,7 +32,11 @@ def test_api_start_runs_a_job_and_lists_it(synthetic_slide, personas):
     job = AnalysisJob.objects.get(pk=response.json()["id"])
     assert job.status == JobStatus.DONE and job.summary["detections"] > 0
     listed = api.get(f"/api/jobs/?slide={synthetic_slide.pk}").json()
-    assert [j["id"] for j in listed["results"]] == [job.pk] and listed["results"][0]["summary"]["tps"] is not None
+    assert [j["id"] for j in listed["results"]] == [job.pk]
+    before = listed["results"][0]["detections_before_review"]
+    assert before["counts"] == job.summary["counts"] and before["detections"] == job.summary["detections"]
+    assert "tps" not in before and "summary" not in listed["results"][0]
+    assert before["note"].startswith("detections before review (whole slide, uncorrected)")
 
 
 def test_api_permissions_and_bad_input(synthetic_slide, personas):
@@ -64,7 +68,11 @@ def test_web_page_starts_and_shows_jobs(synthetic_slide, personas):
     assert web.post(url, {"detector": "classic"}).status_code == 302
     page = web.get(url).content.decode()
     job = AnalysisJob.objects.get()
-    assert job.status == JobStatus.DONE and "Done" in page and f"{job.summary['tps']:.2f} %" in page
+    assert job.status == JobStatus.DONE and "Done" in page
+    # The merge's counts, labelled as such, and no TPS: the job's one TPS is the viewer's (corrected, in regions).
+    assert "Detections before review" in page and "whole slide, uncorrected" in page
+    assert f'<td class="before-review">{job.summary["counts"]["positive"]}</td>' in page
+    assert f"{job.summary['tps']:.2f} %" not in page
     outsider = Client()
     outsider.force_login(personas["outsider"])
     assert outsider.get(url).status_code == 404
@@ -85,16 +93,23 @@ def test_cli_lists_cancels_and_retries(white_slide, capsys):
         call_command("analysis_job", "cancel", "999999")
 
 
-def test_a_job_merged_before_the_cut_rule_is_stated_as_reports_state_it(personas, media_root):
-    """A summary stored with the uncut TPS (49.996) is stated 49.99 by the API and the Analysis page, as the
-    report and the case page state it; rounded it read 50.00."""
+def test_the_jobs_api_and_page_state_no_uncorrected_tps(personas, media_root):
+    """The merge's whole-slide, uncorrected TPS (49.996 here; the viewer's counts inside a region say
+    otherwise) is stated by neither the API nor the Analysis page: they used to show it as the job's TPS,
+    beside the viewer's and the report's corrected one, with nothing saying which was which."""
     from tests.viewer import client_for, job_with_result
+    from viewer.models import Region
 
-    job = job_with_result(personas["case"], n=100, seed=1)
+    job = job_with_result(personas["case"], n=3000, seed=1)
     AnalysisJob.objects.filter(pk=job.pk).update(summary={**job.summary, "tps": 49.996})
+    Region.objects.create(slide_id=job.slide_id, drawn_on=job, version=1, author=personas["pathologist"],
+                          kind="exclude", vertices=[[0, 0], [4000, 0], [4000, 6000], [0, 6000]])
     client = APIClient()
     client.force_authenticate(personas["pathologist"])
     listed = client.get(f"/api/jobs/{job.pk}/").json()
-    assert listed["summary"]["tps"] == 49.99
+    assert "summary" not in listed and "tps" not in listed["detections_before_review"]
+    assert listed["detections_before_review"]["counts"] == job.summary["counts"]
+    assert f"/api/viewer/jobs/{job.pk}/corrections/" in listed["detections_before_review"]["note"]
     page = client_for(personas["pathologist"]).get(f"/slides/{job.slide_id}/analysis/").content.decode()
-    assert "49.99 %" in page and "50.00 %" not in page
+    assert "49.99" not in page and "50.00" not in page and "TPS</th>" not in page
+    assert "Detections before review" in page

@@ -157,7 +157,6 @@ def _run_batches(calls, workers: int, bar):
 
 SCORES_BASIS = ("as the viewer and a report state them: the slide's regions and the corrections carried over from "
                 "an earlier run applied, interpreted with the case's assay and indication cut-offs")
-BEFORE_REVIEW = "detections before review (whole slide, uncorrected, regions not applied): not a score"
 
 
 def draft_report_pdf(job: AnalysisJob) -> bytes:
@@ -201,9 +200,9 @@ def result_json(job: AnalysisJob) -> dict:
     from django.conf import settings
 
     from cases.results import job_results
+    from workers.progress import detections_before_review
 
     scores = job_results().scores(job)
-    summary = job.summary
     return {
         "slide": job.slide_id,
         "job": job.pk,
@@ -213,7 +212,7 @@ def result_json(job: AnalysisJob) -> dict:
         "category_note": scores["category_note"],
         "adequacy": scores["adequacy"],
         "scores_basis": SCORES_BASIS,
-        "detections_before_review": {"counts": summary.get("counts", {}), "note": BEFORE_REVIEW},
+        "detections_before_review": detections_before_review(job),
         "tiles": job.tiles_total,
         "tissue_area_mm2": job.tissue_area_mm2,
         "timings_s": job.timings,
