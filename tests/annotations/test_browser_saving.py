@@ -172,3 +172,61 @@ def test_a_point_dragged_onto_another_stops_short_and_the_set_still_saves(annota
     settled(page)
     no_conflict(page)
     assert server(page, site, key)[1] == page_points(page) and len(page_points(page)) == 3
+
+
+RECORD_FETCHES = """() => { window.__fetches = []; const f = window.fetch;
+  window.fetch = (url, init) => { window.__fetches.push({method: (init && init.method) || 'GET',
+    keepalive: !!(init && init.keepalive), size: init && init.body ? new Blob([init.body]).size : 0});
+    return f(url, init); }; }"""
+
+HIDE = """() => { Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+  document.dispatchEvent(new Event('visibilitychange'));
+  const started = !!window.pdl1Annotate.saving;
+  delete document.visibilityState;
+  return started; }"""
+
+
+def test_a_hidden_page_saves_at_once(annotator_page, site):
+    """Hidden (another tab, or the first step of closing) the page saves now, not after the autosave delay that
+    a hidden page's timers may stretch; a small set's request may outlive the page (keepalive)."""
+    page, key = annotator_page, "hidden"
+    open_session(page, site, key)
+    page.evaluate(RECORD_FETCHES)
+    click_image(page, 420, 430)
+    assert page.evaluate(HIDE) is True
+    settled(page)
+    assert page.evaluate("window.__fetches.filter(f => f.method === 'PUT').map(f => f.keepalive)") == [True]
+    assert server(page, site, key)[1] == page_points(page) and len(page_points(page)) == 1
+
+
+def test_leaving_with_a_set_too_large_for_keepalive_asks_and_sends_no_keepalive(annotator_page, site):
+    """2,000 points are about 72 KiB of JSON: browsers refuse a keepalive body over 64 KiB with a TypeError. The
+    page sends such a set as an ordinary request when hidden and no keepalive on pagehide (and no error), and
+    leaving while it is unsaved asks first."""
+    page, key = annotator_page, "big_leave"
+    open_session(page, site, key)
+    grid = [[260 + 10 * i, 260 + 10 * j, "positive"] for i in range(50) for j in range(40)]
+    status = page.evaluate("""async ([url, points]) => {
+      const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
+      const r = await fetch(url, {method: 'PUT', credentials: 'same-origin', body: JSON.stringify({version: 0,
+        points: points.map(p => ({x: p[0], y: p[1], label: p[2]}))}),
+        headers: {'Content-Type': 'application/json', 'X-CSRFToken': token}});
+      return r.status; }""", [f"{site.url}/api/annotation/sessions/{site.data['sessions'][key]}/points/", grid])
+    assert status == 200
+    page.reload()
+    page.wait_for_function("window.pdl1Annotate && window.pdl1Annotate.ready && window.pdl1Annotate.points.length === 2000")
+    page.evaluate(RECORD_FETCHES)
+    page.route("**/points/", lambda route: route.abort() if route.request.method == "PUT" else route.continue_())
+    click_image(page, 500, 720)   # below the grid; unsaved: its saves fail
+    page.wait_for_function("() => { const s = window.pdl1Annotate; return s.dirty && !s.saving && s.saves === 0 && window.__fetches.length > 0; }")
+    page.evaluate(HIDE)   # hidden: saved at once, as an ordinary request (keepalive would be refused)
+    page.wait_for_function("() => { const s = window.pdl1Annotate; return s.dirty && !s.saving; }")
+    page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: false}))")
+    page.wait_for_timeout(300)
+    puts = page.evaluate("window.__fetches.filter(f => f.method === 'PUT')")
+    assert len(puts) >= 2 and all(f["size"] > 64 * 1024 and not f["keepalive"] for f in puts), puts
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    with page.expect_event("close"):   # closes once the question is answered
+        page.close(run_before_unload=True)
+    assert asked == ["beforeunload"]

@@ -18,6 +18,9 @@ var cfg = JSON.parse(document.getElementById("annotate-config").textContent);
 var page = document.getElementById("annotate-page");
 var $ = function (id) { return document.getElementById(id); };
 var SAVE_DELAY_MS = 800;
+// Browsers refuse a keepalive request whose body (with the others in flight) passes 64 KiB, about 1,470 points:
+// fetch fails with a TypeError. Under this margin a save may ask to outlive the page.
+var KEEPALIVE_MAX_BYTES = 60 * 1024;
 var HIT_PX = 8;        // press within this many screen px of a point grabs it
 var REMOVE_PX = 30;    // Delete / right-click removes the nearest point within this
 var RADIUS_PX = 5;     // drawn point radius
@@ -306,6 +309,8 @@ function api(url, method, body, keepalive) {
   return apiFetch(url, { method: method, body: body, keepalive: keepalive });
 }
 
+function fitsKeepalive(body) { return new Blob([body]).size < KEEPALIVE_MAX_BYTES; }
+
 // A point set as one comparable string, order aside (the server keeps the order, but only the set matters).
 function setKey(points) {
   return points.map(function (p) { return p.x + "," + p.y + "," + p.label; }).sort().join(";");
@@ -354,14 +359,16 @@ function reconcile(refusal) {
   });
 }
 
-function save() {
+// `keepalive` (true only when the page is hidden): the request may outlive the page, if its body is small enough.
+function save(keepalive) {
   clearTimeout(saveTimer);
   if (!state.dirty || state.conflict || !state.editable) { return Promise.resolve(); }
   if (state.saving) { saveTimer = setTimeout(save, SAVE_DELAY_MS); return state.saving; }
   state.dirty = false;
   var t0 = performance.now();
   remember(state.version, state.points);
-  state.saving = api(cfg.points, "PUT", payload()).then(function (r) {
+  var body = payload();
+  state.saving = api(cfg.points, "PUT", body, keepalive === true && fitsKeepalive(body)).then(function (r) {
     return r.json().catch(function () { return {}; }).then(function (body) {
       if (r.ok) {
         saved(body);
@@ -552,24 +559,27 @@ function start() {
   $("submit").addEventListener("click", submit);
   if ($("import")) { $("import").addEventListener("click", importFile); }
   $("conflict-reload").addEventListener("click", function () { window.location.reload(); });
-  // Leaving with unsaved edits: the browser asks first, and what is unsaved is sent now (keepalive outlives
-  // the page). Edits made while a save is in flight are sent on the version that save will make (version
-  // + 1): if that save failed, the server answers 409 and overwrites nothing.
+  // Leaving with unsaved edits: the browser asks first (the real safeguard: a large set cannot be sent as the
+  // page goes). Hidden (another tab, minimised, or the first step of closing) the page saves at once: a hidden
+  // page's timers may run late or never. What is still unsaved on pagehide goes as keepalive if it is small
+  // enough, on the version a save in flight will make (version + 1): if that save failed, the server answers
+  // 409 and overwrites nothing.
   window.addEventListener("beforeunload", function (e) {
     if ((state.dirty || state.saving) && !state.conflict && state.editable) {
       e.preventDefault();
       e.returnValue = "";
     }
   });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "hidden") { return; }
+    if (state.saving) { state.saving.then(function () { return save(true); }); } else { save(true); }
+  });
   window.addEventListener("pagehide", function () {
     if (!state.dirty || state.conflict || !state.editable || state.version === null) { return; }
-    if (!state.saving) {
-      api(cfg.points, "PUT", payload(), true);
-    } else {
-      var body = JSON.parse(payload());
-      body.version = state.version + 1;
-      api(cfg.points, "PUT", JSON.stringify(body), true);
-    }
+    var body = JSON.parse(payload());
+    if (state.saving) { body.version = state.version + 1; }
+    body = JSON.stringify(body);
+    if (fitsKeepalive(body)) { api(cfg.points, "PUT", body, true).catch(function () {}); }  // nobody is left to tell
   });
   setLabel(state.label);
   recount();
