@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from analysis.labels import LABEL_CODES, LABEL_HEX
 from analysis.nets import BACKBONES
 from annotations import dataset, forms, services
 from annotations.choices import DEFAULT_LABELS
@@ -31,6 +32,16 @@ MANAGER_ROLES = (Role.ADMIN, Role.PATHOLOGIST)
 def own_sessions(user):
     """The user's own sessions on slides they may still see (pseudonymously)."""
     return services.visible_sessions(user).filter(annotator=user).select_related("field__slide", "field__project")
+
+
+def shown_labels(project) -> list[dict]:
+    """The project's labels as its pages draw them. Positive and negative take the colours of the one vocabulary
+    (analysis.labels), as the viewer and the GeoJSON export do: a project made before it stored the colours of
+    that time (#ff0000, #ffff00), and its annotators and reviewers saw another red and yellow than the viewer's.
+    Extra labels keep the project's own colour."""
+    return [{"name": lab["name"], "title": lab.get("title", lab["name"]),
+             "colour": LABEL_HEX[LABEL_CODES[lab["name"]]] if lab["name"] in LABEL_CODES
+             else lab.get("colour", "#888888")} for lab in project.labels]
 
 
 def _error_text(exc) -> str:
@@ -58,8 +69,7 @@ def session_page(request, pk):
     config = {
         "session": session.pk,
         "field": field.region,
-        "labels": [{"name": lab["name"], "title": lab.get("title", lab["name"]), "colour": lab.get("colour", "#888888")}
-                   for lab in project.labels],
+        "labels": shown_labels(project),
         "dzi": reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id]),
         "points": reverse("api:annotation-session-points", args=[session.pk]),
         "submit": reverse("api:annotation-session-submit", args=[session.pk]),
@@ -71,7 +81,8 @@ def session_page(request, pk):
         "min_point_px": min_point_px, "min_point_words": min_point_words,
     }
     return render(request, "annotations/session.html", {
-        "session": session, "field": field, "project": project, "slide_pseudo_id": field.slide.pseudo_id,
+        "session": session, "field": field, "project": project, "labels": config["labels"],
+        "slide_pseudo_id": field.slide.pseudo_id,
         "slide_description": services.slide_description(field.slide, project),
         "config": config, "own": own, "can_review": services.can_manage(request.user, project),
     })
@@ -128,7 +139,8 @@ def _project_page(request, project, status=200, **bound):
                   .prefetch_related("sessions__annotator").order_by("pk"))
     services.describe_slides(fields, project)
     return render(request, "annotations/project.html", {
-        "project": project, "fields": fields, "progress": services.project_progress(project, user),
+        "project": project, "labels": shown_labels(project), "fields": fields,
+        "progress": services.project_progress(project, user),
         # fields the user annotates with an open session: the others' point counts are not shown there either
         "blind": set(services.blind_fields(user).values_list("field", flat=True)),
         "hidden_fields": services.hidden_fields(user, project).count(),
@@ -269,6 +281,7 @@ def field_review(request, pk):
         own = field.sessions.get(annotator=request.user)
         return redirect("annotations:session", pk=own.pk)
     context["config"]["dzi"] = reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id])
+    context["config"]["labels"] = context["labels"] = shown_labels(field.project)
     context["slide_description"] = services.slide_description(field.slide, field.project)
     return render(request, "annotations/review.html", context)
 
