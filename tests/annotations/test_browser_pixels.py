@@ -134,6 +134,11 @@ def test_rotate_and_mirror_keys_leave_the_points_over_their_nuclei(annotator_pag
     its navigator; a mirror set by a script is undone by the overlay. The points stay over their pixels."""
     page, key = annotator_page, "keys"
     open_session(page, site, key)
+    # no other way in: no rotate or mirror buttons, no two-finger rotation, no initial rotation or mirror
+    assert page.evaluate("""() => { const v = window.pdl1Annotate.viewer;
+      return [v.gestureSettingsMouse, v.gestureSettingsTouch, v.gestureSettingsPen, v.gestureSettingsUnknown]
+        .map(g => !!g.pinchRotate).concat([!!v.showRotationControl, !!v.showFlipControl, v.viewport.getRotation(),
+                                           v.viewport.getFlip()]); }""") == [False] * 6 + [0, False]
     for x, y in ((400, 400), (600, 500)):
         page.mouse.click(*osd_page_point(page, "pdl1Annotate", x + 0.5, y + 0.5))
     assert [p[:2] for p in points(page)] == [[400, 400], [600, 500]]
