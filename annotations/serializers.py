@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from rest_framework import serializers
 
+from annotations.choices import shown_labels
 from annotations.models import AnnotationProject, AnnotationSession, Field
 from annotations.services import not_assignable
 from cases.choices import Indication, Marker
@@ -12,11 +13,15 @@ from cases.choices import Indication, Marker
 class ProjectSerializer(serializers.ModelSerializer):
     annotators = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    labels = serializers.SerializerMethodField()
 
     class Meta:
         model = AnnotationProject
         fields = ["id", "name", "indication", "marker", "labels", "created_by", "annotators", "created_at"]
         read_only_fields = fields
+
+    def get_labels(self, project) -> list[dict]:
+        return shown_labels(project.labels)
 
 
 class ProjectCreateSerializer(serializers.Serializer):
@@ -77,7 +82,7 @@ class SessionSerializer(serializers.ModelSerializer):
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     project = serializers.IntegerField(source="field.project_id", read_only=True)
     project_name = serializers.CharField(source="field.project.name", read_only=True)
-    labels = serializers.JSONField(source="field.project.labels", read_only=True)
+    labels = serializers.SerializerMethodField()
     slide = serializers.UUIDField(source="field.slide.pseudo_id", read_only=True)
     region = serializers.ListField(source="field.region", read_only=True)
     dzi = serializers.SerializerMethodField()
@@ -89,6 +94,9 @@ class SessionSerializer(serializers.ModelSerializer):
                   "status", "version", "counts", "comment", "submitted_at", "reviewed_by", "reviewed_at",
                   "updated_at"]
         read_only_fields = fields
+
+    def get_labels(self, session) -> list[dict]:
+        return shown_labels(session.field.project.labels)
 
     def get_dzi(self, obj) -> str:
         return reverse("viewer:pseudo-dzi", args=[obj.field.slide.pseudo_id])

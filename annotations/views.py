@@ -15,9 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from analysis.labels import LABEL_CODES, LABEL_HEX
 from analysis.nets import BACKBONES
-from annotations import dataset, forms, services
+from annotations import choices, dataset, forms, services
 from annotations.choices import DEFAULT_LABELS
 from annotations.models import TransitionError
 from cases.choices import Role
@@ -35,13 +34,7 @@ def own_sessions(user):
 
 
 def shown_labels(project) -> list[dict]:
-    """The project's labels as its pages draw them. Positive and negative take the colours of the one vocabulary
-    (analysis.labels), as the viewer and the GeoJSON export do: a project made before it stored the colours of
-    that time (#ff0000, #ffff00), and its annotators and reviewers saw another red and yellow than the viewer's.
-    Extra labels keep the project's own colour."""
-    return [{"name": lab["name"], "title": lab.get("title", lab["name"]),
-             "colour": LABEL_HEX[LABEL_CODES[lab["name"]]] if lab["name"] in LABEL_CODES
-             else lab.get("colour", "#888888")} for lab in project.labels]
+    return choices.shown_labels(project.labels)
 
 
 def _error_text(exc) -> str:

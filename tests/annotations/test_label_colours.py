@@ -72,3 +72,13 @@ def test_the_review_and_project_pages_draw_old_projects_in_the_vocabularys_colou
     # the stored label set itself is not rewritten (its names are what the points and exports use)
     project.refresh_from_db()
     assert project.labels == OLD_LABELS
+
+
+def test_the_api_gives_the_vocabularys_colours_too(personas, old_project):
+    project, field = old_project
+    manager = client_for(personas["pathologist"])
+    listed = manager.get(f"/api/annotation/projects/{project.pk}/").json()
+    assert {lab["name"]: lab["colour"] for lab in listed["labels"]} == SHOWN
+    session = session_of(field, personas["annotator"])
+    mine = client_for(personas["annotator"]).get(f"/api/annotation/sessions/{session.pk}/").json()
+    assert {lab["name"]: lab["colour"] for lab in mine["labels"]} == SHOWN
