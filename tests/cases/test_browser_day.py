@@ -93,12 +93,15 @@ def test_a_pathologists_day_by_clicks_only(site, tmp_path):
         page.wait_for_function("document.getElementById('tps').textContent.includes('%')")
         shot(page, "3-analysed")
 
-        # viewer -> slide -> its Analysis page: the finished job with its TPS
+        # viewer -> slide -> its Analysis page: the finished job with its detections before review (no TPS:
+        # the job's TPS is the viewer's, corrected and counted inside the regions)
         click_to(page, page.locator("#pdl1-viewer-page .viewer-panel a", has_text=SLIDE_NAME))
         click_to(page, page.get_by_role("link", name="Analysis", exact=True))
         assert page.locator("h1").inner_text().startswith("Analysis of")
         done_row = page.locator("tbody tr", has_text="Done").first
-        assert "%" in done_row.inner_text(), page.locator("body").inner_text()[:2000]
+        assert done_row.locator("td.before-review").first.inner_text().strip().isdigit(), \
+            page.locator("body").inner_text()[:2000]
+        assert "%" not in " ".join(done_row.locator("td.before-review").all_inner_texts())
         shot(page, "4-analysis-page")
 
         # Analysis page -> viewer: reclassify a positive cell near the centre
