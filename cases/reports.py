@@ -10,6 +10,7 @@ from pdl1site.conf import settings
 from django.db import transaction
 
 from analysis.choices import JobStatus, Marker
+from analysis.compartments import marker_compartment, recorded_compartments
 from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
@@ -154,6 +155,14 @@ def check_job_for_case(case: Case, job):
     if marker != Marker.PDL1:  # the report, its PDF title and its FHIR code (LOINC 85147-7) say PD-L1
         raise ReportError(f"The slide is stained for {marker}, not PD-L1: a PD-L1 report states PD-L1 slides only. "
                           "Correct the slide's marker if it was recorded wrongly.")
+    # Positivity read in another compartment than PD-L1's (the membrane) is not a PD-L1 TPS: a job run with
+    # compartment=nucleus, or run while the slide was recorded as Ki-67 and its marker corrected since.
+    expected, ran = marker_compartment(marker), recorded_compartments(job)
+    if ran != {expected}:
+        other = ", ".join(sorted(ran - {expected}))
+        raise ReportError(f"The analysis (job {job.pk}) read positivity in the {other}, not in the {expected} where "
+                          f"{marker} is read: its numbers are not a {marker} score. Run the analysis again on this "
+                          "slide (a new run reads the marker's own compartment) and report that one.")
     return job
 
 

@@ -8,7 +8,8 @@ import math
 
 from pdl1site.conf import settings
 
-from analysis.choices import Marker
+# Where positivity is read when a job does not say (per marker): analysis.compartments.
+from analysis.compartments import COMPARTMENTS, DEFAULT_COMPARTMENT, marker_compartment  # noqa: F401  re-exported
 from slideio.slidefile import PLAUSIBLE_MPP
 
 # name: (lowest, highest, whole number?)
@@ -22,21 +23,11 @@ RANGES = {
     # nucleus (5 µm) it removes real touching nuclei (50 µm took a synthetic slide from 557 cells to 75).
     "dedupe_radius_um": (0.1, 5.0, False),
 }
-COMPARTMENTS = ("membrane", "nucleus")
 # Pixels one batch may read and detect (tile_px² × batch_size): 32 times the default 512² × 8. A batch's
 # lease is not renewed while it computes, and 4096² × 256 took about 40 min with classic on one core,
 # far past the default 900 s lease (then copies run in parallel and the job fails).
 MAX_BATCH_PIXELS = 64 * 2**20
-# Where positivity is read when a job does not say: a Ki-67 slide stains the nucleus (and gets the
-# nuclear settings measured on real Ki-67 tissue, bench/RESULTS-accuracy.md); PD-L1 and the rest the
-# membrane ring.
-COMPARTMENT_BY_MARKER = {Marker.KI67: "nucleus"}
-DEFAULT_COMPARTMENT = "membrane"
 ALLOWED_PARAMETERS = {*RANGES, "compartment"}
-
-
-def marker_compartment(marker: str | None) -> str:
-    return COMPARTMENT_BY_MARKER.get(marker or "", DEFAULT_COMPARTMENT)
 
 
 class ParameterError(ValueError):

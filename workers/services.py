@@ -125,6 +125,12 @@ def do_start_job(slide, *, user=None, detector: str | None = None, parameters: d
     if "compartment" not in parameters and marker_compartment(slide.marker) != DEFAULT_COMPARTMENT:
         parameters["compartment"] = marker_compartment(slide.marker)  # a Ki-67 slide: the nucleus
     compartment = parameters.get("compartment", DEFAULT_COMPARTMENT)
+    if not research and compartment != marker_compartment(slide.marker):
+        # A PD-L1 result read in the nucleus would be reported as a PD-L1 TPS (and a Ki-67 one in the
+        # membrane): clinical jobs read the marker's own compartment; others are for the research CLI.
+        raise JobError(f"compartment {compartment} is not where a {slide.marker or 'unlabelled'} slide's positivity is "
+                       f"read ({marker_compartment(slide.marker)}): leave compartment out, or correct the slide's "
+                       "marker if it was recorded wrongly (other compartments: research use, analyze_slide)")
     name, version, provenance = check_detector(detector, slide=slide, compartment=compartment, research=research)
     if "working_mpp" not in parameters and provenance["kind"] != "classic":
         # A network reads tiles at the resolution it was trained at: a 0.25 µm model fed 0.5 µm tiles

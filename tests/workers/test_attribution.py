@@ -66,7 +66,7 @@ def test_default_detector_job_records_classic_with_its_cut(personas, clinical_mo
     job = started(SlideFactory(case=personas["case"]))
     assert job.detector == "classic" and job.model_version is None
     assert job.provenance["kind"] == "classic" and job.provenance["parameters"]["dab_threshold"] == 0.1  # PD-L1
-    nuclear = started(SlideFactory(case=personas["case"]), parameters={"compartment": "nucleus"})
+    nuclear = started(SlideFactory(case=personas["case"]), parameters={"compartment": "nucleus"}, research=True)
     assert nuclear.provenance["parameters"]["dab_threshold"] == "adaptive"
     assert job.software_version == pdl1site.__version__
 
@@ -93,7 +93,8 @@ def test_a_job_with_a_clinical_model_records_it_and_its_sha256(personas, clinica
 
 
 def test_classic_job_records_its_parameters(personas):
-    job = started(SlideFactory(case=personas["case"]), detector="classic", parameters={"compartment": "nucleus"})
+    job = started(SlideFactory(case=personas["case"]), detector="classic", parameters={"compartment": "nucleus"},
+                  research=True)
     assert job.model_version is None and job.provenance["kind"] == "classic"
     params = job.provenance["parameters"]
     assert params["compartment"] == "nucleus" and params["threshold"] > 0 and params["effective_dab_threshold"] > 0
@@ -135,9 +136,12 @@ def test_report_of_a_classic_job_says_classic_with_its_parameters(personas):
     assert "classic colour deconvolution" in text and "threshold 0.12" in text and "sha256" not in text
 
 
-def test_report_of_an_adaptive_classic_job_states_the_slide_cut(personas):
+def test_report_of_an_adaptive_classic_job_states_the_slide_cut(personas, monkeypatch):
+    from analysis import classic
+
+    monkeypatch.setitem(classic.DEFAULT_CUT, "membrane", classic.ADAPTIVE)  # PD-L1's compartment, read adaptively
     result = job_with_result(personas["case"], n=2000, seed=3)
-    job = _done_copy(started(result.slide, detector="classic", parameters={"compartment": "nucleus"}), result)
+    job = _done_copy(started(result.slide, detector="classic"), result)
     job.summary = {**job.summary, "dab_threshold": 0.3125}  # what merge records for an adaptive cut
     job.save(update_fields=["summary"])
     text = fhir_bundle(do_create_draft(personas["case"], job, personas["pathologist"]))["entry"][1]["resource"]["method"]["text"]

@@ -165,16 +165,19 @@ def test_progress_events_are_sent_after_commit(synthetic_slide, monkeypatch):
 
 def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_slide, media_root, personas,
                                                                     monkeypatch):
-    """The adaptive (nuclear) cut is taken at merge from the cells the slide's regions count: cells in an
+    """The adaptive cut is taken at merge from the cells the slide's regions count: cells in an
     excluded area no longer move the cut of the counted ones. A result whose cut was read from other cells
     than the regions now drawn says so (viewer, report), until the analysis is run again."""
     from analysis.regions import regions_from_pairs
     from viewer.regions import do_add_region
     from viewer.scores import job_scores
+    from analysis import classic
     from workers import pipeline
 
+    # PD-L1's compartment (the membrane: a report states no other) read with an adaptive cut.
+    monkeypatch.setitem(classic.DEFAULT_CUT, "membrane", classic.ADAPTIVE)
     with queue.collecting() as pending:
-        first = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        first = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
         run_all(pending)
     first.refresh_from_db()
     assert first.status == JobStatus.DONE, first.error
@@ -198,7 +201,7 @@ def test_the_slide_positivity_cut_is_read_inside_the_drawn_regions(synthetic_sli
     real = pipeline.adaptive_cut
     monkeypatch.setattr(pipeline, "adaptive_cut", lambda values, *rule: read_from.append(len(values)) or real(values, *rule))
     with queue.collecting() as pending:
-        again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        again = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
         run_all(pending)
     again.refresh_from_db()
     assert again.status == JobStatus.DONE, again.error
@@ -216,7 +219,8 @@ def test_regions_that_count_no_cell_leave_no_re_run_note(synthetic_slide, media_
     from viewer.scores import job_scores
 
     with queue.collecting() as pending:
-        first = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        first = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"},
+                             research=True)
         run_all(pending)
     first.refresh_from_db()
     tiny = [[0, 0], [2, 0], [2, 2], [0, 2]]  # a corner of glass: no cell inside
@@ -225,7 +229,8 @@ def test_regions_that_count_no_cell_leave_no_re_run_note(synthetic_slide, media_
     assert not regions_from_pairs([(True, tiny)]).mask(open_store(media_root / first.result_file).all().xy).any()
     do_add_region(first, personas["pathologist"], {"base_version": 0, "kind": "tumour", "vertices": tiny})
     with queue.collecting() as pending:
-        again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+        again = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"},
+                             research=True)
         run_all(pending)
     again.refresh_from_db()
     assert again.status == JobStatus.DONE and again.summary["dab_threshold_regions"]

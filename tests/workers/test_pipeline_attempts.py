@@ -83,7 +83,8 @@ def test_a_ki67_slide_is_read_in_the_nucleus_unless_the_job_says_otherwise(synth
     synthetic_slide.save()
     with queue.collecting():
         job = do_start_job(synthetic_slide, detector="classic")
-        chosen = do_start_job(synthetic_slide, detector="classic", parameters={"compartment": "membrane"})
+        chosen = do_start_job(synthetic_slide, detector="classic", parameters={"compartment": "membrane"},
+                              research=True)  # another compartment than the marker's: research only
     assert job.parameters["compartment"] == "nucleus"
     assert job.provenance["parameters"]["compartment"] == "nucleus"
     assert job.provenance["parameters"]["dab_threshold"] == "adaptive"

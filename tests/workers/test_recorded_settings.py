@@ -52,7 +52,8 @@ def test_a_job_split_before_the_threshold_was_recorded_reads_the_slides(syntheti
 def test_classic_runs_with_its_recorded_parameters_after_the_defaults_change(synthetic_slide, monkeypatch,
                                                                              compartment):
     with queue.collecting():
-        job = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": compartment})
+        job = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": compartment},
+                             research=True)  # a PD-L1 slide read in the nucleus: research only
     recorded = job.provenance["parameters"]
     assert pipeline.load_job_detector(job, compartment).parameters() == recorded  # nothing changed: the same
     # an upgrade between queueing and detecting changes the defaults (the adaptive rule: at merge, below)
@@ -66,7 +67,8 @@ def test_classic_runs_with_its_recorded_parameters_after_the_defaults_change(syn
 def test_the_slide_cut_follows_the_recorded_adaptive_rule(synthetic_slide, monkeypatch):
     def finished():
         with queue.collecting() as pending:
-            job = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"})
+            job = do_start_job(synthetic_slide, detector="classic", parameters={**PARAMS, "compartment": "nucleus"},
+                               research=True)
             while pending:
                 queue.run(*pending.pop(0))
         job.refresh_from_db()
