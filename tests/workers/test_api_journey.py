@@ -49,8 +49,8 @@ def test_api_journey_from_patient_to_signed_pdf(personas, synthetic_slide_file, 
     assert started.status_code == 201, started.content
     job = api.get(f"/api/jobs/{started.json()['id']}/").json()
     assert job["status"] == "done", job
-    counts = job["summary"]["counts"]
-    assert counts["positive"] > 0 and counts["negative"] > 0 and job["summary"]["tps"] is not None
+    counts = job["detections_before_review"]["counts"]
+    assert counts["positive"] > 0 and counts["negative"] > 0 and "tps" not in job["detections_before_review"]
     assert api.get(f"/api/slides/{slide['id']}/").json()["qc_status"] == "passed"
 
     # The pathologist reclassifies one positive cell: the viewer API's scores move by one.
@@ -66,7 +66,9 @@ def test_api_journey_from_patient_to_signed_pdf(personas, synthetic_slide_file, 
     assert draft.status_code == 201, draft.content
     report = draft.json()
     assert report["status"] == "draft" and report["scores"]["counts"]["positive"] == counts["positive"] - 1
-    signed = api.post(f"/api/reports/{report['id']}/sign/", {"password": PASSWORD}, format="json")
+    signed = api.post(f"/api/reports/{report['id']}/sign/", {"password": PASSWORD,
+                                                             "draft_fingerprint": report["draft_fingerprint"]},
+                      format="json")
     assert signed.status_code == 200 and signed.json()["status"] == "signed", signed.content
     assert set(signed.json()["document_sha256"]) >= {"pdf"}
 
