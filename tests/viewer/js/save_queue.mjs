@@ -16,9 +16,17 @@ const wait = (ms) => new Promise((r) => setTimeout(r, ms));
 let serverVersion = 3, inFlight = 0, maxInFlight = 0;
 const writes = [];
 const scores = { counts: { positive: 1, negative: 1, other: 0 }, tps: 50 };
+let hangNext = false; // the next write never gets an answer (a stalled connection): only its abort ends it
 globalThis.fetch = (url, init) => {
   const method = (init && init.method) || "GET";
   const body = init && init.body ? JSON.parse(init.body) : undefined;
+  if (method !== "GET" && hangNext) {
+    hangNext = false;
+    writes.push({ method, url, body, status: "hung" });
+    return new Promise((resolve, reject) => {
+      if (init.signal) { init.signal.addEventListener("abort", () => reject(init.signal.reason)); }
+    });
+  }
   if (method === "GET") {
     const items = url.includes("/regions/") ? [] : [];
     return Promise.resolve({ ok: true, status: 200, text: () => Promise.resolve(JSON.stringify({ version: serverVersion, items, scores })) });
@@ -79,6 +87,22 @@ check("a colleague's save: refused and shown", e === null && writes[0].status ==
       /colleague/.test(E["conflict-message"].textContent), [e, writes, E["conflict-message"].textContent]);
 check("a colleague's save: the page keeps its version", S.corrections.version === 8, S.corrections.version);
 check("a refused save leaves nothing pending", !U.hasUnsavedWork(), U.pendingSaves());
+
+// 3b. A save that never gets an answer is given up after saveTiming.answerMs and shown as not saved; the saves
+// queued behind it are sent (they used to wait for ever, and leaving the page always asked).
+writes.length = 0; points(); S.corrections.version = serverVersion;
+U.saveTiming.answerMs = 300;
+hangNext = true;
+const hung = C.postCorrection({ op: "delete", detection: 101 });
+const after = C.postCorrection({ op: "reclassify", detection: 102, label: 1 });
+// (the message stays until the next save is sent; that one, answered, hides it: the edit not saved never
+// applied here, so the page still shows the cell as it is on the server)
+check("the unanswered save is shown as not saved", (await hung) === null &&
+      /not saved: .*no answer from the server/.test(E["conflict-message"].textContent), E["conflict-message"].textContent);
+check("the save behind it is sent and lands", (await after) !== null && writes.length === 2 && writes[1].status === 201,
+      writes.map((w) => w.status));
+check("nothing left pending", !U.hasUnsavedWork(), U.pendingSaves());
+U.saveTiming.answerMs = 30000;
 
 // 4. A region being drawn, or moved vertices, are unsaved work; a closed or cancelled one is not.
 S.corrections.version = serverVersion;

@@ -104,16 +104,16 @@ export function saveRefused(res, what, conflictText) {
 export function postCorrection(body) {
   const job = cfg.job;
   if (!job) { return Promise.resolve(null); }
-  return queueSave(() => sendNow(job, body));
+  return queueSave((signal) => sendNow(job, body, signal));
 }
 
-function sendNow(job, body) {
+function sendNow(job, body, signal) {
   if (cfg.job !== job) { return Promise.resolve(null); } // another job opened meanwhile: not its version
   if (versionUnknown("The correction")) { return Promise.resolve(null); }
   // The version as of now: the previous save's answer (versionSaved), not the one when the edit was made.
   body = Object.assign({}, body, { base_version: S.corrections.version });
   hideConflict();
-  return fetchJSON(api.corrections(job), { body }).then((res) => {
+  return fetchJSON(api.corrections(job), { body, signal }).then((res) => {
     if (res.status === 201) {
       const item = res.data.item || {};
       S.corrections.count = (S.corrections.count || 0) + 1;

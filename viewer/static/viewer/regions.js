@@ -236,13 +236,13 @@ export function finishRegion() {
  * after this page's saves before it (unsaved.js); resolves to the server's item, or null when refused (shown). */
 export function postRegion(region, replaces) {
   const job = cfg.job;
-  return queueSave(() => {
+  return queueSave((signal) => {
     if (cfg.job !== job || versionUnknown("The region")) { return null; }
     hideConflict();
     // base_version as of now: the answer of the save before this one, not the version when it was drawn.
     const body = { kind: region.kind, vertices: region.vertices, base_version: S.corrections.version };
     if (replaces !== undefined && replaces !== null) { body.replaces = replaces; }
-    return fetchJSON(api.regions(job), { body }).then((res) => {
+    return fetchJSON(api.regions(job), { body, signal }).then((res) => {
       if (res.status === 201) { regionSaved(res.data); return res.data.item || {}; }
       saveRefused(res, "The region", "Someone else changed this slide's regions.");
       return null;
@@ -253,11 +253,11 @@ export function postRegion(region, replaces) {
 /** Soft-delete a region, after this page's saves before it; resolves to true, or false when refused (shown). */
 export function removeRegion(id) {
   const job = cfg.job;
-  return queueSave(() => {
+  return queueSave((signal) => {
     if (cfg.job !== job || versionUnknown("The region deletion")) { return false; }
     hideConflict();
     const version = S.corrections.version;
-    return fetchJSON(api.region(job, id, version), { method: "DELETE", body: { base_version: version } }).then((res) => {
+    return fetchJSON(api.region(job, id, version), { method: "DELETE", body: { base_version: version }, signal }).then((res) => {
       if (res.ok) { regionSaved(res.data); return true; }
       // A 409 keeps this page's version (saveRefused): it has not seen the colleague's change, so the next save
       // must be refused too until "Reload corrections" shows it.

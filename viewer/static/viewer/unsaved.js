@@ -14,7 +14,14 @@ const queue = [];
 let sending = false;
 let guarded = false;
 
-/** Run `send()` (-> a promise) once every save queued before it has been answered; resolves as it does. */
+// A save not answered within answerMs is given up (its request aborted, the caller shows it as not saved)
+// and the queue moves on: one request that never returns (a stalled connection) would otherwise hold every
+// later save for good, silently. The server may still have stored it: the next save is then refused as a
+// conflict (its base version is old) and "Reload corrections" shows what was stored; nothing passes unseen.
+export const saveTiming = { answerMs: 30000 };
+
+/** Run `send(signal)` (-> a promise; `signal` aborts its request when no answer came in time) once every save
+ * queued before it has been answered or given up; resolves as it does. */
 export function queueSave(send) {
   return new Promise((resolve, reject) => {
     queue.push({ send, resolve, reject });
@@ -27,9 +34,13 @@ function sendNext() {
   sending = !!next;
   updateUnloadGuard();
   if (!next) { return; }
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new Error("no answer from the server within " +
+    Math.round(saveTiming.answerMs / 1000) + " s (it may have been stored: reload corrections to see)")), saveTiming.answerMs);
   // The queue moves on before the caller hears the answer: by then this save no longer counts as pending.
-  Promise.resolve().then(next.send).then((value) => { sendNext(); next.resolve(value); },
-                                         (err) => { sendNext(); next.reject(err); });
+  Promise.resolve().then(() => next.send(abort.signal)).then(
+    (value) => { clearTimeout(timer); sendNext(); next.resolve(value); },
+    (err) => { clearTimeout(timer); sendNext(); next.reject(err); });
 }
 
 /** Saves sent or waiting, not yet answered. */
