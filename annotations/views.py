@@ -33,10 +33,6 @@ def own_sessions(user):
     return services.visible_sessions(user).filter(annotator=user).select_related("field__slide", "field__project")
 
 
-def shown_labels(project) -> list[dict]:
-    return choices.shown_labels(project.labels)
-
-
 def _error_text(exc) -> str:
     problems = getattr(exc, "problems", None) or []
     return getattr(exc, "summary", str(exc)) + (": " + "; ".join(problems) if problems else "")
@@ -62,7 +58,7 @@ def session_page(request, pk):
     config = {
         "session": session.pk,
         "field": field.region,
-        "labels": shown_labels(project),
+        "labels": choices.shown_labels(project.labels),
         "dzi": reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id]),
         "points": reverse("api:annotation-session-points", args=[session.pk]),
         "submit": reverse("api:annotation-session-submit", args=[session.pk]),
@@ -132,7 +128,7 @@ def _project_page(request, project, status=200, **bound):
                   .prefetch_related("sessions__annotator").order_by("pk"))
     services.describe_slides(fields, project)
     return render(request, "annotations/project.html", {
-        "project": project, "labels": shown_labels(project), "fields": fields,
+        "project": project, "labels": choices.shown_labels(project.labels), "fields": fields,
         "progress": services.project_progress(project, user),
         # fields the user annotates with an open session: the others' point counts are not shown there either
         "blind": set(services.blind_fields(user).values_list("field", flat=True)),
@@ -274,7 +270,7 @@ def field_review(request, pk):
         own = field.sessions.get(annotator=request.user)
         return redirect("annotations:session", pk=own.pk)
     context["config"]["dzi"] = reverse("viewer:pseudo-dzi", args=[field.slide.pseudo_id])
-    context["config"]["labels"] = context["labels"] = shown_labels(field.project)
+    context["config"]["labels"] = context["labels"] = choices.shown_labels(field.project.labels)
     context["slide_description"] = services.slide_description(field.slide, field.project)
     return render(request, "annotations/review.html", context)
 

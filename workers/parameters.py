@@ -9,7 +9,7 @@ import math
 from pdl1site.conf import settings
 
 # Where positivity is read when a job does not say (per marker): analysis.compartments.
-from analysis.compartments import COMPARTMENTS, DEFAULT_COMPARTMENT, marker_compartment  # noqa: F401  re-exported
+from analysis.compartments import COMPARTMENTS
 from slideio.slidefile import PLAUSIBLE_MPP
 
 # name: (lowest, highest, whole number?)

@@ -4,12 +4,12 @@ from django.db import transaction
 
 from analysis import registry
 from analysis.choices import CLASSIC_DETECTOR
+from analysis.compartments import DEFAULT_COMPARTMENT, marker_compartment
 from analysis.models import AnalysisJob, JobStateError, ModelVersion, software_version
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
 
 from workers.parameters import ALLOWED_PARAMETERS, ParameterError  # noqa: F401  (re-exported)
-from workers.parameters import DEFAULT_COMPARTMENT, marker_compartment
 from workers import parameters as _parameters
 
 
