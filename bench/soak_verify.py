@@ -123,7 +123,7 @@ def check_jobs(acks, reference_job: int) -> dict:
     rows = []
     for a in acks:
         job = AnalysisJob.objects.get(pk=a["job"])
-        row = {"job": job.pk, "status": job.status, "retries": a["retries"], "error": job.error[:200]}
+        row = {"job": job.pk, "status": job.status, "retries": a["retries"], "error": job.error[:600]}
         if job.status == "done":
             row["identical"] = (store_digest(media / job.result_file) == ref_digest
                                 and job.summary.get("counts") == ref.summary.get("counts"))

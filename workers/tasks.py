@@ -17,6 +17,7 @@ from analysis.choices import BatchStatus, JobStatus
 from analysis.models import AnalysisJob, JobBatch
 from workers import pipeline
 from workers.dbretry import OUTAGE_ERRORS, retry_while_database_down
+from workers.fullstorage import StorageFull, retry_while_storage_full
 from workers.models import StageStart
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
@@ -29,6 +30,10 @@ _deadline = lease_deadline
 # long, instead of failing and waiting BATCH_DEADLINE_SECONDS for the watchdog. Every stage checks the
 # job's state under its row lock, so running again repeats nothing that was recorded.
 STAGE_DB_RETRY_SECONDS = 120
+# A detect batch or merge whose write meets a full MEDIA_ROOT writes again for this long (an upload or a
+# backup filling it for seconds must not fail a job whose detections took minutes), then the job fails
+# saying the storage is full. Past the batch lease a copy of the batch may run too: writes are atomic.
+STAGE_STORAGE_RETRY_SECONDS = 120
 
 # Batches leased by this process, with the attempt that leased them: a detect batch run again after a
 # database outage takes back its own lease instead of taking it for another worker's.
@@ -161,11 +166,12 @@ def detect_batch(job_id: int, index: int) -> None:
     _own_leases.add(lease)  # committed: a run again after an outage below takes it back
     try:
         found = pipeline.detect_batch(job, batch.tiles)
-        result_file = pipeline.write_batch_file(job, index, found)
+        result_file = retry_while_storage_full(lambda: pipeline.write_batch_file(job, index, found),
+                                               f"writing the detections of batch {index}", STAGE_STORAGE_RETRY_SECONDS)
     except OUTAGE_ERRORS:
         raise
-    except Exception as exc:  # noqa: BLE001  a detector that cannot load, a bad tile, a full disk: the job
-        # fails with the reason (Retry starts it again) instead of being requeued until the end of time.
+    except Exception as exc:  # noqa: BLE001  a detector that cannot load, a bad tile, storage full for minutes:
+        # the job fails with the reason (Retry starts it again) instead of being requeued until the end of time.
         _fail(job_id, _reason(f"batch {index}", exc), attempt=job.attempt)
         _own_leases.discard(lease)
         return
@@ -204,7 +210,8 @@ def _merge(job: AnalysisJob) -> None:
     started = time.perf_counter()
     failure = None
     try:
-        result_file, summary = pipeline.merge_job(job, files)
+        result_file, summary = retry_while_storage_full(lambda: pipeline.merge_job(job, files),
+                                                        "writing the merged detections", STAGE_STORAGE_RETRY_SECONDS)
     except OUTAGE_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -303,6 +310,8 @@ def _reason(stage: str, exc: Exception) -> str:
     named with its type (and logged with its traceback)."""
     if isinstance(exc, pipeline.PipelineError):
         return str(exc)
+    if isinstance(exc, StorageFull):
+        return f"{stage}: {exc}"
     log.exception("%s failed", stage)
     return f"{stage} failed: {type(exc).__name__}: {exc}"
 
