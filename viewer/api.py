@@ -96,7 +96,9 @@ class ViewerJobViewSet(viewsets.GenericViewSet):
         return Response(viewport(store, state, params["x0"], params["y0"], params["x1"], params["y1"],
                                           params["max_points"], params["layers"], as_arrays=True))
 
-    @extend_schema(responses=dict)
+    # Its own operationId: derived from the path it would be points' (GET points/) too, which
+    # drf-spectacular could only tell apart by numeral suffixes that follow the order of the routes.
+    @extend_schema(operation_id="viewer_jobs_point_retrieve", responses=dict)
     @action(detail=True, methods=["get"], url_path=r"points/(?P<point_id>c?\d+)")
     def point(self, request, pk=None, point_id=None):
         job = self.get_object()
