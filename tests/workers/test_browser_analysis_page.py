@@ -2,6 +2,8 @@
 case page shows the finished slide's status and TPS; its detector menu fits its card on a 1280 x 900
 screen: headless Chromium against a live site."""
 
+import json
+
 import pytest
 
 from tests.viewer.browser import CHROMIUM, LiveSite, chromium_browser, logged_in_page, running_site, screenshot
@@ -17,6 +19,49 @@ pytestmark = [
 def site(tmp_path_factory):
     with running_site(LiveSite, tmp_path_factory.mktemp("analysis-page-site")) as live:
         yield live
+
+
+# A socket that opens and says only what the test makes it say (window.fakeSocket.say(state)).
+FAKE_SOCKET = """window.WebSocket = function (url) {
+  var ws = this; window.fakeSocket = ws;
+  ws.close = function () { ws.closed = true; }; ws.send = function () {};
+  ws.say = function (state) { ws.onmessage({ data: JSON.stringify({ type: "progress", state: state }) }); };
+  setTimeout(function () { ws.onopen && ws.onopen(); }, 50);
+};"""
+
+
+@pytest.mark.parametrize("socket_says_it", [True, False], ids=["socket-repeats-the-polled-state", "socket-silent"])
+def test_the_watchdog_keeps_a_socket_that_repeats_what_the_poll_showed_first(site, request, socket_says_it):
+    """Runs before the workers start (file order): the job stays queued on the server, and the page sees
+    only the stubbed state endpoint and socket. A poll that shows a state first and the socket that
+    repeats it a moment later is a working socket; one that never says it is a silent channel."""
+    slide = site.data["dense"]["slide"]
+    running = {"job": 0, "status": "running", "tiles_done": 4, "tiles_total": 40, "batches_done": 1}
+    with chromium_browser() as browser, logged_in_page(browser, site.url, "pathologist",
+                                                       shot=request.node.name) as page:
+        page.goto(f"{site.url}/slides/{slide}/analysis/")
+        if not page.locator("tr[data-job][data-final='0']").count():
+            with page.expect_navigation():
+                page.locator("form.card button[type=submit]").click()
+        job = int(page.locator("tr[data-job][data-final='0']").first.get_attribute("data-job"))
+        polled = []
+
+        def answer(route):
+            polled.append(route.request.url)
+            route.fulfill(status=200, content_type="application/json", body=json.dumps({**running, "job": job}))
+        page.route("**/viewer/jobs/*/state/", answer)
+        page.add_init_script(FAKE_SOCKET)
+        page.reload()
+        page.wait_for_function("window.pdl1Jobs.path === 'live' && window.pdl1Jobs.states.length > 0")
+        assert page.evaluate("window.pdl1Jobs.states")[0][1:] == ["running", 4, 40, "poll"]
+        if socket_says_it:
+            page.evaluate("s => window.fakeSocket.say(s)", {**running, "job": job})
+        page.wait_for_timeout(4500)  # past the watchdog's grace (WATCHDOG_MS) after the poll
+        if socket_says_it:
+            assert page.evaluate("[window.pdl1Jobs.path, window.pdl1Jobs.reason]") == ["live", ""]
+        else:
+            assert page.evaluate("[window.pdl1Jobs.path, window.pdl1Jobs.reason]") == ["polling", "live channel silent"]
+        assert polled
 
 
 def test_analysis_page_shows_live_progress_then_the_result(site, request):

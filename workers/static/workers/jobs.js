@@ -105,10 +105,14 @@
       .then(function (state) {
         var moved = apply(t, state, "poll");
         if (moved && debug.path === "live" && t.ws && t.state.status !== "queued") {
-          // The server moved on and the socket had not said so: give it a moment, then poll.
+          // The server moved on and the socket had not said so: give it a watchdog round (a worker's event
+          // reaches the socket after its commit, through Redis; on a busy machine that took over 1.5 s),
+          // then poll. The socket counts as having said so when its latest state is as far as the poll's,
+          // even though that state was no news then (the poll had shown it first).
           var seen = t.state;
-          setTimeout(function () { if (t.state === seen && !t.final) { fallBack(t, "live channel silent"); } },
-                     WATCHDOG_MS / 2);
+          setTimeout(function () {
+            if (!t.final && t.ws && ahead(seen, t.wsLast)) { fallBack(t, "live channel silent"); }
+          }, WATCHDOG_MS);
         }
       })
       .catch(function () { /* the next round tries again */ })
@@ -127,7 +131,7 @@
 
   function track(row) {
     var t = { job: Number(row.getAttribute("data-job")), row: row, ws: null, timer: null, final: false, stopped: false,
-              state: null };
+              state: null, wsLast: null };
     debug.tracked += 1;
     if (!("WebSocket" in window)) { fallBack(t, "no websocket support"); return; }
     var ws, opened = false;
@@ -145,7 +149,10 @@
     ws.onmessage = function (ev) {
       var msg;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg && (!msg.type || msg.type === "progress") && msg.state) { apply(t, msg.state, "ws"); }
+      if (msg && (!msg.type || msg.type === "progress") && msg.state) {
+        if (ahead(msg.state, t.wsLast)) { t.wsLast = msg.state; }
+        apply(t, msg.state, "ws");
+      }
     };
     ws.onclose = function (ev) {
       clearTimeout(connectTimer);
