@@ -21,6 +21,13 @@ class Augmented:
     rgb: np.ndarray  # (H, W, 3) uint8
     xy: np.ndarray  # (N, 2) float64
     labels: np.ndarray  # (N,) int64
+    # (N,) bool: the point's pixel is in the crop.  False only for a point kept by `reach`: its centre
+    # lies outside (its coordinates too), but a disc around it may still cover crop pixels.
+    inside: np.ndarray | None = None  # None: all True
+
+    def __post_init__(self):
+        if self.inside is None:
+            self.inside = np.ones(len(self.labels), bool)
 
 
 def _xy(xy) -> np.ndarray:
@@ -45,11 +52,14 @@ def rot90(rgb: np.ndarray, xy, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), out
 
 
-def crop(rgb: np.ndarray, xy, labels, x0: int, y0: int, height: int, width: int, fill: int = 255) -> Augmented:
+def crop(rgb: np.ndarray, xy, labels, x0: int, y0: int, height: int, width: int, fill: int = 255,
+         reach: float = 0.0) -> Augmented:
     """Window [y0, y0+height) x [x0, x0+width); areas beyond the image are filled (white = glass).
 
     A point is kept when the pixel it falls on (nearest centre) is inside the
     window: a nucleus cut by the border keeps its click only if the click is in.
+    reach > 0 also keeps, with inside False, each point outside but at most reach pixels from
+    the window's outer edge: one whose disc of that radius may still overlap the window.
     """
     xy, labels = _xy(xy), np.asarray(labels).ravel()
     out = np.full((height, width, 3), fill, dtype=np.uint8)
@@ -60,15 +70,21 @@ def crop(rgb: np.ndarray, xy, labels, x0: int, y0: int, height: int, width: int,
     shifted = xy - np.array([x0, y0], dtype=np.float64)
     pixel = np.floor(shifted + 0.5)
     inside = (pixel[:, 0] >= 0) & (pixel[:, 0] < width) & (pixel[:, 1] >= 0) & (pixel[:, 1] < height)
-    return Augmented(out, shifted[inside], labels[inside].astype(np.int64))
+    # Distance to the outer edge (pixel area, not pixel centres): it scales exactly with a later
+    # rescale, so a point kept here is kept whatever the crop is resized to.
+    gap = np.maximum(np.abs(shifted - (np.array([width, height]) - 1) / 2) - np.array([width, height]) / 2, 0)
+    kept = inside | ((gap**2).sum(axis=1) <= reach**2) if reach > 0 else inside
+    return Augmented(out, shifted[kept], labels[kept].astype(np.int64), inside[kept])
 
 
-def random_crop(rgb: np.ndarray, xy, labels, size: int, rng: np.random.Generator) -> Augmented:
-    """A size x size window at a random offset; images smaller than size are padded with white."""
+def random_crop(rgb: np.ndarray, xy, labels, size: int, rng: np.random.Generator, reach: float = 0.0) -> Augmented:
+    """A size x size window at a random offset; images smaller than size are padded with white.
+
+    reach: as in crop."""
     height, width = rgb.shape[:2]
     y0 = int(rng.integers(0, height - size + 1)) if height > size else -((size - height) // 2)
     x0 = int(rng.integers(0, width - size + 1)) if width > size else -((size - width) // 2)
-    return crop(rgb, xy, labels, x0, y0, size, size)
+    return crop(rgb, xy, labels, x0, y0, size, size, reach=reach)
 
 
 def rescale_to(rgb: np.ndarray, xy, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +105,7 @@ def augment(
     stain_sigma: float = 0.05,
     stain_bias: float = 0.05,
     scale_jitter: float = 0.0,
+    reach: float = 0.0,
 ) -> Augmented:
     """Random crop (first, so later steps touch fewer pixels), D4 flips/rotations, HED jitter.
 
@@ -97,6 +114,10 @@ def augment(
 
     The eight flip/rotation combinations are the symmetries of a square: tissue
     has no preferred orientation.  stain_sigma = stain_bias = 0 skips the jitter.
+
+    reach > 0 (output pixels) also keeps the points outside the crop whose disc of that radius may
+    still overlap it, marked inside = False (see crop); it draws nothing from rng, so the image and
+    the points inside are those reach = 0 gives.
     """
     labels = np.asarray(labels).ravel().astype(np.int64)
     if crop_size is not None and scale_jitter > 0:
@@ -105,15 +126,17 @@ def augment(
         # crop_size after resizing, so only crop_size² pixels are resampled.
         scale = float(np.exp(rng.uniform(-np.log1p(scale_jitter), np.log1p(scale_jitter))))
         source = max(int(round(crop_size / scale)), 8)
-        sample = random_crop(rgb, xy, labels, source, rng)
-        (rgb, xy), labels = rescale_to(sample.rgb, sample.xy, crop_size), sample.labels
+        sample = random_crop(rgb, xy, labels, source, rng, reach=reach * source / crop_size)
+        (rgb, xy), labels, inside = rescale_to(sample.rgb, sample.xy, crop_size), sample.labels, sample.inside
     elif crop_size is not None:
-        sample = random_crop(rgb, xy, labels, crop_size, rng)
-        rgb, xy, labels = sample.rgb, sample.xy, sample.labels
+        sample = random_crop(rgb, xy, labels, crop_size, rng, reach=reach)
+        rgb, xy, labels, inside = sample.rgb, sample.xy, sample.labels, sample.inside
+    else:
+        inside = None
     xy = _xy(xy)
     if rng.random() < 0.5:
         rgb, xy = hflip(rgb, xy)
     rgb, xy = rot90(rgb, xy, int(rng.integers(0, 4)))
     if stain_sigma > 0 or stain_bias > 0:
         rgb = stains.hed_jitter(rgb, rng, sigma=stain_sigma, bias=stain_bias)
-    return Augmented(np.ascontiguousarray(rgb), xy, labels)
+    return Augmented(np.ascontiguousarray(rgb), xy, labels, inside)

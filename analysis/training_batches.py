@@ -17,8 +17,12 @@ UNCERTAIN = -2  # label of a tumour nucleus of disputed class (Sample.uncertain_
 class Batch(NamedTuple):
     images: object  # torch (B,3,H,W) float, normalised
     points: object  # torch (B,H,W) int64: 0 none, c >= 1 a click of class c
-    not_tumour: np.ndarray  # (B,H,W) bool: the pixel of each labelled non-tumour nucleus (background)
-    ignore: np.ndarray  # (B,H,W) bool: discs over the uncertain nuclei (no target of any kind)
+    # (B,H,W) bool: the pixel of each labelled non-tumour nucleus (background); for one whose centre is
+    # outside the crop but whose disc (not_tumour_radius_px) reaches in, the crop pixel nearest its centre.
+    not_tumour: np.ndarray
+    # (B,H,W) bool: discs over the uncertain nuclei, and over the clicked nuclei whose click is outside
+    # the crop (no target of any kind)
+    ignore: np.ndarray
 
 
 def uncertain_radius_px(config: TrainConfig) -> float:
@@ -32,6 +36,12 @@ def uncertain_radius_px(config: TrainConfig) -> float:
     return config.background_radius_um * (1.0 + config.scale_jitter) / config.mpp
 
 
+def not_tumour_radius_px(config: TrainConfig) -> float:
+    """Radius of the background disc far_background_term grows around each labelled non-tumour
+    nucleus, in training pixels (train() passes point_radius_um there)."""
+    return config.point_radius_um / config.mpp
+
+
 def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.random.Generator) -> Batch:
     """Images (B,3,H,W) normalised, point maps (B,H,W) of class ids, non-tumour pixels and ignore discs.
 
@@ -39,6 +49,12 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     then a field: a small real source is not drowned by thousands of synthetic fields.
     Uncertain nuclei travel with the clicks and draw nothing from rng, so a field without
     them gives exactly the batch it gave before they were carried.
+
+    Near the crop border a disc is drawn for every point whose disc overlaps the crop, centre
+    inside or not: an uncertain nucleus's ignore disc; a lymphocyte's background pixel; and a click
+    outside the crop becomes an ignore disc (its nucleus may reach in), never a point inside.
+    A point farther out is dropped as before and augment's reach draws nothing from rng, so without
+    a point near the border the batch is bit-identical to the one drawn before.
     """
     import torch
 
@@ -48,6 +64,7 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     background = np.zeros((config.batch_size, config.crop, config.crop), bool)
     ignore = np.zeros((config.batch_size, config.crop, config.crop), bool)
     radius = uncertain_radius_px(config)
+    lymph_radius = not_tumour_radius_px(config)
     grid_y, grid_x = np.ogrid[: config.crop, : config.crop]
     for i in range(config.batch_size):
         if config.source_weights is None:
@@ -63,18 +80,26 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
         xy = np.concatenate([s.xy, *(e for e, _ in extra)]) if extra else s.xy
         labels = np.concatenate([s.labels, *(np.full(len(e), label) for e, label in extra)]) if extra else s.labels
         a = augment.augment(s.rgb, xy, labels, rng, config.crop, config.stain_sigma, config.stain_bias,
-                            config.scale_jitter)
+                            config.scale_jitter, reach=max(radius, lymph_radius))
         images[i] = a.rgb
         # Clip: a click exactly on the outer edge of a border pixel (x = -0.5) lands on W after a flip.
+        # A point outside the crop (a.inside False) lands on the crop pixel nearest its centre.
         cols, rows = np.clip(np.floor(a.xy + 0.5).astype(np.int64), 0, config.crop - 1).T
         tumour = (a.labels != NOT_TUMOUR) & (a.labels != UNCERTAIN)
-        lymph = a.labels == NOT_TUMOUR
-        points[i, rows[tumour], cols[tumour]] = a.labels[tumour]
+        click = tumour & a.inside
+        # A lymphocyte outside whose disc reaches that nearest pixel is marked there: the disc
+        # far_background_term grows from it covers what the lymphocyte's own disc covers in the crop.
+        reaches_in = ((np.stack([cols, rows], axis=1) - a.xy) ** 2).sum(axis=1) <= lymph_radius**2
+        lymph = (a.labels == NOT_TUMOUR) & (a.inside | reaches_in)
+        points[i, rows[click], cols[click]] = a.labels[click]
         background[i, rows[lymph], cols[lymph]] = True
-        for x, y in a.xy[a.labels == UNCERTAIN]:
+        # A click outside the crop keeps its nucleus out of every target like an uncertain one: the part
+        # inside the crop is neither background nor a click.  A disc centred outside covers the crop
+        # pixels within its radius (none, if it does not reach in).
+        for x, y in a.xy[(a.labels == UNCERTAIN) | (tumour & ~a.inside)]:
             ignore[i] |= (grid_x - x) ** 2 + (grid_y - y) ** 2 <= radius**2
         # A click inside a disc (a touching neighbour) still counts: the loss drops clicks it is told to ignore.
-        ignore[i, rows[tumour], cols[tumour]] = False
+        ignore[i, rows[click], cols[click]] = False
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(det.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(det.std, dtype=torch.float32).view(1, 3, 1, 1)

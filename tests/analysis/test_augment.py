@@ -110,3 +110,34 @@ def test_scale_jitter_draws_sizes_both_ways():
                               stain_sigma=0, stain_bias=0, scale_jitter=0.25)
         sizes.append(int(((out.rgb[..., 0] > 150) & (out.rgb[..., 1] < 150)).sum()))
     assert min(sizes) < 100 < max(sizes)  # smaller and larger than the 10x10 original
+
+
+def test_crop_reach_keeps_points_just_outside_marked_as_outside():
+    rgb = np.zeros((20, 20, 3), np.uint8)
+    xy = [[5.0, 5.0], [-2.0, 5.0], [5.0, 12.4], [13.0, 13.0], [-6.0, 5.0]]  # the window's edge is at -0.5 and 9.5
+    near = augment.crop(rgb, xy, [1, 2, 3, 4, 5], x0=0, y0=0, height=10, width=10, reach=3.0)
+    assert near.labels.tolist() == [1, 2, 3] and near.inside.tolist() == [True, False, False]
+    assert np.array_equal(near.xy, np.asarray(xy)[:3])  # where they are, not moved onto the border
+    plain = augment.crop(rgb, xy, [1, 2, 3, 4, 5], x0=0, y0=0, height=10, width=10)
+    assert plain.labels.tolist() == [1] and plain.inside.tolist() == [True]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_reach_keeps_every_point_whose_disc_overlaps_the_crop_and_changes_nothing_else(seed):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 255, (100, 100, 3)).astype(np.uint8)
+    xy, labels = rng.uniform(-0.5, 99.5, (400, 2)), np.arange(400)
+    reach = 6.0
+
+    def run(**kwargs):
+        return augment.augment(rgb, xy, labels, np.random.default_rng(seed), crop_size=48, scale_jitter=0.3, **kwargs)
+
+    plain, near, everywhere = run(), run(reach=reach), run(reach=1e9)
+    assert np.array_equal(plain.rgb, near.rgb) and plain.inside.all()
+    assert np.array_equal(plain.labels, near.labels[near.inside]) and np.array_equal(plain.xy, near.xy[near.inside])
+    # Where every point lands (outside the crop too): its disc overlaps the crop when the crop pixel
+    # nearest it is in it.
+    nearest = np.clip(np.floor(everywhere.xy + 0.5), 0, 47)
+    overlaps = ((nearest - everywhere.xy) ** 2).sum(axis=1) <= reach**2
+    assert set(everywhere.labels[overlaps]) <= set(near.labels.tolist())
+    assert (overlaps & ~everywhere.inside).any()  # some centres outside do reach in
