@@ -195,14 +195,19 @@ class ReportReadSerializer(ReportSerializer):
     """cases.serializers.ReportSerializer, plus the draft's fingerprint that signing it sends back."""
 
     draft_fingerprint = serializers.SerializerMethodField(
-        help_text="A draft's fingerprint (reports.draft_fingerprint: sha256 of its job, scores, comment, "
-                  "amendment reason and the case's and patient's reported fields): send it with the signature "
+        help_text="A draft's fingerprint (reports.draft_fingerprint: sha256 of its job, scores with the slide's "
+                  "check before scoring as it stands, comment, amendment reason and the case's and patient's "
+                  "reported fields): send it with the signature "
                   "(POST .../sign/), which is refused (409) when the draft no longer matches it. Null for a "
                   "signed or amended version.")
 
     class Meta(ReportSerializer.Meta):
         fields = [*ReportSerializer.Meta.fields, "draft_fingerprint"]
         read_only_fields = fields
+
+    def to_representation(self, report):
+        # A draft's slide check as signing would record it, read once for its scores and its fingerprint.
+        return super().to_representation(report.state_slide_qc())
 
     def get_draft_fingerprint(self, report) -> str | None:
         return None if report.is_locked else reports.draft_fingerprint(report)
@@ -212,7 +217,8 @@ class ReportReadSerializer(ReportSerializer):
 class ReportSignRequestSerializer(ReportSignSerializer):
     draft_fingerprint = serializers.CharField(
         help_text="The `draft_fingerprint` of the draft as read (GET /api/reports/{id}/) and reviewed: a draft "
-                  "changed since (prepared again, re-commented, a stated field edited) is not signed (409).")
+                  "changed since (prepared again, re-commented, a stated field edited, the slide's check or its "
+                  "override changed) is not signed (409).")
 
 
 class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
@@ -333,7 +339,7 @@ def document_response(report, kind: str, extension: str) -> HttpResponse:
 
     from cases.documents import served_document
 
-    doc = served_document(report, kind)
+    doc = served_document(report.state_slide_qc(), kind)  # a draft renders its slide's check as it stands
     response = HttpResponse(doc.data, content_type=doc.media_type)
     superseded = "-superseded" if report.status == ReportStatus.AMENDED else ""
     response["Content-Disposition"] = (f'attachment; filename="{report.case.accession}-v{report.version}'

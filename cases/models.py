@@ -392,6 +392,18 @@ class Report(models.Model):
     def is_locked(self) -> bool:
         return self.status in (ReportStatus.SIGNED, ReportStatus.AMENDED)
 
+    def state_slide_qc(self, slide: "Slide | None" = None) -> "Report":
+        """A draft states its slide's check before scoring as it stands now, not as it stood when the draft
+        was prepared: signing records it so (an override may follow the draft). Set on this object, not
+        saved, so that the page or API showing the draft and the draft_fingerprint it sends read the check
+        once and state the same one. A signed version keeps the check it recorded. Returns self."""
+        if self.is_locked or not self.job_id or not self.scores:
+            return self
+        if slide is None:
+            slide = Slide.objects.select_related("qc_override_by").get(pk=self.job.slide_id)
+        self.scores = {**self.scores, "slide_qc": slide.qc_snapshot()}
+        return self
+
     # --- immutability guard -------------------------------------------------------------------
 
     def _changed_fields(self, stored) -> set[str]:
@@ -465,13 +477,15 @@ class Report(models.Model):
             if not (self.amendment_reason or "").strip():
                 raise ReportError("An amendment needs a reason: it cannot be signed without one.")
         if self.job_id:
-            # The slide's check before scoring, as it stands now (an override may postdate the draft).
-            slide = Slide.objects.get(pk=self.job.slide_id)
+            # The slide's check before scoring, as it stands now (an override may postdate the draft):
+            # what the draft showed its signer (state_slide_qc), which reports.do_sign compared, the slide
+            # row locked, through the draft_fingerprint.
+            slide = Slide.objects.select_related("qc_override_by").get(pk=self.job.slide_id)
             if slide.qc_blocks_signing:
                 raise ReportError("The slide failed its check before scoring (" + "; ".join(slide.qc_failures)
                                   + "): a pathologist must override it, with a reason, on the slide page "
                                     "before this report can be signed.")
-            self.scores = {**self.scores, "slide_qc": slide.qc_snapshot()}
+            self.state_slide_qc(slide)
         with transaction.atomic():
             # Lock what the documents state: a concurrent edit waits for the signing, then meets the lock.
             case = Case.objects.select_for_update().select_related("patient").get(pk=self.case_id)

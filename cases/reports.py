@@ -14,7 +14,7 @@ from analysis.compartments import marker_compartment, recorded_compartments
 from analysis.scoring import Interval, interval_text, score_summary
 from cases import access
 from cases.choices import ReportStatus, Role, ScoreType
-from cases.models import Case, CutoffTable, Patient, Report, ReportConflict, ReportError
+from cases.models import Case, CutoffTable, Patient, Report, ReportConflict, ReportError, Slide
 
 # LOINC 85147-7: PD-L1 by clone 22C3 (tumour proportion score), as issue 7 specifies.
 LOINC = "http://loinc.org"
@@ -184,7 +184,8 @@ def check_draft_current(report: Report) -> None:
     snapshot no longer matches (corrections or regions saved since, a cut-off table edited or withdrawn,
     the slide moved to another case or its marker changed, the model's status changed), so a signed
     report never states numbers other than those the viewer showed when it was signed. The slide's
-    check before scoring is excluded: signing records it as it stands (Report.sign)."""
+    check before scoring is excluded: a draft states it as it stands (Report.state_slide_qc), and the
+    draft_fingerprint the signer saw covers it."""
     if not report.job_id:
         return
     check_job_for_case(report.case, report.job)
@@ -227,11 +228,14 @@ def do_create_draft(case: Case, job, user=None, comment: str | None = None) -> R
 
 def draft_fingerprint(report: Report) -> str:
     """sha256 (hex) of what signing this draft would state, as the caller holds it: its analysis job, its
-    scores (counts, corrections version, TPS and CPS with their tables, adequacy, method), comment,
-    amendment reason and the version it supersedes, and the case's and patient's reported fields (accession,
-    specimen, indication, clone; MRN, names, birth date, sex). The report page sends it with the signature
-    and the API returns it as `draft_fingerprint`: do_sign refuses when the draft no longer hashes to what
-    the signer reviewed (prepared again from another job, its comment or a stated field changed)."""
+    scores (counts, corrections version, TPS and CPS with their tables, adequacy, method, and the slide's
+    check before scoring with any override, its reason, by whom and when), comment, amendment reason and
+    the version it supersedes, and the case's and patient's reported fields (accession, specimen,
+    indication, clone; MRN, names, birth date, sex). The report page sends it with the signature and the
+    API returns it as `draft_fingerprint`: do_sign refuses when the draft no longer hashes to what the
+    signer reviewed (prepared again from another job, its comment, a stated field or the slide's check
+    changed). Callers showing a draft state its check first (Report.state_slide_qc): one that does not
+    hashes the check the draft was prepared with, and is refused once the check has changed since."""
     import hashlib
     import json
 
@@ -282,12 +286,13 @@ def do_update_draft(report: Report, user, comment: str) -> Report:
 def do_sign(report: Report, user, password: str, fingerprint: str | None = None) -> Report:
     """Sign the draft the signer reviewed. `fingerprint`: draft_fingerprint of the draft as the signer was
     shown it (the report page's form, the API's `draft_fingerprint`); None for a caller holding the very
-    object it reviewed (the command line, tests), whose own fingerprint is used. Compared under the row lock
-    (with the case and patient rows locked too): a draft prepared again, re-commented or whose stated case or
-    patient fields changed since is refused (ReportConflict), and nothing is signed."""
+    object it reviewed (the command line, tests), whose own fingerprint is used, with the slide's check as
+    it stands. Compared under the row lock (with the case, patient and slide rows locked too): a draft
+    prepared again, re-commented, whose stated case or patient fields changed, or whose slide's check or
+    override changed since is refused (ReportConflict), and nothing is signed."""
     check_may_author(user, report.case)
     if fingerprint is None:
-        fingerprint = draft_fingerprint(report)
+        fingerprint = draft_fingerprint(report.state_slide_qc())
     if not fingerprint:
         raise ReportError(FINGERPRINT_MISSING)
     with transaction.atomic():
@@ -299,6 +304,10 @@ def do_sign(report: Report, user, password: str, fingerprint: str | None = None)
         case = Case.objects.select_for_update().get(pk=locked.case_id)
         case.patient = Patient.objects.select_for_update().get(pk=case.patient_id)
         locked.case = case
+        if locked.job_id:
+            # The check the documents will state (Report.sign records it): an override or a check run again
+            # waits for the signature instead of changing what was compared.
+            locked.state_slide_qc(Slide.objects.select_for_update().get(pk=locked.job.slide_id))
         if draft_fingerprint(locked) != fingerprint:
             raise ReportConflict(DRAFT_CHANGED)
         refusal = locked.job.research_use_reason() if locked.job_id else ""

@@ -257,6 +257,9 @@ def case_report(request, pk):
                 forms[step].add_error(None, str(exc))
             else:
                 messages.error(request, str(exc))
+    if latest is not None:
+        # The slide's check as signing would record it, read once for both the page and its fingerprint.
+        latest.state_slide_qc()
     log_access(case, case.patient, *versions)
     return render(request, "cases/case_report.html", {
         "case": case, "versions": versions, "latest": latest, "jobs": jobs, "forms": forms,
@@ -270,6 +273,7 @@ def report_detail(request, pk):
     """One report version (earlier versions stay viewable), with its downloads."""
     report = get_object_or_404(access.visible_reports(request.user).select_related("case__patient", "signed_by"),
                                pk=pk)
+    report.state_slide_qc()  # a draft shows its slide's check as it stands (what signing records)
     log_access(report, report.case.patient)
     hashes = dict(ReportDocument.objects.filter(report=report).values_list("kind", "sha256"))
     return render(request, "cases/report_detail.html", {"report": report, "hashes": hashes})
