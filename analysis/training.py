@@ -25,7 +25,7 @@ import numpy as np
 
 from . import datasets
 from .loss import point_supervised_loss
-from .training_batches import draw_batch, far_background_term
+from .training_batches import draw_batch, far_background_term, not_tumour_radius_px
 from .training_card import CARD_JSON, CARD_MD, card_markdown, evaluate_samples, metrics_line, model_card
 from .atomic import write_atomically, write_text_atomically
 from .training_checkpoint import CHECKPOINT_NAME, data_fingerprint, restore_state, save_state, weights_from
@@ -137,7 +137,8 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
             break
         rng = np.random.default_rng([config.seed, step])
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout of this step
-        # ignore: discs over the nuclei annotators disagreed on; no term may push them to background.
+        # ignore: discs over the nuclei annotators disagreed on, and over clicked nuclei whose click lies
+        # just outside the crop; no term may push them to background.
         x, points, not_tumour, ignore = draw_batch(train_sets, config, rng)
         x, points = x.to(device).contiguous(memory_format=torch.channels_last), points.to(device)
         for group in optimizer.param_groups:
@@ -151,7 +152,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         far = None
         if config.background_weight:
             far = far_background_term(logits, points, config.background_radius_um / config.mpp,
-                                      not_tumour, config.point_radius_um / config.mpp, ignore=ignore)
+                                      not_tumour, not_tumour_radius_px(config), ignore=ignore)
             total = total + config.background_weight * far
         optimizer.zero_grad(set_to_none=True)
         total.backward()
