@@ -4,13 +4,16 @@
   one after the other, with no conflict (the second used to carry the first one's base version and was
   refused as "corrected by pathologist … since you loaded it", naming the user themself);
 - leaving the page asks first (beforeunload) while a region is being drawn, vertices were moved and not saved,
-  or a save is still unanswered, and only then."""
+  or a save is still unanswered, and only then;
+- a colleague's save before this page's first one (409): the saves queued behind it are not sent (each used to be
+  sent and refused in turn), the conflict box says so once and lists them as not saved, and reloading lets the
+  user go on."""
 
 import time
 
 import pytest
 
-from tests.viewer.browser import (CHROMIUM, LiveSite, chromium_browser, draw_square_region, logged_in_page,
+from tests.viewer.browser import (CHROMIUM, LiveSite, chromium_browser, draw_square_region, logged_in_page, login,
                                   running_site)
 
 pytestmark = [
@@ -121,6 +124,81 @@ def test_two_corrections_back_to_back_both_land_without_a_conflict(page, site):
     done = {(i["op"], str(i["detection"])) for i in items if i["active"]}
     assert ("delete", str(positive[0]["id"])) in done and ("reclassify", str(negative[0]["id"])) in done, items
     assert unsaved_while_out is True  # a correction not yet answered is unsaved work (leaving asks first)
+
+
+def colleague_deletes(page, site, job, version, detection):
+    """The colleague deletes `detection` in a browser context of their own (the page does not see it)."""
+    other = page.context.browser.new_context()
+    try:
+        login(other.new_page(), site.url, "colleague")
+        token = next(c["value"] for c in other.cookies() if c["name"] == "csrftoken")
+        reply = other.request.post(f"{site.url}/api/viewer/jobs/{job}/corrections/",
+                                   data={"base_version": version, "op": "delete", "detection": detection},
+                                   headers={"X-CSRFToken": token, "Referer": site.url + "/"})
+        assert reply.status == 201, reply.text()
+    finally:
+        other.close()
+
+
+def test_a_conflict_stops_the_saves_queued_behind_it(page, site):
+    job = site.data["sparse"]["job"]
+    open_sparse(page, site)
+    key(page, "Escape")
+    radius = page.evaluate("window.pdl1Viewer.drawnCounts.markerRadius")
+    positive = page.evaluate(ISOLATED, [1, 3 * radius + 12])
+    negative = page.evaluate(ISOLATED, [2, 3 * radius + 12])
+    assert positive and negative
+    ours = {str(positive[0]["id"]), str(negative[0]["id"])}
+    theirs = next(p["id"] for p in page.evaluate("window.pdl1Viewer.points()")
+                  if not p["corrected"] and str(p["id"]) not in ours)
+    version = page.evaluate("window.pdl1Viewer.correctionsVersion")
+    colleague_deletes(page, site, job, version, theirs)
+
+    writes, held = [], []
+
+    def hold_the_first(route):
+        if route.request.method == "GET":
+            route.continue_()
+            return
+        writes.append(route.request.url)
+        if not held:  # refused by the server (the colleague's save); the page hears it when the test lets it
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+
+    page.route(f"**/api/viewer/jobs/{job}/corrections/", hold_the_first)
+    page.route(f"**/api/viewer/jobs/{job}/regions/", hold_the_first)
+    select(page, positive[0])
+    key(page, "x")  # delete it: sent, refused
+    until(page, lambda: held)
+    select(page, negative[0])
+    key(page, "1")  # reclassify it as positive: queued behind
+    draw_square_region(page, "tumour", fraction=0.2)  # queued behind too
+    page.wait_for_function("window.pdl1Viewer.drawing === null")
+    route, response = held[0]
+    assert response.status == 409
+    route.fulfill(response=response)
+
+    page.wait_for_selector("#conflict", state="visible")
+    page.wait_for_timeout(700)
+    assert len(writes) == 1, writes  # the two behind it were not sent
+    assert "colleague" in page.locator("#conflict-message").inner_text()
+    assert page.locator("#conflict-not-saved-list li").all_inner_texts() == [
+        f"the deletion of detection {positive[0]['id']} (refused)",
+        f"the reclassification of detection {negative[0]['id']} as positive (not sent)",
+        "the tumour region drawn (4 vertices) (not sent)",
+    ]
+    assert page.evaluate("window.pdl1Viewer.hasUnsavedWork()") is False
+    assert page.evaluate("window.pdl1Viewer.history") == {"undo": 0, "redo": 0, "busy": False}
+    assert page.evaluate("window.pdl1Viewer.regions.length") == 0
+
+    page.locator("#conflict-reload").click()
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 1}")
+    assert page.locator("#conflict").is_hidden() and page.evaluate("window.pdl1Viewer.notSaved") == []
+    select(page, negative[0])
+    key(page, "1")
+    page.wait_for_function(f"window.pdl1Viewer.correctionsVersion === {version + 2}")
+    assert page.locator("#conflict").is_hidden() and len(writes) == 2
 
 
 def try_to_leave(page, dialogs):

@@ -5,7 +5,8 @@ function el(id) {
   const e = { id, textContent: "", hidden: false, title: "", dataset: {}, innerHTML: "", style: { setProperty() {} },
     disabled: false, value: "", checked: false, children: [],
     classList: { toggle() {}, add() {}, remove() {}, contains() { return false; } },
-    setAttribute(k, v) { this[k] = v; }, getAttribute(k) { return this[k]; }, addEventListener() {},
+    setAttribute(k, v) { this[k] = v; }, getAttribute(k) { return this[k]; },
+    listeners: {}, addEventListener(type, fn) { this.listeners[type] = fn; },
     appendChild(c) { this.children.push(c); return c; }, getContext() { return null; },
     getBoundingClientRect() { return { x: 0, y: 0, width: 100, height: 100 }; } };
   return e;

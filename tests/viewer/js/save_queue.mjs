@@ -104,6 +104,37 @@ check("the save behind it is sent and lands", (await after) !== null && writes.l
 check("nothing left pending", !U.hasUnsavedWork(), U.pendingSaves());
 U.saveTiming.answerMs = 30000;
 
+// 3c. A real conflict (409) stops the saves queued behind the refused one: based on the same old version, they were
+// each sent, refused and shown in turn. Now they are not sent, resolve as not saved and are listed once, under the
+// one message, until "Reload corrections"; a save the user makes after being told is sent as usual.
+C.bindCorrectionTools();
+writes.length = 0; points(); S.corrections.version = serverVersion;
+serverVersion += 1; // the colleague
+const refused = C.sendCorrection({ op: "reclassify", detection: 103, label: 2 });
+const behind = [C.sendCorrection({ op: "delete", detection: 102 }),
+                R.postRegion({ kind: "necrosis", vertices: [[0, 0], [50, 0], [50, 50]] }), R.removeRegion(42)];
+const outcomes = [await refused, ...(await Promise.all(behind))];
+check("a conflict: only the refused save was sent", writes.length === 1 && writes[0].status === 409,
+      writes.map((w) => [w.method, w.body.base_version, w.status]));
+check("the saves behind it resolve as not saved", JSON.stringify(outcomes) === "[false,false,null,false]", outcomes);
+check("one message: the server's", E["conflict"].hidden === false && /colleague/.test(E["conflict-message"].textContent),
+      E["conflict-message"].textContent);
+check("each listed as not saved", E["conflict-not-saved"].hidden === false && JSON.stringify(debug.notSaved.slice(-4)) ===
+      JSON.stringify(["the reclassification of detection 103 as negative (refused)", "the deletion of detection 102 (not sent)",
+                      "the necrosis region drawn (3 vertices) (not sent)", "the deletion of region 42 (not sent)"]), debug.notSaved);
+check("nothing left pending after a conflict", !U.hasUnsavedWork() && debug.unloadGuard === false, U.pendingSaves());
+const retried = await C.postCorrection({ op: "delete", detection: 102 });
+check("a save made after being told is sent (and refused: this page has not seen the change)",
+      retried === null && writes.length === 2 && writes[1].status === 409, writes.map((w) => w.status));
+check("the same edit tried again is listed once", debug.notSaved.filter((n) => n.includes("detection 102")).length === 1 &&
+      debug.notSaved.includes("the deletion of detection 102 (refused)"), debug.notSaved);
+E["conflict-reload"].listeners.click();
+await wait(20);
+check("reloaded: the box and the list are gone, the server's version taken", E["conflict"].hidden === true &&
+      debug.notSaved.length === 0 && S.corrections.version === serverVersion, [debug.notSaved, S.corrections.version]);
+check("after the reload a save lands", (await C.postCorrection({ op: "delete", detection: 102 })) !== null &&
+      writes[writes.length - 1].status === 201, writes.map((w) => w.status));
+
 // 4. A region being drawn, or moved vertices, are unsaved work; a closed or cancelled one is not.
 S.corrections.version = serverVersion;
 S.drawing = { kind: "tumour", vertices: [] };

@@ -11,8 +11,8 @@ import { forgetDensity, scheduleQuery } from "./queries.js";
 import { loadHotspots, loadRegions, showRegionsAnswer } from "./regions.js";
 import { clearScores, showScores } from "./scores.js";
 import { select, selectPointId, showSelection } from "./selection.js";
-import { $, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
-import { queueSave } from "./unsaved.js";
+import { $, LABEL_NAME, NEGATIVE, POSITIVE, S, api, cfg, debug, page, setText } from "./state.js";
+import { queueSave, stopAfterConflict } from "./unsaved.js";
 
 const LOAD_ATTEMPTS = 3;
 
@@ -92,6 +92,11 @@ export function saveRefused(res, what, conflictText) {
   if (res.status === 409) {
     // Not the server's new version: this page has not seen what changed, so a retry must be refused
     // again until "Reload corrections" shows it (loadHumanLayer takes the version with the items).
+    // The saves queued behind this one are based on the same old version: not sent, listed as not saved,
+    // under the one message (they were each sent, refused and shown in turn).
+    const stopped = stopAfterConflict();
+    if (stopped.refused) { listNotSaved(stopped.refused, "refused"); }
+    stopped.notSent.forEach((what) => { listNotSaved(what, "not sent"); });
     showConflict((res.data && res.data.detail) || conflictText);
   } else {
     showConflict(what + " was not saved: " + describeDetail(res.data, res.status));
@@ -100,11 +105,21 @@ export function saveRefused(res, what, conflictText) {
 }
 
 /** Save one correction, after this page's saves before it; resolves to the server's item, or null when
- * refused (shown). */
+ * refused or not sent (shown). */
 export function postCorrection(body) {
   const job = cfg.job;
   if (!job) { return Promise.resolve(null); }
-  return queueSave((signal) => sendNow(job, body, signal));
+  return queueSave((signal) => sendNow(job, body, signal), describeCorrection(body), null);
+}
+
+/** A correction in words, for the list of edits not saved. */
+function describeCorrection(body) {
+  const label = LABEL_NAME[body.label] || body.label;
+  if (body.op === "delete") { return "the deletion of detection " + body.detection; }
+  if (body.op === "reclassify") { return "the reclassification of detection " + body.detection + " as " + label; }
+  if (body.op === "add") { return "the " + label + " point added at (" + Math.round(body.x) + ", " + Math.round(body.y) + ")"; }
+  if (body.op === "undo") { return "the undo of correction " + body.target; }
+  return "a correction";
 }
 
 function sendNow(job, body, signal) {
@@ -169,14 +184,40 @@ function applyLocally(body, item) {
   requestDraw();
 }
 
+// Edits refused by a conflict, or not sent because of it, since the last reload: the conflict box lists them
+// (the page shows none of them: nothing is applied here before the server accepts it).
+const notSaved = [];
+
+function listNotSaved(what, why) {
+  const known = notSaved.find((n) => n.what === what); // the same edit tried again: listed once
+  if (known) { known.why = why; } else { notSaved.push({ what, why }); }
+}
+
 export function showConflict(message) {
   $("conflict").hidden = false;
   setText("conflict-message", message);
+  showNotSaved();
+}
+
+function showNotSaved() {
+  debug.notSaved = notSaved.map((n) => n.what + " (" + n.why + ")");
+  $("conflict-not-saved").hidden = !notSaved.length;
+  setText("conflict-not-saved-head", "Not saved" + (notSaved.length > 1 ? " (" + notSaved.length + " edits)" : "") +
+    "; after reloading, make again what you still want:");
+  const list = $("conflict-not-saved-list");
+  list.innerHTML = "";
+  notSaved.forEach((n) => {
+    const li = document.createElement("li");
+    li.textContent = n.what + " (" + n.why + ")";
+    list.appendChild(li);
+  });
 }
 
 export function hideConflict() { $("conflict").hidden = true; }
 
 function reloadAfterConflict() {
+  notSaved.length = 0;
+  showNotSaved();
   hideConflict();
   clearHistory();
   loadHumanLayer();

@@ -233,9 +233,12 @@ export function finishRegion() {
 }
 
 /** Save a region {kind, vertices}, in place of region `replaces` when given (one save: both or neither),
- * after this page's saves before it (unsaved.js); resolves to the server's item, or null when refused (shown). */
+ * after this page's saves before it (unsaved.js); resolves to the server's item, or null when refused or not sent
+ * (shown). */
 export function postRegion(region, replaces) {
   const job = cfg.job;
+  const what = replaces !== undefined && replaces !== null ? "the vertex edit of " + region.kind + " region " + replaces
+    : "the " + region.kind + " region drawn (" + region.vertices.length + " vertices)";
   return queueSave((signal) => {
     if (cfg.job !== job || versionUnknown("The region")) { return null; }
     hideConflict();
@@ -247,10 +250,11 @@ export function postRegion(region, replaces) {
       saveRefused(res, "The region", "Someone else changed this slide's regions.");
       return null;
     }).catch((err) => { showConflict("The region was not saved: " + err); return null; });
-  });
+  }, what, null);
 }
 
-/** Soft-delete a region, after this page's saves before it; resolves to true, or false when refused (shown). */
+/** Soft-delete a region, after this page's saves before it; resolves to true, or false when refused or not
+ * sent (shown). */
 export function removeRegion(id) {
   const job = cfg.job;
   return queueSave((signal) => {
@@ -263,7 +267,7 @@ export function removeRegion(id) {
       // must be refused too until "Reload corrections" shows it.
       return saveRefused(res, "The region deletion", "Someone else changed this slide's regions.");
     }).catch((err) => { showConflict("The region was not deleted: " + err); return false; });
-  });
+  }, "the deletion of region " + id, false);
 }
 
 /** The list's Delete button: undoable. */

@@ -6,7 +6,11 @@
  * together carried the same version, so the second was refused as a colleague's conflict naming the user
  * themself. Now each save is sent only once the one before it is answered, and takes its base_version when
  * it is sent (from that answer, versionSaved): rapid edits by one person all land, and a colleague's save in
- * between is still a conflict. */
+ * between is still a conflict.
+ *
+ * After a real conflict (409: a colleague's save, or the job moved on) every save waiting behind the refused
+ * one carries the same old base version and would be refused the same way, one request and one message
+ * each: they are not sent (stopAfterConflict) and the page lists them as not saved until it is reloaded. */
 
 import { S, debug } from "./state.js";
 
@@ -20,18 +24,32 @@ let guarded = false;
 // conflict (its base version is old) and "Reload corrections" shows what was stored; nothing passes unseen.
 export const saveTiming = { answerMs: 30000 };
 
+let current = null; // the save sent and not yet answered
+
 /** Run `send(signal)` (-> a promise; `signal` aborts its request when no answer came in time) once every save
- * queued before it has been answered or given up; resolves as it does. */
-export function queueSave(send) {
+ * queued before it has been answered or given up; resolves as it does, or to `unsent` when a conflict before
+ * it stopped it (stopAfterConflict). `what` names the edit for the user ("the deletion of detection 12"). */
+export function queueSave(send, what = "an edit", unsent = null) {
   return new Promise((resolve, reject) => {
-    queue.push({ send, resolve, reject });
+    queue.push({ send, resolve, reject, what, unsent });
     if (!sending) { sendNext(); }
   });
+}
+
+/** The save in flight was refused by a real conflict: the saves waiting behind it are not sent (each
+ * resolves to its `unsent` value, as a refused save). Returns what was refused and what was not sent, for
+ * the page to show. Saves queued later (the user acting after being told) are sent as usual. */
+export function stopAfterConflict() {
+  const stopped = queue.splice(0, queue.length);
+  stopped.forEach((save) => { save.resolve(save.unsent); });
+  updateUnloadGuard();
+  return { refused: current ? current.what : null, notSent: stopped.map((save) => save.what) };
 }
 
 function sendNext() {
   const next = queue.shift();
   sending = !!next;
+  current = next || null;
   updateUnloadGuard();
   if (!next) { return; }
   const abort = new AbortController();
