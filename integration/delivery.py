@@ -10,7 +10,8 @@ no limit on attempts; a rejection (AR, HTTP 4xx) stops the row for an administra
 "Send again"), and so does an HTTP redirect (3xx), which is never followed (send_fhir).
 
 Claiming a row leases it for a while (three timeouts), outside any long transaction: two delivery
-runs never send the same row at once, and a run that died mid-send leaves a lease that expires.
+runs never send the same row at once, and a run that died mid-send leaves a lease that expires. Each
+claim raises the row's claim token, which tells the answer of this claim's attempt from a late one.
 """
 
 from __future__ import annotations
@@ -71,14 +72,19 @@ def _claim_next(channel: str, now=None) -> OutboxMessage | None:
         if _later_version_delivered(row):
             # A corrected version already reached this peer (a delivery that outlived its lease, then another
             # run): the superseded one sent now would be the receiving system's last word. Kept, not sent.
-            row.state, row.leased_until = OutboxState.REJECTED, None
+            # The row is taken from any expired attempt still out: its late answer decides nothing but a success.
+            row.state, row.leased_until, row.claim_token = OutboxState.REJECTED, None, row.claim_token + 1
             row.last_error = "not sent: a later version of this report was delivered to this peer first"
-            row.save(update_fields=["state", "leased_until", "last_error"])
+            row.save(update_fields=["state", "leased_until", "claim_token", "last_error"])
             return _claim_next(channel, now)
-        # connect, write and read each have the timeout: the lease outlasts all three. Its end is also this
-        # claim's token: _record tells the answer of this attempt from a late one of an expired attempt by it.
+        # connect, write and read each have the timeout: the lease outlasts all three.
         row.leased_until = now + datetime.timedelta(seconds=3 * settings.PDL1_INTEGRATION_TIMEOUT_SECONDS + 5)
-        row.save(update_fields=["leased_until"])
+        # This attempt's token: _record tells its answer from a late one of an expired attempt by it. A counter
+        # raised under the row lock, not the lease end: two claims never share it, and it survives a database
+        # or serializer that keeps timestamps less precisely than they were written (then the current
+        # attempt's own answer looked late, and was dropped).
+        row.claim_token += 1
+        row.save(update_fields=["leased_until", "claim_token"])
         return row
 
 
@@ -93,23 +99,23 @@ def _later_version_delivered(row: OutboxMessage) -> bool:
 def _record(row: OutboxMessage, result: Attempt, now=None):
     """Record the answer to the attempt that claimed `row` (_claim_next).
 
-    The claim's lease end is its token: when the row's lease in the database is no longer the one this
-    attempt's claim set, the lease ran out and another run claimed the row again (or already recorded its
-    answer), so this is a late answer of an expired attempt. A late success is recorded (the peer has the
-    result: the row is delivered, whatever the later attempt says); a late failure or rejection changes
-    nothing but the count of attempts, as the current attempt's answer decides. A delivered row is never
-    changed again (a late NACK or HTTP 409 from a repeat would otherwise turn it "rejected", to be sent
-    again by "Send again"). Every answer counts an attempt: each was one more send, which is what tells
-    a possible duplicate (docs/integration.md, "An answer that was lost")."""
+    The claim's token is compared in the UPDATE that opens the record: when the row's token is no longer
+    the one this attempt's claim set, the lease ran out and another run claimed the row again, so this is
+    a late answer of an expired attempt. A late success is recorded (the peer has the result: the row is
+    delivered, whatever the later attempt says); a late failure or rejection changes nothing but the
+    count of attempts, as the current attempt's answer decides. A delivered row is never changed again (a
+    late NACK or HTTP 409 from a repeat would otherwise turn it "rejected", to be sent again by "Send
+    again"). Every answer counts an attempt: each was one more send, which is what tells a possible
+    duplicate (docs/integration.md, "An answer that was lost")."""
     now = now or timezone.now()
     with transaction.atomic():
+        # The current attempt's answer ends its lease. Comparing in the UPDATE, not in Python, also takes the
+        # write lock first where there are no row locks (SQLite): two answers of a row are recorded in turn.
+        current = OutboxMessage.objects.filter(pk=row.pk, claim_token=row.claim_token).update(leased_until=None) == 1
         fresh = OutboxMessage.objects.select_for_update().get(pk=row.pk)
-        current = fresh.leased_until == row.leased_until
         fresh.attempts += 1
         if fresh.state == OutboxState.DELIVERED or (not current and not result.delivered):
-            if current:
-                fresh.leased_until = None
-            fresh.save(update_fields=["attempts", "leased_until"])
+            fresh.save(update_fields=["attempts"])
             why = ("already delivered" if fresh.state == OutboxState.DELIVERED
                    else "the late answer of an expired attempt, whose row another attempt took over")
             log.warning("outbox %s to %s: answer not recorded, %s: %s", fresh.message_id, fresh.destination, why,
@@ -119,8 +125,7 @@ def _record(row: OutboxMessage, result: Attempt, now=None):
         if result.delivered:  # the current attempt's, or a late one's: the peer has it either way
             fresh.state, fresh.delivered_at, fresh.last_error, fresh.leased_until = \
                 OutboxState.DELIVERED, now, "", None
-        else:
-            fresh.leased_until = None
+        else:  # the current attempt's: its lease is over already
             if result.rejected:
                 fresh.state, fresh.last_error = OutboxState.REJECTED, result.error
             else:

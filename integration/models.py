@@ -52,6 +52,9 @@ class OutboxMessage(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     leased_until = models.DateTimeField(null=True, blank=True, help_text="a delivery is in progress until then")
+    claim_token = models.PositiveIntegerField(
+        default=0, help_text="raised each time a delivery run takes the row (or an administrator re-addresses it): "
+                             "an attempt's answer decides only while the token is still the one its claim set")
     last_error = models.TextField(blank=True)
     answer = models.BinaryField(blank=True, default=b"", help_text="the peer's last ACK or HTTP answer")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -3,7 +3,11 @@ still get its answer. Before, _record wrote whatever came last: a late HTTP 409 
 "rejected" (delivered_at still set), "Send again" then sent a delivered result again and the row no longer
 counted as a delivered version. Now the lease end set at the claim is the attempt's token: only the current
 attempt's answer decides, a late success is still recorded (the peer has it), and a delivered row never
-changes."""
+changes.
+
+The token was then the lease end itself, compared for exact equality: a database or serializer that keeps
+timestamps less precisely than they were written made the current attempt's own answer look late, and it
+was dropped. Now each claim raises a counter on the row, compared in the UPDATE that records the answer."""
 
 import datetime
 
@@ -31,7 +35,7 @@ def two_claims(settings):
     t0 = timezone.now()
     a = _claim_next("fhir", t0)
     b = _claim_next("fhir", t0 + datetime.timedelta(seconds=60))
-    assert a.pk == b.pk == row.pk and a.leased_until < b.leased_until
+    assert a.pk == b.pk == row.pk and a.leased_until < b.leased_until and a.claim_token < b.claim_token
     return row, a, b
 
 
@@ -118,3 +122,30 @@ def test_a_delivery_run_that_outlived_its_lease(settings, monkeypatch):
     assert delivery.deliver_due()["rejected"] == 1  # what A was told; the row says what happened
     assert answers == ["A", "B"] and state(row) == (OutboxState.DELIVERED, 2, "")
     assert delivery.deliver_due(later + datetime.timedelta(hours=1)) == {"delivered": 0, "failed": 0, "rejected": 0}
+
+
+@pytest.fixture
+def whole_seconds(monkeypatch):
+    """The database keeps timestamps to the second (as MySQL's DATETIME does), whatever the backend."""
+    from django.db import connection
+
+    adapt = connection.ops.adapt_datetimefield_value
+
+    def to_the_second(value):
+        return adapt(value.replace(microsecond=0) if isinstance(value, datetime.datetime) else value)
+
+    monkeypatch.setattr(connection.ops, "adapt_datetimefield_value", to_the_second)
+
+
+@pytest.mark.parametrize("answer", [DUPLICATE, TIMEOUT, DELIVERED])
+def test_the_current_attempts_answer_is_recorded_when_timestamps_lose_precision(settings, whole_seconds, answer):
+    settings.PDL1_INTEGRATION_TIMEOUT_SECONDS = 1
+    row = OutboxMessage.objects.create(report=ReportFactory(), channel="fhir", message_id="PDL1R1F",
+                                       destination="http://ehr", payload=b"{}")
+    a = _claim_next("fhir", timezone.now().replace(microsecond=250_000))
+    row.refresh_from_db()
+    assert row.leased_until != a.leased_until  # what the claim set is not what the database kept
+    _record(a, answer)
+    expected = (OutboxState.DELIVERED if answer.delivered else OutboxState.REJECTED if answer.rejected
+                else OutboxState.PENDING)
+    assert state(row) == (expected, 1, answer.error) and row.leased_until is None
