@@ -7,7 +7,8 @@ not: a duplicate is then possible; docs/integration.md, "An answer that was lost
 its rows in signing order: a row that fails holds back the rows after it (an amendment never
 overtakes its original). Failures wait RETRY_BASE * 2^(attempts-1) seconds, at most RETRY_MAX, with
 no limit on attempts; a rejection (AR, HTTP 4xx) stops the row for an administrator (admin action
-"Send again"), and so does an HTTP redirect (3xx), which is never followed (send_fhir).
+"Send again"), and so does an HTTP redirect (3xx), which is never followed (send_fhir): "Re-address to
+the current endpoint and send again" (readdress) points such rows at the corrected address.
 
 Claiming a row leases it for a while (three timeouts), outside any long transaction: two delivery
 runs never send the same row at once, and a run that died mid-send leaves a lease that expires. Each
@@ -100,13 +101,13 @@ def _record(row: OutboxMessage, result: Attempt, now=None):
     """Record the answer to the attempt that claimed `row` (_claim_next).
 
     The claim's token is compared in the UPDATE that opens the record: when the row's token is no longer
-    the one this attempt's claim set, the lease ran out and another run claimed the row again, so this is
-    a late answer of an expired attempt. A late success is recorded (the peer has the result: the row is
-    delivered, whatever the later attempt says); a late failure or rejection changes nothing but the
-    count of attempts, as the current attempt's answer decides. A delivered row is never changed again (a
-    late NACK or HTTP 409 from a repeat would otherwise turn it "rejected", to be sent again by "Send
-    again"). Every answer counts an attempt: each was one more send, which is what tells a possible
-    duplicate (docs/integration.md, "An answer that was lost")."""
+    the one this attempt's claim set, the lease ran out and another run claimed the row again (or an
+    administrator re-addressed it), so this is a late answer of an expired attempt. A late success is
+    recorded (the peer has the result: the row is delivered, whatever the later attempt says); a late
+    failure or rejection changes nothing but the count of attempts, as the current attempt's answer
+    decides. A delivered row is never changed again (a late NACK or HTTP 409 from a repeat would otherwise
+    turn it "rejected", to be sent again by "Send again"). Every answer counts an attempt: each was one
+    more send, which is what tells a possible duplicate (docs/integration.md, "An answer that was lost")."""
     now = now or timezone.now()
     with transaction.atomic():
         # The current attempt's answer ends its lease. Comparing in the UPDATE, not in Python, also takes the
@@ -140,10 +141,42 @@ def retry(rows) -> int:
     (its lease holds) and those of a version a later signed amendment superseded: sent after its correction, the superseded result would be the
     receiving system's last word (an amendment never overtakes its original, nor the other way round)."""
     now = timezone.now()
-    # A row being sent right now keeps its lease: cleared, a second delivery run would send it again beside
-    # the first, and a correction signed meanwhile could arrive between the two copies.
+    return _sendable_again(rows, now).update(state=OutboxState.PENDING, next_attempt_at=now)
+
+
+def _sendable_again(rows, now):
+    """The rows "Send again" may make due: not delivered, not superseded, not being sent. A row being sent
+    right now keeps its lease: cleared, a second delivery run would send it again beside the first, and a
+    correction signed meanwhile could arrive between the two copies."""
     return (rows.exclude(state=OutboxState.DELIVERED).exclude(report__status=ReportStatus.AMENDED)
-            .exclude(leased_until__gt=now).update(state=OutboxState.PENDING, next_attempt_at=now))
+            .exclude(leased_until__gt=now))
+
+
+def readdress(rows) -> list[tuple[OutboxMessage, str]]:
+    """Administrators' "Re-address to the current endpoint and send again": each row "Send again" would
+    make due gets its channel's endpoint as configured now (outbox.peers) and becomes due now; [(row, the
+    address it had)]. A row keeps the address it was queued with otherwise, so rows queued to a URL that
+    now redirects (rejected, send_fhir) could only wait for that URL to accept the POST itself. Only the
+    address changes, never the payload (the signed document). Each row is saved on its own: the audit
+    trail (integration.audit) records who changed its destination, from what to what. A channel with no
+    endpoint configured now keeps its rows as they are."""
+    from integration.outbox import peers
+
+    endpoints, now, done = peers(), timezone.now(), []
+    for pk in _sendable_again(rows, now).filter(channel__in=list(endpoints)).values_list("pk", flat=True):
+        with transaction.atomic():
+            # Read again under the row lock: a delivery run may have claimed or delivered it meanwhile.
+            row = _sendable_again(OutboxMessage.objects.filter(pk=pk), now).select_for_update(of=("self",)).first()
+            if row is None:
+                continue
+            old = row.destination
+            # A raised token makes the answer of an expired attempt still out, to the old address, a late one:
+            # only a success of it is recorded (_record).
+            row.destination, row.state, row.next_attempt_at = endpoints[row.channel], OutboxState.PENDING, now
+            row.claim_token += 1
+            row.save(update_fields=["destination", "state", "next_attempt_at", "claim_token"])
+        done.append((row, old))
+    return done
 
 
 def send(row: OutboxMessage) -> Attempt:
@@ -238,7 +271,8 @@ def send_fhir(base_url: str, payload: bytes, message_id: str) -> Attempt:
                 "The FHIR base URL must answer the POST itself (a redirected POST is re-sent as a GET without "
                 "the bundle, and the Authorization header would go to the new address). Correct "
                 "PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL for results signed from now on; this row keeps the "
-                "address it was queued with: send it again once that address answers the POST."))
+                "address it was queued with: send it again once that address answers the POST, or re-address "
+                "it to the corrected one (\"Re-address to the current endpoint and send again\")."))
         retryable = exc.code >= 500 or exc.code in (408, 425, 429)
         return Attempt(False, rejected=not retryable, error=f"HTTP {exc.code}: {body[:300].decode('utf-8', 'replace')}",
                        answer=body)
