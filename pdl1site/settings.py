@@ -57,6 +57,11 @@ BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
 if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+# The proxy in front appends each client's address to X-Forwarded-For: the audit trail then records
+# that last entry (pdl1site.middleware.client_address), else the connection's address. A setting of its
+# own, off by default: a TLS proxy that sets X-Forwarded-Proto but passes X-Forwarded-For on untouched
+# would let every client write the address the audit trail records.
+PDL1_TRUST_FORWARDED_FOR = env_bool("TRUST_FORWARDED_FOR", False)
 # HSTS: browsers that reached the site over HTTPS use nothing else for this long. Sent only on HTTPS
 # requests (behind the proxy: X-Forwarded-Proto https), so on by default there and off elsewhere.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if BEHIND_TLS_PROXY else 0, minimum=0)
