@@ -167,7 +167,9 @@ def slide_detail(request, pk):
 @clinical
 def slide_thumbnail(request, pk):
     slide = get_object_or_404(access.visible_slides(request.user), pk=pk)
-    return thumbnail_response(slide)
+    response = thumbnail_response(slide)
+    log_access(slide)  # the case's tissue, as the API's thumbnail logs it
+    return response
 
 
 @login_required
@@ -201,7 +203,8 @@ def pseudo_slide_thumbnail(request, pseudo_id):
 @role_required(Role.ADMIN, Role.PATHOLOGIST, Role.CLINICIAN)
 def report_list(request):
     reports = list(access.visible_reports(request.user).select_related("case__patient")[:200])
-    log_access(*reports)
+    # Each row names its patient: one entry per patient shown (a set, as on the case list), not per row.
+    log_access(*reports, *{report.case.patient for report in reports})
     return render(request, "cases/report_list.html", {"reports": reports})
 
 
