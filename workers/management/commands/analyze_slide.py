@@ -11,12 +11,13 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from analysis.management.commands._argtypes import positive_int
 from analysis.models import AnalysisJob
 from cases.choices import Indication
 from cases.models import Slide
 from cases.services import IngestError, IngestSource, do_ingest_slide
 from workers import queue
-from workers.services import JobError, do_start_job
+from workers.services import JobError, check_detector, check_parameters, do_start_job
 
 
 class Command(BaseCommand):
@@ -29,7 +30,7 @@ class Command(BaseCommand):
                                                "path (research use: web and API take only clinical models)")
         parser.add_argument("--indication", choices=Indication.values, help="picks the active model when "
                                                                              "no --detector is given")
-        parser.add_argument("--workers", type=int, default=1, help="processes detecting tiles in parallel")
+        parser.add_argument("--workers", type=positive_int, default=1, help="processes detecting tiles in parallel")
         parser.add_argument("--batch-size", type=int, default=8, help="tiles per batch")
         parser.add_argument("--queue", action="store_true", dest="use_queue",
                             help="send the job to running qcluster workers instead, and wait for it")
@@ -41,21 +42,27 @@ class Command(BaseCommand):
 
     def handle(self, *args, slide, mpp, detector, indication, workers, batch_size, use_queue, json_path,
                no_progress, report_path=None, **options):
-        if workers < 1:
-            raise CommandError("--workers must be at least 1")
         if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
             raise CommandError("--mpp must be a positive number")
-        slide_obj = self._slide(slide, mpp)
+        params = {"batch_size": batch_size, **({"mpp": mpp} if mpp else {})}
+        # Everything that can be refused without the slide is refused before it is stored: a refusal used
+        # to leave a stored slide in no case, and an unwritable --json cost a whole analysis.
+        self._check_before_ingest(params, detector, json_path, report_path)
+        slide_obj, created = self._slide(slide, mpp)
         if indication is None and slide_obj.case_id:
             indication = slide_obj.case.indication
-        params = {"batch_size": batch_size, **({"mpp": mpp} if mpp else {})}
         try:
             if detector is None and indication:
                 from analysis.registry import default_detector_name
 
                 detector = default_detector_name(indication, slide_obj.marker)
             with queue.collecting() as pending:
-                job = do_start_job(slide_obj, detector=detector, parameters=params, research=True)
+                try:
+                    job = do_start_job(slide_obj, detector=detector, parameters=params, research=True)
+                except JobError:
+                    if created:  # refused for what only the stored slide tells (no mpp, too many tiles, ...)
+                        _discard_new_slide(slide_obj)
+                    raise
                 if not use_queue:
                     self._run(pending, job, workers, not no_progress)
             if use_queue:
@@ -68,24 +75,39 @@ class Command(BaseCommand):
         if job.status != "done":
             raise CommandError(f"analysis {job.status}: {job.error or 'see the job in the admin'}")
         result = result_json(job)
-        Path(json_path).write_text(json.dumps(result, indent=2))
+        _write_output(json_path, json.dumps(result, indent=2).encode())
         if report_path:
-            Path(report_path).write_bytes(draft_report_pdf(job))
+            _write_output(report_path, draft_report_pdf(job))
         self.stdout.write(json.dumps({k: result[k] for k in ("counts", "tps", "tps_category", "tiles")}))
 
-    def _slide(self, slide: str, mpp):
+    @staticmethod
+    def _check_before_ingest(params: dict, detector, json_path: str, report_path) -> None:
+        try:
+            check_parameters(params)
+            if detector not in (None, ""):
+                # research=True looks at no slide: a registered model (any status), a checkpoint file or classic.
+                check_detector(detector, slide=None, research=True)
+        except JobError as exc:
+            raise CommandError(str(exc)) from None
+        for flag, path in (("--json", json_path), ("--report", report_path)):
+            if path:
+                check_output_path(flag, path)
+
+    def _slide(self, slide: str, mpp) -> tuple[Slide, bool]:
+        """(the slide, whether this command stored it)."""
         if slide.isdigit() and not Path(slide).exists():
             found = Slide.objects.filter(pk=int(slide)).first()
             if found is None:
                 raise CommandError(f"no imported slide with id {slide}")
-            return found
+            return found, False
         path = Path(slide)
         if not path.is_file():
             raise CommandError(f"{slide}: no such file")
         try:
-            return do_ingest_slide([IngestSource(name=path.name, path=path)], mpp=mpp).slide
+            ingested = do_ingest_slide([IngestSource(name=path.name, path=path)], mpp=mpp)
         except IngestError as exc:
             raise CommandError(str(exc)) from None
+        return ingested.slide, ingested.created
 
     def _run(self, pending, job, workers: int, progress: bool):
         """Run the queued stages here: split, then every detect batch (in N processes), then merge."""
@@ -113,6 +135,38 @@ class Command(BaseCommand):
                 bar.close()
                 return job
             time.sleep(1)
+
+
+def check_output_path(flag: str, path: str) -> None:
+    """A file the command can write: not a folder, in a folder that exists and is writable."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise CommandError(f"{flag} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise CommandError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise CommandError(f"{flag} {path}: not writable")
+
+
+def _write_output(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:  # checked before the analysis, but a disk can fill up meanwhile
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _discard_new_slide(slide: Slide) -> None:
+    """Remove a slide this command has just stored (its row and its own folder) when its job is refused:
+    nothing refers to it yet, and kept it would be a slide in no case that nobody asked to import."""
+    import shutil
+
+    from django.conf import settings
+
+    own = Path(slide.file.name).parent  # slides/<xx>/<sha256>-<uuid> (cases.services._register): this slide's alone
+    Slide.objects.filter(pk=slide.pk).delete()
+    if own.parts[:1] == ("slides",) and len(own.parts) == 3:
+        shutil.rmtree(Path(settings.MEDIA_ROOT) / own, ignore_errors=True)
 
 
 def bar_for(job, progress: bool):
