@@ -26,7 +26,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.apps import apps
 from django.conf import settings
@@ -51,6 +51,8 @@ MEDIA_REFERENCES = (
 )
 CHUNK = 1 << 20
 REQUIRED = {"engine", "database", "media", "row_counts", "migrations", "platform_version", "snapshot_at"}
+# What SQLite keeps beside a database file and replays into it when it opens it.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 class BackupError(Exception):
@@ -375,6 +377,35 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_paths(folder: Path, media_root: Path, manifest: dict) -> None:
+    """Every path the manifest names stays inside the backup and inside the target media folder.
+
+    A damaged or altered manifest must not make a restore read or write elsewhere: `../x` would be
+    written beside the media folder, and an absolute path is both source and target (the file is
+    emptied, then deleted). Symlinks are refused too: a backup never holds one (files are copied)."""
+    dump = manifest["database"].get("file") if isinstance(manifest["database"], dict) else None
+    if dump not in (PG_DUMP, SQLITE_DUMP) or (folder / dump).is_symlink():
+        raise BackupError(f"{folder / MANIFEST} names the dump {dump!r}, not {PG_DUMP} or {SQLITE_DUMP} in the "
+                          f"backup: the backup is damaged or was altered")
+    source_root, target_root = (folder / MEDIA).resolve(), media_root.resolve()
+    if (folder / MEDIA).is_symlink():
+        raise BackupError(f"{folder / MEDIA} is a symlink: the backup is damaged or was altered")
+    for rel in manifest["media"]:
+        parts = PurePosixPath(rel).parts
+        source = folder / MEDIA / rel
+        escapes = (not rel or PurePosixPath(rel).is_absolute() or ".." in parts
+                   or not is_within(source.resolve(), source_root)
+                   or not is_within((media_root / rel).resolve(), target_root))
+        if escapes or any((folder / MEDIA).joinpath(*parts[:n]).is_symlink() for n in range(1, len(parts) + 1)):
+            raise BackupError(f"the manifest names the media path {rel!r}, which leads outside the backup's or "
+                              f"the target's media folder (or through a symlink): the backup is damaged or was "
+                              f"altered; nothing was changed")
+
+
 def check_backup(folder: Path, manifest: dict) -> None:
     """Every byte of the backup against its manifest, before anything is changed."""
     dump = folder / manifest["database"]["file"]
@@ -401,8 +432,18 @@ def check_targets(db: Database, media_root: Path, manifest: dict) -> None:
     if manifest["engine"] != db.engine:
         raise BackupError(f"the backup holds a {manifest['engine']} database; the target is {db.engine}")
     if db.engine == "sqlite":
-        if Path(db.name).exists() and Path(db.name).stat().st_size and not is_empty_database(db):
-            raise BackupError(f"the target database {db.name} is not empty: restore only into an empty one")
+        # Checked before the file is opened: SQLite would replay a leftover write-ahead log or journal
+        # (a crashed server's, or the broken database's moved aside) into the restored database.
+        leftovers = [db.name + suffix for suffix in SQLITE_COMPANIONS if os.path.lexists(db.name + suffix)]
+        if leftovers:
+            raise BackupError(f"{', '.join(leftovers)} beside the target database: SQLite would replay it into "
+                              f"the restored database; move it away (with {db.name}, if any) and restore again")
+        try:
+            if Path(db.name).exists() and Path(db.name).stat().st_size and not is_empty_database(db):
+                raise BackupError(f"the target database {db.name} is not empty: restore only into an empty one")
+        except sqlite3.Error as exc:
+            raise BackupError(f"the target database {db.name} cannot be read as SQLite ({exc}): restore only "
+                              f"into a new file") from None
     elif not is_empty_database(db):
         raise BackupError(f"the target database {db.name} is not empty: restore only into a new, empty "
                           f"database (createdb NAME)")
@@ -453,11 +494,12 @@ def do_restore(folder: Path, db: Database | None = None, media_root: Path | None
     db = db or Database.from_settings(connections["default"].settings_dict)
     media_root = Path(media_root or settings.MEDIA_ROOT)
     manifest = read_manifest(folder)
+    check_paths(folder, media_root, manifest)
+    check_migrations(manifest)  # before hashing the whole backup: a newer platform's is refused at once
     check_targets(db, media_root, manifest)
     seconds = {}
     clock = time.monotonic()
     check_backup(folder, manifest)
-    check_migrations(manifest)
     seconds["check"] = time.monotonic() - clock
 
     written = []
