@@ -8,12 +8,17 @@ from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from cases.auth import check_is_locked_out, do_issue_token, lockout_message, token_expires_at
 
 
 class ObtainExpiringAuthToken(ObtainAuthToken):
     """POST username and password → {"token", "expires"}; an expired token is replaced."""
+
+    # The API's parsers (the bounded JSON one), not the stock ones ObtainAuthToken names: with those an
+    # anonymous caller's deeply nested JSON was a RecursionError (500) and a body past the limit was read.
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
 
     @extend_schema(responses={
         200: inline_serializer("IssuedToken", {"token": serializers.CharField(), "expires": serializers.DateTimeField()}),
