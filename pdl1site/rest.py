@@ -3,6 +3,7 @@
 import django_filters
 import django_filters.rest_framework
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import models
 from rest_framework import metadata, parsers, status
 from rest_framework.exceptions import APIException, ParseError
@@ -16,7 +17,8 @@ class BodyTooLarge(APIException):
 
 class JSONParser(parsers.JSONParser):
     """The standard JSON parser, but bounded: a body past DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 before
-    it is read (DRF reads the stream itself, past Django's check), and a document nested too deeply
+    it is read (DRF as installed reads it through request.body, whose own check exception_handler
+    answers 413; this one covers a parser given the stream), and a document nested too deeply
     for the decoder (100 000 '[') is a 400 like any other malformed JSON, not a RecursionError."""
 
     def parse(self, stream, media_type=None, parser_context=None):
@@ -54,6 +56,10 @@ def exception_handler(exc, context):
     from rest_framework import views
     from rest_framework.response import Response
 
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads a JSON or form body through request.body, whose size check (Django's) comes before
+        # JSONParser's own: without this the answer was Django's HTML 400 page, not the API's 413.
+        exc = BodyTooLarge(f"The request body is larger than the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
     code = getattr(exc, "http_status", None)
     if code is None:
         return views.exception_handler(exc, context)
