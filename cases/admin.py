@@ -1,22 +1,50 @@
 from django import forms
-from django.contrib import admin
+from django.apps import apps
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from analysis.admin import ReadOnlyRecordAdmin
 from cases.audit import log_access
+from cases.auth import do_revoke_tokens, token_expires_at
 from cases.forms import SlideAdminForm
 from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report, ReportDocument, Slide, UserProfile
 
 
 class AuditedAccessAdmin(admin.ModelAdmin):
-    """Admin pages that show patient data log an ACCESS entry, like the app's own pages."""
+    """Admin pages that show patient data log an ACCESS entry, like the app's own pages: the list (one
+    entry per row shown), an object's page, its history and its delete confirmation."""
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def accessed_with(self, obj) -> list:
+        """What a row or page of `obj` shows: the object, and for some its patient."""
+        return [obj]
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        changelist = (getattr(response, "context_data", None) or {}).get("cl")
+        if changelist is not None:  # a page of rows (not a redirect after an action)
+            log_access(*{shown for row in changelist.result_list for shown in self.accessed_with(row)})
+        return response
+
+    def _log_object_page(self, request, object_id):
         if request.method == "GET":
             obj = self.get_object(request, unquote(object_id))
-            if obj is not None:
-                log_access(obj)
+            if obj is not None and self.has_view_or_change_permission(request, obj):
+                log_access(*self.accessed_with(obj))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._log_object_page(request, object_id)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._log_object_page(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._log_object_page(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
 
 
 @admin.register(Department)
@@ -47,6 +75,9 @@ class CaseAdmin(AuditedAccessAdmin):
     search_fields = ["accession", "patient__mrn"]
     filter_horizontal = ["assigned_to"]
     raw_id_fields = ["patient"]
+
+    def accessed_with(self, obj) -> list:
+        return [obj, obj.patient]  # the list and the page name the patient (name and MRN)
 
 
 @admin.register(Slide)
@@ -158,3 +189,83 @@ class CutoffAdmin(ReadOnlyRecordAdmin):
 
     list_display = ["table", "lower_bound", "label"]
     list_filter = ["table__assay_clone", "table__indication", "table__score_type"]
+
+
+# --- accounts and API tokens ----------------------------------------------------------------------
+
+class KeepAccountsAdmin:
+    """Mixed into the site's user admin: accounts are deactivated, never deleted, and an administrator
+    can revoke their API tokens.
+
+    Why no deletion: auditlog sets the actor of a deleted account's entries to NULL, so the trail would
+    no longer link what was done to the account that did it (cases.audit.keep_actor_name keeps at least
+    the name for accounts deleted outside the admin)."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def delete_view(self, request, object_id, extra_context=None):
+        messages.error(request, "Accounts are not deleted: the audit trail names them for what they did. "
+                                "Untick “Active” to deactivate the account instead (and revoke its API token).")
+        opts = self.opts
+        return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id],
+                                current_app=self.admin_site.name))
+
+    @admin.action(description="Revoke the selected accounts' API tokens", permissions=["change"])
+    def revoke_api_tokens(self, request, queryset):
+        revoked = sum(do_revoke_tokens(user) for user in queryset)  # each audited (cases.audit)
+        self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
+
+
+def _keep_accounts(site: admin.AdminSite) -> None:
+    """Wraps whichever admin the user model has (Django's, or a host project's own)."""
+    user_model = get_user_model()
+    if not site.is_registered(user_model):
+        return
+    registered = type(site.get_model_admin(user_model))
+    if issubclass(registered, KeepAccountsAdmin):
+        return
+    site.unregister(user_model)
+    actions = [*(registered.actions or []), "revoke_api_tokens"]
+    site.register(user_model, type(registered.__name__, (KeepAccountsAdmin, registered), {"actions": actions}))
+
+
+_keep_accounts(admin.site)
+
+
+if apps.is_installed("rest_framework.authtoken"):
+    from rest_framework.authtoken.models import TokenProxy
+
+    if admin.site.is_registered(TokenProxy):
+        # DRF's token admin lists every key: any administrator could copy one and act as its user.
+        admin.site.unregister(TokenProxy)
+
+    @admin.register(TokenProxy)
+    class ApiTokenAdmin(admin.ModelAdmin):
+        """Who has a live API token, since when and until when; never the key.
+
+        No page of its own (its title would be the key: Token.__str__) and no add or change form; a
+        token is revoked from the user list (KeepAccountsAdmin.revoke_api_tokens)."""
+
+        list_display = ["user", "created", "expires"]
+        list_display_links = None
+        list_filter = ["created"]
+        search_fields = [f"user__{get_user_model().USERNAME_FIELD}"]
+        ordering = [f"user__{get_user_model().USERNAME_FIELD}"]
+        actions = None  # TokenProxy's pk (the user id) does not select rows by key, the real primary key
+
+        @admin.display(description="Expires")
+        def expires(self, token):
+            return token_expires_at(token)
+
+        def has_view_permission(self, request, obj=None):
+            return obj is None and super().has_view_permission(request)
+
+        def has_add_permission(self, request):
+            return False
+
+        def has_change_permission(self, request, obj=None):
+            return False
+
+        def has_delete_permission(self, request, obj=None):
+            return False
