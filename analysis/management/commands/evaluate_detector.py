@@ -7,6 +7,7 @@ from django.db import DatabaseError
 
 from analysis import evaluation
 from analysis.choices import CLASSIC_DETECTOR
+from analysis.management.commands._argtypes import positive_float, positive_int
 
 
 class Command(BaseCommand):
@@ -19,15 +20,14 @@ class Command(BaseCommand):
                             help="classic, a registered model name or a checkpoint path (repeatable; default classic)")
         parser.add_argument("--data", action="append", help=f"{' | '.join(evaluation.DATA_KINDS)} (repeatable; "
                             "default synthetic and deepliif)")
-        parser.add_argument("--radius-um", type=float, default=4.0, help="matching radius in µm")
-        parser.add_argument("--synthetic-fields", type=int, default=6)
+        # Checked by the parser: a negative field count or an infinite radius used to write a table of NaN scores.
+        parser.add_argument("--radius-um", type=positive_float, default=4.0, help="matching radius in µm")
+        parser.add_argument("--synthetic-fields", type=positive_int, default=6)
         parser.add_argument("--out", default="evaluation", help="output folder")
 
     def handle(self, *args, **opts):
         from analysis.detectors import ClassicDetector, load_detector
 
-        if not (opts["radius_um"] > 0):
-            raise CommandError("--radius-um must be positive")
         names = opts["detector"] or [CLASSIC_DETECTOR]
         models = {}
         for name in names:

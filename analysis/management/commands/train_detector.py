@@ -3,6 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
+from analysis.management.commands._argtypes import non_negative_int, positive_int
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
 from analysis.training import train
@@ -34,9 +35,10 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="the model's name in its card and checkpoint (default: --register)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-        parser.add_argument("--synthetic-fields", type=int, default=64, help="synthetic training fields")
-        parser.add_argument("--synthetic-val", type=int, default=8, help="held-out synthetic fields")
-        parser.add_argument("--synthetic-size", type=int, default=384, help="side of synthetic fields, px")
+        # The synthetic counts and size are not checked by TrainConfig: a negative count was taken as none.
+        parser.add_argument("--synthetic-fields", type=positive_int, default=64, help="synthetic training fields")
+        parser.add_argument("--synthetic-val", type=non_negative_int, default=8, help="held-out synthetic fields")
+        parser.add_argument("--synthetic-size", type=positive_int, default=384, help="side of synthetic fields, px")
         parser.add_argument("--init-from", metavar="CHECKPOINT", help="start from these weights (fine-tuning)")
         parser.add_argument("--background-weight", type=float, default=TrainConfig.background_weight,
                             help="weight of the far-from-every-click background term; 0 for sparsely clicked data")

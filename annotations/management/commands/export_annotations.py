@@ -2,6 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from analysis.management.commands._argtypes import share
 from annotations import dataset, services
 from annotations.models import AnnotationProject
 from cases.choices import Marker
@@ -19,11 +20,15 @@ class Command(BaseCommand):
         which.add_argument("--marker", choices=Marker.values, help="every project of this marker")
         parser.add_argument("--mpp", type=float, default=0.5, help="training resolution, µm/px (default 0.5)")
         parser.add_argument("--name", default="", help="dataset name shown in model cards")
-        parser.add_argument("--val", type=float, default=0.15, help="share of slides in the val split")
-        parser.add_argument("--test", type=float, default=0.15, help="share of slides in the test split")
+        # A nan or negative share put every slide in train without a word (annotations.dataset._split_of).
+        parser.add_argument("--val", type=share, default=0.15, help="share of slides in the val split")
+        parser.add_argument("--test", type=share, default=0.15, help="share of slides in the test split")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
+        if opts["val"] + opts["test"] >= 1:
+            # Nothing left to train on: the split would put every slide in train, not what was asked.
+            raise CommandError(f"--val {opts['val']:g} and --test {opts['test']:g} leave no share of slides to train on")
         if opts["project"] is not None:
             project = AnnotationProject.objects.filter(pk=opts["project"]).first()
             if project is None:

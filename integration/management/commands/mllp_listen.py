@@ -7,19 +7,7 @@ import ipaddress
 from pdl1site.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-
-def seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
-
-
-def count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
+from analysis.management.commands import _argtypes as argtypes
 
 
 class Command(BaseCommand):
@@ -29,13 +17,15 @@ class Command(BaseCommand):
         from integration.mllp import BLOCK_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS
 
         parser.add_argument("--host", default=settings.PDL1_INTEGRATION_MLLP_HOST)
-        parser.add_argument("--port", type=int, default=settings.PDL1_INTEGRATION_MLLP_PORT)
-        parser.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT,
+        # Checked by the parser before the listener starts: a port outside 1-65535 (0 is one the system picks,
+        # which no sender is configured for), an infinite or nan time limit.
+        parser.add_argument("--port", type=argtypes.port, default=settings.PDL1_INTEGRATION_MLLP_PORT)
+        parser.add_argument("--idle-timeout", type=argtypes.positive_float, default=IDLE_TIMEOUT,
                             help=f"close a connection that sends no message for this many seconds ({IDLE_TIMEOUT:g})")
-        parser.add_argument("--block-timeout", type=seconds, default=BLOCK_TIMEOUT,
+        parser.add_argument("--block-timeout", type=argtypes.positive_float, default=BLOCK_TIMEOUT,
                             help="close a connection whose begun message does not end, or that does not take its "
                                  f"answer, within this many seconds ({BLOCK_TIMEOUT:g})")
-        parser.add_argument("--max-connections", type=count, default=MAX_CONNECTIONS,
+        parser.add_argument("--max-connections", type=argtypes.positive_int, default=MAX_CONNECTIONS,
                             help=f"connections open at once; more are closed at once ({MAX_CONNECTIONS})")
         parser.add_argument("--allow", action="append", default=[], metavar="CIDR",
                             help="accept connections only from this network (an address or CIDR; repeat for "
