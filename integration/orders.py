@@ -164,21 +164,42 @@ def _update(instance, values: dict, what: str):
     return changed
 
 
-def _differs(given: str, stored: str) -> bool:
-    return bool(given and stored) and " ".join(given.split()).casefold() != " ".join(stored.split()).casefold()
+def _same(given: str, stored: str) -> bool:
+    return " ".join(given.split()).casefold() == " ".join(stored.split()).casefold()
+
+
+def identity_changes(patient: Patient, data: PatientData) -> list[str]:
+    """The identity fields of `patient` that the order would change (a field the order leaves out changes
+    nothing). An "unknown" sex is no news; a given name the record lacks is a change (names are the identity)."""
+    changed = [name for name in ("family_name", "given_name")
+               if getattr(data, name) and not _same(getattr(data, name), getattr(patient, name))]
+    if data.sex not in ("", Sex.UNKNOWN) and data.sex != patient.sex:
+        changed.append("sex")
+    return changed
 
 
 def check_same_patient(patient: Patient, data: PatientData, locations: dict):
-    """An order for a known MRN must describe that patient: another birth date, or another family *and* given
-    name, is more likely a wrong MRN than a correction, and filing it would rename someone else's record (and
-    put the case under them). A changed family name alone, or data the record lacks, are updates."""
-    if data.birth_date and patient.birth_date and data.birth_date != patient.birth_date:
-        raise OrderError(f"the birth date differs from that of patient {patient.mrn} on record: is the MRN right? "
-                         "(a correction of the patient's identity is made by the laboratory)",
+    """An order for a known MRN must describe that patient. It may correct one thing at a time (the family
+    name, the given name or the sex), and only with the patient's birth date: another birth date, two things
+    changed, or a change without the birth date is more likely a wrong MRN than a correction, and filing it
+    would rename someone else's record (and put the case under them)."""
+    mrn_question = ("is the MRN right? (a correction of the patient's identity changes one of family name, given "
+                    "name and sex, and gives the birth date; other corrections are made by the laboratory)")
+    if data.birth_date and data.birth_date != patient.birth_date:
+        raise OrderError(f"the birth date differs from that of patient {patient.mrn} on record: {mrn_question}",
                          location=locations["birth_date"], code="207")
-    if _differs(data.family_name, patient.family_name) and _differs(data.given_name, patient.given_name):
-        raise OrderError(f"the name differs from that of patient {patient.mrn} on record: is the MRN right? "
-                         "(a correction of the patient's identity is made by the laboratory)",
+    changed = identity_changes(patient, data)
+    if not changed:
+        return
+    words = " and ".join(name.replace("_", " ") for name in changed)
+    if not data.birth_date:
+        raise OrderError(f"the order changes the {words} of patient {patient.mrn} on record but gives no birth "
+                         f"date: {mrn_question}", location=locations["birth_date"], code="101")
+    # A sex the record does not know is filled in, not corrected: it does not count as a second change (two
+    # corrections always include a name)
+    corrections = [name for name in changed if name != "sex" or patient.sex not in ("", Sex.UNKNOWN)]
+    if len(corrections) > 1:
+        raise OrderError(f"the {words} differ from those of patient {patient.mrn} on record: {mrn_question}",
                          location=locations["name"], code="207")
 
 
