@@ -1,9 +1,26 @@
+from urllib.parse import urlencode
+
 from django import forms
+from django.urls import reverse
+from django.utils.html import format_html
 
 from cases.access import filing_departments, filing_patients
 from cases.choices import Marker
 from cases.models import Case, Patient, Slide
-from cases.services import IngestError, check_slide_case_change
+from cases.services import (
+    IngestError,
+    RegistrationRefused,
+    check_accession_free,
+    check_mrn_free,
+    check_slide_case_change,
+)
+
+
+def _refusal(exc: RegistrationRefused, link: str, label: str) -> forms.ValidationError:
+    """The refusal, with a link to the record holding the number when the user may see it."""
+    if exc.existing is None:
+        return forms.ValidationError(str(exc))
+    return forms.ValidationError(format_html('{} <a href="{}">{}</a>', str(exc), link, label))
 
 
 class PatientForm(forms.ModelForm):
@@ -15,6 +32,16 @@ class PatientForm(forms.ModelForm):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["department"].queryset = filing_departments(user)
+        self.user = user
+
+    def clean_mrn(self):
+        # Before the model's unique check, which would confirm another department's patient (a field
+        # refused here is not checked again).
+        mrn = self.cleaned_data["mrn"]
+        try:
+            return check_mrn_free(mrn, self.user, self.instance)
+        except RegistrationRefused as exc:
+            raise _refusal(exc, f"{reverse('cases:case-list')}?{urlencode({'q': mrn})}", "Their cases") from None
 
 
 class CaseForm(forms.ModelForm):
@@ -28,6 +55,14 @@ class CaseForm(forms.ModelForm):
         # never used to open that patient's cases elsewhere (access.may_refile).
         self.fields["patient"].queryset = filing_patients(user)
         self.fields["department"].queryset = filing_departments(user)
+        self.user = user
+
+    def clean_accession(self):
+        # Before the model's unique check, which would confirm another department's case.
+        try:
+            return check_accession_free(self.cleaned_data["accession"], self.user, self.instance)
+        except RegistrationRefused as exc:
+            raise _refusal(exc, exc.existing.get_absolute_url() if exc.existing else "", "Open the case") from None
 
 
 class SlideAdminForm(forms.ModelForm):

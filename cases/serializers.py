@@ -3,7 +3,13 @@ from rest_framework import serializers
 
 from cases.access import filing_patients, may_refile, visible_cases, visible_patients
 from cases.models import Case, Department, Patient, Report, ReportDocument, Slide
-from cases.services import IngestError, check_slide_case_change
+from cases.services import (
+    IngestError,
+    RegistrationRefused,
+    check_accession_free,
+    check_mrn_free,
+    check_slide_case_change,
+)
 
 
 class DepartmentField(serializers.SlugRelatedField):
@@ -29,12 +35,24 @@ class MovesWithinOwnDepartments:
         return department
 
 
+def _free_number(check, value, serializer):
+    try:
+        return check(value, serializer.context["request"].user, serializer.instance)
+    except RegistrationRefused as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
 class PatientSerializer(MovesWithinOwnDepartments, serializers.ModelSerializer):
     department = DepartmentField()
 
     class Meta:
         model = Patient
         fields = ["id", "mrn", "family_name", "given_name", "birth_date", "sex", "department", "created_at"]
+        # Not DRF's unique check, whose message confirms another department's patient: validate_mrn.
+        extra_kwargs = {"mrn": {"validators": []}}
+
+    def validate_mrn(self, mrn):
+        return _free_number(check_mrn_free, mrn, self)
 
 
 class VisiblePatientField(serializers.PrimaryKeyRelatedField):
@@ -54,6 +72,11 @@ class CaseSerializer(MovesWithinOwnDepartments, serializers.ModelSerializer):
             "status", "slide_count", "created_at", "updated_at",
         ]
         read_only_fields = ["status"]
+        # Not DRF's unique check, whose message confirms another department's case: validate_accession.
+        extra_kwargs = {"accession": {"validators": []}}
+
+    def validate_accession(self, accession):
+        return _free_number(check_accession_free, accession, self)
 
     def validate_patient(self, patient):
         if getattr(self.instance, "patient_id", None) != patient.pk and \

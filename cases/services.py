@@ -14,7 +14,7 @@ from pdl1site.conf import settings
 from django.db import transaction
 
 from cases.choices import Marker, MppSource, Role
-from cases.models import Case, Slide
+from cases.models import Case, Patient, Slide
 from cases.isolation import run_limited
 from slideio.slidefile import (
     ASSOCIATED_IMAGE_NAMES,
@@ -589,6 +589,67 @@ def check_case_for_user(accession: str, user) -> Case:
     if case is None or (user is not None and not can_edit_clinical_record(user)):
         raise IngestError(f"no case with accession {accession!r} that you may add slides to")
     return case
+
+
+# MRNs and accession numbers are unique hospital-wide, so one already registered is refused whoever holds
+# it. Refused to someone who may not see its holder, the answer must not say whose or where (that would
+# tell another department that this patient is being tested for PD-L1): one text for every such refusal,
+# and the attempt is audited as a probe on the record it touched.
+MRN_REFUSED = "This MRN cannot be registered here: ask the pathology office."
+ACCESSION_REFUSED = "This accession number cannot be registered here: ask the pathology office."
+
+
+class RegistrationRefused(Exception):
+    """An MRN or accession number that cannot be registered; the message is meant for the user.
+    `existing` is the record holding it when the user may see that record (pages link to it), else None."""
+
+    def __init__(self, message: str, existing=None):
+        super().__init__(message)
+        self.existing = existing
+
+
+# What someone who may see the record holding the number is told instead (with its id, to open it).
+_TAKEN_SEEN = {"mrn": "A patient with this MRN is already registered (patient {pk}).",
+               "accession": "A case with this accession number already exists (case {pk})."}
+_TAKEN_UNSEEN = {"mrn": MRN_REFUSED, "accession": ACCESSION_REFUSED}
+
+
+def check_mrn_free(mrn: str, user, instance: Patient | None = None) -> str:
+    """`mrn`, if no other patient has it; else RegistrationRefused."""
+    from cases.access import visible_patients
+
+    return _check_number_free(Patient, "mrn", mrn, user, instance, visible_patients(user))
+
+
+def check_accession_free(accession: str, user, instance: Case | None = None) -> str:
+    """`accession`, if no other case has it; else RegistrationRefused."""
+    from cases.access import visible_cases
+
+    return _check_number_free(Case, "accession", accession, user, instance, visible_cases(user))
+
+
+def _check_number_free(model, field: str, value: str, user, instance, visible) -> str:
+    holders = model.objects.filter(**{field: value})
+    if instance is not None and instance.pk is not None:
+        holders = holders.exclude(pk=instance.pk)  # a record keeps its own number
+    existing = holders.first()
+    if existing is None:
+        return value
+    if visible.filter(pk=existing.pk).exists():
+        raise RegistrationRefused(_TAKEN_SEEN[field].format(pk=existing.pk), existing)
+    _record_probe(existing, user, field, value)
+    raise RegistrationRefused(_TAKEN_UNSEEN[field])
+
+
+def _record_probe(existing, user, field: str, value: str) -> None:
+    """Audit a refused registration of another department's number (who, which number, when) on the record
+    holding it, as an ACCESS entry: the refusal told the user that the number is taken."""
+    from auditlog.models import LogEntry
+
+    LogEntry.objects.log_create(existing, force_log=True, action=LogEntry.Action.ACCESS, actor=user,
+                                actor_email=getattr(user, "email", None) or None,
+                                additional_data={"probe": f"registration of an existing {field} refused",
+                                                 field: value})
 
 
 def sources_from_uploads(uploads, rename: str | None = None) -> list[IngestSource]:
