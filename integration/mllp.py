@@ -3,8 +3,10 @@
 serve(): the order listener (manage.py mllp_listen). Each block is handled in a worker thread
 (Django's ORM is synchronous) and answered on the same connection; a connection that breaks mid-
 message leaves nothing (the partial block is never handled); a message over the size limit is answered
-AR and kept truncated. A connection idle too long, or too slow to finish a message or to take its
-answer, is closed; so is one over the connection cap or from a peer outside the allow-list, at once
+AR and kept truncated. Bytes between blocks are skipped up to the next <VT> (line ends quietly,
+anything else logged): a sender ending its blocks with an extra LF lost every second message. A
+connection idle too long, or too slow to finish a message or to take its answer, is closed; so is one
+over the connection cap or from a peer outside the allow-list, at once
 (each logged): else idle or half-sent connections held file descriptors until real senders were
 turned away. exchange(): one message out, its ACK back.
 """
@@ -17,12 +19,15 @@ import logging
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
-from hl7.mllp import InvalidBlockError, open_hl7_connection, start_hl7_server
+from hl7.mllp import open_hl7_connection, start_hl7_server
 
 log = logging.getLogger(__name__)
 
 
 SEPARATOR = b"\x1c\r"  # <FS><CR>
+START_BLOCK = b"\x0b"  # <VT>
+BETWEEN_BLOCKS = b"\r\n\t "  # line ends (and blanks) some senders put after <FS><CR>: skipped without a word
+SKIPPED_KEPT = 64  # bytes of what is skipped before a <VT> that are logged
 IDLE_TIMEOUT = 60.0  # seconds a connection may wait for its next message
 BLOCK_TIMEOUT = 60.0  # seconds a begun message may take to arrive whole, and its answer to be taken
 MAX_CONNECTIONS = 64
@@ -66,25 +71,50 @@ def _handle(raw: bytes, peer, oversized: bool) -> bytes:
 
 
 async def read_block(reader, idle_timeout: float | None = None,
-                     block_timeout: float | None = None) -> tuple[bytes, bool]:
+                     block_timeout: float | None = None, peer=None) -> tuple[bytes, bool]:
     """(message, oversized) of the next MLLP block. A block longer than the reader's limit is read to its
     end and discarded past the limit: (its first `limit` bytes, True), so that it can still be answered.
-    Raises IncompleteReadError when the connection ends mid-block, InvalidBlockError without <VT>,
-    ReadTimeout when no block begins within `idle_timeout` or a begun one does not end within `block_timeout`."""
+    What comes before its <VT> is skipped: CR and LF (some senders end a block with <FS><CR><LF>) quietly,
+    anything else with a log line (else a stray byte after one block made the next one "not MLLP", and it
+    was never answered). Raises IncompleteReadError when the connection ends mid-block (its partial block;
+    none when it ends between blocks), ReadTimeout when no block begins within `idle_timeout` or a begun
+    one does not end within `block_timeout`."""
     try:
-        first = await asyncio.wait_for(reader.readexactly(1), idle_timeout)
+        skipped, count, ended = await asyncio.wait_for(_skip_to_start(reader), idle_timeout)
     except TimeoutError:
         raise ReadTimeout(f"no message for {idle_timeout:g} s") from None
+    if skipped:
+        log.warning("MLLP %s: %d bytes outside any message skipped (not after a <VT> start block): %r", peer,
+                    count, skipped)
+    if ended:
+        raise asyncio.IncompleteReadError(b"", None)
     try:
-        block, oversized = await asyncio.wait_for(_rest_of_block(reader), block_timeout)
+        return await asyncio.wait_for(_rest_of_block(reader), block_timeout)
     except TimeoutError:
         raise ReadTimeout(f"a message not finished within {block_timeout:g} s") from None
     except asyncio.IncompleteReadError as exc:
-        raise asyncio.IncompleteReadError(first + exc.partial, exc.expected) from None
-    block = first + block
-    if block[:1] != b"\x0b":
-        raise InvalidBlockError("Block does not begin with Start Block character <VT>")
-    return block[1:], oversized
+        raise asyncio.IncompleteReadError(START_BLOCK + exc.partial, exc.expected) from None
+
+
+async def _skip_to_start(reader) -> tuple[bytes, int, bool]:
+    """Read up to and including the next <VT>: (what to log of the bytes before it, empty when they were
+    only line ends; how many there were; whether the connection ended before a <VT> came). What is skipped is dropped as it is read, never held."""
+    kept, count = b"", 0
+    while True:
+        try:
+            before = (await reader.readuntil(START_BLOCK))[:-1]
+        except asyncio.LimitOverrunError as exc:  # no <VT> within the reader's buffer: drop what is there
+            before = await reader.readexactly(exc.consumed)
+            kept, count = _keep(kept, before), count + len(before)
+            continue
+        except asyncio.IncompleteReadError as exc:
+            return _keep(kept, exc.partial), count + len(exc.partial), True
+        return _keep(kept, before), count + len(before), False
+
+
+def _keep(kept: bytes, more: bytes) -> bytes:
+    """What is logged of skipped bytes: from the first that is not a line end, SKIPPED_KEPT at most."""
+    return (kept + more).lstrip(BETWEEN_BLOCKS)[:SKIPPED_KEPT]
 
 
 async def _rest_of_block(reader) -> tuple[bytes, bool]:
@@ -105,13 +135,10 @@ async def _connection(reader, writer, limits: Limits):
     try:
         while True:
             try:
-                raw, oversized = await read_block(reader, limits.idle_timeout, limits.block_timeout)
+                raw, oversized = await read_block(reader, limits.idle_timeout, limits.block_timeout, peer)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
                     log.warning("MLLP %s: connection closed mid-message (%d bytes dropped)", peer, len(exc.partial))
-                return
-            except InvalidBlockError as exc:  # not MLLP: nothing to answer in
-                log.warning("MLLP %s: %s; closing the connection", peer, exc)
                 return
             except ReadTimeout as exc:
                 log.info("MLLP %s: %s; closing the connection", peer, exc)

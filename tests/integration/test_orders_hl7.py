@@ -202,12 +202,12 @@ def test_a_message_over_the_size_limit_is_refused_and_kept_truncated(listener):
     assert Case.objects.count() == 1 and msa(after)[1] == "AA"
 
 
-def test_not_mllp_closes_the_connection(listener):
+def test_not_mllp_is_skipped_unanswered_up_to_the_next_block(listener):
     with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
-        sock.sendall(orm() + b"\x1c\r")  # no <VT>
-        sock.settimeout(10)
-        assert sock.recv(100) == b""
-    assert InboundMessage.objects.count() == 0
+        sock.sendall(orm() + b"\x1c\r")  # no <VT>: not a message (logged), never answered
+        sock.sendall(frame(orm("MSG0002")))
+        assert msa(read_block(sock))[1:3] == ["AA", "MSG0002"]
+    assert list(InboundMessage.objects.values_list("control_id", flat=True)) == ["MSG0002"]
 
 
 def test_a_failure_while_handling_closes_without_an_answer_and_keeps_nothing(listener, monkeypatch):
