@@ -107,21 +107,32 @@ def configure_compile_cache(folder=None) -> Path:
 
 # --------------------------------------------------------------------------- reader pool
 
+# The reader state of a reader process (one pool's slide); a pool that reads in the calling process
+# (readers=0) keeps its own (ReaderPool._local): one worker process holds a stream per model, each
+# on its own slide, and a module-wide state let one job's tiles be read from another job's slide.
 _READER: dict = {}
 
 
-def _reader_init(path: str, opener, slots, slot_shape, resample_scale: float) -> None:
+def _open_reader(path: str, opener, slots, slot_shape, resample_scale: float) -> dict:
     if opener is None:
         from slideio.slidefile import open_slide as opener
-    _READER.update(slide=opener(path), slots=slots, shape=slot_shape, scale=resample_scale)
+    return {"slide": opener(path), "slots": slots, "shape": slot_shape, "scale": resample_scale}
 
 
-def _read(tile: tiling.Tile) -> np.ndarray:
-    rgb = tiling.read_tile(_READER["slide"], tile)
-    if _READER.get("scale", 1.0) != 1.0:
+def _reader_init(path: str, opener, slots, slot_shape, resample_scale: float) -> None:
+    """Initialiser of a reader process."""
+    _READER.clear()
+    _READER.update(_open_reader(path, opener, slots, slot_shape, resample_scale))
+
+
+def _read(tile: tiling.Tile, reader: dict | None = None) -> np.ndarray:
+    """Decode `tile` with `reader`'s slide (a reader process: its own _READER)."""
+    reader = _READER if reader is None else reader
+    rgb = tiling.read_tile(reader["slide"], tile)
+    if reader.get("scale", 1.0) != 1.0:
         from analysis.detectors import resize_rgb
 
-        rgb = resize_rgb(rgb, _READER["scale"])
+        rgb = resize_rgb(rgb, reader["scale"])
     return rgb
 
 
@@ -166,9 +177,9 @@ class ReaderPool:
         self.path, self.readers, self.slot_shape, self.n_slots = str(path), int(readers), tuple(slot_shape), n_slots
         self._pool = None
         self._slots = None
+        self._local = None
         if self.readers <= 0:
-            _reader_init(self.path, opener, None, self.slot_shape, resample_scale)
-            self._local = dict(_READER)
+            self._local = _open_reader(self.path, opener, None, self.slot_shape, resample_scale)
             return
         method = start_method or ("fork" if sys.platform.startswith("linux") else None)
         ctx = multiprocessing.get_context(method)
@@ -180,7 +191,7 @@ class ReaderPool:
 
     def submit(self, tile: tiling.Tile, slot: int):
         if self._pool is None:
-            return _LocalResult(tile)
+            return _LocalResult(tile, self._local)
         return self._pool.apply_async(_read_into_slot, (tile, slot))
 
     def take(self, result, slot: int) -> np.ndarray:
@@ -201,6 +212,11 @@ class ReaderPool:
         if self._slots is not None:
             self._slots.close()
             self._slots = None
+        if self._local is not None:
+            close = getattr(self._local["slide"], "close", None)
+            if close is not None:
+                close()
+            self._local = None
 
     def __enter__(self):
         return self
@@ -210,12 +226,14 @@ class ReaderPool:
 
 
 class _LocalResult:
-    def __init__(self, tile):
-        self.tile = tile
+    """A read in the calling process, through its pool's own reader state."""
+
+    def __init__(self, tile, reader: dict):
+        self.tile, self.reader = tile, reader
 
     def get(self):
         try:
-            return ("array", _read(self.tile))
+            return ("array", _read(self.tile, self.reader))
         except Exception as exc:
             return ("error", f"tile {self.tile.index} could not be read: {exc}")
 
