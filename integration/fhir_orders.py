@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of
+from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, given_names,
+                                indication_of, tidy)
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 FILLER_TYPES, PLACER_TYPES = ("ACSN", "FILL"), ("PLAC",)
@@ -70,7 +71,7 @@ def _patient(request) -> PatientData:
     if patient is not None:
         name = (patient.name or [None])[0]
         if name is not None:
-            data.family_name, data.given_name = (name.family or "").strip(), " ".join(name.given or []).strip()
+            data.family_name, data.given_name = tidy(name.family or ""), given_names(*(name.given or []))
         if patient.birthDate:
             data.birth_date = parse_date(str(patient.birthDate), "Patient.birthDate")
         if patient.gender:

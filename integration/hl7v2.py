@@ -15,7 +15,8 @@ import hl7
 from pdl1site.conf import settings
 
 from integration import hl7text
-from integration.orders import OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, indication_of
+from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, given_names,
+                                indication_of, tidy)
 
 ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
 ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": "latin-1"}
@@ -167,7 +168,8 @@ def read_order(message) -> OrderData:
         raise OrderError("no accession: give the filler order number (ORC-3/OBR-3) or the placer order number "
                          "(ORC-2/OBR-2)", location="ORC^1^3", code="101")
     patient = PatientData(
-        mrn=_mrn(message), family_name=text_at(message, "PID.F5.R1.C1").strip(), given_name=text_at(message, "PID.F5.R1.C2").strip(),
+        mrn=_mrn(message), family_name=tidy(text_at(message, "PID.F5.R1.C1")),
+        given_name=given_names(text_at(message, "PID.F5.R1.C2"), text_at(message, "PID.F5.R1.C3")),
         birth_date=_birth_date(text_at(message, "PID.F7.R1.C1")))
     sex = text_at(message, "PID.F8").strip().upper()
     if sex:

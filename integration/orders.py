@@ -152,7 +152,8 @@ def order_department() -> Department:
 
 
 def _update(instance, values: dict, what: str):
-    changed = [name for name, value in values.items() if value not in ("", None) and getattr(instance, name) != value]
+    changed = [name for name, value in values.items()
+               if value not in ("", None) and not _same(value, getattr(instance, name))]
     for name in changed:
         setattr(instance, name, values[name])
     if changed:
@@ -164,8 +165,27 @@ def _update(instance, values: dict, what: str):
     return changed
 
 
-def _same(given: str, stored: str) -> bool:
-    return " ".join(given.split()).casefold() == " ".join(stored.split()).casefold()
+_SPACES = re.compile(r"[^\S\x00-\x08\x0a-\x1f\x7f-\x9f]+")
+
+
+def tidy(text: str) -> str:
+    """A name as filed: composed Unicode, single spaces. The same normalisation decides whether an order changes
+    a stored value (`_same`, which also ignores case), so "DOE^JANE" or a padded field is no change: a rewrite of
+    a patient stated by a signed report refused the order, new cases included."""
+    # Runs of spaces (no control character: check_text refuses those inside a value) become one space
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", text).strip())
+
+
+def given_names(*names: str) -> str:
+    """The given name as filed from either channel: all given names, in order (HL7 PID-5.2 and PID-5.3, the
+    second and further given names; FHIR name.given[]), else one patient flips between "Ada" and "Ada M"."""
+    return tidy(" ".join(name for name in names if name))
+
+
+def _same(given, stored) -> bool:
+    if isinstance(given, str) and isinstance(stored, str):
+        return tidy(given).casefold() == tidy(stored).casefold()
+    return given == stored
 
 
 def identity_changes(patient: Patient, data: PatientData) -> list[str]:
@@ -217,8 +237,8 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
     data = order.patient
     patient = Patient.objects.select_for_update().filter(mrn=data.mrn).first()
     created_patient = patient is None
-    demographics = {"family_name": data.family_name, "given_name": data.given_name, "birth_date": data.birth_date,
-                    "sex": data.sex}
+    demographics = {"family_name": tidy(data.family_name), "given_name": tidy(data.given_name),
+                    "birth_date": data.birth_date, "sex": data.sex}
     if patient is not None and data.sex == Sex.UNKNOWN and patient.sex not in ("", Sex.UNKNOWN):
         demographics["sex"] = ""  # "unknown" to the sender is no news: a known sex stays
     try:

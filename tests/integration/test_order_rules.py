@@ -48,7 +48,7 @@ def test_an_order_naming_another_person_for_a_known_mrn_changes_nothing(departme
 def test_a_known_patient_is_still_updated(department):
     handle_hl7(orm(given="", sex="U"))
     assert msa(handle_hl7(orm("MSG0002", family="DOE", given="Jane", sex="F"))) == "AA"  # data the record lacked
-    assert identity() == ("DOE", "Jane", datetime.date(1960, 5, 17), "female")
+    assert identity() == ("Doe", "Jane", datetime.date(1960, 5, 17), "female")  # "DOE" is no new name
     assert msa(handle_hl7(orm("MSG0003", family="Roe"))) == "AA"  # a new family name, the same given name
     assert identity()[0] == "Roe"
 
