@@ -118,6 +118,10 @@ def copy_hashed(source: Path, target: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
 def binary(name: str) -> str:
     """pg_dump/pg_restore on PATH, else the newest under /usr/lib/postgresql/*/bin."""
     found = shutil.which(name)
@@ -206,14 +210,42 @@ def closing_connection(db: Database):
 
 # --- Backup -----------------------------------------------------------------------------------
 
-def media_files(root: Path) -> list[Path]:
+def check_media_root(media_root: Path, out: Path, previous: Path | None) -> None:
+    """MEDIA_ROOT exists, and neither the new backup nor the earlier one lies inside it: a backup
+    there would copy itself, and each later one every earlier one."""
+    if not media_root.is_dir():
+        raise BackupError(f"MEDIA_ROOT {media_root} does not exist or is not a folder: check MEDIA_ROOT "
+                          f"(a volume not mounted?)")
+    root = media_root.resolve()
+    for what, path in (("the backup folder", out), ("--previous", previous)):
+        if path is not None and is_within(Path(path).resolve(), root):
+            raise BackupError(f"{what} {path} is inside MEDIA_ROOT {media_root}: each backup would copy itself "
+                              f"and the earlier ones; back up to storage outside MEDIA_ROOT")
+
+
+def media_files(root: Path, avoid: tuple[Path, ...] = ()) -> list[Path]:
+    """Every file under `root`, through symlinked folders too (slides on another volume, linked in).
+
+    Refused: a symlink back to a folder above it (a loop), and one leading to or into a folder of
+    `avoid` (the backup being written, the earlier one)."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if here == root:
-            dirnames[:] = [d for d in dirnames if d not in SKIPPED_MEDIA]
-        dirnames.sort()
-        files.extend(here / name for name in sorted(filenames))
+    avoid = tuple(Path(path).resolve() for path in avoid)
+
+    def walk(folder: Path, above: tuple[Path, ...]) -> None:
+        real = folder.resolve()
+        if real in above:
+            raise BackupError(f"{folder} leads back to {real}, a folder above it (a symlink loop): remove that link")
+        for path in avoid:
+            if is_within(real, path) or is_within(path, real):
+                raise BackupError(f"{folder} leads to {real}, which holds or is inside the backup folder {path}: "
+                                  f"remove that link from MEDIA_ROOT, or back up elsewhere")
+        for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+            if not entry.is_dir():  # files, links to files, and broken links (reported as missing)
+                files.append(Path(entry.path))
+            elif not (folder == root and entry.name in SKIPPED_MEDIA):
+                walk(Path(entry.path), (*above, real))
+
+    walk(root, ())
     return files
 
 
@@ -292,9 +324,10 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
     db = db or Database.from_settings(connections["default"].settings_dict)
     media_root = Path(media_root or settings.MEDIA_ROOT)
     out = Path(out)
-    earlier = read_manifest(Path(previous))["media"] if previous else {}
     if out.exists():
         raise BackupError(f"{out} already exists: give a new folder for each backup")
+    check_media_root(media_root, out, previous)
+    earlier = read_manifest(Path(previous))["media"] if previous else {}
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # what an interrupted backup left
@@ -312,7 +345,7 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
 
         clock = time.monotonic()
         files, vanished, damaged_previous = {}, [], []
-        for source in media_files(media_root):
+        for source in media_files(media_root, avoid=(partial, *([previous] if previous else []))):
             relative = source.relative_to(media_root).as_posix()
             try:
                 stat = source.stat()
@@ -349,9 +382,9 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         if missing:
-            raise BackupError(f"{len(missing)} media file(s) named by the database snapshot were gone before "
-                              f"they could be copied (deleted after the dump?): {', '.join(missing[:10])}; "
-                              f"take the backup again")
+            raise BackupError(f"{len(missing)} media file(s) named by the database snapshot are not in MEDIA_ROOT "
+                              f"{media_root}: {', '.join(missing[:10])}; deleted after the dump (take the backup "
+                              f"again), or missing there (a volume not mounted, a broken symlink): check them")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -375,10 +408,6 @@ def read_manifest(folder: Path) -> dict:
     if missing:
         raise BackupError(f"{path} lacks {', '.join(missing)}: the backup is damaged or incomplete")
     return manifest
-
-
-def is_within(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 def check_paths(folder: Path, media_root: Path, manifest: dict) -> None:
