@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from pdl1site.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -22,13 +23,27 @@ def check_token_expired(token: Token, now: datetime | None = None) -> bool:
     return (now or timezone.now()) >= token_expires_at(token)
 
 
-def do_issue_token(user) -> Token:
-    """The user's current token, or a new one where there is none or it has expired."""
-    token = Token.objects.filter(user=user).first()
-    if token is not None and check_token_expired(token):
-        token.delete()
-        token = None
-    return token or Token.objects.create(user=user)
+def do_issue_token(user, attempts: int = 3) -> Token:
+    """The user's current token, or a new one where there is none or it has expired.
+
+    Safe to call twice at once (a script started twice): a request that finds no token but loses the
+    race to create one (a user holds one token: its INSERT is an IntegrityError) reads the winner's."""
+    for _ in range(attempts - 1):
+        try:
+            return _current_or_new_token(user)
+        except IntegrityError:
+            continue  # another request created the token first: the next try returns it
+    return _current_or_new_token(user)
+
+
+def _current_or_new_token(user) -> Token:
+    # The row stays locked from the expiry check to the replacement: two requests never both replace it.
+    with transaction.atomic():
+        token = Token.objects.select_for_update().filter(user=user).first()
+        if token is not None and check_token_expired(token):
+            token.delete()
+            token = None
+        return token or Token.objects.create(user=user)
 
 
 def do_revoke_tokens(user) -> int:
