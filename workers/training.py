@@ -15,6 +15,7 @@ resumes from its checkpoint or fails with the reason.
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
@@ -56,6 +57,32 @@ def run_folder(run: TrainingRun) -> Path:
     return Path(settings.MEDIA_ROOT) / "models" / run.name / f"run-{run.pk}"
 
 
+def stored_dataset(folder) -> str:
+    """How a run records its dataset folder: relative to MEDIA_ROOT when it lies there (an export,
+    MEDIA_ROOT/datasets/<name>), so a restore into another media folder keeps the run's dataset; a folder
+    outside the media storage as the absolute path it is."""
+    folder, media = Path(os.path.abspath(folder)), Path(os.path.abspath(settings.MEDIA_ROOT))
+    for inside, root in ((folder, media), (folder.resolve(), media.resolve())):  # as given, then without links
+        if inside.is_relative_to(root) and inside != root:
+            return inside.relative_to(root).as_posix()
+    return str(folder)
+
+
+def dataset_folder(run: TrainingRun) -> Path:
+    """The run's dataset folder now: a relative path under the current MEDIA_ROOT. Runs queued before
+    that recorded the absolute path under the MEDIA_ROOT of the time: when that path is gone (the media
+    were restored elsewhere), the export of the same name under the current MEDIA_ROOT/datasets."""
+    media = Path(settings.MEDIA_ROOT)
+    recorded = Path(run.dataset)
+    if not recorded.is_absolute():
+        return media / recorded
+    if not recorded.exists() and recorded.parent.name == "datasets":
+        moved = media / "datasets" / recorded.name
+        if moved.is_dir():
+            return moved
+    return recorded
+
+
 def do_queue_training(*, group: str, dataset: str, name: str, steps: int, backbone: str, mpp: float,
                       user=None) -> TrainingRun:
     """Record the run and queue it on the training queue once the row is committed; TrainingError when a
@@ -76,7 +103,8 @@ def do_queue_training(*, group: str, dataset: str, name: str, steps: int, backbo
     with transaction.atomic():
         try:
             with transaction.atomic():  # a savepoint: the refusal leaves the caller's transaction usable
-                run = TrainingRun.objects.create(group=group, dataset=dataset, name=name, steps_total=steps,
+                run = TrainingRun.objects.create(group=group, dataset=stored_dataset(dataset), name=name,
+                                                 steps_total=steps,
                                                  backbone=backbone, mpp=mpp, created_by=user)
         except IntegrityError:
             raise TrainingError(f"a training run named {name!r} is queued or running already") from None
@@ -160,7 +188,7 @@ def run_training(run_id: int) -> str:
     run, started = _db_retry(start, "starting the run")
     if not started:
         return f"not started: {run.status}"
-    config = TrainConfig(out_dir=str(run_folder(run)), sources=(f"folder:{run.dataset}",), name=run.name,
+    config = TrainConfig(out_dir=str(run_folder(run)), sources=(f"folder:{dataset_folder(run)}",), name=run.name,
                          steps=run.steps_total, backbone=run.backbone, mpp=run.mpp, crop=128, batch_size=4,
                          progress=False, resume=True, checkpoint_every=CHECKPOINT_EVERY)
     monitor = _Progress(run.pk, run.attempt)
