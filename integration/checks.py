@@ -23,3 +23,16 @@ def check_peers(app_configs, **kwargs):
             errors.append(Error(f"PDL1_INTEGRATION_RESULTS_FHIR_BASE_URL={base!r} is not an http(s) URL",
                                 hint="e.g. https://fhir.hospital.example/r4", id="integration.E002"))
     return errors
+
+
+@register()
+def check_order_intake(app_configs, **kwargs):
+    # Orders come in (both channels) once a department takes them. Without an assigning authority the HL7
+    # listener took the first MR identifier in PID-3, whichever organisation issued it: another hospital's
+    # number 555 filed the order under our patient 555.
+    if settings.PDL1_INTEGRATION_ORDER_DEPARTMENT and not settings.PDL1_INTEGRATION_MRN_AUTHORITY:
+        return [Error("PDL1_INTEGRATION_ORDER_DEPARTMENT accepts orders, but PDL1_INTEGRATION_MRN_AUTHORITY is not "
+                      "set: an HL7 order's MRN would be taken from any issuing organisation",
+                      hint="set it to the assigning authority (PID-3.4) of the hospital's MRNs, e.g. HOSP",
+                      id="integration.E003")]
+    return []

@@ -117,16 +117,27 @@ def _segment(message, name: str, required: bool = True):
 
 def _mrn(message) -> str:
     """PID-3's MRN: the repetition whose assigning authority (namespace or universal id) is the configured
-    one, or, without one configured, the repetition whose identifier type is MR."""
+    one, or, without one configured (the system check integration.E003 asks for it), the repetition whose
+    identifier type is MR, refused (AR) when MR repetitions of different authorities leave it open whose it is."""
     authority = settings.PDL1_INTEGRATION_MRN_AUTHORITY
     repetitions = len(_segment(message, "PID")(3))
+    found = []  # (value, its authority's names)
     for r in range(1, repetitions + 1):
         value = text_at(message, f"PID.F3.R{r}.C1").strip()
         if not value:
             continue
-        names = {text_at(message, f"PID.F3.R{r}.C4.S1"), text_at(message, f"PID.F3.R{r}.C4.S2")}
-        if (authority and authority in names) or (not authority and text_at(message, f"PID.F3.R{r}.C5") == "MR"):
+        names = (text_at(message, f"PID.F3.R{r}.C4.S1"), text_at(message, f"PID.F3.R{r}.C4.S2"))
+        if authority and authority in names:
             return value
+        if not authority and text_at(message, f"PID.F3.R{r}.C5") == "MR":
+            found.append((value, names))
+    if len({names for _, names in found}) > 1:
+        issuers = ", ".join("^".join(n for n in names if n) or "(none)" for _, names in found)
+        raise OrderError(f"PID-3 holds MRNs of more than one assigning authority ({issuers}) and none is configured: "
+                         "set PDL1_INTEGRATION_MRN_AUTHORITY to the hospital's", location="PID^1^3", code="207",
+                         reject=True)
+    if found:
+        return found[0][0]
     wanted = f"assigning authority {authority}" if authority else "identifier type MR"
     raise OrderError(f"PID-3 has no patient identifier with {wanted}", location="PID^1^3", code="101")
 

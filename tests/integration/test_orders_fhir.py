@@ -38,6 +38,7 @@ SERVICE_REQUEST = {
 @pytest.fixture
 def service(db, settings):
     settings.PDL1_INTEGRATION_ORDER_DEPARTMENT = "pathology"
+    settings.PDL1_INTEGRATION_MRN_AUTHORITY = "HOSP"  # required with orders (integration.E003)
     DepartmentFactory(code="pathology")
     user = make_user(None, username="his-interface")
     user.groups.add(Group.objects.get(name="integration"))  # made by the integration migration

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def department(settings):
     settings.PDL1_INTEGRATION_ORDER_DEPARTMENT = "pathology"
+    settings.PDL1_INTEGRATION_MRN_AUTHORITY = "HOSP"  # required with orders (integration.E003)
     return DepartmentFactory(code="pathology")
 
 
