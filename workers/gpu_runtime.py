@@ -210,7 +210,10 @@ class ReaderPool:
             self._pool.join()
             self._pool = None
         if self._slots is not None:
-            self._slots.close()
+            try:
+                self._slots.close()
+            except BufferError:  # a failed call's tiles (views of the slots) are still referenced, by its
+                pass  # traceback: the mapping goes with them, and no reader writes into it any more
             self._slots = None
         if self._local is not None:
             close = getattr(self._local["slide"], "close", None)
@@ -428,24 +431,29 @@ class TileStreamDetector:
         if not tiles:
             return _empty_result(timings)
         self._tissue_od = tissue_od
-        pool = self._reader_pool(path, tiles, tile_mpp)
-        device = self._prepare()
-        on_cuda = device.type == "cuda"
         parts: list[tuple] = []
         n_batches = 0
-        with torch.inference_mode():
-            if on_cuda:
-                n_batches = self._run_cuda(device, pool, tiles, level_downsamples, parts, timings)
-            else:
-                for batch_tiles, arrays in self._batches(pool, tiles, timings):
-                    n_batches += 1
-                    t0 = time.perf_counter()
-                    host = torch.from_numpy(np.stack(arrays))
-                    timings["host_copy"] += time.perf_counter() - t0
-                    probs = self._infer(self._padded(host))[: len(arrays)]
-                    t0 = time.perf_counter()
-                    parts.extend(self._points(probs, batch_tiles, arrays, level_downsamples))
-                    timings["postprocess"] += time.perf_counter() - t0
+        try:
+            pool = self._reader_pool(path, tiles, tile_mpp)
+            device = self._prepare()
+            with torch.inference_mode():
+                if device.type == "cuda":
+                    n_batches = self._run_cuda(device, pool, tiles, level_downsamples, parts, timings)
+                else:
+                    for batch_tiles, arrays in self._batches(pool, tiles, timings):
+                        n_batches += 1
+                        t0 = time.perf_counter()
+                        host = torch.from_numpy(np.stack(arrays))
+                        timings["host_copy"] += time.perf_counter() - t0
+                        probs = self._infer(self._padded(host))[: len(arrays)]
+                        t0 = time.perf_counter()
+                        parts.extend(self._points(probs, batch_tiles, arrays, level_downsamples))
+                        timings["postprocess"] += time.perf_counter() - t0
+        except BaseException:
+            # Reads this call sent are still running and write into the shared slots: a next call on the
+            # same slide reusing the pool could take one of them for its own tile. A new pool starts clean.
+            self.close()
+            raise
         result = _concat(parts, timings)
         result.tiles, result.batches = len(tiles), n_batches
         result.seconds = time.perf_counter() - started

@@ -75,3 +75,51 @@ def test_two_streams_in_one_process_each_read_their_own_slide(two_slides):
     torch.testing.assert_close(net_2.seen[0], expected_b, rtol=0, atol=0)
     for fed in net_1.seen:
         torch.testing.assert_close(fed, expected_a, rtol=0, atol=0)
+
+
+def _damaged_at(location):
+    """An opener whose slide cannot decode the region at `location` (level-0 px)."""
+
+    def opener(path):
+        real = open_slide(path)
+
+        class Damaged:
+            level_downsamples = real.level_downsamples
+
+            def read_region(self, at, level, size):
+                if tuple(at) == location:
+                    raise OSError("damaged JPEG")
+                return real.read_region(at, level, size)
+
+        return Damaged()
+
+    return opener
+
+
+@pytest.mark.parametrize("readers", [0, 2])
+def test_a_failed_call_closes_its_reader_pool(two_slides, readers):
+    # Reads a failed call already sent keep writing into the shared slots: a next call on the same slide
+    # that reused the pool could take one of them for its own tile. The pool is closed and a new one made.
+    path_a, _, tiles = two_slides
+    net = Recorder()
+    stream = TileStreamDetector(net, CONFIG, device="cpu", readers=readers, batch_size=2, prefetch_batches=1,
+                                opener=_damaged_at((tiles[0].x0, tiles[0].y0)))
+    try:
+        with pytest.raises(gpu_runtime.TileReadError, match=f"tile {tiles[0].index} could not be read"):
+            stream.detect_tiles(path_a, tiles)
+        assert stream._pool is None and stream._pool_key is None
+        stream.detect_tiles(path_a, tiles[1:3])
+        pool = stream._pool
+        assert pool is not None
+        torch.testing.assert_close(net.seen[-1], torch.cat([_as_fed(path_a, t) for t in tiles[1:3]]), rtol=0, atol=0)
+    finally:
+        stream.close()
+    assert pool._pool is None and pool._local is None  # closed: no reader process or slide left
+
+
+def test_a_network_failure_closes_the_reader_pool_too(two_slides):
+    path_a, _, tiles = two_slides
+    stream = TileStreamDetector(Recorder(fail=True), CONFIG, device="cpu", readers=1, batch_size=2)
+    with pytest.raises(RuntimeError, match="the network failed"):
+        stream.detect_tiles(path_a, tiles)
+    assert stream._pool is None
