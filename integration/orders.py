@@ -93,18 +93,28 @@ def indication_of(*texts: str, location: str) -> str:
                      + ", ".join(Indication.values), location=location, code="103")
 
 
-def clone_of(*texts: str) -> str:
-    """The AssayClone a test code or text names (LOINC 85147-7, or a clone's name in it); "" when none."""
-    for text in texts:
-        if not text:
-            continue
-        if text.strip() in LOINC_CLONES:
-            return LOINC_CLONES[text.strip()]
-        upper = text.upper()
-        for clone in (AssayClone.C22C3, AssayClone.SP263, AssayClone.SP142, AssayClone.C28_8):
-            if clone.value.upper() in upper:
-                return clone.value
-    return ""
+def clones_named(text: str) -> list[str]:
+    """The AssayClone values a test code or text names (LOINC 85147-7, or a clone's name in it)."""
+    if not text:
+        return []
+    if text.strip() in LOINC_CLONES:
+        return [LOINC_CLONES[text.strip()]]
+    upper = text.upper()
+    return [clone.value for clone in (AssayClone.C22C3, AssayClone.SP263, AssayClone.SP142, AssayClone.C28_8)
+            if clone.value.upper() in upper]
+
+
+def clone_of(*texts: str, location: str) -> str:
+    """The one AssayClone the test's codes and texts name; "" when none. Codes and texts naming different clones
+    are refused: the clone decides the report's cut-offs, and which one was filed depended on the order in which
+    a channel read them (HL7 the code first, FHIR the text)."""
+    named = {text.strip(): clones_named(text) for text in texts if clones_named(text)}
+    clones = {clone for found in named.values() for clone in found}
+    if len(clones) > 1:
+        raise OrderError("the ordered test names different clones (" + ", ".join(
+            f"{text[:40]!r}: {' and '.join(found)}" for text, found in named.items()) + "): order one clone, the "
+            "clone decides the report's cut-offs", location=location, code="207")
+    return clones.pop() if clones else ""
 
 
 def _names_pdl1(text: str) -> bool:
@@ -116,7 +126,7 @@ def assay_of(*texts: str, location: str) -> str:
     """The AssayClone an order's test code or text names ("" when it names PD-L1 but no clone). An order for
     another test (HER2, say) is refused: filed as a PD-L1 case with clone "other", it would be stained and
     reported as PD-L1."""
-    clone = clone_of(*texts)
+    clone = clone_of(*texts, location=location)
     if clone or any(_names_pdl1(t) for t in texts if t):
         return clone
     given = " / ".join(t.strip() for t in texts if t and t.strip())
