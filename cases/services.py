@@ -161,7 +161,13 @@ def do_ingest_slide(
             _raise_if_storage_full(exc)
             raise
         except Exception as exc:  # noqa: BLE001  a decoder's own error type (imagecodecs, tifffile, ...)
-            log.warning("slide %s could not be decoded", names[0], exc_info=True)
+            # The server log names the upload by its content (sha256), never by its file name: often an accession
+            # number, which the decoder's message may repeat (with its staging path) and a traceback would carry.
+            detail = str(exc).replace(str(staging), "the upload")
+            for name in names:
+                detail = detail.replace(name, "<file>")
+            log.warning("upload %s (sha256 %s) could not be decoded: %s: %s", staging.name, sha256[:16],
+                        type(exc).__name__, detail[:300])
             raise IngestError(f"{names[0] if len(names) == 1 else 'the series'}: the file cannot be decoded "
                               f"({type(exc).__name__}); it may be corrupt or in an unsupported encoding") from None
         mpp = _typed_mpp(mpp, info, names[0] if len(names) == 1 else "the series")
