@@ -212,11 +212,19 @@ def _adaptive_classic(job, params) -> bool:
 def _use_gpu_stream(detector, params) -> bool:
     """Networks on a GPU (or the PDL1_GPU_STREAM setting) stream tiles through workers.gpu_runtime: reader
     processes, pinned copies overlapped with compute, peaks and NMS on the GPU. The stream runs a
-    tile in one forward pass, so it needs tiles no larger than the detector's own."""
-    if not isinstance(detector, ModelDetector) or int(params["tile_px"]) > detector.tile:
+    tile in one forward pass, so it needs tiles no larger than the detector's own once resampled to the
+    model's resolution (ModelDetector.detect splits a larger one, and the two paths' points differ)."""
+    if not isinstance(detector, ModelDetector) or _tile_px_at_model_mpp(detector, params) > detector.tile:
         return False
     return (settings.PDL1_GPU_STREAM or settings.PDL1_GPU_INDEX is not None
             or resolve_device(detector.device).startswith("cuda"))
+
+
+def _tile_px_at_model_mpp(detector: ModelDetector, params) -> int:
+    """The size ModelDetector.detect resamples a job's tile to (analysis.detectors.resize_rgb): tile_px
+    working px at the model's own mpp (a 512 px tile at 0.5 µm is 1024 px to a 0.25 µm model)."""
+    tile_px, scale = int(params["tile_px"]), float(params["working_mpp"]) / detector.working_mpp
+    return tile_px if abs(scale - 1.0) < 1e-6 else max(1, int(round(tile_px * scale)))
 
 
 def stream_settings(detector) -> dict:
