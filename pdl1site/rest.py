@@ -5,8 +5,9 @@ import django_filters.rest_framework
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import models
-from rest_framework import metadata, parsers, status
+from rest_framework import metadata, negotiation, parsers, status
 from rest_framework.exceptions import APIException, ParseError
+from rest_framework.settings import api_settings
 
 
 class BodyTooLarge(APIException):
@@ -34,6 +35,31 @@ class JSONParser(parsers.JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the document is nested too deeply") from None
+
+
+class ContentNegotiation(negotiation.DefaultContentNegotiation):
+    """`?format=` chooses the answer's format only where it names one the view renders (json; the
+    corrections export's csv and geojson; the schema's json); any other value is left to the view.
+
+    Why: DRF answered 404 to every other value, so the slide lists' documented `format` filter (the
+    file's format, e.g. `?format=aperio`) could not be used. A URL suffix (`.json`) still must match."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        self.from_suffix = bool(format_suffix)
+        return super().select_renderer(request, renderers, format_suffix)
+
+    def filter_renderers(self, renderers, format):
+        if self.from_suffix:
+            return super().filter_renderers(renderers, format)
+        return [renderer for renderer in renderers if renderer.format == format] or renderers
+
+
+def format_was_the_output_format(request) -> bool:
+    """Whether the request's `?format=` chose its answer's format (ContentNegotiation), not a filter value."""
+    param = api_settings.URL_FORMAT_OVERRIDE
+    renderer = getattr(request, "accepted_renderer", None)
+    value = request.query_params.get(param) if param else None
+    return value is not None and renderer is not None and value == renderer.format
 
 
 class Metadata(metadata.SimpleMetadata):
@@ -86,3 +112,10 @@ class FilterBackend(django_filters.rest_framework.DjangoFilterBackend):
     """DjangoFilterBackend over IdFilterSet (settings.REST_FRAMEWORK's DEFAULT_FILTER_BACKENDS)."""
 
     filterset_base = IdFilterSet
+
+    def get_filterset_kwargs(self, request, queryset, view):
+        kwargs = super().get_filterset_kwargs(request, queryset, view)
+        if format_was_the_output_format(request):  # ?format=json filters nothing (the slide lists' `format`)
+            kwargs["data"] = kwargs["data"].copy()
+            del kwargs["data"][api_settings.URL_FORMAT_OVERRIDE]
+        return kwargs

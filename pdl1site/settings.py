@@ -321,6 +321,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["pdl1site.rest.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_METADATA_CLASS": "pdl1site.rest.Metadata",
+    # ?format= is the answer's format only where the view renders that one; otherwise it is left to the
+    # view's filters (the slide lists' `format`, e.g. aperio), not a 404.
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "pdl1site.rest.ContentNegotiation",
     # The apps' service errors (an `http_status` on the exception class) answer 4xx here, once.
     "EXCEPTION_HANDLER": "pdl1site.rest.exception_handler",
 }
