@@ -17,6 +17,7 @@ Generic on purpose: it reads tables and models from the app registry and imports
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -55,8 +56,44 @@ REQUIRED = {"engine", "database", "media", "row_counts", "migrations", "platform
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
+# DATABASES OPTIONS that libpq reads, and its environment variable for each: pg_dump and pg_restore
+# must reach the database as the platform does (schema search path, TLS and its certificates).
+LIBPQ_ENV = {
+    "options": "PGOPTIONS", "application_name": "PGAPPNAME", "client_encoding": "PGCLIENTENCODING",
+    "connect_timeout": "PGCONNECT_TIMEOUT", "service": "PGSERVICE", "passfile": "PGPASSFILE",
+    "hostaddr": "PGHOSTADDR", "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS", "require_auth": "PGREQUIREAUTH",
+    "channel_binding": "PGCHANNELBINDING", "sslmode": "PGSSLMODE", "requiressl": "PGREQUIRESSL",
+    "sslnegotiation": "PGSSLNEGOTIATION", "sslcompression": "PGSSLCOMPRESSION", "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY", "sslcertmode": "PGSSLCERTMODE", "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI", "requirepeer": "PGREQUIREPEER",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION", "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gssencmode": "PGGSSENCMODE", "krbsrvname": "PGKRBSRVNAME", "gsslib": "PGGSSLIB",
+    "gssdelegation": "PGGSSDELEGATION",
+}
+# Read by Django's backend, never by libpq (assume_role is kept apart: SET ROLE, --role).
+DJANGO_ONLY_OPTIONS = {"isolation_level", "pool", "server_side_binding", "prepare_threshold", "cursor_factory",
+                       "context"}
+# Only tune the TCP connection: the connection itself, not the tools, needs them.
+TCP_OPTIONS = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+               "fallback_application_name"}
+
+
 class BackupError(Exception):
     """A backup or restore that cannot go on; the message says why and what to do."""
+
+
+def one_line(action: str):
+    """The commands promise a one-line message: a file system or SQLite error becomes a BackupError."""
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            try:
+                return function(*args, **kwargs)
+            except (OSError, sqlite3.Error) as exc:
+                raise BackupError(f"{action} failed: {exc}") from exc
+        return wrapper
+    return decorate
 
 
 @dataclass
@@ -69,15 +106,25 @@ class Database:
     port: str = ""
     user: str = ""
     password: str = ""
+    options: dict = field(default_factory=dict)  # libpq's parameters from DATABASES OPTIONS
+    role: str = ""  # OPTIONS assume_role: Django's SET ROLE after connecting
 
     @classmethod
     def from_settings(cls, db: dict) -> Database:
         engine = db["ENGINE"].rsplit(".", 1)[-1]
         if engine not in ("postgresql", "sqlite3"):
             raise BackupError(f"backup supports PostgreSQL and SQLite, not {db['ENGINE']}")
+        # SQLite's OPTIONS (timeout, transaction mode) concern the platform's own connection only.
+        options = dict(db.get("OPTIONS") or {}) if engine == "postgresql" else {}
+        role = options.pop("assume_role", None) or ""
+        options = {k: v for k, v in options.items() if k not in DJANGO_ONLY_OPTIONS and v is not None}
+        unknown = sorted(options.keys() - LIBPQ_ENV.keys() - TCP_OPTIONS)
+        if unknown:
+            raise BackupError(f"DATABASES OPTIONS {', '.join(unknown)}: pg_dump and pg_restore cannot be given "
+                              f"these (no libpq environment variable); set them in a pg_service.conf service")
         return cls(engine="sqlite" if engine == "sqlite3" else engine, name=str(db["NAME"]),
                    host=db.get("HOST") or "", port=str(db.get("PORT") or ""), user=db.get("USER") or "",
-                   password=db.get("PASSWORD") or "")
+                   password=db.get("PASSWORD") or "", options=options, role=role)
 
     def env(self) -> dict:
         """libpq's variables: the password never appears on a command line."""
@@ -86,16 +133,25 @@ class Database:
                            ("PGPASSWORD", self.password)):
             if value:
                 env[key] = value
+        env.update({LIBPQ_ENV[k]: str(v) for k, v in self.options.items() if k in LIBPQ_ENV})
         return env
+
+    def tool_arguments(self) -> list[str]:
+        return [f"--role={self.role}"] if self.role else []
 
     def connect(self):
         if self.engine == "sqlite":
             return sqlite3.connect(self.name)
         import psycopg
+        from psycopg import sql
 
         params = {"dbname": self.name, "host": self.host, "port": self.port, "user": self.user,
                   "password": self.password}
-        return psycopg.connect(**{k: v for k, v in params.items() if v})
+        conn = psycopg.connect(**{k: v for k, v in params.items() if v}, **self.options)
+        if self.role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role)))
+            conn.commit()  # the next statement begins its own transaction (the dump's snapshot)
+        return conn
 
 
 @dataclass
@@ -200,7 +256,8 @@ def closing_connection(db: Database):
     try:
         conn = db.connect()
     except Exception as exc:  # psycopg.OperationalError, sqlite3.Error
-        hint = f" (create it first: createdb {db.name})" if db.engine == "postgresql" else ""
+        missing = db.engine == "postgresql" and "does not exist" in str(exc)
+        hint = f" (create it first: createdb {db.name})" if missing else ""
         raise BackupError(f"cannot connect to database {db.name}: {str(exc).strip()}{hint}") from None
     try:
         yield conn
@@ -261,7 +318,7 @@ def dump_postgresql(db: Database, target: Path) -> dict:
         cursor.execute("SELECT pg_export_snapshot(), current_setting('server_version')")
         snapshot, server_version = cursor.fetchone()
         run([binary("pg_dump"), "--format=custom", f"--snapshot={snapshot}", "--no-owner", "--no-privileges",
-             f"--file={target}"], db.env())
+             *db.tool_arguments(), f"--file={target}"], db.env())
         facts = {"row_counts": row_counts(cursor, db.engine), "migrations": applied_migrations(cursor),
                  "references": referenced_media(cursor), "server_version": server_version}
         conn.rollback()
@@ -309,6 +366,7 @@ def link_or_copy(previous_file: Path, target: Path) -> None:
         shutil.copy2(previous_file, target)
 
 
+@one_line("backup")
 def do_backup(out: Path, db: Database | None = None, media_root: Path | None = None,
               previous: Path | None = None, verify_previous: bool = False) -> Result:
     """Back up the database, then the media folder, into the new folder `out`.
@@ -485,7 +543,7 @@ def restore_database(folder: Path, manifest: dict, db: Database) -> None:
     if db.engine == "postgresql":
         # One transaction: a failed restore leaves the target as empty as it was.
         run([binary("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
-             f"--dbname={db.name}", str(dump)], db.env())
+             *db.tool_arguments(), f"--dbname={db.name}", str(dump)], db.env())
     else:
         target = Path(db.name)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -513,6 +571,7 @@ def verify_restore(db: Database, media_root: Path, manifest: dict) -> list[str]:
     return problems
 
 
+@one_line("restore")
 def do_restore(folder: Path, db: Database | None = None, media_root: Path | None = None) -> Result:
     """Restore the backup in `folder` into an empty database and an empty media folder.
 
