@@ -17,6 +17,7 @@ Generic on purpose: it reads tables and models from the app registry and imports
 from __future__ import annotations
 
 import datetime
+import fcntl
 import functools
 import hashlib
 import json
@@ -347,6 +348,32 @@ def _sqlite_copy(source, target: Path) -> dict:
         copy.close()
 
 
+@contextmanager
+def exclusive(out: Path):
+    """One backup at a time writes `out`: a second one refuses while the first holds `out.lock`,
+    instead of deleting the first one's `out.partial` as an interrupted backup's."""
+    lock = out.with_name(out.name + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BackupError(f"another backup is writing {out} now (it holds {lock}): wait for it to finish, "
+                              f"or give another folder") from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it as it finished: lock the file there now
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
 def previous_copy_intact(previous_file: Path, known: dict, verify: bool) -> bool:
     """Whether an earlier backup's copy still holds the bytes its manifest recorded: its size always (a
     truncated copy), its sha256 too with `verify` (reads the copy whole; nothing is written)."""
@@ -377,8 +404,6 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
     size is checked, and with `verify_previous` its sha256 (it is read whole): a damaged one is copied
     afresh from the live file and listed in the manifest's previous_damaged.
     Written into `out.partial` and renamed at the end: a folder named `out` is always complete."""
-    from pdl1site import __version__
-
     db = db or Database.from_settings(connections["default"].settings_dict)
     media_root = Path(media_root or settings.MEDIA_ROOT)
     out = Path(out)
@@ -386,10 +411,20 @@ def do_backup(out: Path, db: Database | None = None, media_root: Path | None = N
         raise BackupError(f"{out} already exists: give a new folder for each backup")
     check_media_root(media_root, out, previous)
     earlier = read_manifest(Path(previous))["media"] if previous else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):
+        if out.exists():  # the backup that held the lock finished it meanwhile
+            raise BackupError(f"{out} already exists: give a new folder for each backup")
+        return write_backup(out, db, media_root, previous, earlier, verify_previous)
+
+
+def write_backup(out: Path, db: Database, media_root: Path, previous: Path | None, earlier: dict,
+                 verify_previous: bool) -> Result:
+    from pdl1site import __version__
+
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
-        shutil.rmtree(partial)  # what an interrupted backup left
-    partial.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial)  # what an interrupted backup left (none runs now: we hold the lock)
     partial.mkdir(mode=0o700)  # patient data: readable by the backup's owner only
     seconds = {}
     try:
