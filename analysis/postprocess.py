@@ -70,6 +70,23 @@ class PointSet:
         return len(self.labels)
 
 
+class NonFiniteOutputs(ValueError):
+    """Probabilities holding NaN or infinity: a NaN pixel fails its whole pooling window's peak test, so
+    the image would silently lose its cells (an all-NaN map: none). `images`: their indices in the batch."""
+
+    def __init__(self, images: list[int]):
+        self.images = list(images)
+        super().__init__(f"non-finite probabilities (NaN or infinite) in image(s) {', '.join(map(str, self.images))}")
+
+
+def _check_finite(probs) -> None:
+    import torch
+
+    finite = torch.isfinite(probs)
+    if not bool(finite.all()):  # one reduction and one sync per batch; the images only when some are not
+        raise NonFiniteOutputs((~finite).flatten(1).any(dim=1).nonzero().flatten().tolist())
+
+
 def _as_probs(probs):
     import torch
 
@@ -87,10 +104,14 @@ def _pool_half(radius_px: float) -> int:
 
 
 def extract_points(probs, mpp: float, nms_radius_um: float = 3.0, min_score: float = 0.5) -> list[PointSet]:
-    """One PointSet per image of probs (B, C, H, W): softmax output, tensor (any device) or numpy."""
+    """One PointSet per image of probs (B, C, H, W): softmax output, tensor (any device) or numpy.
+
+    Raises NonFiniteOutputs when any probability is NaN or infinite (a broken network or input): the
+    peaks would otherwise drop those images' cells without a word."""
     import torch
 
     probs = _as_probs(probs)
+    _check_finite(probs)
     n_images, n_classes, height, width = probs.shape
     radius_px = nms_radius_um / mpp
     foreground = 1.0 - probs[:, 0]

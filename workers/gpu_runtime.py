@@ -164,6 +164,14 @@ class TileReadError(Exception):
     """A tile could not be decoded; the message names it."""
 
 
+class NonFiniteTiles(Exception):
+    """The network's probabilities on these tiles (Tile.index) held NaN or infinity."""
+
+    def __init__(self, tiles: list[int]):
+        self.tiles = list(tiles)
+        super().__init__(f"non-finite outputs on tiles {', '.join(map(str, self.tiles))}")
+
+
 class ReaderPool:
     """N processes, each with the slide open, decoding tiles into shared-memory slots.
 
@@ -559,9 +567,12 @@ class TileStreamDetector:
 
     def _points(self, probs, batch_tiles, arrays, level_downsamples):
         """(xy level-0, labels, scores) kept by each tile, like ModelDetector.detect + detect_batch."""
-        from analysis.postprocess import extract_points
+        from analysis.postprocess import NonFiniteOutputs, extract_points
 
-        found = extract_points(probs, self.working_mpp, self.nms_radius_um, self.min_score)
+        try:
+            found = extract_points(probs, self.working_mpp, self.nms_radius_um, self.min_score)
+        except NonFiniteOutputs as exc:
+            raise NonFiniteTiles([batch_tiles[i].index for i in exc.images]) from None
         out = []
         for tile, points, array in zip(batch_tiles, found, arrays):
             shape, cells = array if isinstance(array, tuple) else (array.shape, None)

@@ -23,6 +23,7 @@ from analysis import detection_store, merge, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import ADAPTIVE_RULE, adaptive_cut
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
+from analysis.postprocess import NonFiniteOutputs
 from analysis.regions import regions_fingerprint, regions_from_pairs
 from analysis.scoring import stated_pct, tps
 from slideio.slidefile import SlideError, open_slide
@@ -123,7 +124,7 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
     slide = open_job_slide(job)
     started = time.perf_counter()
     if _use_gpu_stream(detector, params):
-        from workers.gpu_runtime import TileReadError, stream_detector_for
+        from workers.gpu_runtime import NonFiniteTiles, TileReadError, stream_detector_for
 
         try:
             found = stream_detector_for(detector, **stream_settings(detector)).detect_tiles(
@@ -131,15 +132,22 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
                 tissue_od=tissue_od)
         except TileReadError as exc:
             raise PipelineError(str(exc)) from None
+        except NonFiniteTiles as exc:
+            raise _non_finite_outputs(exc.tiles) from None
         return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
                                seconds=time.perf_counter() - started)
     xys, labels, scores, markers = [], [], [], []
+    non_finite = []
     for tile in (tiling.Tile(**d) for d in tile_dicts):
         try:
             rgb = tiling.read_tile(slide, tile)
         except Exception as exc:  # OpenSlide/tifffile raise their own types on damaged data
             raise PipelineError(f"tile {tile.index} could not be read: {exc}") from None
-        found = detector.detect(rgb, params["working_mpp"])
+        try:
+            found = detector.detect(rgb, params["working_mpp"])
+        except NonFiniteOutputs:
+            non_finite.append(tile.index)  # the batch's others too, so that the message names them all
+            continue
         xy0 = tiling.to_level0(tile, found.xy, slide.level_downsamples)
         keep = tiling.in_core(tile, xy0) & tissue.on_tissue(rgb, found.xy, tissue_od)
         xys.append(xy0[keep])
@@ -147,6 +155,8 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         scores.append(np.asarray(found.scores)[keep])
         if found.marker is not None:
             markers.append(np.asarray(found.marker)[keep])
+    if non_finite:
+        raise _non_finite_outputs(non_finite)
     return BatchDetections(
         xy=np.concatenate(xys).astype(np.float32) if xys else np.zeros((0, 2), np.float32),
         labels=np.concatenate(labels).astype(np.int8) if labels else np.zeros(0, np.int8),
@@ -154,6 +164,15 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         seconds=time.perf_counter() - started,
         marker=np.concatenate(markers).astype(np.float32) if markers and len(markers) == len(xys) else None,
     )
+
+
+def _non_finite_outputs(tiles: list[int]) -> PipelineError:
+    """NaN or infinite probabilities lose those tiles' cells without a word (a NaN fails its whole peak
+    window): the job fails instead of completing with a count that misses them."""
+    shown = ", ".join(map(str, tiles[:10])) + (f" and {len(tiles) - 10} more" if len(tiles) > 10 else "")
+    return PipelineError(f"the model produced non-finite outputs on tiles {shown} (NaN or infinite probabilities): "
+                         "their cells cannot be counted, so the job stopped rather than report a count without them; "
+                         "check the model's weights (a model version that gives these is broken)")
 
 
 def load_job_detector(job, compartment: str):
