@@ -118,6 +118,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["pdl1site.rest.JSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_METADATA_CLASS": "pdl1site.rest.Metadata",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "pdl1site.rest.ContentNegotiation",
 }
 SPECTACULAR_SETTINGS = {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
 
