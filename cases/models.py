@@ -153,6 +153,11 @@ class Case(StatedInSignedReports, models.Model):
     indication = models.CharField(max_length=32, choices=Indication.choices)
     assay_clone = models.CharField(max_length=16, choices=AssayClone.choices)
     specimen = models.CharField(max_length=200, blank=True, help_text="Specimen type and site")
+    # An order sent first with the ordering system's number alone (filed under it as the accession) and again
+    # with the laboratory's filler number is found by it: one order, one case.
+    placer_order = models.CharField(
+        "placer order number", max_length=64, blank=True,
+        help_text="The ordering system's number of the order (HL7 ORC-2, FHIR identifier PLAC)")
     status = models.CharField(max_length=16, choices=CaseStatus.choices, default=CaseStatus.REGISTERED)
     assigned_to = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="assigned_cases")
     created_by = models.ForeignKey(
@@ -171,6 +176,8 @@ class Case(StatedInSignedReports, models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["placer_order"], condition=~models.Q(placer_order=""),
+                                               name="case_placer_order_unique")]
 
     def __str__(self):
         return self.accession

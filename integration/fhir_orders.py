@@ -92,8 +92,8 @@ def read_service_request(body: bytes):
     for identifier in request.identifier or []:
         if identifier.value:
             by_type.setdefault(_type_code(identifier), identifier.value.strip())
-    accession = (next((by_type[t] for t in FILLER_TYPES if t in by_type), "")
-                 or next((by_type[t] for t in PLACER_TYPES if t in by_type), ""))
+    placer = next((by_type[t] for t in PLACER_TYPES if t in by_type), "")
+    accession = next((by_type[t] for t in FILLER_TYPES if t in by_type), "") or placer
     if not accession:
         raise OrderError("no accession: give an identifier of type ACSN or FILL (filler order number) or PLAC "
                          f"(placer order number), system {V2_0203}", location="ServiceRequest.identifier", code="101")
@@ -108,11 +108,11 @@ def read_service_request(body: bytes):
         specimen = ", ".join(_texts(request.bodySite)[:1])
     indication = indication_of(*_texts(request.reasonCode), location="ServiceRequest.reasonCode")
     clone = assay_of(*_texts([request.code] if request.code else []), location="ServiceRequest.code")
-    order = OrderData(patient=_patient(request), accession=accession, specimen=specimen[:200], indication=indication,
-                      assay_clone=clone)
+    order = OrderData(patient=_patient(request), accession=accession, placer_order=placer, specimen=specimen[:200],
+                      indication=indication, assay_clone=clone)
     for location, text in (("Patient.identifier", order.patient.mrn), ("Patient.name", order.patient.family_name),
                            ("Patient.name", order.patient.given_name), ("ServiceRequest.identifier", accession),
-                           ("ServiceRequest.specimen", specimen)):
+                           ("ServiceRequest.identifier", placer), ("ServiceRequest.specimen", specimen)):
         check_text(text, location)  # what is stored; the vocabulary values (indication, clone) are ours
     return request, order
 

@@ -198,8 +198,8 @@ def read_order(message) -> OrderData:
     indication = indication_of(text_at(message, "OBR.F13").strip(), dg1,
                                location="OBR^1^13" if text_at(message, "OBR.F13").strip() else "DG1^1^3")
     clone = assay_of(*(text_at(message, f"OBR.F4.R1.C{c}") for c in (1, 2, 4, 5)), location="OBR^1^4")
-    return OrderData(patient=patient, accession=accession, specimen=specimen[:200], indication=indication,
-                     assay_clone=clone, change=control == "XO")
+    return OrderData(patient=patient, accession=accession, placer_order=placer, specimen=specimen[:200],
+                     indication=indication, assay_clone=clone, change=control == "XO")
 
 
 def _birth_date(text: str):

@@ -44,7 +44,8 @@ class PatientData:
 @dataclass
 class OrderData:
     patient: PatientData
-    accession: str
+    accession: str  # the filler order number, else the placer order number
+    placer_order: str = ""  # the placer order number, when given
     specimen: str = ""
     indication: str = ""  # an Indication value, or "" when not given
     assay_clone: str = ""  # an AssayClone value, or "" when not given
@@ -234,9 +235,38 @@ def check_same_patient(patient: Patient, data: PatientData, locations: dict):
 
 
 HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "accession": "ORC^1^3",
-                 "control": "ORC^1^1"}
+                 "placer": "ORC^1^2", "control": "ORC^1^1"}
 FHIR_LOCATIONS = {"mrn": "ServiceRequest.subject", "name": "Patient.name", "birth_date": "Patient.birthDate",
-                  "accession": "ServiceRequest.identifier", "control": "ServiceRequest.intent"}
+                  "accession": "ServiceRequest.identifier", "placer": "ServiceRequest.identifier",
+                  "control": "ServiceRequest.intent"}
+
+
+def find_case(order: OrderData, locations: dict) -> Case | None:
+    """The order's case, by accession or by placer order number: an order sent with the placer's number alone
+    (filed under it) and again with the laboratory's filler number is one case, not two. Refused when the two
+    numbers name different cases, or the case belongs to another order."""
+    cases = Case.objects.select_for_update()
+    by_accession = cases.filter(accession=order.accession).first()
+    by_placer = cases.filter(placer_order=order.placer_order).first() if order.placer_order else None
+    if by_accession and by_placer and by_accession.pk != by_placer.pk:
+        raise OrderError(f"placer order number {order.placer_order} is case {by_placer.accession}, but accession "
+                         f"{order.accession} is another case: one order is one case", location=locations["placer"],
+                         code="207")
+    case = by_accession or by_placer
+    if case is not None and order.placer_order and case.placer_order not in ("", order.placer_order):
+        raise OrderError(f"accession {order.accession} is the case of placer order number {case.placer_order}, not "
+                         f"{order.placer_order}", location=locations["placer"], code="207")
+    # Found by the placer's number alone: a case filed under that number takes the laboratory's (do_file_order);
+    # one that has a filler number already belongs to another filler order
+    if by_accession is None and by_placer is not None and _has_filler(order) and _has_filler(by_placer):
+        raise OrderError(f"placer order number {order.placer_order} is case {case.accession}, whose filler order "
+                         f"number is not {order.accession}", location=locations["accession"], code="207")
+    return case
+
+
+def _has_filler(order_or_case) -> bool:
+    """Whether the accession is a filler order number (not the placer order number, filed while none was known)."""
+    return order_or_case.accession != order_or_case.placer_order
 
 
 def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> FiledOrder:
@@ -265,7 +295,7 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
         else:
             check_same_patient(patient, data, locations)
             _update(patient, demographics, f"patient {data.mrn}")
-        case = Case.objects.select_for_update().filter(accession=order.accession).first()
+        case = find_case(order, locations)
         created_case = case is None
         if created_case and order.change:
             raise OrderError(f"there is no case with accession {order.accession} to change (order control XO): "
@@ -273,15 +303,17 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
         if created_case:
             case = Case(accession=order.accession, patient=patient, department=department,
                         indication=order.indication or Indication.OTHER,
-                        assay_clone=order.assay_clone or AssayClone.OTHER, specimen=order.specimen)
+                        assay_clone=order.assay_clone or AssayClone.OTHER, specimen=order.specimen,
+                        placer_order=order.placer_order)
             case.full_clean()
             case.save()
         else:
             if case.patient_id != patient.pk:
-                raise OrderError(f"accession {order.accession} is already the case of another patient",
+                raise OrderError(f"accession {case.accession} is already the case of another patient",
                                  location=locations["accession"], code="207")
             _update(case, {"specimen": order.specimen, "indication": order.indication,
-                           "assay_clone": order.assay_clone}, f"case {order.accession}")
+                           "assay_clone": order.assay_clone, "placer_order": order.placer_order,
+                           "accession": order.accession if _has_filler(order) else ""}, f"case {case.accession}")
     except ValidationError as exc:
         raise OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v)
                                for k, v in exc.message_dict.items()),

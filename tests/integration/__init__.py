@@ -20,10 +20,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def orm(control_id="MSG0001", *, mrn="123456", accession="S26-00042", placer="PLC-77", clone="85147-7^PD-L1 22C3^LN",
+def orm(control_id="MSG0001", *, mrn="123456", accession="S26-00042", placer=None, clone="85147-7^PD-L1 22C3^LN",
         indication="lung_squamous", family="Doe", given="Jane", birth="19600517", sex="F", message_type="ORM^O01",
         control="NW", extra=(), authority="HOSP") -> bytes:
-    """An ORM^O01 as a hospital sends it (SYNTHETIC patient)."""
+    """An ORM^O01 as a hospital sends it (SYNTHETIC patient); `placer`: by default one order number per accession
+    (one placer order number is one case)."""
+    placer = f"PLC-{accession}" if placer is None else placer
     segments = [
         f"MSH|^~\\&|HIS|HOSP|PDL1|PATHOLOGY|20261130120000||{message_type}|{control_id}|P|2.5.1||||||UNICODE UTF-8",
         f"PID|1||{mrn}^^^{authority}^MR~990011^^^NATIONAL^NI||{family}^{given}||{birth}|{sex}",

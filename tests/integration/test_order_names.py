@@ -73,7 +73,7 @@ def test_hl7_files_every_given_name_as_fhir_does(service, settings):  # noqa: F8
                             accession="S26-H1"))
     assert msa(answer) == "AA" and names() == ("Example", "Ada M")
     again = copy.deepcopy(SERVICE_REQUEST)
-    again["identifier"][1]["value"] = "S26-F0002"
+    again["identifier"][0]["value"], again["identifier"][1]["value"] = "PLC-6", "S26-F0002"  # another order
     assert post(service, again).status_code == 201 and names() == ("Example", "Ada M")
 
 
