@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from analysis.management.commands import _argtypes
+from analysis import argtypes as _argtypes
 
 
 @pytest.mark.parametrize("args", [

@@ -7,7 +7,7 @@ from django.db import DatabaseError
 
 from analysis import evaluation
 from analysis.choices import CLASSIC_DETECTOR
-from analysis.management.commands._argtypes import positive_float, positive_int
+from analysis.argtypes import positive_float, positive_int
 
 
 class Command(BaseCommand):

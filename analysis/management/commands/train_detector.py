@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from analysis import datasets, registry
-from analysis.management.commands._argtypes import non_negative_int, positive_int
+from analysis.argtypes import non_negative_int, positive_int
 from analysis.nets import ARCHS, BACKBONES
 from analysis.loss import LossWeights
 from analysis.training import train

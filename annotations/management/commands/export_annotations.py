@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analysis.management.commands._argtypes import share
+from analysis.argtypes import share
 from annotations import dataset, services
 from annotations.models import AnnotationProject
 from cases.choices import Marker

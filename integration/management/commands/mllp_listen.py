@@ -7,7 +7,7 @@ import ipaddress
 from pdl1site.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from analysis.management.commands import _argtypes as argtypes
+from analysis import argtypes
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
-from analysis.management.commands._argtypes import positive_int
+from analysis.argtypes import positive_int
 from analysis.models import AnalysisJob
 from cases.choices import Indication
 from cases.models import Slide

@@ -1,6 +1,6 @@
 """argparse types for the commands' numbers: a negative, zero, nan or infinite value is refused by the parser,
-before any work, instead of being found (or not) by the computation it feeds. The leading underscore keeps
-this module from being a command."""
+before any work, instead of being found (or not) by the computation it feeds. Shared by the commands of
+every app (analysis is the lowest layer that has commands)."""
 
 import argparse
 import math
