@@ -95,12 +95,13 @@ def parse_date(text: str) -> datetime.date | None:
 OURS = {"F": "|", "S": "^", "R": "~", "T": "&", "E": "\\"}  # the delimiters of every message we write
 
 
-def reencode(text: str, delimiters: dict) -> str:
+def reencode(text: str, delimiters: dict, charset: str = "utf-8") -> str:
     """A field as the sender wrote it (with its `delimiters`, named as in OURS) written with ours: its
     components, repetitions and delimiter escapes become ours, our delimiters written as data are escaped,
     and so are control characters (hex); other escape sequences are kept (they mean the same in both),
-    and an escape left open is data. Else a control id holding \\F\\ was escaped twice in MSA-2, and with another field
-    separator a sender's MSH-3..6 broke our header."""
+    and an escape left open is data; `charset` is the answer's (a hex escape names bytes in it). Else a
+    control id holding \\F\\ was escaped twice in MSA-2, and with another field separator a sender's
+    MSH-3..6 broke our header."""
     name_of = {char: name for name, char in OURS.items()}
     structure = {delimiters[name]: OURS[name] for name in "SRT"}  # components and repetitions stay so
     esc, out, i = delimiters["E"], [], 0
@@ -117,7 +118,7 @@ def reencode(text: str, delimiters: dict) -> str:
         elif char in name_of:
             out.append(f"\\{name_of[char]}\\")
         elif not char.isprintable():
-            out.append(f"\\X{char.encode('utf-8').hex().upper()}\\")
+            out.append(f"\\X{char.encode(charset, 'replace').hex().upper()}\\")
         else:
             out.append(char)
         i += 1

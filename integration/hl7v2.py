@@ -41,9 +41,7 @@ def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     if raw[:3] != b"MSH" or len(raw) < 8:
         raise OrderError("not an HL7 v2 message: it must begin with an MSH segment", location="MSH^1",
                          code="100", reject=True)
-    field_sep = raw[3:4].decode("latin-1")
-    msh_fields = raw.split(b"\r", 1)[0].decode("latin-1").split(field_sep)
-    charset = msh_fields[17].split("~")[0].strip().upper() if len(msh_fields) > 17 else ""
+    charset = charset_of(raw)
     if charset not in ENCODINGS:
         raise OrderError(f"character set {charset!r} (MSH-18) is not supported: use UNICODE UTF-8",
                          location="MSH^1^18", code="103", reject=True)
@@ -65,6 +63,21 @@ def decode(raw: bytes) -> tuple[hl7.Message, Header]:
     if not control_id:
         raise OrderError("MSH-10 (message control id) is empty", location="MSH^1^10", code="101", reject=True)
     return message, header
+
+
+def _msh_line(raw: bytes) -> bytes:
+    return raw.split(b"\r", 1)[0].split(b"\n", 1)[0]
+
+
+def charset_of(raw: bytes) -> str:
+    """MSH-18 (its first repetition), upper-cased: a key of ENCODINGS when it names one accepted here. Read
+    from the bytes: the delimiters are ASCII, and no byte of a UTF-8 character is, so the fields before it
+    split the same in every encoding accepted."""
+    fields = _msh_line(raw).split(raw[3:4])
+    if len(fields) <= 17:
+        return ""
+    repetition = fields[1][1:2] or b"~"
+    return fields[17].split(repetition)[0].decode("latin-1").strip().upper()
 
 
 def check_order_type(header: Header):
@@ -226,32 +239,37 @@ def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: Ord
     `raw_header`: header_fields() of the message (empty for one that could not be read); `control_id` as the
     message wrote it. What is copied from the message is written again with our delimiters."""
     h = raw_header
-    ours = (lambda name: hl7text.reencode(h.get(name, ""), h.get("delimiters", hl7text.OURS)))
+    charset = h.get("charset") or "UNICODE UTF-8"  # the message's: its values are copied into the answer
+    ours = (lambda text: hl7text.reencode(text, h.get("delimiters", hl7text.OURS), ENCODINGS[charset]))
     header = msh({3: settings.PDL1_INTEGRATION_APPLICATION, 4: settings.PDL1_INTEGRATION_FACILITY,
-                  5: ours("app"), 6: ours("facility"), 7: _now(), 9: f"ACK^{ours('event')}^ACK", 10: ack_id,
-                  11: ours("processing") or "P", 12: ours("version") or "2.5.1", 18: "UNICODE UTF-8"})
-    sent_id = hl7text.reencode(control_id, h.get("delimiters", hl7text.OURS))
+                  5: ours(h.get("app", "")), 6: ours(h.get("facility", "")), 7: _now(),
+                  9: f"ACK^{ours(h.get('event', ''))}^ACK", 10: ack_id, 11: ours(h.get("processing", "")) or "P",
+                  12: ours(h.get("version", "")) or "2.5.1", 18: charset})
+    sent_id = ours(control_id)
     # MSA-3: the first 80 characters, cut before escaping (never half an escape sequence)
     segments = [header, f"MSA|{code}|{sent_id}" + (f"|{_escape(error.text[:80])}" if error else "")]
     if error:
         name = HL7_ERRORS.get(error.code, "Application error")
         segments.append(f"ERR||{error.location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
-    return "\r".join(segments).encode("utf-8") + b"\r"
+    # Our own texts are ASCII but may quote what a refused message said: what the charset cannot write is "?"
+    return "\r".join(segments).encode(ENCODINGS[charset], "replace") + b"\r"
 
 
 def header_fields(raw: bytes) -> dict:
     """The fields an answer copies from a message's MSH, as written there (with the message's delimiters,
-    also given), read leniently (the message may be broken)."""
+    also given), read leniently (the message may be broken), in the encoding MSH-18 names (UTF-8 when it
+    names none accepted here); "charset": that MSH-18, empty when not accepted (the answer is UTF-8 then)."""
     if raw[:3] != b"MSH" or len(raw) < 8:
         return {}
     sep = raw[3:4].decode("latin-1")
-    line = raw.split(b"\r", 1)[0].split(b"\n", 1)[0].replace(b"\x00", b"")
-    fields = line.decode("utf-8", "replace").split(sep)
+    charset = charset_of(raw)
+    charset = charset if charset in ENCODINGS else ""
+    fields = _msh_line(raw).replace(b"\x00", b"").decode(ENCODINGS[charset], "replace").split(sep)
     get = (lambda i: fields[i - 1] if len(fields) >= i else "")
     delimiters = hl7text.delimiters_of(get(2), sep)
     component = get(9).split(delimiters["S"])
     return {"app": get(3), "facility": get(4), "control_id": get(10), "event": component[1] if len(component) > 1 else "",
-            "processing": get(11), "version": get(12), "delimiters": delimiters}
+            "processing": get(11), "version": get(12), "delimiters": delimiters, "charset": charset}
 
 
 def same_message(first: bytes, again: bytes) -> bool:
