@@ -258,7 +258,7 @@ def closing_connection(db: Database):
         conn = db.connect()
     except Exception as exc:  # psycopg.OperationalError, sqlite3.Error
         missing = db.engine == "postgresql" and "does not exist" in str(exc)
-        hint = f" (create it first: createdb {db.name})" if missing else ""
+        hint = f" (create it first, owned by the user restoring: createdb -O USER {db.name})" if missing else ""
         raise BackupError(f"cannot connect to database {db.name}: {str(exc).strip()}{hint}") from None
     try:
         yield conn
@@ -568,7 +568,7 @@ def check_targets(db: Database, media_root: Path, manifest: dict) -> None:
                               f"into a new file") from None
     elif not is_empty_database(db):
         raise BackupError(f"the target database {db.name} is not empty: restore only into a new, empty "
-                          f"database (createdb NAME)")
+                          f"database (createdb -O USER NAME)")
     if media_root.exists() and any(p.is_file() or p.is_symlink() for p in media_root.rglob("*")):
         raise BackupError(f"the target media folder {media_root} is not empty: restore only into an empty one")
 
@@ -577,8 +577,17 @@ def restore_database(folder: Path, manifest: dict, db: Database) -> None:
     dump = folder / manifest["database"]["file"]
     if db.engine == "postgresql":
         # One transaction: a failed restore leaves the target as empty as it was.
-        run([binary("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
-             *db.tool_arguments(), f"--dbname={db.name}", str(dump)], db.env())
+        try:
+            run([binary("pg_restore"), "--exit-on-error", "--single-transaction", "--no-owner", "--no-privileges",
+                 *db.tool_arguments(), f"--dbname={db.name}", str(dump)], db.env())
+        except BackupError as exc:
+            if "permission denied for schema public" not in str(exc):
+                raise
+            # PostgreSQL 15 and later let only the database's owner create tables in its public schema.
+            user = db.user or "USER"
+            raise BackupError(f"pg_restore: permission denied for schema public: the user restoring ({user}) must "
+                              f"own the target database; nothing was restored: drop it, createdb -O {user} "
+                              f"{db.name} and restore again") from None
     else:
         target = Path(db.name)
         target.parent.mkdir(parents=True, exist_ok=True)
