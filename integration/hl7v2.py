@@ -25,6 +25,12 @@ HL7_ERRORS = {"100": "Segment sequence error", "101": "Required field missing", 
               "103": "Table value not found", "200": "Unsupported message type", "201": "Unsupported event code",
               "203": "Unsupported version id", "204": "Unknown key identifier",
               "207": "Application internal error"}
+# What a message may hold, checked before it is parsed: python-hl7 builds an object for every field,
+# repetition and component, and reading PID-3 went through each repetition (1 MiB of empty ones held the
+# listener for minutes). An order is a dozen segments; the longest standard segment has 50-odd fields.
+MAX_SEGMENTS = 500
+MAX_FIELDS = 250  # per segment
+MAX_REPETITIONS = 100  # per field
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ def decode(raw: bytes) -> tuple[hl7.Message, Header]:
         raise OrderError(f"the message is not valid {ENCODINGS[charset]} (byte {exc.start})", location="MSH^1^18",
                          code="102", reject=True) from None
     text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    check_shape(text)
     try:
         message = hl7.parse(text)
         control_id = text_at(message, "MSH.F10").strip()
@@ -78,6 +85,37 @@ def charset_of(raw: bytes) -> str:
         return ""
     repetition = fields[1][1:2] or b"~"
     return fields[17].split(repetition)[0].decode("latin-1").strip().upper()
+
+
+def check_shape(text: str):
+    """Refuse (AR) a message with more segments, fields in a segment or repetitions in a field than an
+    order has (MAX_SEGMENTS, MAX_FIELDS, MAX_REPETITIONS), before python-hl7 builds it."""
+    if len(text) < 4:  # no field separator: python-hl7 refuses it
+        return
+    segments = text.split("\r")
+    if len(segments) > MAX_SEGMENTS:
+        raise OrderError(f"the message holds {len(segments)} segments: at most {MAX_SEGMENTS} are accepted",
+                         location="MSH^1", code="207", reject=True)
+    field_sep = text[3]
+    repetition = text[4:].split(field_sep, 1)[0][1:2] or "~"
+    seen = {}
+    for segment in segments:
+        name = segment[:3]
+        seen[name] = seen.get(name, 0) + 1
+        fields = segment.split(field_sep)
+        if name == "MSH":  # MSH-1 is the field separator itself: fields[1] is MSH-2, the delimiters ("~" too)
+            numbered = [(index + 1, field) for index, field in enumerate(fields) if index >= 2]
+            count = len(fields)
+        else:
+            numbered, count = list(enumerate(fields))[1:], len(fields) - 1
+        if count > MAX_FIELDS:
+            raise OrderError(f"a {name} segment holds {count} fields: at most {MAX_FIELDS} are accepted",
+                             location=f"{name}^{seen[name]}", code="207", reject=True)
+        for number, field in numbered:
+            if field.count(repetition) >= MAX_REPETITIONS:
+                raise OrderError(f"{name}-{number} holds {field.count(repetition) + 1} repetitions: at most "
+                                 f"{MAX_REPETITIONS} are accepted", location=f"{name}^{seen[name]}^{number}",
+                                 code="207", reject=True)
 
 
 def check_order_type(header: Header):
