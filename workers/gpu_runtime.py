@@ -9,7 +9,8 @@ as workers.pipeline.detect_batch does with ModelDetector.detect tile by tile - b
   slots ahead of the GPU, so the GPU does not wait for JPEG decoding;
 * on CUDA: batches are copied into pinned host buffers and sent with non_blocking copies on a
   side stream (double buffering, CUDA events), so the copy of batch i+1 overlaps the network on
-  batch i; the network runs in bf16 autocast and channels_last; softmax, peak finding and NMS
+  batch i; the network runs in bf16 autocast and channels_last, with deterministic cuDNN algorithms
+  (configure_deterministic_cuda: no benchmark autotuning); softmax, peak finding and NMS
   (analysis.postprocess.extract_points) run on the GPU on a third stream while the next batch's
   forward pass is already queued, and only the points come back to the host;
 * optional torch.compile (``compile=True``) of normalisation + network + softmax; compiled
@@ -103,6 +104,35 @@ def configure_compile_cache(folder=None) -> Path:
     if inductor_config is not None:  # already imported: its env defaults were read, set them directly
         inductor_config.fx_graph_cache = True
     return path
+
+
+def configure_deterministic_cuda() -> None:
+    """Make a batch's probabilities on CUDA depend on its pixels, not on the run: cuDNN's autotuner
+    (benchmark) picks convolution algorithms by timing them, so one batch could sum in another order on
+    another run or machine. Ops without a deterministic kernel warn rather than fail the job
+    (warn_only). cuBLAS reads its workspace setting when it starts: set it before the first matmul."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def describe_device(device) -> str:
+    """The device as a job records it: "cpu", or "cuda:0 (NVIDIA H200)" (the kind of GPU changes the
+    numbers, its index does not)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device.type
+    return f"{device} ({torch.cuda.get_device_name(device)})"
+
+
+def network_precision(device, autocast: bool = True) -> str:
+    """What a network computes in here and in analysis.postprocess.predict: bf16 autocast on CUDA, fp32 elsewhere."""
+    return "bf16" if str(device).startswith("cuda") and autocast else "fp32"
 
 
 # --------------------------------------------------------------------------- reader pool
@@ -260,6 +290,8 @@ class StreamResult:
     batches: int = 0
     seconds: float = 0.0
     timings_s: dict = field(default_factory=dict)  # read_wait, host_copy, postprocess, ...
+    device: str = ""  # describe_device: where the network ran
+    precision: str = ""  # network_precision: "bf16" or "fp32"
 
 
 class TileStreamDetector:
@@ -289,6 +321,7 @@ class TileStreamDetector:
         self.compile_cache = configure_compile_cache(compile_cache) if self.compile else None
         self._infer = None
         self._prepared_device = None
+        self.device_label = self.device_name  # describe_device's, once prepared
         self._pool: ReaderPool | None = None
         self._pool_key = None
         self._tissue_od = None  # the slide's tissue threshold (summed OD), per detect_tiles call
@@ -316,13 +349,13 @@ class TileStreamDetector:
         on_cuda = device.type == "cuda"
         if on_cuda:
             torch.cuda.set_device(device)
-            torch.backends.cudnn.benchmark = True
+            configure_deterministic_cuda()
         model = self.model.to(device).eval()
         if on_cuda:
             model = model.to(memory_format=torch.channels_last)
         mean = torch.tensor(self.config.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(self.config.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        use_bf16 = on_cuda and self.autocast
+        use_bf16 = network_precision(device, self.autocast) == "bf16"
 
         def infer(batch_u8):
             """uint8 (B, H, W, 3) on the device -> softmax probabilities (B, C, H, W) float32."""
@@ -351,7 +384,12 @@ class TileStreamDetector:
                 kwargs["mode"] = self.compile_mode
             self._infer = torch.compile(infer, **kwargs)
         self._prepared_device = device
+        self.device_label = describe_device(device)
         return device
+
+    @property
+    def precision(self) -> str:
+        return network_precision(self.device_name, self.autocast)
 
     def forward_probs(self, batch_u8):
         """Probabilities of a device-resident uint8 batch (model-only path, used by the benchmark)."""
@@ -437,7 +475,9 @@ class TileStreamDetector:
         started = time.perf_counter()
         timings = {k: 0.0 for k in ("read_wait", "host_copy", "postprocess", "forward_launch")}
         if not tiles:
-            return _empty_result(timings)
+            empty = _empty_result(timings)
+            empty.device, empty.precision = self.device_name, self.precision
+            return empty
         self._tissue_od = tissue_od
         parts: list[tuple] = []
         n_batches = 0
@@ -464,6 +504,7 @@ class TileStreamDetector:
             raise
         result = _concat(parts, timings)
         result.tiles, result.batches = len(tiles), n_batches
+        result.device, result.precision = self.device_label, self.precision
         result.seconds = time.perf_counter() - started
         return result
 

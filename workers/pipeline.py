@@ -111,6 +111,10 @@ class BatchDetections:
     scores: np.ndarray  # float32
     seconds: float
     marker: np.ndarray | None = None  # float32: classic's compartment DAB per cell (the slide's cut at merge)
+    # Where and in what the batch was computed (gpu_runtime.describe_device, network_precision): a CUDA
+    # worker runs networks in bf16, a CPU one in fp32, and the points can differ between the two.
+    device: str = "cpu"
+    precision: str = ""
 
 
 def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
@@ -135,7 +139,8 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         except NonFiniteTiles as exc:
             raise _non_finite_outputs(exc.tiles) from None
         return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
-                               seconds=time.perf_counter() - started)
+                               seconds=time.perf_counter() - started, device=found.device, precision=found.precision)
+    device, precision = _tile_by_tile_compute(detector)
     xys, labels, scores, markers = [], [], [], []
     non_finite = []
     for tile in (tiling.Tile(**d) for d in tile_dicts):
@@ -163,7 +168,38 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         scores=np.concatenate(scores).astype(np.float32) if scores else np.zeros(0, np.float32),
         seconds=time.perf_counter() - started,
         marker=np.concatenate(markers).astype(np.float32) if markers and len(markers) == len(xys) else None,
+        device=device, precision=precision,
     )
+
+
+CLASSIC_PRECISION = "classic (numpy, no network)"
+
+
+def _tile_by_tile_compute(detector) -> tuple[str, str]:
+    """(device, precision) of the tile-by-tile path: ModelDetector.detect runs analysis.postprocess.predict,
+    bf16 on CUDA and fp32 on CPU; classic runs on the CPU without a network."""
+    if not isinstance(detector, ModelDetector):
+        return "cpu", CLASSIC_PRECISION
+    from workers.gpu_runtime import configure_deterministic_cuda, describe_device, network_precision
+
+    device = resolve_device(detector.device)
+    if device.startswith("cuda"):
+        configure_deterministic_cuda()  # as the stream does: no cuDNN autotuning
+    return describe_device(device), network_precision(device)
+
+
+def record_batch_compute(provenance: dict | None, found: BatchDetections) -> dict:
+    """The job's provenance with this batch counted under its (device, precision) in "detect_compute": every
+    combination its batches ran with, and how many batches each (a batch's own file records its own)."""
+    entries = [dict(entry) for entry in (provenance or {}).get("detect_compute", [])]
+    for entry in entries:
+        if (entry["device"], entry["precision"]) == (found.device, found.precision):
+            entry["batches"] += 1
+            break
+    else:
+        entries.append({"device": found.device, "precision": found.precision, "batches": 1})
+    entries.sort(key=lambda entry: (entry["device"], entry["precision"]))
+    return {**(provenance or {}), "detect_compute": entries}
 
 
 def _non_finite_outputs(tiles: list[int]) -> PipelineError:
@@ -273,6 +309,7 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"batch-{index:05d}.npz"
     extra = {} if found.marker is None else {"marker": found.marker}
+    extra.update(device=np.array(found.device), precision=np.array(found.precision))
     # A name of its own (MEDIA_ROOT is shared by machines, whose workers can have the same pid, and two
     # can compute one batch after a lease ran out), on disk before it replaces the batch's file.
     fd, partial = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)

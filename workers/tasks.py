@@ -132,8 +132,9 @@ def _split(job: AnalysisJob) -> None:
         )
         job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
         # Detect and merge read what this split found, not the slide's as a later job's split leaves it.
-        job.provenance = {**(job.provenance or {}), "tiled_at_mpp": plan.mpp,
-                          "tissue_threshold_od": plan.qc.get("tissue_threshold_od")}
+        # A retry records the devices of its own batches only (detect_compute), not the earlier attempt's.
+        kept = {k: v for k, v in (job.provenance or {}).items() if k != "detect_compute"}
+        job.provenance = {**kept, "tiled_at_mpp": plan.mpp, "tissue_threshold_od": plan.qc.get("tissue_threshold_od")}
         job.save()
         # The slide's check before scoring (cases.Slide.qc): flagged on its pages, and a failed one
         # feeds no signed report unless a pathologist overrides it.
@@ -184,6 +185,8 @@ def detect_batch(job_id: int, index: int) -> None:
         if changed:  # counted once, here: re-reading every done batch's tiles made each record slower
             job.record_batch_done(job.tiles_done + len(batch.tiles), job.batches_done + 1,
                                   (job.timings or {}).get("detect", 0.0) + found.seconds)
+            # Which devices and precisions computed the job: a CUDA worker's bf16 can give other points.
+            job.provenance = pipeline.record_batch_compute(job.provenance, found)
             if job.all_batches_done:
                 job.mark_merging(_deadline())
                 transaction.on_commit(lambda: enqueue("workers.tasks.merge_job", job_id))
