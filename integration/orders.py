@@ -234,11 +234,30 @@ def check_same_patient(patient: Patient, data: PatientData, locations: dict):
                          location=locations["name"], code="207")
 
 
-HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "accession": "ORC^1^3",
-                 "placer": "ORC^1^2", "control": "ORC^1^1"}
+HL7_LOCATIONS = {"mrn": "PID^1^3", "name": "PID^1^5", "birth_date": "PID^1^7", "sex": "PID^1^8",
+                 "accession": "ORC^1^3", "placer": "ORC^1^2", "control": "ORC^1^1", "order": "ORC^1",
+                 "specimen": "OBR^1^15", "indication": "OBR^1^13", "assay_clone": "OBR^1^4"}
 FHIR_LOCATIONS = {"mrn": "ServiceRequest.subject", "name": "Patient.name", "birth_date": "Patient.birthDate",
-                  "accession": "ServiceRequest.identifier", "placer": "ServiceRequest.identifier",
-                  "control": "ServiceRequest.intent"}
+                  "sex": "Patient.gender", "accession": "ServiceRequest.identifier",
+                  "placer": "ServiceRequest.identifier", "control": "ServiceRequest.intent", "order": "ServiceRequest",
+                  "specimen": "ServiceRequest.specimen", "indication": "ServiceRequest.reasonCode",
+                  "assay_clone": "ServiceRequest.code"}
+# Where a refusal of a Patient's or a Case's field points (refused_values): the order field it is filed from
+FIELD_LOCATIONS = {"mrn": "mrn", "family_name": "name", "given_name": "name", "birth_date": "birth_date",
+                   "sex": "sex", "patient": "mrn", "accession": "accession", "placer_order": "placer",
+                   "specimen": "specimen", "indication": "indication", "assay_clone": "assay_clone"}
+
+
+def refused_values(exc, record: str, locations: dict) -> OrderError:
+    """The ValidationError of a Patient or Case (`record`) that the order would leave invalid (full_clean) as
+    the OrderError pointing at the order field its first error is about; one about the whole record (a signed
+    report states it) points at the patient (PID) or the order (ORC). Code 207: the values were well-formed,
+    the platform refuses them (every such refusal was a "102 Data type error" at PID-3)."""
+    errors = exc.message_dict
+    field = next((name for name in errors if name in FIELD_LOCATIONS), None)
+    key = FIELD_LOCATIONS[field] if field else "mrn" if record == "patient" else "order"
+    return OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v) for k, v in errors.items()),
+                      location=locations[key], code="207")
 
 
 def find_case(order: OrderData, locations: dict) -> Case | None:
@@ -281,6 +300,7 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
                     "birth_date": data.birth_date, "sex": data.sex}
     if patient is not None and data.sex == Sex.UNKNOWN and patient.sex not in ("", Sex.UNKNOWN):
         demographics["sex"] = ""  # "unknown" to the sender is no news: a known sex stays
+    record = "patient"  # the one being filed, for the location of a refusal
     try:
         if created_patient:
             missing = [name for name in ("family_name", "birth_date") if not demographics[name]]
@@ -295,6 +315,7 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
         else:
             check_same_patient(patient, data, locations)
             _update(patient, demographics, f"patient {data.mrn}")
+        record = "case"
         case = find_case(order, locations)
         created_case = case is None
         if created_case and order.change:
@@ -315,7 +336,5 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
                            "assay_clone": order.assay_clone, "placer_order": order.placer_order,
                            "accession": order.accession if _has_filler(order) else ""}, f"case {case.accession}")
     except ValidationError as exc:
-        raise OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v)
-                               for k, v in exc.message_dict.items()),
-                         location=locations["mrn"], code="102") from None
+        raise refused_values(exc, record, locations) from None
     return FiledOrder(patient, case, created_patient, created_case)
