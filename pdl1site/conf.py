@@ -19,6 +19,8 @@ DEFAULTS = {
     "PDL1_API_TOKEN_MAX_AGE": 24 * 3600,
     "PDL1_FHIR_MRN_SYSTEM": "urn:pdl1:mrn",
     "PDL1_FHIR_ACCESSION_SYSTEM": "urn:pdl1:accession",
+    # The audit trail's client address (pdl1site.middleware.client_address)
+    "PDL1_TRUST_FORWARDED_FOR": False,
     # Uploads and work bounds
     "PDL1_SLIDE_UPLOAD_MAX_BYTES": 8 * 1024**3,
     "PDL1_SLIDE_MAX_PIXELS": 40_000_000_000,

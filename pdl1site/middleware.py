@@ -4,6 +4,8 @@ import ipaddress
 
 from auditlog.middleware import AuditlogMiddleware
 from django.conf import settings
+
+from pdl1site.conf import settings as module_settings  # the PDL1_ settings, with their defaults
 from django.utils.functional import SimpleLazyObject
 
 
@@ -29,7 +31,7 @@ def client_address(request) -> str | None:
     The connection's own address, unless settings.PDL1_TRUST_FORWARDED_FOR says the proxy in front
     appends each client's address to X-Forwarded-For: then the last entry, the one that proxy wrote.
     Everything left of it came from the client and is whatever the client chose to send."""
-    if getattr(settings, "PDL1_TRUST_FORWARDED_FOR", False):
+    if module_settings.PDL1_TRUST_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded.strip():
             return valid_address(forwarded.rsplit(",", 1)[-1])
@@ -67,7 +69,7 @@ class AuditActorMiddleware(AuditlogMiddleware):
     @staticmethod
     def _get_remote_port(request):
         # The port the proxy says the client connected to, under the same trust; else the connection's.
-        if getattr(settings, "PDL1_TRUST_FORWARDED_FOR", False) and request.META.get("HTTP_X_FORWARDED_PORT"):
+        if module_settings.PDL1_TRUST_FORWARDED_FOR and request.META.get("HTTP_X_FORWARDED_PORT"):
             return valid_port(request.META["HTTP_X_FORWARDED_PORT"].rsplit(",", 1)[-1])
         return valid_port(request.META.get("REMOTE_PORT"))
 

@@ -61,7 +61,7 @@ if BEHIND_TLS_PROXY:
 # that last entry (pdl1site.middleware.client_address), else the connection's address. A setting of its
 # own, off by default: a TLS proxy that sets X-Forwarded-Proto but passes X-Forwarded-For on untouched
 # would let every client write the address the audit trail records.
-PDL1_TRUST_FORWARDED_FOR = env_bool("TRUST_FORWARDED_FOR", False)
+PDL1_TRUST_FORWARDED_FOR = env_bool("TRUST_FORWARDED_FOR", defaults["PDL1_TRUST_FORWARDED_FOR"])
 # HSTS: browsers that reached the site over HTTPS use nothing else for this long. Sent only on HTTPS
 # requests (behind the proxy: X-Forwarded-Proto https), so on by default there and off elsewhere.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if BEHIND_TLS_PROXY else 0, minimum=0)
