@@ -18,14 +18,23 @@ class StorageFull(Exception):
     """The storage stayed full for longer than the task waits; the message is for the user."""
 
 
+class NoLongerOurs(Exception):
+    """While the write waited, the work it belongs to moved on (its lease went to another worker, the job
+    was cancelled, failed or finished): nothing was written and nothing is to be recorded."""
+
+
 def is_storage_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
 
 
-def retry_while_storage_full(call, what: str, limit_seconds: float):
+def retry_while_storage_full(call, what: str, limit_seconds: float, still_ours=None):
     """`call()` (an atomic write: a failed try leaves nothing behind), tried again while the file system
     answers "no space left" (ENOSPC) or "quota exceeded" (EDQUOT), after 0.5, 1, 2, 4, 5, 5... s, for
-    `limit_seconds` in all; then StorageFull. Any other error is raised at once."""
+    `limit_seconds` in all; then StorageFull. Any other error is raised at once.
+
+    `still_ours()`, called before each wait, renews the caller's lease on the work and says whether the
+    work is still the caller's: when it is not, NoLongerOurs (a lease that ran out during the wait went to
+    another worker, whose result counts; a write after it would leave a file nobody records)."""
     give_up, delay = time.monotonic() + limit_seconds, FIRST_DELAY
     while True:
         try:
@@ -37,6 +46,8 @@ def retry_while_storage_full(call, what: str, limit_seconds: float):
             if left <= 0:
                 raise StorageFull(f"the storage (MEDIA_ROOT) stayed full for more than {limit_seconds:g} s while "
                                   f"{what} ({exc.strerror or exc}): free space there, then Retry the job") from exc
+            if still_ours is not None and not still_ours():
+                raise NoLongerOurs(what) from exc
             log.warning("storage full while %s (%s); trying again in %.2f s", what, exc, min(delay, left))
             time.sleep(min(delay, left))
             delay = min(2 * delay, MAX_DELAY)

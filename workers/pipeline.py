@@ -326,6 +326,17 @@ def write_batch_file(job, index: int, found: BatchDetections) -> str:
     return str(final.relative_to(settings.MEDIA_ROOT))
 
 
+def remove_late_batch_file(job, result_file: str) -> None:
+    """A batch file written after its job was merged (a second copy of the batch, whose lease had run out,
+    finished late): removed, as the merge removed the first; only inside this attempt's folder."""
+    path = Path(settings.MEDIA_ROOT) / result_file
+    if path.parent == job_folder(job):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("late batch file %s not removed: %s", path, exc)
+
+
 def remove_leftovers(job, batch_files: list[str]) -> None:
     """After the merge committed: the batch files (about 1.7 times the store; only this attempt's merge
     reads them, a new run or a retry computes its own) and the folders of the job's earlier attempts

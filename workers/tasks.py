@@ -17,7 +17,7 @@ from analysis.choices import BatchStatus, JobStatus
 from analysis.models import AnalysisJob, JobBatch
 from workers import pipeline
 from workers.dbretry import OUTAGE_ERRORS, retry_while_database_down
-from workers.fullstorage import StorageFull, retry_while_storage_full
+from workers.fullstorage import NoLongerOurs, StorageFull, retry_while_storage_full
 from workers.models import StageStart
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
@@ -32,7 +32,8 @@ _deadline = lease_deadline
 STAGE_DB_RETRY_SECONDS = 120
 # A detect batch or merge whose write meets a full MEDIA_ROOT writes again for this long (an upload or a
 # backup filling it for seconds must not fail a job whose detections took minutes), then the job fails
-# saying the storage is full. Past the batch lease a copy of the batch may run too: writes are atomic.
+# saying the storage is full. Each wait renews the batch's (or merge's) lease, so the watchdog does not
+# give the work to another worker meanwhile; work that moved on anyway (cancelled, retried) is let go.
 STAGE_STORAGE_RETRY_SECONDS = 120
 
 # Batches leased by this process, with the attempt that leased them: a detect batch run again after a
@@ -90,6 +91,31 @@ def _start_stage(job_id: int, status: str) -> AnalysisJob | None:
         job.save(update_fields=["stage_deadline", "stage_attempts"])
     _own_stages.add((job.pk, job.attempt, status, job.stage_attempts))  # taken back after an outage
     return job
+
+
+def _renew_batch_lease(batch_pk: int, lease: tuple[int, int, int, int]) -> bool:
+    """While a batch's write waits for storage: its lease renewed, if the batch is still this worker's
+    (job running on the same attempt, batch leased on the same attempt number)."""
+    with transaction.atomic():
+        batch = JobBatch.objects.select_for_update(of=_ROW).select_related("job").get(pk=batch_pk)
+        if (batch.job.status != JobStatus.RUNNING or batch.job.attempt != lease[1]
+                or batch.status != BatchStatus.LEASED or batch.attempts != lease[3]):
+            return False
+        batch.deadline = _deadline()
+        batch.save(update_fields=["deadline"])
+        return True
+
+
+def _renew_merge_lease(job_id: int, attempt: int, stage_attempts: int) -> bool:
+    """While the merge's write waits for storage: the merge stage's lease renewed, if it is still this
+    worker's (merging, same attempt, no other start of the stage since)."""
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update(of=_ROW).get(pk=job_id)
+        if job.status != JobStatus.MERGING or job.attempt != attempt or job.stage_attempts != stage_attempts:
+            return False
+        job.lease_stage(_deadline())
+        job.save(update_fields=["stage_deadline"])
+        return True
 
 
 def _end_stage(job: AnalysisJob, status: str) -> None:
@@ -168,9 +194,13 @@ def detect_batch(job_id: int, index: int) -> None:
     try:
         found = pipeline.detect_batch(job, batch.tiles)
         result_file = retry_while_storage_full(lambda: pipeline.write_batch_file(job, index, found),
-                                               f"writing the detections of batch {index}", STAGE_STORAGE_RETRY_SECONDS)
+                                               f"writing the detections of batch {index}", STAGE_STORAGE_RETRY_SECONDS,
+                                               still_ours=lambda: _renew_batch_lease(batch.pk, lease))
     except OUTAGE_ERRORS:
         raise
+    except NoLongerOurs:
+        _own_leases.discard(lease)
+        return
     except Exception as exc:  # noqa: BLE001  a detector that cannot load, a bad tile, storage full for minutes:
         # the job fails with the reason (Retry starts it again) instead of being requeued until the end of time.
         _fail(job_id, _reason(f"batch {index}", exc), attempt=job.attempt)
@@ -179,6 +209,11 @@ def detect_batch(job_id: int, index: int) -> None:
     with transaction.atomic():
         job = AnalysisJob.objects.select_for_update().get(pk=job_id)
         if job.status != JobStatus.RUNNING or job.attempt != lease[1]:
+            _own_leases.discard(lease)
+            if job.status == JobStatus.DONE and job.attempt == lease[1]:
+                # Another worker's copy of this batch was recorded and merged while this one computed: the
+                # merge removed the batch files, and this late write put one back beside the store.
+                pipeline.remove_late_batch_file(job, result_file)
             return  # cancelled, failed, or retried meanwhile: this attempt's result counts for nothing
         changed = JobBatch.objects.filter(pk=batch.pk).exclude(status=BatchStatus.DONE).update(
             status=BatchStatus.DONE, result_file=result_file, points=len(found.labels), seconds=found.seconds)
@@ -208,15 +243,18 @@ def merge_job(job_id: int) -> None:
 
 
 def _merge(job: AnalysisJob) -> None:
-    job_id, attempt = job.pk, job.attempt
+    job_id, attempt, stage_attempts = job.pk, job.attempt, job.stage_attempts
     files = list(job.batches.order_by("index").values_list("result_file", flat=True))
     started = time.perf_counter()
     failure = None
     try:
-        result_file, summary = retry_while_storage_full(lambda: pipeline.merge_job(job, files),
-                                                        "writing the merged detections", STAGE_STORAGE_RETRY_SECONDS)
+        result_file, summary = retry_while_storage_full(
+            lambda: pipeline.merge_job(job, files), "writing the merged detections", STAGE_STORAGE_RETRY_SECONDS,
+            still_ours=lambda: _renew_merge_lease(job_id, attempt, stage_attempts))
     except OUTAGE_ERRORS:
         raise
+    except NoLongerOurs:
+        return  # the merge went to another start (or the job moved on): that one records the result
     except Exception as exc:  # noqa: BLE001
         failure = _reason("merge", exc)
     with transaction.atomic():

@@ -81,3 +81,75 @@ def test_only_a_full_file_system_is_waited_for(waits):
         return "written"
     assert fullstorage.retry_while_storage_full(over_quota_once, "writing", 60) == "written"
     assert waits == [0.5]
+
+
+def test_a_wait_renews_the_batch_lease_so_the_watchdog_leaves_the_batch_alone(synthetic_slide, media_root,
+                                                                              monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analysis.models import JobBatch
+
+    full_for(monkeypatch, pipeline, "write_batch_file", 2)
+    overdue_at_wait = []
+
+    def wait(seconds):  # what the watchdog finds while this worker waits; then the wait outlasts the lease
+        batch = JobBatch.objects.get(index=0)
+        overdue_at_wait.append(batch.deadline < timezone.now())
+        overdue_at_wait.append(tasks.requeue_overdue_batches(batch.job_id))
+        JobBatch.objects.filter(pk=batch.pk).update(deadline=timezone.now() - timedelta(seconds=1))
+    monkeypatch.setattr(fullstorage.time, "sleep", wait)
+    job = run_job(synthetic_slide)
+    assert job.status == JobStatus.DONE, job.error
+    assert overdue_at_wait == [False, 0, False, 0]
+    assert JobBatch.objects.get(job=job, index=0).attempts == 1  # never given to another worker
+
+
+def test_a_batch_that_went_to_another_worker_during_the_wait_is_let_go(synthetic_slide, media_root, monkeypatch):
+    from analysis.models import JobBatch
+
+    real = pipeline.write_batch_file
+
+    def batch_0_full(job, index, found):
+        if index == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(job, index, found)
+    monkeypatch.setattr(pipeline, "write_batch_file", batch_0_full)
+
+    def taken_over(seconds):  # the lease ran out and another worker leased the batch meanwhile
+        JobBatch.objects.filter(index=0).update(attempts=5)
+    monkeypatch.setattr(fullstorage.time, "sleep", taken_over)
+    job = run_job(synthetic_slide)
+    assert job.status == JobStatus.RUNNING and not job.error  # not failed: the other worker's copy counts
+    batch = JobBatch.objects.get(job=job, index=0)
+    assert batch.status != "done" and batch.attempts == 5
+
+
+def test_a_late_copy_of_a_merged_batch_leaves_no_file_behind(synthetic_slide, media_root, monkeypatch):
+    """Worker A's lease runs out while it computes batch 0; B computes it, the job merges (its batch files
+    removed); A's write then lands beside the store and is removed, not left for good."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from analysis.models import JobBatch
+
+    real, state = pipeline.detect_batch, {"first": True}
+    with queue.collecting() as pending:
+        def slow_first(job, tiles):
+            found = real(job, tiles)
+            if state.pop("first", False):
+                JobBatch.objects.filter(job=job, index=0).update(deadline=timezone.now() - timedelta(seconds=1))
+                tasks.requeue_overdue_batches(job.pk)  # B takes batch 0 ...
+                while pending:  # ... and every other stage runs to the merge
+                    queue.run(*pending.pop(0))
+            return found
+        monkeypatch.setattr(pipeline, "detect_batch", slow_first)
+        job = do_start_job(synthetic_slide, detector="classic", parameters=PARAMS)
+        while pending:
+            queue.run(*pending.pop(0))
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE and JobBatch.objects.get(job=job, index=0).attempts == 2
+    left = sorted(p.name for p in pipeline.job_folder(job).iterdir())
+    assert left == ["detections.store"], left
