@@ -15,7 +15,8 @@ from cases.models import Case, Cutoff, CutoffTable, Department, Patient, Report,
 
 class AuditedAccessAdmin(admin.ModelAdmin):
     """Admin pages that show patient data log an ACCESS entry, like the app's own pages: the list (one
-    entry per row shown), an object's page, its history and its delete confirmation."""
+    entry per row shown), an object's page, its history, its delete confirmation and an action's
+    confirmation page (the bulk delete's)."""
 
     def accessed_with(self, obj) -> list:
         """What a row or page of `obj` shows: the object, and for some its patient."""
@@ -26,6 +27,13 @@ class AuditedAccessAdmin(admin.ModelAdmin):
         changelist = (getattr(response, "context_data", None) or {}).get("cl")
         if changelist is not None:  # a page of rows (not a redirect after an action)
             log_access(*{shown for row in changelist.result_list for shown in self.accessed_with(row)})
+        return response
+
+    def response_action(self, request, queryset):
+        response = super().response_action(request, queryset)
+        selected = (getattr(response, "context_data", None) or {}).get("queryset")
+        if selected is not None:  # an action's confirmation page ("Delete selected") names the selected rows
+            log_access(*{shown for row in selected for shown in self.accessed_with(row)})
         return response
 
     def _log_object_page(self, request, object_id):

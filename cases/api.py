@@ -35,16 +35,21 @@ from cases.serializers import (
 class AuditedRetrieveMixin:
     """Log an ACCESS audit entry for every record shown, in lists and details alike."""
 
+    def accessed_with(self, obj) -> list:
+        """What a row or a detail of `obj` shows: the object, and for some the patient it names."""
+        return [obj]
+
     def retrieve(self, request, *args, **kwargs):
         instance = self.get_object()
-        log_access(instance)
+        log_access(*self.accessed_with(instance))
         return Response(self.get_serializer(instance).data)
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
         rows = page if page is not None else list(queryset)
-        log_access(*rows)
+        # One entry per record shown: a patient named by several rows is logged once, as on the pages.
+        log_access(*dict.fromkeys(shown for row in rows for shown in self.accessed_with(row)))
         data = self.get_serializer(rows, many=True).data
         return self.get_paginated_response(data) if page is not None else Response(data)
 
@@ -234,6 +239,9 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return access.visible_reports(self.request.user).select_related("case__patient", "signed_by", "job")
 
+    def accessed_with(self, report) -> list:
+        return [report, report.case.patient]  # patient_mrn names the patient, as the report pages do
+
     def _authoring(self):
         if not access.has_role(self.request.user, Role.PATHOLOGIST):
             self.permission_denied(self.request, message="Only pathologists create, sign and amend reports.")
@@ -313,14 +321,14 @@ class ReportViewSet(AuditedRetrieveMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def pdf(self, request, pk=None):
         report = self.get_object()
-        log_access(report, report.case.patient)
+        log_access(*self.accessed_with(report))
         return pdf_response(report)
 
     @extend_schema(responses={(200, "application/fhir+json"): dict})
     @action(detail=True, methods=["get"])
     def fhir(self, request, pk=None):
         report = self.get_object()
-        log_access(report, report.case.patient)
+        log_access(*self.accessed_with(report))
         return fhir_response(report)
 
 
