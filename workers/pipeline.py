@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from pdl1site.conf import settings
 
-from analysis import detection_store, merge, slide_qc, tiling, tissue
+from analysis import detection_store, merge, registry, slide_qc, tiling, tissue
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.classic import ADAPTIVE_RULE, adaptive_cut
 from analysis.detectors import ClassicDetector, ModelDetector, load_detector, resolve_device
@@ -45,6 +45,7 @@ class Plan:
     tissue_area_mm2: float
     qc: dict  # analysis.slide_qc's findings, and the tissue threshold the detect stage filters points with
     mpp: float = 0.0  # the slide resolution the tiles were cut at (recorded on the job: merge uses the same)
+    upsampled: str = ""  # how much the detector's input is enlarged over those pixels (upsampling()), "" if not
 
 
 def job_parameters(job) -> dict:
@@ -75,10 +76,61 @@ def open_job_slide(job):
         raise PipelineError(f"the slide cannot be read: {exc}") from None
 
 
+# A model's input may be enlarged over the slide's own pixels by at most this much (scanners' "0.25 µm" run
+# from 0.22 to 0.27): beyond, a clinical job would count nuclei blurrier than any the model was validated on.
+UPSAMPLING_LIMIT = 1.10
+
+
+def upsampling(slide_mpp: float, working: float, model_mpp: float | None, name: str, *, refuse: bool) -> str:
+    """"" or how much the detector's input is enlarged over the slide's pixels ("x2.0", recorded on the job).
+
+    Tiles are read at working_mpp (upsampled from a coarser slide: analysis.tiling) and a network resizes
+    them to its own mpp (ModelDetector.detect), so it sees the coarser of slide and working pixels at its
+    resolution. Past UPSAMPLING_LIMIT a model job is refused (PipelineError) when `refuse` (clinical jobs).
+    Classic (model_mpp None) has no trained resolution: recorded, never refused (the demo's 0.65 µm slide)."""
+    if model_mpp is None:
+        factor = slide_mpp / working
+    else:
+        factor = max(slide_mpp, working) / model_mpp
+        if factor > UPSAMPLING_LIMIT and refuse:
+            cause = (f"the slide's resolution is {slide_mpp:g} µm/px" if slide_mpp >= working
+                     else f"working_mpp is {working:g} µm/px")
+            raise PipelineError(f"{cause}, coarser than the {model_mpp:g} µm/px model {name} reads: it would count "
+                                f"nuclei on tiles upsampled x{round(factor, 2)}, blurrier than any it was validated "
+                                "on; use classic or a model for this resolution (and leave working_mpp out), or "
+                                "correct the slide's resolution if it was recorded wrongly (research runs: "
+                                "analyze_slide)")
+    # Within analysis.tiling's level tolerance a nominal match is read as it is: nothing to record.
+    return f"x{round(factor, 2)}" if factor > tiling.LEVEL_TOLERANCE else ""
+
+
+def check_job_upsampling(job, mpp: float) -> str:
+    """upsampling() for the slide resolution the split really tiles at. The start checked the slide's mpp as it
+    was then; it may have been corrected since (before the split ran, or before a Retry), so the split checks
+    again: a clinical job is refused as at start, a research run or classic records the factor it really ran at.
+    Research runs: started by analyze_slide (provenance "research") or a model not usable clinically."""
+    recorded = job.provenance or {}
+    if _is_classic(job):
+        model_mpp = None
+    elif job.model_version is not None:
+        model_mpp = float(job.model_version.mpp)
+    elif recorded.get("kind") == "checkpoint-file":  # the research CLI: the checkpoint's stored config
+        try:
+            model_mpp = float(registry.read_checkpoint_config(recorded["path"])["mpp"])
+        except (registry.RegistryError, KeyError, TypeError, ValueError) as exc:
+            raise PipelineError(f"the checkpoint's working resolution (mpp) cannot be read: {exc}") from None
+    else:  # a job queued before provenance was recorded: its detector's resolution is not known here
+        return recorded.get("upsampled", "")
+    research = bool(recorded.get("research")) or bool(job.research_use_reason())
+    working = float(job_parameters(job)["working_mpp"])
+    return upsampling(mpp, working, model_mpp, job.detector, refuse=not research)
+
+
 def plan_job(job) -> Plan:
     """Tissue mask, then the tile grid at the detector's working resolution, in batches."""
     params = job_parameters(job)
     mpp = slide_mpp(job)
+    upsampled = check_job_upsampling(job, mpp)
     slide = open_job_slide(job)
     try:
         mask = tissue.tissue_mask(slide, slide_mpp=mpp, keep_image=True)
@@ -95,7 +147,8 @@ def plan_job(job) -> Plan:
     as_dicts = [dataclasses.asdict(tile) for tile in tiles]
     size = max(1, int(params["batch_size"]))
     batches = [as_dicts[i:i + size] for i in range(0, len(as_dicts), size)]
-    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc, mpp=mpp)
+    return Plan(tiles=tiles, batches=batches, tissue_area_mm2=float(mask.area_mm2), qc=qc, mpp=mpp,
+                upsampled=upsampled)
 
 
 def ownership_band_px(params: dict) -> float:

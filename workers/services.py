@@ -6,7 +6,6 @@ from analysis import registry
 from analysis.choices import CLASSIC_DETECTOR
 from analysis.compartments import DEFAULT_COMPARTMENT, marker_compartment
 from analysis.models import AnalysisJob, JobStateError, ModelVersion, software_version
-from analysis.tiling import LEVEL_TOLERANCE
 from workers.progress import emit_job_progress
 from workers.queue import enqueue, lease_deadline
 
@@ -110,36 +109,21 @@ def _model_mpp(version, provenance: dict) -> float:
 
 
 SQUARE_PIXEL_TOLERANCE = 0.02  # scanners report x and y a few parts in a thousand apart
-# A model's input may be enlarged over the slide's own pixels by at most this much (scanners' "0.25 µm" run
-# from 0.22 to 0.27): beyond, a clinical job would count nuclei blurrier than any the model was validated on.
-UPSAMPLING_LIMIT = 1.10
 
 
 def check_upsampling(slide, parameters: dict, name: str, version, provenance: dict, research: bool) -> str:
-    """"" or how much the detector's input is enlarged over the slide's pixels ("x2.0", recorded on the job).
-
-    Tiles are read at working_mpp (upsampled from a coarser slide: analysis.tiling) and a network resizes
-    them to its own mpp (ModelDetector.detect), so it sees the coarser of slide and working pixels at its
-    resolution. A clinical model job enlarged past UPSAMPLING_LIMIT is refused; research runs are recorded.
-    Classic has no trained resolution: recorded, never refused (the demo's 0.65 µm slide is read at 0.5)."""
-    from workers.pipeline import DEFAULTS
+    """"" or how much the detector's input is enlarged over the slide's pixels ("x2.0", recorded on the job);
+    a clinical model job enlarged past UPSAMPLING_LIMIT is refused (workers.pipeline.upsampling, which the
+    split runs again against the resolution it really tiles at)."""
+    from workers.pipeline import DEFAULTS, PipelineError, upsampling
 
     slide_mpp = float(parameters.get("mpp") or slide.mpp_x)
     working = float(parameters.get("working_mpp", DEFAULTS["working_mpp"]))
-    if provenance["kind"] == "classic":
-        factor = slide_mpp / working
-    else:
-        model_mpp = _model_mpp(version, provenance)
-        factor = max(slide_mpp, working) / model_mpp
-        if factor > UPSAMPLING_LIMIT and not research:
-            cause = (f"the slide's resolution is {slide_mpp:g} µm/px" if slide_mpp >= working
-                     else f"working_mpp is {working:g} µm/px")
-            raise JobError(f"{cause}, coarser than the {model_mpp:g} µm/px model {name} reads: it would count nuclei "
-                           f"on tiles upsampled x{round(factor, 2)}, blurrier than any it was validated on; use classic "
-                           "or a model for this resolution (and leave working_mpp out), or correct the slide's "
-                           "resolution if it was recorded wrongly (research runs: analyze_slide)")
-    # Within analysis.tiling's level tolerance a nominal match is read as it is: nothing to record.
-    return f"x{round(factor, 2)}" if factor > LEVEL_TOLERANCE else ""
+    model_mpp = None if provenance["kind"] == "classic" else _model_mpp(version, provenance)
+    try:
+        return upsampling(slide_mpp, working, model_mpp, name, refuse=not research)
+    except PipelineError as exc:
+        raise JobError(str(exc)) from None
 
 
 def do_start_job(slide, *, user=None, detector: str | None = None, parameters: dict | None = None,
@@ -169,6 +153,10 @@ def do_start_job(slide, *, user=None, detector: str | None = None, parameters: d
         parameters["working_mpp"] = _model_mpp(version, provenance)
         parameters = check_parameters(parameters, slide)  # the tile grid at that resolution, bounded too
     upsampled = check_upsampling(slide, parameters, name, version, provenance, research)
+    if research and version is not None:
+        # A registered model (clinical ones too) run by the research CLI: the split checks the upsampling again
+        # and must know this run was admitted as research (a checkpoint file or classic says so by its kind).
+        provenance = {**provenance, "research": True}
     if upsampled:  # a research run (or classic): its results say so
         provenance = {**provenance, "upsampled": upsampled}
     with transaction.atomic():

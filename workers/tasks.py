@@ -158,9 +158,11 @@ def _split(job: AnalysisJob) -> None:
         )
         job.mark_running(len(plan.tiles), len(plan.batches), plan.tissue_area_mm2, time.perf_counter() - started)
         # Detect and merge read what this split found, not the slide's as a later job's split leaves it.
-        # A retry records the devices of its own batches only (detect_compute), not the earlier attempt's.
-        kept = {k: v for k, v in (job.provenance or {}).items() if k != "detect_compute"}
-        job.provenance = {**kept, "tiled_at_mpp": plan.mpp, "tissue_threshold_od": plan.qc.get("tissue_threshold_od")}
+        # A retry records the devices of its own batches only (detect_compute), not the earlier attempt's, and
+        # the upsampling of the resolution this split tiles at (the slide's mpp may have changed since the start).
+        kept = {k: v for k, v in (job.provenance or {}).items() if k not in ("detect_compute", "upsampled")}
+        job.provenance = {**kept, "tiled_at_mpp": plan.mpp, "tissue_threshold_od": plan.qc.get("tissue_threshold_od"),
+                          **({"upsampled": plan.upsampled} if plan.upsampled else {})}
         job.save()
         # The slide's check before scoring (cases.Slide.qc): flagged on its pages, and a failed one
         # feeds no signed report unless a pathologist overrides it.
