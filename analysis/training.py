@@ -25,6 +25,7 @@ import numpy as np
 
 from . import datasets
 from .loss import point_supervised_loss
+from .postprocess import NonFiniteOutputs
 from .training_batches import draw_batch, far_background_term, not_tumour_radius_px
 from .training_card import CARD_JSON, CARD_MD, card_markdown, evaluate_samples, metrics_line, model_card
 from .atomic import write_atomically, write_text_atomically
@@ -73,6 +74,17 @@ class TrainResult:
     finished: bool  # False when stopped early by stop_at_step / max_minutes
     metrics: dict
     card: dict
+
+
+def _evaluate(model, det, val_samples, device, config: TrainConfig, step: int) -> dict:
+    """evaluate_samples, with a diverged network (NaN or infinite outputs, which postprocess refuses to read)
+    reported as what it is: a training failure the learning rate usually explains, not a detection error."""
+    try:
+        return evaluate_samples(model, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
+    except NonFiniteOutputs:
+        raise TrainingError(f"the model diverged: its outputs are NaN or infinite at step {step} (lower the learning "
+                            f"rate, now {config.lr:g}, or add warmup steps, and train again; the weights of this run "
+                            "are not usable)") from None
 
 
 def train(config: TrainConfig, monitor=None) -> TrainResult:
@@ -170,7 +182,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_state(state_path, step, model, optimizer, config, data, resumes)
         if config.val_every and step % config.val_every == 0 and step < config.steps and val_samples:
-            metrics = evaluate_samples(model, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
+            metrics = _evaluate(model, det, val_samples, device, config, step)
             bar.write(f"step {step}: " + metrics_line(metrics))
     bar.close()
     if monitor is not None:
@@ -193,8 +205,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
 
         stored = load_checkpoint(model_path, map_location=device)[0]
     metrics = (
-        evaluate_samples(stored, det, val_samples, device, config.nms_radius_um, config.match_radius_um)
-        if val_samples else {}
+        _evaluate(stored, det, val_samples, device, config, step) if val_samples else {}
     )
     card = model_card(config, det, samples, metrics, step, finished, device, time.monotonic() - began, history,
                       resumes)

@@ -27,6 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         from analysis.detectors import ClassicDetector, load_detector
+        from analysis.postprocess import NonFiniteOutputs
 
         names = opts["detector"] or [CLASSIC_DETECTOR]
         models = {}
@@ -55,7 +56,12 @@ class Command(BaseCommand):
             for name in names:
                 # Classic measures DAB where the marker is: membrane for PD-L1, nucleus for Ki67 (DeepLIIF).
                 detector = ClassicDetector(compartment=data.compartment) if name == CLASSIC_DETECTOR else models[name]
-                score = evaluation.score_detector(detector, data, opts["radius_um"])
+                try:
+                    score = evaluation.score_detector(detector, data, opts["radius_um"])
+                except NonFiniteOutputs:  # broken weights: postprocess refuses to read NaN / infinite maps
+                    raise CommandError(f"the checkpoint of detector {name!r} (sha256 {detector.sha256[:12]}) produced "
+                                       f"NaN or infinite outputs on {spec}: its weights are broken (a diverged "
+                                       "training run?); evaluate another checkpoint") from None
                 scores.append(score)
                 self.stdout.write(f"{score.detector} on {score.data}: F1 {score.f1['detection']:.3f} "
                                   f"(pos {score.f1['positive']:.3f}, neg {score.f1['negative']:.3f})")
