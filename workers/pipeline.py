@@ -192,7 +192,8 @@ def detect_batch(job, tile_dicts: list[dict]) -> BatchDetections:
         except NonFiniteTiles as exc:
             raise _non_finite_outputs(exc.tiles) from None
         return BatchDetections(xy=found.xy, labels=found.labels, scores=found.scores,
-                               seconds=time.perf_counter() - started, device=found.device, precision=found.precision)
+                               seconds=time.perf_counter() - started, device=compute_device_label(found.device),
+                               precision=found.precision)
     device, precision = _tile_by_tile_compute(detector)
     xys, labels, scores, markers = [], [], [], []
     non_finite = []
@@ -233,12 +234,31 @@ def _tile_by_tile_compute(detector) -> tuple[str, str]:
     bf16 on CUDA and fp32 on CPU; classic runs on the CPU without a network."""
     if not isinstance(detector, ModelDetector):
         return "cpu", CLASSIC_PRECISION
-    from workers.gpu_runtime import configure_deterministic_cuda, describe_device, network_precision
+    from workers.gpu_runtime import configure_deterministic_cuda, network_precision
 
     device = resolve_device(detector.device)
     if device.startswith("cuda"):
         configure_deterministic_cuda()  # as the stream does: no cuDNN autotuning
-    return describe_device(device), network_precision(device)
+    return compute_device_label(device), network_precision(device)
+
+
+def compute_device_label(device: str) -> str:
+    """gpu_runtime.describe_device of the device a batch ran on, with its index: "cuda", "cuda:0" and the stream's
+    "cuda:0 (NVIDIA H200)" are one GPU, so detect_compute counts them under one entry ("cuda:0 (NVIDIA H200)")
+    rather than one per path (tile by tile, stream, an empty stream batch that never prepared its device)."""
+    if device == "cpu":
+        return device
+    import torch
+
+    from workers.gpu_runtime import describe_device
+
+    try:
+        parsed = torch.device(str(device).split(" (", 1)[0])
+    except (RuntimeError, ValueError):  # not a torch device name: kept as it was recorded
+        return device
+    if parsed.type == "cuda" and parsed.index is None:  # "cuda" runs on the current device
+        parsed = torch.device("cuda", torch.cuda.current_device())
+    return describe_device(parsed)
 
 
 def record_batch_compute(provenance: dict | None, found: BatchDetections) -> dict:
