@@ -18,7 +18,8 @@ class Batch(NamedTuple):
     images: object  # torch (B,3,H,W) float, normalised
     points: object  # torch (B,H,W) int64: 0 none, c >= 1 a click of class c
     # (B,H,W) bool: the pixel of each labelled non-tumour nucleus (background); for one whose centre is
-    # outside the crop but whose disc (not_tumour_radius_px) reaches in, the crop pixel nearest its centre.
+    # outside the crop but whose disc (not_tumour_radius_px) reaches in, the crop pixel nearest its centre
+    # (far_background_term's disc around that pixel overshoots the nucleus's own: see draw_batch).
     not_tumour: np.ndarray
     # (B,H,W) bool: discs over the uncertain nuclei, and over the clicked nuclei whose click is outside
     # the crop (no target of any kind)
@@ -87,8 +88,10 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
         cols, rows = np.clip(np.floor(a.xy + 0.5).astype(np.int64), 0, config.crop - 1).T
         tumour = (a.labels != NOT_TUMOUR) & (a.labels != UNCERTAIN)
         click = tumour & a.inside
-        # A lymphocyte outside whose disc reaches that nearest pixel is marked there: the disc
-        # far_background_term grows from it covers what the lymphocyte's own disc covers in the crop.
+        # A lymphocyte outside whose disc reaches that nearest pixel is marked there. The disc
+        # far_background_term grows from that pixel covers the lymphocyte's own disc in the crop, and more:
+        # it reaches up to twice the radius from the true centre (a centre 2.4 px out, radius 3 px: its
+        # disc covers 3 crop pixels, 18 are pushed to background). Known approximation, not yet exact.
         reaches_in = ((np.stack([cols, rows], axis=1) - a.xy) ** 2).sum(axis=1) <= lymph_radius**2
         lymph = (a.labels == NOT_TUMOUR) & (a.inside | reaches_in)
         points[i, rows[click], cols[click]] = a.labels[click]
