@@ -31,7 +31,7 @@ RUNS = {
 }
 
 
-def recipe(out_dir: Path, name: str, sources, steps: int, init_from: str) -> TrainConfig:
+def recipe(out_dir: Path, name: str, sources, steps: int, init_from: str, false_positive: float = 0.0) -> TrainConfig:
     """The one recipe every run shares (only the sources differ).
 
     No LCFCN false-positive term: it pushes every predicted blob without a click to background,
@@ -39,11 +39,12 @@ def recipe(out_dir: Path, name: str, sources, steps: int, init_from: str) -> Tra
     160 steps) while the detection F1 on the training sources' own validation images fell
     (first recipe, var/loso-r1; bench/RESULTS-accuracy.md).  The far-background term already
     says "no tumour nucleus here" beyond 7 µm of every click, normalised by area.
+    `false_positive` > 0 brings the term back at that weight (an experiment: --false-positive-weight).
     """
     return TrainConfig(
         out_dir=str(out_dir / name), name=name, sources=tuple(sources), steps=steps, batch_size=8, crop=128,
         lr=3e-4, warmup_steps=20, scale_jitter=0.25, stain_sigma=0.1, stain_bias=0.08, checkpoint_every=50,
-        loss_weights=LossWeights(point=20.0, false_positive=0.0),
+        loss_weights=LossWeights(point=20.0, false_positive=false_positive),
         half=True, init_from=init_from, resume=(out_dir / name / "last.pt").exists(), progress=False,
     )
 
@@ -53,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="var/loso")
     parser.add_argument("--steps", type=int, default=160)
     parser.add_argument("--init-from", default=STARTER)
+    parser.add_argument("--false-positive-weight", type=float, default=0.0,
+                        help="weight of the LCFCN false-positive term (default 0: the recipe's)")
     parser.add_argument("--only", action="append", choices=sorted(RUNS), help="run only these (repeatable)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
             continue
         began = time.monotonic()
         print(f"{time.strftime('%H:%M:%S')} {name}: training on {', '.join(sources)}", flush=True)
-        result = train(recipe(out, name, sources, args.steps, args.init_from))
+        result = train(recipe(out, name, sources, args.steps, args.init_from, args.false_positive_weight))
         print(f"{name}: {result.steps_done} steps in {time.monotonic() - began:.0f} s -> {result.model_path}", flush=True)
     return 0
 
