@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, given_names,
-                                indication_of, tidy)
+                                indication_of, placer_key, tidy)
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 FILLER_TYPES, PLACER_TYPES = ("ACSN", "FILL"), ("PLAC",)
@@ -88,11 +88,13 @@ def read_service_request(body: bytes):
     if request.intent not in ("order", "original-order", "filler-order"):
         raise OrderError(f"intent {request.intent!r} is not an order", reject=True, location="ServiceRequest.intent",
                          code="103")
-    by_type = {}
+    by_type, systems = {}, {}
     for identifier in request.identifier or []:
         if identifier.value:
             by_type.setdefault(_type_code(identifier), identifier.value.strip())
+            systems.setdefault(_type_code(identifier), (identifier.system or "").strip())
     placer = next((by_type[t] for t in PLACER_TYPES if t in by_type), "")
+    placer_system = next((systems[t] for t in PLACER_TYPES if t in by_type), "")
     accession = next((by_type[t] for t in FILLER_TYPES if t in by_type), "") or placer
     if not accession:
         raise OrderError("no accession: give an identifier of type ACSN or FILL (filler order number) or PLAC "
@@ -108,11 +110,14 @@ def read_service_request(body: bytes):
         specimen = ", ".join(_texts(request.bodySite)[:1])
     indication = indication_of(*_texts(request.reasonCode), location="ServiceRequest.reasonCode")
     clone = assay_of(*_texts([request.code] if request.code else []), location="ServiceRequest.code")
-    order = OrderData(patient=_patient(request), accession=accession, placer_order=placer, specimen=specimen[:200],
+    order = OrderData(patient=_patient(request), accession=accession,
+                      placer_order=placer_key(placer, placer_system) if placer else "", placer_number=placer,
+                      specimen=specimen[:200],
                       indication=indication, assay_clone=clone)
     for location, text in (("Patient.identifier", order.patient.mrn), ("Patient.name", order.patient.family_name),
                            ("Patient.name", order.patient.given_name), ("ServiceRequest.identifier", accession),
-                           ("ServiceRequest.identifier", placer), ("ServiceRequest.specimen", specimen)):
+                           ("ServiceRequest.identifier", placer), ("ServiceRequest.identifier", placer_system),
+                           ("ServiceRequest.specimen", specimen)):
         check_text(text, location)  # what is stored; the vocabulary values (indication, clone) are ours
     return request, order
 

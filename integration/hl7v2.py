@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import re
 from dataclasses import dataclass
 
 import hl7
@@ -16,7 +17,7 @@ from pdl1site.conf import settings
 
 from integration import hl7text
 from integration.orders import (OrderData, OrderError, PatientData, SEX_CODES, assay_of, check_text, given_names,
-                                indication_of, tidy)
+                                indication_of, placer_key, tidy)
 
 ORDER_TYPES = {("ORM", "O01"), ("OML", "O21")}
 ENCODINGS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "ascii", "8859/1": "latin-1"}
@@ -31,6 +32,7 @@ HL7_ERRORS = {"100": "Segment sequence error", "101": "Required field missing", 
 MAX_SEGMENTS = 500
 MAX_FIELDS = 250  # per segment
 MAX_REPETITIONS = 100  # per field
+SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def check_shape(text: str):
     repetition = text[4:].split(field_sep, 1)[0][1:2] or "~"
     seen = {}
     for segment in segments:
-        name = segment[:3]
+        # The sender's name goes into ERR-2 only when it is one ("Z|9" would shift the ERR fields after it)
+        name = segment[:3] if SEGMENT_NAME.fullmatch(segment[:3]) else "SEG"
         seen[name] = seen.get(name, 0) + 1
         fields = segment.split(field_sep)
         if name == "MSH":  # MSH-1 is the field separator itself: fields[1] is MSH-2, the delimiters ("~" too)
@@ -225,6 +228,9 @@ def read_order(message) -> OrderData:
                          code="103", reject=True)
     filler = _one(message, "ORC.F3.R1.C1", "OBR.F3.R1.C1", location="OBR^1^3", what="filler order numbers")
     placer = _one(message, "ORC.F2.R1.C1", "OBR.F2.R1.C1", location="OBR^1^2", what="placer order numbers")
+    # The placer's number is the ordering system's: qualified by its namespace (EI.2, else EI.3)
+    namespace = (_one(message, "ORC.F2.R1.C2", "OBR.F2.R1.C2", location="OBR^1^2", what="placer namespaces")
+                 or _one(message, "ORC.F2.R1.C3", "OBR.F2.R1.C3", location="OBR^1^2", what="placer namespaces"))
     accession = filler or placer
     if not accession:
         raise OrderError("no accession: give the filler order number (ORC-3/OBR-3) or the placer order number "
@@ -249,8 +255,9 @@ def read_order(message) -> OrderData:
     indication = indication_of(text_at(message, "OBR.F13").strip(), dg1,
                                location="OBR^1^13" if text_at(message, "OBR.F13").strip() else "DG1^1^3")
     clone = assay_of(*(text_at(message, f"OBR.F4.R1.C{c}") for c in (1, 2, 4, 5)), location="OBR^1^4")
-    return OrderData(patient=patient, accession=accession, placer_order=placer, specimen=specimen[:200],
-                     indication=indication, assay_clone=clone, change=control == "XO")
+    return OrderData(patient=patient, accession=accession, placer_order=placer_key(placer, namespace) if placer else "",
+                     placer_number=placer, specimen=specimen[:200], indication=indication, assay_clone=clone,
+                     change=control == "XO")
 
 
 def _birth_date(text: str):
@@ -288,7 +295,8 @@ def answer(raw_header: dict, code: str, control_id: str, ack_id: str, error: Ord
     segments = [header, f"MSA|{code}|{sent_id}" + (f"|{_escape(error.text[:80])}" if error else "")]
     if error:
         name = HL7_ERRORS.get(error.code, "Application error")
-        segments.append(f"ERR||{error.location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
+        location = "^".join(_escape(part) for part in error.location.split("^"))  # ERL components
+        segments.append(f"ERR||{location}|{error.code}^{name}^HL70357|E||||{_escape(error.text)}")
     # Our own texts are ASCII but may quote what a refused message said: what the charset cannot write is "?"
     return "\r".join(segments).encode(ENCODINGS[charset], "replace") + b"\r"
 

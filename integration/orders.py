@@ -8,6 +8,7 @@ message and its answer in the same transaction, and rolls the changes back when 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ class PatientData:
 class OrderData:
     patient: PatientData
     accession: str  # the filler order number, else the placer order number
-    placer_order: str = ""  # the placer order number, when given
+    placer_order: str = ""  # the placer order number as stored (placer_key: qualified by its namespace), when given
+    placer_number: str = ""  # the placer order number as sent (HL7 EI.1, the FHIR identifier's value)
     specimen: str = ""
     indication: str = ""  # an Indication value, or "" when not given
     assay_clone: str = ""  # an AssayClone value, or "" when not given
@@ -162,7 +164,9 @@ def order_department() -> Department:
     return department
 
 
-def _update(instance, values: dict, what: str):
+def _update(instance, values: dict, what: str, record: str, locations: dict):
+    from django.core.exceptions import ValidationError
+
     changed = [name for name, value in values.items()
                if value not in ("", None) and not _same(value, getattr(instance, name))]
     for name in changed:
@@ -171,8 +175,10 @@ def _update(instance, values: dict, what: str):
         try:
             instance.full_clean(exclude=["department", "patient", "clinicians", "assigned_to", "created_by"])
             instance.save()
+        except ValidationError as exc:  # a signed report's lock names no field: the refusal points at a changed one
+            raise refused_values(exc, record, locations, changed) from None
         except RecordLocked as exc:
-            raise OrderError(f"{what}: {exc}") from None
+            raise OrderError(f"{what}: {exc}", location=locations[FIELD_LOCATIONS[changed[0]]]) from None
     return changed
 
 
@@ -199,11 +205,23 @@ def _same(given, stored) -> bool:
     return given == stored
 
 
+def adds_given_names(given: str, stored: str) -> bool:
+    """Whether `given` is the stored given name with further names after it ("Jane" -> "Jane Marie"), compared
+    normalised: HL7 orders file PID-5.3 with PID-5.2, so a patient registered "Jane" (on the page, or by an
+    HL7 order before) is sent "Jane Marie" by the same HIS. That is no correction of the patient's identity."""
+    given_words, stored_words = tidy(given).casefold().split(), tidy(stored).casefold().split()
+    return bool(stored_words) and len(given_words) > len(stored_words) \
+        and given_words[:len(stored_words)] == stored_words
+
+
 def identity_changes(patient: Patient, data: PatientData) -> list[str]:
     """The identity fields of `patient` that the order would change (a field the order leaves out changes
     nothing). An "unknown" sex is no news; a given name the record lacks is a change (names are the identity)."""
     changed = [name for name in ("family_name", "given_name")
                if getattr(data, name) and not _same(getattr(data, name), getattr(patient, name))]
+    if "given_name" in changed and (adds_given_names(data.given_name, patient.given_name)
+                                    or adds_given_names(patient.given_name, data.given_name)):
+        changed.remove("given_name")  # further given names added or left out: the same name
     if data.sex not in ("", Sex.UNKNOWN) and data.sex != patient.sex:
         changed.append("sex")
     return changed
@@ -248,44 +266,72 @@ FIELD_LOCATIONS = {"mrn": "mrn", "family_name": "name", "given_name": "name", "b
                    "specimen": "specimen", "indication": "indication", "assay_clone": "assay_clone"}
 
 
-def refused_values(exc, record: str, locations: dict) -> OrderError:
+def refused_values(exc, record: str, locations: dict, changed: list[str] = ()) -> OrderError:
     """The ValidationError of a Patient or Case (`record`) that the order would leave invalid (full_clean) as
     the OrderError pointing at the order field its first error is about; one about the whole record (a signed
-    report states it) points at the patient (PID) or the order (ORC). Code 207: the values were well-formed,
-    the platform refuses them (every such refusal was a "102 Data type error" at PID-3)."""
+    report states it) points, for a patient, at the first of the `changed` fields (PID-5 for a name), and for
+    a case at the order (ORC). Code 207: the values were well-formed, the platform refuses them (every such
+    refusal was a "102 Data type error" at PID-3)."""
     errors = exc.message_dict
     field = next((name for name in errors if name in FIELD_LOCATIONS), None)
+    if field is None and record == "patient":  # the case's fields come from the whole order: ORC
+        field = next((name for name in changed if name in FIELD_LOCATIONS), None)
     key = FIELD_LOCATIONS[field] if field else "mrn" if record == "patient" else "order"
     return OrderError("; ".join((f"{k}: " if k != "__all__" else "") + " ".join(v) for k, v in errors.items()),
                       location=locations[key], code="207")
 
 
+def placer_key(number: str, namespace: str) -> str:
+    """The placer order number as stored on a case: qualified by the ordering system that issued it (HL7 EI.2,
+    else EI.3; the FHIR identifier's system), "NS|12345", or the number alone when the order names none.
+    Two ordering systems may use the same numbers. A namespace too long for the field is named by a digest."""
+    if not namespace:
+        return number
+    key = f"{namespace}|{number}"
+    if len(key) > Case._meta.get_field("placer_order").max_length:
+        key = f"#{hashlib.sha256(namespace.encode('utf-8')).hexdigest()[:16]}|{number}"
+    return key
+
+
 def find_case(order: OrderData, locations: dict) -> Case | None:
     """The order's case, by accession or by placer order number: an order sent with the placer's number alone
-    (filed under it) and again with the laboratory's filler number is one case, not two. Refused when the two
-    numbers name different cases, or the case belongs to another order."""
+    (filed under it) and again with the laboratory's filler number is one case, not two.
+
+    A filler order number finds a case by the placer number only when that case was filed under it (it has
+    no filler number yet): a case that has its filler number is another order that used the same placer number
+    (a recycled one), and the order is a new case. An order without a filler number has only the placer's
+    number: it finds the case holding it, filed under it or not (the same order sent again). Refused when the
+    two numbers name different cases, or the case was filed for another placer number."""
     cases = Case.objects.select_for_update()
     by_accession = cases.filter(accession=order.accession).first()
-    by_placer = cases.filter(placer_order=order.placer_order).first() if order.placer_order else None
+    holder = cases.filter(placer_order=order.placer_order).first() if order.placer_order else None
+    by_placer = holder if holder is not None and (
+        not _has_filler(order) or holder.accession == order.placer_number) else None
     if by_accession and by_placer and by_accession.pk != by_placer.pk:
-        raise OrderError(f"placer order number {order.placer_order} is case {by_placer.accession}, but accession "
+        raise OrderError(f"placer order number {order.placer_number} is case {by_placer.accession}, but accession "
                          f"{order.accession} is another case: one order is one case", location=locations["placer"],
                          code="207")
     case = by_accession or by_placer
     if case is not None and order.placer_order and case.placer_order not in ("", order.placer_order):
         raise OrderError(f"accession {order.accession} is the case of placer order number {case.placer_order}, not "
                          f"{order.placer_order}", location=locations["placer"], code="207")
-    # Found by the placer's number alone: a case filed under that number takes the laboratory's (do_file_order);
-    # one that has a filler number already belongs to another filler order
-    if by_accession is None and by_placer is not None and _has_filler(order) and _has_filler(by_placer):
-        raise OrderError(f"placer order number {order.placer_order} is case {case.accession}, whose filler order "
-                         f"number is not {order.accession}", location=locations["accession"], code="207")
     return case
 
 
-def _has_filler(order_or_case) -> bool:
-    """Whether the accession is a filler order number (not the placer order number, filed while none was known)."""
-    return order_or_case.accession != order_or_case.placer_order
+def _has_filler(order: OrderData) -> bool:
+    """Whether the order's accession is a filler order number (not the placer's, sent while none was known)."""
+    return order.accession != order.placer_number
+
+
+def _placer_to_record(order: OrderData, case: Case | None) -> str:
+    """The placer number to store on the order's case: "" when another case holds it already (a case filed with
+    its filler number under a recycled placer number): there it only informs, and one case keeps it."""
+    if not order.placer_order:
+        return ""
+    others = Case.objects.filter(placer_order=order.placer_order)
+    if case is not None:
+        others = others.exclude(pk=case.pk)
+    return "" if others.exists() else order.placer_order
 
 
 def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> FiledOrder:
@@ -314,7 +360,11 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
             patient.save()
         else:
             check_same_patient(patient, data, locations)
-            _update(patient, demographics, f"patient {data.mrn}")
+            if adds_given_names(patient.given_name, data.given_name) or (
+                    adds_given_names(data.given_name, patient.given_name) and patient.locking_reports().exists()):
+                # No correction: the record's further given names stay, and the name a signed report states
+                demographics["given_name"] = ""
+            _update(patient, demographics, f"patient {data.mrn}", record, locations)
         record = "case"
         case = find_case(order, locations)
         created_case = case is None
@@ -325,7 +375,7 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
             case = Case(accession=order.accession, patient=patient, department=department,
                         indication=order.indication or Indication.OTHER,
                         assay_clone=order.assay_clone or AssayClone.OTHER, specimen=order.specimen,
-                        placer_order=order.placer_order)
+                        placer_order=_placer_to_record(order, None))
             case.full_clean()
             case.save()
         else:
@@ -333,8 +383,9 @@ def do_file_order(order: OrderData, *, locations: dict = HL7_LOCATIONS) -> Filed
                 raise OrderError(f"accession {case.accession} is already the case of another patient",
                                  location=locations["accession"], code="207")
             _update(case, {"specimen": order.specimen, "indication": order.indication,
-                           "assay_clone": order.assay_clone, "placer_order": order.placer_order,
-                           "accession": order.accession if _has_filler(order) else ""}, f"case {case.accession}")
+                           "assay_clone": order.assay_clone, "placer_order": _placer_to_record(order, case),
+                           "accession": order.accession if _has_filler(order) else ""}, f"case {case.accession}",
+                    record, locations)
     except ValidationError as exc:
         raise refused_values(exc, record, locations) from None
     return FiledOrder(patient, case, created_patient, created_case)
