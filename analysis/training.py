@@ -151,7 +151,7 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout of this step
         # ignore: discs over the nuclei annotators disagreed on, and over clicked nuclei whose click lies
         # just outside the crop; no term may push them to background.
-        x, points, not_tumour, ignore = draw_batch(train_sets, config, rng)
+        x, points, not_tumour, ignore, not_tumour_disc = draw_batch(train_sets, config, rng)
         x, points = x.to(device).contiguous(memory_format=torch.channels_last), points.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
@@ -164,7 +164,8 @@ def train(config: TrainConfig, monitor=None) -> TrainResult:
         far = None
         if config.background_weight:
             far = far_background_term(logits, points, config.background_radius_um / config.mpp,
-                                      not_tumour, not_tumour_radius_px(config), ignore=ignore)
+                                      not_tumour, not_tumour_radius_px(config), ignore=ignore,
+                                      not_tumour_disc=not_tumour_disc)
             total = total + config.background_weight * far
         optimizer.zero_grad(set_to_none=True)
         total.backward()

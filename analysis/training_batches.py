@@ -17,13 +17,15 @@ UNCERTAIN = -2  # label of a tumour nucleus of disputed class (Sample.uncertain_
 class Batch(NamedTuple):
     images: object  # torch (B,3,H,W) float, normalised
     points: object  # torch (B,H,W) int64: 0 none, c >= 1 a click of class c
-    # (B,H,W) bool: the pixel of each labelled non-tumour nucleus (background); for one whose centre is
-    # outside the crop but whose disc (not_tumour_radius_px) reaches in, the crop pixel nearest its centre
-    # (far_background_term's disc around that pixel overshoots the nucleus's own: see draw_batch).
+    # (B,H,W) bool: the pixel of each labelled non-tumour nucleus inside the crop (far_background_term
+    # grows its background disc of not_tumour_radius_px around it)
     not_tumour: np.ndarray
     # (B,H,W) bool: discs over the uncertain nuclei, and over the clicked nuclei whose click is outside
     # the crop (no target of any kind)
     ignore: np.ndarray
+    # (B,H,W) bool: the part inside the crop of the background disc of each labelled non-tumour nucleus
+    # whose centre is outside it, drawn exactly (a disc grown from a crop pixel would reach past it)
+    not_tumour_disc: np.ndarray
 
 
 def uncertain_radius_px(config: TrainConfig) -> float:
@@ -52,8 +54,9 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     them gives exactly the batch it gave before they were carried.
 
     Near the crop border a disc is drawn for every point whose disc overlaps the crop, centre
-    inside or not: an uncertain nucleus's ignore disc; a lymphocyte's background pixel; and a click
-    outside the crop becomes an ignore disc (its nucleus may reach in), never a point inside.
+    inside or not: an uncertain nucleus's ignore disc; a lymphocyte's background disc (Batch.not_tumour_disc
+    for one centred outside); and a click outside the crop becomes an ignore disc (its nucleus may reach in),
+    never a point inside.
     A point farther out is dropped as before and augment's reach draws nothing from rng, so without
     a point near the border the batch is bit-identical to the one drawn before.
     """
@@ -64,6 +67,7 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     points = np.zeros((config.batch_size, config.crop, config.crop), np.int64)
     background = np.zeros((config.batch_size, config.crop, config.crop), bool)
     ignore = np.zeros((config.batch_size, config.crop, config.crop), bool)
+    background_disc = np.zeros((config.batch_size, config.crop, config.crop), bool)
     radius = uncertain_radius_px(config)
     lymph_radius = not_tumour_radius_px(config)
     grid_y, grid_x = np.ogrid[: config.crop, : config.crop]
@@ -88,14 +92,13 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
         cols, rows = np.clip(np.floor(a.xy + 0.5).astype(np.int64), 0, config.crop - 1).T
         tumour = (a.labels != NOT_TUMOUR) & (a.labels != UNCERTAIN)
         click = tumour & a.inside
-        # A lymphocyte outside whose disc reaches that nearest pixel is marked there. The disc
-        # far_background_term grows from that pixel covers the lymphocyte's own disc in the crop, and more:
-        # it reaches up to twice the radius from the true centre (a centre 2.4 px out, radius 3 px: its
-        # disc covers 3 crop pixels, 18 are pushed to background). Known approximation, not yet exact.
-        reaches_in = ((np.stack([cols, rows], axis=1) - a.xy) ** 2).sum(axis=1) <= lymph_radius**2
-        lymph = (a.labels == NOT_TUMOUR) & (a.inside | reaches_in)
+        # A lymphocyte outside whose disc reaches in: the part of its disc inside the crop, drawn exactly
+        # (a disc grown from the nearest crop pixel would reach up to twice the radius from its centre).
+        lymph = (a.labels == NOT_TUMOUR) & a.inside
         points[i, rows[click], cols[click]] = a.labels[click]
         background[i, rows[lymph], cols[lymph]] = True
+        for x, y in a.xy[(a.labels == NOT_TUMOUR) & ~a.inside]:
+            background_disc[i] |= (grid_x - x) ** 2 + (grid_y - y) ** 2 <= lymph_radius**2
         # A click outside the crop keeps its nucleus out of every target like an uncertain one: the part
         # inside the crop is neither background nor a click.  A disc centred outside covers the crop
         # pixels within its radius (none, if it does not reach in).
@@ -106,7 +109,7 @@ def draw_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(det.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(det.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return Batch((x - mean) / std, torch.from_numpy(points), background, ignore)
+    return Batch((x - mean) / std, torch.from_numpy(points), background, ignore, background_disc)
 
 
 def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.random.Generator):
@@ -117,13 +120,15 @@ def make_batch(samples_by_source: list[list], config: TrainConfig, rng: np.rando
 
 
 def far_background_term(logits, points, radius_px: float, not_tumour=None, not_tumour_radius_px: float = 0.0,
-                        ignore=None):
+                        ignore=None, not_tumour_disc=None):
     """Background NLL on pixels farther than radius_px from every click.
 
     Scaled like LCFCN's global split term (mean over the pixels, times the
     number of clicks), so it weighs as much as the point term whatever the crop size.
     ``not_tumour`` (B,H,W bool): labelled non-tumour nuclei (lymphocytes); a disc of
     ``not_tumour_radius_px`` around each is background too, even near a click.
+    ``not_tumour_disc`` (B,H,W bool): background pixels given as they are (the discs of non-tumour
+    nuclei centred outside the crop, Batch.not_tumour_disc), even near a click.
     ``ignore`` (B,H,W bool, numpy or torch): pixels never pushed to background (the discs
     over uncertain nuclei, Batch.ignore), not even inside a non-tumour disc.
     """
@@ -139,6 +144,8 @@ def far_background_term(logits, points, radius_px: float, not_tumour=None, not_t
         far = ndimage.distance_transform_edt(~mine) > radius_px if mine.any() else np.ones(mine.shape, bool)
         if not_tumour is not None and not_tumour[i].any():
             far |= ndimage.distance_transform_edt(~not_tumour[i]) <= not_tumour_radius_px
+        if not_tumour_disc is not None and not_tumour_disc[i].any():
+            far |= not_tumour_disc[i]
         if ignore is not None and ignore[i].any():
             far &= ~ignore[i]
         weights[i][far] = max(int(mine.sum()), 1) / max(int(far.sum()), 1)

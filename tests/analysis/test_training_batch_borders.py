@@ -9,7 +9,7 @@ import torch
 
 from analysis import augment
 from analysis import training_batches
-from analysis.training_batches import draw_batch, not_tumour_radius_px, uncertain_radius_px
+from analysis.training_batches import draw_batch, far_background_term, not_tumour_radius_px, uncertain_radius_px
 from analysis.training_config import TrainConfig
 
 CENTRE = (80.0, 12.0)  # near a corner of the 96 px field: 64 px crops keep it, cut it off close by, or far away
@@ -84,21 +84,27 @@ def test_lymphocyte_cut_off_by_the_crop_still_marks_its_disc_background():
     assert not batch.ignore.any() and not batch.points.any()
     cut_but_reaching = 0
     for i in range(config.batch_size):
-        distance = _distance(cols[i], rows[i], CENTRE)
-        own_disc = distance <= radius
-        marked = np.argwhere(batch.not_tumour[i])
+        own_disc = _distance(cols[i], rows[i], CENTRE) <= radius
         if _shown(cols[i], rows[i], CENTRE).any():
             assert np.array_equal(batch.not_tumour[i], _shown(cols[i], rows[i], CENTRE))
-        elif not own_disc.any():
-            assert len(marked) == 0  # farther out: nothing, as before
+            assert not batch.not_tumour_disc[i].any()
         else:
-            cut_but_reaching += 1
-            (r, c), = marked  # one pixel: the crop pixel nearest the centre
-            assert distance[r, c] == distance.min()
-            # The disc far_background_term grows from it covers the lymphocyte's own disc in the crop.
-            grown = np.hypot(np.arange(64)[:, None] - r, np.arange(64)[None] - c) <= radius
-            assert not (own_disc & ~grown).any()
+            assert not batch.not_tumour[i].any()  # never moved onto the border
+            # Exactly the part of its own disc inside the crop: nothing when it does not reach in, and no
+            # pixel past it (a disc grown from the nearest crop pixel reached up to twice the radius).
+            assert np.array_equal(batch.not_tumour_disc[i], own_disc), i
+            cut_but_reaching += bool(own_disc.any())
     assert cut_but_reaching
+    # far_background_term pushes exactly those pixels to background (a click reserves the rest of the crop).
+    logits = torch.zeros((config.batch_size, 3, 64, 64), requires_grad=True)
+    points = torch.zeros((config.batch_size, 64, 64), dtype=torch.int64)
+    points[:, 32, 32] = 1  # a click in the middle reserves the whole crop
+    far_background_term(logits, points, 100.0, batch.not_tumour, radius,
+                        not_tumour_disc=batch.not_tumour_disc).backward()
+    pushed = logits.grad[:, 0] != 0
+    for i in range(config.batch_size):
+        if not _shown(cols[i], rows[i], CENTRE).any():
+            assert np.array_equal(pushed[i].numpy(), batch.not_tumour_disc[i]), i
 
 
 @pytest.mark.parametrize("kind", ["click", "uncertain"])
