@@ -1,19 +1,31 @@
 """DRF pieces every API view uses (settings.REST_FRAMEWORK): bad input is a 4xx, never a 500."""
 
+import logging
+
 import django_filters
 import django_filters.rest_framework
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import models
+from django.db import IntegrityError, models
 from rest_framework import metadata, negotiation, parsers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.settings import api_settings
+
+
+log = logging.getLogger(__name__)
 
 
 class BodyTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is larger than the configured limit."
     default_code = "body_too_large"
+
+
+class SavedConcurrently(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = ("This change conflicts with another saved at the same moment (for example the same number "
+                      "registered twice): reload and try again.")
+    default_code = "saved_concurrently"
 
 
 class JSONParser(parsers.JSONParser):
@@ -82,6 +94,12 @@ def exception_handler(exc, context):
     from rest_framework import views
     from rest_framework.response import Response
 
+    if isinstance(exc, IntegrityError):
+        # A uniqueness the checks before the save could not see: two requests registering one MRN or
+        # accession at the same moment, the second meeting the database's constraint. Not a 500, and
+        # nothing about the record it collided with (an MRN of another department stays unconfirmed).
+        log.warning("integrity error answered 409: %s", exc)
+        exc = SavedConcurrently()
     if isinstance(exc, RequestDataTooBig):
         # DRF reads a JSON or form body through request.body, whose size check (Django's) comes before
         # JSONParser's own: without this the answer was Django's HTML 400 page, not the API's 413.

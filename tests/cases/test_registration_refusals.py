@@ -143,3 +143,18 @@ def test_the_case_page_links_a_case_the_user_sees(personas):
     page = web(personas["pathologist"]).post("/cases/new/", {**new_case(other.accession, case.patient),
                                                              "department": case.department.pk})
     assert f'href="{other.get_absolute_url()}"' in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_number_registered_at_the_same_moment_is_a_409_not_a_500(personas, monkeypatch):
+    """Two registrations of one MRN at once: both pass the check, the second meets the database's unique
+    constraint. Simulated by letting the check pass for an MRN another department already holds."""
+    from cases import serializers
+
+    patient = PatientFactory(department=personas["pathologist"].profile.departments.get(), family_name="Holder")
+    monkeypatch.setattr(serializers, "check_mrn_free", lambda mrn, user, instance=None: mrn)
+    answer = api(personas["outsider"]).post("/api/patients/", new_patient(patient.mrn), format="json")
+    assert answer.status_code == 409, answer.content
+    assert "saved at the same moment" in answer.json()["detail"]
+    assert patient.mrn not in answer.content.decode() and "Holder" not in answer.content.decode()
+    assert Patient.objects.filter(mrn=patient.mrn).count() == 1
