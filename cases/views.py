@@ -5,6 +5,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -70,15 +71,22 @@ def case_list(request):
 def case_create(request):
     form = CaseForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        case = form.save(commit=False)
-        case.created_by = request.user
-        case.save()
-        case.assigned_to.add(request.user)
-        messages.success(request, f"Case {case.accession} created.")
-        return redirect(case)
+        try:
+            with transaction.atomic():
+                case = form.save(commit=False)
+                case.created_by = request.user
+                case.save()
+                case.assigned_to.add(request.user)
+        except IntegrityError:  # the same accession registered at the same moment, past the form's check
+            form.add_error(None, SAVED_CONCURRENTLY)
+        else:
+            messages.success(request, f"Case {case.accession} created.")
+            return redirect(case)
     return render(request, "cases/form.html", {"form": form, "title": "New case"})
 
 
+SAVED_CONCURRENTLY = ("Not saved: the same number was registered at the same moment by another request. Reload "
+                      "and check before trying again.")
 SIGNED_CASE_UPLOAD = ("This case has a signed report: a slide uploaded now is not part of it. To report on "
                       "it, amend the signed report (with a reason) from the case's report page.")
 
@@ -128,9 +136,14 @@ def patient_list(request):
 def patient_create(request):
     form = PatientForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        patient = form.save()
-        messages.success(request, f"Patient {patient.mrn} registered.")
-        return redirect("cases:case-create")
+        try:
+            with transaction.atomic():
+                patient = form.save()
+        except IntegrityError:  # the same MRN registered at the same moment, past the form's check
+            form.add_error(None, SAVED_CONCURRENTLY)
+        else:
+            messages.success(request, f"Patient {patient.mrn} registered.")
+            return redirect("cases:case-create")
     return render(request, "cases/form.html", {"form": form, "title": "New patient"})
 
 

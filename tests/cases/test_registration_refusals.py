@@ -158,3 +158,18 @@ def test_a_number_registered_at_the_same_moment_is_a_409_not_a_500(personas, mon
     assert "saved at the same moment" in answer.json()["detail"]
     assert patient.mrn not in answer.content.decode() and "Holder" not in answer.content.decode()
     assert Patient.objects.filter(mrn=patient.mrn).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_answers_a_number_registered_at_the_same_moment_with_a_form_error(personas, monkeypatch):
+    from cases import forms
+
+    patient = PatientFactory(department=personas["pathologist"].profile.departments.get(), family_name="Holder")
+    # Both checks passed before the other request saved: the service's and the model form's own.
+    monkeypatch.setattr(forms, "check_mrn_free", lambda mrn, user, instance=None: mrn)
+    monkeypatch.setattr(forms.PatientForm, "validate_unique", lambda self: None)
+    outsider = personas["outsider"]
+    page = web(outsider).post("/patients/new/", {**new_patient(patient.mrn, outsider.profile.departments.get().pk),
+                                                 "sex": "female"})
+    assert page.status_code == 200 and "registered at the same moment" in page.content.decode()
+    assert "Holder" not in page.content.decode() and Patient.objects.filter(mrn=patient.mrn).count() == 1
